@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* Kubernetes manifests from files: JSON or YAML (libyaml), single objects,
+ * `List` kinds and multi-document YAML streams, into the model. */
+#include <jansson.h>
+#include <stddef.h>
+
+struct model;
+
+/* Parses a YAML stream (JSON is YAML) into an array of documents, one
+ * json_t per document. Scalars are typed as YAML 1.2 core schema would
+ * (null, true/false, integers, floats; quoted scalars stay strings).
+ * Returns 0 or -EINVAL with "line N: problem" in err. */
+int yaml_to_json(const char *buf, size_t len, json_t **ret_docs, char *err, size_t errlen);
+
+/* Per-object problems are reported through this callback (one line naming
+ * the object and field); the object is skipped and loading goes on. */
+typedef void (*manifest_warn_fn)(void *data, const char *msg);
+
+struct manifest_stats {
+        size_t services, slices, nodes, skipped, ignored; /* ignored: other kinds */
+};
+
+/* Loads a file, or every *.yaml, *.yml and *.json file of a directory in
+ * name order (not recursive). node_name selects which Node object is ours
+ * (others are ignored). Returns 0, or negative errno when the path cannot be
+ * read or a file is not YAML/JSON at all (message through warn). */
+int manifest_load_path(struct model *m, const char *path, const char *node_name, manifest_warn_fn warn,
+                       void *data, struct manifest_stats *stats);
+/* Same for an in-memory buffer; name is used in messages. */
+int manifest_load_buffer(struct model *m, const char *buf, size_t len, const char *name, const char *node_name,
+                         manifest_warn_fn warn, void *data, struct manifest_stats *stats);

@@ -1,0 +1,280 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <search.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+
+/* Ordered trees (glibc tsearch, red-black) keyed by (namespace, name): O(log n)
+ * updates and in-order walks give deterministic iteration for free. */
+
+struct slice_group {
+        char *ns, *service;
+        const struct k8s_endpoint_slice **slices; /* sorted by slice name */
+        size_t n, cap;
+};
+
+struct model {
+        void *services;   /* struct k8s_service * */
+        void *slices;     /* struct k8s_endpoint_slice * */
+        void *groups;     /* struct slice_group * */
+        struct k8s_node *node;
+        size_t n_services, n_slices;
+};
+
+static int cmp_nsname(const char *ans, const char *an, const char *bns, const char *bn)
+{
+        int r = strcmp(ans, bns);
+        return r ? r : strcmp(an, bn);
+}
+
+static int svc_cmp(const void *a, const void *b)
+{
+        const struct k8s_service *x = a, *y = b;
+        return cmp_nsname(x->ns, x->name, y->ns, y->name);
+}
+
+static int slice_cmp(const void *a, const void *b)
+{
+        const struct k8s_endpoint_slice *x = a, *y = b;
+        return cmp_nsname(x->ns, x->name, y->ns, y->name);
+}
+
+static int group_cmp(const void *a, const void *b)
+{
+        const struct slice_group *x = a, *y = b;
+        return cmp_nsname(x->ns, x->service, y->ns, y->service);
+}
+
+int model_new(struct model **ret)
+{
+        struct model *m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        *ret = m;
+        return 0;
+}
+
+static void svc_free_node(void *p) { k8s_service_free(p); }
+static void slice_free_node(void *p) { k8s_slice_free(p); }
+static void group_free_node(void *p)
+{
+        struct slice_group *g = p;
+        free(g->ns);
+        free(g->service);
+        free(g->slices);
+        free(g);
+}
+
+void model_free(struct model *m)
+{
+        if (!m)
+                return;
+        tdestroy(m->services, svc_free_node);
+        tdestroy(m->slices, slice_free_node);
+        tdestroy(m->groups, group_free_node);
+        k8s_node_free(m->node);
+        free(m);
+}
+
+int model_service_put(struct model *m, struct k8s_service *obj)
+{
+        struct k8s_service **slot = tsearch(obj, &m->services, svc_cmp);
+        if (!slot) {
+                k8s_service_free(obj);
+                return -ENOMEM;
+        }
+        if (*slot != obj) {
+                /* Same (ns, name): the tree keeps its node, we swap the payload. */
+                k8s_service_free(*slot);
+                *slot = obj;
+        } else {
+                m->n_services++;
+        }
+        return 0;
+}
+
+int model_service_del(struct model *m, const char *ns, const char *name)
+{
+        struct k8s_service key = { .ns = (char *)ns, .name = (char *)name };
+        struct k8s_service **slot = tfind(&key, &m->services, svc_cmp);
+        struct k8s_service *old;
+
+        if (!slot)
+                return -ENOENT;
+        old = *slot;
+        tdelete(&key, &m->services, svc_cmp);
+        k8s_service_free(old);
+        m->n_services--;
+        return 0;
+}
+
+const struct k8s_service *model_service_get(const struct model *m, const char *ns, const char *name)
+{
+        struct k8s_service key = { .ns = (char *)ns, .name = (char *)name };
+        struct k8s_service *const *slot = tfind(&key, &m->services, svc_cmp);
+        return slot ? *slot : NULL;
+}
+
+static struct slice_group *group_get(struct model *m, const char *ns, const char *service, bool create)
+{
+        struct slice_group key = { .ns = (char *)ns, .service = (char *)service }, *g, **slot;
+
+        slot = tfind(&key, &m->groups, group_cmp);
+        if (slot)
+                return *slot;
+        if (!create)
+                return NULL;
+        g = calloc(1, sizeof(*g));
+        if (!g)
+                return NULL;
+        g->ns = strdup(ns);
+        g->service = strdup(service);
+        if (!g->ns || !g->service)
+                goto fail;
+        slot = tsearch(g, &m->groups, group_cmp);
+        if (!slot)
+                goto fail;
+        return g;
+fail:
+        group_free_node(g);
+        return NULL;
+}
+
+static void group_remove(struct model *m, const struct k8s_endpoint_slice *s)
+{
+        struct slice_group *g;
+        size_t i;
+
+        if (!s->service_name)
+                return;
+        g = group_get(m, s->ns, s->service_name, false);
+        if (!g)
+                return;
+        for (i = 0; i < g->n; i++)
+                if (g->slices[i] == s)
+                        break;
+        if (i == g->n)
+                return;
+        memmove(&g->slices[i], &g->slices[i + 1], (g->n - i - 1) * sizeof(g->slices[0]));
+        if (--g->n == 0) {
+                tdelete(g, &m->groups, group_cmp);
+                group_free_node(g);
+        }
+}
+
+static int group_add(struct model *m, const struct k8s_endpoint_slice *s)
+{
+        struct slice_group *g;
+        size_t i;
+
+        if (!s->service_name)
+                return 0;
+        g = group_get(m, s->ns, s->service_name, true);
+        if (!g)
+                return -ENOMEM;
+        if (g->n == g->cap) {
+                size_t cap = g->cap ? g->cap * 2 : 2;
+                const struct k8s_endpoint_slice **n = realloc(g->slices, cap * sizeof(*n));
+                if (!n)
+                        return -ENOMEM;
+                g->slices = n;
+                g->cap = cap;
+        }
+        for (i = g->n; i > 0 && strcmp(g->slices[i - 1]->name, s->name) > 0; i--)
+                g->slices[i] = g->slices[i - 1];
+        g->slices[i] = s;
+        g->n++;
+        return 0;
+}
+
+int model_slice_put(struct model *m, struct k8s_endpoint_slice *obj)
+{
+        struct k8s_endpoint_slice **slot = tsearch(obj, &m->slices, slice_cmp);
+        int r;
+
+        if (!slot) {
+                k8s_slice_free(obj);
+                return -ENOMEM;
+        }
+        if (*slot != obj) {
+                struct k8s_endpoint_slice *old = *slot;
+                group_remove(m, old);
+                *slot = obj;
+                k8s_slice_free(old);
+        } else {
+                m->n_slices++;
+        }
+        r = group_add(m, obj);
+        if (r < 0) {
+                /* Keep the model consistent: a slice we cannot index is not kept. */
+                tdelete(obj, &m->slices, slice_cmp);
+                k8s_slice_free(obj);
+                m->n_slices--;
+        }
+        return r;
+}
+
+int model_slice_del(struct model *m, const char *ns, const char *name)
+{
+        struct k8s_endpoint_slice key = { .ns = (char *)ns, .name = (char *)name };
+        struct k8s_endpoint_slice **slot = tfind(&key, &m->slices, slice_cmp);
+        struct k8s_endpoint_slice *old;
+
+        if (!slot)
+                return -ENOENT;
+        old = *slot;
+        group_remove(m, old);
+        tdelete(&key, &m->slices, slice_cmp);
+        k8s_slice_free(old);
+        m->n_slices--;
+        return 0;
+}
+
+void model_node_set(struct model *m, struct k8s_node *obj)
+{
+        k8s_node_free(m->node);
+        m->node = obj;
+}
+
+const struct k8s_node *model_node_get(const struct model *m) { return m->node; }
+size_t model_service_count(const struct model *m) { return m->n_services; }
+size_t model_slice_count(const struct model *m) { return m->n_slices; }
+
+struct walk_ctx {
+        model_service_cb cb;
+        void *data;
+        int r;
+};
+
+static void svc_walk(const void *nodep, VISIT which, void *closure)
+{
+        struct walk_ctx *w = closure;
+
+        if (w->r || (which != postorder && which != leaf))
+                return;
+        w->r = w->cb(*(const struct k8s_service *const *)nodep, w->data);
+}
+
+int model_service_foreach(const struct model *m, model_service_cb cb, void *data)
+{
+        struct walk_ctx w = { .cb = cb, .data = data };
+
+        twalk_r(m->services, svc_walk, &w);
+        return w.r;
+}
+
+size_t model_slices_for(const struct model *m, const char *ns, const char *service,
+                        const struct k8s_endpoint_slice *const **ret)
+{
+        struct slice_group key = { .ns = (char *)ns, .service = (char *)service };
+        struct slice_group *const *slot = tfind(&key, &m->groups, group_cmp);
+
+        if (!slot) {
+                *ret = NULL;
+                return 0;
+        }
+        *ret = (*slot)->slices;
+        return (*slot)->n;
+}

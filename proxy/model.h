@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* The model: the Services, EndpointSlices and Node the proxy knows of, as the
+ * watcher or the manifest loader last saw them. Owns the objects it is given.
+ * Iteration is in (namespace, name) order so that everything derived from the
+ * model is deterministic. */
+#include <stddef.h>
+#include "k8s.h"
+
+struct model;
+
+int model_new(struct model **ret);
+void model_free(struct model *m);
+
+/* Insert or replace by (namespace, name); the model takes ownership of obj
+ * on success and on failure alike (freed on failure). */
+int model_service_put(struct model *m, struct k8s_service *obj);
+int model_slice_put(struct model *m, struct k8s_endpoint_slice *obj);
+/* The node is the proxy's own Node; replaced wholesale. NULL clears it. */
+void model_node_set(struct model *m, struct k8s_node *obj);
+
+/* Returns 0, or -ENOENT when absent. */
+int model_service_del(struct model *m, const char *ns, const char *name);
+int model_slice_del(struct model *m, const char *ns, const char *name);
+
+const struct k8s_service *model_service_get(const struct model *m, const char *ns, const char *name);
+const struct k8s_node *model_node_get(const struct model *m);
+size_t model_service_count(const struct model *m);
+size_t model_slice_count(const struct model *m);
+
+/* Calls cb for every Service in (namespace, name) order. A non-zero return stops the walk and is returned. */
+typedef int (*model_service_cb)(const struct k8s_service *svc, void *data);
+int model_service_foreach(const struct model *m, model_service_cb cb, void *data);
+
+/* The EndpointSlices labelled for service ns/name, in slice-name order.
+ * *ret points into the model and stays valid until the next change. */
+size_t model_slices_for(const struct model *m, const char *ns, const char *service,
+                        const struct k8s_endpoint_slice *const **ret);

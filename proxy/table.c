@@ -1,0 +1,670 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* table_compute: Services + EndpointSlices + Node -> desired virtual servers.
+ * The semantics are kube-proxy's (pkg/proxy: servicechangetracker.go,
+ * endpointslicecache.go, topology.go, nftables/proxier.go); comments name the
+ * upstream rule each step reproduces. */
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "table.h"
+
+void proxy_config_init(struct proxy_config *c)
+{
+        memset(c, 0, sizeof(*c));
+        c->nodeport_primary = true;
+        c->family_enabled[0] = c->family_enabled[1] = true;
+        c->cluster_domain = "cluster.local";
+        c->scheduler = "rr";
+        c->masquerade_bit = 14;
+}
+
+const char *tbl_verdict_name(enum tbl_verdict v)
+{
+        switch (v) {
+        case TBL_DNAT: return "DNAT";
+        case TBL_REJECT: return "REJECT";
+        case TBL_DROP: return "DROP";
+        }
+        return "?";
+}
+
+const char *tbl_vip_kind_name(enum tbl_vip_kind k)
+{
+        switch (k) {
+        case TBL_VIP_CLUSTER_IP: return "ClusterIP";
+        case TBL_VIP_EXTERNAL_IP: return "externalIP";
+        case TBL_VIP_LOAD_BALANCER: return "LoadBalancer";
+        }
+        return "?";
+}
+
+static void svc_clear(struct tbl_svc *s)
+{
+        free(s->ns);
+        free(s->name);
+        free(s->port_name);
+        free(s->id);
+        free(s->vips);
+        free(s->source_ranges);
+        free(s->eps);
+        free(s->cluster_eps);
+        free(s->local_eps);
+}
+
+void table_free(struct table *t)
+{
+        if (!t)
+                return;
+        for (size_t i = 0; i < t->n_svcs; i++)
+                svc_clear(&t->svcs[i]);
+        free(t->svcs);
+        for (size_t i = 0; i < t->n_dns; i++)
+                free(t->dns[i].name);
+        free(t->dns);
+        free(t->cluster_ips[0]);
+        free(t->cluster_ips[1]);
+        free(t->scheduler);
+        free(t);
+}
+
+struct builder {
+        struct table *t;
+        const struct model *m;
+        const struct nodectx *node;
+        const struct proxy_config *cfg;
+        size_t cap_svcs, cap_dns, cap_cips[2];
+        /* Scratch, reused across services to keep allocation off the hot path. */
+        struct tbl_endpoint *scratch;
+        size_t cap_scratch;
+};
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+        size_t n;
+        void *p;
+
+        if (need <= *cap)
+                return 0;
+        n = *cap ? *cap * 2 : 16;
+        while (n < need)
+                n *= 2;
+        p = realloc(*arr, n * elem);
+        if (!p)
+                return -ENOMEM;
+        *arr = p;
+        *cap = n;
+        return 0;
+}
+
+static bool str_in(const char *s, char *const *list, size_t n)
+{
+        if (!s)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(list[i], s) == 0)
+                        return true;
+        return false;
+}
+
+static int ep_cmp(const void *a, const void *b)
+{
+        const struct tbl_endpoint *x = a, *y = b;
+        int r = ipaddr_cmp(&x->addr, &y->addr);
+        return r ? r : (int)x->port - (int)y->port;
+}
+
+/* Hints attached to an endpoint, kept beside the scratch endpoint while
+ * categorizing (they are not part of the table). */
+struct ep_hints {
+        char *const *zones;
+        size_t n_zones;
+        char *const *nodes;
+        size_t n_nodes;
+};
+
+/* endpointslicecache.go: slice ports join service ports by (name, protocol);
+ * a nil name or a nil/zero port is ignored; endpoints of the other family
+ * are ignored; duplicates (same IP:port, from overlapping slices) collapse,
+ * a local copy winning over a remote one. */
+static int collect_endpoints(struct builder *b, const struct k8s_service *svc, const struct k8s_service_port *sp,
+                             int family, struct ep_hints **ret_hints, size_t *ret_n)
+{
+        const struct k8s_endpoint_slice *const *slices;
+        size_t n_slices = model_slices_for(b->m, svc->ns, svc->name, &slices);
+        struct ep_hints *hints = NULL;
+        size_t n = 0, cap_h = 0;
+
+        for (size_t i = 0; i < n_slices; i++) {
+                const struct k8s_endpoint_slice *sl = slices[i];
+                uint16_t port = 0;
+
+                if (sl->family != family)
+                        continue;
+                for (size_t j = 0; j < sl->n_ports; j++) {
+                        const struct k8s_slice_port *p = &sl->ports[j];
+                        if (p->name && p->port && p->proto == sp->proto && strcmp(p->name, sp->name) == 0) {
+                                port = p->port;
+                                break;
+                        }
+                }
+                if (!port)
+                        continue;
+                for (size_t j = 0; j < sl->n_endpoints; j++) {
+                        const struct k8s_endpoint *e = &sl->endpoints[j];
+                        bool local = e->node_name && b->node->node_name && strcmp(e->node_name, b->node->node_name) == 0;
+                        size_t k;
+
+                        if (e->addr.family != family)
+                                continue;
+                        for (k = 0; k < n; k++)
+                                if (b->scratch[k].port == port && ipaddr_equal(&b->scratch[k].addr, &e->addr))
+                                        break;
+                        if (k < n && !local)
+                                continue;
+                        if (k == n) {
+                                if (grow((void **)&b->scratch, &b->cap_scratch, n + 1, sizeof(*b->scratch)) < 0 ||
+                                    grow((void **)&hints, &cap_h, n + 1, sizeof(*hints)) < 0) {
+                                        free(hints);
+                                        return -ENOMEM;
+                                }
+                                n++;
+                        }
+                        b->scratch[k] = (struct tbl_endpoint){
+                                .addr = e->addr,
+                                .port = port,
+                                .local = local,
+                                .ready = e->ready,
+                                .serving = e->serving,
+                                .terminating = e->terminating,
+                        };
+                        hints[k] = (struct ep_hints){ e->hint_zones, e->n_hint_zones, e->hint_nodes, e->n_hint_nodes };
+                }
+        }
+        *ret_hints = hints;
+        *ret_n = n;
+        return 0;
+}
+
+enum topo_mode { TOPO_NONE, TOPO_SAME_ZONE, TOPO_SAME_NODE };
+
+/* topology.go topologyModeFromHints: hints are honoured only when every
+ * ready endpoint carries one and one of them names this node (PreferSameNode)
+ * or this node's zone; otherwise all endpoints are used (never black-hole). */
+static enum topo_mode topology_mode(const struct tbl_endpoint *eps, const struct ep_hints *h, size_t n,
+                                    const char *node_name, const char *zone)
+{
+        bool for_node = false, all_node = true, for_zone = false, all_zone = true;
+
+        for (size_t i = 0; i < n; i++) {
+                if (!eps[i].ready)
+                        continue;
+                if (h[i].n_nodes == 0)
+                        all_node = false;
+                else if (str_in(node_name, h[i].nodes, h[i].n_nodes))
+                        for_node = true;
+                if (h[i].n_zones == 0)
+                        all_zone = false;
+                else if (str_in(zone, h[i].zones, h[i].n_zones))
+                        for_zone = true;
+        }
+        if (all_node && for_node)
+                return TOPO_SAME_NODE;
+        if (all_zone && for_zone)
+                return TOPO_SAME_ZONE;
+        return TOPO_NONE;
+}
+
+static int add_idx(uint32_t **arr, size_t *n, uint32_t v)
+{
+        uint32_t *p = realloc(*arr, (*n + 1) * sizeof(**arr));
+        if (!p)
+                return -ENOMEM;
+        p[(*n)++] = v;
+        *arr = p;
+        return 0;
+}
+
+/* topology.go CategorizeEndpoints. */
+static int categorize(struct builder *b, struct tbl_svc *s, const struct ep_hints *h, bool uses_cluster,
+                      bool uses_local)
+{
+        bool local_ready = false, local_st = false;
+        int r;
+
+        if (uses_cluster) {
+                enum topo_mode mode = topology_mode(s->eps, h, s->n_eps, b->node->node_name, b->node->zone);
+                for (size_t i = 0; i < s->n_eps; i++) {
+                        if (!s->eps[i].ready)
+                                continue;
+                        if (mode == TOPO_SAME_NODE && !str_in(b->node->node_name, h[i].nodes, h[i].n_nodes))
+                                continue;
+                        if (mode == TOPO_SAME_ZONE && !str_in(b->node->zone, h[i].zones, h[i].n_zones))
+                                continue;
+                        if ((r = add_idx(&s->cluster_eps, &s->n_cluster_eps, i)) < 0)
+                                return r;
+                }
+                /* No ready endpoint anywhere: fall back to serving, terminating ones
+                 * so that connections drain gracefully (KEP-1669). */
+                if (s->n_cluster_eps == 0)
+                        for (size_t i = 0; i < s->n_eps; i++)
+                                if (s->eps[i].serving && s->eps[i].terminating &&
+                                    (r = add_idx(&s->cluster_eps, &s->n_cluster_eps, i)) < 0)
+                                        return r;
+                if (s->n_cluster_eps > 0)
+                        s->has_endpoints = true;
+        }
+        if (!uses_local)
+                return 0;
+        for (size_t i = 0; i < s->n_eps; i++) {
+                const struct tbl_endpoint *e = &s->eps[i];
+                if (e->ready) {
+                        s->has_endpoints = true;
+                        local_ready |= e->local;
+                } else if (e->serving && e->terminating) {
+                        s->has_endpoints = true;
+                        local_st |= e->local;
+                }
+        }
+        for (size_t i = 0; i < s->n_eps; i++) {
+                const struct tbl_endpoint *e = &s->eps[i];
+                bool use = local_ready ? (e->local && e->ready) : local_st ? (e->local && e->serving && e->terminating)
+                                                                          : false;
+                if (use && (r = add_idx(&s->local_eps, &s->n_local_eps, i)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int add_cluster_ip(struct builder *b, int fi, const struct ipaddr *a)
+{
+        struct table *t = b->t;
+        if (grow((void **)&t->cluster_ips[fi], &b->cap_cips[fi], t->n_cluster_ips[fi] + 1, sizeof(struct ipaddr)) < 0)
+                return -ENOMEM;
+        t->cluster_ips[fi][t->n_cluster_ips[fi]++] = *a;
+        return 0;
+}
+
+static bool vip_present(const struct tbl_svc *s, const struct ipaddr *a)
+{
+        for (size_t i = 0; i < s->n_vips; i++)
+                if (ipaddr_equal(&s->vips[i].addr, a))
+                        return true;
+        return false;
+}
+
+static int build_port(struct builder *b, const struct k8s_service *svc, const struct k8s_service_port *sp,
+                      const struct ipaddr *cip, int fi)
+{
+        struct table *t = b->t;
+        int family = ipfam_from_index(fi);
+        struct ep_hints *hints = NULL;
+        struct tbl_svc *s;
+        size_t n_eps;
+        bool ext_type, ext_port, uses_cluster, uses_local;
+        int r;
+
+        if (grow((void **)&t->svcs, &b->cap_svcs, t->n_svcs + 1, sizeof(*t->svcs)) < 0)
+                return -ENOMEM;
+        s = &t->svcs[t->n_svcs];
+        memset(s, 0, sizeof(*s));
+        s->family = family;
+        s->proto = sp->proto;
+        s->port = sp->port;
+        s->node_port = sp->node_port;
+        s->ns = strdup(svc->ns);
+        s->name = strdup(svc->name);
+        s->port_name = strdup(sp->name);
+        if (asprintf(&s->id, "%s/%s/%s/%u", svc->ns, svc->name, k8s_proto_lower(sp->proto), sp->port) < 0)
+                s->id = NULL;
+        s->vips = calloc(1 + svc->n_external_ips + svc->n_lb_ingress, sizeof(*s->vips));
+        s->source_ranges = calloc(svc->n_source_ranges + 1, sizeof(*s->source_ranges));
+        /* Counted now so that svc_clear frees it whatever happens next. */
+        t->n_svcs++;
+        if (!s->ns || !s->name || !s->port_name || !s->id || !s->vips || !s->source_ranges)
+                return -ENOMEM;
+
+        s->vips[s->n_vips++] = (struct tbl_vip){ *cip, TBL_VIP_CLUSTER_IP };
+        for (size_t i = 0; i < svc->n_external_ips; i++)
+                if (svc->external_ips[i].family == family && !vip_present(s, &svc->external_ips[i]))
+                        s->vips[s->n_vips++] = (struct tbl_vip){ svc->external_ips[i], TBL_VIP_EXTERNAL_IP };
+        /* servicechangetracker.go: an ingress with ipMode Proxy is reached through
+         * the load balancer, which proxies itself; capturing its IP on the node
+         * would bypass it. Only same-family ingress IPs are captured. */
+        for (size_t i = 0; i < svc->n_lb_ingress; i++) {
+                const struct k8s_lb_ingress *in = &svc->lb_ingress[i];
+                if (in->ip.family == family && !in->ipmode_proxy && !vip_present(s, &in->ip))
+                        s->vips[s->n_vips++] = (struct tbl_vip){ in->ip, TBL_VIP_LOAD_BALANCER };
+        }
+        for (size_t i = 0; i < svc->n_source_ranges; i++) {
+                const struct ipcidr *c = &svc->source_ranges[i];
+                if (c->addr.family != family)
+                        continue;
+                s->source_ranges[s->n_source_ranges++] = *c;
+                /* nftables/proxier.go: when a range holds the node IP, traffic
+                 * hairpinning through a load balancer that SNATs to its VIP must
+                 * still pass, so the LB VIPs become allowed sources. */
+                if (b->node->node_ip[fi].family && ipcidr_contains(c, &b->node->node_ip[fi]))
+                        s->source_ranges_allow_lb = true;
+        }
+
+        s->ext_accessible = s->node_port != 0 || s->n_vips > 1;
+        ext_type = svc->type == K8S_SVC_LOAD_BALANCER || svc->type == K8S_SVC_NODE_PORT ||
+                   (svc->type == K8S_SVC_CLUSTER_IP && svc->n_external_ips > 0);
+        ext_port = s->ext_accessible;
+        s->etp_local = ext_type && svc->etp_local;
+        s->itp_local = svc->itp_local;
+        s->affinity_timeout = svc->affinity_client_ip ? svc->affinity_timeout : 0;
+        if (s->etp_local)
+                s->health_check_node_port = svc->health_check_node_port;
+
+        r = collect_endpoints(b, svc, sp, family, &hints, &n_eps);
+        if (r < 0)
+                return r;
+        if (n_eps) {
+                /* Sort endpoints and their hints together through an index. */
+                struct { struct tbl_endpoint ep; struct ep_hints h; } *tmp = malloc(n_eps * sizeof(*tmp));
+                s->eps = malloc(n_eps * sizeof(*s->eps));
+                if (!tmp || !s->eps) {
+                        free(tmp);
+                        free(hints);
+                        return -ENOMEM;
+                }
+                for (size_t i = 0; i < n_eps; i++) {
+                        tmp[i].ep = b->scratch[i];
+                        tmp[i].h = hints[i];
+                }
+                qsort(tmp, n_eps, sizeof(*tmp), ep_cmp); /* ep is the first member */
+                for (size_t i = 0; i < n_eps; i++) {
+                        s->eps[i] = tmp[i].ep;
+                        hints[i] = tmp[i].h;
+                }
+                free(tmp);
+                s->n_eps = n_eps;
+        }
+
+        /* servicechangetracker.go UsesClusterEndpoints / UsesLocalEndpoints:
+         * Cluster endpoints are needed for Cluster iTP and for any externally
+         * reachable port (even with eTP Local, to short-circuit pod and node
+         * traffic); Local ones for iTP Local and eTP Local. */
+        uses_cluster = !s->itp_local || ext_port;
+        uses_local = s->itp_local || (ext_port && s->etp_local);
+        r = categorize(b, s, hints, uses_cluster, uses_local);
+        free(hints);
+        if (r < 0)
+                return r;
+
+        /* nftables/proxier.go: no usable endpoint anywhere -> REJECT; a Local
+         * policy with endpoints only elsewhere -> DROP (the service exists, just
+         * not here). */
+        if (!s->has_endpoints) {
+                s->internal = s->external = TBL_REJECT;
+        } else {
+                s->internal = (s->itp_local && s->n_local_eps == 0) ? TBL_DROP : TBL_DNAT;
+                s->external = (s->etp_local && s->n_local_eps == 0) ? TBL_DROP : TBL_DNAT;
+                if (s->internal == TBL_DROP)
+                        t->n_no_local_internal++;
+                if (ext_port && s->external == TBL_DROP)
+                        t->n_no_local_external++;
+        }
+        return 0;
+}
+
+static int add_dns(struct builder *b, char *name, const struct ipaddr *a)
+{
+        struct table *t = b->t;
+        if (!name)
+                return -ENOMEM;
+        if (grow((void **)&t->dns, &b->cap_dns, t->n_dns + 1, sizeof(*t->dns)) < 0) {
+                free(name);
+                return -ENOMEM;
+        }
+        t->dns[t->n_dns++] = (struct tbl_dns){ name, *a };
+        return 0;
+}
+
+/* Headless services: the records cluster DNS serves for them, so that a node
+ * without cluster DNS (tests, the demo) can resolve StatefulSet pod names:
+ * <svc>.<ns>.svc.<domain> for every ready endpoint, and
+ * <hostname>.<svc>.<ns>.svc.<domain> for ready endpoints with a hostname. */
+static int build_headless(struct builder *b, const struct k8s_service *svc)
+{
+        const struct k8s_endpoint_slice *const *slices;
+        size_t n = model_slices_for(b->m, svc->ns, svc->name, &slices);
+        const char *dom = b->cfg->cluster_domain ? b->cfg->cluster_domain : "cluster.local";
+        char *name;
+        int r;
+
+        for (size_t i = 0; i < n; i++) {
+                const struct k8s_endpoint_slice *sl = slices[i];
+                if (!sl->family || !b->cfg->family_enabled[ipfam_index(sl->family)])
+                        continue;
+                for (size_t j = 0; j < sl->n_endpoints; j++) {
+                        const struct k8s_endpoint *e = &sl->endpoints[j];
+                        if (!e->ready || e->addr.family != sl->family)
+                                continue;
+                        if (asprintf(&name, "%s.%s.svc.%s", svc->name, svc->ns, dom) < 0)
+                                name = NULL;
+                        if ((r = add_dns(b, name, &e->addr)) < 0)
+                                return r;
+                        if (!e->hostname || !*e->hostname)
+                                continue;
+                        if (asprintf(&name, "%s.%s.%s.svc.%s", e->hostname, svc->name, svc->ns, dom) < 0)
+                                name = NULL;
+                        if ((r = add_dns(b, name, &e->addr)) < 0)
+                                return r;
+                }
+        }
+        return 0;
+}
+
+static int build_service(const struct k8s_service *svc, void *data)
+{
+        struct builder *b = data;
+        int r;
+
+        /* kube-proxy's informer label selector: services owned by another proxy,
+         * or marked headless by the endpoints controller, are not ours. */
+        if (svc->proxy_name || svc->headless_label) {
+                b->t->n_skipped_services++;
+                return 0;
+        }
+        if (svc->type == K8S_SVC_EXTERNAL_NAME)
+                return 0;
+        if (svc->headless)
+                return build_headless(b, svc);
+        for (int fi = 0; fi < 2; fi++) {
+                const struct ipaddr *cip = NULL;
+                if (!b->cfg->family_enabled[fi])
+                        continue;
+                for (size_t i = 0; i < svc->n_cluster_ips; i++)
+                        if (svc->cluster_ips[i].family == ipfam_from_index(fi))
+                                cip = &svc->cluster_ips[i];
+                if (!cip)
+                        continue;
+                if ((r = add_cluster_ip(b, fi, cip)) < 0)
+                        return r;
+                for (size_t i = 0; i < svc->n_ports; i++)
+                        if ((r = build_port(b, svc, &svc->ports[i], cip, fi)) < 0)
+                                return r;
+        }
+        return 0;
+}
+
+static int svc_order(const void *a, const void *b)
+{
+        const struct tbl_svc *x = a, *y = b;
+        int r;
+
+        if (x->family != y->family)
+                return x->family == AF_INET ? -1 : 1;
+        if ((r = strcmp(x->ns, y->ns)) || (r = strcmp(x->name, y->name)))
+                return r;
+        if (x->proto != y->proto)
+                return (int)x->proto - (int)y->proto;
+        return (int)x->port - (int)y->port;
+}
+
+static int dns_order(const void *a, const void *b)
+{
+        const struct tbl_dns *x = a, *y = b;
+        int r = strcmp(x->name, y->name);
+        return r ? r : ipaddr_cmp(&x->addr, &y->addr);
+}
+
+static int addr_order(const void *a, const void *b) { return ipaddr_cmp(a, b); }
+
+/* A (VIP, protocol, port) or (protocol, NodePort) can be programmed once;
+ * the API server prevents most clashes but externalIPs and LB ingress are
+ * free-form. The first claimant in table order keeps it, so one bad object
+ * cannot break the whole transaction. */
+struct claim {
+        struct ipaddr addr;
+        uint8_t proto;
+        uint16_t port;
+        uint32_t svc, vip; /* vip UINT32_MAX: NodePort */
+};
+
+static int claim_order(const void *a, const void *b)
+{
+        const struct claim *x = a, *y = b;
+        int r = ipaddr_cmp(&x->addr, &y->addr);
+        if (r)
+                return r;
+        if (x->proto != y->proto)
+                return (int)x->proto - (int)y->proto;
+        if (x->port != y->port)
+                return (int)x->port - (int)y->port;
+        if (x->svc != y->svc)
+                return x->svc < y->svc ? -1 : 1;
+        return x->vip < y->vip ? -1 : x->vip > y->vip;
+}
+
+static int resolve_clashes(struct table *t)
+{
+        size_t n = 0, cap = 0;
+        struct claim *c = NULL;
+
+        for (size_t i = 0; i < t->n_svcs; i++) {
+                struct tbl_svc *s = &t->svcs[i];
+                size_t need = n + s->n_vips + 1;
+                if (grow((void **)&c, &cap, need, sizeof(*c)) < 0) {
+                        free(c);
+                        return -ENOMEM;
+                }
+                for (size_t v = 0; v < s->n_vips; v++)
+                        c[n++] = (struct claim){ s->vips[v].addr, s->proto, s->port, (uint32_t)i, (uint32_t)v };
+                if (s->node_port)
+                        c[n++] = (struct claim){ { .family = (uint8_t)s->family }, s->proto, s->node_port,
+                                                 (uint32_t)i, UINT32_MAX };
+        }
+        if (n)
+                qsort(c, n, sizeof(*c), claim_order);
+        for (size_t i = 1; i < n; i++) {
+                if (ipaddr_cmp(&c[i].addr, &c[i - 1].addr) || c[i].proto != c[i - 1].proto ||
+                    c[i].port != c[i - 1].port)
+                        continue;
+                struct tbl_svc *s = &t->svcs[c[i].svc];
+                if (c[i].vip == UINT32_MAX)
+                        s->node_port = 0;
+                else
+                        s->vips[c[i].vip].addr.family = 0; /* compacted below */
+                t->n_skipped_services++;
+        }
+        free(c);
+        for (size_t i = 0; i < t->n_svcs; i++) {
+                struct tbl_svc *s = &t->svcs[i];
+                size_t k = 0;
+                for (size_t v = 0; v < s->n_vips; v++)
+                        if (s->vips[v].addr.family)
+                                s->vips[k++] = s->vips[v];
+                s->n_vips = k;
+        }
+        return 0;
+}
+
+static void resolve_config(struct table *t, const struct nodectx *node, const struct proxy_config *cfg)
+{
+        t->masquerade_all = cfg->masquerade_all;
+        t->masquerade_mark = 1u << (cfg->masquerade_bit < 32 ? cfg->masquerade_bit : 14);
+        for (int fi = 0; fi < 2; fi++) {
+                t->family_enabled[fi] = cfg->family_enabled[fi];
+                t->node_ip[fi] = node->node_ip[fi];
+                t->n_cluster_cidr[fi] = cfg->n_cluster_cidr[fi];
+                memcpy(t->cluster_cidr[fi], cfg->cluster_cidr[fi], sizeof(t->cluster_cidr[fi]));
+                t->n_service_cidr[fi] = cfg->n_service_cidr[fi];
+                memcpy(t->service_cidr[fi], cfg->service_cidr[fi], sizeof(t->service_cidr[fi]));
+                if (cfg->nodeport_primary) {
+                        /* "primary": NodePorts answer on the node's primary IPs only,
+                         * kube-proxy's default in nftables mode. */
+                        t->n_nodeport_cidr[fi] = 0;
+                        if (node->node_ip[fi].family) {
+                                t->nodeport_cidr[fi][0].addr = node->node_ip[fi];
+                                t->nodeport_cidr[fi][0].prefix = fi ? 128 : 32;
+                                t->n_nodeport_cidr[fi] = 1;
+                        }
+                } else {
+                        t->n_nodeport_cidr[fi] = cfg->n_nodeport_cidr[fi];
+                        memcpy(t->nodeport_cidr[fi], cfg->nodeport_cidr[fi], sizeof(t->nodeport_cidr[fi]));
+                }
+        }
+}
+
+int table_compute(const struct model *m, const struct nodectx *node, const struct proxy_config *cfg,
+                  struct table **ret)
+{
+        struct builder b = { .m = m, .node = node, .cfg = cfg };
+        int r;
+
+        b.t = calloc(1, sizeof(*b.t));
+        if (!b.t)
+                return -ENOMEM;
+        resolve_config(b.t, node, cfg);
+        b.t->scheduler = strdup(cfg->scheduler ? cfg->scheduler : "rr");
+        if (!b.t->scheduler) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        r = model_service_foreach(m, build_service, &b);
+        if (r < 0)
+                goto fail;
+        /* The walk is in (ns, name) order already; the sort adds family and
+         * port order and is cheap on sorted input. */
+        if (b.t->n_svcs)
+                qsort(b.t->svcs, b.t->n_svcs, sizeof(*b.t->svcs), svc_order);
+        r = resolve_clashes(b.t);
+        if (r < 0)
+                goto fail;
+        for (int fi = 0; fi < 2; fi++) {
+                size_t n = b.t->n_cluster_ips[fi], k = 0;
+                if (!n)
+                        continue;
+                qsort(b.t->cluster_ips[fi], n, sizeof(struct ipaddr), addr_order);
+                for (size_t i = 0; i < n; i++)
+                        if (k == 0 || !ipaddr_equal(&b.t->cluster_ips[fi][k - 1], &b.t->cluster_ips[fi][i]))
+                                b.t->cluster_ips[fi][k++] = b.t->cluster_ips[fi][i];
+                b.t->n_cluster_ips[fi] = k;
+        }
+        if (b.t->n_dns) {
+                size_t k = 0;
+                qsort(b.t->dns, b.t->n_dns, sizeof(*b.t->dns), dns_order);
+                for (size_t i = 0; i < b.t->n_dns; i++) {
+                        if (k && dns_order(&b.t->dns[k - 1], &b.t->dns[i]) == 0) {
+                                free(b.t->dns[i].name);
+                                continue;
+                        }
+                        b.t->dns[k++] = b.t->dns[i];
+                }
+                b.t->n_dns = k;
+        }
+        free(b.scratch);
+        *ret = b.t;
+        return 0;
+fail:
+        free(b.scratch);
+        table_free(b.t);
+        return r;
+}

@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* The desired virtual-server table: one pure function of the model, the node
+ * context and the configuration (table_compute), with kube-proxy's semantics.
+ * Backends program it, renderers print it, the tracer explains it. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "ipaddr.h"
+
+struct model;
+
+/* What the node is, as far as service proxying cares. */
+struct nodectx {
+        const char *node_name;
+        const char *zone;            /* from the Node's topology.kubernetes.io/zone label; NULL if none */
+        struct ipaddr node_ip[2];    /* primary node IP per family index; family 0 = unknown */
+};
+
+/* Settings from flags/config that change the table. */
+struct proxy_config {
+        bool masquerade_all;
+        struct ipcidr cluster_cidr[2][4];   /* per family index: local-traffic detector (--cluster-cidr) */
+        size_t n_cluster_cidr[2];
+        struct ipcidr service_cidr[2][4];   /* --service-cluster-ip-range */
+        size_t n_service_cidr[2];
+        struct ipcidr nodeport_cidr[2][16]; /* --nodeport-addresses, CIDRs */
+        size_t n_nodeport_cidr[2];
+        bool nodeport_primary;              /* --nodeport-addresses primary (the default) */
+        bool family_enabled[2];             /* which IP families to proxy (both by default) */
+        const char *cluster_domain;         /* "cluster.local" */
+        const char *scheduler;              /* IPVS scheduler, "rr" */
+        uint32_t masquerade_bit;            /* 14 -> mark 0x4000 */
+};
+
+void proxy_config_init(struct proxy_config *c);
+
+enum tbl_verdict {
+        TBL_DNAT,   /* traffic goes to endpoints */
+        TBL_REJECT, /* the service has no usable endpoints anywhere */
+        TBL_DROP,   /* a Local traffic policy has no local endpoint */
+};
+
+enum tbl_vip_kind { TBL_VIP_CLUSTER_IP, TBL_VIP_EXTERNAL_IP, TBL_VIP_LOAD_BALANCER };
+
+struct tbl_vip {
+        struct ipaddr addr;
+        enum tbl_vip_kind kind;
+};
+
+struct tbl_endpoint {
+        struct ipaddr addr;
+        uint16_t port;
+        bool local;
+        bool ready, serving, terminating;
+};
+
+/* One service port in one IP family: what kube-proxy calls a ServicePort. */
+struct tbl_svc {
+        char *ns, *name, *port_name;
+        char *id;              /* "ns/name/tcp/80": unique, used for chain names */
+        int family;            /* AF_INET / AF_INET6 */
+        uint8_t proto;         /* IPPROTO_TCP/UDP/SCTP */
+        uint16_t port;
+        uint16_t node_port;    /* 0 = no NodePort */
+        uint16_t health_check_node_port;
+        struct tbl_vip *vips;  /* ClusterIP first, then externalIPs, then captured LB IPs */
+        size_t n_vips;
+        struct ipcidr *source_ranges; /* loadBalancerSourceRanges of this family (apply to LB VIPs) */
+        size_t n_source_ranges;
+        bool source_ranges_allow_lb; /* a range holds the node IP: LB VIPs are allowed sources too */
+        bool etp_local;        /* externally accessible and externalTrafficPolicy Local */
+        bool itp_local;
+        bool ext_accessible;   /* externally accessible: NodePort, externalIPs or LB VIPs */
+        uint32_t affinity_timeout; /* ClientIP affinity seconds; 0 = none */
+        struct tbl_endpoint *eps;  /* every endpoint the service may use, sorted by (addr, port) */
+        size_t n_eps;
+        uint32_t *cluster_eps;     /* indexes into eps for Cluster policy (topology applied) */
+        size_t n_cluster_eps;
+        uint32_t *local_eps;       /* indexes into eps for Local policy */
+        size_t n_local_eps;
+        bool has_endpoints;        /* usable endpoints exist on some node */
+        enum tbl_verdict internal; /* ClusterIP traffic */
+        enum tbl_verdict external; /* NodePort, externalIP and LB traffic */
+};
+
+/* A DNS record of a headless service. */
+struct tbl_dns {
+        char *name;          /* FQDN without the trailing dot */
+        struct ipaddr addr;
+};
+
+struct table {
+        struct tbl_svc *svcs;     /* sorted by (family, ns, name, proto, port) */
+        size_t n_svcs;
+        struct tbl_dns *dns;      /* sorted by (name, addr) */
+        size_t n_dns;
+        struct ipaddr *cluster_ips[2]; /* every ClusterIP in use, per family, sorted, unique */
+        size_t n_cluster_ips[2];
+        /* Resolved settings the backends need (copied from config/nodectx). */
+        bool family_enabled[2];
+        bool masquerade_all;
+        uint32_t masquerade_mark;
+        struct ipcidr cluster_cidr[2][4];
+        size_t n_cluster_cidr[2];
+        struct ipcidr service_cidr[2][4];
+        size_t n_service_cidr[2];
+        struct ipcidr nodeport_cidr[2][16]; /* "primary" resolved to node IP /32 or /128 */
+        size_t n_nodeport_cidr[2];
+        struct ipaddr node_ip[2];
+        char *scheduler;
+        /* Counters for metrics/logs. */
+        size_t n_skipped_services;
+        size_t n_no_local_internal, n_no_local_external;
+};
+
+int table_compute(const struct model *m, const struct nodectx *node, const struct proxy_config *cfg,
+                  struct table **ret);
+void table_free(struct table *t);
+const char *tbl_verdict_name(enum tbl_verdict v);
+const char *tbl_vip_kind_name(enum tbl_vip_kind k);
