@@ -1,0 +1,68 @@
+#!/usr/bin/env python3
+"""Turn the shared conformance scenarios into nlproxy inputs.
+
+For every scenario step and variant, writes OUT/<case>/objects.json (a v1 List
+with the Services, EndpointSlices and the node's Node object) and
+OUT/<case>/flags (one nlproxy flag per line, from the node context), plus
+OUT/<case>/flows.json (the flows to check). Prints the case names.
+"""
+import json
+import os
+import sys
+
+
+def node_flags(nc):
+    flags = ["--hostname-override", nc["nodeName"], "--node-ip", nc["primaryNodeIP"]]
+    if nc.get("clusterCIDR") and nc.get("localTrafficDetector"):
+        flags += ["--cluster-cidr", nc["clusterCIDR"]]
+    if nc.get("serviceCIDRs"):
+        flags += ["--service-cluster-ip-range", ",".join(nc["serviceCIDRs"])]
+    if nc.get("nodePortAddresses"):
+        flags += ["--nodeport-addresses", ",".join(nc["nodePortAddresses"])]
+    if nc.get("masqueradeAll"):
+        flags += ["--masquerade-all"]
+    return flags
+
+
+def node_object(nc):
+    labels = dict(nc.get("nodeLabels") or {})
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": nc["nodeName"], "labels": labels},
+        "status": {"addresses": [{"type": "InternalIP", "address": nc["primaryNodeIP"]}]},
+    }
+
+
+def cases(doc):
+    for sc in doc["scenarios"]:
+        steps = sc["steps"]
+        for i, st in enumerate(steps):
+            yield f"{sc['id']}-step{i + 1}", sc["nodeContext"], st["objects"], st["flows"]
+        for j, v in enumerate(sc.get("variants") or []):
+            objs = v.get("objects") or steps[0]["objects"]
+            yield f"{sc['id']}-variant{j + 1}", v.get("nodeContext") or sc["nodeContext"], objs, v["flows"]
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit("usage: scenario_manifests.py SCENARIOS.json OUTDIR")
+    with open(sys.argv[1]) as f:
+        doc = json.load(f)
+    out = sys.argv[2]
+    for name, nc, objs, flows in cases(doc):
+        d = os.path.join(out, name)
+        os.makedirs(d, exist_ok=True)
+        items = list(objs.get("services", [])) + list(objs.get("endpointSlices", [])) + list(objs.get("nodes", []))
+        items.append(node_object(nc))
+        with open(os.path.join(d, "objects.json"), "w") as f:
+            json.dump({"apiVersion": "v1", "kind": "List", "items": items}, f, indent=1, sort_keys=True)
+        with open(os.path.join(d, "flags"), "w") as f:
+            f.write("\n".join(node_flags(nc)) + "\n")
+        with open(os.path.join(d, "flows.json"), "w") as f:
+            json.dump({"nodeContext": nc, "flows": flows}, f, indent=1)
+        print(name)
+
+
+if __name__ == "__main__":
+    main()

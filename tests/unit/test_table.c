@@ -1,0 +1,282 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* table_compute beyond the shared scenarios: headless DNS records, slice
+ * merging, clashes, skipped services, families. */
+#include "testutil.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+
+#include "k8s.h"
+#include "model.h"
+#include "table.h"
+
+static void put(struct model *m, const char *json)
+{
+        char err[K8S_ERRLEN];
+        json_error_t jerr;
+        json_t *o = json_loads(json, 0, &jerr);
+
+        if (!o)
+                fail_msg("bad test JSON: %s", jerr.text);
+        switch (k8s_kind_of(o)) {
+        case K8S_KIND_SERVICE: {
+                struct k8s_service *s;
+                if (k8s_service_decode(o, &s, err))
+                        fail_msg("service: %s", err);
+                assert_int_equal(model_service_put(m, s), 0);
+                break;
+        }
+        case K8S_KIND_ENDPOINT_SLICE: {
+                struct k8s_endpoint_slice *s;
+                if (k8s_slice_decode(o, &s, err))
+                        fail_msg("slice: %s", err);
+                assert_int_equal(model_slice_put(m, s), 0);
+                break;
+        }
+        default:
+                fail_msg("unexpected kind");
+        }
+        json_decref(o);
+}
+
+#define SVC(ns, name, extra) \
+        "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"" name "\",\"namespace\":\"" ns "\"}," extra "}"
+#define SLICE(ns, name, svc, extra)                                                                             \
+        "{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"" name \
+        "\",\"namespace\":\"" ns "\",\"labels\":{\"kubernetes.io/service-name\":\"" svc "\"}}," extra "}"
+
+static struct table *compute(struct model *m, struct proxy_config *cfg)
+{
+        struct nodectx node = { .node_name = "node-a" };
+        struct proxy_config def;
+        struct table *t;
+
+        if (!cfg) {
+                proxy_config_init(&def);
+                cfg = &def;
+        }
+        ipaddr_parse("192.168.50.2", &node.node_ip[0]);
+        assert_int_equal(table_compute(m, &node, cfg, &t), 0);
+        return t;
+}
+
+static const char *fmt(const struct ipaddr *a)
+{
+        static char buf[4][IPADDR_STRLEN];
+        static int i;
+        return ipaddr_format(a, buf[i++ % 4]);
+}
+
+static void test_headless_dns(void **state)
+{
+        struct model *m;
+        struct table *t;
+        (void)state;
+
+        assert_int_equal(model_new(&m), 0);
+        put(m, SVC("default", "redis-sfs", "\"spec\":{\"clusterIP\":\"None\",\"ports\":[{\"port\":6379}]}"));
+        put(m, SLICE("default", "redis-sfs-x1", "redis-sfs",
+                     "\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"\",\"port\":6379}],\"endpoints\":["
+                     "{\"addresses\":[\"10.244.1.21\"],\"hostname\":\"redis-sfs-1\",\"conditions\":{\"ready\":true}},"
+                     "{\"addresses\":[\"10.244.1.20\"],\"hostname\":\"redis-sfs-0\"},"
+                     "{\"addresses\":[\"10.244.1.22\"],\"hostname\":\"redis-sfs-2\",\"conditions\":{\"ready\":false}}]"));
+        t = compute(m, NULL);
+        /* No virtual service for a headless service, only records. */
+        assert_int_equal(t->n_svcs, 0);
+        assert_int_equal(t->n_dns, 4);
+        assert_string_equal(t->dns[0].name, "redis-sfs-0.redis-sfs.default.svc.cluster.local");
+        assert_string_equal(fmt(&t->dns[0].addr), "10.244.1.20");
+        assert_string_equal(t->dns[1].name, "redis-sfs-1.redis-sfs.default.svc.cluster.local");
+        assert_string_equal(fmt(&t->dns[1].addr), "10.244.1.21");
+        assert_string_equal(t->dns[2].name, "redis-sfs.default.svc.cluster.local");
+        assert_string_equal(fmt(&t->dns[2].addr), "10.244.1.20");
+        assert_string_equal(t->dns[3].name, "redis-sfs.default.svc.cluster.local");
+        assert_string_equal(fmt(&t->dns[3].addr), "10.244.1.21");
+        table_free(t);
+
+        struct proxy_config cfg;
+        proxy_config_init(&cfg);
+        cfg.cluster_domain = "corp.example";
+        t = compute(m, &cfg);
+        assert_string_equal(t->dns[0].name, "redis-sfs-0.redis-sfs.default.svc.corp.example");
+        table_free(t);
+        model_free(m);
+}
+
+static void test_slices_merge_and_dedupe(void **state)
+{
+        struct model *m;
+        struct table *t;
+        (void)state;
+
+        assert_int_equal(model_new(&m), 0);
+        put(m, SVC("ns", "web", "\"spec\":{\"clusterIP\":\"10.96.0.5\",\"ports\":[{\"name\":\"http\",\"port\":80}]}"));
+        put(m, SLICE("ns", "web-b", "web",
+                     "\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"http\",\"port\":8080}],\"endpoints\":["
+                     "{\"addresses\":[\"10.0.0.2\"],\"nodeName\":\"node-b\"},"
+                     "{\"addresses\":[\"10.0.0.1\"],\"nodeName\":\"node-a\"}]"));
+        /* Overlapping slice (a slice being replaced): 10.0.0.1 again, remote here. */
+        put(m, SLICE("ns", "web-a", "web",
+                     "\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"http\",\"port\":8080}],\"endpoints\":["
+                     "{\"addresses\":[\"10.0.0.1\"],\"nodeName\":\"node-x\"},"
+                     "{\"addresses\":[\"10.0.0.3\"]}]"));
+        /* Wrong port name and an FQDN slice: both contribute nothing. */
+        put(m, SLICE("ns", "web-c", "web",
+                     "\"addressType\":\"IPv4\",\"ports\":[{\"name\":\"metrics\",\"port\":9090}],\"endpoints\":["
+                     "{\"addresses\":[\"10.0.0.9\"]}]"));
+        put(m, SLICE("ns", "web-d", "web",
+                     "\"addressType\":\"FQDN\",\"ports\":[{\"name\":\"http\",\"port\":80}],\"endpoints\":["
+                     "{\"addresses\":[\"example.com\"]}]"));
+        t = compute(m, NULL);
+        assert_int_equal(t->n_svcs, 1);
+        const struct tbl_svc *s = &t->svcs[0];
+        assert_string_equal(s->id, "ns/web/tcp/80");
+        assert_int_equal(s->n_eps, 3);
+        assert_string_equal(fmt(&s->eps[0].addr), "10.0.0.1");
+        assert_int_equal(s->eps[0].port, 8080);
+        assert_true(s->eps[0].local); /* the local copy wins */
+        assert_string_equal(fmt(&s->eps[1].addr), "10.0.0.2");
+        assert_string_equal(fmt(&s->eps[2].addr), "10.0.0.3");
+        assert_int_equal(s->n_cluster_eps, 3);
+        assert_int_equal(s->internal, TBL_DNAT);
+        table_free(t);
+
+        /* Deleting the slices leaves a service without endpoints: REJECT. */
+        assert_int_equal(model_slice_del(m, "ns", "web-a"), 0);
+        assert_int_equal(model_slice_del(m, "ns", "web-b"), 0);
+        assert_int_equal(model_slice_del(m, "ns", "web-b"), -ENOENT);
+        t = compute(m, NULL);
+        assert_int_equal(t->svcs[0].n_eps, 0);
+        assert_int_equal(t->svcs[0].internal, TBL_REJECT);
+        assert_int_equal(t->svcs[0].external, TBL_REJECT);
+        table_free(t);
+        model_free(m);
+}
+
+static void test_skipped_services(void **state)
+{
+        struct model *m;
+        struct table *t;
+        (void)state;
+
+        assert_int_equal(model_new(&m), 0);
+        put(m, SVC("ns", "other-proxy",
+                   "\"metadata\":{\"name\":\"other-proxy\",\"namespace\":\"ns\",\"labels\":{"
+                   "\"service.kubernetes.io/service-proxy-name\":\"foo\"}},"
+                   "\"spec\":{\"clusterIP\":\"10.96.0.6\",\"ports\":[{\"port\":80}]}"));
+        put(m, SVC("ns", "ext", "\"spec\":{\"type\":\"ExternalName\",\"externalName\":\"example.com\"}"));
+        put(m, SVC("ns", "noip", "\"spec\":{\"ports\":[{\"port\":80}]}"));
+        put(m, SVC("ns", "ok", "\"spec\":{\"clusterIP\":\"10.96.0.7\",\"ports\":[{\"port\":80}]}"));
+        t = compute(m, NULL);
+        assert_int_equal(t->n_svcs, 1);
+        assert_string_equal(t->svcs[0].id, "ns/ok/tcp/80");
+        assert_int_equal(t->n_skipped_services, 1);
+        assert_int_equal(t->n_cluster_ips[0], 1);
+        table_free(t);
+        model_free(m);
+}
+
+static void test_dual_stack_and_families(void **state)
+{
+        struct model *m;
+        struct table *t;
+        struct proxy_config cfg;
+        (void)state;
+
+        assert_int_equal(model_new(&m), 0);
+        put(m, SVC("ns", "ds",
+                   "\"spec\":{\"type\":\"LoadBalancer\",\"clusterIP\":\"10.96.0.8\",\"clusterIPs\":[\"10.96.0.8\",\"fd00::8\"],"
+                   "\"externalIPs\":[\"192.0.2.1\",\"2001:db8::1\"],"
+                   "\"loadBalancerSourceRanges\":[\"192.168.50.0/24\",\"2001:db8::/32\"],"
+                   "\"ports\":[{\"port\":443,\"nodePort\":30443}]},"
+                   "\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"198.51.100.1\"},{\"ip\":\"198.51.100.2\",\"ipMode\":\"Proxy\"},"
+                   "{\"ip\":\"2001:db8::99\"},{\"hostname\":\"lb.example.com\"}]}}"));
+        t = compute(m, NULL);
+        assert_int_equal(t->n_svcs, 2);
+        const struct tbl_svc *v4 = &t->svcs[0], *v6 = &t->svcs[1];
+        assert_int_equal(v4->family, AF_INET);
+        assert_int_equal(v6->family, AF_INET6);
+        assert_int_equal(v4->n_vips, 3); /* ClusterIP, externalIP, LB VIP (the Proxy-mode one is not captured) */
+        assert_int_equal(v4->vips[0].kind, TBL_VIP_CLUSTER_IP);
+        assert_string_equal(fmt(&v4->vips[1].addr), "192.0.2.1");
+        assert_int_equal(v4->vips[2].kind, TBL_VIP_LOAD_BALANCER);
+        assert_string_equal(fmt(&v4->vips[2].addr), "198.51.100.1");
+        assert_int_equal(v4->n_source_ranges, 1);
+        assert_true(v4->source_ranges_allow_lb); /* 192.168.50.0/24 holds the node IP */
+        assert_int_equal(v6->n_vips, 3);
+        assert_string_equal(fmt(&v6->vips[2].addr), "2001:db8::99");
+        assert_false(v6->source_ranges_allow_lb); /* no IPv6 node IP known */
+        assert_true(v4->ext_accessible);
+        assert_int_equal(v4->node_port, 30443);
+        table_free(t);
+
+        proxy_config_init(&cfg);
+        cfg.family_enabled[1] = false;
+        t = compute(m, &cfg);
+        assert_int_equal(t->n_svcs, 1);
+        assert_int_equal(t->n_cluster_ips[1], 0);
+        table_free(t);
+        model_free(m);
+}
+
+static void test_clashes_first_claim_wins(void **state)
+{
+        struct model *m;
+        struct table *t;
+        (void)state;
+
+        assert_int_equal(model_new(&m), 0);
+        put(m, SVC("a", "first", "\"spec\":{\"type\":\"NodePort\",\"clusterIP\":\"10.96.0.10\",\"externalIPs\":[\"192.0.2.7\"],"
+                                 "\"ports\":[{\"port\":80,\"nodePort\":30080}]}"));
+        put(m, SVC("b", "second", "\"spec\":{\"type\":\"NodePort\",\"clusterIP\":\"10.96.0.11\",\"externalIPs\":[\"192.0.2.7\"],"
+                                  "\"ports\":[{\"port\":80,\"nodePort\":30080},{\"port\":81,\"nodePort\":30081}]}"));
+        t = compute(m, NULL);
+        assert_int_equal(t->n_svcs, 3);
+        assert_string_equal(t->svcs[0].id, "a/first/tcp/80");
+        assert_int_equal(t->svcs[0].n_vips, 2);
+        assert_int_equal(t->svcs[0].node_port, 30080);
+        assert_string_equal(t->svcs[1].id, "b/second/tcp/80");
+        assert_int_equal(t->svcs[1].n_vips, 1); /* lost the externalIP */
+        assert_int_equal(t->svcs[1].node_port, 0); /* lost the NodePort */
+        assert_int_equal(t->svcs[2].node_port, 30081);
+        assert_int_equal(t->n_skipped_services, 2);
+        table_free(t);
+        model_free(m);
+}
+
+static void test_replace_and_delete(void **state)
+{
+        struct model *m;
+        (void)state;
+
+        assert_int_equal(model_new(&m), 0);
+        put(m, SVC("ns", "s", "\"spec\":{\"clusterIP\":\"10.96.0.20\",\"ports\":[{\"port\":80}]}"));
+        put(m, SVC("ns", "s", "\"spec\":{\"clusterIP\":\"10.96.0.21\",\"ports\":[{\"port\":80}]}"));
+        assert_int_equal(model_service_count(m), 1);
+        const struct k8s_service *s = model_service_get(m, "ns", "s");
+        assert_non_null(s);
+        assert_string_equal(fmt(&s->cluster_ips[0]), "10.96.0.21");
+        put(m, SLICE("ns", "s-1", "s", "\"addressType\":\"IPv4\",\"endpoints\":[]"));
+        put(m, SLICE("ns", "s-1", "other", "\"addressType\":\"IPv4\",\"endpoints\":[]"));
+        const struct k8s_endpoint_slice *const *sl;
+        assert_int_equal(model_slices_for(m, "ns", "s", &sl), 0);
+        assert_int_equal(model_slices_for(m, "ns", "other", &sl), 1);
+        assert_int_equal(model_service_del(m, "ns", "s"), 0);
+        assert_int_equal(model_service_count(m), 0);
+        assert_int_equal(model_service_del(m, "ns", "s"), -ENOENT);
+        model_free(m);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_headless_dns),
+                cmocka_unit_test(test_slices_merge_and_dedupe),
+                cmocka_unit_test(test_skipped_services),
+                cmocka_unit_test(test_dual_stack_and_families),
+                cmocka_unit_test(test_clashes_first_claim_wins),
+                cmocka_unit_test(test_replace_and_delete),
+        };
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
