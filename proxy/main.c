@@ -1,0 +1,382 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "k8s.h"
+#include "log.h"
+#include "manifest.h"
+#include "model.h"
+#include "options.h"
+#include "render.h"
+#include "table.h"
+#include "trace.h"
+
+#define EXIT_USAGE 2
+#define STDOUT_BUFSIZE (1u << 20)
+
+static char stdout_buf[STDOUT_BUFSIZE];
+static const char kernel_msg[] = "programming the kernel needs the nftables backend (issue 3); use --dry-run";
+
+static int usage_error(const char *msg)
+{
+        fprintf(stderr, "nlproxy: %s\nTry 'nlproxy --help'.\n", msg);
+        return EXIT_USAGE;
+}
+
+static void manifest_warn(void *data, const char *msg)
+{
+        (void) data;
+        log_warn("%s", msg);
+}
+
+/* The model from every --manifests path, and the node as the proxy sees it:
+ * flags first, then the Node object. node->node_name points into o. */
+static int load(const struct options *o, struct model **ret_model, struct nodectx *node)
+{
+        const struct k8s_node *kn;
+        struct model *m;
+        int r;
+
+        r = model_new(&m);
+        if (r < 0) {
+                log_error("cannot create the model: %s", strerror(-r));
+                return r;
+        }
+        for (size_t i = 0; i < o->n_manifests; i++) {
+                struct manifest_stats st = {};
+
+                r = manifest_load_path(m, o->manifests[i], o->hostname, manifest_warn, NULL, &st);
+                if (r < 0) {
+                        log_error("cannot load manifests from %s: %s", o->manifests[i], strerror(-r));
+                        model_free(m);
+                        return r;
+                }
+                log_debug("%s: %zu services, %zu endpoint slices, %zu nodes, %zu skipped, %zu ignored",
+                          o->manifests[i], st.services, st.slices, st.nodes, st.skipped, st.ignored);
+        }
+
+        memset(node, 0, sizeof(*node));
+        node->node_name = o->hostname;
+        kn = model_node_get(m);
+        if (kn)
+                node->zone = kn->zone;
+        for (int fi = 0; fi < 2; fi++) {
+                node->node_ip[fi] = o->node_ip[fi];
+                for (size_t i = 0; kn && !node->node_ip[fi].family && i < kn->n_addrs; i++)
+                        if (ipfam_index(kn->addrs[i].family) == fi)
+                                node->node_ip[fi] = kn->addrs[i];
+        }
+        if (!kn)
+                log_debug("no Node object named %s in the manifests", o->hostname);
+        *ret_model = m;
+        return 0;
+}
+
+static int render(const struct options *o, const struct table *t, FILE *out)
+{
+        switch (o->output) {
+        case OPT_OUTPUT_NFT:
+                /* IPVS does the DNAT itself; nftables only filters and masquerades. */
+                return o->mode == OPT_MODE_IPVS ? render_nft_ipvs_companion(t, out) : render_nft(t, out);
+        case OPT_OUTPUT_IPVSADM:
+                return render_ipvsadm(t, out);
+        case OPT_OUTPUT_JSON:
+                return render_json(t, out);
+        case OPT_OUTPUT_TABLE:
+                return render_summary(t, out);
+        }
+        return -EINVAL;
+}
+
+static int dns_cmp(const void *a, const void *b)
+{
+        const struct tbl_dns *x = *(const struct tbl_dns *const *) a, *y = *(const struct tbl_dns *const *) b;
+        int c = strcmp(x->name, y->name);
+
+        return c ? c : ipaddr_cmp(&x->addr, &y->addr);
+}
+
+/* Written beside the target and renamed over it, so that a resolver never
+ * reads half a file. */
+static int write_hosts_file(const char *path, const struct table *t)
+{
+        const struct tbl_dns **recs = NULL;
+        char *tmp = NULL, *dircopy = NULL;
+        FILE *f = NULL;
+        int fd = -1, r = 0;
+
+        if (t->n_dns) {
+                recs = calloc(t->n_dns, sizeof(*recs));
+                if (!recs)
+                        return -ENOMEM;
+                for (size_t i = 0; i < t->n_dns; i++)
+                        recs[i] = &t->dns[i];
+                qsort(recs, t->n_dns, sizeof(*recs), dns_cmp);
+        }
+        if (asprintf(&tmp, "%s.XXXXXX", path) < 0) {
+                tmp = NULL;
+                r = -ENOMEM;
+                goto out;
+        }
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                free(tmp);
+                tmp = NULL;
+                goto out;
+        }
+        if (fchmod(fd, 0644) < 0) {
+                r = -errno;
+                goto out;
+        }
+        f = fdopen(fd, "w");
+        if (!f) {
+                r = -errno;
+                goto out;
+        }
+        fd = -1;
+        fputs("# Records of headless Services, written by nlproxy. Changes are overwritten.\n", f);
+        for (size_t i = 0; i < t->n_dns; i++) {
+                char buf[IPADDR_STRLEN];
+
+                fprintf(f, "%s\t%s\n", ipaddr_format(&recs[i]->addr, buf), recs[i]->name);
+        }
+        if (fflush(f) != 0 || ferror(f)) {
+                r = errno ? -errno : -EIO;
+                goto out;
+        }
+        if (fsync(fileno(f)) < 0) {
+                r = -errno;
+                goto out;
+        }
+        if (fclose(f) != 0) {
+                f = NULL;
+                r = -errno;
+                goto out;
+        }
+        f = NULL;
+        if (rename(tmp, path) < 0) {
+                r = -errno;
+                goto out;
+        }
+        /* The rename is durable only once the directory is synced. */
+        dircopy = strdup(path);
+        if (dircopy) {
+                int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+                if (dfd >= 0) {
+                        fsync(dfd);
+                        close(dfd);
+                }
+        }
+        free(tmp);
+        tmp = NULL;
+out:
+        if (f)
+                fclose(f);
+        if (fd >= 0)
+                close(fd);
+        if (tmp) {
+                unlink(tmp);
+                free(tmp);
+        }
+        free(dircopy);
+        free(recs);
+        return r;
+}
+
+static int finish_stdout(void)
+{
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+                log_error("writing to standard output: %s", strerror(errno ? errno : EIO));
+                return EXIT_FAILURE;
+        }
+        return EXIT_SUCCESS;
+}
+
+static int run_dry(const struct options *o)
+{
+        struct table *t = NULL;
+        struct model *m = NULL;
+        struct nodectx node;
+        int r, ret;
+
+        if (load(o, &m, &node) < 0)
+                return EXIT_FAILURE;
+        r = table_compute(m, &node, &o->proxy, &t);
+        if (r < 0) {
+                log_error("computing the service table: %s", strerror(-r));
+                model_free(m);
+                return EXIT_FAILURE;
+        }
+        r = render(o, t, stdout);
+        ret = r < 0 ? EXIT_FAILURE : finish_stdout();
+        if (r < 0)
+                log_error("rendering %s output: %s", opt_output_name(o->output), strerror(-r));
+        if (ret == EXIT_SUCCESS && o->headless_hosts_file) {
+                r = write_hosts_file(o->headless_hosts_file, t);
+                if (r < 0) {
+                        log_error("writing %s: %s", o->headless_hosts_file, strerror(-r));
+                        ret = EXIT_FAILURE;
+                }
+        }
+        table_free(t);
+        model_free(m);
+        return ret;
+}
+
+static const char *fmt_hostport(const struct ipaddr *a, uint16_t port, char *buf, size_t len)
+{
+        char ip[IPADDR_STRLEN];
+
+        ipaddr_format(a, ip);
+        snprintf(buf, len, a->family == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, (unsigned) port);
+        return buf;
+}
+
+static void add_local(struct ipaddr *list, size_t *n, const struct ipaddr *a)
+{
+        if (!a->family)
+                return;
+        for (size_t i = 0; i < *n; i++)
+                if (ipaddr_equal(&list[i], a))
+                        return;
+        list[(*n)++] = *a;
+}
+
+static void print_trace(const struct options *o, const struct trace_result *res, FILE *out)
+{
+        char src[IPADDR_STRLEN], dst[IPADDR_STRLEN + 8];
+        size_t listed = res->n_eps < TRACE_MAX_EPS ? res->n_eps : TRACE_MAX_EPS;
+
+        fprintf(out, "packet:     %s %s -> %s\n", k8s_proto_lower(o->trace.proto), ipaddr_format(&o->trace.src, src),
+                fmt_hostport(&o->trace.dst, o->trace.dport, dst, sizeof(dst)));
+        fprintf(out, "verdict:    %s\n", trace_verdict_name(res->verdict));
+        if (res->svc) {
+                const struct tbl_svc *s = res->svc;
+
+                fprintf(out, "service:    %s/%s", s->ns, s->name);
+                if (s->port_name && *s->port_name)
+                        fprintf(out, " port %s", s->port_name);
+                fprintf(out, " (%s/%u)\n", k8s_proto_lower(s->proto), (unsigned) s->port);
+        } else
+                fputs("service:    none\n", out);
+        fprintf(out, "entry:      %s\n", res->entry ? res->entry : "none");
+        fprintf(out, "endpoints:  %zu\n", res->n_eps);
+        for (size_t i = 0; i < listed; i++) {
+                char ep[IPADDR_STRLEN + 8];
+
+                fprintf(out, "  %s %s\n", fmt_hostport(&res->eps[i]->addr, res->eps[i]->port, ep, sizeof(ep)),
+                        res->eps[i]->local ? "local" : "remote");
+        }
+        if (res->n_eps > listed)
+                fprintf(out, "  (%zu more)\n", res->n_eps - listed);
+        fprintf(out, "masquerade: %s\n", res->masq ? "yes" : "no");
+        fprintf(out, "why:        %s\n", res->why ? res->why : "");
+}
+
+static int run_trace(const struct options *o)
+{
+        struct trace_packet pkt = { .src = o->trace.src, .dst = o->trace.dst, .proto = o->trace.proto,
+                                    .dport = o->trace.dport };
+        struct ipaddr loopback[2] = {}, *local = NULL;
+        struct trace_result res;
+        struct trace_node tn;
+        const struct k8s_node *kn;
+        struct table *t = NULL;
+        struct model *m = NULL;
+        struct nodectx node;
+        size_t n_local = 0;
+        int r, ret;
+
+        if (load(o, &m, &node) < 0)
+                return EXIT_FAILURE;
+        r = table_compute(m, &node, &o->proxy, &t);
+        if (r < 0) {
+                log_error("computing the service table: %s", strerror(-r));
+                model_free(m);
+                return EXIT_FAILURE;
+        }
+        kn = model_node_get(m);
+        local = calloc(4 + (kn ? kn->n_addrs : 0), sizeof(*local));
+        if (!local) {
+                log_error("%s", strerror(ENOMEM));
+                table_free(t);
+                model_free(m);
+                return EXIT_FAILURE;
+        }
+        ipaddr_parse("127.0.0.1", &loopback[0]);
+        ipaddr_parse("::1", &loopback[1]);
+        for (int fi = 0; fi < 2; fi++)
+                add_local(local, &n_local, &node.node_ip[fi]);
+        for (size_t i = 0; kn && i < kn->n_addrs; i++)
+                add_local(local, &n_local, &kn->addrs[i]);
+        for (int fi = 0; fi < 2; fi++)
+                add_local(local, &n_local, &loopback[fi]);
+        tn.local = local;
+        tn.n_local = n_local;
+
+        trace_packet_run(t, &tn, &pkt, &res);
+        print_trace(o, &res, stdout);
+        ret = finish_stdout();
+        free(local);
+        table_free(t);
+        model_free(m);
+        return ret;
+}
+
+int main(int argc, char **argv)
+{
+        struct options o;
+        char err[512];
+        int ret;
+
+        if (options_parse(argc, argv, &o, err, sizeof(err)) < 0)
+                return usage_error(err);
+        /* Rule sets run to megabytes: line buffering would cost a write per line. */
+        setvbuf(stdout, stdout_buf, _IOFBF, sizeof(stdout_buf));
+        if (o.help) {
+                options_usage(stdout);
+                ret = finish_stdout();
+                goto out;
+        }
+        if (o.version) {
+                printf("nlproxy %s\n", NLPROXY_VERSION);
+                ret = finish_stdout();
+                goto out;
+        }
+        log_set_level(o.verbosity >= 2 ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+
+        if (o.command == OPT_CMD_TRACE || o.dry_run) {
+                if (o.n_manifests == 0) {
+                        if (o.kubeconfig || o.master) {
+                                fprintf(stderr, "nlproxy: reading the API server needs the watcher, which is not built "
+                                                "yet; use --manifests\n");
+                                ret = EXIT_FAILURE;
+                        } else
+                                ret = usage_error(o.command == OPT_CMD_TRACE
+                                                          ? "trace needs --manifests (the API watcher is not built yet)"
+                                                          : "--dry-run needs --manifests (the API watcher is not built yet)");
+                        goto out;
+                }
+        }
+        if (o.command == OPT_CMD_TRACE) {
+                ret = run_trace(&o);
+                goto out;
+        }
+        if (!o.dry_run || o.cleanup) {
+                fprintf(stderr, "nlproxy: %s\n", kernel_msg);
+                ret = EXIT_FAILURE;
+                goto out;
+        }
+        ret = run_dry(&o);
+out:
+        options_free(&o);
+        return ret;
+}
