@@ -1,0 +1,542 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "testutil.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "manifest.h"
+#include "model.h"
+
+#define DATA "tests/data/manifests/"
+
+struct warnings {
+        char *msg[16];
+        size_t n;
+};
+
+static void collect(void *data, const char *msg)
+{
+        struct warnings *w = data;
+
+        assert_null(strchr(msg, '\n'));
+        if (w->n < 16)
+                w->msg[w->n] = strdup(msg);
+        w->n++;
+}
+
+static void warnings_clear(struct warnings *w)
+{
+        for (size_t i = 0; i < w->n && i < 16; i++)
+                free(w->msg[i]);
+        w->n = 0;
+}
+
+static void dump_warnings(const struct warnings *w)
+{
+        for (size_t i = 0; i < w->n && i < 16; i++)
+                print_message("warning: %s\n", w->msg[i]);
+}
+
+static struct model *new_model(void)
+{
+        struct model *m = NULL;
+
+        assert_int_equal(model_new(&m), 0);
+        assert_non_null(m);
+        return m;
+}
+
+static const char *fmt(const struct ipaddr *a)
+{
+        static char buf[4][IPADDR_STRLEN];
+        static int i;
+
+        i = (i + 1) % 4;
+        return ipaddr_format(a, buf[i]);
+}
+
+static json_t *yaml1(const char *yaml)
+{
+        char err[128] = "";
+        json_t *docs = NULL, *d;
+
+        if (yaml_to_json(yaml, strlen(yaml), &docs, err, sizeof(err)) < 0)
+                fail_msg("yaml_to_json: %s", err);
+        assert_int_equal(json_array_size(docs), 1);
+        d = json_incref(json_array_get(docs, 0));
+        json_decref(docs);
+        return d;
+}
+
+static void assert_yaml_error(const char *yaml, const char *want)
+{
+        char err[128] = "";
+        json_t *docs = (json_t *) 0x1;
+
+        assert_int_equal(yaml_to_json(yaml, strlen(yaml), &docs, err, sizeof(err)), -EINVAL);
+        assert_ptr_equal(docs, (json_t *) 0x1);
+        if (!strstr(err, want))
+                fail_msg("error \"%s\" lacks \"%s\"", err, want);
+}
+
+/* ---- yaml_to_json ---- */
+
+static void test_yaml_scalars(void **state)
+{
+        static const struct {
+                const char *text;
+                const char *json; /* compact JSON of the value */
+        } cases[] = {
+                { "null", "null" },        { "~", "null" },           { "", "null" },          { "Null", "null" },
+                { "NULL", "null" },        { "true", "true" },        { "True", "true" },      { "TRUE", "true" },
+                { "false", "false" },      { "False", "false" },      { "yes", "\"yes\"" },    { "on", "\"on\"" },
+                { "80", "80" },            { "-7", "-7" },            { "+12", "12" },         { "0x1F", "31" },
+                { "0o17", "15" },          { "017", "17" },           { "1.5", "1.5" },        { "1e3", "1000.0" },
+                { ".5", "0.5" },           { "-2.5E-1", "-0.25" },    { "10.0.0.1", "\"10.0.0.1\"" },
+                { "\"80\"", "\"80\"" },    { "'true'", "\"true\"" },  { "'null'", "\"null\"" }, { "\"\"", "\"\"" },
+                { "!!str 80", "\"80\"" },  { "! 80", "\"80\"" },      { "!!int \"42\"", "42" }, { "0x", "\"0x\"" },
+                { "0o8", "\"0o8\"" },      { "1.2.3", "\"1.2.3\"" },  { "--1", "\"--1\"" },    { "1_000", "\"1_000\"" },
+                { "|\n  80\n", "\"80\\n\"" }, { "{a: b}", "{\"a\":\"b\"}" }, { "Service", "\"Service\"" },
+                { "9223372036854775807", "9223372036854775807" },
+        };
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char doc[128], *got;
+                json_t *v;
+
+                snprintf(doc, sizeof(doc), "v: %s\n", cases[i].text);
+                v = yaml1(doc);
+                got = json_dumps(json_object_get(v, "v"), JSON_COMPACT | JSON_ENCODE_ANY);
+                assert_non_null(got);
+                if (strcmp(got, cases[i].json) != 0)
+                        fail_msg("%s: got %s, want %s", cases[i].text, got, cases[i].json);
+                free(got);
+                json_decref(v);
+        }
+}
+
+static void test_yaml_structure(void **state)
+{
+        const char *y = "# comment\n"
+                        "a: [1, two, {b: c}]\n"
+                        "80: port\n"
+                        "true: yes\n"
+                        "\"q\": 'x'\n"
+                        "nested:\n"
+                        "  - - deep\n"
+                        "  - k: v\n";
+        json_t *v = yaml1(y);
+        char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+
+        (void) state;
+        /* keys are text, whatever they look like */
+        assert_string_equal(s, "{\"80\":\"port\",\"a\":[1,\"two\",{\"b\":\"c\"}],\"nested\":[[\"deep\"],{\"k\":\"v\"}],"
+                               "\"q\":\"x\",\"true\":\"yes\"}");
+        free(s);
+        json_decref(v);
+}
+
+static void test_yaml_stream(void **state)
+{
+        const char *y = "a: 1\n---\n---\nb: 2\n...\n--- c\n";
+        char err[64];
+        json_t *docs = NULL;
+        char *s;
+
+        (void) state;
+        assert_int_equal(yaml_to_json(y, strlen(y), &docs, err, sizeof(err)), 0);
+        s = json_dumps(docs, JSON_COMPACT);
+        assert_string_equal(s, "[{\"a\":1},null,{\"b\":2},\"c\"]");
+        free(s);
+        json_decref(docs);
+
+        assert_int_equal(yaml_to_json("", 0, &docs, err, sizeof(err)), 0);
+        assert_int_equal(json_array_size(docs), 0);
+        json_decref(docs);
+
+        /* JSON is YAML */
+        y = "{\"kind\": \"Service\", \"spec\": {\"ports\": [{\"port\": 80, \"name\": \"80\"}], \"x\": null, \"f\": 1.5}}";
+        assert_int_equal(yaml_to_json(y, strlen(y), &docs, err, sizeof(err)), 0);
+        s = json_dumps(docs, JSON_COMPACT | JSON_SORT_KEYS);
+        assert_string_equal(s, "[{\"kind\":\"Service\",\"spec\":{\"f\":1.5,\"ports\":[{\"name\":\"80\",\"port\":80}],\"x\":null}}]");
+        free(s);
+        json_decref(docs);
+}
+
+static void test_yaml_aliases(void **state)
+{
+        const char *y = "base: &b {port: 80, protocol: TCP}\n"
+                        "list: &l [1, 2]\n"
+                        "copy: *b\n"
+                        "lists: [*l, *l]\n"
+                        "merged:\n"
+                        "  name: x\n"
+                        "  <<: *b\n"
+                        "  port: 81\n"
+                        "multi:\n"
+                        "  <<: [{a: 1}, {a: 2, b: 2}]\n"
+                        "scalar: &s hello\n"
+                        "again: *s\n"
+                        "*s : keyed\n";
+        json_t *v = yaml1(y);
+        char *s = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+
+        (void) state;
+        assert_string_equal(s, "{\"again\":\"hello\",\"base\":{\"port\":80,\"protocol\":\"TCP\"},"
+                               "\"copy\":{\"port\":80,\"protocol\":\"TCP\"},\"hello\":\"keyed\",\"list\":[1,2],"
+                               "\"lists\":[[1,2],[1,2]],\"merged\":{\"name\":\"x\",\"port\":81,\"protocol\":\"TCP\"},"
+                               "\"multi\":{\"a\":1,\"b\":2},\"scalar\":\"hello\"}");
+        free(s);
+        json_decref(v);
+
+        /* anchors do not leak from one document to the next */
+        assert_yaml_error("a: &x 1\n---\nb: *x\n", "line 3: unknown or recursive alias *x");
+        assert_yaml_error("a: &x [*x]\n", "unknown or recursive alias *x");
+}
+
+static void test_yaml_errors(void **state)
+{
+        char bomb[1024];
+        size_t n = 0;
+
+        (void) state;
+        assert_yaml_error("a: 1\na: 2\n", "line 2: duplicate key \"a\"");
+        assert_yaml_error("a: [1, 2\n", "line ");
+        assert_yaml_error("a:\n  b: 1\n c: 2\n", "line 3:");
+        assert_yaml_error("? [a]\n: 1\n", "mapping keys must be scalars");
+        assert_yaml_error("a: .inf\n", ".inf cannot be represented in JSON");
+        assert_yaml_error("a: 1e999\n", "cannot be represented in JSON");
+        assert_yaml_error("a: 99999999999999999999\n", "integer 99999999999999999999 is too large");
+        assert_yaml_error("a: !!int abc\n", "does not match its tag");
+        assert_yaml_error("a: !foo x\n", "unsupported tag !foo");
+        assert_yaml_error("a: *nope\n", "line 1: unknown or recursive alias *nope");
+        assert_yaml_error("<<: 5\n", "merge key value must be a mapping");
+        assert_yaml_error("k: &n 5\n*n : x\n", "mapping keys must be strings");
+
+        /* billion laughs: 9 levels of 9-fold aliases */
+        n += (size_t) snprintf(bomb + n, sizeof(bomb) - n, "l0: &l0 [x, x, x, x, x, x, x, x, x]\n");
+        for (int i = 1; i < 9; i++)
+                n += (size_t) snprintf(bomb + n, sizeof(bomb) - n,
+                                       "l%d: &l%d [*l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d, *l%d]\n", i, i, i - 1,
+                                       i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1, i - 1);
+        assert_yaml_error(bomb, "document too large once aliases are expanded");
+}
+
+/* ---- loading ---- */
+
+static void test_load_stream(void **state)
+{
+        struct manifest_stats st = { .services = 99 };
+        struct warnings w = {};
+        struct model *m = new_model();
+        const struct k8s_endpoint_slice *const *slices;
+        const struct k8s_service *svc;
+        size_t n;
+
+        (void) state;
+        assert_int_equal(manifest_load_path(m, DATA "stream.yaml", "node-a", collect, &w, &st), 0);
+        dump_warnings(&w);
+        assert_int_equal(w.n, 0);
+        assert_int_equal(st.services, 1);
+        assert_int_equal(st.slices, 1);
+        assert_int_equal(st.ignored, 1); /* the Deployment */
+        assert_int_equal(st.skipped, 0);
+        assert_int_equal(st.nodes, 0);
+
+        svc = model_service_get(m, "shop", "web");
+        assert_non_null(svc);
+        assert_int_equal(svc->type, K8S_SVC_NODE_PORT);
+        assert_int_equal(svc->n_cluster_ips, 1);
+        assert_string_equal(fmt(&svc->cluster_ips[0]), "10.96.0.20");
+        assert_int_equal(svc->n_ports, 2);
+        assert_int_equal(svc->ports[0].port, 80);
+        assert_int_equal(svc->ports[0].node_port, 30080);
+        assert_int_equal(svc->ports[1].proto, IPPROTO_UDP);
+
+        n = model_slices_for(m, "shop", "web", &slices);
+        assert_int_equal(n, 1);
+        assert_string_equal(slices[0]->name, "web-1");
+        assert_int_equal(slices[0]->n_endpoints, 2);
+        assert_string_equal(fmt(&slices[0]->endpoints[0].addr), "10.244.1.5");
+        assert_true(slices[0]->endpoints[0].ready);
+        assert_string_equal(slices[0]->endpoints[0].node_name, "node-a");
+        assert_false(slices[0]->endpoints[1].ready);
+        assert_true(slices[0]->endpoints[1].serving);
+        assert_true(slices[0]->endpoints[1].terminating);
+        assert_int_equal(slices[0]->n_ports, 2);
+        assert_int_equal(slices[0]->ports[1].proto, IPPROTO_UDP);
+
+        assert_null(model_node_get(m));
+        model_free(m);
+}
+
+static void test_load_json_list(void **state)
+{
+        struct manifest_stats st;
+        struct warnings w = {};
+        struct model *m = new_model();
+        const struct k8s_endpoint_slice *const *slices;
+        const struct k8s_service *svc;
+
+        (void) state;
+        assert_int_equal(manifest_load_path(m, DATA "list.json", NULL, collect, &w, &st), 0);
+        dump_warnings(&w);
+        assert_int_equal(w.n, 0);
+        assert_int_equal(st.services, 2);
+        assert_int_equal(st.slices, 1);
+        assert_int_equal(st.ignored, 1); /* the ConfigMap */
+        assert_int_equal(st.skipped, 0);
+
+        svc = model_service_get(m, "data", "db");
+        assert_non_null(svc);
+        assert_int_equal(svc->n_cluster_ips, 2);
+        assert_string_equal(fmt(&svc->cluster_ips[1]), "fd00::30");
+        /* item of a typed ServiceList without its own kind */
+        svc = model_service_get(m, "data", "inner");
+        assert_non_null(svc);
+        assert_string_equal(fmt(&svc->cluster_ips[0]), "10.96.0.31");
+
+        assert_int_equal(model_slices_for(m, "data", "db", &slices), 1);
+        assert_int_equal(slices[0]->family, AF_INET6);
+        assert_string_equal(slices[0]->ports[0].name, "");
+        model_free(m);
+}
+
+static void test_load_dir(void **state)
+{
+        struct manifest_stats st;
+        struct warnings w = {};
+        struct model *m = new_model();
+        const struct k8s_endpoint_slice *const *slices;
+        const struct k8s_service *svc;
+
+        (void) state;
+        assert_int_equal(manifest_load_path(m, DATA "dir", NULL, collect, &w, &st), 0);
+        dump_warnings(&w);
+        assert_int_equal(w.n, 0);
+        assert_int_equal(st.services, 3); /* a, b, and b again */
+        assert_int_equal(st.slices, 1);
+        assert_int_equal(model_service_count(m), 2);
+        assert_int_equal(model_slice_count(m), 1);
+
+        assert_non_null(model_service_get(m, "d", "a"));
+        /* 20-override.json comes after 10-services.yaml */
+        svc = model_service_get(m, "d", "b");
+        assert_non_null(svc);
+        assert_string_equal(fmt(&svc->cluster_ips[0]), "10.96.1.22");
+        assert_int_equal(svc->ports[0].port, 8080);
+        /* not loaded: dot file, README.md, subdirectories */
+        assert_null(model_service_get(m, "d", "hidden"));
+        assert_null(model_service_get(m, "d", "nested"));
+        assert_null(model_service_get(m, "d", "inner"));
+
+        assert_int_equal(model_slices_for(m, "d", "a", &slices), 1);
+        assert_string_equal(slices[0]->name, "a-1");
+        model_free(m);
+}
+
+static void write_file(const char *path, const char *text)
+{
+        FILE *f = fopen(path, "w");
+
+        assert_non_null(f);
+        assert_int_equal(fputs(text, f) >= 0, 1);
+        assert_int_equal(fclose(f), 0);
+}
+
+/* Files are created in reverse name order so that neither creation order
+ * nor the file system's directory order can pass for name order. The
+ * ConfigMap volume layout (symlinks into a "..data" directory) loads once. */
+static void test_load_dir_order(void **state)
+{
+        char dir[] = "/tmp/nlproxy-manifest-XXXXXX", path[256], target[256], text[256];
+        struct manifest_stats st;
+        struct warnings w = {};
+        struct model *m = new_model();
+        const struct k8s_service *svc;
+
+        (void) state;
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/..data", dir);
+        assert_int_equal(mkdir(path, 0700), 0);
+        for (int i = 9; i >= 1; i--) {
+                snprintf(path, sizeof(path), "%s/..data/%02d-svc.yaml", dir, i);
+                snprintf(text, sizeof(text),
+                         "apiVersion: v1\nkind: Service\nmetadata: {name: x}\nspec: {ports: [{port: %d}]}\n---\n"
+                         "apiVersion: v1\nkind: Service\nmetadata: {name: bad-%d}\nspec: {ports: [{port: 0}]}\n",
+                         i, i);
+                write_file(path, text);
+                snprintf(target, sizeof(target), "..data/%02d-svc.yaml", i);
+                snprintf(path, sizeof(path), "%s/%02d-svc.yaml", dir, i);
+                assert_int_equal(symlink(target, path), 0);
+        }
+
+        assert_int_equal(manifest_load_path(m, dir, NULL, collect, &w, &st), 0);
+        /* the warnings tell the order in which files were read */
+        assert_int_equal(w.n, 9);
+        for (int i = 1; i <= 9; i++) {
+                snprintf(text, sizeof(text), "skipping Service default/bad-%d: spec.ports[0].port: 0 is out of range 1-65535",
+                         i);
+                assert_string_equal(w.msg[i - 1], text);
+        }
+        warnings_clear(&w);
+        assert_int_equal(st.services, 9);
+        assert_int_equal(st.skipped, 9);
+        svc = model_service_get(m, "default", "x");
+        assert_non_null(svc);
+        assert_int_equal(svc->ports[0].port, 9);
+        model_free(m);
+
+        for (int i = 1; i <= 9; i++) {
+                snprintf(path, sizeof(path), "%s/%02d-svc.yaml", dir, i);
+                assert_int_equal(unlink(path), 0);
+                snprintf(path, sizeof(path), "%s/..data/%02d-svc.yaml", dir, i);
+                assert_int_equal(unlink(path), 0);
+        }
+        snprintf(path, sizeof(path), "%s/..data", dir);
+        assert_int_equal(rmdir(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+}
+
+static void test_load_bad_among_good(void **state)
+{
+        struct manifest_stats st;
+        struct warnings w = {};
+        struct model *m = new_model();
+        const struct k8s_node *node;
+
+        (void) state;
+        assert_int_equal(manifest_load_path(m, DATA "mixed.yaml", "node-a", collect, &w, &st), 0);
+        assert_int_equal(w.n, 1);
+        assert_string_equal(w.msg[0], "skipping Service ns1/svc1: spec.ports[0].port: 70000 is out of range 1-65535");
+        assert_int_equal(st.services, 2);
+        assert_int_equal(st.skipped, 1);
+        assert_int_equal(st.nodes, 1);
+        assert_int_equal(st.ignored, 1); /* other-node, broken as it is */
+        assert_non_null(model_service_get(m, "ns1", "good1"));
+        assert_non_null(model_service_get(m, "ns1", "good2"));
+        assert_null(model_service_get(m, "ns1", "svc1"));
+
+        node = model_node_get(m);
+        assert_non_null(node);
+        assert_string_equal(node->name, "node-a");
+        assert_string_equal(node->zone, "zone-a");
+        assert_int_equal(node->n_addrs, 1);
+        assert_string_equal(fmt(&node->addrs[0]), "192.168.0.10");
+        warnings_clear(&w);
+        model_free(m);
+
+        /* without a node name, no Node is ours */
+        m = new_model();
+        assert_int_equal(manifest_load_path(m, DATA "mixed.yaml", NULL, collect, &w, &st), 0);
+        assert_int_equal(w.n, 1);
+        assert_int_equal(st.nodes, 0);
+        assert_int_equal(st.ignored, 2);
+        assert_null(model_node_get(m));
+        warnings_clear(&w);
+        model_free(m);
+
+        /* the other node is ours this time: its broken address is reported */
+        m = new_model();
+        assert_int_equal(manifest_load_path(m, DATA "mixed.yaml", "other-node", collect, &w, &st), 0);
+        assert_int_equal(w.n, 2);
+        assert_string_equal(w.msg[1],
+                            "skipping Node other-node: status.addresses[0].address: not an IPv4/IPv6 address: \"not-an-ip\"");
+        assert_null(model_node_get(m));
+        warnings_clear(&w);
+        model_free(m);
+}
+
+static void test_load_typing(void **state)
+{
+        const char *y = "apiVersion: v1\n"
+                        "kind: Service\n"
+                        "metadata: {name: svc1, namespace: ns1}\n"
+                        "spec:\n"
+                        "  ports:\n"
+                        "    - port: \"80\"\n"
+                        "---\n"
+                        "apiVersion: v1\n"
+                        "kind: Service\n"
+                        "metadata: {name: svc2, namespace: ns1}\n"
+                        "spec:\n"
+                        "  ports:\n"
+                        "    - port: 80\n"
+                        "      name: \"8080\"\n"
+                        "      nodePort: 0x7531\n";
+        struct manifest_stats st;
+        struct warnings w = {};
+        struct model *m = new_model();
+        const struct k8s_service *svc;
+
+        (void) state;
+        assert_int_equal(manifest_load_buffer(m, y, strlen(y), "typing", NULL, collect, &w, &st), 0);
+        assert_int_equal(w.n, 1);
+        assert_string_equal(w.msg[0], "skipping Service ns1/svc1: spec.ports[0].port: expected an integer, got a string");
+        assert_int_equal(st.services, 1);
+        assert_int_equal(st.skipped, 1);
+        svc = model_service_get(m, "ns1", "svc2");
+        assert_non_null(svc);
+        assert_int_equal(svc->ports[0].port, 80);
+        assert_string_equal(svc->ports[0].name, "8080");
+        assert_int_equal(svc->ports[0].node_port, 30001);
+        warnings_clear(&w);
+        model_free(m);
+}
+
+static void test_load_failures(void **state)
+{
+        struct manifest_stats st;
+        struct warnings w = {};
+        struct model *m = new_model();
+        const char *bad = "apiVersion: v1\nkind: [\n";
+
+        (void) state;
+        assert_int_equal(manifest_load_path(m, DATA "does-not-exist.yaml", NULL, collect, &w, &st), -ENOENT);
+        assert_int_equal(w.n, 1);
+        assert_non_null(strstr(w.msg[0], "does-not-exist.yaml"));
+        warnings_clear(&w);
+
+        assert_int_equal(manifest_load_path(m, DATA "not-a-manifest.yaml", NULL, collect, &w, &st), -EINVAL);
+        assert_int_equal(w.n, 1);
+        assert_string_equal(w.msg[0], DATA "not-a-manifest.yaml: document 1 is not a Kubernetes object");
+        warnings_clear(&w);
+
+        assert_int_equal(manifest_load_buffer(m, bad, strlen(bad), "bad.yaml", NULL, collect, &w, &st), -EINVAL);
+        assert_int_equal(w.n, 1);
+        assert_true(strncmp(w.msg[0], "bad.yaml: line ", 15) == 0);
+        warnings_clear(&w);
+
+        /* no callback, no stats: still fine */
+        assert_int_equal(manifest_load_buffer(m, bad, strlen(bad), NULL, NULL, NULL, NULL, NULL), -EINVAL);
+        assert_int_equal(model_service_count(m), 0);
+
+        /* a list item that is not an object */
+        bad = "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"metadata\":{\"name\":\"l\"},\"items\":[1,"
+              "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"ok\"}}]}";
+        assert_int_equal(manifest_load_buffer(m, bad, strlen(bad), "l.json", NULL, collect, &w, &st), 0);
+        assert_int_equal(w.n, 1);
+        assert_string_equal(w.msg[0], "skipping item 0 of List default/l: not an object");
+        assert_int_equal(st.skipped, 1);
+        assert_int_equal(st.services, 1);
+        assert_non_null(model_service_get(m, "default", "ok"));
+        warnings_clear(&w);
+        model_free(m);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_yaml_scalars),  cmocka_unit_test(test_yaml_structure),
+                cmocka_unit_test(test_yaml_stream),   cmocka_unit_test(test_yaml_aliases),
+                cmocka_unit_test(test_yaml_errors),   cmocka_unit_test(test_load_stream),
+                cmocka_unit_test(test_load_json_list), cmocka_unit_test(test_load_dir), cmocka_unit_test(test_load_dir_order),
+                cmocka_unit_test(test_load_bad_among_good), cmocka_unit_test(test_load_typing),
+                cmocka_unit_test(test_load_failures),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
