@@ -55,10 +55,21 @@ static void svc_clear(struct tbl_svc *s)
         free(s->local_eps);
 }
 
+struct table *table_ref(struct table *t)
+{
+        t->refcount++;
+        return t;
+}
+
 void table_free(struct table *t)
 {
         if (!t)
                 return;
+        /* 0 counts as one reference, for tables built by hand in tests. */
+        if (t->refcount > 1) {
+                t->refcount--;
+                return;
+        }
         for (size_t i = 0; i < t->n_svcs; i++)
                 svc_clear(&t->svcs[i]);
         free(t->svcs);
@@ -622,6 +633,7 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
         b.t = calloc(1, sizeof(*b.t));
         if (!b.t)
                 return -ENOMEM;
+        b.t->refcount = 1;
         resolve_config(b.t, node, cfg);
         b.t->scheduler = strdup(cfg->scheduler ? cfg->scheduler : "rr");
         if (!b.t->scheduler) {

@@ -109,6 +109,7 @@ struct table {
         size_t n_nodeport_cidr[2];
         struct ipaddr node_ip[2];
         char *scheduler;
+        unsigned refcount;        /* table_ref / table_free */
         /* Counters for metrics/logs. */
         size_t n_skipped_services;
         size_t n_no_local_internal, n_no_local_external;
@@ -116,6 +117,9 @@ struct table {
 
 int table_compute(const struct model *m, const struct nodectx *node, const struct proxy_config *cfg,
                   struct table **ret);
+/* Tables are immutable once computed and shared by reference (the daemon,
+ * the backend's record of what it programmed): table_free drops one. */
+struct table *table_ref(struct table *t);
 void table_free(struct table *t);
 const char *tbl_verdict_name(enum tbl_verdict v);
 const char *tbl_vip_kind_name(enum tbl_vip_kind k);

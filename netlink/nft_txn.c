@@ -1,0 +1,346 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <arpa/inet.h>
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libmnl/libmnl.h>
+#include <libnftnl/batch.h>
+#include <libnftnl/common.h>
+#include <libnftnl/gen.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netlink.h>
+
+#include "nft_txn.h"
+
+/* Pages of the batch; a single message must fit in the overrun part. */
+#define BATCH_PAGE (256 * 1024)
+#define BATCH_OVERRUN (1024 * 1024)
+#define COMMIT_TIMEOUT_MS 60000
+
+struct nft_sock {
+        struct mnl_socket *nl;
+        uint32_t portid;
+        uint32_t seq;
+        int sndbuf, rcvbuf;
+};
+
+struct nft_txn {
+        struct nft_sock *s;
+        struct nftnl_batch *batch;
+        uint32_t first_seq, last_seq;
+        size_t n_msgs;
+};
+
+int nft_sock_open(struct nft_sock **ret)
+{
+        struct nft_sock *s = calloc(1, sizeof(*s));
+        int one = 1, r;
+
+        if (!s)
+                return -ENOMEM;
+        s->nl = mnl_socket_open(NETLINK_NETFILTER);
+        if (!s->nl) {
+                r = -errno;
+                goto fail;
+        }
+        if (mnl_socket_bind(s->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        /* Extended acks name the attribute and give the kernel's message;
+         * without CAP_ACK the kernel echoes the refused request, which tells
+         * us which object it was without bookkeeping per message. */
+        mnl_socket_setsockopt(s->nl, NETLINK_EXT_ACK, &one, sizeof(one));
+        s->portid = mnl_socket_get_portid(s->nl);
+        s->seq = (uint32_t)time(NULL);
+        *ret = s;
+        return 0;
+fail:
+        if (s->nl)
+                mnl_socket_close(s->nl);
+        free(s);
+        return r;
+}
+
+void nft_sock_free(struct nft_sock *s)
+{
+        if (!s)
+                return;
+        mnl_socket_close(s->nl);
+        free(s);
+}
+
+static int gen_cb(const struct nlmsghdr *nlh, void *data)
+{
+        struct nftnl_gen *g = nftnl_gen_alloc();
+        if (!g)
+                return MNL_CB_ERROR;
+        if (nftnl_gen_nlmsg_parse(nlh, g) == 0)
+                *(uint32_t *)data = nftnl_gen_get_u32(g, NFTNL_GEN_ID);
+        nftnl_gen_free(g);
+        return MNL_CB_OK;
+}
+
+int nft_sock_genid(struct nft_sock *s, uint32_t *ret)
+{
+        char buf[8192];
+        struct nlmsghdr *nlh;
+        uint32_t seq = ++s->seq, id = 0;
+        int n, r;
+
+        nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETGEN, AF_UNSPEC, 0, seq);
+        if (mnl_socket_sendto(s->nl, nlh, nlh->nlmsg_len) < 0)
+                return -errno;
+        for (;;) {
+                n = mnl_socket_recvfrom(s->nl, buf, sizeof(buf));
+                if (n < 0)
+                        return -errno;
+                r = mnl_cb_run(buf, n, seq, s->portid, gen_cb, &id);
+                if (r < 0)
+                        return -errno;
+                if (r == MNL_CB_STOP || id)
+                        break;
+        }
+        *ret = id;
+        return 0;
+}
+
+int nft_txn_begin(struct nft_sock *s, uint32_t genid, struct nft_txn **ret)
+{
+        struct nft_txn *t = calloc(1, sizeof(*t));
+        struct nlmsghdr *nlh;
+
+        if (!t)
+                return -ENOMEM;
+        t->s = s;
+        t->batch = nftnl_batch_alloc(BATCH_PAGE, BATCH_OVERRUN);
+        if (!t->batch) {
+                free(t);
+                return -ENOMEM;
+        }
+        t->first_seq = ++s->seq;
+        nlh = nftnl_batch_begin(nftnl_batch_buffer(t->batch), t->first_seq);
+        if (genid)
+                mnl_attr_put_u32(nlh, NFNL_BATCH_GENID, htonl(genid));
+        if (nftnl_batch_update(t->batch) < 0) {
+                nft_txn_free(t);
+                return -ENOMEM;
+        }
+        t->last_seq = t->first_seq;
+        *ret = t;
+        return 0;
+}
+
+struct nlmsghdr *nft_txn_msg(struct nft_txn *t, uint16_t type, uint16_t family, uint16_t flags)
+{
+        t->last_seq = ++t->s->seq;
+        return nftnl_nlmsg_build_hdr(nftnl_batch_buffer(t->batch), type, family, flags, t->last_seq);
+}
+
+int nft_txn_push(struct nft_txn *t)
+{
+        t->n_msgs++;
+        return nftnl_batch_update(t->batch) < 0 ? -ENOMEM : 0;
+}
+
+size_t nft_txn_count(const struct nft_txn *t) { return t->n_msgs; }
+
+void nft_txn_free(struct nft_txn *t)
+{
+        if (!t)
+                return;
+        nftnl_batch_free(t->batch);
+        free(t);
+}
+
+static const char *msg_verb(uint16_t type)
+{
+        switch (type & 0xff) {
+        case NFT_MSG_NEWTABLE: return "add table";
+        case NFT_MSG_DELTABLE: return "delete table";
+        case NFT_MSG_NEWCHAIN: return "add chain";
+        case NFT_MSG_DELCHAIN: return "delete chain";
+        case NFT_MSG_NEWRULE: return "add rule to chain";
+        case NFT_MSG_DELRULE: return "flush chain";
+        case NFT_MSG_NEWSET: return "add set";
+        case NFT_MSG_DELSET: return "delete set";
+        case NFT_MSG_NEWSETELEM: return "add elements to set";
+        case NFT_MSG_DELSETELEM: return "delete elements from set";
+        }
+        return "change";
+}
+
+struct name_find {
+        uint16_t type;
+        const char *name;
+};
+
+static int name_attr_cb(const struct nlattr *a, void *data)
+{
+        struct name_find *f = data;
+        if (mnl_attr_get_type(a) == f->type && mnl_attr_validate(a, MNL_TYPE_NUL_STRING) == 0)
+                f->name = mnl_attr_get_str(a);
+        return MNL_CB_OK;
+}
+
+/* The object a refused request was about, from the echoed request. */
+static void describe(const struct nlmsghdr *req, size_t len, int error, const char *kmsg, char *err)
+{
+        struct name_find f = { 0 };
+        uint16_t type = req->nlmsg_type & 0xff;
+
+        switch (type) {
+        case NFT_MSG_NEWTABLE: case NFT_MSG_DELTABLE: f.type = NFTA_TABLE_NAME; break;
+        case NFT_MSG_NEWCHAIN: case NFT_MSG_DELCHAIN: f.type = NFTA_CHAIN_NAME; break;
+        case NFT_MSG_NEWRULE: case NFT_MSG_DELRULE: f.type = NFTA_RULE_CHAIN; break;
+        case NFT_MSG_NEWSET: case NFT_MSG_DELSET: f.type = NFTA_SET_NAME; break;
+        case NFT_MSG_NEWSETELEM: case NFT_MSG_DELSETELEM: f.type = NFTA_SET_ELEM_LIST_SET; break;
+        }
+        if (f.type && len >= req->nlmsg_len && req->nlmsg_len >= NLMSG_HDRLEN + sizeof(struct nfgenmsg))
+                mnl_attr_parse(req, sizeof(struct nfgenmsg), name_attr_cb, &f);
+        snprintf(err, NFT_TXN_ERRLEN, "%s %s: %s%s%s", msg_verb(req->nlmsg_type), f.name ? f.name : "?",
+                 strerror(-error), kmsg ? " (" : "", kmsg ? kmsg : "");
+        if (kmsg)
+                strncat(err, ")", NFT_TXN_ERRLEN - strlen(err) - 1);
+}
+
+struct ack_state {
+        uint32_t first, last;
+        bool done;
+        int error;
+        char *err;
+};
+
+static void handle_error(struct ack_state *st, const struct nlmsghdr *nlh)
+{
+        const struct nlmsgerr *e = mnl_nlmsg_get_payload(nlh);
+        size_t plen = mnl_nlmsg_get_payload_len(nlh);
+        const char *kmsg = NULL;
+
+        if (plen < sizeof(*e))
+                return;
+        if (nlh->nlmsg_seq == st->last || nlh->nlmsg_seq == st->first)
+                st->done = true;
+        if (e->error == 0 || st->error)
+                return;
+        st->error = e->error;
+        if (nlh->nlmsg_flags & NLM_F_ACK_TLVS) {
+                size_t off = sizeof(*e) + ((nlh->nlmsg_flags & NLM_F_CAPPED) ? 0 : e->msg.nlmsg_len - sizeof(e->msg));
+                const struct nlattr *attr;
+                if (off < plen)
+                        mnl_attr_for_each_payload((const void *)((const char *)e + off), plen - off) {
+                                if (mnl_attr_get_type(attr) == NLMSGERR_ATTR_MSG &&
+                                    mnl_attr_validate(attr, MNL_TYPE_NUL_STRING) == 0)
+                                        kmsg = mnl_attr_get_str(attr);
+                        }
+        }
+        describe(&e->msg, plen - sizeof(*e) + sizeof(e->msg), e->error, kmsg, st->err);
+}
+
+int nft_txn_commit(struct nft_txn *t, char *err)
+{
+        struct nft_sock *s = t->s;
+        struct ack_state st = { .first = t->first_seq, .last = t->last_seq, .err = err };
+        struct nlmsghdr *last;
+        struct msghdr msg = { 0 };
+        struct sockaddr_nl snl = { .nl_family = AF_NETLINK };
+        struct iovec *iov;
+        size_t total = 0;
+        char *buf;
+        int n_iov, r, fd = mnl_socket_get_fd(s->nl);
+
+        err[0] = '\0';
+        if (t->n_msgs == 0)
+                return 0;
+        /* Only the last change asks for an ack: errors are reported for
+         * every message anyway, and its ack marks the end of the verdict. */
+        nftnl_batch_end(nftnl_batch_buffer(t->batch), ++s->seq);
+        if (nftnl_batch_update(t->batch) < 0)
+                return -ENOMEM;
+        n_iov = nftnl_batch_iovec_len(t->batch);
+        iov = calloc(n_iov, sizeof(*iov));
+        if (!iov)
+                return -ENOMEM;
+        nftnl_batch_iovec(t->batch, iov, n_iov);
+        for (int i = 0; i < n_iov; i++)
+                total += iov[i].iov_len;
+        /* Find the last change message: walk the last page. */
+        last = NULL;
+        for (int i = n_iov - 1; i >= 0 && !last; i--) {
+                struct nlmsghdr *h = iov[i].iov_base;
+                size_t left = iov[i].iov_len;
+                while (mnl_nlmsg_ok(h, (int)left)) {
+                        if (h->nlmsg_seq == t->last_seq)
+                                last = h;
+                        h = mnl_nlmsg_next(h, (int *)&left);
+                }
+        }
+        if (last)
+                last->nlmsg_flags |= NLM_F_ACK;
+        /* The whole batch travels in one skb, bounded by the send buffer. */
+        if ((int)total + 4096 > s->sndbuf) {
+                int sz = (int)total + 4096;
+                if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) < 0)
+                        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+                s->sndbuf = sz;
+        }
+        if (s->rcvbuf < 4 * 1024 * 1024) {
+                int sz = 4 * 1024 * 1024;
+                if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
+                        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+                s->rcvbuf = sz;
+        }
+        msg.msg_name = &snl;
+        msg.msg_namelen = sizeof(snl);
+        msg.msg_iov = iov;
+        msg.msg_iovlen = n_iov;
+        r = sendmsg(fd, &msg, 0) < 0 ? -errno : 0;
+        free(iov);
+        if (r < 0) {
+                snprintf(err, NFT_TXN_ERRLEN, "sending a batch of %zu changes (%zu bytes): %s", t->n_msgs, total,
+                         strerror(-r));
+                return r;
+        }
+
+        buf = malloc(MNL_SOCKET_BUFFER_SIZE * 4);
+        if (!buf)
+                return -ENOMEM;
+        while (!st.done) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                int n;
+
+                r = poll(&p, 1, COMMIT_TIMEOUT_MS);
+                if (r <= 0) {
+                        r = r == 0 ? -ETIMEDOUT : -errno;
+                        if (r == -EINTR)
+                                continue;
+                        snprintf(err, NFT_TXN_ERRLEN, "waiting for the kernel's verdict: %s", strerror(-r));
+                        free(buf);
+                        return r;
+                }
+                n = recv(fd, buf, MNL_SOCKET_BUFFER_SIZE * 4, 0);
+                if (n < 0) {
+                        r = -errno;
+                        if (r == -EINTR)
+                                continue;
+                        snprintf(err, NFT_TXN_ERRLEN, "reading the kernel's verdict: %s", strerror(-r));
+                        free(buf);
+                        return r;
+                }
+                for (struct nlmsghdr *h = (struct nlmsghdr *)buf; mnl_nlmsg_ok(h, n); h = mnl_nlmsg_next(h, &n)) {
+                        if (h->nlmsg_type == NLMSG_ERROR)
+                                handle_error(&st, h);
+                }
+        }
+        free(buf);
+        return st.error;
+}

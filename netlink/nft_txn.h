@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* nf_tables transactions over one nfnetlink socket (libmnl + libnftnl):
+ * every change of a sync goes into one batch, sent with one sendmsg and
+ * committed or aborted by the kernel as a whole. Library code: no logging;
+ * errors come back as negative errno plus a description of the object the
+ * kernel refused. */
+#include <stddef.h>
+#include <stdint.h>
+
+struct nlmsghdr;
+struct nft_sock;
+struct nft_txn;
+
+#define NFT_TXN_ERRLEN 512
+
+/* Opens NETLINK_NETFILTER with extended acks, once per process. */
+int nft_sock_open(struct nft_sock **ret);
+void nft_sock_free(struct nft_sock *s);
+/* The ruleset generation: it changes on every committed transaction, ours or not. */
+int nft_sock_genid(struct nft_sock *s, uint32_t *ret);
+
+/* Starts a batch. With genid != 0 the kernel refuses the whole batch with
+ * -ERESTART if the ruleset changed since that generation (NFNL_BATCH_GENID). */
+int nft_txn_begin(struct nft_sock *s, uint32_t genid, struct nft_txn **ret);
+/* Header of the next message, at the end of the batch; fill its payload
+ * with libnftnl's *_nlmsg_build_payload, then call nft_txn_push. */
+struct nlmsghdr *nft_txn_msg(struct nft_txn *t, uint16_t type, uint16_t family, uint16_t flags);
+int nft_txn_push(struct nft_txn *t);
+size_t nft_txn_count(const struct nft_txn *t);
+/* Sends and waits for the verdict. Returns 0, or the first error, with a
+ * line naming the refused object (e.g. "add rule to chain svc-ns/a/tcp/80:
+ * No such file or directory") in err (NFT_TXN_ERRLEN). */
+int nft_txn_commit(struct nft_txn *t, char *err);
+void nft_txn_free(struct nft_txn *t);

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* Backends program a table into the kernel. Polymorphic through a const ops
+ * table; each implementation embeds struct backend first. A backend keeps its
+ * own record of what it last programmed (a table reference) and never reads
+ * the whole kernel state back on the hot path. */
+#include <stdbool.h>
+#include <stddef.h>
+#include "table.h"
+
+#define BACKEND_ERRLEN 512
+
+struct backend;
+
+struct backend_ops {
+        const char *name;
+        int (*open)(struct backend **ret);
+        /* Make the kernel match t. full: rebuild everything (start-up, after a
+         * failure, every --sync-period); otherwise change only what differs
+         * from the last successful sync. The backend takes a reference to t on
+         * success. On failure the previous rules stay in place, err names the
+         * object the kernel refused, and the next sync must be full. */
+        int (*sync)(struct backend *b, struct table *t, bool full, char *err);
+        /* Remove everything nlproxy created in the kernel. */
+        int (*cleanup)(struct backend *b, char *err);
+        void (*close)(struct backend *b);
+};
+
+struct backend {
+        const struct backend_ops *ops;
+};
+
+extern const struct backend_ops backend_nftables_ops;
+extern const struct backend_ops backend_fake_ops;
+
+/* The fake backend, for unit tests of the sync loop. */
+struct backend_fake_stats {
+        size_t full_syncs, partial_syncs, cleanups;
+        int fail_next;             /* if non-zero, the next sync returns it */
+        const struct table *last;  /* last table accepted */
+};
+struct backend_fake_stats *backend_fake_stats(struct backend *b);
