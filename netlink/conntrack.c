@@ -1,0 +1,336 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libmnl/libmnl.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+
+#include "conntrack.h"
+
+/* Dump replies come in multi-part messages of up to 32 KiB. */
+#define CT_DUMP_BUF (64 * 1024)
+
+struct ct_sock {
+        struct mnl_socket *nl;
+        uint32_t portid, seq;
+};
+
+int ct_sock_open(struct ct_sock **ret)
+{
+        struct ct_sock *s = calloc(1, sizeof(*s));
+        int r;
+
+        if (!s)
+                return -ENOMEM;
+        s->nl = mnl_socket_open(NETLINK_NETFILTER);
+        if (!s->nl || mnl_socket_bind(s->nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+                r = -errno;
+                if (s->nl)
+                        mnl_socket_close(s->nl);
+                free(s);
+                return r;
+        }
+        s->portid = mnl_socket_get_portid(s->nl);
+        s->seq = (uint32_t)time(NULL);
+        *ret = s;
+        return 0;
+}
+
+void ct_sock_free(struct ct_sock *s)
+{
+        if (!s)
+                return;
+        mnl_socket_close(s->nl);
+        free(s);
+}
+
+static bool svc_has_serving_ep(const struct tbl_svc *s, const struct ipaddr *a, uint16_t port)
+{
+        for (size_t i = 0; i < s->n_eps; i++)
+                if (s->eps[i].port == port && (s->eps[i].serving || s->eps[i].ready) &&
+                    ipaddr_equal(&s->eps[i].addr, a))
+                        return true;
+        return false;
+}
+
+static bool in_nodeport_addrs(const struct table *t, const struct ipaddr *a)
+{
+        int fi = ipfam_index(a->family);
+        for (size_t i = 0; i < t->n_nodeport_cidr[fi]; i++)
+                if (ipcidr_contains(&t->nodeport_cidr[fi][i], a))
+                        return true;
+        return false;
+}
+
+bool ct_flow_is_stale(const struct table *t, const struct ct_flow *f)
+{
+        if (f->proto != IPPROTO_UDP)
+                return false;
+        for (size_t i = 0; i < t->n_svcs; i++) {
+                const struct tbl_svc *s = &t->svcs[i];
+                bool match = false;
+
+                if (s->proto != IPPROTO_UDP || s->family != f->orig_dst.family)
+                        continue;
+                if (s->port == f->orig_dport)
+                        for (size_t v = 0; v < s->n_vips && !match; v++)
+                                match = ipaddr_equal(&s->vips[v].addr, &f->orig_dst);
+                if (!match && s->node_port && s->node_port == f->orig_dport)
+                        match = in_nodeport_addrs(t, &f->orig_dst);
+                if (!match)
+                        continue;
+                /* A flow that was never DNATed (its reply comes from the VIP
+                 * itself) was black-holed while the service had no endpoint:
+                 * it is stale as soon as the service has one. */
+                return !svc_has_serving_ep(s, &f->reply_src, f->reply_sport);
+        }
+        return false;
+}
+
+struct tuple {
+        struct ipaddr src, dst;
+        uint16_t sport, dport;
+        uint8_t proto;
+        bool ok;
+};
+
+static int ip_cb(const struct nlattr *a, void *data)
+{
+        struct tuple *t = data;
+        switch (mnl_attr_get_type(a)) {
+        case CTA_IP_V4_SRC:
+        case CTA_IP_V4_DST:
+                if (mnl_attr_get_payload_len(a) != 4)
+                        return MNL_CB_OK;
+                {
+                        struct ipaddr *x = mnl_attr_get_type(a) == CTA_IP_V4_SRC ? &t->src : &t->dst;
+                        x->family = AF_INET;
+                        memcpy(x->bytes, mnl_attr_get_payload(a), 4);
+                }
+                break;
+        case CTA_IP_V6_SRC:
+        case CTA_IP_V6_DST:
+                if (mnl_attr_get_payload_len(a) != 16)
+                        return MNL_CB_OK;
+                {
+                        struct ipaddr *x = mnl_attr_get_type(a) == CTA_IP_V6_SRC ? &t->src : &t->dst;
+                        x->family = AF_INET6;
+                        memcpy(x->bytes, mnl_attr_get_payload(a), 16);
+                }
+                break;
+        }
+        return MNL_CB_OK;
+}
+
+static int proto_cb(const struct nlattr *a, void *data)
+{
+        struct tuple *t = data;
+        switch (mnl_attr_get_type(a)) {
+        case CTA_PROTO_NUM:
+                if (mnl_attr_validate(a, MNL_TYPE_U8) == 0)
+                        t->proto = mnl_attr_get_u8(a);
+                break;
+        case CTA_PROTO_SRC_PORT:
+                if (mnl_attr_validate(a, MNL_TYPE_U16) == 0)
+                        t->sport = ntohs(mnl_attr_get_u16(a));
+                break;
+        case CTA_PROTO_DST_PORT:
+                if (mnl_attr_validate(a, MNL_TYPE_U16) == 0)
+                        t->dport = ntohs(mnl_attr_get_u16(a));
+                break;
+        }
+        return MNL_CB_OK;
+}
+
+static int tuple_cb(const struct nlattr *a, void *data)
+{
+        struct tuple *t = data;
+        if (mnl_attr_validate(a, MNL_TYPE_NESTED) < 0)
+                return MNL_CB_OK;
+        if (mnl_attr_get_type(a) == CTA_TUPLE_IP)
+                mnl_attr_parse_nested(a, ip_cb, t);
+        else if (mnl_attr_get_type(a) == CTA_TUPLE_PROTO)
+                mnl_attr_parse_nested(a, proto_cb, t);
+        return MNL_CB_OK;
+}
+
+struct ct_attrs {
+        struct tuple orig, reply;
+        uint16_t zone;
+        bool has_zone;
+};
+
+static int ct_attr_cb(const struct nlattr *a, void *data)
+{
+        struct ct_attrs *c = data;
+        switch (mnl_attr_get_type(a)) {
+        case CTA_TUPLE_ORIG:
+                if (mnl_attr_validate(a, MNL_TYPE_NESTED) == 0)
+                        c->orig.ok = mnl_attr_parse_nested(a, tuple_cb, &c->orig) >= 0;
+                break;
+        case CTA_TUPLE_REPLY:
+                if (mnl_attr_validate(a, MNL_TYPE_NESTED) == 0)
+                        c->reply.ok = mnl_attr_parse_nested(a, tuple_cb, &c->reply) >= 0;
+                break;
+        case CTA_ZONE:
+                if (mnl_attr_validate(a, MNL_TYPE_U16) == 0) {
+                        c->zone = mnl_attr_get_u16(a);
+                        c->has_zone = true;
+                }
+                break;
+        }
+        return MNL_CB_OK;
+}
+
+struct dump_ctx {
+        const struct table *t;
+        struct ct_attrs *stale;
+        size_t n, cap;
+        int error;
+};
+
+static int dump_cb(const struct nlmsghdr *nlh, void *data)
+{
+        struct dump_ctx *d = data;
+        struct ct_attrs c = { 0 };
+        struct ct_flow f;
+
+        mnl_attr_parse(nlh, sizeof(struct nfgenmsg), ct_attr_cb, &c);
+        if (!c.orig.ok || !c.reply.ok || !c.orig.dst.family || !c.reply.src.family)
+                return MNL_CB_OK;
+        f = (struct ct_flow){ .orig_src = c.orig.src, .orig_dst = c.orig.dst, .reply_src = c.reply.src,
+                              .orig_sport = c.orig.sport, .orig_dport = c.orig.dport,
+                              .reply_sport = c.reply.sport, .proto = c.orig.proto };
+        if (!ct_flow_is_stale(d->t, &f))
+                return MNL_CB_OK;
+        if (d->n == d->cap) {
+                size_t cap = d->cap ? d->cap * 2 : 64;
+                struct ct_attrs *p = realloc(d->stale, cap * sizeof(*p));
+                if (!p) {
+                        d->error = -ENOMEM;
+                        return MNL_CB_ERROR;
+                }
+                d->stale = p;
+                d->cap = cap;
+        }
+        d->stale[d->n++] = c;
+        return MNL_CB_OK;
+}
+
+static struct nlmsghdr *ct_hdr(char *buf, uint16_t type, uint16_t flags, uint8_t family, uint32_t seq)
+{
+        struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+        struct nfgenmsg *g;
+
+        nlh->nlmsg_type = (NFNL_SUBSYS_CTNETLINK << 8) | type;
+        nlh->nlmsg_flags = NLM_F_REQUEST | flags;
+        nlh->nlmsg_seq = seq;
+        g = mnl_nlmsg_put_extra_header(nlh, sizeof(*g));
+        g->nfgen_family = family;
+        g->version = NFNETLINK_V0;
+        g->res_id = 0;
+        return nlh;
+}
+
+static void put_tuple(struct nlmsghdr *nlh, uint16_t type, const struct tuple *t)
+{
+        struct nlattr *tup = mnl_attr_nest_start(nlh, type), *ip, *pr;
+        bool v6 = t->src.family == AF_INET6;
+
+        ip = mnl_attr_nest_start(nlh, CTA_TUPLE_IP);
+        mnl_attr_put(nlh, v6 ? CTA_IP_V6_SRC : CTA_IP_V4_SRC, v6 ? 16 : 4, t->src.bytes);
+        mnl_attr_put(nlh, v6 ? CTA_IP_V6_DST : CTA_IP_V4_DST, v6 ? 16 : 4, t->dst.bytes);
+        mnl_attr_nest_end(nlh, ip);
+        pr = mnl_attr_nest_start(nlh, CTA_TUPLE_PROTO);
+        mnl_attr_put_u8(nlh, CTA_PROTO_NUM, t->proto);
+        mnl_attr_put_u16(nlh, CTA_PROTO_SRC_PORT, htons(t->sport));
+        mnl_attr_put_u16(nlh, CTA_PROTO_DST_PORT, htons(t->dport));
+        mnl_attr_nest_end(nlh, pr);
+        mnl_attr_nest_end(nlh, tup);
+}
+
+static int ct_dump_family(struct ct_sock *s, uint8_t family, struct dump_ctx *d)
+{
+        char *buf = malloc(CT_DUMP_BUF);
+        uint32_t seq = ++s->seq;
+        struct nlmsghdr *nlh;
+        int n, r = 0;
+
+        if (!buf)
+                return -ENOMEM;
+        nlh = ct_hdr(buf, IPCTNL_MSG_CT_GET, NLM_F_DUMP, family, seq);
+        if (mnl_socket_sendto(s->nl, nlh, nlh->nlmsg_len) < 0) {
+                r = -errno;
+                goto out;
+        }
+        for (;;) {
+                n = mnl_socket_recvfrom(s->nl, buf, CT_DUMP_BUF);
+                if (n < 0) {
+                        r = -errno;
+                        break;
+                }
+                r = mnl_cb_run(buf, n, seq, s->portid, dump_cb, d);
+                if (r <= MNL_CB_STOP) {
+                        r = r < 0 ? (d->error ? d->error : -errno) : 0;
+                        break;
+                }
+        }
+out:
+        free(buf);
+        return r;
+}
+
+static int ct_delete(struct ct_sock *s, const struct ct_attrs *c)
+{
+        char buf[1024];
+        uint32_t seq = ++s->seq;
+        struct nlmsghdr *nlh = ct_hdr(buf, IPCTNL_MSG_CT_DELETE, NLM_F_ACK, c->orig.src.family, seq);
+        int n, r;
+
+        put_tuple(nlh, CTA_TUPLE_ORIG, &c->orig);
+        if (c->has_zone)
+                mnl_attr_put_u16(nlh, CTA_ZONE, c->zone);
+        if (mnl_socket_sendto(s->nl, nlh, nlh->nlmsg_len) < 0)
+                return -errno;
+        n = mnl_socket_recvfrom(s->nl, buf, sizeof(buf));
+        if (n < 0)
+                return -errno;
+        r = mnl_cb_run(buf, n, seq, s->portid, NULL, NULL);
+        return r < 0 ? -errno : 0;
+}
+
+int ct_udp_cleanup(struct ct_sock *s, const struct table *t, size_t *ret_deleted)
+{
+        struct dump_ctx d = { .t = t };
+        size_t deleted = 0;
+        bool any_udp = false;
+        int r = 0;
+
+        for (size_t i = 0; i < t->n_svcs && !any_udp; i++)
+                any_udp = t->svcs[i].proto == IPPROTO_UDP;
+        if (!any_udp) {
+                *ret_deleted = 0;
+                return 0;
+        }
+        /* Collect first, delete after: a dump cannot be interleaved with
+         * requests on the same socket. */
+        for (int fi = 0; fi < 2 && r == 0; fi++)
+                if (t->family_enabled[fi])
+                        r = ct_dump_family(s, fi ? AF_INET6 : AF_INET, &d);
+        for (size_t i = 0; r == 0 && i < d.n; i++) {
+                int e = ct_delete(s, &d.stale[i]);
+                if (e == 0)
+                        deleted++;
+                else if (e != -ENOENT)
+                        r = e;
+        }
+        free(d.stale);
+        if (r == 0)
+                *ret_deleted = deleted;
+        return r;
+}

@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* Stale UDP conntrack entries, shared by both backends. UDP has no
+ * connection end, so a client that keeps sending (a DNS resolver reusing its
+ * socket) stays pinned by conntrack to a dead endpoint until the entry times
+ * out. After each successful sync kube-proxy deletes the UDP flows whose
+ * original destination is a service (VIP:port or NodePort) and whose reply
+ * source is not one of the service's serving endpoints; so do we, over
+ * ctnetlink (libmnl). Library code: no logging. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "ipaddr.h"
+#include "table.h"
+
+struct ct_sock;
+
+struct ct_flow {
+        struct ipaddr orig_src, orig_dst, reply_src;
+        uint16_t orig_sport, orig_dport, reply_sport;
+        uint8_t proto;
+};
+
+int ct_sock_open(struct ct_sock **ret);
+void ct_sock_free(struct ct_sock *s);
+
+/* Pure: should this flow be deleted given the table? */
+bool ct_flow_is_stale(const struct table *t, const struct ct_flow *f);
+
+/* Dumps the UDP flows of both families and deletes the stale ones.
+ * *ret_deleted counts deletions (a flow that vanished meanwhile is fine). */
+int ct_udp_cleanup(struct ct_sock *s, const struct table *t, size_t *ret_deleted);
