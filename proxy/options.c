@@ -31,6 +31,8 @@ struct flag_def {
 
 static const struct flag_def flag_defs[] = {
         { "mode", 0, false, F_MODE },
+        /* kube-proxy's own spelling of --mode, so its command lines carry over. */
+        { "proxy-mode", 0, false, F_MODE },
         { "manifests", 0, false, F_MANIFESTS },
         { "kubeconfig", 0, false, F_KUBECONFIG },
         { "master", 0, false, F_MASTER },
@@ -1430,7 +1432,7 @@ void options_usage(FILE *out)
               "(IPv6 as [fd00::1]:80/udp; PROTO is tcp, udp or sctp, tcp by default).\n"
               "\n"
               "Flags (--flag value or --flag=value; booleans as --flag or --flag=false):\n"
-              "      --mode MODE                      ipvs, nftables or auto (default auto)\n"
+              "      --mode, --proxy-mode MODE        ipvs, nftables or auto (default auto)\n"
               "      --manifests PATH                 read Services, EndpointSlices and the Node from a\n"
               "                                       YAML/JSON file or directory (repeatable)\n"
               "      --kubeconfig FILE                kubeconfig of the API server\n"

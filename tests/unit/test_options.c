@@ -157,6 +157,9 @@ static void test_mode_output(void **state)
         PARSE_OK(&o, "--output=ipvsadm");
         assert_int_equal(o.output, OPT_OUTPUT_IPVSADM);
         options_free(&o);
+        PARSE_OK(&o, "--proxy-mode=nftables");
+        assert_int_equal(o.mode, OPT_MODE_NFTABLES);
+        options_free(&o);
 
         PARSE_BAD("invalid value \"foo\" for --mode: must be ipvs, nftables or auto", NULL, "--mode", "foo");
         PARSE_BAD("--mode", "iptables", "--mode=iptables");
