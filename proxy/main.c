@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "k8s.h"
+#include "backend.h"
+#include "conntrack.h"
 #include "log.h"
 #include "manifest.h"
 #include "model.h"
@@ -21,7 +23,8 @@
 #define STDOUT_BUFSIZE (1u << 20)
 
 static char stdout_buf[STDOUT_BUFSIZE];
-static const char kernel_msg[] = "programming the kernel needs the nftables backend (issue 3); use --dry-run";
+static const char daemon_msg[] = "the long-running daemon needs the API watcher (issue 5); use --once with --manifests, "
+                                 "or --dry-run";
 
 static int usage_error(const char *msg)
 {
@@ -231,6 +234,94 @@ static int run_dry(const struct options *o)
         return ret;
 }
 
+/* Which backend programs the kernel. IPVS is not built yet; auto settles on
+ * nftables, which every supported kernel has. */
+static const struct backend_ops *pick_backend(const struct options *o)
+{
+        if (o->mode == OPT_MODE_IPVS) {
+                log_error("the IPVS backend is not built yet (issue 4); use --mode nftables");
+                return NULL;
+        }
+        if (o->mode == OPT_MODE_AUTO)
+                log_info("mode auto: using the nftables backend");
+        return &backend_nftables_ops;
+}
+
+/* --once: one full sync of the manifests into the kernel, then the stale
+ * UDP conntrack entries; the rules stay when we exit. */
+static int run_once(const struct options *o)
+{
+        const struct backend_ops *ops = pick_backend(o);
+        struct backend *b = NULL;
+        struct ct_sock *ct = NULL;
+        struct table *t = NULL;
+        struct model *m = NULL;
+        struct nodectx node;
+        char err[BACKEND_ERRLEN];
+        size_t deleted = 0;
+        int r, ret = EXIT_FAILURE;
+
+        if (!ops || load(o, &m, &node) < 0)
+                return EXIT_FAILURE;
+        r = table_compute(m, &node, &o->proxy, &t);
+        if (r < 0) {
+                log_error("computing the service table: %s", strerror(-r));
+                goto out;
+        }
+        r = ops->open(&b);
+        if (r < 0) {
+                log_error("opening the %s backend: %s", ops->name, strerror(-r));
+                goto out;
+        }
+        r = b->ops->sync(b, t, true, err);
+        if (r < 0) {
+                log_error("programming %s: %s", ops->name, err);
+                goto out;
+        }
+        log_info("programmed %zu service ports with %s", t->n_svcs, ops->name);
+        if (o->headless_hosts_file && (r = write_hosts_file(o->headless_hosts_file, t)) < 0) {
+                log_error("writing %s: %s", o->headless_hosts_file, strerror(-r));
+                goto out;
+        }
+        r = ct_sock_open(&ct);
+        if (r == 0)
+                r = ct_udp_cleanup(ct, t, &deleted);
+        if (r < 0)
+                log_warn("clearing stale UDP conntrack entries: %s", strerror(-r));
+        else if (deleted)
+                log_info("deleted %zu stale UDP conntrack entries", deleted);
+        ret = EXIT_SUCCESS;
+out:
+        ct_sock_free(ct);
+        if (b)
+                b->ops->close(b);
+        table_free(t);
+        model_free(m);
+        return ret;
+}
+
+static int run_cleanup(const struct options *o)
+{
+        struct backend *b = NULL;
+        char err[BACKEND_ERRLEN];
+        int r;
+
+        (void)o;
+        r = backend_nftables_ops.open(&b);
+        if (r < 0) {
+                log_error("opening the nftables backend: %s", strerror(-r));
+                return EXIT_FAILURE;
+        }
+        r = b->ops->cleanup(b, err);
+        b->ops->close(b);
+        if (r < 0) {
+                log_error("removing nlproxy's rules: %s", err);
+                return EXIT_FAILURE;
+        }
+        log_info("removed nlproxy's nftables tables");
+        return EXIT_SUCCESS;
+}
+
 static const char *fmt_hostport(const struct ipaddr *a, uint16_t port, char *buf, size_t len)
 {
         char ip[IPADDR_STRLEN];
@@ -370,8 +461,16 @@ int main(int argc, char **argv)
                 ret = run_trace(&o);
                 goto out;
         }
-        if (!o.dry_run || o.cleanup) {
-                fprintf(stderr, "nlproxy: %s\n", kernel_msg);
+        if (o.cleanup) {
+                ret = run_cleanup(&o);
+                goto out;
+        }
+        if (!o.dry_run && o.once && o.n_manifests) {
+                ret = run_once(&o);
+                goto out;
+        }
+        if (!o.dry_run) {
+                fprintf(stderr, "nlproxy: %s\n", daemon_msg);
                 ret = EXIT_FAILURE;
                 goto out;
         }

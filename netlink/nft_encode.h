@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* Plan objects (proxy/nftplan.h) as nf_tables batch messages, encoded the
+ * way nft 1.0.6 encodes the same script: same expressions and registers,
+ * same set attributes and user data, so `nft list` of a table programmed
+ * here prints what the script would have created. Library code: no logging;
+ * 0 or negative errno.
+ *
+ * Each function appends messages to the transaction (nft_txn_msg +
+ * nft_txn_push); nothing is sent before nft_txn_commit. idx is the family
+ * index (0 = ip, 1 = ip6). */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "nftplan.h"
+
+struct nft_txn;
+struct nftnl_rule;
+struct nftnl_set;
+
+/* NEWTABLE with the table comment, without NLM_F_EXCL ("table ip nlproxy"). */
+int nft_encode_table_add(struct nft_txn *t, const struct nftplan *p, int idx);
+int nft_encode_table_del(struct nft_txn *t, const struct nftplan *p, int idx);
+/* The script's idiom: add (no-op if present), delete, add; valid with or
+ * without an existing table, atomic with the rest of the batch. */
+int nft_encode_table_replace(struct nft_txn *t, const struct nftplan *p, int idx);
+
+/* NEWSET (NLM_F_CREATE) with key/data types, flags, concat field lengths,
+ * timeout, a batch-local set id and nft's user data. No elements. */
+int nft_encode_set_add(struct nft_txn *t, const struct nftplan *p, int idx, uint32_t set);
+int nft_encode_set_del(struct nft_txn *t, const struct nftplan *p, int idx, uint32_t set);
+/* Adds (NEWSETELEM) or deletes (DELSETELEM) elements idx_v[0..n) of the set
+ * (indexes into nftp_family.elems; idx_v NULL = all of the set's elements),
+ * split into messages of bounded size. Interval sets get nft's encoding:
+ * plain ones a start element and an interval-end element per range
+ * (ranges in key order, adjacent ones sharing the boundary; with
+ * whole_set, the leading end element at zero nft sends when the first range
+ * does not start at zero); concatenated ones key + key_end. */
+int nft_encode_elems(struct nft_txn *t, const struct nftplan *p, int idx, uint32_t set,
+                     const uint32_t *idx_v, size_t n, bool del, bool whole_set);
+
+/* NEWCHAIN (NLM_F_CREATE); base chains with hook, priority, type and policy accept. */
+int nft_encode_chain_add(struct nft_txn *t, const struct nftplan *p, int idx, uint32_t chain);
+/* One DELRULE naming the chain: removes all its rules. */
+int nft_encode_chain_flush(struct nft_txn *t, const struct nftplan *p, int idx, uint32_t chain);
+int nft_encode_chain_del(struct nft_txn *t, const struct nftplan *p, int idx, uint32_t chain);
+/* NEWRULE (NLM_F_CREATE | NLM_F_APPEND) for each rule of the chain, in order. */
+int nft_encode_chain_rules(struct nft_txn *t, const struct nftplan *p, int idx, uint32_t chain);
+
+/* A whole family as the script does it: table replace, sets, elements,
+ * chains, rules; a disabled family is only deleted (add + delete). */
+int nft_encode_family(struct nft_txn *t, const struct nftplan *p, int idx);
+/* Both families: the full sync. */
+int nft_encode_plan(struct nft_txn *t, const struct nftplan *p);
+
+/* Without a kernel or transaction (tests, error messages): one rule or one
+ * set as a libnftnl object, exactly as the messages above carry it. */
+int nft_encode_rule_build(const struct nftplan *p, int idx, uint32_t chain, uint32_t rule,
+                          struct nftnl_rule **ret);
+int nft_encode_set_build(const struct nftplan *p, int idx, uint32_t set, struct nftnl_set **ret);

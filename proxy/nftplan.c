@@ -1,0 +1,1349 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The table as an nftables plan: sets, elements, chains and rules in the
+ * order `render_nft` prints them. See docs/nftables-ruleset.md for the shape
+ * and the measurements behind it: a fixed number of shared named sets and
+ * maps, one chain per service port and endpoint policy, no anonymous sets. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include "k8s.h"
+#include "nftplan.h"
+
+/* Per-service chain targets. */
+enum target { TG_SVC, TG_LOCAL, TG_EXT, TG_REJECT, TG_DROP };
+
+/* Chains a service port needs, derived from what actually references them. */
+enum { F_SVC = 1, F_LOCAL = 2, F_EXT = 4 };
+
+/* One dispatch tuple (addr, proto, port); addr.family == 0 for NodePorts. */
+struct entry {
+        uint32_t svc;
+        struct ipaddr addr;
+        uint16_t port;
+        uint8_t proto;
+        uint8_t target;
+        bool dup;
+};
+
+struct entries {
+        struct entry *v;
+        size_t n, cap;
+};
+
+/* Names stay where they are written: blocks are chained, never moved. */
+struct arena_blk {
+        struct arena_blk *next;
+        size_t used, cap;
+        char data[];
+};
+
+#define ARENA_BLK (256 * 1024)
+
+struct famplan {
+        struct nftp_family pub;
+        struct nftp_set *sets;
+        uint32_t *set_ep;      /* affinity sets: endpoint index in the svc */
+        size_t n_sets, cap_sets;
+        struct nftp_elem *elems;
+        size_t n_elems, cap_elems;
+        struct nftp_chain *chains;
+        size_t n_chains, cap_chains;
+        struct nftp_rule *rules;
+        size_t n_rules, cap_rules;
+        struct nftp_svc_objs *svc;
+        uint32_t *chain_hash, *set_hash; /* open addressing, NFTP_NONE = free */
+        uint32_t chain_mask, set_mask;
+        uint32_t **sorted;     /* per set, built by nftplan_set_sorted */
+};
+
+struct nftplan {
+        const struct table *t;
+        bool companion;
+        struct famplan fam[2];
+        struct arena_blk *arena;
+};
+
+/* Build state of one family (the former renderer's plan). */
+struct build {
+        struct nftplan *p;
+        struct famplan *fp;
+        const struct table *t;
+        int idx, af;
+        uint8_t addr_type;
+        struct entries disp; /* service-ips, no-endpoint-*, service-nodeports */
+        struct entries fw;   /* firewall-ips */
+        struct entries masq; /* companion: external-masq, nodeport-masq */
+        uint8_t *flags;      /* per t->svcs index */
+        struct ipaddr *hairpin;
+        size_t n_hairpin;
+        const char **names;  /* per svc: svc-, local-, ext- chain names */
+};
+
+static const char *const fam_ip[2] = { "ip", "ip6" };
+
+size_t nftp_type_len(enum nftp_type t)
+{
+        switch (t) {
+        case NFTP_T_IPV4:
+                return 4;
+        case NFTP_T_IPV6:
+                return 16;
+        case NFTP_T_PROTO:
+                return 1;
+        case NFTP_T_SERVICE:
+        default:
+                return 2;
+        }
+}
+
+const char *nftp_type_name(enum nftp_type t)
+{
+        switch (t) {
+        case NFTP_T_IPV4:
+                return "ipv4_addr";
+        case NFTP_T_IPV6:
+                return "ipv6_addr";
+        case NFTP_T_PROTO:
+                return "inet_proto";
+        case NFTP_T_SERVICE:
+        default:
+                return "inet_service";
+        }
+}
+
+static void *arena_alloc(struct nftplan *p, size_t n)
+{
+        struct arena_blk *b = p->arena;
+        void *r;
+
+        if (!b || b->cap - b->used < n) {
+                size_t cap = n > ARENA_BLK ? n : ARENA_BLK;
+
+                b = malloc(sizeof(*b) + cap);
+                if (!b)
+                        return NULL;
+                b->next = p->arena;
+                b->used = 0;
+                b->cap = cap;
+                p->arena = b;
+        }
+        r = b->data + b->used;
+        b->used += n;
+        return r;
+}
+
+/* Concatenation of up to three strings, in the arena. */
+static const char *arena_cat(struct nftplan *p, const char *a, const char *b, const char *c)
+{
+        size_t la = strlen(a), lb = b ? strlen(b) : 0, lc = c ? strlen(c) : 0;
+        char *s = arena_alloc(p, la + lb + lc + 1);
+
+        if (!s)
+                return NULL;
+        memcpy(s, a, la);
+        if (lb)
+                memcpy(s + la, b, lb);
+        if (lc)
+                memcpy(s + la + lb, c, lc);
+        s[la + lb + lc] = '\0';
+        return s;
+}
+
+static int grow(void **v, size_t *cap, size_t n, size_t size)
+{
+        size_t c;
+        void *x;
+
+        if (n < *cap)
+                return 0;
+        c = *cap ? *cap * 2 : 64;
+        x = realloc(*v, c * size);
+        if (!x)
+                return -ENOMEM;
+        *v = x;
+        *cap = c;
+        return 0;
+}
+
+static int entries_add(struct entries *e, uint32_t svc, const struct tbl_svc *s, const struct ipaddr *addr,
+                       uint16_t port, uint8_t target)
+{
+        struct entry *x;
+
+        if (grow((void **) &e->v, &e->cap, e->n, sizeof(*e->v)) < 0)
+                return -ENOMEM;
+        x = &e->v[e->n++];
+        memset(x, 0, sizeof(*x));
+        x->svc = svc;
+        if (addr)
+                x->addr = *addr;
+        x->port = port;
+        x->proto = s->proto;
+        x->target = target;
+        return 0;
+}
+
+static int entry_key_cmp(const struct entry *x, const struct entry *y)
+{
+        int c = ipaddr_cmp(&x->addr, &y->addr);
+
+        if (c)
+                return c;
+        if (x->proto != y->proto)
+                return x->proto < y->proto ? -1 : 1;
+        if (x->port != y->port)
+                return x->port < y->port ? -1 : 1;
+        return 0;
+}
+
+static int entry_idx_cmp(const void *a, const void *b, void *arg)
+{
+        const struct entry *v = arg;
+        uint32_t i = *(const uint32_t *) a, j = *(const uint32_t *) b;
+        int c = entry_key_cmp(&v[i], &v[j]);
+
+        if (c)
+                return c;
+        return i < j ? -1 : i > j;
+}
+
+/* Two services can claim the same key (externalIPs are not validated for
+ * uniqueness); the kernel refuses a map with conflicting elements, so the
+ * first in table order wins, as it would with first-match rules. */
+static int entries_dedupe(struct entries *e)
+{
+        uint32_t *idx;
+
+        if (e->n < 2)
+                return 0;
+        idx = malloc(e->n * sizeof(*idx));
+        if (!idx)
+                return -ENOMEM;
+        for (size_t i = 0; i < e->n; i++)
+                idx[i] = (uint32_t) i;
+        qsort_r(idx, e->n, sizeof(*idx), entry_idx_cmp, e->v);
+        for (size_t i = 1; i < e->n; i++)
+                if (entry_key_cmp(&e->v[idx[i - 1]], &e->v[idx[i]]) == 0)
+                        e->v[idx[i]].dup = true;
+        free(idx);
+        return 0;
+}
+
+static uint8_t verdict_target(enum tbl_verdict v, uint8_t dnat)
+{
+        switch (v) {
+        case TBL_DNAT:
+                return dnat;
+        case TBL_REJECT:
+                return TG_REJECT;
+        case TBL_DROP:
+        default:
+                return TG_DROP;
+        }
+}
+
+static int u32_qcmp(const void *a, const void *b)
+{
+        uint32_t x = *(const uint32_t *) a, y = *(const uint32_t *) b;
+
+        return x < y ? -1 : x > y;
+}
+
+static int addr_qcmp(const void *a, const void *b)
+{
+        return ipaddr_cmp(a, b);
+}
+
+/* Sorted and unique. IPv4 sorts as host-order integers: the hairpin set is
+ * the largest sort of a plan and the generic comparator was a tenth of the
+ * render time at 30k services. */
+static void hairpin_sort(struct build *b, size_t k)
+{
+        size_t n = 0;
+
+        if (b->af == AF_INET) {
+                uint32_t *v = (uint32_t *) (void *) b->hairpin;
+
+                for (size_t i = 0; i < k; i++)
+                        v[i] = (uint32_t) b->hairpin[i].bytes[0] << 24 | (uint32_t) b->hairpin[i].bytes[1] << 16 |
+                               (uint32_t) b->hairpin[i].bytes[2] << 8 | b->hairpin[i].bytes[3];
+                qsort(v, k, sizeof(*v), u32_qcmp);
+                for (size_t i = 0; i < k; i++)
+                        if (!i || v[i] != v[i - 1])
+                                v[n++] = v[i];
+                /* Back to addresses, from the end so nothing unread is overwritten. */
+                for (size_t i = n; i-- > 0;) {
+                        uint32_t x = v[i];
+                        struct ipaddr *a = &b->hairpin[i];
+
+                        memset(a, 0, sizeof(*a));
+                        a->family = AF_INET;
+                        a->bytes[0] = (uint8_t) (x >> 24);
+                        a->bytes[1] = (uint8_t) (x >> 16);
+                        a->bytes[2] = (uint8_t) (x >> 8);
+                        a->bytes[3] = (uint8_t) x;
+                }
+        } else {
+                qsort(b->hairpin, k, sizeof(*b->hairpin), addr_qcmp);
+                for (size_t i = 0; i < k; i++)
+                        if (!n || !ipaddr_equal(&b->hairpin[n - 1], &b->hairpin[i]))
+                                b->hairpin[n++] = b->hairpin[i];
+        }
+        b->n_hairpin = n;
+}
+
+static int build_hairpin(struct build *b)
+{
+        const struct table *t = b->t;
+        size_t n = 0, k = 0;
+
+        for (size_t i = 0; i < t->n_svcs; i++) {
+                if (b->flags[i] & F_SVC)
+                        n += t->svcs[i].n_cluster_eps;
+                if (b->flags[i] & F_LOCAL)
+                        n += t->svcs[i].n_local_eps;
+        }
+        if (!n)
+                return 0;
+        b->hairpin = malloc(n * sizeof(*b->hairpin));
+        if (!b->hairpin)
+                return -ENOMEM;
+        for (size_t i = 0; i < t->n_svcs; i++) {
+                const struct tbl_svc *s = &t->svcs[i];
+
+                if (b->flags[i] & F_SVC)
+                        for (size_t j = 0; j < s->n_cluster_eps; j++)
+                                if (s->eps[s->cluster_eps[j]].addr.family == b->af)
+                                        b->hairpin[k++] = s->eps[s->cluster_eps[j]].addr;
+                if (b->flags[i] & F_LOCAL)
+                        for (size_t j = 0; j < s->n_local_eps; j++)
+                                if (s->eps[s->local_eps[j]].addr.family == b->af)
+                                        b->hairpin[k++] = s->eps[s->local_eps[j]].addr;
+        }
+        hairpin_sort(b, k);
+        return 0;
+}
+
+static int build_entries(struct build *b)
+{
+        const struct table *t = b->t;
+        int r;
+
+        b->flags = calloc(t->n_svcs ? t->n_svcs : 1, 1);
+        if (!b->flags)
+                return -ENOMEM;
+        for (size_t i = 0; i < t->n_svcs; i++)
+                if (t->svcs[i].family == b->af)
+                        b->disp.cap += t->svcs[i].n_vips + 1;
+        b->disp.v = malloc((b->disp.cap ? b->disp.cap : 1) * sizeof(*b->disp.v));
+        if (!b->disp.v)
+                return -ENOMEM;
+        if (!b->disp.cap)
+                b->disp.cap = 1;
+        for (size_t i = 0; i < t->n_svcs; i++) {
+                const struct tbl_svc *s = &t->svcs[i];
+                bool ext_masq = s->external == TBL_DNAT && !s->etp_local;
+                uint32_t si = (uint32_t) i;
+
+                if (s->family != b->af)
+                        continue;
+                for (size_t j = 0; j < s->n_vips; j++) {
+                        const struct tbl_vip *v = &s->vips[j];
+                        uint8_t tg;
+
+                        if (v->addr.family != b->af)
+                                continue;
+                        if (v->kind == TBL_VIP_CLUSTER_IP)
+                                tg = verdict_target(s->internal, s->itp_local ? TG_LOCAL : TG_SVC);
+                        else
+                                tg = verdict_target(s->external, TG_EXT);
+                        if ((r = entries_add(&b->disp, si, s, &v->addr, s->port, tg)) < 0)
+                                return r;
+                        if (v->kind == TBL_VIP_LOAD_BALANCER && s->n_source_ranges &&
+                            (r = entries_add(&b->fw, si, s, &v->addr, s->port, 0)) < 0)
+                                return r;
+                        if (v->kind != TBL_VIP_CLUSTER_IP && ext_masq &&
+                            (r = entries_add(&b->masq, si, s, &v->addr, s->port, 0)) < 0)
+                                return r;
+                }
+                if (s->node_port) {
+                        if ((r = entries_add(&b->disp, si, s, NULL, s->node_port,
+                                             verdict_target(s->external, TG_EXT))) < 0)
+                                return r;
+                        if (ext_masq && (r = entries_add(&b->masq, si, s, NULL, s->node_port, 0)) < 0)
+                                return r;
+                }
+        }
+        if ((r = entries_dedupe(&b->disp)) < 0 || (r = entries_dedupe(&b->fw)) < 0 ||
+            (r = entries_dedupe(&b->masq)) < 0)
+                return r;
+        for (size_t i = 0; i < b->disp.n; i++) {
+                const struct entry *e = &b->disp.v[i];
+
+                if (e->dup)
+                        continue;
+                if (e->target == TG_SVC)
+                        b->flags[e->svc] |= F_SVC;
+                else if (e->target == TG_LOCAL)
+                        b->flags[e->svc] |= F_LOCAL;
+                else if (e->target == TG_EXT)
+                        b->flags[e->svc] |= F_EXT;
+        }
+        for (size_t i = 0; i < t->n_svcs; i++)
+                if (b->flags[i] & F_EXT)
+                        b->flags[i] |= F_SVC | (t->svcs[i].etp_local ? F_LOCAL : 0);
+        return build_hairpin(b);
+}
+
+static void build_free(struct build *b)
+{
+        free(b->disp.v);
+        free(b->fw.v);
+        free(b->masq.v);
+        free(b->flags);
+        free(b->hairpin);
+        free(b->names);
+}
+
+/* Chain names of a service, made once: elements and rules share them. */
+static const char *svc_chain_name(struct build *b, uint32_t si, uint8_t target)
+{
+        static const char *const prefix[3] = { "svc-", "local-", "ext-" };
+        const char **n = &b->names[si * 3 + target];
+
+        if (!*n)
+                *n = arena_cat(b->p, prefix[target], b->t->svcs[si].id, NULL);
+        return *n;
+}
+
+/* Sets. */
+
+static int set_begin(struct build *b, const char *name, bool map, uint8_t flags, uint32_t svc, int n_fields, ...)
+{
+        struct famplan *fp = b->fp;
+        struct nftp_set *s;
+        va_list ap;
+
+        if (grow((void **) &fp->sets, &fp->cap_sets, fp->n_sets, sizeof(*fp->sets)) < 0)
+                return -ENOMEM;
+        /* set_ep grows with sets: same capacity. */
+        {
+                uint32_t *x = realloc(fp->set_ep, fp->cap_sets * sizeof(*x));
+
+                if (!x)
+                        return -ENOMEM;
+                fp->set_ep = x;
+        }
+        s = &fp->sets[fp->n_sets];
+        memset(s, 0, sizeof(*s));
+        fp->set_ep[fp->n_sets] = NFTP_NONE;
+        fp->n_sets++;
+        s->name = name;
+        s->map = map;
+        s->flags = flags;
+        s->svc = svc;
+        s->first_elem = (uint32_t) fp->n_elems;
+        s->n_fields = (uint8_t) n_fields;
+        va_start(ap, n_fields);
+        for (int i = 0; i < n_fields; i++) {
+                s->fields[i] = (uint8_t) va_arg(ap, int);
+                s->key_len = (uint8_t) (s->key_len + ((nftp_type_len(s->fields[i]) + 3) & ~(size_t) 3));
+        }
+        va_end(ap);
+        return name ? 0 : -ENOMEM;
+}
+
+static void set_end(struct build *b)
+{
+        struct famplan *fp = b->fp;
+        struct nftp_set *s = &fp->sets[fp->n_sets - 1];
+
+        s->n_elems = (uint32_t) fp->n_elems - s->first_elem;
+}
+
+static struct nftp_elem *elem_new(struct build *b, uint32_t svc)
+{
+        struct famplan *fp = b->fp;
+        struct nftp_elem *e;
+
+        if (grow((void **) &fp->elems, &fp->cap_elems, fp->n_elems, sizeof(*fp->elems)) < 0)
+                return NULL;
+        e = &fp->elems[fp->n_elems++];
+        memset(e, 0, sizeof(*e));
+        e->svc = svc;
+        return e;
+}
+
+static size_t put_addr(uint8_t *key, size_t off, const struct ipaddr *a)
+{
+        size_t n = ipaddr_len(a);
+
+        memcpy(key + off, a->bytes, n);
+        return off + n;
+}
+
+/* Key fields sit in 4-byte registers: a protocol is one byte and a port two,
+ * followed by zero padding. */
+static size_t put_tuple(uint8_t *key, const struct entry *e)
+{
+        size_t off = 0;
+
+        if (e->addr.family)
+                off = put_addr(key, off, &e->addr);
+        key[off] = e->proto;
+        off += 4;
+        key[off] = (uint8_t) (e->port >> 8);
+        key[off + 1] = (uint8_t) e->port;
+        return off + 4;
+}
+
+/* CIDR lists come from configuration and may overlap; the kernel rejects
+ * overlapping intervals, and the wider prefix already says everything. */
+static bool cidr_redundant(const struct ipcidr *c, size_t n, size_t i)
+{
+        for (size_t j = 0; j < n; j++) {
+                if (j == i || c[j].addr.family != c[i].addr.family || c[j].prefix > c[i].prefix)
+                        continue;
+                if (!ipcidr_contains(&c[j], &c[i].addr))
+                        continue;
+                if (c[j].prefix < c[i].prefix || j < i)
+                        return true;
+        }
+        return false;
+}
+
+static int cidr_set(struct build *b, const char *name, const struct ipcidr *c, size_t n)
+{
+        int r = set_begin(b, name, false, NFTP_SET_INTERVAL, NFTP_NONE, 1, b->addr_type);
+
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                struct nftp_elem *e;
+
+                if (c[i].addr.family != b->af || cidr_redundant(c, n, i))
+                        continue;
+                if (!(e = elem_new(b, NFTP_NONE)))
+                        return -ENOMEM;
+                put_addr(e->key, 0, &c[i].addr);
+                e->prefix = c[i].prefix;
+                e->cidr = true;
+        }
+        set_end(b);
+        return 0;
+}
+
+static int elem_target(struct build *b, struct nftp_elem *x, const struct entry *e)
+{
+        switch (e->target) {
+        case TG_SVC:
+        case TG_LOCAL:
+        case TG_EXT:
+                x->verdict = NFTP_V_GOTO;
+                x->chain = svc_chain_name(b, e->svc, e->target);
+                return x->chain ? 0 : -ENOMEM;
+        case TG_REJECT:
+                x->verdict = NFTP_V_GOTO;
+                x->chain = "reject-chain";
+                return 0;
+        default:
+                x->verdict = NFTP_V_DROP;
+                return 0;
+        }
+}
+
+/* dnat: true for service-ips / service-nodeports, false for no-endpoint-*. */
+static int dispatch_map(struct build *b, const char *name, bool nodeports, bool dnat)
+{
+        int r = nodeports ? set_begin(b, name, true, 0, NFTP_NONE, 2, NFTP_T_PROTO, NFTP_T_SERVICE)
+                          : set_begin(b, name, true, 0, NFTP_NONE, 3, b->addr_type, NFTP_T_PROTO, NFTP_T_SERVICE);
+
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < b->disp.n; i++) {
+                const struct entry *e = &b->disp.v[i];
+                bool is_dnat = e->target <= TG_EXT;
+                struct nftp_elem *x;
+
+                if (e->dup || is_dnat != dnat || (e->addr.family == 0) != nodeports)
+                        continue;
+                if (!(x = elem_new(b, e->svc)))
+                        return -ENOMEM;
+                put_tuple(x->key, e);
+                if ((r = elem_target(b, x, e)) < 0)
+                        return r;
+        }
+        set_end(b);
+        return 0;
+}
+
+static int firewall_sets(struct build *b)
+{
+        const struct table *t = b->t;
+        size_t full = b->af == AF_INET ? 32 : 128;
+        int r = set_begin(b, "firewall-ips", false, 0, NFTP_NONE, 3, b->addr_type, NFTP_T_PROTO, NFTP_T_SERVICE);
+
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < b->fw.n; i++) {
+                struct nftp_elem *x;
+
+                if (b->fw.v[i].dup)
+                        continue;
+                if (!(x = elem_new(b, b->fw.v[i].svc)))
+                        return -ENOMEM;
+                put_tuple(x->key, &b->fw.v[i]);
+        }
+        set_end(b);
+
+        r = set_begin(b, "firewall-allow", false, NFTP_SET_INTERVAL, NFTP_NONE, 4, b->addr_type, NFTP_T_PROTO,
+                      NFTP_T_SERVICE, b->addr_type);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < b->fw.n; i++) {
+                const struct entry *e = &b->fw.v[i];
+                const struct tbl_svc *s = &t->svcs[e->svc];
+                struct nftp_elem *x;
+
+                if (e->dup)
+                        continue;
+                for (size_t j = 0; j < s->n_source_ranges; j++) {
+                        const struct ipcidr *c = &s->source_ranges[j];
+
+                        if (c->addr.family != b->af || cidr_redundant(s->source_ranges, s->n_source_ranges, j))
+                                continue;
+                        if (!(x = elem_new(b, e->svc)))
+                                return -ENOMEM;
+                        put_addr(x->key, put_tuple(x->key, e), &c->addr);
+                        x->prefix = c->prefix;
+                        x->cidr = true;
+                }
+                if (!s->source_ranges_allow_lb)
+                        continue;
+                for (size_t j = 0; j < s->n_vips; j++) {
+                        const struct ipaddr *a = &s->vips[j].addr;
+                        bool covered = false;
+
+                        if (s->vips[j].kind != TBL_VIP_LOAD_BALANCER || a->family != b->af)
+                                continue;
+                        /* Already allowed by a range or an earlier duplicate VIP:
+                         * an overlapping interval would be refused. */
+                        for (size_t k = 0; k < s->n_source_ranges && !covered; k++)
+                                covered = ipcidr_contains(&s->source_ranges[k], a);
+                        for (size_t k = 0; k < j && !covered; k++)
+                                covered = s->vips[k].kind == TBL_VIP_LOAD_BALANCER &&
+                                          ipaddr_equal(&s->vips[k].addr, a);
+                        if (covered)
+                                continue;
+                        if (!(x = elem_new(b, e->svc)))
+                                return -ENOMEM;
+                        put_addr(x->key, put_tuple(x->key, e), a);
+                        x->prefix = (uint8_t) full;
+                }
+        }
+        set_end(b);
+        return 0;
+}
+
+static int common_sets(struct build *b)
+{
+        const struct table *t = b->t;
+        int i = b->idx, r;
+
+        if ((r = set_begin(b, "cluster-ips", false, 0, NFTP_NONE, 1, b->addr_type)) < 0)
+                return r;
+        for (size_t j = 0; j < t->n_cluster_ips[i]; j++) {
+                struct nftp_elem *e = elem_new(b, NFTP_NONE);
+
+                if (!e)
+                        return -ENOMEM;
+                put_addr(e->key, 0, &t->cluster_ips[i][j]);
+        }
+        set_end(b);
+        if ((r = cidr_set(b, "service-cidrs", t->service_cidr[i], t->n_service_cidr[i])) < 0 ||
+            (r = cidr_set(b, "nodeport-addrs", t->nodeport_cidr[i], t->n_nodeport_cidr[i])) < 0 ||
+            (r = cidr_set(b, "pod-cidrs", t->cluster_cidr[i], t->n_cluster_cidr[i])) < 0)
+                return r;
+        if ((r = set_begin(b, "hairpin", false, 0, NFTP_NONE, 2, b->addr_type, b->addr_type)) < 0)
+                return r;
+        for (size_t j = 0; j < b->n_hairpin; j++) {
+                struct nftp_elem *e = elem_new(b, NFTP_NONE);
+
+                if (!e)
+                        return -ENOMEM;
+                put_addr(e->key, put_addr(e->key, 0, &b->hairpin[j]), &b->hairpin[j]);
+        }
+        set_end(b);
+        return firewall_sets(b);
+}
+
+static const char *affinity_name(struct build *b, const struct tbl_svc *s, const struct tbl_endpoint *ep)
+{
+        char addr[IPADDR_STRLEN], port[8];
+        size_t i = sizeof(port) - 1;
+        unsigned v = ep->port;
+
+        ipaddr_format(&ep->addr, addr);
+        /* nft identifiers cannot hold ':'. */
+        for (char *c = addr; *c; c++)
+                if (*c == ':')
+                        *c = '.';
+        port[i] = '\0';
+        do
+                port[--i] = (char) ('0' + v % 10);
+        while (v /= 10);
+        port[--i] = '/';
+        {
+                const char *head = arena_cat(b->p, "affinity-", s->id, "__");
+
+                return head ? arena_cat(b->p, head, addr, port + i) : NULL;
+        }
+}
+
+static int affinity_sets(struct build *b)
+{
+        const struct table *t = b->t;
+        struct famplan *fp = b->fp;
+        bool *used = NULL;
+        size_t cap = 0;
+        int r = 0;
+
+        for (size_t i = 0; i < t->n_svcs; i++) {
+                const struct tbl_svc *s = &t->svcs[i];
+
+                fp->svc[i].first_set = (uint32_t) fp->n_sets;
+                if (!s->affinity_timeout || !(b->flags[i] & (F_SVC | F_LOCAL)) || !s->n_eps)
+                        continue;
+                if (s->n_eps > cap) {
+                        free(used);
+                        cap = s->n_eps;
+                        used = malloc(cap * sizeof(*used));
+                        if (!used)
+                                return -ENOMEM;
+                }
+                memset(used, 0, s->n_eps * sizeof(*used));
+                if (b->flags[i] & F_SVC)
+                        for (size_t j = 0; j < s->n_cluster_eps; j++)
+                                used[s->cluster_eps[j]] = true;
+                if (b->flags[i] & F_LOCAL)
+                        for (size_t j = 0; j < s->n_local_eps; j++)
+                                used[s->local_eps[j]] = true;
+                for (size_t j = 0; j < s->n_eps; j++) {
+                        if (!used[j])
+                                continue;
+                        r = set_begin(b, affinity_name(b, s, &s->eps[j]), false, NFTP_SET_DYNAMIC | NFTP_SET_TIMEOUT,
+                                      (uint32_t) i, 1, b->addr_type);
+                        if (r < 0)
+                                goto out;
+                        fp->sets[fp->n_sets - 1].timeout = s->affinity_timeout;
+                        fp->set_ep[fp->n_sets - 1] = (uint32_t) j;
+                        set_end(b);
+                }
+                fp->svc[i].n_sets = (uint32_t) fp->n_sets - fp->svc[i].first_set;
+        }
+out:
+        free(used);
+        return r;
+}
+
+/* Chains and rules. */
+
+static int chain_begin(struct build *b, const char *name, uint32_t svc)
+{
+        struct famplan *fp = b->fp;
+        struct nftp_chain *c;
+
+        if (!name)
+                return -ENOMEM;
+        if (grow((void **) &fp->chains, &fp->cap_chains, fp->n_chains, sizeof(*fp->chains)) < 0)
+                return -ENOMEM;
+        c = &fp->chains[fp->n_chains++];
+        memset(c, 0, sizeof(*c));
+        c->name = name;
+        c->svc = svc;
+        c->first_rule = (uint32_t) fp->n_rules;
+        return 0;
+}
+
+static void chain_end(struct build *b)
+{
+        struct famplan *fp = b->fp;
+        struct nftp_chain *c = &fp->chains[fp->n_chains - 1];
+
+        c->n_rules = (uint32_t) fp->n_rules - c->first_rule;
+}
+
+static int base_chain(struct build *b, const char *name, const char *type, uint8_t hook, int32_t prio,
+                      const char *prio_text)
+{
+        int r = chain_begin(b, name, NFTP_NONE);
+        struct nftp_chain *c;
+
+        if (r < 0)
+                return r;
+        c = &b->fp->chains[b->fp->n_chains - 1];
+        c->base = true;
+        c->type = type;
+        c->hook = hook;
+        c->prio = prio;
+        c->prio_text = prio_text;
+        return 0;
+}
+
+static struct nftp_rule *rule_new(struct build *b, uint8_t match, uint8_t action)
+{
+        struct famplan *fp = b->fp;
+        struct nftp_rule *r;
+
+        if (grow((void **) &fp->rules, &fp->cap_rules, fp->n_rules, sizeof(*fp->rules)) < 0)
+                return NULL;
+        r = &fp->rules[fp->n_rules++];
+        memset(r, 0, sizeof(*r));
+        r->match = match;
+        r->action = action;
+        return r;
+}
+
+static int rule(struct build *b, uint8_t match, uint8_t action, const char *chain, const char *set,
+                const char *set2, uint32_t arg)
+{
+        struct nftp_rule *r = rule_new(b, match, action);
+
+        if (!r)
+                return -ENOMEM;
+        r->chain = chain;
+        r->set = set;
+        r->set2 = set2;
+        r->arg = arg;
+        return 0;
+}
+
+static int nat_chains(struct build *b, const char *jump)
+{
+        int r;
+
+        /* nft accepts the names dstnat/srcnat only on the hooks they belong
+         * to, so output hooks spell dstnat (-100) as a number. */
+        if ((r = base_chain(b, "nat-prerouting", "nat", NFTP_HOOK_PREROUTING, -100, "dstnat")) < 0 ||
+            (r = rule(b, NFTP_M_NONE, NFTP_A_JUMP, jump, NULL, NULL, 0)) < 0)
+                return r;
+        chain_end(b);
+        if ((r = base_chain(b, "nat-output", "nat", NFTP_HOOK_OUTPUT, -100, "-100")) < 0 ||
+            (r = rule(b, NFTP_M_NONE, NFTP_A_JUMP, jump, NULL, NULL, 0)) < 0)
+                return r;
+        chain_end(b);
+        if ((r = base_chain(b, "nat-postrouting", "nat", NFTP_HOOK_POSTROUTING, 100, "srcnat")) < 0 ||
+            (r = rule(b, NFTP_M_NONE, NFTP_A_JUMP, "masquerading", NULL, NULL, 0)) < 0)
+                return r;
+        chain_end(b);
+        return 0;
+}
+
+static int ct_new_jumps(struct build *b, const char *j1, const char *j2)
+{
+        int r = rule(b, NFTP_M_CT_NEW, NFTP_A_JUMP, j1, NULL, NULL, 0);
+
+        if (r == 0 && j2)
+                r = rule(b, NFTP_M_CT_NEW, NFTP_A_JUMP, j2, NULL, NULL, 0);
+        chain_end(b);
+        return r;
+}
+
+static int filter_chains(struct build *b, bool ct_dnat)
+{
+        uint32_t mark = b->t->masquerade_mark;
+        int r;
+
+        if ((r = base_chain(b, "filter-prerouting-pre-dnat", "filter", NFTP_HOOK_PREROUTING, -110, "dstnat - 10")) < 0 ||
+            (r = ct_new_jumps(b, "firewall-check", NULL)) < 0 ||
+            (r = base_chain(b, "filter-output-pre-dnat", "filter", NFTP_HOOK_OUTPUT, -110, "-110")) < 0 ||
+            (r = ct_new_jumps(b, "firewall-check", NULL)) < 0 ||
+            (r = base_chain(b, "filter-forward", "filter", NFTP_HOOK_FORWARD, -10, "filter - 10")) < 0 ||
+            (r = ct_new_jumps(b, "service-endpoints-check", "cluster-ips-check")) < 0 ||
+            (r = base_chain(b, "filter-input", "filter", NFTP_HOOK_INPUT, -10, "filter - 10")) < 0 ||
+            (r = ct_new_jumps(b, "service-endpoints-check", NULL)) < 0 ||
+            (r = base_chain(b, "filter-output", "filter", NFTP_HOOK_OUTPUT, -10, "filter - 10")) < 0 ||
+            (r = ct_new_jumps(b, "service-endpoints-check", "cluster-ips-check")) < 0)
+                return r;
+        if ((r = chain_begin(b, "firewall-check", NFTP_NONE)) < 0 ||
+            (r = rule(b, NFTP_M_FIREWALL, NFTP_A_DROP, NULL, "firewall-ips", "firewall-allow", 0)) < 0)
+                return r;
+        chain_end(b);
+        if ((r = chain_begin(b, "service-endpoints-check", NFTP_NONE)) < 0 ||
+            (r = rule(b, NFTP_M_TUPLE, NFTP_A_VMAP, NULL, "no-endpoint-services", NULL, 0)) < 0 ||
+            (r = rule(b, NFTP_M_NODEPORT, NFTP_A_VMAP, NULL, "no-endpoint-nodeports", "nodeport-addrs", 0)) < 0)
+                return r;
+        chain_end(b);
+        if ((r = chain_begin(b, "cluster-ips-check", NFTP_NONE)) < 0 ||
+            (r = rule(b, NFTP_M_DADDR_IN, NFTP_A_REJECT, NULL, "cluster-ips", NULL, 0)) < 0 ||
+            (r = rule(b, NFTP_M_DADDR_IN, NFTP_A_DROP, NULL, "service-cidrs", NULL, 0)) < 0)
+                return r;
+        chain_end(b);
+        if ((r = chain_begin(b, "reject-chain", NFTP_NONE)) < 0 ||
+            (r = rule(b, NFTP_M_NONE, NFTP_A_REJECT, NULL, NULL, NULL, 0)) < 0)
+                return r;
+        chain_end(b);
+        if ((r = chain_begin(b, "mark-for-masquerade", NFTP_NONE)) < 0 ||
+            (r = rule(b, NFTP_M_NONE, NFTP_A_MARK_OR, NULL, NULL, NULL, mark)) < 0)
+                return r;
+        chain_end(b);
+        /* IPVS forwards without setting the conntrack DNAT status, so the
+         * companion matches the hairpin pair alone. */
+        if ((r = chain_begin(b, "masquerading", NFTP_NONE)) < 0 ||
+            (r = rule(b, ct_dnat ? NFTP_M_HAIRPIN_CT_DNAT : NFTP_M_HAIRPIN, NFTP_A_JUMP, "mark-for-masquerade",
+                      "hairpin", NULL, 0)) < 0 ||
+            (r = rule(b, NFTP_M_MARK_CLEAR, NFTP_A_RETURN, NULL, NULL, NULL, mark)) < 0 ||
+            (r = rule(b, NFTP_M_NONE, NFTP_A_MARK_XOR, NULL, NULL, NULL, mark)) < 0 ||
+            (r = rule(b, NFTP_M_NONE, NFTP_A_MASQUERADE, NULL, NULL, NULL, 0)) < 0)
+                return r;
+        chain_end(b);
+        return 0;
+}
+
+static int masquerade_rule(struct build *b)
+{
+        if (b->t->masquerade_all)
+                return rule(b, NFTP_M_DADDR_IN, NFTP_A_JUMP, "mark-for-masquerade", "cluster-ips", NULL, 0);
+        if (b->t->n_cluster_cidr[b->idx])
+                return rule(b, NFTP_M_DADDR_IN_SADDR_NOT_IN, NFTP_A_JUMP, "mark-for-masquerade", "cluster-ips",
+                            "pod-cidrs", 0);
+        return 0;
+}
+
+static int ext_chain(struct build *b, uint32_t si)
+{
+        const struct tbl_svc *s = &b->t->svcs[si];
+        const char *svc = svc_chain_name(b, si, TG_SVC);
+        int r = chain_begin(b, svc_chain_name(b, si, TG_EXT), si);
+
+        if (r < 0 || !svc)
+                return r < 0 ? r : -ENOMEM;
+        if (!s->etp_local) {
+                if ((r = rule(b, NFTP_M_NONE, NFTP_A_JUMP, "mark-for-masquerade", NULL, NULL, 0)) < 0 ||
+                    (r = rule(b, NFTP_M_NONE, NFTP_A_GOTO, svc, NULL, NULL, 0)) < 0)
+                        return r;
+                chain_end(b);
+                return 0;
+        }
+        /* Pods keep their source address and may use any endpoint; only
+         * off-node clients are held to the local endpoints. */
+        if (b->t->n_cluster_cidr[b->idx] && (r = rule(b, NFTP_M_SADDR_IN, NFTP_A_GOTO, svc, "pod-cidrs", NULL, 0)) < 0)
+                return r;
+        if ((r = rule(b, NFTP_M_FIB_SADDR_LOCAL, NFTP_A_JUMP, "mark-for-masquerade", NULL, NULL, 0)) < 0 ||
+            (r = rule(b, NFTP_M_FIB_SADDR_LOCAL, NFTP_A_GOTO, svc, NULL, NULL, 0)) < 0 ||
+            (r = rule(b, NFTP_M_NONE, NFTP_A_GOTO, svc_chain_name(b, si, TG_LOCAL), NULL, NULL, 0)) < 0)
+                return r;
+        if (!b->fp->rules[b->fp->n_rules - 1].chain)
+                return -ENOMEM;
+        chain_end(b);
+        return 0;
+}
+
+static const char *affinity_set_of(struct build *b, uint32_t si, uint32_t ep)
+{
+        const struct nftp_svc_objs *o = &b->fp->svc[si];
+
+        for (uint32_t k = o->first_set; k < o->first_set + o->n_sets; k++)
+                if (b->fp->set_ep[k] == ep)
+                        return b->fp->sets[k].name;
+        return NULL;
+}
+
+static struct nftp_rule *dnat_rule(struct build *b, const struct tbl_svc *s, const struct tbl_endpoint *ep)
+{
+        struct nftp_rule *r = rule_new(b, NFTP_M_NONE, NFTP_A_DNAT);
+
+        if (!r)
+                return NULL;
+        r->proto = s->proto;
+        r->port = ep->port;
+        r->addr = ep->addr;
+        return r;
+}
+
+/* Rule i picks endpoint i with probability 1/(n-i) among the rest, so every
+ * endpoint ends up with 1/n: iptables' statistic cascade without a set. */
+static int endpoint_chain(struct build *b, uint32_t si, uint8_t target, const uint32_t *idx, size_t n)
+{
+        const struct tbl_svc *s = &b->t->svcs[si];
+        struct nftp_rule *r;
+        int e = chain_begin(b, svc_chain_name(b, si, target), si);
+
+        if (e < 0)
+                return e;
+        if (s->affinity_timeout) {
+                for (size_t i = 0; i < n; i++) {
+                        if (!(r = dnat_rule(b, s, &s->eps[idx[i]])))
+                                return -ENOMEM;
+                        r->dnat_flags = NFTP_DNAT_AFFINITY_HIT;
+                        r->set = affinity_set_of(b, si, idx[i]);
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (!(r = dnat_rule(b, s, &s->eps[idx[i]])))
+                        return -ENOMEM;
+                if (i + 1 < n)
+                        r->arg = (uint32_t) (n - i);
+                if (s->affinity_timeout) {
+                        r->dnat_flags = NFTP_DNAT_AFFINITY_UPDATE;
+                        r->set = affinity_set_of(b, si, idx[i]);
+                }
+        }
+        /* A consistent table never sends traffic here without endpoints; if
+         * it did, falling through would leak the packet to the VIP itself. */
+        if (!n && (e = rule(b, NFTP_M_NONE, NFTP_A_DROP, NULL, NULL, NULL, 0)) < 0)
+                return e;
+        chain_end(b);
+        return 0;
+}
+
+static int build_main(struct build *b)
+{
+        const struct table *t = b->t;
+        struct famplan *fp = b->fp;
+        int r;
+
+        if ((r = common_sets(b)) < 0 || (r = dispatch_map(b, "service-ips", false, true)) < 0 ||
+            (r = dispatch_map(b, "service-nodeports", true, true)) < 0 ||
+            (r = dispatch_map(b, "no-endpoint-services", false, false)) < 0 ||
+            (r = dispatch_map(b, "no-endpoint-nodeports", true, false)) < 0 || (r = affinity_sets(b)) < 0)
+                return r;
+        if ((r = nat_chains(b, "services")) < 0 || (r = filter_chains(b, true)) < 0)
+                return r;
+        if ((r = chain_begin(b, "services", NFTP_NONE)) < 0 || (r = masquerade_rule(b)) < 0 ||
+            (r = rule(b, NFTP_M_TUPLE, NFTP_A_VMAP, NULL, "service-ips", NULL, 0)) < 0 ||
+            (r = rule(b, NFTP_M_NODEPORT, NFTP_A_VMAP, NULL, "service-nodeports", "nodeport-addrs", 0)) < 0)
+                return r;
+        chain_end(b);
+        for (size_t i = 0; i < t->n_svcs; i++) {
+                const struct tbl_svc *s = &t->svcs[i];
+                uint32_t si = (uint32_t) i;
+
+                fp->svc[i].first_chain = (uint32_t) fp->n_chains;
+                if ((b->flags[i] & F_EXT) && (r = ext_chain(b, si)) < 0)
+                        return r;
+                if ((b->flags[i] & F_SVC) &&
+                    (r = endpoint_chain(b, si, TG_SVC, s->cluster_eps, s->n_cluster_eps)) < 0)
+                        return r;
+                if ((b->flags[i] & F_LOCAL) &&
+                    (r = endpoint_chain(b, si, TG_LOCAL, s->local_eps, s->n_local_eps)) < 0)
+                        return r;
+                fp->svc[i].n_chains = (uint32_t) fp->n_chains - fp->svc[i].first_chain;
+        }
+        return 0;
+}
+
+static int masq_set(struct build *b, const char *name, bool nodeports)
+{
+        int r = nodeports ? set_begin(b, name, false, 0, NFTP_NONE, 2, NFTP_T_PROTO, NFTP_T_SERVICE)
+                          : set_begin(b, name, false, 0, NFTP_NONE, 3, b->addr_type, NFTP_T_PROTO, NFTP_T_SERVICE);
+
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < b->masq.n; i++) {
+                const struct entry *e = &b->masq.v[i];
+                struct nftp_elem *x;
+
+                if (e->dup || (e->addr.family == 0) != nodeports)
+                        continue;
+                if (!(x = elem_new(b, e->svc)))
+                        return -ENOMEM;
+                put_tuple(x->key, e);
+        }
+        set_end(b);
+        return 0;
+}
+
+static int build_companion(struct build *b)
+{
+        int r;
+
+        if ((r = common_sets(b)) < 0 || (r = dispatch_map(b, "no-endpoint-services", false, false)) < 0 ||
+            (r = dispatch_map(b, "no-endpoint-nodeports", true, false)) < 0 ||
+            (r = masq_set(b, "external-masq", false)) < 0 || (r = masq_set(b, "nodeport-masq", true)) < 0)
+                return r;
+        if ((r = nat_chains(b, "ipvs-masquerade")) < 0 || (r = filter_chains(b, false)) < 0)
+                return r;
+        if ((r = chain_begin(b, "ipvs-masquerade", NFTP_NONE)) < 0 || (r = masquerade_rule(b)) < 0 ||
+            (r = rule(b, NFTP_M_TUPLE, NFTP_A_JUMP, "mark-for-masquerade", "external-masq", NULL, 0)) < 0 ||
+            (r = rule(b, NFTP_M_NODEPORT, NFTP_A_JUMP, "mark-for-masquerade", "nodeport-masq", "nodeport-addrs",
+                      0)) < 0)
+                return r;
+        chain_end(b);
+        return 0;
+}
+
+/* FNV-1a: names are short and the table is built once per plan. */
+static uint32_t name_hash(const char *s)
+{
+        uint32_t h = 2166136261u;
+
+        for (; *s; s++)
+                h = (h ^ (uint8_t) *s) * 16777619u;
+        return h;
+}
+
+static int hash_build(uint32_t **ret, uint32_t *mask, size_t n, const void *base, size_t stride)
+{
+        size_t size = 16;
+        uint32_t *h;
+
+        while (size < n * 2)
+                size *= 2;
+        h = malloc(size * sizeof(*h));
+        if (!h)
+                return -ENOMEM;
+        memset(h, 0xff, size * sizeof(*h));
+        for (size_t i = 0; i < n; i++) {
+                const char *name = *(const char *const *) (const void *) ((const char *) base + i * stride);
+                uint32_t k = name_hash(name) & (uint32_t) (size - 1);
+
+                while (h[k] != NFTP_NONE)
+                        k = (k + 1) & (uint32_t) (size - 1);
+                h[k] = (uint32_t) i;
+        }
+        *ret = h;
+        *mask = (uint32_t) (size - 1);
+        return 0;
+}
+
+static int build_family(struct nftplan *p, int idx)
+{
+        struct famplan *fp = &p->fam[idx];
+        struct build b;
+        int r;
+
+        memset(&b, 0, sizeof(b));
+        b.p = p;
+        b.fp = fp;
+        b.t = p->t;
+        b.idx = idx;
+        b.af = ipfam_from_index(idx);
+        b.addr_type = idx ? NFTP_T_IPV6 : NFTP_T_IPV4;
+        fp->pub.af = b.af;
+        fp->pub.ip = fam_ip[idx];
+        fp->svc = calloc(p->t->n_svcs ? p->t->n_svcs : 1, sizeof(*fp->svc));
+        if (!fp->svc)
+                return -ENOMEM;
+        if (!p->t->family_enabled[idx])
+                goto done;
+        fp->pub.enabled = true;
+        b.names = calloc(p->t->n_svcs ? p->t->n_svcs * 3 : 1, sizeof(*b.names));
+        if (!b.names) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if ((r = build_entries(&b)) < 0)
+                goto out;
+        r = p->companion ? build_companion(&b) : build_main(&b);
+        if (r < 0)
+                goto out;
+done:
+        if ((r = hash_build(&fp->chain_hash, &fp->chain_mask, fp->n_chains, fp->chains, sizeof(*fp->chains))) < 0 ||
+            (r = hash_build(&fp->set_hash, &fp->set_mask, fp->n_sets, fp->sets, sizeof(*fp->sets))) < 0)
+                goto out;
+        fp->sorted = calloc(fp->n_sets ? fp->n_sets : 1, sizeof(*fp->sorted));
+        if (!fp->sorted) {
+                r = -ENOMEM;
+                goto out;
+        }
+        fp->pub.sets = fp->sets;
+        fp->pub.n_sets = (uint32_t) fp->n_sets;
+        fp->pub.elems = fp->elems;
+        fp->pub.n_elems = (uint32_t) fp->n_elems;
+        fp->pub.chains = fp->chains;
+        fp->pub.n_chains = (uint32_t) fp->n_chains;
+        fp->pub.rules = fp->rules;
+        fp->pub.n_rules = (uint32_t) fp->n_rules;
+        fp->pub.svc = fp->svc;
+        r = 0;
+out:
+        build_free(&b);
+        return r;
+}
+
+static int plan_new(const struct table *t, bool companion, struct nftplan **ret)
+{
+        struct nftplan *p = calloc(1, sizeof(*p));
+        int r;
+
+        if (!p)
+                return -ENOMEM;
+        p->t = t;
+        p->companion = companion;
+        for (int i = 0; i < 2; i++)
+                if ((r = build_family(p, i)) < 0) {
+                        nftplan_free(p);
+                        return r;
+                }
+        *ret = p;
+        return 0;
+}
+
+int nftplan_new(const struct table *t, struct nftplan **ret)
+{
+        return plan_new(t, false, ret);
+}
+
+int nftplan_new_ipvs_companion(const struct table *t, struct nftplan **ret)
+{
+        return plan_new(t, true, ret);
+}
+
+void nftplan_free(struct nftplan *p)
+{
+        if (!p)
+                return;
+        for (int i = 0; i < 2; i++) {
+                struct famplan *fp = &p->fam[i];
+
+                if (fp->sorted)
+                        for (size_t k = 0; k < fp->n_sets; k++)
+                                free(fp->sorted[k]);
+                free(fp->sorted);
+                free(fp->sets);
+                free(fp->set_ep);
+                free(fp->elems);
+                free(fp->chains);
+                free(fp->rules);
+                free(fp->svc);
+                free(fp->chain_hash);
+                free(fp->set_hash);
+        }
+        while (p->arena) {
+                struct arena_blk *n = p->arena->next;
+
+                free(p->arena);
+                p->arena = n;
+        }
+        free(p);
+}
+
+const struct table *nftplan_table(const struct nftplan *p)
+{
+        return p->t;
+}
+
+bool nftplan_is_companion(const struct nftplan *p)
+{
+        return p->companion;
+}
+
+const struct nftp_family *nftplan_family(const struct nftplan *p, int idx)
+{
+        return &p->fam[idx ? 1 : 0].pub;
+}
+
+static uint32_t hash_find(const uint32_t *h, uint32_t mask, const void *base, size_t stride, const char *name)
+{
+        uint32_t k;
+
+        if (!h)
+                return NFTP_NONE;
+        for (k = name_hash(name) & mask; h[k] != NFTP_NONE; k = (k + 1) & mask) {
+                const char *n = *(const char *const *) (const void *) ((const char *) base + h[k] * stride);
+
+                if (strcmp(n, name) == 0)
+                        return h[k];
+        }
+        return NFTP_NONE;
+}
+
+uint32_t nftplan_chain_find(const struct nftplan *p, int idx, const char *name)
+{
+        const struct famplan *fp = &p->fam[idx ? 1 : 0];
+
+        return hash_find(fp->chain_hash, fp->chain_mask, fp->chains, sizeof(*fp->chains), name);
+}
+
+uint32_t nftplan_set_find(const struct nftplan *p, int idx, const char *name)
+{
+        const struct famplan *fp = &p->fam[idx ? 1 : 0];
+
+        return hash_find(fp->set_hash, fp->set_mask, fp->sets, sizeof(*fp->sets), name);
+}
+
+int nftp_elem_cmp(const struct nftp_elem *a, const struct nftp_elem *b)
+{
+        int c = memcmp(a->key, b->key, sizeof(a->key));
+
+        if (c)
+                return c;
+        return a->prefix < b->prefix ? -1 : a->prefix > b->prefix;
+}
+
+bool nftp_elem_equal(const struct nftp_elem *a, const struct nftp_elem *b)
+{
+        if (nftp_elem_cmp(a, b) || a->verdict != b->verdict)
+                return false;
+        if (a->verdict == NFTP_V_GOTO || a->verdict == NFTP_V_JUMP)
+                return strcmp(a->chain, b->chain) == 0;
+        return true;
+}
+
+static int elem_idx_cmp(const void *x, const void *y, void *arg)
+{
+        const struct nftp_elem *v = arg;
+
+        return nftp_elem_cmp(&v[*(const uint32_t *) x], &v[*(const uint32_t *) y]);
+}
+
+int nftplan_set_sorted(struct nftplan *p, int idx, uint32_t set, const uint32_t **ret)
+{
+        struct famplan *fp = &p->fam[idx ? 1 : 0];
+        const struct nftp_set *s;
+        uint32_t *v;
+
+        if (set >= fp->n_sets)
+                return -EINVAL;
+        if (fp->sorted[set]) {
+                *ret = fp->sorted[set];
+                return 0;
+        }
+        s = &fp->sets[set];
+        v = malloc((s->n_elems ? s->n_elems : 1) * sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        for (uint32_t i = 0; i < s->n_elems; i++)
+                v[i] = s->first_elem + i;
+        qsort_r(v, s->n_elems, sizeof(*v), elem_idx_cmp, fp->elems);
+        fp->sorted[set] = v;
+        *ret = v;
+        return 0;
+}
+
+static bool str_eq(const char *a, const char *b)
+{
+        return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+bool nftp_rule_equal(const struct nftp_rule *a, const struct nftp_rule *b)
+{
+        return a->match == b->match && a->action == b->action && a->proto == b->proto &&
+               a->dnat_flags == b->dnat_flags && a->port == b->port && a->arg == b->arg &&
+               a->addr.family == b->addr.family &&
+               (!a->addr.family || memcmp(a->addr.bytes, b->addr.bytes, ipaddr_len(&a->addr)) == 0) &&
+               str_eq(a->chain, b->chain) && str_eq(a->set, b->set) && str_eq(a->set2, b->set2);
+}
+
+bool nftp_chain_equal(const struct nftp_family *fa, const struct nftp_chain *a, const struct nftp_family *fb,
+                      const struct nftp_chain *b)
+{
+        if (a->base != b->base || a->n_rules != b->n_rules || !str_eq(a->name, b->name))
+                return false;
+        if (a->base && (a->hook != b->hook || a->prio != b->prio || !str_eq(a->type, b->type)))
+                return false;
+        for (uint32_t i = 0; i < a->n_rules; i++)
+                if (!nftp_rule_equal(&fa->rules[a->first_rule + i], &fb->rules[b->first_rule + i]))
+                        return false;
+        return true;
+}
+
+bool nftp_set_def_equal(const struct nftp_set *a, const struct nftp_set *b)
+{
+        return str_eq(a->name, b->name) && a->n_fields == b->n_fields &&
+               memcmp(a->fields, b->fields, a->n_fields) == 0 && a->map == b->map && a->flags == b->flags &&
+               a->timeout == b->timeout;
+}
