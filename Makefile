@@ -88,7 +88,7 @@ unit-asan: $(SAN_TESTS)
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 $$t; done
 
 check: ensure-deps
-	$(MAKE) all unit unit-asan build/asan/nlproxy
+	$(MAKE) all unit unit-asan build/asan/nlproxy build/tests/nlp_steps
 	@set -e; for t in $(sort $(wildcard tests/*.sh)); do echo "== $$t"; bash $$t; done
 
 demo: ensure-deps
@@ -104,3 +104,8 @@ install: build/nlproxy
 
 clean:
 	rm -rf build
+
+# Test and benchmark drivers linked against the library (not installed).
+build/tests/nlp_steps: tests/tools/nlp_steps.c build/libnlproxy.a
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -o $@ $< build/libnlproxy.a $(LIBS)

@@ -12,6 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <libnftnl/rule.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nf_tables.h>
+#include <linux/netlink.h>
+
 #include "backend.h"
 #include "nft_encode.h"
 #include "nft_txn.h"
@@ -24,6 +29,7 @@ struct nft_backend {
         struct table *table;    /* the plan's table, kept alive for svc indexes */
         uint32_t genid;
         bool need_full;
+        bool fail_next;         /* tests: make the kernel refuse the next batch */
 };
 
 static int nftb_open(struct backend **ret)
@@ -268,6 +274,22 @@ out:
         return r;
 }
 
+static int encode_rule_to_missing_chain(struct nft_txn *txn)
+{
+        struct nftnl_rule *r = nftnl_rule_alloc();
+        struct nlmsghdr *nlh;
+
+        if (!r)
+                return -ENOMEM;
+        nftnl_rule_set_str(r, NFTNL_RULE_TABLE, NFTP_TABLE_NAME);
+        nftnl_rule_set_str(r, NFTNL_RULE_CHAIN, "nlproxy-test-missing-chain");
+        nftnl_rule_set_u32(r, NFTNL_RULE_FAMILY, NFPROTO_IPV4);
+        nlh = nft_txn_msg(txn, NFT_MSG_NEWRULE, NFPROTO_IPV4, NLM_F_CREATE | NLM_F_APPEND);
+        nftnl_rule_nlmsg_build_payload(nlh, r);
+        nftnl_rule_free(r);
+        return nft_txn_push(txn);
+}
+
 static int commit_plan(struct nft_backend *b, struct nftplan *p, bool full, char *err)
 {
         struct nft_txn *txn = NULL;
@@ -284,6 +306,12 @@ static int commit_plan(struct nft_backend *b, struct nftplan *p, bool full, char
         } else {
                 for (int idx = 0; idx < 2 && r == 0; idx++)
                         r = encode_family_diff(txn, b->plan, p, idx);
+        }
+        if (r == 0 && b->fail_next) {
+                /* A rule for a chain that does not exist: the kernel refuses
+                 * the whole batch, as it would any bad change. */
+                b->fail_next = false;
+                r = encode_rule_to_missing_chain(txn);
         }
         if (r < 0) {
                 if (r != -EAGAIN)
@@ -367,6 +395,12 @@ static int nftb_cleanup(struct backend *base, char *err)
         b->table = NULL;
         b->need_full = true;
         return r;
+}
+
+void backend_nftables_fail_next(struct backend *base)
+{
+        if (base->ops == &backend_nftables_ops)
+                ((struct nft_backend *)base)->fail_next = true;
 }
 
 const struct backend_ops backend_nftables_ops = {

@@ -40,3 +40,7 @@ struct backend_fake_stats {
         const struct table *last;  /* last table accepted */
 };
 struct backend_fake_stats *backend_fake_stats(struct backend *b);
+
+/* Tests: the next nftables batch carries a change the kernel refuses, to
+ * show that a failed transaction leaves the previous rules in place. */
+void backend_nftables_fail_next(struct backend *b);
