@@ -44,6 +44,37 @@ def cases(doc):
             yield f"{sc['id']}-variant{j + 1}", v.get("nodeContext") or sc["nodeContext"], objs, v["flows"]
 
 
+def chains(doc):
+    """Group the cases that share one topology: a scenario's steps, in order,
+    form one chain (each step's objects replace the previous state); each
+    variant is a chain of its own.  Yields (scenario_id, [(case, nc, objs,
+    flows), ...]) in file order; case names are those of cases()."""
+    by_id = {}
+    order = []
+    for name, nc, objs, flows in cases(doc):
+        sid, _, label = name.rpartition("-")
+        key = (sid, "steps" if label.startswith("step") else label)
+        if key not in by_id:
+            by_id[key] = []
+            order.append(key)
+        by_id[key].append((name, nc, objs, flows))
+    for key in order:
+        yield key[0], by_id[key]
+
+
+def write_case(d, nc, objs, flows):
+    """Write objects.json, flags and flows.json of one case into directory d."""
+    os.makedirs(d, exist_ok=True)
+    items = list(objs.get("services", [])) + list(objs.get("endpointSlices", [])) + list(objs.get("nodes", []))
+    items.append(node_object(nc))
+    with open(os.path.join(d, "objects.json"), "w") as f:
+        json.dump({"apiVersion": "v1", "kind": "List", "items": items}, f, indent=1, sort_keys=True)
+    with open(os.path.join(d, "flags"), "w") as f:
+        f.write("\n".join(node_flags(nc)) + "\n")
+    with open(os.path.join(d, "flows.json"), "w") as f:
+        json.dump({"nodeContext": nc, "flows": flows}, f, indent=1)
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit("usage: scenario_manifests.py SCENARIOS.json OUTDIR")
@@ -51,16 +82,7 @@ def main():
         doc = json.load(f)
     out = sys.argv[2]
     for name, nc, objs, flows in cases(doc):
-        d = os.path.join(out, name)
-        os.makedirs(d, exist_ok=True)
-        items = list(objs.get("services", [])) + list(objs.get("endpointSlices", [])) + list(objs.get("nodes", []))
-        items.append(node_object(nc))
-        with open(os.path.join(d, "objects.json"), "w") as f:
-            json.dump({"apiVersion": "v1", "kind": "List", "items": items}, f, indent=1, sort_keys=True)
-        with open(os.path.join(d, "flags"), "w") as f:
-            f.write("\n".join(node_flags(nc)) + "\n")
-        with open(os.path.join(d, "flows.json"), "w") as f:
-            json.dump({"nodeContext": nc, "flows": flows}, f, indent=1)
+        write_case(os.path.join(out, name), nc, objs, flows)
         print(name)
 
 
