@@ -113,10 +113,10 @@ for h in --help -h; do
         fi
 done
 
-# --- modes that need the kernel ---
+# --- the daemon without a source: it needs the API watcher (issue 5) ---
 run
-expect "no --dry-run: exit 1 naming --dry-run" 1 "use --dry-run" err
-if [ "$(wc -l <"$tmp/err")" -eq 1 ]; then ok "no --dry-run: one line"; else bad "no --dry-run" "$(cat "$tmp/err")"; fi
+expect "no source: exit 1 pointing at --once and --dry-run" 1 "or --dry-run" err
+if [ "$(wc -l <"$tmp/err")" -eq 1 ]; then ok "no source: one line"; else bad "no source" "$(cat "$tmp/err")"; fi
 
 # --- dry-run ---
 declare -A marker=(
