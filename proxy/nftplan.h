@@ -10,8 +10,9 @@
  * Names point into the plan (or are constants) and live as long as it does:
  * the plan does not need its table after nftplan_new, so an old plan can be
  * diffed after its table is gone (svc indexes refer to that table, and
- * nftplan_table returns it only while the caller keeps it). Read-only after nftplan_new, except for the lazily
- * built sorted element index (nftplan_set_sorted). */
+ * nftplan_table returns it only while the caller keeps it). Read-only
+ * after nftplan_new, except for the lazily built sorted element index
+ * (nftplan_set_sorted). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

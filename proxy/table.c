@@ -57,7 +57,8 @@ static void svc_clear(struct tbl_svc *s)
 
 struct table *table_ref(struct table *t)
 {
-        t->refcount++;
+        /* A table built by hand (refcount 0) already has its one reference. */
+        t->refcount = (t->refcount ? t->refcount : 1) + 1;
         return t;
 }
 

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# The netlink encoder must program exactly what the dry-run script loads: for
+# every conformance case (nft mode and the IPVS companion) and the rich
+# example, one scratch namespace loads the script with `nft -f`, another
+# gets the same plan through netlink/nft_encode.c (tests/tools/nft_apply.c,
+# one transaction, as a full sync), and `nft -j list table` of both must
+# match once handles are removed. Cases run on top of each other in both
+# namespaces, so the table-replace idiom is exercised with and without an
+# existing table. Never touches the host's ruleset.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bin=build/nlproxy
+drv=build/tests/nft_apply
+passed=0 failed=0
+
+skip() {
+	echo "SKIP nft_encode: $*"
+	# CI must exercise the kernel: a skip there is a failure.
+	if [ "${CI:-}" = true ]; then echo "0 passed, 1 failed"; exit 1; fi
+	exit 0
+}
+[ -x "$bin" ] || { echo "nft_encode: $bin missing (make all)"; exit 1; }
+command -v nft >/dev/null || skip "nft is not installed (make deps)"
+command -v python3 >/dev/null || skip "python3 is not installed (make deps)"
+[ "$(id -u)" = 0 ] || skip "needs root for scratch network namespaces"
+
+# The driver is a test tool, built here against the library with the
+# project's flags.
+make -s build/libnlproxy.a || exit 1
+pkgs="libnl-3.0 libnl-genl-3.0 libmnl libnftnl libcurl jansson yaml-0.1"
+if [ ! -x "$drv" ] || [ "$drv" -ot tests/tools/nft_apply.c ] || [ "$drv" -ot build/libnlproxy.a ]; then
+	mkdir -p build/tests
+	# shellcheck disable=SC2046
+	cc -std=gnu11 -D_GNU_SOURCE -O2 -g -Iproxy -Inetlink -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+		-Wmissing-prototypes -Wvla $(pkg-config --cflags $pkgs) -o "$drv" tests/tools/nft_apply.c \
+		build/libnlproxy.a $(pkg-config --libs $pkgs) -lm || { echo "nft_encode: cannot build $drv"; exit 1; }
+fi
+
+work=$(mktemp -d /tmp/nlproxy-nftenc.XXXXXX)
+nsa=nlenc-a-$$ nsb=nlenc-b-$$
+cleanup() { ip netns del "$nsa" 2>/dev/null; ip netns del "$nsb" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+ip netns add "$nsa" || skip "cannot create a network namespace"
+ip netns add "$nsb" || skip "cannot create a network namespace"
+
+# Handles differ between namespaces; everything else must not. sed, not a
+# JSON parser: python's start-up per dump was most of the run time.
+norm() {
+	sed -E 's/"handle": [0-9]+, //g; s/, "handle": [0-9]+//g; s/\}, \{/},\n{/g'
+}
+
+dump() { # ns family out
+	# The text listing too: JSON leaves out the table comment.
+	if ip netns exec "$1" nft -j list table "$2" nlproxy >"$3.raw" 2>/dev/null; then
+		norm <"$3.raw" >"$3"
+		ip netns exec "$1" nft list table "$2" nlproxy >>"$3"
+	else
+		echo absent >"$3"
+	fi
+}
+
+compare() { # name
+	local fam ok=1
+	for fam in ip ip6; do
+		dump "$nsa" $fam "$work/a.$fam"
+		dump "$nsb" $fam "$work/b.$fam"
+		if ! cmp -s "$work/a.$fam" "$work/b.$fam"; then
+			[ $ok = 1 ] && echo "FAIL $1"
+			ok=0
+			diff -u "$work/a.$fam" "$work/b.$fam" | head -20
+		fi
+	done
+	if [ $ok = 1 ]; then echo "ok   $1"; passed=$((passed + 1)); else failed=$((failed + 1)); fi
+}
+
+run() { # name manifests flagsfile companion(0/1)
+	local name=$1 m=$2 ff=$3 comp=$4 out="$work/script.nft" flags
+	mapfile -t flags <"$ff"
+	if [ "$comp" = 1 ]; then
+		if ! "$bin" "${flags[@]}" --manifests "$m" --dry-run --output ipvsadm >"$out.full" 2>"$work/err"; then
+			echo "FAIL $name: dry-run exited non-zero"; head -3 "$work/err"; failed=$((failed + 1)); return
+		fi
+		sed '0,/^# nftables companion ruleset$/d' "$out.full" >"$out"
+	elif ! "$bin" "${flags[@]}" --manifests "$m" --dry-run --output nft >"$out" 2>"$work/err"; then
+		echo "FAIL $name: dry-run exited non-zero"; head -3 "$work/err"; failed=$((failed + 1)); return
+	fi
+	if ! ip netns exec "$nsa" nft -f "$out" 2>"$work/err"; then
+		echo "FAIL $name: nft -f refused the script"; head -3 "$work/err"; failed=$((failed + 1)); return
+	fi
+	local opt=()
+	[ "$comp" = 1 ] && opt=(--companion)
+	if ! ip netns exec "$nsb" "$drv" "${opt[@]}" "${flags[@]}" --manifests "$m" 2>"$work/err"; then
+		echo "FAIL $name: netlink transaction refused"; head -3 "$work/err"; failed=$((failed + 1)); return
+	fi
+	compare "$name"
+}
+
+python3 tests/conformance/scenario_manifests.py tests/data/scenarios.json "$work" >"$work/cases" || exit 1
+while read -r c; do
+	run "$c nft" "$work/$c/objects.json" "$work/$c/flags" 0
+	run "$c ipvs-companion" "$work/$c/objects.json" "$work/$c/flags" 1
+done <"$work/cases"
+run "rich nft" tests/data/nftenc/rich.json tests/data/nftenc/rich.flags 0
+run "rich ipvs-companion" tests/data/nftenc/rich.json tests/data/nftenc/rich.flags 1
+run "cluster nft" tests/data/cli/cluster.yaml tests/data/nftenc/cluster.flags 0
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]

@@ -1,0 +1,331 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The nftables plan and its netlink encoding, without a kernel: plan shape
+ * and lookups, and every rule encoded, printed the way libnftnl prints it,
+ * against goldens taken from `nft --debug=netlink -c -f` of the dry-run
+ * script (tests/data/nftenc/NAME.rules; regenerate with
+ *   nft --debug=netlink -c -f SCRIPT | grep -E '^(ip|ip6) nlproxy [^ ]+$|^  \['
+ * inside a scratch network namespace). */
+#include "testutil.h"
+
+#include <netinet/in.h>
+#include <libnftnl/common.h>
+#include <libnftnl/rule.h>
+#include <libnftnl/set.h>
+#include <linux/netfilter/nf_tables.h>
+
+#include "manifest.h"
+#include "model.h"
+#include "nft_encode.h"
+#include "nftplan.h"
+#include "options.h"
+#include "table.h"
+
+static void warn_quiet(void *data, const char *msg)
+{
+        (void) data;
+        (void) msg;
+}
+
+/* The table nlproxy computes for a manifest file and a flags file. */
+static struct table *load(const char *manifest, const char *flags_file)
+{
+        char *argv[32] = { "nlproxy" }, line[256], err[256];
+        int argc = 1;
+        FILE *f = fopen(flags_file, "r");
+        struct options o;
+        struct model *m;
+        struct nodectx node;
+        struct table *t = NULL;
+
+        assert_non_null(f);
+        while (argc < 28 && fgets(line, sizeof(line), f)) {
+                line[strcspn(line, "\n")] = '\0';
+                argv[argc++] = strdup(line);
+        }
+        fclose(f);
+        argv[argc++] = "--manifests";
+        argv[argc++] = (char *) manifest;
+        assert_int_equal(options_parse(argc, argv, &o, err, sizeof(err)), 0);
+        assert_int_equal(model_new(&m), 0);
+        assert_int_equal(manifest_load_path(m, manifest, o.hostname, warn_quiet, NULL, &(struct manifest_stats){ 0 }), 0);
+        memset(&node, 0, sizeof(node));
+        node.node_name = o.hostname;
+        node.node_ip[0] = o.node_ip[0];
+        node.node_ip[1] = o.node_ip[1];
+        assert_int_equal(table_compute(m, &node, &o.proxy, &t), 0);
+        model_free(m);
+        options_free(&o);
+        for (int i = 1; i < argc - 2; i++)
+                free(argv[i]);
+        return t;
+}
+
+static char *read_file(const char *path)
+{
+        FILE *f = fopen(path, "r");
+        char *buf;
+        long n;
+
+        assert_non_null(f);
+        fseek(f, 0, SEEK_END);
+        n = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        buf = malloc((size_t) n + 1);
+        assert_non_null(buf);
+        assert_int_equal(fread(buf, 1, (size_t) n, f), (size_t) n);
+        buf[n] = '\0';
+        fclose(f);
+        return buf;
+}
+
+/* Every rule of the plan, as `nft --debug=netlink` lists them. */
+static char *encode_rules(const struct nftplan *p)
+{
+        char *out = NULL, buf[8192];
+        size_t len = 0;
+        FILE *f = open_memstream(&out, &len);
+
+        assert_non_null(f);
+        for (int i = 0; i < 2; i++) {
+                const struct nftp_family *fam = nftplan_family(p, i);
+
+                for (uint32_t c = 0; c < fam->n_chains; c++)
+                        for (uint32_t k = 0; k < fam->chains[c].n_rules; k++) {
+                                struct nftnl_rule *r;
+                                char *s, *line;
+
+                                assert_int_equal(nft_encode_rule_build(p, i, c, k, &r), 0);
+                                nftnl_rule_snprintf(buf, sizeof(buf), r, NFTNL_OUTPUT_DEFAULT, 0);
+                                nftnl_rule_free(r);
+                                /* libnftnl ends the header and each expression
+                                 * with a newline; keep only those lines. */
+                                for (line = strtok_r(buf, "\n", &s); line; line = strtok_r(NULL, "\n", &s))
+                                        if (line[0])
+                                                fprintf(f, "%s\n", line);
+                        }
+        }
+        fclose(f);
+        return out;
+}
+
+static void check_golden(const char *manifest, const char *flags, bool companion, const char *golden)
+{
+        struct table *t = load(manifest, flags);
+        struct nftplan *p;
+        char *want = read_file(golden), *got;
+
+        assert_int_equal(companion ? nftplan_new_ipvs_companion(t, &p) : nftplan_new(t, &p), 0);
+        got = encode_rules(p);
+        if (strcmp(got, want) != 0) {
+                FILE *f = fopen("build/tests/nftplan.got", "w");
+
+                if (f) {
+                        fputs(got, f);
+                        fclose(f);
+                }
+                fail_msg("%s differs (got: build/tests/nftplan.got)", golden);
+        }
+        free(got);
+        free(want);
+        nftplan_free(p);
+        table_free(t);
+}
+
+static void test_encode_rich(void **state)
+{
+        (void) state;
+        check_golden("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags", false,
+                     "tests/data/nftenc/rich.rules");
+}
+
+static void test_encode_rich_companion(void **state)
+{
+        (void) state;
+        check_golden("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags", true,
+                     "tests/data/nftenc/rich-companion.rules");
+}
+
+static void test_encode_cluster(void **state)
+{
+        (void) state;
+        check_golden("tests/data/cli/cluster.yaml", "tests/data/nftenc/cluster.flags", false,
+                     "tests/data/nftenc/cluster.rules");
+}
+
+static void test_plan_shape(void **state)
+{
+        struct table *t = load("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags");
+        struct nftplan *p;
+        const struct nftp_family *f;
+        uint32_t c, s;
+
+        (void) state;
+        assert_int_equal(nftplan_new(t, &p), 0);
+        f = nftplan_family(p, 0);
+        assert_true(f->enabled);
+        assert_string_equal(f->ip, "ip");
+        /* Fixed sets first, in script order. */
+        assert_string_equal(f->sets[0].name, "cluster-ips");
+        assert_string_equal(f->sets[7].name, "service-ips");
+        assert_true(f->sets[7].map);
+        assert_int_equal(f->sets[7].key_len, 12);
+        assert_int_equal(nftplan_set_find(p, 0, "firewall-allow"), 6);
+        assert_int_equal(nftplan_set_find(p, 0, "nope"), NFTP_NONE);
+        /* Chains by name, and every chain found where it is. */
+        for (uint32_t i = 0; i < f->n_chains; i++)
+                assert_int_equal(nftplan_chain_find(p, 0, f->chains[i].name), i);
+        assert_int_equal(nftplan_chain_find(p, 1, "svc-ns2-s02/svc2/tcp/53"), NFTP_NONE);
+        c = nftplan_chain_find(p, 0, "nat-prerouting");
+        assert_true(f->chains[c].base);
+        assert_int_equal(f->chains[c].prio, -100);
+        /* Per-service grouping: the service's chains and affinity sets. */
+        c = nftplan_chain_find(p, 0, "svc-ns5-s27/svc5/tcp/80");
+        assert_int_not_equal(c, NFTP_NONE);
+        {
+                uint32_t si = f->chains[c].svc;
+                const struct nftp_svc_objs *o = &f->svc[si];
+
+                assert_int_not_equal(si, NFTP_NONE);
+                assert_string_equal(t->svcs[si].id, "ns5-s27/svc5/tcp/80");
+                assert_true(c >= o->first_chain && c < o->first_chain + o->n_chains);
+                assert_int_equal(o->n_sets, 1);
+                assert_string_equal(f->sets[o->first_set].name, "affinity-ns5-s27/svc5/tcp/80__10.180.0.3/80");
+                assert_int_equal(f->sets[o->first_set].timeout, 10800);
+                assert_int_equal(f->sets[o->first_set].svc, si);
+                for (uint32_t e = 0; e < f->n_elems; e++)
+                        if (f->elems[e].verdict == NFTP_V_GOTO && strstr(f->elems[e].chain, "ns5-s27/"))
+                                assert_int_equal(f->elems[e].svc, si);
+        }
+        /* Sorted elements. */
+        s = nftplan_set_find(p, 0, "service-ips");
+        {
+                const uint32_t *v;
+
+                assert_int_equal(nftplan_set_sorted(p, 0, s, &v), 0);
+                for (uint32_t i = 1; i < f->sets[s].n_elems; i++)
+                        assert_true(nftp_elem_cmp(&f->elems[v[i - 1]], &f->elems[v[i]]) < 0);
+        }
+        nftplan_free(p);
+        table_free(t);
+}
+
+static void test_plan_equal(void **state)
+{
+        struct table *t = load("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags");
+        struct table *u = load("tests/data/cli/cluster.yaml", "tests/data/nftenc/cluster.flags");
+        struct nftplan *a, *b, *c;
+
+        (void) state;
+        assert_int_equal(nftplan_new(t, &a), 0);
+        assert_int_equal(nftplan_new(t, &b), 0);
+        assert_int_equal(nftplan_new(u, &c), 0);
+        table_free(t);
+        table_free(u);
+        /* Plans outlive their tables. */
+        for (int i = 0; i < 2; i++) {
+                const struct nftp_family *fa = nftplan_family(a, i), *fb = nftplan_family(b, i);
+
+                assert_int_equal(fa->n_chains, fb->n_chains);
+                for (uint32_t k = 0; k < fa->n_chains; k++)
+                        assert_true(nftp_chain_equal(fa, &fa->chains[k], fb, &fb->chains[k]));
+                assert_int_equal(fa->n_elems, fb->n_elems);
+                for (uint32_t k = 0; k < fa->n_elems; k++)
+                        assert_true(nftp_elem_equal(&fa->elems[k], &fb->elems[k]));
+                for (uint32_t k = 0; k < fa->n_sets; k++)
+                        assert_true(nftp_set_def_equal(&fa->sets[k], &fb->sets[k]));
+        }
+        {
+                const struct nftp_family *fa = nftplan_family(a, 0), *fc = nftplan_family(c, 0);
+                uint32_t x = nftplan_chain_find(a, 0, "services"), y = nftplan_chain_find(c, 0, "services");
+                uint32_t m = nftplan_chain_find(a, 0, "masquerading"), n = nftplan_chain_find(c, 0, "masquerading");
+
+                assert_true(nftp_chain_equal(fa, &fa->chains[m], fc, &fc->chains[n]));
+                assert_true(nftp_chain_equal(fa, &fa->chains[x], fc, &fc->chains[y]));
+                assert_false(nftp_chain_equal(fa, &fa->chains[x], fc, &fc->chains[n]));
+        }
+        nftplan_free(a);
+        nftplan_free(b);
+        nftplan_free(c);
+}
+
+static void test_set_encoding(void **state)
+{
+        struct table *t = load("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags");
+        struct nftplan *p;
+        struct nftnl_set *s;
+        uint32_t len;
+        const uint8_t *d;
+
+        (void) state;
+        assert_int_equal(nftplan_new(t, &p), 0);
+        /* Values as `nft --debug=mnl` shows them for the same script. */
+        assert_int_equal(nft_encode_set_build(p, 0, nftplan_set_find(p, 0, "firewall-allow"), &s), 0);
+        assert_int_equal(nftnl_set_get_u32(s, NFTNL_SET_FLAGS), NFT_SET_INTERVAL | NFT_SET_CONCAT);
+        assert_int_equal(nftnl_set_get_u32(s, NFTNL_SET_KEY_TYPE), 0x1cc347);
+        assert_int_equal(nftnl_set_get_u32(s, NFTNL_SET_KEY_LEN), 16);
+        d = nftnl_set_get_data(s, NFTNL_SET_USERDATA, &len);
+        assert_int_equal(len, 16);
+        assert_memory_equal(d, "\x00\x04\x00\x00\x00\x00\x03\x08\x00\x04\x0d\x00\x00\x00\x01\x00", 16);
+        nftnl_set_free(s);
+        assert_int_equal(nft_encode_set_build(p, 0, nftplan_set_find(p, 0, "service-ips"), &s), 0);
+        assert_int_equal(nftnl_set_get_u32(s, NFTNL_SET_FLAGS), NFT_SET_MAP);
+        assert_int_equal(nftnl_set_get_u32(s, NFTNL_SET_KEY_TYPE), 0x730d);
+        assert_int_equal(nftnl_set_get_u32(s, NFTNL_SET_DATA_TYPE), NFT_DATA_VERDICT);
+        d = nftnl_set_get_data(s, NFTNL_SET_USERDATA, &len);
+        assert_int_equal(len, 28);
+        nftnl_set_free(s);
+        assert_int_equal(nft_encode_set_build(p, 1, nftplan_set_find(p, 1, "cluster-ips"), &s), 0);
+        assert_int_equal(nftnl_set_get_u32(s, NFTNL_SET_KEY_TYPE), 8);
+        assert_int_equal(nftnl_set_get_u32(s, NFTNL_SET_KEY_LEN), 16);
+        d = nftnl_set_get_data(s, NFTNL_SET_USERDATA, &len);
+        assert_int_equal(len, 6);
+        assert_memory_equal(d, "\x00\x04\x02\x00\x00\x00", 6);
+        nftnl_set_free(s);
+        {
+                const struct nftp_family *f = nftplan_family(p, 0);
+                uint32_t k;
+
+                for (k = 0; k < f->n_sets && f->sets[k].svc == NFTP_NONE; k++)
+                        ;
+                assert_true(k < f->n_sets);
+                assert_int_equal(nft_encode_set_build(p, 0, k, &s), 0);
+                assert_int_equal(nftnl_set_get_u32(s, NFTNL_SET_FLAGS), NFT_SET_TIMEOUT | NFT_SET_EVAL);
+                assert_int_equal(nftnl_set_get_u64(s, NFTNL_SET_TIMEOUT), 10800000);
+                nftnl_set_free(s);
+        }
+        nftplan_free(p);
+        table_free(t);
+}
+
+static void test_disabled_family(void **state)
+{
+        struct table *t = load("tests/data/cli/cluster.yaml", "tests/data/nftenc/cluster.flags");
+        struct nftplan *p;
+        bool was = t->family_enabled[1];
+
+        (void) state;
+        t->family_enabled[1] = false;
+        assert_int_equal(nftplan_new(t, &p), 0);
+        assert_false(nftplan_family(p, 1)->enabled);
+        assert_int_equal(nftplan_family(p, 1)->n_chains, 0);
+        assert_int_equal(nftplan_family(p, 1)->n_sets, 0);
+        assert_true(nftplan_family(p, 0)->enabled);
+        nftplan_free(p);
+        t->family_enabled[1] = was;
+        table_free(t);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_plan_shape),
+                cmocka_unit_test(test_plan_equal),
+                cmocka_unit_test(test_disabled_family),
+                cmocka_unit_test(test_set_encoding),
+                cmocka_unit_test(test_encode_rich),
+                cmocka_unit_test(test_encode_rich_companion),
+                cmocka_unit_test(test_encode_cluster),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
