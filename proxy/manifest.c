@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,10 +18,12 @@
 
 /* Nesting deeper than any Kubernetes object needs; bounds the stack. */
 #define YAML_MAX_DEPTH 128
-/* Nodes a document may expand to once aliases are followed: a handful of
- * nested aliases would otherwise blow a small file up exponentially
- * ("billion laughs") in the decoders that walk the tree. */
-#define YAML_MAX_NODES (1u << 20)
+/* Nodes that aliases may add to a document: each alias counts as the whole
+ * (expanded) node it refers to. The tree shares aliased nodes, but the
+ * decoders walk every reference, and a handful of nested aliases would
+ * otherwise blow a small file up exponentially ("billion laughs"). Plain
+ * nodes are not counted: the input size bounds them. */
+#define YAML_MAX_ALIAS_NODES (1u << 20)
 #define MANIFEST_MAX_FILE (64u << 20)
 #define LIST_MAX_DEPTH 4
 
@@ -29,17 +32,42 @@
 struct frame {
         json_t *node; /* object or array */
         char *anchor;
-        size_t weight;
+        size_t weight; /* nodes once aliases are expanded (what an alias to it costs) */
         /* mappings only */
-        json_t *key;        /* pending key (a string) */
-        bool key_is_merge;  /* pending key was "<<" */
-        json_t *merges;     /* objects to merge in at the end, in priority order */
+        const char *key; /* pending key (may hold NULs), NULL when none */
+        size_t key_len;
+        char *key_owned; /* what key points to when it is not the input's */
+        bool key_is_merge; /* pending key was "<<" */
+        json_t *merges;    /* objects to merge in at the end, in priority order */
+        /* sequences only */
+        bool streamed; /* the root's "items": elements go to the sink, not into node */
+        size_t n_items;
 };
 
 struct anchor {
         char *name;
         json_t *value;
         size_t weight;
+};
+
+/* Where complete nodes go. Callbacks return 0 or a negative errno that ends
+ * the parse (they deal with bad objects themselves). */
+struct yaml_sink {
+        /* A complete document; root is NULL for an empty one. Borrowed. */
+        int (*doc)(void *data, json_t *root);
+        /* Optional: the root mapping (complete up to here) got a key "items"
+         * whose value is a sequence. Returns true to have the elements
+         * handed to item one by one as each completes instead of building
+         * the sequence; the root then gets an empty "items" array. */
+        bool (*items_start)(void *data, const json_t *root);
+        /* An element of a streamed "items". Borrowed. */
+        int (*item)(void *data, json_t *item, size_t index);
+        /* Optional: a document is broken ("line N: problem" in msg). With
+         * it, the rest of that document is skipped and parsing goes on
+         * with the next one (a syntax error still ends the stream);
+         * without it, the first error ends the parse. */
+        int (*error)(void *data, const char *msg);
+        void *data;
 };
 
 struct builder {
@@ -49,7 +77,8 @@ struct builder {
         size_t n_anchors;
         json_t *doc;
         bool have_doc;
-        size_t doc_weight;
+        size_t alias_nodes;
+        const struct yaml_sink *sink;
         char *err;
         size_t errlen;
         size_t line;
@@ -75,8 +104,8 @@ static int bfail(struct builder *b, const char *fmt, ...)
 static void frame_clear(struct frame *f)
 {
         json_decref(f->node);
-        json_decref(f->key);
         json_decref(f->merges);
+        free(f->key_owned);
         free(f->anchor);
         *f = (struct frame) {};
 }
@@ -100,7 +129,7 @@ static void builder_reset_doc(struct builder *b)
         json_decref(b->doc);
         b->doc = NULL;
         b->have_doc = false;
-        b->doc_weight = 0;
+        b->alias_nodes = 0;
 }
 
 static const struct anchor *anchor_find(const struct builder *b, const char *name)
@@ -130,7 +159,52 @@ static int anchor_add(struct builder *b, const char *name, json_t *value, size_t
         return 0;
 }
 
-/* Takes ownership of v. */
+static bool in_key_position(const struct builder *b)
+{
+        const struct frame *f = b->depth ? &b->stack[b->depth - 1] : NULL;
+
+        return f && json_is_object(f->node) && !f->key;
+}
+
+/* key stays valid while the document is parsed unless owned (malloc'd,
+ * then key == owned and the frame takes it, also on failure). */
+static int set_key(struct builder *b, const char *key, size_t len, char *owned, bool merge)
+{
+        struct frame *f = &b->stack[b->depth - 1];
+
+        if (merge && !f->merges && !(f->merges = json_array())) {
+                free(owned);
+                return -ENOMEM;
+        }
+        f->key = key;
+        f->key_len = len;
+        f->key_owned = owned;
+        f->key_is_merge = merge;
+        f->weight++;
+        return 0;
+}
+
+static int merge_value(struct builder *b, struct frame *f, json_t *v)
+{
+        size_t i;
+        json_t *m;
+
+        /* "<<: *base" or "<<: [*a, *b]"; the value is merged when the
+         * mapping ends so that explicit keys win wherever they are. */
+        if (json_is_object(v))
+                return json_array_append(f->merges, v) < 0 ? -ENOMEM : 0;
+        if (!json_is_array(v))
+                return bfail(b, "merge key value must be a mapping or a list of mappings");
+        json_array_foreach(v, i, m) {
+                if (!json_is_object(m))
+                        return bfail(b, "merge key value must be a mapping or a list of mappings");
+                if (json_array_append(f->merges, m) < 0)
+                        return -ENOMEM;
+        }
+        return 0;
+}
+
+/* Adds a value (not a mapping key) to the node being built. Takes ownership of v. */
 static int add_value(struct builder *b, json_t *v, size_t weight, const char *anchor)
 {
         struct frame *f;
@@ -138,11 +212,6 @@ static int add_value(struct builder *b, json_t *v, size_t weight, const char *an
 
         if (!v)
                 return -ENOMEM;
-        b->doc_weight += weight;
-        if (weight > YAML_MAX_NODES || b->doc_weight > YAML_MAX_NODES) {
-                r = bfail(b, "document too large once aliases are expanded");
-                goto out;
-        }
         if (anchor) {
                 r = anchor_add(b, anchor, v, weight);
                 if (r < 0)
@@ -158,50 +227,27 @@ static int add_value(struct builder *b, json_t *v, size_t weight, const char *an
         f = &b->stack[b->depth - 1];
         f->weight += weight;
         if (json_is_array(f->node)) {
-                if (json_array_append_new(f->node, v) < 0)
-                        return -ENOMEM;
-                return 0;
-        }
-
-        if (!f->key) {
-                /* Only scalar and aliased string keys reach here (see the callers). */
-                if (!json_is_string(v)) {
-                        r = bfail(b, "mapping keys must be strings");
+                if (f->streamed) {
+                        r = b->sink->item(b->sink->data, v, f->n_items++);
                         goto out;
                 }
-                f->key = v;
-                return 0;
+                return json_array_append_new(f->node, v) < 0 ? -ENOMEM : 0;
         }
 
-        if (f->key_is_merge) {
-                /* "<<: *base" or "<<: [*a, *b]"; the value is merged when the
-                 * mapping ends so that explicit keys win wherever they are. */
-                size_t i;
-                json_t *m;
-
-                if (json_is_object(v))
-                        r = json_array_append(f->merges, v) < 0 ? -ENOMEM : 0;
-                else if (json_is_array(v)) {
-                        json_array_foreach(v, i, m) {
-                                if (!json_is_object(m)) {
-                                        r = bfail(b, "merge key value must be a mapping or a list of mappings");
-                                        break;
-                                }
-                                if (json_array_append(f->merges, m) < 0) {
-                                        r = -ENOMEM;
-                                        break;
-                                }
-                        }
-                } else
-                        r = bfail(b, "merge key value must be a mapping or a list of mappings");
-        } else if (json_object_get(f->node, json_string_value(f->key)))
+        /* A mapping: the callers made sure that a key is pending. */
+        if (f->key_is_merge)
+                r = merge_value(b, f, v);
+        else if (json_object_getn(f->node, f->key, f->key_len))
                 /* kubectl (sigs.k8s.io/yaml) refuses these too; silently
                  * keeping one of the two would hide a mistake. */
-                r = bfail(b, "duplicate key \"%s\"", json_string_value(f->key));
-        else if (json_object_set(f->node, json_string_value(f->key), v) < 0)
-                r = -ENOMEM;
-
-        json_decref(f->key);
+                r = bfail(b, "duplicate key \"%.*s\"", (int) (f->key_len > 64 ? 64 : f->key_len), f->key);
+        else {
+                /* libyaml hands out valid UTF-8 only. */
+                r = json_object_setn_new_nocheck(f->node, f->key, f->key_len, v) < 0 ? -ENOMEM : 0;
+                v = NULL;
+        }
+        free(f->key_owned);
+        f->key_owned = NULL;
         f->key = NULL;
         f->key_is_merge = false;
 out:
@@ -270,11 +316,16 @@ static int resolve_plain(struct builder *b, const char *s, size_t len, enum scal
         static const char *const falses[] = { "false", "False", "FALSE", NULL };
         static const char *const infs[] = { ".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF", "-.inf", "-.Inf", "-.INF",
                                             ".nan", ".NaN", ".NAN", NULL };
+        static const char starts[] = "~nNtTfF0123456789+-.";
         const char *digits = s;
         size_t ndigits = len;
         int base = 0;
 
         *ret = NULL;
+        /* Most scalars of a manifest are names and addresses: nothing that
+         * starts otherwise can be a null, bool or number. */
+        if (want == SCALAR_ANY && len > 0 && !memchr(starts, s[0], sizeof(starts) - 1))
+                goto string;
         if ((want == SCALAR_ANY || want == SCALAR_NULL) && (len == 0 || match_word(s, len, nulls))) {
                 *ret = json_null();
                 return 0;
@@ -333,32 +384,35 @@ static int resolve_plain(struct builder *b, const char *s, size_t len, enum scal
 
         if (want != SCALAR_ANY)
                 return bfail(b, "\"%.*s\" does not match its tag", (int) (len > 64 ? 64 : len), s);
-        *ret = json_stringn(s, len);
+string:
+        /* libyaml hands out valid UTF-8 only. */
+        *ret = json_stringn_nocheck(s, len);
         return *ret ? 0 : -ENOMEM;
 }
 
-static int on_scalar(struct builder *b, const yaml_event_t *ev)
+
+/* A mapping key (the caller checked in_key_position). owned: see set_key. */
+static int on_key(struct builder *b, const char *s, size_t len, char *owned, const char *anchor, bool merge)
 {
-        const char *s = (const char *) ev->data.scalar.value;
-        const char *tag = (const char *) ev->data.scalar.tag;
-        size_t len = ev->data.scalar.length;
-        const char *anchor = (const char *) ev->data.scalar.anchor;
-        bool plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
-        struct frame *f = b->depth ? &b->stack[b->depth - 1] : NULL;
+        if (anchor) {
+                json_t *v = json_stringn_nocheck(s, len);
+                int r = v ? anchor_add(b, anchor, v, 1) : -ENOMEM;
+
+                json_decref(v);
+                if (r < 0) {
+                        free(owned);
+                        return r;
+                }
+        }
+        return set_key(b, s, len, owned, merge);
+}
+
+/* A scalar that is not a mapping key. plain: unquoted, so typed by the core schema. */
+static int on_value(struct builder *b, const char *s, size_t len, const char *tag, const char *anchor, bool plain)
+{
         enum scalar_type want = SCALAR_ANY;
         json_t *v;
         int r;
-
-        if (f && json_is_object(f->node) && !f->key) {
-                /* Keys are text whatever they look like ("80: x" has key
-                 * "80"), as sigs.k8s.io/yaml turns them into JSON keys. */
-                if (plain && !tag && len == 2 && memcmp(s, "<<", 2) == 0) {
-                        if (!f->merges && !(f->merges = json_array()))
-                                return -ENOMEM;
-                        f->key_is_merge = true;
-                }
-                return add_value(b, json_stringn(s, len), 1, anchor);
-        }
 
         if (tag && strcmp(tag, "!") != 0) {
                 if (strcmp(tag, TAG_PREFIX "str") == 0)
@@ -379,23 +433,44 @@ static int on_scalar(struct builder *b, const yaml_event_t *ev)
 
         /* Quoted and block scalars are strings: "80" is not a port number. */
         if (!plain)
-                return add_value(b, json_stringn(s, len), 1, anchor);
+                return add_value(b, json_stringn_nocheck(s, len), 1, anchor);
         r = resolve_plain(b, s, len, want, &v);
         if (r < 0)
                 return r;
         return add_value(b, v, 1, anchor);
 }
 
-static int on_start(struct builder *b, const yaml_event_t *ev, bool mapping)
+static int yaml_scalar(struct builder *b, yaml_event_t *ev)
 {
-        const char *anchor = (const char *) (mapping ? ev->data.mapping_start.anchor : ev->data.sequence_start.anchor);
+        char *s = (char *) ev->data.scalar.value;
+        size_t len = ev->data.scalar.length;
+        const char *tag = (const char *) ev->data.scalar.tag;
+        const char *anchor = (const char *) ev->data.scalar.anchor;
+        bool plain = ev->data.scalar.style == YAML_PLAIN_SCALAR_STYLE;
+
+        if (!in_key_position(b))
+                return on_value(b, s, len, tag, anchor, plain);
+        /* Keys are text whatever they look like ("80: x" has key "80"), as
+         * sigs.k8s.io/yaml turns them into JSON keys. The key is kept as
+         * libyaml allocated it, saving a copy per key. */
+        ev->data.scalar.value = NULL;
+        return on_key(b, s, len, s, anchor, plain && !tag && len == 2 && memcmp(s, "<<", 2) == 0);
+}
+
+static int on_start(struct builder *b, const char *anchor, bool mapping)
+{
         struct frame *parent = b->depth ? &b->stack[b->depth - 1] : NULL;
         struct frame *f;
+        bool stream;
 
-        if (parent && json_is_object(parent->node) && !parent->key)
+        if (in_key_position(b))
                 return bfail(b, "mapping keys must be scalars");
         if (b->depth >= YAML_MAX_DEPTH)
                 return bfail(b, "nested deeper than %d levels", YAML_MAX_DEPTH);
+        /* An anchored "items" could be aliased later on: it has to exist. */
+        stream = !mapping && !anchor && b->depth == 1 && json_is_object(parent->node) && !parent->key_is_merge &&
+                 parent->key_len == 5 && memcmp(parent->key, "items", 5) == 0 && b->sink->items_start &&
+                 b->sink->items_start(b->sink->data, parent->node);
         f = &b->stack[b->depth];
         *f = (struct frame) {};
         f->node = mapping ? json_object() : json_array();
@@ -407,6 +482,7 @@ static int on_start(struct builder *b, const yaml_event_t *ev, bool mapping)
                 return -ENOMEM;
         }
         f->weight = 1;
+        f->streamed = stream;
         b->depth++;
         return 0;
 }
@@ -416,16 +492,22 @@ static int on_end(struct builder *b)
         struct frame f = b->stack[--b->depth];
         json_t *m, *v;
         const char *k;
-        size_t i;
+        size_t i, klen;
         int r;
 
         b->stack[b->depth] = (struct frame) {};
+        if (f.key) {
+                /* libyaml does not end a mapping between key and value, but
+                 * the frame must not leak should it ever. */
+                frame_clear(&f);
+                return bfail(b, "mapping ends after a key");
+        }
         if (f.merges)
                 json_array_foreach(f.merges, i, m) {
-                        json_object_foreach(m, k, v) {
-                                if (json_object_get(f.node, k))
+                        json_object_keylen_foreach(m, k, klen, v) {
+                                if (json_object_getn(f.node, k, klen))
                                         continue;
-                                if (json_object_set(f.node, k, v) < 0) {
+                                if (json_object_setn_nocheck(f.node, k, klen, v) < 0) {
                                         frame_clear(&f);
                                         return -ENOMEM;
                                 }
@@ -439,90 +521,146 @@ static int on_end(struct builder *b)
 static int on_alias(struct builder *b, const yaml_event_t *ev)
 {
         const char *name = (const char *) ev->data.alias.anchor;
-        struct frame *f = b->depth ? &b->stack[b->depth - 1] : NULL;
         const struct anchor *a = anchor_find(b, name);
+        char *key;
 
         /* An anchor becomes usable once its node is complete, which also
          * rules out recursive structures JSON cannot hold. */
         if (!a)
                 return bfail(b, "unknown or recursive alias *%s", name);
-        if (f && json_is_object(f->node) && !f->key && !json_is_string(a->value))
+        if (a->weight > YAML_MAX_ALIAS_NODES - b->alias_nodes)
+                return bfail(b, "document too large once aliases are expanded");
+        b->alias_nodes += a->weight;
+        if (!in_key_position(b))
+                return add_value(b, json_incref(a->value), a->weight, NULL);
+        if (!json_is_string(a->value))
                 return bfail(b, "mapping keys must be strings");
-        return add_value(b, json_incref(a->value), a->weight, NULL);
+        key = malloc(json_string_length(a->value) + 1);
+        if (!key)
+                return -ENOMEM;
+        memcpy(key, json_string_value(a->value), json_string_length(a->value) + 1);
+        return set_key(b, key, json_string_length(a->value), key, false);
+}
+
+static int parser_fail(struct builder *b, const yaml_parser_t *parser)
+{
+        b->line = parser->problem_mark.line + 1;
+        if (parser->error == YAML_MEMORY_ERROR)
+                return -ENOMEM;
+        if (parser->context)
+                return bfail(b, "%s %s", parser->context, parser->problem ? parser->problem : "syntax error");
+        return bfail(b, "%s", parser->problem ? parser->problem : "syntax error");
+}
+
+/* Runs the parser to the end of the stream, handing complete nodes to the
+ * sink. Returns 0, -EINVAL when a document was broken (message in b->err,
+ * and given to sink->error if any), or another negative errno. */
+static int parse_stream(struct builder *b, yaml_parser_t *parser)
+{
+        bool skip = false; /* the rest of a broken document */
+        int r = 0, ret = 0;
+        yaml_event_type_t type;
+        yaml_event_t ev;
+
+        for (;;) {
+                if (!yaml_parser_parse(parser, &ev)) {
+                        /* libyaml cannot resume after its own errors. */
+                        r = parser_fail(b, parser);
+                        if (r == -EINVAL && b->sink->error) {
+                                r = b->sink->error(b->sink->data, b->err);
+                                if (r == 0)
+                                        r = -EINVAL;
+                        }
+                        break;
+                }
+                b->line = ev.start_mark.line + 1;
+                if (ev.type == YAML_STREAM_END_EVENT) {
+                        yaml_event_delete(&ev);
+                        break;
+                }
+                type = ev.type;
+                if (skip) {
+                        skip = type != YAML_DOCUMENT_END_EVENT;
+                        yaml_event_delete(&ev);
+                        continue;
+                }
+                switch (type) {
+                case YAML_DOCUMENT_START_EVENT:
+                        builder_reset_doc(b);
+                        break;
+                case YAML_DOCUMENT_END_EVENT:
+                        r = b->sink->doc(b->sink->data, b->have_doc ? b->doc : NULL);
+                        builder_reset_doc(b);
+                        break;
+                case YAML_SCALAR_EVENT:
+                        r = yaml_scalar(b, &ev);
+                        break;
+                case YAML_SEQUENCE_START_EVENT:
+                        r = on_start(b, (const char *) ev.data.sequence_start.anchor, false);
+                        break;
+                case YAML_MAPPING_START_EVENT:
+                        r = on_start(b, (const char *) ev.data.mapping_start.anchor, true);
+                        break;
+                case YAML_SEQUENCE_END_EVENT:
+                case YAML_MAPPING_END_EVENT:
+                        r = b->depth ? on_end(b) : bfail(b, "unbalanced end of collection");
+                        break;
+                case YAML_ALIAS_EVENT:
+                        r = on_alias(b, &ev);
+                        break;
+                default:
+                        break;
+                }
+                yaml_event_delete(&ev);
+                if (r == -EINVAL && b->sink->error && type != YAML_DOCUMENT_END_EVENT) {
+                        builder_reset_doc(b);
+                        ret = -EINVAL;
+                        skip = true;
+                        r = b->sink->error(b->sink->data, b->err);
+                }
+                if (r < 0)
+                        break;
+        }
+        builder_reset_doc(b);
+        if (r == -ENOMEM && b->errlen)
+                snprintf(b->err, b->errlen, "out of memory");
+        return r < 0 ? r : ret;
+}
+
+/* Everything in memory; JSON is YAML, so libyaml reads both. */
+static int parse_buffer(struct builder *b, const char *buf, size_t len)
+{
+        yaml_parser_t parser;
+        int r;
+
+        if (!yaml_parser_initialize(&parser))
+                return -ENOMEM;
+        yaml_parser_set_input_string(&parser, (const unsigned char *) buf, len);
+        r = parse_stream(b, &parser);
+        yaml_parser_delete(&parser);
+        return r;
+}
+
+static int append_doc(void *data, json_t *root)
+{
+        return json_array_append_new(data, root ? json_incref(root) : json_null()) < 0 ? -ENOMEM : 0;
 }
 
 int yaml_to_json(const char *buf, size_t len, json_t **ret_docs, char *err, size_t errlen)
 {
-        struct builder b = { .err = err, .errlen = errlen };
-        yaml_parser_t parser;
-        yaml_event_t ev;
+        struct yaml_sink sink = { .doc = append_doc };
+        struct builder b = { .err = err, .errlen = errlen, .sink = &sink };
         json_t *docs;
-        bool done = false;
-        int r = 0;
+        int r;
 
         if (errlen)
                 err[0] = '\0';
         docs = json_array();
         if (!docs)
                 return -ENOMEM;
-        if (!yaml_parser_initialize(&parser)) {
-                json_decref(docs);
-                return -ENOMEM;
-        }
-        yaml_parser_set_input_string(&parser, (const unsigned char *) buf, len);
-
-        while (!done) {
-                if (!yaml_parser_parse(&parser, &ev)) {
-                        b.line = parser.problem_mark.line + 1;
-                        if (parser.error == YAML_MEMORY_ERROR)
-                                r = -ENOMEM;
-                        else if (parser.context)
-                                r = bfail(&b, "%s %s", parser.context, parser.problem ? parser.problem : "syntax error");
-                        else
-                                r = bfail(&b, "%s", parser.problem ? parser.problem : "syntax error");
-                        break;
-                }
-                b.line = ev.start_mark.line + 1;
-                switch (ev.type) {
-                case YAML_STREAM_END_EVENT:
-                        done = true;
-                        break;
-                case YAML_DOCUMENT_START_EVENT:
-                        builder_reset_doc(&b);
-                        break;
-                case YAML_DOCUMENT_END_EVENT:
-                        r = json_array_append_new(docs, b.have_doc ? json_incref(b.doc) : json_null()) < 0 ? -ENOMEM : 0;
-                        builder_reset_doc(&b);
-                        break;
-                case YAML_SCALAR_EVENT:
-                        r = on_scalar(&b, &ev);
-                        break;
-                case YAML_SEQUENCE_START_EVENT:
-                        r = on_start(&b, &ev, false);
-                        break;
-                case YAML_MAPPING_START_EVENT:
-                        r = on_start(&b, &ev, true);
-                        break;
-                case YAML_SEQUENCE_END_EVENT:
-                case YAML_MAPPING_END_EVENT:
-                        r = b.depth ? on_end(&b) : bfail(&b, "unbalanced end of collection");
-                        break;
-                case YAML_ALIAS_EVENT:
-                        r = on_alias(&b, &ev);
-                        break;
-                default:
-                        break;
-                }
-                yaml_event_delete(&ev);
-                if (r < 0)
-                        break;
-        }
-
-        yaml_parser_delete(&parser);
-        builder_reset_doc(&b);
+        sink.data = docs;
+        r = parse_buffer(&b, buf, len);
         if (r < 0) {
-                if (r == -ENOMEM && errlen)
-                        snprintf(err, errlen, "out of memory");
                 json_decref(docs);
                 return r;
         }
@@ -532,6 +670,31 @@ int yaml_to_json(const char *buf, size_t len, json_t **ret_docs, char *err, size
 
 /* ---- loading into the model ---- */
 
+/* What a List's items became while the List's kind was not known yet (its
+ * key came after "items", as in `kubectl get -o json`): decoded objects,
+ * warnings, and the few items that need the List to be decoded. Put into
+ * the model, or dropped, once the document is complete. */
+enum pending_type { PEND_SERVICE, PEND_SLICE, PEND_NODE, PEND_WARN, PEND_ITEM };
+
+struct pending {
+        enum pending_type type;
+        size_t index; /* PEND_ITEM */
+        union {
+                struct k8s_service *svc;
+                struct k8s_endpoint_slice *es;
+                struct k8s_node *node;
+                char *msg;
+                json_t *item;
+        };
+};
+
+struct deferred {
+        struct pending *v;
+        size_t n, cap;
+        struct manifest_stats st;
+        bool enomem; /* a warning could not be kept */
+};
+
 struct loader {
         struct model *m;
         const char *name;
@@ -539,7 +702,55 @@ struct loader {
         manifest_warn_fn warn;
         void *data;
         struct manifest_stats *st;
+        struct deferred *defer; /* non-NULL: results go here, not to the model */
 };
+
+static void pending_free(struct pending *p)
+{
+        switch (p->type) {
+        case PEND_SERVICE:
+                k8s_service_free(p->svc);
+                break;
+        case PEND_SLICE:
+                k8s_slice_free(p->es);
+                break;
+        case PEND_NODE:
+                k8s_node_free(p->node);
+                break;
+        case PEND_WARN:
+                free(p->msg);
+                break;
+        case PEND_ITEM:
+                json_decref(p->item);
+                break;
+        }
+}
+
+static void deferred_clear(struct deferred *d)
+{
+        for (size_t i = 0; i < d->n; i++)
+                pending_free(&d->v[i]);
+        free(d->v);
+        *d = (struct deferred) {};
+}
+
+/* Takes ownership of whatever p holds, also on failure. */
+static int deferred_add(struct deferred *d, struct pending p)
+{
+        if (d->n == d->cap) {
+                size_t cap = d->cap ? d->cap * 2 : 64;
+                struct pending *v = realloc(d->v, cap * sizeof(*v));
+
+                if (!v) {
+                        pending_free(&p);
+                        return -ENOMEM;
+                }
+                d->v = v;
+                d->cap = cap;
+        }
+        d->v[d->n++] = p;
+        return 0;
+}
 
 static void lwarn(const struct loader *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void lwarn(const struct loader *l, const char *fmt, ...)
@@ -552,7 +763,36 @@ static void lwarn(const struct loader *l, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        if (l->defer) {
+                struct pending p = { .type = PEND_WARN, .msg = strdup(msg) };
+
+                if (!p.msg || deferred_add(l->defer, p) < 0)
+                        l->defer->enomem = true;
+                return;
+        }
         l->warn(l->data, msg);
+}
+
+static int put_service(const struct loader *l, struct k8s_service *svc)
+{
+        if (l->defer)
+                return deferred_add(l->defer, (struct pending) { .type = PEND_SERVICE, .svc = svc });
+        return model_service_put(l->m, svc);
+}
+
+static int put_slice(const struct loader *l, struct k8s_endpoint_slice *es)
+{
+        if (l->defer)
+                return deferred_add(l->defer, (struct pending) { .type = PEND_SLICE, .es = es });
+        return model_slice_put(l->m, es);
+}
+
+static int put_node(const struct loader *l, struct k8s_node *node)
+{
+        if (l->defer)
+                return deferred_add(l->defer, (struct pending) { .type = PEND_NODE, .node = node });
+        model_node_set(l->m, node);
+        return 0;
 }
 
 static int skip(const struct loader *l, const json_t *obj, const char *why)
@@ -566,14 +806,52 @@ static int skip(const struct loader *l, const json_t *obj, const char *why)
 
 static int load_object(const struct loader *l, const json_t *obj, unsigned depth);
 
-static int load_list(const struct loader *l, const json_t *list, unsigned depth)
+/* Item kind implied by a typed list's kind (ServiceList -> Service), "" if none. */
+static void list_item_kind(const json_t *list, char *buf, size_t size)
 {
         const char *kind = json_string_value(json_object_get(list, "kind"));
+        size_t klen = kind ? strlen(kind) : 0;
+
+        buf[0] = '\0';
+        if (klen > 4 && klen - 4 < size)
+                snprintf(buf, size, "%.*s", (int) (klen - 4), kind);
+}
+
+static int load_item(const struct loader *l, const json_t *list, const char *item_kind, size_t i, const json_t *item,
+                     unsigned depth)
+{
         const json_t *api = json_object_get(list, "apiVersion");
+        char ref[K8S_ERRLEN];
+        json_t *copy = NULL;
+        int r;
+
+        if (!json_is_object(item)) {
+                lwarn(l, "skipping item %zu of %s: not an object", i, k8s_object_ref(list, ref, sizeof(ref)));
+                l->st->skipped++;
+                return 0;
+        }
+        /* Items of a typed list straight from the API (ServiceList, ...) carry
+         * no kind/apiVersion of their own: they are implied by the list's. */
+        if (*item_kind && !json_object_get(item, "kind")) {
+                copy = json_copy((json_t *) item);
+                if (!copy || json_object_set_new(copy, "kind", json_string(item_kind)) < 0 ||
+                    (!json_object_get(copy, "apiVersion") && json_is_string(api) &&
+                     json_object_set(copy, "apiVersion", (json_t *) api) < 0)) {
+                        json_decref(copy);
+                        return -ENOMEM;
+                }
+        }
+        r = load_object(l, copy ? copy : item, depth);
+        json_decref(copy);
+        return r;
+}
+
+static int load_list(const struct loader *l, const json_t *list, unsigned depth)
+{
         const json_t *items = json_object_get(list, "items");
-        char ref[K8S_ERRLEN], item_kind[128] = "";
-        size_t i, klen = strlen(kind);
+        char ref[K8S_ERRLEN], item_kind[128];
         json_t *item;
+        size_t i;
         int r;
 
         if (depth >= LIST_MAX_DEPTH) {
@@ -582,30 +860,9 @@ static int load_list(const struct loader *l, const json_t *list, unsigned depth)
                 l->st->skipped++;
                 return 0;
         }
-        /* Items of a typed list straight from the API (ServiceList, ...) carry
-         * no kind/apiVersion of their own: they are implied by the list's. */
-        if (klen > 4 && klen - 4 < sizeof(item_kind))
-                snprintf(item_kind, sizeof(item_kind), "%.*s", (int) (klen - 4), kind);
-
+        list_item_kind(list, item_kind, sizeof(item_kind));
         json_array_foreach(items, i, item) {
-                json_t *copy = NULL;
-
-                if (!json_is_object(item)) {
-                        lwarn(l, "skipping item %zu of %s: not an object", i, k8s_object_ref(list, ref, sizeof(ref)));
-                        l->st->skipped++;
-                        continue;
-                }
-                if (*item_kind && !json_object_get(item, "kind")) {
-                        copy = json_copy(item);
-                        if (!copy || json_object_set_new(copy, "kind", json_string(item_kind)) < 0 ||
-                            (!json_object_get(copy, "apiVersion") && json_is_string(api) &&
-                             json_object_set(copy, "apiVersion", (json_t *) api) < 0)) {
-                                json_decref(copy);
-                                return -ENOMEM;
-                        }
-                }
-                r = load_object(l, copy ? copy : item, depth + 1);
-                json_decref(copy);
+                r = load_item(l, list, item_kind, i, item, depth + 1);
                 if (r < 0)
                         return r;
         }
@@ -626,7 +883,7 @@ static int load_object(const struct loader *l, const json_t *obj, unsigned depth
                         return skip(l, obj, err);
                 if (r < 0)
                         return r;
-                r = model_service_put(l->m, svc);
+                r = put_service(l, svc);
                 if (r < 0)
                         return r;
                 l->st->services++;
@@ -640,7 +897,7 @@ static int load_object(const struct loader *l, const json_t *obj, unsigned depth
                         return skip(l, obj, err);
                 if (r < 0)
                         return r;
-                r = model_slice_put(l->m, es);
+                r = put_slice(l, es);
                 if (r < 0)
                         return r;
                 l->st->slices++;
@@ -660,7 +917,9 @@ static int load_object(const struct loader *l, const json_t *obj, unsigned depth
                         return skip(l, obj, err);
                 if (r < 0)
                         return r;
-                model_node_set(l->m, node);
+                r = put_node(l, node);
+                if (r < 0)
+                        return r;
                 l->st->nodes++;
                 return 0;
         }
@@ -673,38 +932,238 @@ static int load_object(const struct loader *l, const json_t *obj, unsigned depth
         return 0;
 }
 
-static int load_buffer(const struct loader *l, const char *buf, size_t len)
-{
-        char err[K8S_ERRLEN];
-        json_t *docs, *doc;
-        size_t i;
-        int r, ret = 0;
+/* One buffer or file being loaded: the yaml_sink's side. */
+enum items_mode { ITEMS_NONE, ITEMS_NOW, ITEMS_DEFERRED };
 
-        r = yaml_to_json(buf, len, &docs, err, sizeof(err));
-        if (r < 0) {
-                lwarn(l, "%s: %s", l->name, err);
+struct stream {
+        const struct loader *l;
+        size_t n_docs;
+        int ret;
+        int input_err; /* reading the file failed (errno) */
+        enum items_mode items;
+        const json_t *root; /* the root mapping (so far) while its items stream */
+        char item_kind[128];
+        struct deferred def;
+};
+
+static bool stream_items_start(void *data, const json_t *root)
+{
+        struct stream *s = data;
+        const json_t *kind = json_object_get(root, "kind");
+        const char *k = json_string_value(kind);
+        size_t klen = k ? strlen(k) : 0;
+
+        if (kind && (klen < 4 || strcmp(k + klen - 4, "List") != 0))
+                /* Not a List: "items" is just some field of the object. */
+                return false;
+        /* These keys can no longer change (a duplicate is an error, a merge
+         * does not override), so the items can be loaded right away. */
+        if (kind && json_object_get(root, "apiVersion") && json_object_get(root, "metadata")) {
+                s->items = ITEMS_NOW;
+                list_item_kind(root, s->item_kind, sizeof(s->item_kind));
+        } else
+                s->items = ITEMS_DEFERRED;
+        s->root = root;
+        return true;
+}
+
+static int stream_item(void *data, json_t *item, size_t index)
+{
+        struct stream *s = data;
+        struct loader dl;
+        int r;
+
+        if (s->items == ITEMS_NOW) {
+                /* The root so far is the List: it already holds all that
+                 * load_item reads from it. */
+                return load_item(s->l, s->root, s->item_kind, index, item, 1);
+        }
+        /* Whether this is a List at all is not known yet. An item naming its
+         * kind decodes on its own (kubectl's lists are like that): decode it
+         * now and keep only the result. */
+        if (json_is_object(item) && json_object_get(item, "kind")) {
+                dl = *s->l;
+                dl.defer = &s->def;
+                dl.st = &s->def.st;
+                r = load_object(&dl, item, 1);
+                if (r == 0 && s->def.enomem)
+                        r = -ENOMEM;
                 return r;
         }
-        json_array_foreach(docs, i, doc) {
-                if (json_is_null(doc))
-                        continue;
-                if (!json_is_object(doc)) {
-                        /* Plain text is valid YAML too: a README.yaml reads
-                         * as one long string. */
-                        lwarn(l, "%s: document %zu is not a Kubernetes object", l->name, i + 1);
-                        l->st->skipped++;
-                        ret = -EINVAL;
-                        continue;
-                }
-                r = load_object(l, doc, 0);
-                if (r < 0) {
-                        lwarn(l, "%s: %s", l->name, strerror(-r));
-                        ret = r;
+        return deferred_add(&s->def, (struct pending) { .type = PEND_ITEM, .index = index, .item = json_incref(item) });
+}
+
+/* The document whose items were deferred is complete: if it is a List after
+ * all, what its items became goes in, in their order. */
+static int stream_commit(struct stream *s, const json_t *root)
+{
+        const struct loader *l = s->l;
+        struct deferred *d = &s->def;
+        char item_kind[128];
+        int r = 0;
+
+        if (k8s_kind_of(root) != K8S_KIND_LIST)
+                return 0;
+        list_item_kind(root, item_kind, sizeof(item_kind));
+        l->st->services += d->st.services;
+        l->st->slices += d->st.slices;
+        l->st->nodes += d->st.nodes;
+        l->st->skipped += d->st.skipped;
+        l->st->ignored += d->st.ignored;
+        for (size_t i = 0; i < d->n && r >= 0; i++) {
+                struct pending *p = &d->v[i];
+
+                /* The model takes the objects; what is left is freed with the rest. */
+                switch (p->type) {
+                case PEND_SERVICE:
+                        r = model_service_put(l->m, p->svc);
+                        p->type = PEND_WARN, p->msg = NULL;
+                        break;
+                case PEND_SLICE:
+                        r = model_slice_put(l->m, p->es);
+                        p->type = PEND_WARN, p->msg = NULL;
+                        break;
+                case PEND_NODE:
+                        model_node_set(l->m, p->node);
+                        p->type = PEND_WARN, p->msg = NULL;
+                        break;
+                case PEND_WARN:
+                        l->warn(l->data, p->msg);
+                        break;
+                case PEND_ITEM:
+                        r = load_item(l, root, item_kind, p->index, p->item, 1);
                         break;
                 }
         }
-        json_decref(docs);
-        return ret;
+        return r;
+}
+
+static int stream_doc(void *data, json_t *root)
+{
+        struct stream *s = data;
+        const struct loader *l = s->l;
+        int r = 0;
+
+        s->n_docs++;
+        if (root && !json_is_object(root)) {
+                /* Plain text is valid YAML too: a README.yaml reads as one
+                 * long string. */
+                lwarn(l, "%s: document %zu is not a Kubernetes object", l->name, s->n_docs);
+                l->st->skipped++;
+                s->ret = -EINVAL;
+        } else if (root) {
+                if (s->items == ITEMS_DEFERRED)
+                        r = stream_commit(s, root);
+                if (r >= 0)
+                        r = load_object(l, root, 0);
+        }
+        deferred_clear(&s->def);
+        s->items = ITEMS_NONE;
+        s->root = NULL;
+        return r;
+}
+
+static int stream_error(void *data, const char *msg)
+{
+        struct stream *s = data;
+
+        /* A broken document does not tell whether it was a List: what its
+         * items became so far goes. Items loaded right away stay, like the
+         * documents before. */
+        deferred_clear(&s->def);
+        s->items = ITEMS_NONE;
+        s->root = NULL;
+        s->n_docs++;
+        if (s->input_err)
+                lwarn(s->l, "%s: %s", s->l->name, s->input_err == EFBIG ? "file too large" : strerror(s->input_err));
+        else
+                lwarn(s->l, "%s: %s", s->l->name, msg);
+        return 0;
+}
+
+struct fd_input {
+        int fd;
+        const char *pre; /* read already, to be handed out first */
+        size_t pre_len;
+        size_t total;
+        int *err;
+};
+
+/* libyaml's read handler: 1 and *size_read = 0 at the end, 0 on failure. */
+static int read_handler(void *data, unsigned char *buf, size_t size, size_t *size_read)
+{
+        struct fd_input *in = data;
+        ssize_t n;
+
+        if (in->pre_len) {
+                n = (ssize_t) (in->pre_len < size ? in->pre_len : size);
+                memcpy(buf, in->pre, (size_t) n);
+                in->pre += n;
+                in->pre_len -= (size_t) n;
+                *size_read = (size_t) n;
+                return 1;
+        }
+        do
+                n = read(in->fd, buf, size);
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+                *in->err = errno;
+                return 0;
+        }
+        in->total += (size_t) n;
+        /* Pipes have no size to check beforehand. */
+        if (in->total > MANIFEST_MAX_FILE) {
+                *in->err = EFBIG;
+                return 0;
+        }
+        *size_read = (size_t) n;
+        return 1;
+}
+
+/* Loads buf, or what in reads, one document, and one item of a List, at a
+ * time: the tree of a whole file is never held. */
+static int load_stream(const struct loader *l, struct stream *s, const char *buf, size_t len, struct fd_input *in)
+{
+        const struct yaml_sink sink = {
+                .doc = stream_doc,
+                .items_start = stream_items_start,
+                .item = stream_item,
+                .error = stream_error,
+                .data = s,
+        };
+        char err[K8S_ERRLEN];
+        yaml_parser_t parser;
+        struct builder *b;
+        int r;
+
+        /* The stack of frames is large for the stack. */
+        b = calloc(1, sizeof(*b));
+        if (!b)
+                return -ENOMEM;
+        err[0] = '\0';
+        b->err = err;
+        b->errlen = sizeof(err);
+        b->sink = &sink;
+        if (in) {
+                if (yaml_parser_initialize(&parser)) {
+                        yaml_parser_set_input(&parser, read_handler, in);
+                        r = parse_stream(b, &parser);
+                        yaml_parser_delete(&parser);
+                } else
+                        r = -ENOMEM;
+        } else
+                r = parse_buffer(b, buf, len);
+        free(b);
+        deferred_clear(&s->def);
+        if (r == -EINVAL && s->input_err)
+                r = -s->input_err;
+        if (r < 0 && r != -EINVAL) {
+                /* Out of memory or the like: the sink's error was not called. */
+                if (!s->input_err)
+                        lwarn(l, "%s: %s", l->name, strerror(-r));
+                return r;
+        }
+        return r < 0 ? r : s->ret;
 }
 
 int manifest_load_buffer(struct model *m, const char *buf, size_t len, const char *name, const char *node_name,
@@ -719,74 +1178,53 @@ int manifest_load_buffer(struct model *m, const char *buf, size_t len, const cha
                 .data = data,
                 .st = stats ? stats : &local,
         };
+        struct stream s = { .l = &l };
 
         *l.st = (struct manifest_stats) {};
-        return load_buffer(&l, buf, len);
-}
-
-static int read_fd(int fd, char **ret, size_t *ret_len)
-{
-        size_t len = 0, cap = 0;
-        char *buf = NULL;
-
-        for (;;) {
-                ssize_t n;
-
-                if (len == cap) {
-                        size_t ncap = cap ? cap * 2 : 64 * 1024;
-                        char *nbuf;
-
-                        if (cap >= MANIFEST_MAX_FILE) {
-                                free(buf);
-                                return -EFBIG;
-                        }
-                        nbuf = realloc(buf, ncap);
-                        if (!nbuf) {
-                                free(buf);
-                                return -ENOMEM;
-                        }
-                        buf = nbuf;
-                        cap = ncap;
-                }
-                n = read(fd, buf + len, cap - len);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        n = -errno;
-                        free(buf);
-                        return (int) n;
-                }
-                if (n == 0)
-                        break;
-                len += (size_t) n;
-        }
-        *ret = buf;
-        *ret_len = len;
-        return 0;
+        return load_stream(&l, &s, buf, len, NULL);
 }
 
 static int load_file(const struct loader *l, const char *path)
 {
         struct loader fl = *l;
-        size_t len = 0;
-        char *buf = NULL;
-        int fd, r;
+        struct stream s = { .l = &fl };
+        struct fd_input in = { .err = &s.input_err };
+        char pre[4096];
+        struct stat st;
+        ssize_t n;
+        int r;
 
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0) {
+        fl.name = path;
+        in.fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (in.fd < 0) {
                 r = -errno;
                 lwarn(l, "%s: %s", path, strerror(-r));
                 return r;
         }
-        r = read_fd(fd, &buf, &len);
-        close(fd);
+        r = 0;
+        if (fstat(in.fd, &st) == 0 && S_ISREG(st.st_mode) && (uintmax_t) st.st_size > MANIFEST_MAX_FILE)
+                r = -EFBIG;
+        else {
+                do
+                        n = read(in.fd, pre, sizeof(pre));
+                while (n < 0 && errno == EINTR);
+                if (n < 0)
+                        r = -errno;
+                else {
+                        /* Read as parsed, through libyaml's own small buffer
+                         * (JSON is YAML): memory does not grow with the file. */
+                        in.pre = pre;
+                        in.pre_len = (size_t) n;
+                        in.total = (size_t) n;
+                }
+        }
         if (r < 0) {
+                close(in.fd);
                 lwarn(l, "%s: %s", path, r == -EFBIG ? "file too large" : strerror(-r));
                 return r;
         }
-        fl.name = path;
-        r = load_buffer(&fl, buf, len);
-        free(buf);
+        r = load_stream(&fl, &s, NULL, 0, &in);
+        close(in.fd);
         return r;
 }
 

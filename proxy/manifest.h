@@ -10,6 +10,7 @@ struct model;
 /* Parses a YAML stream (JSON is YAML) into an array of documents, one
  * json_t per document. Scalars are typed as YAML 1.2 core schema would
  * (null, true/false, integers, floats; quoted scalars stay strings).
+ * Aliases may add at most 2^20 nodes to a document once expanded.
  * Returns 0 or -EINVAL with "line N: problem" in err. */
 int yaml_to_json(const char *buf, size_t len, json_t **ret_docs, char *err, size_t errlen);
 
@@ -23,8 +24,12 @@ struct manifest_stats {
 
 /* Loads a file, or every *.yaml, *.yml and *.json file of a directory in
  * name order (not recursive). node_name selects which Node object is ours
- * (others are ignored). Returns 0, or negative errno when the path cannot be
- * read or a file is not YAML/JSON at all (message through warn). */
+ * (others are ignored). Each document, and each item of a List, goes into
+ * the model as soon as it is parsed: memory does not grow with the file.
+ * A broken document is reported and skipped, except that a YAML syntax
+ * error ends its file; what was loaded before stays. Returns 0, or negative
+ * errno when the path cannot be read or a file is not YAML/JSON at all or
+ * in part (message through warn). */
 int manifest_load_path(struct model *m, const char *path, const char *node_name, manifest_warn_fn warn,
                        void *data, struct manifest_stats *stats);
 /* Same for an in-memory buffer; name is used in messages. */

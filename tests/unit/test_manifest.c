@@ -527,6 +527,240 @@ static void test_load_failures(void **state)
         model_free(m);
 }
 
+/* A List of n Services "s<i>" in namespace "big"; item bad (if < n) has port 0.
+ * kind_last puts "kind" and "metadata" after "items", as kubectl does. */
+static char *big_list(size_t n, size_t bad, bool kind_last)
+{
+        const char *head = kind_last ? "{\"apiVersion\":\"v1\",\"items\":[" :
+                                       "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"metadata\":{\"name\":\"big\"},\"items\":[";
+        const char *tail = kind_last ? "],\"kind\":\"List\",\"metadata\":{\"name\":\"big\"}}" : "]}";
+        size_t cap = strlen(head) + strlen(tail) + n * 160 + 1, len = 0;
+        char *buf = malloc(cap);
+
+        assert_non_null(buf);
+        len += (size_t) snprintf(buf + len, cap - len, "%s", head);
+        for (size_t i = 0; i < n; i++)
+                len += (size_t) snprintf(buf + len, cap - len,
+                                         "%s{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"s%zu\","
+                                         "\"namespace\":\"big\"},\"spec\":{\"ports\":[{\"port\":%d}]}}\n",
+                                         i ? "," : "", i, i == bad ? 0 : 80);
+        len += (size_t) snprintf(buf + len, cap - len, "%s", tail);
+        assert_true(len < cap);
+        return buf;
+}
+
+/* Used to be refused as "too large once aliases are expanded": nodes were
+ * counted once per level above them. */
+static void test_load_big_list(void **state)
+{
+        for (int kind_last = 0; kind_last <= 1; kind_last++) {
+                char *json = big_list(20000, 20000, kind_last);
+                struct manifest_stats st;
+                struct warnings w = {};
+                struct model *m = new_model();
+
+                (void) state;
+                assert_int_equal(manifest_load_buffer(m, json, strlen(json), "big.json", NULL, collect, &w, &st), 0);
+                dump_warnings(&w);
+                assert_int_equal(w.n, 0);
+                assert_int_equal(st.services, 20000);
+                assert_int_equal(model_service_count(m), 20000);
+                assert_non_null(model_service_get(m, "big", "s19999"));
+                free(json);
+                model_free(m);
+        }
+}
+
+static void test_load_list_bad_item(void **state)
+{
+        for (int kind_last = 0; kind_last <= 1; kind_last++) {
+                char *json = big_list(5, 1, kind_last);
+                struct manifest_stats st;
+                struct warnings w = {};
+                struct model *m = new_model();
+
+                (void) state;
+                assert_int_equal(manifest_load_buffer(m, json, strlen(json), "l.json", NULL, collect, &w, &st), 0);
+                assert_int_equal(w.n, 1);
+                assert_string_equal(w.msg[0], "skipping Service big/s1: spec.ports[0].port: 0 is out of range 1-65535");
+                assert_int_equal(st.services, 4);
+                assert_int_equal(st.skipped, 1);
+                assert_non_null(model_service_get(m, "big", "s0"));
+                assert_null(model_service_get(m, "big", "s1"));
+                assert_non_null(model_service_get(m, "big", "s4"));
+                warnings_clear(&w);
+                free(json);
+                model_free(m);
+        }
+}
+
+/* Keys after "items": whether there is a List at all is known at its end. */
+static void test_load_list_key_order(void **state)
+{
+        const char *typed = "{\"apiVersion\":\"v1\",\"items\":[7,"
+                            "{\"metadata\":{\"name\":\"a\",\"namespace\":\"t\"},\"spec\":{\"ports\":[{\"port\":1}]}},"
+                            "{\"kind\":\"Service\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"b\",\"namespace\":\"t\"},"
+                            "\"spec\":{\"ports\":[{\"port\":0}]}}],"
+                            "\"kind\":\"ServiceList\",\"metadata\":{\"name\":\"tl\",\"namespace\":\"t\"}}";
+        const char *other = "apiVersion: v1\n"
+                            "items:\n"
+                            "- {apiVersion: v1, kind: Service, metadata: {name: x}, spec: {ports: [{port: 0}]}}\n"
+                            "- {apiVersion: v1, kind: Service, metadata: {name: y}, spec: {ports: [{port: 1}]}}\n"
+                            "kind: Something\n";
+        struct manifest_stats st;
+        struct warnings w = {};
+        struct model *m = new_model();
+        const struct k8s_service *svc;
+
+        (void) state;
+        assert_int_equal(manifest_load_buffer(m, typed, strlen(typed), "t.json", NULL, collect, &w, &st), 0);
+        dump_warnings(&w);
+        /* in item order, naming the list as it ends up */
+        assert_int_equal(w.n, 2);
+        assert_string_equal(w.msg[0], "skipping item 0 of ServiceList t/tl: not an object");
+        assert_string_equal(w.msg[1], "skipping Service t/b: spec.ports[0].port: 0 is out of range 1-65535");
+        assert_int_equal(st.services, 1);
+        assert_int_equal(st.skipped, 2);
+        svc = model_service_get(m, "t", "a");
+        assert_non_null(svc);
+        assert_int_equal(svc->ports[0].port, 1);
+        warnings_clear(&w);
+
+        /* not a List: its items are no objects of ours, broken or not */
+        assert_int_equal(manifest_load_buffer(m, other, strlen(other), "o.yaml", NULL, collect, &w, &st), 0);
+        assert_int_equal(w.n, 0);
+        assert_int_equal(st.services, 0);
+        assert_int_equal(st.skipped, 0);
+        assert_int_equal(st.ignored, 1);
+        assert_null(model_service_get(m, "default", "y"));
+        model_free(m);
+}
+
+static void test_load_doc_errors(void **state)
+{
+        const char *syntax = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 1}]}\n---\n"
+                             "apiVersion: v1\nkind: Service\nmetadata: {name: b}\nspec: {ports: [{port: 2}]}\n---\n"
+                             "apiVersion: v1\nkind: [\n---\n"
+                             "apiVersion: v1\nkind: Service\nmetadata: {name: c}\nspec: {ports: [{port: 3}]}\n";
+        const char *dup = "apiVersion: v1\nkind: Service\nmetadata: {name: a}\nspec: {ports: [{port: 1}]}\n---\n"
+                          "apiVersion: v1\nkind: Service\nkind: Service\nmetadata: {name: b}\n---\n"
+                          "apiVersion: v1\nkind: Service\nmetadata: {name: c}\nspec: {ports: [{port: 3}]}\n";
+        const char *list = "apiVersion: v1\nkind: List\nmetadata: {name: l}\nitems:\n"
+                           "- {apiVersion: v1, kind: Service, metadata: {name: i1}, spec: {ports: [{port: 1}]}}\n"
+                           "- {apiVersion: v1, kind: Service, metadata: {name: i2}, spec: {ports: [{port: 1}]}}\n"
+                           "- {apiVersion: v1, kind: Service, metadata: {name: i3}, spec: {ports: [{port: 1}]}\n";
+        struct manifest_stats st;
+        struct warnings w = {};
+        struct model *m = new_model();
+
+        (void) state;
+        /* a syntax error ends the stream; what came before stays */
+        assert_int_equal(manifest_load_buffer(m, syntax, strlen(syntax), "s.yaml", NULL, collect, &w, &st), -EINVAL);
+        assert_int_equal(w.n, 1);
+        if (strncmp(w.msg[0], "s.yaml: line 13: ", 17) != 0)
+                fail_msg("unexpected warning %s", w.msg[0]);
+        assert_int_equal(st.services, 2);
+        assert_non_null(model_service_get(m, "default", "a"));
+        assert_non_null(model_service_get(m, "default", "b"));
+        assert_null(model_service_get(m, "default", "c"));
+        warnings_clear(&w);
+        model_free(m);
+
+        /* any other error spoils only its own document */
+        m = new_model();
+        assert_int_equal(manifest_load_buffer(m, dup, strlen(dup), "d.yaml", NULL, collect, &w, &st), -EINVAL);
+        assert_int_equal(w.n, 1);
+        assert_string_equal(w.msg[0], "d.yaml: line 8: duplicate key \"kind\"");
+        assert_int_equal(st.services, 2);
+        assert_non_null(model_service_get(m, "default", "a"));
+        assert_null(model_service_get(m, "default", "b"));
+        assert_non_null(model_service_get(m, "default", "c"));
+        warnings_clear(&w);
+        model_free(m);
+
+        /* items of a List are in as they come */
+        m = new_model();
+        assert_int_equal(manifest_load_buffer(m, list, strlen(list), "l.yaml", NULL, collect, &w, &st), -EINVAL);
+        assert_int_equal(w.n, 1);
+        assert_true(strncmp(w.msg[0], "l.yaml: line ", 13) == 0);
+        assert_int_equal(st.services, 2);
+        assert_non_null(model_service_get(m, "default", "i2"));
+        assert_null(model_service_get(m, "default", "i3"));
+        warnings_clear(&w);
+        model_free(m);
+}
+
+/* JSON goes through libyaml like any YAML: JSON values keep their types, and
+ * flow-style YAML that is not JSON is still read. */
+static void test_json_like_yaml(void **state)
+{
+        (void) state;
+        {
+                json_t *v = yaml1("{\"a\": 1, \"b\": [true, false, null, 0.5], \"s\": \"80\", \"u\": \"\\u00e9\"}");
+                char *got = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+
+                assert_string_equal(got, "{\"a\":1,\"b\":[true,false,null,0.5],\"s\":\"80\",\"u\":\"\xc3\xa9\"}");
+                free(got);
+                json_decref(v);
+        }
+        {
+                json_t *v = yaml1("{a: b, \"c\": 'd', e: [1,],}\n# comment\n");
+                char *got = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+
+                assert_string_equal(got, "{\"a\":\"b\",\"c\":\"d\",\"e\":[1]}");
+                free(got);
+                json_decref(v);
+        }
+        assert_yaml_error("{\"a\": 1, \"a\": 2}", "line 1:");
+        assert_yaml_error("{\"a\": \"x\x7f\"}", "line 1:");
+        assert_yaml_error("{\"a\": 1} {", "line 1:");
+}
+
+/* Files are read in pieces: YAML and JSON files larger than a piece. */
+static void test_load_big_files(void **state)
+{
+        char dir[] = "/tmp/nlproxy-manifest-XXXXXX", path[256];
+        struct manifest_stats st;
+        struct warnings w = {};
+        struct model *m;
+        char *json = big_list(500, 7, true);
+        FILE *f;
+
+        (void) state;
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/big.json", dir);
+        write_file(path, json);
+        m = new_model();
+        assert_int_equal(manifest_load_path(m, path, NULL, collect, &w, &st), 0);
+        assert_int_equal(w.n, 1);
+        assert_int_equal(st.services, 499);
+        assert_non_null(model_service_get(m, "big", "s499"));
+        assert_int_equal(unlink(path), 0);
+        warnings_clear(&w);
+        model_free(m);
+
+        snprintf(path, sizeof(path), "%s/big.yaml", dir);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        for (int i = 0; i < 500; i++)
+                fprintf(f, "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s%d\n  namespace: big\n"
+                           "spec:\n  ports:\n  - port: %d\n",
+                        i, i == 7 ? 0 : 80);
+        assert_int_equal(fclose(f), 0);
+        m = new_model();
+        assert_int_equal(manifest_load_path(m, path, NULL, collect, &w, &st), 0);
+        assert_int_equal(w.n, 1);
+        assert_string_equal(w.msg[0], "skipping Service big/s7: spec.ports[0].port: 0 is out of range 1-65535");
+        assert_int_equal(st.services, 499);
+        assert_non_null(model_service_get(m, "big", "s499"));
+        assert_int_equal(unlink(path), 0);
+        warnings_clear(&w);
+        model_free(m);
+
+        assert_int_equal(rmdir(dir), 0);
+        free(json);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -535,7 +769,10 @@ int main(void)
                 cmocka_unit_test(test_yaml_errors),   cmocka_unit_test(test_load_stream),
                 cmocka_unit_test(test_load_json_list), cmocka_unit_test(test_load_dir), cmocka_unit_test(test_load_dir_order),
                 cmocka_unit_test(test_load_bad_among_good), cmocka_unit_test(test_load_typing),
-                cmocka_unit_test(test_load_failures),
+                cmocka_unit_test(test_load_failures), cmocka_unit_test(test_load_big_list),
+                cmocka_unit_test(test_load_list_bad_item), cmocka_unit_test(test_load_list_key_order),
+                cmocka_unit_test(test_load_doc_errors), cmocka_unit_test(test_json_like_yaml),
+                cmocka_unit_test(test_load_big_files),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
