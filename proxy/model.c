@@ -21,7 +21,12 @@ struct model {
         void *groups;     /* struct slice_group * */
         struct k8s_node *node;
         size_t n_services, n_slices;
+        void *dirty;      /* struct model_key * */
+        size_t n_dirty;
+        bool dirty_oom;   /* a key could not be recorded: everything is dirty */
 };
+
+static int key_cmp(const void *a, const void *b);
 
 static int cmp_nsname(const char *ans, const char *an, const char *bns, const char *bn)
 {
@@ -45,6 +50,119 @@ static int group_cmp(const void *a, const void *b)
 {
         const struct slice_group *x = a, *y = b;
         return cmp_nsname(x->ns, x->service, y->ns, y->service);
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+        const struct model_key *x = a, *y = b;
+        return cmp_nsname(x->ns, x->name, y->ns, y->name);
+}
+
+static void key_free_node(void *p)
+{
+        struct model_key *k = p;
+        free(k->ns);
+        free(k->name);
+        free(k);
+}
+
+/* Records that service ns/name must be recomputed. Failing to record it
+ * must not lose the change: the next take then reports "everything". */
+static void mark_dirty(struct model *m, const char *ns, const char *name)
+{
+        struct model_key key = { .ns = (char *)ns, .name = (char *)name }, *k, **slot;
+
+        if (!name || m->dirty_oom || tfind(&key, &m->dirty, key_cmp))
+                return;
+        k = calloc(1, sizeof(*k));
+        if (k) {
+                k->ns = strdup(ns);
+                k->name = strdup(name);
+        }
+        if (!k || !k->ns || !k->name || !(slot = tsearch(k, &m->dirty, key_cmp))) {
+                if (k)
+                        key_free_node(k);
+                m->dirty_oom = true;
+                return;
+        }
+        m->n_dirty++;
+}
+
+struct take_ctx {
+        struct model_key *keys;
+        size_t n;
+};
+
+static void take_walk(const void *nodep, VISIT which, void *closure)
+{
+        struct take_ctx *c = closure;
+        const struct model_key *k = *(const struct model_key *const *)nodep;
+
+        if (which != postorder && which != leaf)
+                return;
+        c->keys[c->n].ns = k->ns;
+        c->keys[c->n].name = k->name;
+        c->n++;
+}
+
+static void key_shell_free(void *p) { free(p); }
+
+static int all_services_cb(const struct k8s_service *svc, void *data)
+{
+        struct take_ctx *c = data;
+        c->keys[c->n].ns = strdup(svc->ns);
+        c->keys[c->n].name = strdup(svc->name);
+        if (!c->keys[c->n].ns || !c->keys[c->n].name) {
+                free(c->keys[c->n].ns);
+                free(c->keys[c->n].name);
+                return -ENOMEM;
+        }
+        c->n++;
+        return 0;
+}
+
+int model_dirty_take(struct model *m, struct model_key **ret, size_t *ret_n)
+{
+        struct take_ctx c = { 0 };
+
+        if (m->dirty_oom) {
+                /* Every service currently known; deleted ones are then found
+                 * missing by the caller's comparison with its previous table. */
+                c.keys = calloc(m->n_services + 1, sizeof(*c.keys));
+                if (!c.keys)
+                        return -ENOMEM;
+                if (model_service_foreach(m, all_services_cb, &c) < 0) {
+                        model_keys_free(c.keys, c.n);
+                        return -ENOMEM;
+                }
+                tdestroy(m->dirty, key_free_node);
+                m->dirty = NULL;
+                m->n_dirty = 0;
+                m->dirty_oom = false;
+                *ret = c.keys;
+                *ret_n = c.n;
+                return 1;
+        }
+        c.keys = calloc(m->n_dirty + 1, sizeof(*c.keys));
+        if (!c.keys)
+                return -ENOMEM;
+        twalk_r(m->dirty, take_walk, &c);
+        /* The strings now belong to the returned keys; only the shells go. */
+        tdestroy(m->dirty, key_shell_free);
+        m->dirty = NULL;
+        m->n_dirty = 0;
+        *ret = c.keys;
+        *ret_n = c.n;
+        return 0;
+}
+
+void model_keys_free(struct model_key *keys, size_t n)
+{
+        for (size_t i = 0; keys && i < n; i++) {
+                free(keys[i].ns);
+                free(keys[i].name);
+        }
+        free(keys);
 }
 
 int model_new(struct model **ret)
@@ -74,13 +192,17 @@ void model_free(struct model *m)
         tdestroy(m->services, svc_free_node);
         tdestroy(m->slices, slice_free_node);
         tdestroy(m->groups, group_free_node);
+        tdestroy(m->dirty, key_free_node);
         k8s_node_free(m->node);
         free(m);
 }
 
 int model_service_put(struct model *m, struct k8s_service *obj)
 {
-        struct k8s_service **slot = tsearch(obj, &m->services, svc_cmp);
+        struct k8s_service **slot;
+
+        mark_dirty(m, obj->ns, obj->name);
+        slot = tsearch(obj, &m->services, svc_cmp);
         if (!slot) {
                 k8s_service_free(obj);
                 return -ENOMEM;
@@ -103,6 +225,7 @@ int model_service_del(struct model *m, const char *ns, const char *name)
 
         if (!slot)
                 return -ENOENT;
+        mark_dirty(m, ns, name);
         old = *slot;
         tdelete(&key, &m->services, svc_cmp);
         k8s_service_free(old);
@@ -191,15 +314,18 @@ static int group_add(struct model *m, const struct k8s_endpoint_slice *s)
 
 int model_slice_put(struct model *m, struct k8s_endpoint_slice *obj)
 {
-        struct k8s_endpoint_slice **slot = tsearch(obj, &m->slices, slice_cmp);
+        struct k8s_endpoint_slice **slot;
         int r;
 
+        mark_dirty(m, obj->ns, obj->service_name);
+        slot = tsearch(obj, &m->slices, slice_cmp);
         if (!slot) {
                 k8s_slice_free(obj);
                 return -ENOMEM;
         }
         if (*slot != obj) {
                 struct k8s_endpoint_slice *old = *slot;
+                mark_dirty(m, old->ns, old->service_name);
                 group_remove(m, old);
                 *slot = obj;
                 k8s_slice_free(old);
@@ -225,6 +351,7 @@ int model_slice_del(struct model *m, const char *ns, const char *name)
         if (!slot)
                 return -ENOENT;
         old = *slot;
+        mark_dirty(m, old->ns, old->service_name);
         group_remove(m, old);
         tdelete(&key, &m->slices, slice_cmp);
         k8s_slice_free(old);

@@ -34,5 +34,17 @@ int model_service_foreach(const struct model *m, model_service_cb cb, void *data
 
 /* The EndpointSlices labelled for service ns/name, in slice-name order.
  * *ret points into the model and stays valid until the next change. */
+/* Services whose Service or EndpointSlices changed since the last call, in
+ * (namespace, name) order: what an incremental table update must redo.
+ * The caller frees the array with model_keys_free. Returns 0; 1 when changes
+ * could not all be tracked (out of memory) and the list is every service
+ * known, so the caller should recompute everything; or a negative errno
+ * (then *ret is untouched and the dirty set kept). */
+struct model_key {
+        char *ns, *name;
+};
+int model_dirty_take(struct model *m, struct model_key **ret, size_t *ret_n);
+void model_keys_free(struct model_key *keys, size_t n);
+
 size_t model_slices_for(const struct model *m, const char *ns, const char *service,
                         const struct k8s_endpoint_slice *const **ret);

@@ -44,6 +44,9 @@ const char *tbl_vip_kind_name(enum tbl_vip_kind k)
 
 static void svc_clear(struct tbl_svc *s)
 {
+        if (s->shared && --*s->shared > 0)
+                return;
+        free(s->shared);
         free(s->ns);
         free(s->name);
         free(s->port_name);
@@ -77,6 +80,11 @@ void table_free(struct table *t)
         for (size_t i = 0; i < t->n_dns; i++)
                 free(t->dns[i].name);
         free(t->dns);
+        free(t->cip_owners);
+        free(t->label_skipped);
+        free(t->cluster_domain);
+        free(t->node_name);
+        free(t->zone);
         free(t->cluster_ips[0]);
         free(t->cluster_ips[1]);
         free(t->scheduler);
@@ -88,7 +96,8 @@ struct builder {
         const struct model *m;
         const struct nodectx *node;
         const struct proxy_config *cfg;
-        size_t cap_svcs, cap_dns, cap_cips[2];
+        size_t cap_svcs, cap_dns, cap_cips[2], cap_owners, cap_skipped;
+        uint64_t owner;   /* hash of the service being built */
         /* Scratch, reused across services to keep allocation off the hot path. */
         struct tbl_endpoint *scratch;
         size_t cap_scratch;
@@ -294,10 +303,25 @@ static int categorize(struct builder *b, struct tbl_svc *s, const struct ep_hint
 static int add_cluster_ip(struct builder *b, int fi, const struct ipaddr *a)
 {
         struct table *t = b->t;
-        if (grow((void **)&t->cluster_ips[fi], &b->cap_cips[fi], t->n_cluster_ips[fi] + 1, sizeof(struct ipaddr)) < 0)
+        if (grow((void **)&t->cluster_ips[fi], &b->cap_cips[fi], t->n_cluster_ips[fi] + 1, sizeof(struct ipaddr)) < 0 ||
+            grow((void **)&t->cip_owners, &b->cap_owners, t->n_cip_owners + 1, sizeof(*t->cip_owners)) < 0)
                 return -ENOMEM;
         t->cluster_ips[fi][t->n_cluster_ips[fi]++] = *a;
+        t->cip_owners[t->n_cip_owners++] = (struct tbl_cip_owner){ *a, b->owner };
         return 0;
+}
+
+/* FNV-1a of "namespace/name": identifies a service's contributions to the
+ * table-wide lists across incremental updates. */
+static uint64_t owner_hash(const char *ns, const char *name)
+{
+        uint64_t h = 1469598103934665603ULL;
+        for (const char *p = ns; *p; p++)
+                h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+        h = (h ^ '/') * 1099511628211ULL;
+        for (const char *p = name; *p; p++)
+                h = (h ^ (uint8_t)*p) * 1099511628211ULL;
+        return h;
 }
 
 static bool vip_present(const struct tbl_svc *s, const struct ipaddr *a)
@@ -323,6 +347,11 @@ static int build_port(struct builder *b, const struct k8s_service *svc, const st
                 return -ENOMEM;
         s = &t->svcs[t->n_svcs];
         memset(s, 0, sizeof(*s));
+        s->shared = malloc(sizeof(*s->shared));
+        if (!s->shared)
+                return -ENOMEM;
+        *s->shared = 1;
+        s->owner = b->owner;
         s->family = family;
         s->proto = sp->proto;
         s->port = sp->port;
@@ -417,10 +446,6 @@ static int build_port(struct builder *b, const struct k8s_service *svc, const st
         } else {
                 s->internal = (s->itp_local && s->n_local_eps == 0) ? TBL_DROP : TBL_DNAT;
                 s->external = (s->etp_local && s->n_local_eps == 0) ? TBL_DROP : TBL_DNAT;
-                if (s->internal == TBL_DROP)
-                        t->n_no_local_internal++;
-                if (ext_port && s->external == TBL_DROP)
-                        t->n_no_local_external++;
         }
         return 0;
 }
@@ -434,7 +459,7 @@ static int add_dns(struct builder *b, char *name, const struct ipaddr *a)
                 free(name);
                 return -ENOMEM;
         }
-        t->dns[t->n_dns++] = (struct tbl_dns){ name, *a };
+        t->dns[t->n_dns++] = (struct tbl_dns){ name, *a, b->owner };
         return 0;
 }
 
@@ -478,10 +503,14 @@ static int build_service(const struct k8s_service *svc, void *data)
         struct builder *b = data;
         int r;
 
+        b->owner = owner_hash(svc->ns, svc->name);
         /* kube-proxy's informer label selector: services owned by another proxy,
          * or marked headless by the endpoints controller, are not ours. */
         if (svc->proxy_name || svc->headless_label) {
-                b->t->n_skipped_services++;
+                struct table *t = b->t;
+                if (grow((void **)&t->label_skipped, &b->cap_skipped, t->n_label_skipped + 1, sizeof(uint64_t)) < 0)
+                        return -ENOMEM;
+                t->label_skipped[t->n_label_skipped++] = b->owner;
                 return 0;
         }
         if (svc->type == K8S_SVC_EXTERNAL_NAME)
@@ -527,8 +556,6 @@ static int dns_order(const void *a, const void *b)
         return r ? r : ipaddr_cmp(&x->addr, &y->addr);
 }
 
-static int addr_order(const void *a, const void *b) { return ipaddr_cmp(a, b); }
-
 /* A (VIP, protocol, port) or (protocol, NodePort) can be programmed once;
  * the API server prevents most clashes but externalIPs and LB ingress are
  * free-form. The first claimant in table order keeps it, so one bad object
@@ -553,6 +580,44 @@ static int claim_order(const void *a, const void *b)
         if (x->svc != y->svc)
                 return x->svc < y->svc ? -1 : 1;
         return x->vip < y->vip ? -1 : x->vip > y->vip;
+}
+
+static void *dup_mem(const void *p, size_t n)
+{
+        void *q = malloc(n ? n : 1);
+        if (q && n)
+                memcpy(q, p, n);
+        return q;
+}
+
+/* Copy on write: an entry shared with another table gets its own memory
+ * before it is changed. */
+static int svc_unshare(struct tbl_svc *s)
+{
+        struct tbl_svc c = *s;
+
+        if (!s->shared || *s->shared == 1)
+                return 0;
+        c.shared = malloc(sizeof(*c.shared));
+        c.ns = strdup(s->ns);
+        c.name = strdup(s->name);
+        c.port_name = strdup(s->port_name);
+        c.id = strdup(s->id);
+        c.vips = dup_mem(s->vips, s->n_vips * sizeof(*s->vips));
+        c.source_ranges = dup_mem(s->source_ranges, s->n_source_ranges * sizeof(*s->source_ranges));
+        c.eps = dup_mem(s->eps, s->n_eps * sizeof(*s->eps));
+        c.cluster_eps = dup_mem(s->cluster_eps, s->n_cluster_eps * sizeof(*s->cluster_eps));
+        c.local_eps = dup_mem(s->local_eps, s->n_local_eps * sizeof(*s->local_eps));
+        if (!c.shared || !c.ns || !c.name || !c.port_name || !c.id || !c.vips || !c.source_ranges || !c.eps ||
+            !c.cluster_eps || !c.local_eps) {
+                c.shared = NULL; /* sole owner of what was copied */
+                svc_clear(&c);
+                return -ENOMEM;
+        }
+        *c.shared = 1;
+        (*s->shared)--;
+        *s = c;
+        return 0;
 }
 
 static int resolve_clashes(struct table *t)
@@ -580,6 +645,11 @@ static int resolve_clashes(struct table *t)
                     c[i].port != c[i - 1].port)
                         continue;
                 struct tbl_svc *s = &t->svcs[c[i].svc];
+                if (svc_unshare(s) < 0) {
+                        free(c);
+                        return -ENOMEM;
+                }
+                s->clashed = true;
                 if (c[i].vip == UINT32_MAX)
                         s->node_port = 0;
                 else
@@ -625,22 +695,90 @@ static void resolve_config(struct table *t, const struct nodectx *node, const st
         }
 }
 
+static int owner_order(const void *a, const void *b)
+{
+        uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+static int cip_order(const void *a, const void *b)
+{
+        const struct tbl_cip_owner *x = a, *y = b;
+        int r = ipaddr_cmp(&x->addr, &y->addr);
+        return r ? r : x->owner < y->owner ? -1 : x->owner > y->owner;
+}
+
+/* The table-wide lists derived from the service entries, and the counters. */
+static int finish(struct table *t)
+{
+        size_t k = 0;
+        int r;
+
+        r = resolve_clashes(t);
+        if (r < 0)
+                return r;
+        t->n_skipped_services += t->n_label_skipped;
+        for (int fi = 0; fi < 2; fi++) {
+                struct ipaddr *a = realloc(t->cluster_ips[fi], (t->n_cip_owners + 1) * sizeof(*a));
+                if (!a)
+                        return -ENOMEM;
+                t->cluster_ips[fi] = a;
+                t->n_cluster_ips[fi] = 0;
+        }
+        for (size_t i = 0; i < t->n_cip_owners; i++) {
+                const struct ipaddr *a = &t->cip_owners[i].addr;
+                int fi = ipfam_index(a->family);
+                size_t n = t->n_cluster_ips[fi];
+                if (n == 0 || !ipaddr_equal(&t->cluster_ips[fi][n - 1], a))
+                        t->cluster_ips[fi][t->n_cluster_ips[fi]++] = *a;
+        }
+        for (size_t i = 0; i < t->n_dns; i++) {
+                if (k && dns_order(&t->dns[k - 1], &t->dns[i]) == 0) {
+                        free(t->dns[i].name);
+                        continue;
+                }
+                t->dns[k++] = t->dns[i];
+        }
+        t->n_dns = k;
+        t->n_no_local_internal = t->n_no_local_external = 0;
+        for (size_t i = 0; i < t->n_svcs; i++) {
+                const struct tbl_svc *s = &t->svcs[i];
+                if (!s->has_endpoints)
+                        continue;
+                t->n_no_local_internal += s->internal == TBL_DROP;
+                t->n_no_local_external += s->ext_accessible && s->external == TBL_DROP;
+        }
+        return 0;
+}
+
+static struct table *table_start(const struct nodectx *node, const struct proxy_config *cfg)
+{
+        struct table *t = calloc(1, sizeof(*t));
+
+        if (!t)
+                return NULL;
+        t->refcount = 1;
+        resolve_config(t, node, cfg);
+        t->scheduler = strdup(cfg->scheduler ? cfg->scheduler : "rr");
+        t->cluster_domain = strdup(cfg->cluster_domain ? cfg->cluster_domain : "cluster.local");
+        t->node_name = strdup(node->node_name ? node->node_name : "");
+        t->zone = node->zone ? strdup(node->zone) : NULL;
+        if (!t->scheduler || !t->cluster_domain || !t->node_name || (node->zone && !t->zone)) {
+                table_free(t);
+                return NULL;
+        }
+        return t;
+}
+
 int table_compute(const struct model *m, const struct nodectx *node, const struct proxy_config *cfg,
                   struct table **ret)
 {
         struct builder b = { .m = m, .node = node, .cfg = cfg };
         int r;
 
-        b.t = calloc(1, sizeof(*b.t));
+        b.t = table_start(node, cfg);
         if (!b.t)
                 return -ENOMEM;
-        b.t->refcount = 1;
-        resolve_config(b.t, node, cfg);
-        b.t->scheduler = strdup(cfg->scheduler ? cfg->scheduler : "rr");
-        if (!b.t->scheduler) {
-                r = -ENOMEM;
-                goto fail;
-        }
         r = model_service_foreach(m, build_service, &b);
         if (r < 0)
                 goto fail;
@@ -648,35 +786,189 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
          * port order and is cheap on sorted input. */
         if (b.t->n_svcs)
                 qsort(b.t->svcs, b.t->n_svcs, sizeof(*b.t->svcs), svc_order);
-        r = resolve_clashes(b.t);
+        if (b.t->n_cip_owners)
+                qsort(b.t->cip_owners, b.t->n_cip_owners, sizeof(*b.t->cip_owners), cip_order);
+        if (b.t->n_dns)
+                qsort(b.t->dns, b.t->n_dns, sizeof(*b.t->dns), dns_order);
+        if (b.t->n_label_skipped)
+                qsort(b.t->label_skipped, b.t->n_label_skipped, sizeof(uint64_t), owner_order);
+        r = finish(b.t);
         if (r < 0)
                 goto fail;
-        for (int fi = 0; fi < 2; fi++) {
-                size_t n = b.t->n_cluster_ips[fi], k = 0;
-                if (!n)
-                        continue;
-                qsort(b.t->cluster_ips[fi], n, sizeof(struct ipaddr), addr_order);
-                for (size_t i = 0; i < n; i++)
-                        if (k == 0 || !ipaddr_equal(&b.t->cluster_ips[fi][k - 1], &b.t->cluster_ips[fi][i]))
-                                b.t->cluster_ips[fi][k++] = b.t->cluster_ips[fi][i];
-                b.t->n_cluster_ips[fi] = k;
-        }
-        if (b.t->n_dns) {
-                size_t k = 0;
-                qsort(b.t->dns, b.t->n_dns, sizeof(*b.t->dns), dns_order);
-                for (size_t i = 0; i < b.t->n_dns; i++) {
-                        if (k && dns_order(&b.t->dns[k - 1], &b.t->dns[i]) == 0) {
-                                free(b.t->dns[i].name);
-                                continue;
-                        }
-                        b.t->dns[k++] = b.t->dns[i];
-                }
-                b.t->n_dns = k;
-        }
         free(b.scratch);
         *ret = b.t;
         return 0;
 fail:
+        free(b.scratch);
+        table_free(b.t);
+        return r;
+}
+
+static bool same_context(const struct table *p, const struct table *t)
+{
+        for (int fi = 0; fi < 2; fi++)
+                if (p->family_enabled[fi] != t->family_enabled[fi] || !ipaddr_equal(&p->node_ip[fi], &t->node_ip[fi]) ||
+                    p->n_cluster_cidr[fi] != t->n_cluster_cidr[fi] || p->n_service_cidr[fi] != t->n_service_cidr[fi] ||
+                    p->n_nodeport_cidr[fi] != t->n_nodeport_cidr[fi] ||
+                    memcmp(p->cluster_cidr[fi], t->cluster_cidr[fi], p->n_cluster_cidr[fi] * sizeof(struct ipcidr)) ||
+                    memcmp(p->service_cidr[fi], t->service_cidr[fi], p->n_service_cidr[fi] * sizeof(struct ipcidr)) ||
+                    memcmp(p->nodeport_cidr[fi], t->nodeport_cidr[fi], p->n_nodeport_cidr[fi] * sizeof(struct ipcidr)))
+                        return false;
+        return p->masquerade_all == t->masquerade_all && p->masquerade_mark == t->masquerade_mark &&
+               !strcmp(p->scheduler, t->scheduler) && p->cluster_domain && !strcmp(p->cluster_domain, t->cluster_domain) &&
+               p->node_name && !strcmp(p->node_name, t->node_name) &&
+               (p->zone ? t->zone && !strcmp(p->zone, t->zone) : !t->zone);
+}
+
+static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
+{
+        return n && bsearch(&o, set, n, sizeof(*set), owner_order);
+}
+
+/* Merges the kept entries of prev (owner not rebuilt) with the rebuilt ones
+ * (sorted) into one sorted array; elem_keep copies a kept entry. */
+#define MERGE_KEPT(T, prev_arr, prev_n, new_arr, new_n, order, keep_stmt, out, out_n)           \
+        do {                                                                                  \
+                size_t i_ = 0, j_ = 0;                                                        \
+                while (i_ < (prev_n) || j_ < (new_n)) {                                       \
+                        const T *p_ = i_ < (prev_n) ? &(prev_arr)[i_] : NULL;                  \
+                        if (p_ && owner_in(rebuilt, n_rebuilt, p_->owner)) {                  \
+                                i_++;                                                         \
+                                continue;                                                     \
+                        }                                                                     \
+                        if (p_ && (j_ == (new_n) || order(p_, &(new_arr)[j_]) <= 0)) {        \
+                                (out)[(out_n)] = *p_;                                         \
+                                keep_stmt;                                                    \
+                                (out_n)++;                                                    \
+                                i_++;                                                         \
+                        } else {                                                              \
+                                (out)[(out_n)++] = (new_arr)[j_++];                           \
+                        }                                                                     \
+                }                                                                             \
+        } while (0)
+
+int table_update(const struct table *prev, const struct model *m, const struct nodectx *node,
+                 const struct proxy_config *cfg, const struct model_key *dirty, size_t n_dirty, struct table **ret)
+{
+        struct builder b = { .m = m, .node = node, .cfg = cfg };
+        struct tbl_svc *svcs = NULL;
+        struct tbl_cip_owner *cips = NULL;
+        struct tbl_dns *dns = NULL;
+        uint64_t *rebuilt = NULL, *skipped = NULL;
+        size_t n_rebuilt = 0, n = 0;
+        int r = -ENOMEM;
+
+        if (!prev)
+                return table_compute(m, node, cfg, ret);
+        b.t = table_start(node, cfg);
+        if (!b.t)
+                return -ENOMEM;
+        if (!same_context(prev, b.t)) {
+                table_free(b.t);
+                return table_compute(m, node, cfg, ret);
+        }
+        /* What to rebuild: the dirty services, and those that lost a clash
+         * before (the winner may be gone now). */
+        rebuilt = malloc((n_dirty + prev->n_svcs + 1) * sizeof(*rebuilt));
+        if (!rebuilt)
+                goto fail;
+        for (size_t i = 0; i < n_dirty; i++)
+                rebuilt[n_rebuilt++] = owner_hash(dirty[i].ns, dirty[i].name);
+        for (size_t i = 0; i < prev->n_svcs; i++)
+                if (prev->svcs[i].clashed)
+                        rebuilt[n_rebuilt++] = prev->svcs[i].owner;
+        qsort(rebuilt, n_rebuilt, sizeof(*rebuilt), owner_order);
+        for (size_t i = 0; i < n_dirty; i++) {
+                const struct k8s_service *svc = model_service_get(m, dirty[i].ns, dirty[i].name);
+                if (svc && (r = build_service(svc, &b)) < 0)
+                        goto fail;
+        }
+        /* Each service that lost a clash, once, unless it is dirty anyway. */
+        for (size_t i = 0; i < prev->n_svcs; i++) {
+                const struct tbl_svc *s = &prev->svcs[i];
+                const struct k8s_service *svc;
+                bool done = false;
+
+                if (!s->clashed)
+                        continue;
+                for (size_t d = 0; d < n_dirty && !done; d++)
+                        done = !strcmp(dirty[d].ns, s->ns) && !strcmp(dirty[d].name, s->name);
+                for (size_t k = 0; k < i && !done; k++)
+                        done = prev->svcs[k].clashed && prev->svcs[k].owner == s->owner &&
+                               !strcmp(prev->svcs[k].ns, s->ns) && !strcmp(prev->svcs[k].name, s->name);
+                svc = done ? NULL : model_service_get(m, s->ns, s->name);
+                if (svc && (r = build_service(svc, &b)) < 0)
+                        goto fail;
+        }
+        r = -ENOMEM;
+        if (b.t->n_svcs)
+                qsort(b.t->svcs, b.t->n_svcs, sizeof(*b.t->svcs), svc_order);
+        if (b.t->n_cip_owners)
+                qsort(b.t->cip_owners, b.t->n_cip_owners, sizeof(*b.t->cip_owners), cip_order);
+        if (b.t->n_dns)
+                qsort(b.t->dns, b.t->n_dns, sizeof(*b.t->dns), dns_order);
+        if (b.t->n_label_skipped)
+                qsort(b.t->label_skipped, b.t->n_label_skipped, sizeof(uint64_t), owner_order);
+
+        svcs = malloc((prev->n_svcs + b.t->n_svcs + 1) * sizeof(*svcs));
+        cips = malloc((prev->n_cip_owners + b.t->n_cip_owners + 1) * sizeof(*cips));
+        dns = malloc((prev->n_dns + b.t->n_dns + 1) * sizeof(*dns));
+        skipped = malloc((prev->n_label_skipped + b.t->n_label_skipped + 1) * sizeof(*skipped));
+        if (!svcs || !cips || !dns || !skipped)
+                goto fail;
+        n = 0;
+        MERGE_KEPT(struct tbl_svc, prev->svcs, prev->n_svcs, b.t->svcs, b.t->n_svcs, svc_order,
+                   (*svcs[n].shared)++, svcs, n);
+        free(b.t->svcs);
+        b.t->svcs = svcs;
+        b.t->n_svcs = n;
+        svcs = NULL;
+        n = 0;
+        MERGE_KEPT(struct tbl_cip_owner, prev->cip_owners, prev->n_cip_owners, b.t->cip_owners, b.t->n_cip_owners,
+                   cip_order, (void)0, cips, n);
+        free(b.t->cip_owners);
+        b.t->cip_owners = cips;
+        b.t->n_cip_owners = n;
+        cips = NULL;
+        n = 0;
+        MERGE_KEPT(struct tbl_dns, prev->dns, prev->n_dns, b.t->dns, b.t->n_dns, dns_order,
+                   dns[n].name = strdup(p_->name), dns, n);
+        free(b.t->dns);
+        b.t->dns = dns;
+        b.t->n_dns = n;
+        dns = NULL;
+        for (size_t i = 0; i < b.t->n_dns; i++)
+                if (!b.t->dns[i].name)
+                        goto fail;
+        n = 0;
+        for (size_t i = 0, j = 0; i < prev->n_label_skipped || j < b.t->n_label_skipped;) {
+                if (i < prev->n_label_skipped && owner_in(rebuilt, n_rebuilt, prev->label_skipped[i])) {
+                        i++;
+                        continue;
+                }
+                if (i < prev->n_label_skipped &&
+                    (j == b.t->n_label_skipped || prev->label_skipped[i] <= b.t->label_skipped[j]))
+                        skipped[n++] = prev->label_skipped[i++];
+                else
+                        skipped[n++] = b.t->label_skipped[j++];
+        }
+        free(b.t->label_skipped);
+        b.t->label_skipped = skipped;
+        b.t->n_label_skipped = n;
+        skipped = NULL;
+        r = finish(b.t);
+        if (r < 0)
+                goto fail;
+        free(rebuilt);
+        free(b.scratch);
+        *ret = b.t;
+        return 0;
+fail:
+        free(svcs);
+        free(cips);
+        free(dns);
+        free(skipped);
+        free(rebuilt);
         free(b.scratch);
         table_free(b.t);
         return r;

@@ -82,12 +82,22 @@ struct tbl_svc {
         bool has_endpoints;        /* usable endpoints exist on some node */
         enum tbl_verdict internal; /* ClusterIP traffic */
         enum tbl_verdict external; /* NodePort, externalIP and LB traffic */
+        bool clashed;              /* lost a VIP or NodePort to an earlier service */
+        uint64_t owner;            /* hash of namespace/name, for incremental updates */
+        unsigned *shared;          /* tables made by table_update share unchanged entries; NULL: sole owner */
 };
 
 /* A DNS record of a headless service. */
 struct tbl_dns {
         char *name;          /* FQDN without the trailing dot */
         struct ipaddr addr;
+        uint64_t owner;      /* hash of the service's namespace/name */
+};
+
+/* Which service a ClusterIP belongs to, for incremental updates. */
+struct tbl_cip_owner {
+        struct ipaddr addr;
+        uint64_t owner;
 };
 
 struct table {
@@ -110,6 +120,11 @@ struct table {
         struct ipaddr node_ip[2];
         char *scheduler;
         unsigned refcount;        /* table_ref / table_free */
+        struct tbl_cip_owner *cip_owners; /* sorted by (addr, owner) */
+        size_t n_cip_owners;
+        char *cluster_domain, *node_name, *zone; /* what it was computed for */
+        uint64_t *label_skipped;  /* owners of services skipped for their labels, sorted */
+        size_t n_label_skipped;
         /* Counters for metrics/logs. */
         size_t n_skipped_services;
         size_t n_no_local_internal, n_no_local_external;
@@ -117,6 +132,14 @@ struct table {
 
 int table_compute(const struct model *m, const struct nodectx *node, const struct proxy_config *cfg,
                   struct table **ret);
+
+struct model_key;
+/* The same table as table_compute would give, recomputing only the services
+ * named in dirty (and those that lost a clash before); unchanged entries are
+ * shared with prev. Falls back to table_compute when the node or the
+ * configuration differ from prev's. */
+int table_update(const struct table *prev, const struct model *m, const struct nodectx *node,
+                 const struct proxy_config *cfg, const struct model_key *dirty, size_t n_dirty, struct table **ret);
 /* Tables are immutable once computed and shared by reference (the daemon,
  * the backend's record of what it programmed): table_free drops one. */
 struct table *table_ref(struct table *t);
