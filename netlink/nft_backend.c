@@ -22,11 +22,24 @@
 #include "nft_txn.h"
 #include "nftplan.h"
 
+/* How many services DNAT to each endpoint address: the shared hairpin set
+ * holds an address while at least one does. */
+struct hp_slot {
+        struct ipaddr addr;
+        uint32_t count;
+        bool used;
+};
+
+struct hp_map {
+        struct hp_slot *slots;
+        size_t cap, used;
+};
+
 struct nft_backend {
         struct backend base;
         struct nft_sock *sock;
-        struct nftplan *plan;   /* what the kernel holds after our last commit */
-        struct table *table;    /* the plan's table, kept alive for svc indexes */
+        struct table *table;    /* what the kernel holds after our last commit */
+        struct hp_map hairpin[2];
         uint32_t genid;
         bool need_full;
         bool fail_next;         /* tests: make the kernel refuse the next batch */
@@ -55,8 +68,9 @@ static void nftb_close(struct backend *base)
         struct nft_backend *b = (struct nft_backend *)base;
         if (!b)
                 return;
-        nftplan_free(b->plan);
         table_free(b->table);
+        free(b->hairpin[0].slots);
+        free(b->hairpin[1].slots);
         nft_sock_free(b->sock);
         free(b);
 }
@@ -75,50 +89,6 @@ static bool chains_same_rules(const struct nftp_family *fa, const struct nftp_ch
         for (uint32_t i = 0; i < a->n_rules; i++)
                 if (!nftp_rule_equal(&fa->rules[a->first_rule + i], &fb->rules[b->first_rule + i]))
                         return false;
-        return true;
-}
-
-/* Everything that is not per service: base chains, fixed chains and the
- * shape of every shared set. A change there (configuration) needs a full
- * sync; so does a changed plain interval set (rbtree intervals from
- * configuration are not worth diffing). */
-static bool fixed_part_same(struct nftplan *oldp, struct nftplan *newp, int idx)
-{
-        const struct nftp_family *fo = nftplan_family(oldp, idx), *fn = nftplan_family(newp, idx);
-
-        if (fo->enabled != fn->enabled)
-                return false;
-        if (!fn->enabled)
-                return true;
-        for (uint32_t i = 0; i < fn->n_chains; i++) {
-                const struct nftp_chain *c = &fn->chains[i];
-                uint32_t j;
-                if (c->svc != NFTP_NONE)
-                        continue;
-                j = nftplan_chain_find(oldp, idx, c->name);
-                if (j == NFTP_NONE || !chains_same_rules(fo, &fo->chains[j], fn, c))
-                        return false;
-        }
-        for (uint32_t i = 0; i < fo->n_chains; i++)
-                if (fo->chains[i].svc == NFTP_NONE && nftplan_chain_find(newp, idx, fo->chains[i].name) == NFTP_NONE)
-                        return false;
-        for (uint32_t i = 0; i < fn->n_sets; i++) {
-                const struct nftp_set *s = &fn->sets[i];
-                uint32_t j;
-                if (s->svc != NFTP_NONE)
-                        continue;
-                j = nftplan_set_find(oldp, idx, s->name);
-                if (j == NFTP_NONE || !sets_same_shape(&fo->sets[j], s))
-                        return false;
-                if ((s->flags & NFTP_SET_INTERVAL) && s->n_fields == 1) {
-                        const struct nftp_set *so = &fo->sets[j];
-                        if (so->n_elems != s->n_elems)
-                                return false;
-                        for (uint32_t k = 0; k < s->n_elems; k++)
-                                if (!nftp_elem_equal(&fo->elems[so->first_elem + k], &fn->elems[s->first_elem + k]))
-                                        return false;
-                }
-        }
         return true;
 }
 
@@ -175,11 +145,14 @@ static int diff_elems(struct nftplan *oldp, struct nftplan *newp, int idx, uint3
         return 0;
 }
 
+#define HAIRPIN_SET "hairpin"
+
 /* The partial sync of one family, in the order the kernel's reference
  * counting needs: stale elements out (they may point at chains about to
  * go), changed and removed chains flushed, removed chains and affinity sets
  * deleted, new sets and chains created, rules written, new elements in. */
-static int encode_family_diff(struct nft_txn *txn, struct nftplan *oldp, struct nftplan *newp, int idx)
+static int encode_family_diff(struct nft_txn *txn, struct nftplan *oldp, struct nftplan *newp, int idx,
+                              const struct idxvec *hp_del, const struct idxvec *hp_add)
 {
         const struct nftp_family *fo = nftplan_family(oldp, idx), *fn = nftplan_family(newp, idx);
         struct idxvec *dels = NULL, *adds = NULL, flush_old = { 0 }, del_chain = { 0 }, del_set = { 0 },
@@ -232,7 +205,8 @@ static int encode_family_diff(struct nft_txn *txn, struct nftplan *oldp, struct 
         /* Shared sets' elements. */
         for (uint32_t i = 0; i < fn->n_sets && r == 0; i++) {
                 const struct nftp_set *s = &fn->sets[i];
-                if (s->svc != NFTP_NONE || ((s->flags & NFTP_SET_INTERVAL) && s->n_fields == 1))
+                if (s->svc != NFTP_NONE || ((s->flags & NFTP_SET_INTERVAL) && s->n_fields == 1) ||
+                    !strcmp(s->name, HAIRPIN_SET))
                         continue;
                 r = diff_elems(oldp, newp, idx, nftplan_set_find(oldp, idx, s->name), i, &dels[i], &adds[i]);
         }
@@ -243,6 +217,9 @@ static int encode_family_diff(struct nft_txn *txn, struct nftplan *oldp, struct 
                 if (dels[i].n)
                         r = nft_encode_elems(txn, oldp, idx, nftplan_set_find(oldp, idx, fn->sets[i].name), dels[i].v,
                                              dels[i].n, true, false);
+        if (r == 0 && hp_del->n)
+                r = nft_encode_elems(txn, oldp, idx, nftplan_set_find(oldp, idx, HAIRPIN_SET), hp_del->v, hp_del->n,
+                                     true, false);
         for (size_t k = 0; k < flush_old.n && r == 0; k++)
                 r = nft_encode_chain_flush(txn, oldp, idx, flush_old.v[k]);
         for (size_t k = 0; k < del_chain.n && r == 0; k++)
@@ -258,6 +235,9 @@ static int encode_family_diff(struct nft_txn *txn, struct nftplan *oldp, struct 
         for (uint32_t i = 0; i < fn->n_sets && r == 0; i++)
                 if (adds[i].n)
                         r = nft_encode_elems(txn, newp, idx, i, adds[i].v, adds[i].n, false, false);
+        if (r == 0 && hp_add->n)
+                r = nft_encode_elems(txn, newp, idx, nftplan_set_find(newp, idx, HAIRPIN_SET), hp_add->v, hp_add->n,
+                                     false, false);
 out:
         for (uint32_t i = 0; dels && adds && i < fn->n_sets; i++) {
                 free(dels[i].v);
@@ -290,29 +270,183 @@ static int encode_rule_to_missing_chain(struct nft_txn *txn)
         return nft_txn_push(txn);
 }
 
-static int commit_plan(struct nft_backend *b, struct nftplan *p, bool full, char *err)
+/* ---- hairpin reference counts ---- */
+
+static size_t hp_hash(const struct ipaddr *a)
 {
-        struct nft_txn *txn = NULL;
-        char txerr[NFT_TXN_ERRLEN];
+        uint64_t h = 1469598103934665603ULL;
+        for (size_t i = 0; i < ipaddr_len(a); i++)
+                h = (h ^ a->bytes[i]) * 1099511628211ULL;
+        return (size_t)h;
+}
+
+static struct hp_slot *hp_find(struct hp_map *m, const struct ipaddr *a, bool create)
+{
+        size_t i;
+
+        if (create && (m->used + 1) * 2 > m->cap) {
+                struct hp_map n = { .cap = m->cap ? m->cap * 2 : 1024 };
+                n.slots = calloc(n.cap, sizeof(*n.slots));
+                if (!n.slots)
+                        return NULL;
+                for (size_t k = 0; k < m->cap; k++)
+                        if (m->slots[k].used) {
+                                size_t j = hp_hash(&m->slots[k].addr) & (n.cap - 1);
+                                while (n.slots[j].used)
+                                        j = (j + 1) & (n.cap - 1);
+                                n.slots[j] = m->slots[k];
+                                n.used++;
+                        }
+                free(m->slots);
+                *m = n;
+        }
+        if (!m->cap)
+                return NULL;
+        for (i = hp_hash(a) & (m->cap - 1); m->slots[i].used; i = (i + 1) & (m->cap - 1))
+                if (ipaddr_equal(&m->slots[i].addr, a))
+                        return &m->slots[i];
+        if (!create)
+                return NULL;
+        m->slots[i] = (struct hp_slot){ .addr = *a, .used = true };
+        m->used++;
+        return &m->slots[i];
+}
+
+/* Calls fn for each endpoint address service si DNATs to in the plan,
+ * once per address. */
+static int svc_dnat_addrs(const struct nftplan *p, int idx, uint32_t si,
+                          int (*fn)(const struct ipaddr *a, uint32_t elem, void *data), void *data)
+{
+        const struct nftp_family *f = nftplan_family(p, idx);
+        const struct nftp_svc_objs *o = &f->svc[si];
         int r;
 
-        r = nft_txn_begin(b->sock, full ? 0 : b->genid, &txn);
-        if (r < 0) {
-                snprintf(err, BACKEND_ERRLEN, "starting a transaction: %s", strerror(-r));
-                return r;
+        for (uint32_t c = o->first_chain; c < o->first_chain + o->n_chains; c++) {
+                const struct nftp_chain *ch = &f->chains[c];
+                for (uint32_t k = ch->first_rule; k < ch->first_rule + ch->n_rules; k++) {
+                        const struct nftp_rule *ru = &f->rules[k];
+                        bool seen = false;
+                        if (ru->action != NFTP_A_DNAT)
+                                continue;
+                        /* Earlier rules of this service with the same address. */
+                        for (uint32_t c2 = o->first_chain; c2 <= c && !seen; c2++) {
+                                const struct nftp_chain *x = &f->chains[c2];
+                                uint32_t end = c2 == c ? k : x->first_rule + x->n_rules;
+                                for (uint32_t k2 = x->first_rule; k2 < end && !seen; k2++)
+                                        seen = f->rules[k2].action == NFTP_A_DNAT &&
+                                               ipaddr_equal(&f->rules[k2].addr, &ru->addr);
+                        }
+                        if (!seen && (r = fn(&ru->addr, 0, data)) < 0)
+                                return r;
+                }
         }
-        if (full) {
-                r = nft_encode_plan(txn, p);
-        } else {
-                for (int idx = 0; idx < 2 && r == 0; idx++)
-                        r = encode_family_diff(txn, b->plan, p, idx);
+        return 0;
+}
+
+static int hp_inc_cb(const struct ipaddr *a, uint32_t elem, void *data)
+{
+        struct hp_slot *s = hp_find(data, a, true);
+        (void)elem;
+        if (!s)
+                return -ENOMEM;
+        s->count++;
+        return 0;
+}
+
+static int hp_rebuild(struct nft_backend *b, const struct nftplan *p, const struct table *t)
+{
+        int r = 0;
+
+        for (int idx = 0; idx < 2; idx++) {
+                free(b->hairpin[idx].slots);
+                memset(&b->hairpin[idx], 0, sizeof(b->hairpin[idx]));
+                if (!nftplan_family(p, idx)->enabled)
+                        continue;
+                for (uint32_t si = 0; si < t->n_svcs && r == 0; si++)
+                        r = svc_dnat_addrs(p, idx, si, hp_inc_cb, &b->hairpin[idx]);
         }
-        if (r == 0 && b->fail_next) {
-                /* A rule for a chain that does not exist: the kernel refuses
-                 * the whole batch, as it would any bad change. */
-                b->fail_next = false;
-                r = encode_rule_to_missing_chain(txn);
+        return r;
+}
+
+/* Pending hairpin count changes of one partial sync (applied on success). */
+struct hp_delta {
+        struct ipaddr addr;
+        int delta;
+};
+
+struct hp_deltas {
+        struct hp_delta *v;
+        size_t n, cap;
+        int sign;
+};
+
+static int delta_cb(const struct ipaddr *a, uint32_t elem, void *data)
+{
+        struct hp_deltas *d = data;
+        (void)elem;
+        for (size_t i = 0; i < d->n; i++)
+                if (ipaddr_equal(&d->v[i].addr, a)) {
+                        d->v[i].delta += d->sign;
+                        return 0;
+                }
+        if (d->n == d->cap) {
+                size_t cap = d->cap ? d->cap * 2 : 16;
+                struct hp_delta *v = realloc(d->v, cap * sizeof(*v));
+                if (!v)
+                        return -ENOMEM;
+                d->v = v;
+                d->cap = cap;
         }
+        d->v[d->n++] = (struct hp_delta){ *a, d->sign };
+        return 0;
+}
+
+/* The hairpin set elements to delete (from the old mini plan) and add (from
+ * the new one): addresses whose count drops to zero or rises from it. */
+static int hp_changes(struct nft_backend *b, int idx, const struct nftplan *po, size_t no,
+                      const struct nftplan *pn, size_t nn, struct hp_deltas *d, struct idxvec *del,
+                      struct idxvec *add)
+{
+        int r = 0;
+
+        d->sign = -1;
+        for (uint32_t si = 0; si < no && r == 0; si++)
+                r = svc_dnat_addrs(po, idx, si, delta_cb, d);
+        d->sign = 1;
+        for (uint32_t si = 0; si < nn && r == 0; si++)
+                r = svc_dnat_addrs(pn, idx, si, delta_cb, d);
+        for (size_t i = 0; i < d->n && r == 0; i++) {
+                struct hp_slot *s = hp_find(&b->hairpin[idx], &d->v[i].addr, false);
+                long before = s ? s->count : 0, after = before + d->v[i].delta;
+                const struct nftplan *p = after > 0 ? pn : po;
+                const struct nftp_family *f = nftplan_family(p, idx);
+                uint32_t set = nftplan_set_find(p, idx, HAIRPIN_SET);
+                if ((before > 0) == (after > 0) || set == NFTP_NONE)
+                        continue;
+                for (uint32_t e = f->sets[set].first_elem; e < f->sets[set].first_elem + f->sets[set].n_elems; e++)
+                        if (!memcmp(f->elems[e].key, d->v[i].addr.bytes, ipaddr_len(&d->v[i].addr))) {
+                                r = idxvec_push(after > 0 ? add : del, e);
+                                break;
+                        }
+        }
+        return r;
+}
+
+static void hp_apply(struct nft_backend *b, int idx, const struct hp_deltas *d)
+{
+        for (size_t i = 0; i < d->n; i++) {
+                struct hp_slot *s = hp_find(&b->hairpin[idx], &d->v[i].addr, true);
+                if (s)
+                        s->count = (uint32_t)((long)s->count + d->v[i].delta);
+        }
+}
+
+/* ---- syncs ---- */
+
+static int txn_finish(struct nft_txn *txn, int r, char *err)
+{
+        char txerr[NFT_TXN_ERRLEN];
+
         if (r < 0) {
                 if (r != -EAGAIN)
                         snprintf(err, BACKEND_ERRLEN, "encoding the ruleset: %s", strerror(-r));
@@ -326,37 +460,218 @@ static int commit_plan(struct nft_backend *b, struct nftplan *p, bool full, char
         return r;
 }
 
-static int nftb_sync(struct backend *base, struct table *t, bool full, char *err)
+static int sync_full(struct nft_backend *b, struct table *t, char *err)
 {
-        struct nft_backend *b = (struct nft_backend *)base;
+        struct nft_txn *txn = NULL;
         struct nftplan *p = NULL;
         int r;
 
-        err[0] = '\0';
         r = nftplan_new(t, &p);
         if (r < 0) {
                 snprintf(err, BACKEND_ERRLEN, "planning the ruleset: %s", strerror(-r));
                 return r;
         }
-        full = full || b->need_full || !b->plan;
-        if (!full)
-                for (int idx = 0; idx < 2 && !full; idx++)
-                        full = !fixed_part_same(b->plan, p, idx);
-        r = commit_plan(b, p, full, err);
-        /* Someone else changed the ruleset (ERESTART from the generation
-         * check), or the diff asked for it: rebuild everything. */
-        if (!full && (r == -ERESTART || r == -EAGAIN)) {
-                full = true;
-                r = commit_plan(b, p, true, err);
+        r = nft_txn_begin(b->sock, 0, &txn);
+        if (r < 0) {
+                snprintf(err, BACKEND_ERRLEN, "starting a transaction: %s", strerror(-r));
+                nftplan_free(p);
+                return r;
+        }
+        r = nft_encode_plan(txn, p);
+        if (r == 0 && b->fail_next) {
+                /* A rule for a chain that does not exist: the kernel refuses
+                 * the whole batch, as it would any bad change. */
+                b->fail_next = false;
+                r = encode_rule_to_missing_chain(txn);
+        }
+        r = txn_finish(txn, r, err);
+        if (r == 0)
+                r = hp_rebuild(b, p, t);
+        nftplan_free(p);
+        return r;
+}
+
+/* A table of some services of t (indexes idx), sharing their entries, and
+ * the given ClusterIPs: what a partial sync plans and diffs. */
+static struct table *mini_table(const struct table *t, const uint32_t *idx, size_t n, struct ipaddr *const cips[2],
+                                const size_t n_cips[2])
+{
+        struct table *m = calloc(1, sizeof(*m));
+
+        if (!m)
+                return NULL;
+        *m = *t;
+        m->refcount = 1;
+        m->svcs = calloc(n + 1, sizeof(*m->svcs));
+        m->n_svcs = 0;
+        m->dns = NULL;
+        m->n_dns = 0;
+        m->cip_owners = NULL;
+        m->n_cip_owners = 0;
+        m->label_skipped = NULL;
+        m->n_label_skipped = 0;
+        m->cluster_domain = m->node_name = m->zone = NULL;
+        m->scheduler = strdup(t->scheduler ? t->scheduler : "rr");
+        for (int fi = 0; fi < 2; fi++) {
+                m->cluster_ips[fi] = calloc(n_cips[fi] + 1, sizeof(struct ipaddr));
+                m->n_cluster_ips[fi] = 0;
+        }
+        if (!m->svcs || !m->scheduler || !m->cluster_ips[0] || !m->cluster_ips[1]) {
+                table_free(m);
+                return NULL;
+        }
+        for (int fi = 0; fi < 2; fi++) {
+                memcpy(m->cluster_ips[fi], cips[fi], n_cips[fi] * sizeof(struct ipaddr));
+                m->n_cluster_ips[fi] = n_cips[fi];
+        }
+        for (size_t i = 0; i < n; i++) {
+                m->svcs[i] = t->svcs[idx[i]];
+                if (m->svcs[i].shared)
+                        (*m->svcs[i].shared)++;
+                m->n_svcs++;
+        }
+        return m;
+}
+
+/* ClusterIPs only in a (sorted unique arrays). */
+static int addr_minus(const struct ipaddr *a, size_t na, const struct ipaddr *b, size_t nb, struct ipaddr **ret,
+                      size_t *ret_n)
+{
+        struct ipaddr *out = malloc((na + 1) * sizeof(*out));
+        size_t i = 0, j = 0, n = 0;
+
+        if (!out)
+                return -ENOMEM;
+        while (i < na) {
+                int c = j < nb ? ipaddr_cmp(&a[i], &b[j]) : -1;
+                if (c < 0)
+                        out[n++] = a[i++];
+                else if (c > 0)
+                        j++;
+                else {
+                        i++;
+                        j++;
+                }
+        }
+        *ret = out;
+        *ret_n = n;
+        return 0;
+}
+
+/* Only the services whose entries differ from the last committed table are
+ * planned (old and new versions side by side) and diffed: the cost follows
+ * the size of the change, not of the cluster. Unchanged entries are shared
+ * between tables made by table_update, so comparing them is a pointer
+ * comparison; tables computed from scratch still work, only slower. */
+static int sync_partial(struct nft_backend *b, struct table *t, char *err)
+{
+        const struct table *o = b->table;
+        struct idxvec oi = { 0 }, ni = { 0 }, hp_del[2] = { 0 }, hp_add[2] = { 0 };
+        struct hp_deltas hd[2] = { 0 };
+        struct ipaddr *gone[2] = { 0 }, *come[2] = { 0 };
+        size_t n_gone[2] = { 0 }, n_come[2] = { 0 }, i = 0, j = 0;
+        struct table *mo = NULL, *mn = NULL;
+        struct nftplan *po = NULL, *pn = NULL;
+        struct nft_txn *txn = NULL;
+        int r = 0;
+
+        while ((i < o->n_svcs || j < t->n_svcs) && r == 0) {
+                int c = i == o->n_svcs ? 1 : j == t->n_svcs ? -1 : tbl_svc_cmp(&o->svcs[i], &t->svcs[j]);
+                if (c < 0)
+                        r = idxvec_push(&oi, (uint32_t)i++);
+                else if (c > 0)
+                        r = idxvec_push(&ni, (uint32_t)j++);
+                else {
+                        if (!o->svcs[i].shared || o->svcs[i].shared != t->svcs[j].shared) {
+                                if ((r = idxvec_push(&oi, (uint32_t)i)) == 0)
+                                        r = idxvec_push(&ni, (uint32_t)j);
+                        }
+                        i++;
+                        j++;
+                }
+        }
+        for (int fi = 0; fi < 2 && r == 0; fi++) {
+                r = addr_minus(o->cluster_ips[fi], o->n_cluster_ips[fi], t->cluster_ips[fi], t->n_cluster_ips[fi],
+                               &gone[fi], &n_gone[fi]);
+                if (r == 0)
+                        r = addr_minus(t->cluster_ips[fi], t->n_cluster_ips[fi], o->cluster_ips[fi],
+                                       o->n_cluster_ips[fi], &come[fi], &n_come[fi]);
+        }
+        if (r < 0)
+                goto out;
+        if (!oi.n && !ni.n && !n_gone[0] && !n_gone[1] && !n_come[0] && !n_come[1])
+                goto out; /* nothing changed */
+        r = -ENOMEM;
+        mo = mini_table(o, oi.v, oi.n, gone, n_gone);
+        mn = mini_table(t, ni.v, ni.n, come, n_come);
+        if (!mo || !mn)
+                goto out;
+        if ((r = nftplan_new(mo, &po)) < 0 || (r = nftplan_new(mn, &pn)) < 0) {
+                snprintf(err, BACKEND_ERRLEN, "planning the ruleset: %s", strerror(-r));
+                goto out;
+        }
+        r = nft_txn_begin(b->sock, b->genid, &txn);
+        if (r < 0) {
+                snprintf(err, BACKEND_ERRLEN, "starting a transaction: %s", strerror(-r));
+                goto out;
+        }
+        for (int idx = 0; idx < 2 && r == 0; idx++) {
+                if (!nftplan_family(pn, idx)->enabled)
+                        continue;
+                r = hp_changes(b, idx, po, mo->n_svcs, pn, mn->n_svcs, &hd[idx], &hp_del[idx], &hp_add[idx]);
+                if (r == 0)
+                        r = encode_family_diff(txn, po, pn, idx, &hp_del[idx], &hp_add[idx]);
+        }
+        if (r == 0 && b->fail_next) {
+                b->fail_next = false;
+                r = encode_rule_to_missing_chain(txn);
+        }
+        r = txn_finish(txn, r, err);
+        if (r == 0)
+                for (int idx = 0; idx < 2; idx++)
+                        hp_apply(b, idx, &hd[idx]);
+out:
+        if (r == -ENOMEM && !err[0])
+                snprintf(err, BACKEND_ERRLEN, "out of memory");
+        nftplan_free(po);
+        nftplan_free(pn);
+        table_free(mo);
+        table_free(mn);
+        for (int fi = 0; fi < 2; fi++) {
+                free(gone[fi]);
+                free(come[fi]);
+                free(hp_del[fi].v);
+                free(hp_add[fi].v);
+                free(hd[fi].v);
+        }
+        free(oi.v);
+        free(ni.v);
+        return r;
+}
+
+static int nftb_sync(struct backend *base, struct table *t, bool full, char *err)
+{
+        struct nft_backend *b = (struct nft_backend *)base;
+        int r;
+
+        err[0] = '\0';
+        full = full || b->need_full || !b->table || !table_same_context(b->table, t);
+        if (full)
+                r = sync_full(b, t, err);
+        else {
+                r = sync_partial(b, t, err);
+                /* Someone else changed the ruleset (ERESTART from the
+                 * generation check), or the diff asked for it: rebuild. */
+                if (r == -ERESTART || r == -EAGAIN) {
+                        err[0] = '\0';
+                        r = sync_full(b, t, err);
+                }
         }
         if (r < 0) {
-                nftplan_free(p);
                 b->need_full = true;
                 return r;
         }
-        nftplan_free(b->plan);
         table_free(b->table);
-        b->plan = p;
         b->table = table_ref(t);
         b->need_full = false;
         if (nft_sock_genid(b->sock, &b->genid) < 0)
@@ -389,9 +704,7 @@ static int nftb_cleanup(struct backend *base, char *err)
         }
         nft_txn_free(txn);
         nftplan_free(p);
-        nftplan_free(b->plan);
         table_free(b->table);
-        b->plan = NULL;
         b->table = NULL;
         b->need_full = true;
         return r;

@@ -820,6 +820,13 @@ static bool same_context(const struct table *p, const struct table *t)
                (p->zone ? t->zone && !strcmp(p->zone, t->zone) : !t->zone);
 }
 
+int tbl_svc_cmp(const struct tbl_svc *a, const struct tbl_svc *b) { return svc_order(a, b); }
+
+bool table_same_context(const struct table *a, const struct table *b)
+{
+        return a->node_name && b->node_name && same_context(a, b);
+}
+
 static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
 {
         return n && bsearch(&o, set, n, sizeof(*set), owner_order);

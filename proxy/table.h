@@ -144,5 +144,9 @@ int table_update(const struct table *prev, const struct model *m, const struct n
  * the backend's record of what it programmed): table_free drops one. */
 struct table *table_ref(struct table *t);
 void table_free(struct table *t);
+/* The order of table->svcs: (family, namespace, name, protocol, port). */
+int tbl_svc_cmp(const struct tbl_svc *a, const struct tbl_svc *b);
+/* Same node and configuration: only the services can differ. */
+bool table_same_context(const struct table *a, const struct table *b);
 const char *tbl_verdict_name(enum tbl_verdict v);
 const char *tbl_vip_kind_name(enum tbl_vip_kind k);

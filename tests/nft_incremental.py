@@ -152,6 +152,30 @@ def main():
         step("remove the NodePort service", delete=[("Service", "b")])
         step("periodic full sync", full=True)
 
+        # Random changes: endpoints shared between services (the hairpin set
+        # counts them), clashing externalIPs and NodePorts, deletions.
+        import random
+        rnd = random.Random(7)
+        for k in range(30):
+            objs, dels = [], []
+            for _ in range(rnd.randint(1, 3)):
+                i = rnd.randrange(8)
+                what = rnd.randrange(6)
+                if what < 2:
+                    typ = rnd.choice(["ClusterIP", "NodePort"])
+                    port = dict(http[0], nodePort=30100 + rnd.randrange(3)) if typ == "NodePort" else http[0]
+                    extra = {"externalIPs": [f"192.0.2.{rnd.randrange(3) + 1}"]} if rnd.randrange(2) else {}
+                    if rnd.randrange(4) == 0:
+                        extra["sessionAffinity"] = "ClientIP"
+                    objs.append(svc(f"r{i}", f"10.96.1.{i + 1}", [port], typ, **extra))
+                elif what < 5:
+                    addrs = [(f"10.244.9.{rnd.randrange(4) + 1}", rnd.choice(["node-0", "node-1"]))
+                             for _ in range(rnd.randrange(3))]
+                    objs.append(eps(f"r{i}-1", f"r{i}", addrs))
+                else:
+                    dels.append(rnd.choice([("Service", f"r{i}"), ("EndpointSlice", f"r{i}-1")]))
+            step(f"random step {k + 1}", objs, dels)
+
         # A change from outside our process: partial sync must notice and repair.
         sh("ip", "netns", "exec", ns_k, "nft", "add", "rule", "ip", "nlproxy", "services", "counter")
         step("outside change repaired", [svc("d", "10.96.0.13", http)])

@@ -5,7 +5,8 @@
  *   load FILE        the model becomes the objects of FILE (manifests)
  *   apply FILE       objects of FILE are added or replaced in the model
  *   delete-service NS NAME / delete-slice NS NAME
- *   sync [full]      compute the table and sync (partial unless "full");
+ *   sync [full]      update the table from the services that changed and
+ *                    sync (partial unless "full");
  *                    prints "synced full|partial compute_us sync_us"
  *   dump FILE        the dry-run script of the current model into FILE
  *   fail-next        the next batch carries a change the kernel refuses
@@ -50,11 +51,34 @@ static int compute(const struct options *o, struct model *m, struct table **ret)
         return table_compute(m, &node, &o->proxy, ret);
 }
 
+/* As the daemon will: only the services that changed since the last table. */
+static int update(const struct options *o, struct model *m, const struct table *prev, struct table **ret)
+{
+        struct nodectx node = { .node_name = o->hostname };
+        const struct k8s_node *kn = model_node_get(m);
+        struct model_key *dirty;
+        size_t n_dirty;
+        int r;
+
+        if (kn)
+                node.zone = kn->zone;
+        for (int fi = 0; fi < 2; fi++)
+                node.node_ip[fi] = o->node_ip[fi];
+        r = model_dirty_take(m, &dirty, &n_dirty);
+        if (r < 0)
+                return r;
+        r = r == 1 || !prev ? table_compute(m, &node, &o->proxy, ret)
+                            : table_update(prev, m, &node, &o->proxy, dirty, n_dirty, ret);
+        model_keys_free(dirty, n_dirty);
+        return r;
+}
+
 int main(int argc, char **argv)
 {
         struct options o;
         struct backend *b = NULL;
         struct model *m = NULL;
+        struct table *last = NULL; /* the last table synced */
         char err[BACKEND_ERRLEN], line[4096];
         int r;
 
@@ -77,6 +101,8 @@ int main(int argc, char **argv)
                         struct manifest_stats st;
                         if (!strcmp(cmd, "load")) {
                                 model_free(m);
+                                table_free(last);
+                                last = NULL;
                                 if ((r = model_new(&m)) < 0)
                                         break;
                         }
@@ -92,19 +118,25 @@ int main(int argc, char **argv)
                         bool full = !strcmp(a, "full");
                         struct table *t = NULL;
                         uint64_t t0 = now_us(), t1, t2;
-                        r = compute(&o, m, &t);
+                        r = update(&o, m, last, &t);
                         t1 = now_us();
                         if (r == 0)
                                 r = b->ops->sync(b, t, full, err);
                         else
                                 snprintf(err, sizeof(err), "table: %s", strerror(-r));
                         t2 = now_us();
-                        if (r < 0)
+                        if (r < 0) {
                                 printf("error %s\n", err);
-                        else
+                        } else {
                                 printf("synced %s %llu %llu\n", full ? "full" : "partial",
                                        (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t1));
-                        table_free(t);
+                        }
+                        /* The next update builds on this table whether or not
+                         * the kernel took it: the model moved on. */
+                        if (t) {
+                                table_free(last);
+                                last = t;
+                        }
                 } else if (!strcmp(cmd, "dump")) {
                         struct table *t = NULL;
                         FILE *f = fopen(a, "w");
@@ -126,6 +158,7 @@ int main(int argc, char **argv)
                 }
         }
         b->ops->close(b);
+        table_free(last);
         model_free(m);
         options_free(&o);
         return 0;
