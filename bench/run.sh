@@ -19,6 +19,12 @@
 # Environment: BENCH_REPS (K, default 5), BENCH_SIZES (default
 # "1000x2 10000x2 30000x2 5000x50"), BENCH_NFT_SIZES (sizes that get the
 # nft -c baseline, default "1000x2 10000x2"), BENCH_SEED (default 1).
+#
+# Then, as root only, bench/nft_sync.py: the real nftables backend (cold sync,
+# one endpoint change, one service added/removed, peak RSS) in scratch network
+# namespaces against `nft -f` of the dry-run script; appends to
+# bench/out/nft_results.md. NFT_BENCH_SIZES (default: BENCH_SIZES), see the
+# script's header for the rest; BENCH_NFT_SYNC=0 skips it.
 set -euo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -253,3 +259,16 @@ fi
         [ "$HAVE_NFT" = 1 ] || echo "- nft -c baseline skipped (needs root, nft and ip netns)."
         [ "$HAVE_TIME" = 1 ] || echo "- /usr/bin/time missing: dry-run RSS not measured."
 } | tee "$OUT/results.md"
+
+# --- nftables backend: bench/nft_sync.py (needs root for network namespaces) ---
+if [ "${BENCH_NFT_SYNC:-1}" = 0 ]; then
+        log "== nft_sync.py skipped: BENCH_NFT_SYNC=0"
+elif [ "$(id -u)" != 0 ]; then
+        log "== nft_sync.py skipped: needs root (it programs the kernel in scratch network namespaces)"
+elif ! command -v nft >/dev/null || ! command -v ip >/dev/null; then
+        log "== nft_sync.py skipped: nft or ip not found"
+else
+        log "== nftables backend: bench/nft_sync.py"
+        NFT_BENCH_SIZES="${NFT_BENCH_SIZES:-$SIZES}" NFT_BENCH_SEED="$SEED" "$PY" "$B/nft_sync.py" ||
+                log "== nft_sync.py failed (rc $?), see bench/out/nft_raw.txt"
+fi
