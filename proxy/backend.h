@@ -31,6 +31,7 @@ struct backend {
 };
 
 extern const struct backend_ops backend_nftables_ops;
+extern const struct backend_ops backend_ipvs_ops;
 extern const struct backend_ops backend_fake_ops;
 
 /* The fake backend, for unit tests of the sync loop. */

@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* The IPVS mode as data, and the changes that take the kernel there. Pure:
+ * no sockets, no clock (callers pass the time), no logging; 0 or a negative
+ * errno.
+ *
+ * The desired virtual servers of a table (ipvs_desired_new) are what
+ * render_ipvsadm prints: per service, one virtual server per ClusterIP,
+ * externalIP and LB VIP whose verdict is DNAT, and one for the NodePort on
+ * the node IP when that IP is inside --nodeport-addresses; ClusterIPs use the
+ * Local endpoints with internalTrafficPolicy Local, the others with
+ * externalTrafficPolicy Local; every real server masqueraded with weight 1.
+ * REJECT and DROP verdicts are the nftables companion's job: no virtual
+ * server.
+ *
+ * Ownership of kernel state (ipvs_reconcile_full): like kube-proxy's
+ * cleanLegacyService, every virtual server of an enabled family that the
+ * table does not want is deleted, whoever made it; fwmark services
+ * included. Services of a family the table does not proxy are left alone
+ * (kube-proxy runs one proxier per family and each ignores the other).
+ *
+ * Graceful termination (kube-proxy's graceful_termination.go): a TCP real
+ * server that leaves a virtual server first gets weight 0, so no new
+ * connection picks it, and goes on the terminating list; it is deleted when
+ * a dump shows it has no active and no inactive connections, or when it has
+ * been terminating longer than the list's bound. UDP and SCTP real servers
+ * are deleted at once (kube-proxy does the same: there is no connection end
+ * to wait for). A real server that comes back while terminating gets its
+ * weight back instead of an add (which the kernel would refuse: it is still
+ * there). A deleted virtual server takes its real servers with it, at once:
+ * the kernel's expire_nodest_conn then ends their connections. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "ipvs_nl.h"
+#include "table.h"
+
+/* kube-proxy's default for how long a real server may drain. */
+#define IPVS_TERM_DEFAULT_TIMEOUT (15 * 60)
+
+/* One desired virtual server. Its real servers are not copied: they are
+ * the table entry's endpoints (ipvs_vs_dest), so a desired set costs one
+ * record per virtual server and lives no longer than its table. */
+struct ipvs_vs {
+        struct ipvs_service svc;
+        struct ipaddr addr;          /* svc.addr as an ipaddr, for printing */
+        const struct tbl_svc *src;   /* the table entry it comes from */
+        bool local;                  /* src->local_eps rather than src->cluster_eps */
+        bool node_port;              /* the NodePort on the node IP */
+};
+
+struct ipvs_desired {
+        /* Table order; a key (protocol, address, port) claimed twice is kept
+         * for the first claimant only, as ipvsadm-restore would. */
+        struct ipvs_vs *vs;
+        size_t n;
+        uint32_t *sorted;            /* indexes of vs in ipvs_service_key_cmp order */
+        bool family_enabled[2];
+};
+
+/* The desired set of t, which must outlive it. -EINVAL if t's scheduler
+ * name does not fit IPVS (IP_VS_SCHEDNAME_MAXLEN). *ret untouched on failure. */
+int ipvs_desired_new(const struct table *t, struct ipvs_desired **ret);
+void ipvs_desired_free(struct ipvs_desired *d);
+/* The virtual server with svc's key, or NULL. */
+const struct ipvs_vs *ipvs_desired_find(const struct ipvs_desired *d, const struct ipvs_service *svc);
+size_t ipvs_vs_n_dests(const struct ipvs_vs *v);
+/* Real server i (0..ipvs_vs_n_dests), in the table's endpoint order. */
+void ipvs_vs_dest(const struct ipvs_vs *v, size_t i, struct ipvs_dest *ret);
+
+/* Orders by fwmark, family, protocol, address, port: the service key. */
+int ipvs_service_key_cmp(const struct ipvs_service *a, const struct ipvs_service *b);
+/* Orders by family, address, port: the real server key within a service. */
+int ipvs_dest_key_cmp(const struct ipvs_dest *a, const struct ipvs_dest *b);
+
+/* What the kernel holds, from dumps (ipvs_nl_service_dump, then
+ * ipvs_nl_dest_dump per service). Any order. */
+struct ipvs_state_svc {
+        struct ipvs_service svc;
+        struct ipvs_dest *dests;
+        size_t n_dests, cap;
+};
+
+struct ipvs_state {
+        struct ipvs_state_svc *svcs;
+        size_t n, cap;
+};
+
+int ipvs_state_new(struct ipvs_state **ret);
+void ipvs_state_free(struct ipvs_state *s);
+int ipvs_state_add_service(struct ipvs_state *s, const struct ipvs_service *svc);
+/* A real server of service svc (an index into s->svcs). */
+int ipvs_state_add_dest(struct ipvs_state *s, size_t svc, const struct ipvs_dest *dest);
+
+/* The terminating real servers: owned by the backend, kept across syncs. */
+struct ipvs_term;
+
+/* timeout_s: how long a real server may drain before it is deleted anyway. */
+int ipvs_term_new(uint32_t timeout_s, struct ipvs_term **ret);
+void ipvs_term_free(struct ipvs_term *t);
+size_t ipvs_term_count(const struct ipvs_term *t);
+/* Whether (svc, dest) is terminating; with ret_since, since when. */
+bool ipvs_term_find(const struct ipvs_term *t, const struct ipvs_service *svc, const struct ipvs_dest *dest,
+                    uint64_t *ret_since);
+/* Forgets everything (after a cleanup removed the services). */
+void ipvs_term_clear(struct ipvs_term *t);
+
+/* A list of changes for ipvs_nl_apply. Holds its own copies of the services
+ * and real servers it names. */
+struct ipvs_plan;
+
+int ipvs_plan_new(struct ipvs_plan **ret);
+void ipvs_plan_free(struct ipvs_plan *p);
+size_t ipvs_plan_count(const struct ipvs_plan *p);
+/* The changes as an array for ipvs_nl_apply, valid until the plan changes
+ * or is freed. NULL when empty or out of memory (with count > 0). */
+const struct ipvs_op *ipvs_plan_ops(struct ipvs_plan *p);
+/* Appends one change (copies svc and dest; dest may be NULL). */
+int ipvs_plan_add(struct ipvs_plan *p, enum ipvs_op_type type, const struct ipvs_service *svc,
+                  const struct ipvs_dest *dest);
+
+/* The changes from current (a dump) to d, appended to plan, in an order
+ * the kernel accepts (a service before its real servers). Terminating real
+ * servers: those the dump shows drained, or older than the bound at now
+ * (seconds, any monotonic origin), are deleted; the list is rebuilt to hold
+ * exactly the real servers left at weight 0 for draining. If the plan
+ * then fails to apply, the next full reconcile sets things right: it relies
+ * on the dump, not on the list. */
+int ipvs_reconcile_full(const struct ipvs_desired *d, const struct ipvs_state *current, struct ipvs_term *term,
+                        uint64_t now, struct ipvs_plan *plan);
+/* The changes from old (the set last programmed) to d, without a dump:
+ * only virtual servers whose table entry changed (the entries' `shared`
+ * pointers differ, or either is NULL) are compared real server by real
+ * server. Terminating real servers past the bound at now are deleted;
+ * those still draining wait for a full reconcile, which sees connections. */
+int ipvs_reconcile_partial(const struct ipvs_desired *old, const struct ipvs_desired *d, struct ipvs_term *term,
+                           uint64_t now, struct ipvs_plan *plan);
+/* Only the bound: deletes for the terminating real servers older than it. */
+int ipvs_reconcile_expire(struct ipvs_term *term, uint64_t now, struct ipvs_plan *plan);

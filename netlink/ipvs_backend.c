@@ -1,0 +1,563 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The IPVS backend, kube-proxy's IPVS mode: one virtual server per service
+ * VIP (and NodePort on the node IP) with the endpoints as masqueraded real
+ * servers (ipvs/reconcile.h), the VIPs bound to the dummy interface
+ * kube-ipvs0 so the host accepts their traffic, and the nftables companion
+ * ruleset (filtering, REJECT/DROP verdicts, masquerade marking) in the
+ * nlproxy tables.
+ *
+ * A full sync dumps the IPVS table and reconciles against it (the dump also
+ * tells which terminating real servers have drained); a partial sync diffs
+ * the desired set of the new table against the one last programmed and
+ * reads nothing back. The companion ruleset is replaced whole in both (one
+ * nf_tables transaction); a diff like the nftables backend's is future work. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+
+#include "backend.h"
+#include "ipvs_nl.h"
+#include "nft_encode.h"
+#include "nft_txn.h"
+#include "nftplan.h"
+#include "reconcile.h"
+#include "rtnl.h"
+
+struct ipvs_backend {
+        struct backend base;
+        struct ipvs_nl *nl;
+        struct nft_sock *nft;
+        struct rtnl_sock *rt;
+        struct ipvs_term *term;
+        /* What the kernel holds after our last successful sync. */
+        struct table *table;
+        struct ipvs_desired *desired; /* of table */
+        struct ipaddr *vips;          /* kube-ipvs0's addresses, sorted, unique */
+        size_t n_vips;
+        int ifindex;
+        bool need_full;
+};
+
+static int ipvsb_open(struct backend **ret)
+{
+        struct ipvs_backend *b = calloc(1, sizeof(*b));
+        int r;
+
+        if (!b)
+                return -ENOMEM;
+        b->base.ops = &backend_ipvs_ops;
+        b->need_full = true;
+        /* First: -ENOENT here is how --mode auto learns there is no IPVS. */
+        if ((r = ipvs_nl_open(&b->nl)) < 0 || (r = nft_sock_open(&b->nft)) < 0 || (r = rtnl_sock_open(&b->rt)) < 0 ||
+            (r = ipvs_term_new(IPVS_TERM_DEFAULT_TIMEOUT, &b->term)) < 0) {
+                b->base.ops->close(&b->base);
+                return r;
+        }
+        *ret = &b->base;
+        return 0;
+}
+
+static void ipvsb_close(struct backend *base)
+{
+        struct ipvs_backend *b = (struct ipvs_backend *)base;
+
+        if (!b)
+                return;
+        ipvs_desired_free(b->desired);
+        table_free(b->table);
+        free(b->vips);
+        ipvs_term_free(b->term);
+        rtnl_sock_free(b->rt);
+        nft_sock_free(b->nft);
+        ipvs_nl_close(b->nl);
+        free(b);
+}
+
+static uint64_t now_s(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec;
+}
+
+/* ---- sysctls ---- */
+
+/* kube-proxy's IPVS settings. conntrack: IPVS connections get conntrack
+ * entries, which the companion's masquerade and filtering need.
+ * expire_nodest_conn: connections to a deleted real server end at their
+ * next packet instead of hanging. expire_quiescent_template: persistence
+ * templates of a weight-0 real server expire, so affinity lets go of a
+ * terminating endpoint. conn_reuse_mode=0: a reused source port goes to the
+ * old real server without the one-second stall of mode 1 (the file exists
+ * on kernels since 4.1). ip_forward: real servers are reached by routing. */
+static const struct {
+        const char *name;
+        const char *value;
+        bool optional;
+} sysctls[] = {
+        { "net/ipv4/vs/conntrack", "1", false },
+        { "net/ipv4/vs/expire_nodest_conn", "1", false },
+        { "net/ipv4/vs/expire_quiescent_template", "1", false },
+        { "net/ipv4/vs/conn_reuse_mode", "0", true },
+        { "net/ipv4/ip_forward", "1", false },
+};
+
+static int sysctl_set(const char *name, const char *value)
+{
+        char path[128], cur[32];
+        ssize_t n;
+        int fd, r = 0;
+
+        snprintf(path, sizeof(path), "/proc/sys/%s", name);
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        n = read(fd, cur, sizeof(cur) - 1);
+        if (n < 0) {
+                r = -errno;
+                goto out;
+        }
+        cur[n] = '\0';
+        /* Written only when different: a read-only /proc/sys (a container
+         * started without the privilege) is fine if the host set it. */
+        if (atoi(cur) == atoi(value))
+                goto out;
+        if (pwrite(fd, value, strlen(value), 0) < 0)
+                r = -errno;
+out:
+        close(fd);
+        return r;
+}
+
+static int apply_sysctls(char *err)
+{
+        for (size_t i = 0; i < sizeof(sysctls) / sizeof(sysctls[0]); i++) {
+                int r = sysctl_set(sysctls[i].name, sysctls[i].value);
+
+                if (r == -ENOENT && sysctls[i].optional)
+                        continue;
+                if (r < 0) {
+                        char dotted[128];
+
+                        snprintf(dotted, sizeof(dotted), "%s", sysctls[i].name);
+                        for (char *p = dotted; *p; p++)
+                                if (*p == '/')
+                                        *p = '.';
+                        snprintf(err, BACKEND_ERRLEN, "setting sysctl %s=%s: %s", dotted, sysctls[i].value,
+                                 strerror(-r));
+                        return r;
+                }
+        }
+        return 0;
+}
+
+/* ---- descriptions for errors ---- */
+
+static const char *proto_name(uint16_t p)
+{
+        return p == IPPROTO_TCP ? "TCP" : p == IPPROTO_UDP ? "UDP" : p == IPPROTO_SCTP ? "SCTP" : "?";
+}
+
+static void hostport(char *buf, size_t len, int af, const union ipvs_addr *a, uint16_t port)
+{
+        char ip[INET6_ADDRSTRLEN];
+
+        inet_ntop(af, a->raw, ip, sizeof(ip));
+        snprintf(buf, len, af == AF_INET6 ? "[%s]:%u" : "%s:%u", ip, (unsigned)port);
+}
+
+static void describe_op(char *err, const struct ipvs_op *op, int r)
+{
+        static const char *const verbs[] = {
+                [IPVS_OP_SERVICE_ADD] = "adding virtual server",   [IPVS_OP_SERVICE_EDIT] = "updating virtual server",
+                [IPVS_OP_SERVICE_DEL] = "deleting virtual server", [IPVS_OP_DEST_ADD] = "adding real server",
+                [IPVS_OP_DEST_EDIT] = "updating real server",      [IPVS_OP_DEST_DEL] = "deleting real server",
+                [IPVS_OP_FLUSH] = "flushing IPVS",
+        };
+        char vs[64], rs[64];
+
+        if (op->type == IPVS_OP_FLUSH) {
+                snprintf(err, BACKEND_ERRLEN, "flushing IPVS: %s", strerror(-r));
+                return;
+        }
+        if (op->svc->fwmark)
+                snprintf(vs, sizeof(vs), "fwmark %u", (unsigned)op->svc->fwmark);
+        else
+                hostport(vs, sizeof(vs), op->svc->af, &op->svc->addr, op->svc->port);
+        if (op->dest) {
+                hostport(rs, sizeof(rs), op->dest->af, &op->dest->addr, op->dest->port);
+                snprintf(err, BACKEND_ERRLEN, "%s %s of %s %s (scheduler %s): %s", verbs[op->type], rs,
+                         proto_name(op->svc->protocol), vs, op->svc->sched_name, strerror(-r));
+        } else {
+                snprintf(err, BACKEND_ERRLEN, "%s %s %s (scheduler %s): %s", verbs[op->type],
+                         proto_name(op->svc->protocol), vs, op->svc->sched_name, strerror(-r));
+        }
+}
+
+static int plan_apply(struct ipvs_backend *b, struct ipvs_plan *p, char *err)
+{
+        size_t n = ipvs_plan_count(p), failed = 0;
+        const struct ipvs_op *ops;
+        int r;
+
+        if (!n)
+                return 0;
+        ops = ipvs_plan_ops(p);
+        if (!ops) {
+                snprintf(err, BACKEND_ERRLEN, "out of memory");
+                return -ENOMEM;
+        }
+        r = ipvs_nl_apply(b->nl, ops, n, &failed);
+        if (r < 0)
+                describe_op(err, &ops[failed < n ? failed : 0], r);
+        return r;
+}
+
+/* ---- kernel state ---- */
+
+static int svc_cb(const struct ipvs_service *svc, void *data)
+{
+        return ipvs_state_add_service(data, svc);
+}
+
+struct dest_ctx {
+        struct ipvs_state *st;
+        size_t svc;
+};
+
+static int dest_cb(const struct ipvs_dest *dest, void *data)
+{
+        struct dest_ctx *x = data;
+
+        return ipvs_state_add_dest(x->st, x->svc, dest);
+}
+
+/* The IPVS table. A service or real server changing during the dumps shows
+ * as an interrupted dump or a vanished service: dump again. */
+static int dump_state(struct ipvs_backend *b, struct ipvs_state **ret)
+{
+        int r = -EINTR;
+
+        for (int tries = 0; tries < 5 && (r == -EINTR || r == -ESRCH); tries++) {
+                struct ipvs_state *st = NULL;
+
+                if ((r = ipvs_state_new(&st)) < 0)
+                        return r;
+                r = ipvs_nl_service_dump(b->nl, svc_cb, st);
+                for (size_t i = 0; i < st->n && r == 0; i++) {
+                        struct dest_ctx x = { st, i };
+
+                        r = ipvs_nl_dest_dump(b->nl, &st->svcs[i].svc, dest_cb, &x);
+                }
+                if (r == 0) {
+                        *ret = st;
+                        return 0;
+                }
+                ipvs_state_free(st);
+        }
+        return r;
+}
+
+static int addr_order(const void *a, const void *b)
+{
+        return ipaddr_cmp(a, b);
+}
+
+/* The addresses kube-ipvs0 carries: every VIP of the proxied families,
+ * whatever its verdict, as kube-proxy binds every ClusterIP (REJECT and
+ * DROP are the companion ruleset's, and need the address to be local). */
+static int table_vips(const struct table *t, struct ipaddr **ret, size_t *ret_n)
+{
+        size_t n = 0, k = 0;
+        struct ipaddr *v;
+
+        for (size_t i = 0; i < t->n_svcs; i++)
+                n += t->svcs[i].n_vips;
+        v = malloc((n + 1) * sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        n = 0;
+        for (size_t i = 0; i < t->n_svcs; i++) {
+                const struct tbl_svc *s = &t->svcs[i];
+
+                if (!t->family_enabled[ipfam_index(s->family)])
+                        continue;
+                for (size_t j = 0; j < s->n_vips; j++)
+                        v[n++] = s->vips[j].addr;
+        }
+        if (n > 1)
+                qsort(v, n, sizeof(*v), addr_order);
+        for (size_t i = 0; i < n; i++)
+                if (!k || !ipaddr_equal(&v[k - 1], &v[i]))
+                        v[k++] = v[i];
+        *ret = v;
+        *ret_n = k;
+        return 0;
+}
+
+static int companion_replace(struct ipvs_backend *b, const struct table *t, char *err)
+{
+        struct nft_txn *txn = NULL;
+        struct nftplan *p = NULL;
+        char txerr[NFT_TXN_ERRLEN];
+        int r;
+
+        r = nftplan_new_ipvs_companion(t, &p);
+        if (r < 0) {
+                snprintf(err, BACKEND_ERRLEN, "planning the companion ruleset: %s", strerror(-r));
+                return r;
+        }
+        r = nft_txn_begin(b->nft, 0, &txn);
+        if (r == 0)
+                r = nft_encode_plan(txn, p);
+        if (r < 0) {
+                snprintf(err, BACKEND_ERRLEN, "encoding the companion ruleset: %s", strerror(-r));
+        } else {
+                r = nft_txn_commit(txn, txerr);
+                if (r < 0)
+                        snprintf(err, BACKEND_ERRLEN, "%s", txerr);
+        }
+        nft_txn_free(txn);
+        nftplan_free(p);
+        return r;
+}
+
+static void addr_err(char *err, const char *what, const struct ipaddr *a, int r)
+{
+        char buf[IPADDR_STRLEN] = "?";
+
+        if (a->family)
+                ipaddr_format(a, buf);
+        snprintf(err, BACKEND_ERRLEN, "%s %s on " RTNL_IPVS_DUMMY ": %s", what, buf, strerror(-r));
+}
+
+/* ---- syncs ---- */
+
+static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desired *d, const struct ipaddr *vips,
+                     size_t n_vips, char *err)
+{
+        struct ipvs_state *st = NULL;
+        struct ipvs_plan *p = NULL;
+        struct ipaddr failed = { 0 };
+        int r;
+
+        if ((r = apply_sysctls(err)) < 0)
+                return r;
+        r = rtnl_dummy_ensure(b->rt, RTNL_IPVS_DUMMY, &b->ifindex);
+        if (r < 0) {
+                snprintf(err, BACKEND_ERRLEN, "creating the dummy interface " RTNL_IPVS_DUMMY ": %s", strerror(-r));
+                return r;
+        }
+        r = rtnl_ifaddr_sync(b->rt, b->ifindex, vips, n_vips, &failed);
+        if (r < 0) {
+                addr_err(err, "binding", &failed, r);
+                return r;
+        }
+        r = dump_state(b, &st);
+        if (r < 0) {
+                snprintf(err, BACKEND_ERRLEN, "reading the IPVS table: %s", strerror(-r));
+                return r;
+        }
+        r = ipvs_plan_new(&p);
+        if (r == 0)
+                r = ipvs_reconcile_full(d, st, b->term, now_s(), p);
+        if (r < 0)
+                snprintf(err, BACKEND_ERRLEN, "planning the IPVS changes: %s", strerror(-r));
+        else
+                r = plan_apply(b, p, err);
+        ipvs_plan_free(p);
+        ipvs_state_free(st);
+        if (r < 0)
+                return r;
+        return companion_replace(b, t, err);
+}
+
+/* Sorted unique a minus b. */
+static size_t addr_minus(const struct ipaddr *a, size_t na, const struct ipaddr *b, size_t nb, struct ipaddr *out)
+{
+        size_t i = 0, j = 0, n = 0;
+
+        while (i < na) {
+                int c = j < nb ? ipaddr_cmp(&a[i], &b[j]) : -1;
+
+                if (c < 0)
+                        out[n++] = a[i++];
+                else if (c > 0)
+                        j++;
+                else {
+                        i++;
+                        j++;
+                }
+        }
+        return n;
+}
+
+static int sync_partial(struct ipvs_backend *b, struct table *t, struct ipvs_desired *d, const struct ipaddr *vips,
+                        size_t n_vips, char *err)
+{
+        struct ipaddr *add = malloc((n_vips + 1) * sizeof(*add)), failed = { 0 };
+        struct ipcidr *del = malloc((b->n_vips + 1) * sizeof(*del));
+        struct ipaddr *gone = malloc((b->n_vips + 1) * sizeof(*gone));
+        struct ipvs_plan *p = NULL;
+        size_t n_add, n_del;
+        int r = -ENOMEM;
+
+        if (!add || !del || !gone) {
+                snprintf(err, BACKEND_ERRLEN, "out of memory");
+                goto out;
+        }
+        n_add = addr_minus(vips, n_vips, b->vips, b->n_vips, add);
+        n_del = addr_minus(b->vips, b->n_vips, vips, n_vips, gone);
+        for (size_t i = 0; i < n_del; i++)
+                del[i] = (struct ipcidr){ gone[i], gone[i].family == AF_INET6 ? 128 : 32 };
+        /* New VIPs first: the virtual servers below may already get traffic. */
+        if (n_add + n_del) {
+                r = rtnl_ifaddr_change(b->rt, b->ifindex, add, n_add, del, n_del, &failed);
+                if (r < 0) {
+                        addr_err(err, "changing", &failed, r);
+                        goto out;
+                }
+        }
+        r = ipvs_plan_new(&p);
+        if (r == 0)
+                r = ipvs_reconcile_partial(b->desired, d, b->term, now_s(), p);
+        if (r < 0) {
+                snprintf(err, BACKEND_ERRLEN, "planning the IPVS changes: %s", strerror(-r));
+                goto out;
+        }
+        if ((r = plan_apply(b, p, err)) < 0)
+                goto out;
+        r = companion_replace(b, t, err);
+out:
+        ipvs_plan_free(p);
+        free(add);
+        free(del);
+        free(gone);
+        return r;
+}
+
+static int ipvsb_sync(struct backend *base, struct table *t, bool full, char *err)
+{
+        struct ipvs_backend *b = (struct ipvs_backend *)base;
+        struct ipvs_desired *d = NULL;
+        struct ipaddr *vips = NULL;
+        size_t n_vips = 0;
+        int r;
+
+        err[0] = '\0';
+        full = full || b->need_full || !b->table || !b->desired || !table_same_context(b->table, t);
+        r = ipvs_desired_new(t, &d);
+        if (r == -EINVAL) {
+                snprintf(err, BACKEND_ERRLEN, "IPVS scheduler name too long: %s", t->scheduler);
+                goto fail;
+        }
+        if (r == 0)
+                r = table_vips(t, &vips, &n_vips);
+        if (r < 0) {
+                snprintf(err, BACKEND_ERRLEN, "planning the IPVS table: %s", strerror(-r));
+                goto fail;
+        }
+        r = full ? sync_full(b, t, d, vips, n_vips, err) : sync_partial(b, t, d, vips, n_vips, err);
+        if (r < 0)
+                goto fail;
+        ipvs_desired_free(b->desired);
+        table_free(b->table);
+        free(b->vips);
+        b->desired = d;
+        b->table = table_ref(t);
+        b->vips = vips;
+        b->n_vips = n_vips;
+        b->need_full = false;
+        return 0;
+fail:
+        ipvs_desired_free(d);
+        free(vips);
+        b->need_full = true;
+        return r;
+}
+
+/* Ours: services on a kube-ipvs0 address (ClusterIPs, externalIPs, LB IPs,
+ * also those of an earlier run) and those this process programmed
+ * (NodePorts on node IPs). */
+static int ipvsb_cleanup(struct backend *base, char *err)
+{
+        struct ipvs_backend *b = (struct ipvs_backend *)base;
+        struct table empty = { .refcount = 1 };
+        char scratch[BACKEND_ERRLEN]; /* the first error is the one reported */
+        struct ipcidr *addrs = NULL;
+        struct ipvs_state *st = NULL;
+        struct ipvs_plan *p = NULL;
+        size_t n_addrs = 0;
+        int ifindex = 0, r, r2;
+
+        err[0] = '\0';
+        r = rtnl_dummy_find(b->rt, RTNL_IPVS_DUMMY, &ifindex);
+        if (r == 0)
+                r = rtnl_ifaddr_list(b->rt, ifindex, &addrs, &n_addrs);
+        else if (r == -ENODEV)
+                r = 0;
+        if (r < 0) {
+                snprintf(err, BACKEND_ERRLEN, "reading " RTNL_IPVS_DUMMY "'s addresses: %s", strerror(-r));
+                goto out;
+        }
+        if ((r = dump_state(b, &st)) < 0) {
+                snprintf(err, BACKEND_ERRLEN, "reading the IPVS table: %s", strerror(-r));
+                goto out;
+        }
+        if ((r = ipvs_plan_new(&p)) < 0)
+                goto out;
+        for (size_t i = 0; i < st->n && r == 0; i++) {
+                const struct ipvs_service *s = &st->svcs[i].svc;
+                bool ours = b->desired && ipvs_desired_find(b->desired, s);
+
+                for (size_t k = 0; k < n_addrs && !ours && !s->fwmark; k++)
+                        ours = addrs[k].addr.family == s->af && !memcmp(addrs[k].addr.bytes, s->addr.raw,
+                                                                        ipaddr_len(&addrs[k].addr));
+                if (ours)
+                        r = ipvs_plan_add(p, IPVS_OP_SERVICE_DEL, s, NULL);
+        }
+        if (r == 0)
+                r = plan_apply(b, p, err);
+        if (r < 0)
+                goto out;
+        r = rtnl_dummy_del(b->rt, RTNL_IPVS_DUMMY);
+        if (r < 0) {
+                snprintf(err, BACKEND_ERRLEN, "deleting " RTNL_IPVS_DUMMY ": %s", strerror(-r));
+                goto out;
+        }
+out:
+        /* The nftables tables go whatever happened above: a plan with both
+         * families disabled only deletes them. */
+        r2 = companion_replace(b, &empty, r < 0 ? scratch : err);
+        if (r == 0)
+                r = r2;
+        if (r == -ENOMEM && !err[0])
+                snprintf(err, BACKEND_ERRLEN, "out of memory");
+        ipvs_plan_free(p);
+        ipvs_state_free(st);
+        free(addrs);
+        ipvs_term_clear(b->term);
+        ipvs_desired_free(b->desired);
+        b->desired = NULL;
+        table_free(b->table);
+        b->table = NULL;
+        free(b->vips);
+        b->vips = NULL;
+        b->n_vips = 0;
+        b->need_full = true;
+        return r;
+}
+
+const struct backend_ops backend_ipvs_ops = {
+        .name = "ipvs",
+        .open = ipvsb_open,
+        .sync = ipvsb_sync,
+        .cleanup = ipvsb_cleanup,
+        .close = ipvsb_close,
+};

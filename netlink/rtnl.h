@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* The few rtnetlink requests the IPVS mode needs (libmnl): the dummy
+ * interface kube-ipvs0 that holds the virtual IPs, so the host accepts
+ * traffic for them and IPVS sees it in LOCAL_IN, and its addresses. One
+ * socket, opened once; address changes are pipelined (a window of requests
+ * per sendmsg, their acks collected afterwards). Library code: no logging,
+ * 0 or a negative errno.
+ *
+ * Names avoid libnl-route's rtnl_link_* / rtnl_addr_* so both can be linked. */
+#include <stddef.h>
+#include "ipaddr.h"
+
+#define RTNL_IPVS_DUMMY "kube-ipvs0"
+
+struct rtnl_sock;
+
+int rtnl_sock_open(struct rtnl_sock **ret);
+void rtnl_sock_free(struct rtnl_sock *s);
+
+/* The interface's index; -ENODEV if there is none by that name. */
+int rtnl_dummy_find(struct rtnl_sock *s, const char *name, int *ret_ifindex);
+/* Creates a dummy interface unless one by that name exists (left down, as
+ * kube-proxy leaves kube-ipvs0: local routes for its addresses exist all
+ * the same), and returns its index. */
+int rtnl_dummy_ensure(struct rtnl_sock *s, const char *name, int *ret_ifindex);
+/* Deletes the interface and its addresses; 0 if it is not there. */
+int rtnl_dummy_del(struct rtnl_sock *s, const char *name);
+
+/* Every address on the interface (any prefix length), sorted by
+ * ipaddr_cmp. *ret (malloc'd) and *ret_n untouched on failure. */
+int rtnl_ifaddr_list(struct rtnl_sock *s, int ifindex, struct ipcidr **ret, size_t *ret_n);
+/* Adds add[] as host addresses (/32, /128) and deletes del[]; an address
+ * already there (or already gone) is not an error. All changes are
+ * attempted; the first failure is returned with its address in
+ * *ret_failed (may be NULL). */
+int rtnl_ifaddr_change(struct rtnl_sock *s, int ifindex, const struct ipaddr *add, size_t n_add,
+                       const struct ipcidr *del, size_t n_del, struct ipaddr *ret_failed);
+/* Makes the interface's addresses exactly want[] (any order, duplicates
+ * allowed): lists them, then adds what is missing and deletes the rest. */
+int rtnl_ifaddr_sync(struct rtnl_sock *s, int ifindex, const struct ipaddr *want, size_t n,
+                     struct ipaddr *ret_failed);

@@ -1,0 +1,931 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The IPVS reconciler without a kernel: the desired virtual servers of small
+ * hand-built tables (checked against render_ipvsadm, the dry run of the same
+ * mode), full reconciliation against hand-made dumps, partial reconciliation
+ * between tables sharing entries, and graceful termination with an injected
+ * clock. */
+#include "testutil.h"
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include "k8s.h"
+#include "reconcile.h"
+#include "render.h"
+
+/* ---- hand-built tables, freed by table_free ---- */
+
+static void *xrealloc(void *p, size_t n)
+{
+        p = realloc(p, n);
+        assert_non_null(p);
+        return p;
+}
+
+static char *xstrdup(const char *s)
+{
+        char *r = strdup(s);
+
+        assert_non_null(r);
+        return r;
+}
+
+static void *xmemdup(const void *p, size_t n)
+{
+        void *q = malloc(n ? n : 1);
+
+        assert_non_null(q);
+        if (n)
+                memcpy(q, p, n);
+        return q;
+}
+
+static struct ipaddr ip(const char *s)
+{
+        struct ipaddr a;
+
+        assert_int_equal(ipaddr_parse(s, &a), 0);
+        return a;
+}
+
+static struct ipcidr cidr(const char *s)
+{
+        struct ipcidr c;
+
+        assert_int_equal(ipcidr_parse(s, &c), 0);
+        return c;
+}
+
+static struct table *tb_new(void)
+{
+        struct table *t = calloc(1, sizeof(*t));
+
+        assert_non_null(t);
+        t->family_enabled[0] = t->family_enabled[1] = true;
+        t->masquerade_mark = 0x4000;
+        t->scheduler = xstrdup("rr");
+        t->cluster_cidr[0][t->n_cluster_cidr[0]++] = cidr("10.180.0.0/14");
+        t->cluster_cidr[1][t->n_cluster_cidr[1]++] = cidr("fd00:10::/64");
+        t->service_cidr[0][t->n_service_cidr[0]++] = cidr("172.30.0.0/16");
+        t->service_cidr[1][t->n_service_cidr[1]++] = cidr("fd00:30::/108");
+        t->nodeport_cidr[0][t->n_nodeport_cidr[0]++] = cidr("192.168.1.0/24");
+        t->nodeport_cidr[1][t->n_nodeport_cidr[1]++] = cidr("2001:db8:1::10/128");
+        t->node_ip[0] = ip("192.168.1.10");
+        t->node_ip[1] = ip("2001:db8:1::10");
+        return t;
+}
+
+static void tb_cluster_ip(struct table *t, const char *addr)
+{
+        struct ipaddr a = ip(addr);
+        int f = ipfam_index(a.family);
+
+        t->cluster_ips[f] = xrealloc(t->cluster_ips[f], (t->n_cluster_ips[f] + 1) * sizeof(a));
+        t->cluster_ips[f][t->n_cluster_ips[f]++] = a;
+}
+
+/* The returned pointer is valid until the next tb_svc. */
+static struct tbl_svc *tb_svc(struct table *t, const char *ns, const char *name, uint8_t proto, uint16_t port,
+                              const char *cluster_ip)
+{
+        struct tbl_svc *s;
+        char id[256];
+        struct ipaddr a = ip(cluster_ip);
+
+        t->svcs = xrealloc(t->svcs, (t->n_svcs + 1) * sizeof(*s));
+        s = &t->svcs[t->n_svcs++];
+        memset(s, 0, sizeof(*s));
+        s->ns = xstrdup(ns);
+        s->name = xstrdup(name);
+        s->port_name = xstrdup("p");
+        snprintf(id, sizeof(id), "%s/%s/%s/%u", ns, name, k8s_proto_lower(proto), (unsigned)port);
+        s->id = xstrdup(id);
+        s->family = a.family;
+        s->proto = proto;
+        s->port = port;
+        s->vips = xrealloc(NULL, sizeof(*s->vips));
+        s->vips[0].addr = a;
+        s->vips[0].kind = TBL_VIP_CLUSTER_IP;
+        s->n_vips = 1;
+        tb_cluster_ip(t, cluster_ip);
+        return s;
+}
+
+static void tb_vip(struct tbl_svc *s, const char *addr, enum tbl_vip_kind kind)
+{
+        s->vips = xrealloc(s->vips, (s->n_vips + 1) * sizeof(*s->vips));
+        s->vips[s->n_vips].addr = ip(addr);
+        s->vips[s->n_vips++].kind = kind;
+        s->ext_accessible = true;
+}
+
+/* Endpoints in (addr, port) order; local ones also serve the Local policy. */
+static void tb_ep(struct tbl_svc *s, const char *addr, uint16_t port, bool local)
+{
+        struct tbl_endpoint *e;
+
+        s->eps = xrealloc(s->eps, (s->n_eps + 1) * sizeof(*s->eps));
+        e = &s->eps[s->n_eps];
+        memset(e, 0, sizeof(*e));
+        e->addr = ip(addr);
+        e->port = port;
+        e->local = local;
+        e->ready = e->serving = true;
+        s->cluster_eps = xrealloc(s->cluster_eps, (s->n_cluster_eps + 1) * sizeof(uint32_t));
+        s->cluster_eps[s->n_cluster_eps++] = (uint32_t)s->n_eps;
+        if (local) {
+                s->local_eps = xrealloc(s->local_eps, (s->n_local_eps + 1) * sizeof(uint32_t));
+                s->local_eps[s->n_local_eps++] = (uint32_t)s->n_eps;
+        }
+        s->n_eps++;
+        s->has_endpoints = true;
+}
+
+/* A second table sharing every entry of t, as table_update makes them. */
+static struct table *tb_share(struct table *t)
+{
+        struct table *n = calloc(1, sizeof(*n));
+
+        assert_non_null(n);
+        *n = *t;
+        n->refcount = 0;
+        n->dns = NULL;
+        n->n_dns = 0;
+        n->cip_owners = NULL;
+        n->n_cip_owners = 0;
+        n->label_skipped = NULL;
+        n->n_label_skipped = 0;
+        n->cluster_domain = n->node_name = n->zone = NULL;
+        n->scheduler = xstrdup(t->scheduler);
+        for (int f = 0; f < 2; f++)
+                n->cluster_ips[f] = xmemdup(t->cluster_ips[f], t->n_cluster_ips[f] * sizeof(struct ipaddr));
+        for (size_t i = 0; i < t->n_svcs; i++)
+                if (!t->svcs[i].shared) {
+                        t->svcs[i].shared = malloc(sizeof(unsigned));
+                        assert_non_null(t->svcs[i].shared);
+                        *t->svcs[i].shared = 1;
+                }
+        n->svcs = xmemdup(t->svcs, t->n_svcs * sizeof(*t->svcs));
+        for (size_t i = 0; i < n->n_svcs; i++)
+                (*n->svcs[i].shared)++;
+        return n;
+}
+
+/* Entry i of t gets its own memory, to be changed (copy on write). */
+static struct tbl_svc *tb_unshare(struct table *t, size_t i)
+{
+        struct tbl_svc *s = &t->svcs[i], c = *s;
+
+        c.ns = xstrdup(s->ns);
+        c.name = xstrdup(s->name);
+        c.port_name = xstrdup(s->port_name);
+        c.id = xstrdup(s->id);
+        c.vips = xmemdup(s->vips, s->n_vips * sizeof(*s->vips));
+        c.source_ranges = NULL;
+        c.n_source_ranges = 0;
+        c.eps = xmemdup(s->eps, s->n_eps * sizeof(*s->eps));
+        c.cluster_eps = xmemdup(s->cluster_eps, s->n_cluster_eps * sizeof(uint32_t));
+        c.local_eps = xmemdup(s->local_eps, s->n_local_eps * sizeof(uint32_t));
+        c.shared = NULL;
+        if (s->shared)
+                (*s->shared)--;
+        *s = c;
+        return s;
+}
+
+/* Every kind of virtual server once. */
+static struct table *sample_table(void)
+{
+        struct table *t = tb_new();
+        struct tbl_svc *s;
+
+        /* 0: plain ClusterIP. */
+        s = tb_svc(t, "ns1", "web", IPPROTO_TCP, 80, "172.30.0.41");
+        tb_ep(s, "10.180.0.1", 8080, true);
+        tb_ep(s, "10.180.0.2", 8080, false);
+
+        /* 1: LoadBalancer with eTP Local, NodePort on the node IP, affinity. */
+        s = tb_svc(t, "ns2", "lb", IPPROTO_TCP, 443, "172.30.0.42");
+        tb_vip(s, "203.0.113.10", TBL_VIP_LOAD_BALANCER);
+        tb_vip(s, "192.0.2.5", TBL_VIP_EXTERNAL_IP);
+        s->node_port = 30443;
+        s->etp_local = true;
+        s->affinity_timeout = 10800;
+        tb_ep(s, "10.180.0.3", 8443, true);
+        tb_ep(s, "10.180.1.4", 8443, false);
+
+        /* 2: no endpoints: REJECT, no virtual server at all. */
+        s = tb_svc(t, "ns3", "rej", IPPROTO_TCP, 80, "172.30.0.43");
+        tb_vip(s, "192.0.2.200", TBL_VIP_EXTERNAL_IP);
+        s->node_port = 30080;
+        s->internal = s->external = TBL_REJECT;
+
+        /* 3: eTP Local without a local endpoint: external DROP, ClusterIP only. */
+        s = tb_svc(t, "ns4", "dns", IPPROTO_UDP, 53, "172.30.0.44");
+        tb_vip(s, "203.0.113.20", TBL_VIP_LOAD_BALANCER);
+        s->node_port = 30053;
+        s->etp_local = true;
+        tb_ep(s, "10.180.2.5", 53, false);
+        s->external = TBL_DROP;
+
+        /* 4: IPv6, iTP Local, an externalIP, a NodePort. */
+        s = tb_svc(t, "ns5", "web6", IPPROTO_TCP, 80, "fd00:30::10");
+        tb_vip(s, "2001:db8::10", TBL_VIP_EXTERNAL_IP);
+        s->node_port = 30081;
+        s->itp_local = true;
+        tb_ep(s, "fd00:10::1", 8080, true);
+        tb_ep(s, "fd00:10::2", 8080, false);
+        return t;
+}
+
+/* ---- printing, in render_ipvsadm's form ---- */
+
+static const char *proto_flag(uint16_t proto)
+{
+        return proto == IPPROTO_UDP ? "-u" : proto == IPPROTO_SCTP ? "--sctp-service" : "-t";
+}
+
+static void put_hostport(FILE *o, int af, const union ipvs_addr *a, uint16_t port)
+{
+        char buf[IPADDR_STRLEN];
+
+        inet_ntop(af, a->raw, buf, sizeof(buf));
+        fprintf(o, af == AF_INET6 ? "[%s]:%u" : "%s:%u", buf, (unsigned)port);
+}
+
+static char *print_desired(const struct ipvs_desired *d)
+{
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *o = open_memstream(&buf, &len);
+
+        assert_non_null(o);
+        for (size_t i = 0; i < d->n; i++) {
+                const struct ipvs_vs *v = &d->vs[i];
+                const char *pf = proto_flag(v->svc.protocol);
+
+                fprintf(o, "-A %s ", pf);
+                put_hostport(o, v->svc.af, &v->svc.addr, v->svc.port);
+                fprintf(o, " -s %s", v->svc.sched_name);
+                if (v->svc.flags & IP_VS_SVC_F_PERSISTENT)
+                        fprintf(o, " -p %u", (unsigned)v->svc.timeout);
+                fputc('\n', o);
+                for (size_t k = 0; k < ipvs_vs_n_dests(v); k++) {
+                        struct ipvs_dest de;
+
+                        ipvs_vs_dest(v, k, &de);
+                        fprintf(o, "-a %s ", pf);
+                        put_hostport(o, v->svc.af, &v->svc.addr, v->svc.port);
+                        fputs(" -r ", o);
+                        put_hostport(o, de.af, &de.addr, de.port);
+                        assert_int_equal(de.conn_flags, IP_VS_CONN_F_MASQ);
+                        fprintf(o, " -m -w %d\n", de.weight);
+                }
+        }
+        assert_int_equal(fclose(o), 0);
+        return buf;
+}
+
+/* The virtual server part of render_ipvsadm. */
+static char *render_vs(const struct table *t)
+{
+        char *buf = NULL, *mark;
+        size_t len = 0;
+        FILE *o = open_memstream(&buf, &len);
+
+        assert_non_null(o);
+        assert_int_equal(render_ipvsadm(t, o), 0);
+        assert_int_equal(fclose(o), 0);
+        mark = strstr(buf, "# nftables companion ruleset\n");
+        assert_non_null(mark);
+        *mark = '\0';
+        return buf;
+}
+
+static struct ipvs_desired *desired(const struct table *t)
+{
+        struct ipvs_desired *d = NULL;
+
+        assert_int_equal(ipvs_desired_new(t, &d), 0);
+        assert_non_null(d);
+        return d;
+}
+
+static struct ipvs_service key(uint16_t proto, const char *addr, uint16_t port)
+{
+        struct ipvs_service s = { 0 };
+        struct ipaddr a = ip(addr);
+
+        s.af = a.family;
+        s.protocol = proto;
+        memcpy(s.addr.raw, a.bytes, ipaddr_len(&a));
+        s.port = port;
+        return s;
+}
+
+static struct ipvs_dest dest(const char *addr, uint16_t port, int32_t weight)
+{
+        struct ipvs_dest d = { 0 };
+        struct ipaddr a = ip(addr);
+
+        d.af = a.family;
+        memcpy(d.addr.raw, a.bytes, ipaddr_len(&a));
+        d.port = port;
+        d.conn_flags = IP_VS_CONN_F_MASQ;
+        d.weight = weight;
+        return d;
+}
+
+/* ---- desired ---- */
+
+static void test_desired_sample(void **state)
+{
+        struct table *t = sample_table();
+        struct ipvs_desired *d = desired(t);
+        struct ipvs_service k;
+        const struct ipvs_vs *v;
+        char *mine, *theirs;
+        (void)state;
+
+        /* web: 1, lb: ClusterIP + LB + externalIP + NodePort, rej: 0,
+         * dns: ClusterIP only, web6: ClusterIP + externalIP (the IPv6
+         * node IP is inside its /128), NodePort. */
+        assert_int_equal(d->n, 1 + 4 + 0 + 1 + 3);
+
+        k = key(IPPROTO_TCP, "172.30.0.41", 80);
+        v = ipvs_desired_find(d, &k);
+        assert_non_null(v);
+        assert_string_equal(v->svc.sched_name, "rr");
+        assert_int_equal(v->svc.flags, 0);
+        assert_int_equal(v->svc.timeout, 0);
+        assert_int_equal(v->svc.netmask, 0xffffffffu);
+        assert_int_equal(ipvs_vs_n_dests(v), 2);
+
+        /* Affinity: persistence with the timeout; external VIPs on Local endpoints. */
+        k = key(IPPROTO_TCP, "172.30.0.42", 443);
+        v = ipvs_desired_find(d, &k);
+        assert_non_null(v);
+        assert_int_equal(v->svc.flags, IP_VS_SVC_F_PERSISTENT);
+        assert_int_equal(v->svc.timeout, 10800);
+        assert_int_equal(ipvs_vs_n_dests(v), 2);
+        k = key(IPPROTO_TCP, "203.0.113.10", 443);
+        v = ipvs_desired_find(d, &k);
+        assert_non_null(v);
+        assert_int_equal(ipvs_vs_n_dests(v), 1);
+        k = key(IPPROTO_TCP, "192.168.1.10", 30443);
+        v = ipvs_desired_find(d, &k);
+        assert_non_null(v);
+        assert_true(v->node_port);
+        assert_int_equal(ipvs_vs_n_dests(v), 1);
+        assert_int_equal(v->svc.timeout, 10800);
+
+        /* REJECT and DROP have no virtual server. */
+        k = key(IPPROTO_TCP, "172.30.0.43", 80);
+        assert_null(ipvs_desired_find(d, &k));
+        k = key(IPPROTO_TCP, "192.168.1.10", 30080);
+        assert_null(ipvs_desired_find(d, &k));
+        k = key(IPPROTO_UDP, "203.0.113.20", 53);
+        assert_null(ipvs_desired_find(d, &k));
+        k = key(IPPROTO_UDP, "172.30.0.44", 53);
+        assert_non_null(ipvs_desired_find(d, &k));
+
+        /* IPv6: prefix length netmask, iTP Local on the ClusterIP only. */
+        k = key(IPPROTO_TCP, "fd00:30::10", 80);
+        v = ipvs_desired_find(d, &k);
+        assert_non_null(v);
+        assert_int_equal(v->svc.af, AF_INET6);
+        assert_int_equal(v->svc.netmask, 128);
+        assert_int_equal(ipvs_vs_n_dests(v), 1);
+        k = key(IPPROTO_TCP, "2001:db8::10", 80);
+        v = ipvs_desired_find(d, &k);
+        assert_non_null(v);
+        assert_int_equal(ipvs_vs_n_dests(v), 2);
+        k = key(IPPROTO_TCP, "2001:db8:1::10", 30081);
+        assert_non_null(ipvs_desired_find(d, &k));
+
+        /* Exactly the dry run's virtual servers, in its order. */
+        mine = print_desired(d);
+        theirs = render_vs(t);
+        assert_string_equal(mine, theirs);
+        free(mine);
+        free(theirs);
+        ipvs_desired_free(d);
+        table_free(t);
+}
+
+static void test_desired_options(void **state)
+{
+        struct table *t = sample_table();
+        struct ipvs_desired *d;
+        struct ipvs_service k;
+        char *mine, *theirs;
+        (void)state;
+
+        /* Node IP outside --nodeport-addresses: no NodePort virtual server. */
+        t->nodeport_cidr[0][0] = cidr("10.0.0.0/8");
+        free(t->scheduler);
+        t->scheduler = xstrdup("lc");
+        /* A duplicate key: the first claimant in table order keeps it. */
+        tb_vip(&t->svcs[4], "2001:db8::10", TBL_VIP_LOAD_BALANCER);
+        t->family_enabled[1] = false;
+        d = desired(t);
+        k = key(IPPROTO_TCP, "192.168.1.10", 30443);
+        assert_null(ipvs_desired_find(d, &k));
+        assert_int_equal(d->n, 1 + 3 + 1);
+        assert_string_equal(d->vs[0].svc.sched_name, "lc");
+        mine = print_desired(d);
+        theirs = render_vs(t);
+        assert_string_equal(mine, theirs);
+        free(mine);
+        free(theirs);
+        ipvs_desired_free(d);
+
+        t->family_enabled[1] = true;
+        d = desired(t);
+        mine = print_desired(d);
+        theirs = render_vs(t);
+        assert_string_equal(mine, theirs);
+        free(mine);
+        free(theirs);
+        ipvs_desired_free(d);
+
+        /* IPVS scheduler names are at most 15 characters. */
+        free(t->scheduler);
+        t->scheduler = xstrdup("a-very-long-scheduler");
+        d = NULL;
+        assert_int_equal(ipvs_desired_new(t, &d), -EINVAL);
+        assert_null(d);
+        table_free(t);
+}
+
+/* ---- full ---- */
+
+/* What a dump of a kernel programmed with d would show. */
+static struct ipvs_state *state_of(const struct ipvs_desired *d)
+{
+        struct ipvs_state *s = NULL;
+
+        assert_int_equal(ipvs_state_new(&s), 0);
+        /* Reverse order: the dump's order must not matter. */
+        for (size_t i = d->n; i-- > 0;) {
+                struct ipvs_service svc = d->vs[i].svc;
+
+                svc.flags |= IP_VS_SVC_F_HASHED;
+                assert_int_equal(ipvs_state_add_service(s, &svc), 0);
+                for (size_t k = ipvs_vs_n_dests(&d->vs[i]); k-- > 0;) {
+                        struct ipvs_dest de;
+
+                        ipvs_vs_dest(&d->vs[i], k, &de);
+                        de.active_conns = 3;
+                        assert_int_equal(ipvs_state_add_dest(s, s->n - 1, &de), 0);
+                }
+        }
+        return s;
+}
+
+static struct ipvs_state_svc *state_find(struct ipvs_state *s, const struct ipvs_service *k)
+{
+        for (size_t i = 0; i < s->n; i++)
+                if (!ipvs_service_key_cmp(&s->svcs[i].svc, k))
+                        return &s->svcs[i];
+        fail_msg("service not in the state");
+        return NULL;
+}
+
+static struct ipvs_dest *state_dest(struct ipvs_state_svc *s, const struct ipvs_dest *k)
+{
+        for (size_t i = 0; i < s->n_dests; i++)
+                if (!ipvs_dest_key_cmp(&s->dests[i], k))
+                        return &s->dests[i];
+        fail_msg("dest not in the state");
+        return NULL;
+}
+
+static struct ipvs_plan *plan_new(void)
+{
+        struct ipvs_plan *p = NULL;
+
+        assert_int_equal(ipvs_plan_new(&p), 0);
+        return p;
+}
+
+static struct ipvs_term *term_new(void)
+{
+        struct ipvs_term *t = NULL;
+
+        assert_int_equal(ipvs_term_new(IPVS_TERM_DEFAULT_TIMEOUT, &t), 0);
+        return t;
+}
+
+/* Index of the op (type, service key, dest key or NULL); fails if absent. */
+static size_t op_find(struct ipvs_plan *p, enum ipvs_op_type type, const struct ipvs_service *k,
+                      const struct ipvs_dest *dk)
+{
+        const struct ipvs_op *ops = ipvs_plan_ops(p);
+
+        for (size_t i = 0; i < ipvs_plan_count(p); i++)
+                if (ops[i].type == type && !ipvs_service_key_cmp(ops[i].svc, k) &&
+                    (!dk ? !ops[i].dest : ops[i].dest && !ipvs_dest_key_cmp(ops[i].dest, dk)))
+                        return i;
+        fail_msg("op %d not in the plan", (int)type);
+        return 0;
+}
+
+static size_t op_count(struct ipvs_plan *p, enum ipvs_op_type type)
+{
+        const struct ipvs_op *ops = ipvs_plan_ops(p);
+        size_t n = 0;
+
+        for (size_t i = 0; i < ipvs_plan_count(p); i++)
+                n += ops[i].type == type;
+        return n;
+}
+
+/* The kernel's side of ipvs_nl_apply, on a dump: counters kept. */
+static void state_apply(struct ipvs_state *s, struct ipvs_plan *p)
+{
+        const struct ipvs_op *ops = ipvs_plan_ops(p);
+
+        for (size_t i = 0; i < ipvs_plan_count(p); i++) {
+                const struct ipvs_op *op = &ops[i];
+                struct ipvs_state_svc *cs = NULL;
+                struct ipvs_dest *cd = NULL;
+
+                if (op->type == IPVS_OP_SERVICE_ADD) {
+                        struct ipvs_service svc = *op->svc;
+
+                        svc.flags |= IP_VS_SVC_F_HASHED;
+                        assert_int_equal(ipvs_state_add_service(s, &svc), 0);
+                        continue;
+                }
+                cs = state_find(s, op->svc);
+                switch (op->type) {
+                case IPVS_OP_SERVICE_EDIT:
+                        cs->svc = *op->svc;
+                        cs->svc.flags |= IP_VS_SVC_F_HASHED;
+                        break;
+                case IPVS_OP_SERVICE_DEL:
+                        free(cs->dests);
+                        *cs = s->svcs[--s->n];
+                        break;
+                case IPVS_OP_DEST_ADD:
+                        cs->dests = xrealloc(cs->dests, (cs->n_dests + 1) * sizeof(*cs->dests));
+                        cs->dests[cs->n_dests] = *op->dest;
+                        cs->dests[cs->n_dests].active_conns = cs->dests[cs->n_dests].inact_conns = 0;
+                        cs->n_dests++;
+                        break;
+                case IPVS_OP_DEST_EDIT:
+                        cd = state_dest(cs, op->dest);
+                        cd->weight = op->dest->weight;
+                        cd->conn_flags = op->dest->conn_flags;
+                        break;
+                case IPVS_OP_DEST_DEL:
+                        cd = state_dest(cs, op->dest);
+                        *cd = cs->dests[--cs->n_dests];
+                        break;
+                default:
+                        fail_msg("unexpected op %d", (int)op->type);
+                }
+        }
+}
+
+static void test_full_from_empty(void **state)
+{
+        struct table *t = sample_table();
+        struct ipvs_desired *d = desired(t);
+        struct ipvs_state *s = NULL;
+        struct ipvs_plan *p = plan_new();
+        struct ipvs_term *term = term_new();
+        size_t n_dests = 0;
+        const struct ipvs_op *ops;
+        (void)state;
+
+        assert_int_equal(ipvs_state_new(&s), 0);
+        assert_int_equal(ipvs_reconcile_full(d, s, term, 100, p), 0);
+        for (size_t i = 0; i < d->n; i++)
+                n_dests += ipvs_vs_n_dests(&d->vs[i]);
+        assert_int_equal(ipvs_plan_count(p), d->n + n_dests);
+        assert_int_equal(op_count(p, IPVS_OP_SERVICE_ADD), d->n);
+        assert_int_equal(op_count(p, IPVS_OP_DEST_ADD), n_dests);
+        /* Every real server after its service. */
+        ops = ipvs_plan_ops(p);
+        for (size_t i = 0; i < ipvs_plan_count(p); i++)
+                if (ops[i].type == IPVS_OP_DEST_ADD) {
+                        assert_true(op_find(p, IPVS_OP_SERVICE_ADD, ops[i].svc, NULL) < i);
+                        assert_int_equal(ops[i].dest->weight, 1);
+                        assert_int_equal(ops[i].dest->conn_flags, IP_VS_CONN_F_MASQ);
+                }
+        assert_int_equal(ipvs_term_count(term), 0);
+        ipvs_plan_free(p);
+        ipvs_term_free(term);
+        ipvs_state_free(s);
+        ipvs_desired_free(d);
+        table_free(t);
+}
+
+static void test_full_identical(void **state)
+{
+        struct table *t = sample_table();
+        struct ipvs_desired *d = desired(t);
+        struct ipvs_state *s = state_of(d);
+        struct ipvs_plan *p = plan_new();
+        struct ipvs_term *term = term_new();
+        (void)state;
+
+        assert_int_equal(ipvs_reconcile_full(d, s, term, 100, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 0);
+        assert_null(ipvs_plan_ops(p));
+        assert_int_equal(ipvs_term_count(term), 0);
+        ipvs_plan_free(p);
+        ipvs_term_free(term);
+        ipvs_state_free(s);
+        ipvs_desired_free(d);
+        table_free(t);
+}
+
+static void test_full_drifted(void **state)
+{
+        struct table *t = sample_table();
+        struct ipvs_desired *d = desired(t);
+        struct ipvs_state *s = state_of(d);
+        struct ipvs_plan *p = plan_new();
+        struct ipvs_term *term = term_new();
+        struct ipvs_service web = key(IPPROTO_TCP, "172.30.0.41", 80), lb = key(IPPROTO_TCP, "172.30.0.42", 443),
+                            dns = key(IPPROTO_UDP, "172.30.0.44", 53), extra = key(IPPROTO_TCP, "10.9.9.9", 80),
+                            web6 = key(IPPROTO_TCP, "fd00:30::10", 80);
+        struct ipvs_dest gone_tcp = dest("10.180.9.9", 8080, 1), idle_tcp = dest("10.180.9.8", 8080, 1),
+                         gone_udp = dest("10.180.9.7", 53, 1), web_ep = dest("10.180.0.2", 8080, 1),
+                         web6_ep = dest("fd00:10::1", 8080, 1);
+        struct ipvs_state_svc *cs;
+        const struct ipvs_op *ops;
+        uint64_t since = 0;
+        size_t i;
+        (void)state;
+
+        /* A service nobody wants (added last: the dump is in any order). */
+        assert_int_equal(ipvs_state_add_service(s, &extra), 0);
+        /* Wrong scheduler. */
+        cs = state_find(s, &lb);
+        strcpy(cs->svc.sched_name, "wlc");
+        /* A missing real server: web loses 10.180.0.2. */
+        cs = state_find(s, &web);
+        *state_dest(cs, &web_ep) = cs->dests[--cs->n_dests];
+        /* Extra TCP real servers, one with connections, one without. */
+        gone_tcp.active_conns = 2;
+        gone_tcp.inact_conns = 5;
+        cs->dests = xrealloc(cs->dests, (cs->n_dests + 2) * sizeof(*cs->dests));
+        cs->dests[cs->n_dests++] = gone_tcp;
+        cs->dests[cs->n_dests++] = idle_tcp;
+        /* Extra UDP real server, with connections: deleted at once anyway. */
+        cs = state_find(s, &dns);
+        gone_udp.inact_conns = 9;
+        cs->dests = xrealloc(cs->dests, (cs->n_dests + 1) * sizeof(*cs->dests));
+        cs->dests[cs->n_dests++] = gone_udp;
+        /* A real server at the wrong weight. */
+        state_dest(state_find(s, &web6), &web6_ep)->weight = 7;
+
+        assert_int_equal(ipvs_reconcile_full(d, s, term, 1000, p), 0);
+        ops = ipvs_plan_ops(p);
+        assert_int_equal(ipvs_plan_count(p), 7);
+        op_find(p, IPVS_OP_SERVICE_DEL, &extra, NULL);
+        i = op_find(p, IPVS_OP_SERVICE_EDIT, &lb, NULL);
+        assert_string_equal(ops[i].svc->sched_name, "rr");
+        assert_int_equal(ops[i].svc->timeout, 10800);
+        op_find(p, IPVS_OP_DEST_ADD, &web, &web_ep);
+        i = op_find(p, IPVS_OP_DEST_EDIT, &web, &gone_tcp);
+        assert_int_equal(ops[i].dest->weight, 0);
+        op_find(p, IPVS_OP_DEST_DEL, &web, &idle_tcp);
+        op_find(p, IPVS_OP_DEST_DEL, &dns, &gone_udp);
+        i = op_find(p, IPVS_OP_DEST_EDIT, &web6, &web6_ep);
+        assert_int_equal(ops[i].dest->weight, 1);
+        assert_int_equal(ipvs_term_count(term), 1);
+        assert_true(ipvs_term_find(term, &web, &gone_tcp, &since));
+        assert_int_equal(since, 1000);
+
+        /* The kernel now holds what the plan says: nothing left to do but
+         * wait for the draining real server. */
+        state_apply(s, p);
+        ipvs_plan_free(p);
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_full(d, s, term, 1010, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 0);
+        assert_true(ipvs_term_find(term, &web, &gone_tcp, &since));
+        assert_int_equal(since, 1000);
+        ipvs_plan_free(p);
+        ipvs_term_free(term);
+        ipvs_state_free(s);
+        ipvs_desired_free(d);
+        table_free(t);
+}
+
+/* ---- partial and graceful termination ---- */
+
+/* Endpoint i of entry s goes (the index lists are rebuilt). */
+static void drop_ep(struct tbl_svc *s, size_t i)
+{
+        memmove(&s->eps[i], &s->eps[i + 1], (s->n_eps - i - 1) * sizeof(*s->eps));
+        s->n_eps--;
+        s->n_cluster_eps = s->n_local_eps = 0;
+        for (size_t k = 0; k < s->n_eps; k++) {
+                s->cluster_eps[s->n_cluster_eps++] = (uint32_t)k;
+                if (s->eps[k].local)
+                        s->local_eps[s->n_local_eps++] = (uint32_t)k;
+        }
+}
+
+static void test_partial_unchanged(void **state)
+{
+        struct table *t = sample_table(), *t2 = tb_share(t), *t3 = sample_table();
+        struct ipvs_desired *d = desired(t), *d2 = desired(t2), *d3 = desired(t3);
+        struct ipvs_plan *p = plan_new();
+        struct ipvs_term *term = term_new();
+        (void)state;
+
+        assert_int_equal(ipvs_reconcile_partial(d, d2, term, 10, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 0);
+        /* Nothing shared: every virtual server compared, none differs. */
+        assert_int_equal(ipvs_reconcile_partial(d, d3, term, 10, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 0);
+        ipvs_plan_free(p);
+        ipvs_term_free(term);
+        ipvs_desired_free(d);
+        ipvs_desired_free(d2);
+        ipvs_desired_free(d3);
+        table_free(t);
+        table_free(t2);
+        table_free(t3);
+}
+
+static void test_partial_and_termination(void **state)
+{
+        struct table *t = sample_table(), *t2 = tb_share(t), *t3, *t4;
+        struct ipvs_desired *d = desired(t), *d2, *d3, *d4;
+        struct ipvs_state *s = state_of(d);
+        struct ipvs_plan *p = plan_new();
+        struct ipvs_term *term = term_new();
+        struct ipvs_service web = key(IPPROTO_TCP, "172.30.0.41", 80), dns = key(IPPROTO_UDP, "172.30.0.44", 53),
+                            lb_ext = key(IPPROTO_TCP, "203.0.113.10", 443), lb = key(IPPROTO_TCP, "172.30.0.42", 443);
+        struct ipvs_dest web_ep = dest("10.180.0.2", 8080, 1), dns_old = dest("10.180.2.5", 53, 1),
+                         dns_new = dest("10.180.2.6", 53, 1), lb_ep = dest("10.180.0.3", 8443, 1);
+        const struct ipvs_op *ops;
+        struct tbl_svc *e;
+        uint64_t since = 0;
+        size_t i;
+        (void)state;
+
+        /* web loses a TCP endpoint; dns (UDP) swaps its endpoint. */
+        e = tb_unshare(t2, 0);
+        drop_ep(e, 1);
+        e = tb_unshare(t2, 3);
+        e->eps[0].addr = ip("10.180.2.6");
+        d2 = desired(t2);
+        assert_int_equal(ipvs_reconcile_partial(d, d2, term, 100, p), 0);
+        ops = ipvs_plan_ops(p);
+        assert_int_equal(ipvs_plan_count(p), 3);
+        i = op_find(p, IPVS_OP_DEST_EDIT, &web, &web_ep);
+        assert_int_equal(ops[i].dest->weight, 0);
+        op_find(p, IPVS_OP_DEST_DEL, &dns, &dns_old);
+        op_find(p, IPVS_OP_DEST_ADD, &dns, &dns_new);
+        assert_true(ipvs_term_find(term, &web, &web_ep, &since));
+        assert_int_equal(since, 100);
+        assert_int_equal(ipvs_term_count(term), 1);
+        state_apply(s, p);
+        ipvs_plan_free(p);
+
+        /* A full sync while it drains: nothing to do, the drain keeps its start. */
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_full(d2, s, term, 200, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 0);
+        assert_true(ipvs_term_find(term, &web, &web_ep, &since));
+        assert_int_equal(since, 100);
+        ipvs_plan_free(p);
+
+        /* Drained: the next full sync deletes it. */
+        state_dest(state_find(s, &web), &web_ep)->active_conns = 0;
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_full(d2, s, term, 300, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 1);
+        op_find(p, IPVS_OP_DEST_DEL, &web, &web_ep);
+        assert_int_equal(ipvs_term_count(term), 0);
+        state_apply(s, p);
+        ipvs_plan_free(p);
+
+        /* lb's LB VIP (eTP Local) loses its only local endpoint 10.180.0.3:
+         * connections never end, so the bound does it. */
+        t3 = tb_share(t2);
+        e = tb_unshare(t3, 1);
+        e->eps[0].local = false;
+        drop_ep(e, 0);
+        tb_ep(e, "10.180.0.3", 8443, false); /* still a Cluster endpoint: ClusterIP keeps it */
+        d3 = desired(t3);
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_partial(d2, d3, term, 1000, p), 0);
+        /* The three external virtual servers (LB VIP, externalIP, NodePort)
+         * quiesce it; the ClusterIP, on Cluster endpoints, keeps it. */
+        assert_int_equal(ipvs_plan_count(p), 3);
+        op_find(p, IPVS_OP_DEST_EDIT, &lb_ext, &lb_ep);
+        assert_int_equal(ipvs_term_count(term), 3);
+        assert_false(ipvs_term_find(term, &lb, &lb_ep, NULL));
+        state_apply(s, p);
+        ipvs_plan_free(p);
+
+        /* Not yet: a full sync 899 s later keeps them. */
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_full(d3, s, term, 1000 + IPVS_TERM_DEFAULT_TIMEOUT - 1, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 0);
+        assert_int_equal(ipvs_term_count(term), 3);
+        ipvs_plan_free(p);
+        /* A partial sync past the bound deletes them without a dump. */
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_partial(d3, d3, term, 1000 + IPVS_TERM_DEFAULT_TIMEOUT, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 3);
+        assert_int_equal(op_count(p, IPVS_OP_DEST_DEL), 3);
+        op_find(p, IPVS_OP_DEST_DEL, &lb_ext, &lb_ep);
+        assert_int_equal(ipvs_term_count(term), 0);
+        state_apply(s, p);
+        ipvs_plan_free(p);
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_full(d3, s, term, 5000, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 0);
+        ipvs_plan_free(p);
+
+        /* web's endpoint goes and comes back while draining: weight back, no add. */
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_partial(d, d2, term, 6000, p), 0);
+        ipvs_plan_free(p);
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_partial(d2, d, term, 6001, p), 0);
+        ops = ipvs_plan_ops(p);
+        i = op_find(p, IPVS_OP_DEST_EDIT, &web, &web_ep);
+        assert_int_equal(ops[i].dest->weight, 1);
+        assert_int_equal(op_count(p, IPVS_OP_DEST_ADD), 1); /* dns's endpoint: UDP, it was deleted */
+        assert_false(ipvs_term_find(term, &web, &web_ep, NULL));
+        ipvs_plan_free(p);
+
+        /* A service deleted while its real servers drain takes them along. */
+        t4 = tb_share(t2);
+        tb_unshare(t4, 0)->internal = TBL_REJECT;
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_partial(d, d2, term, 7000, p), 0);
+        assert_int_equal(ipvs_term_count(term), 1);
+        ipvs_plan_free(p);
+        d4 = desired(t4);
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_partial(d2, d4, term, 7001, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 1);
+        op_find(p, IPVS_OP_SERVICE_DEL, &web, NULL);
+        assert_int_equal(ipvs_term_count(term), 0);
+        ipvs_plan_free(p);
+
+        ipvs_term_free(term);
+        ipvs_state_free(s);
+        ipvs_desired_free(d);
+        ipvs_desired_free(d2);
+        ipvs_desired_free(d3);
+        ipvs_desired_free(d4);
+        table_free(t);
+        table_free(t2);
+        table_free(t3);
+        table_free(t4);
+}
+
+static void test_full_other_family(void **state)
+{
+        struct table *t = sample_table();
+        struct ipvs_desired *d;
+        struct ipvs_state *s = NULL;
+        struct ipvs_plan *p = plan_new();
+        struct ipvs_term *term = term_new();
+        struct ipvs_service v6 = key(IPPROTO_TCP, "2001:db8::99", 80), v4 = key(IPPROTO_TCP, "10.1.1.1", 80),
+                            fw = { .af = AF_INET, .fwmark = 7 };
+        (void)state;
+
+        /* IPv4 only: IPv6 services belong to someone else; IPv4 ones, even
+         * fwmark services, are ours. */
+        t->family_enabled[1] = false;
+        d = desired(t);
+        assert_int_equal(ipvs_state_new(&s), 0);
+        assert_int_equal(ipvs_state_add_service(s, &v6), 0);
+        assert_int_equal(ipvs_state_add_service(s, &v4), 0);
+        assert_int_equal(ipvs_state_add_service(s, &fw), 0);
+        assert_int_equal(ipvs_reconcile_full(d, s, term, 1, p), 0);
+        assert_int_equal(op_count(p, IPVS_OP_SERVICE_DEL), 2);
+        op_find(p, IPVS_OP_SERVICE_DEL, &v4, NULL);
+        op_find(p, IPVS_OP_SERVICE_DEL, &fw, NULL);
+        ipvs_plan_free(p);
+        ipvs_term_free(term);
+        ipvs_state_free(s);
+        ipvs_desired_free(d);
+        table_free(t);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_desired_sample), cmocka_unit_test(test_desired_options),
+                cmocka_unit_test(test_full_from_empty), cmocka_unit_test(test_full_identical),
+                cmocka_unit_test(test_full_drifted), cmocka_unit_test(test_full_other_family),
+                cmocka_unit_test(test_partial_unchanged), cmocka_unit_test(test_partial_and_termination),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
