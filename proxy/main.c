@@ -11,6 +11,8 @@
 #include "k8s.h"
 #include "backend.h"
 #include "conntrack.h"
+#include "ipvs_nl.h"
+#include "daemon.h"
 #include "log.h"
 #include "manifest.h"
 #include "model.h"
@@ -97,103 +99,6 @@ static int render(const struct options *o, const struct table *t, FILE *out)
         return -EINVAL;
 }
 
-static int dns_cmp(const void *a, const void *b)
-{
-        const struct tbl_dns *x = *(const struct tbl_dns *const *) a, *y = *(const struct tbl_dns *const *) b;
-        int c = strcmp(x->name, y->name);
-
-        return c ? c : ipaddr_cmp(&x->addr, &y->addr);
-}
-
-/* Written beside the target and renamed over it, so that a resolver never
- * reads half a file. */
-static int write_hosts_file(const char *path, const struct table *t)
-{
-        const struct tbl_dns **recs = NULL;
-        char *tmp = NULL, *dircopy = NULL;
-        FILE *f = NULL;
-        int fd = -1, r = 0;
-
-        if (t->n_dns) {
-                recs = calloc(t->n_dns, sizeof(*recs));
-                if (!recs)
-                        return -ENOMEM;
-                for (size_t i = 0; i < t->n_dns; i++)
-                        recs[i] = &t->dns[i];
-                qsort(recs, t->n_dns, sizeof(*recs), dns_cmp);
-        }
-        if (asprintf(&tmp, "%s.XXXXXX", path) < 0) {
-                tmp = NULL;
-                r = -ENOMEM;
-                goto out;
-        }
-        fd = mkostemp(tmp, O_CLOEXEC);
-        if (fd < 0) {
-                r = -errno;
-                free(tmp);
-                tmp = NULL;
-                goto out;
-        }
-        if (fchmod(fd, 0644) < 0) {
-                r = -errno;
-                goto out;
-        }
-        f = fdopen(fd, "w");
-        if (!f) {
-                r = -errno;
-                goto out;
-        }
-        fd = -1;
-        fputs("# Records of headless Services, written by nlproxy. Changes are overwritten.\n", f);
-        for (size_t i = 0; i < t->n_dns; i++) {
-                char buf[IPADDR_STRLEN];
-
-                fprintf(f, "%s\t%s\n", ipaddr_format(&recs[i]->addr, buf), recs[i]->name);
-        }
-        if (fflush(f) != 0 || ferror(f)) {
-                r = errno ? -errno : -EIO;
-                goto out;
-        }
-        if (fsync(fileno(f)) < 0) {
-                r = -errno;
-                goto out;
-        }
-        if (fclose(f) != 0) {
-                f = NULL;
-                r = -errno;
-                goto out;
-        }
-        f = NULL;
-        if (rename(tmp, path) < 0) {
-                r = -errno;
-                goto out;
-        }
-        /* The rename is durable only once the directory is synced. */
-        dircopy = strdup(path);
-        if (dircopy) {
-                int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-                if (dfd >= 0) {
-                        fsync(dfd);
-                        close(dfd);
-                }
-        }
-        free(tmp);
-        tmp = NULL;
-out:
-        if (f)
-                fclose(f);
-        if (fd >= 0)
-                close(fd);
-        if (tmp) {
-                unlink(tmp);
-                free(tmp);
-        }
-        free(dircopy);
-        free(recs);
-        return r;
-}
-
 static int finish_stdout(void)
 {
         if (fflush(stdout) != 0 || ferror(stdout)) {
@@ -223,7 +128,7 @@ static int run_dry(const struct options *o)
         if (r < 0)
                 log_error("rendering %s output: %s", opt_output_name(o->output), strerror(-r));
         if (ret == EXIT_SUCCESS && o->headless_hosts_file) {
-                r = write_hosts_file(o->headless_hosts_file, t);
+                r = daemon_hosts_write(o->headless_hosts_file, t);
                 if (r < 0) {
                         log_error("writing %s: %s", o->headless_hosts_file, strerror(-r));
                         ret = EXIT_FAILURE;
@@ -236,14 +141,19 @@ static int run_dry(const struct options *o)
 
 /* Which backend programs the kernel. IPVS is not built yet; auto settles on
  * nftables, which every supported kernel has. */
+/* --mode auto takes IPVS when the kernel has the IPVS generic netlink
+ * family, nftables otherwise, and says which. */
 static const struct backend_ops *pick_backend(const struct options *o)
 {
-        if (o->mode == OPT_MODE_IPVS) {
-                log_error("the IPVS backend is not built yet (issue 4); use --mode nftables");
-                return NULL;
+        if (o->mode == OPT_MODE_IPVS)
+                return &backend_ipvs_ops;
+        if (o->mode == OPT_MODE_NFTABLES)
+                return &backend_nftables_ops;
+        if (ipvs_nl_available()) {
+                log_info("mode auto: the kernel has IPVS: using the ipvs backend");
+                return &backend_ipvs_ops;
         }
-        if (o->mode == OPT_MODE_AUTO)
-                log_info("mode auto: using the nftables backend");
+        log_info("mode auto: no IPVS in this kernel: using the nftables backend");
         return &backend_nftables_ops;
 }
 
@@ -279,7 +189,7 @@ static int run_once(const struct options *o)
                 goto out;
         }
         log_info("programmed %zu service ports with %s", t->n_svcs, ops->name);
-        if (o->headless_hosts_file && (r = write_hosts_file(o->headless_hosts_file, t)) < 0) {
+        if (o->headless_hosts_file && (r = daemon_hosts_write(o->headless_hosts_file, t)) < 0) {
                 log_error("writing %s: %s", o->headless_hosts_file, strerror(-r));
                 goto out;
         }
@@ -300,26 +210,36 @@ out:
         return ret;
 }
 
+/* --cleanup removes what either mode created: the nftables tables always,
+ * IPVS services and kube-ipvs0 when the kernel has IPVS. */
 static int run_cleanup(const struct options *o)
 {
-        struct backend *b = NULL;
-        char err[BACKEND_ERRLEN];
-        int r;
+        const struct backend_ops *all[] = { &backend_nftables_ops, &backend_ipvs_ops };
+        int ret = EXIT_SUCCESS;
 
         (void)o;
-        r = backend_nftables_ops.open(&b);
-        if (r < 0) {
-                log_error("opening the nftables backend: %s", strerror(-r));
-                return EXIT_FAILURE;
+        for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
+                struct backend *b = NULL;
+                char err[BACKEND_ERRLEN];
+                int r = all[i]->open(&b);
+
+                if (r < 0) {
+                        if (all[i] == &backend_ipvs_ops && (r == -ENOENT || r == -EPROTONOSUPPORT))
+                                continue; /* no IPVS here: nothing of ours to remove */
+                        log_error("opening the %s backend: %s", all[i]->name, strerror(-r));
+                        ret = EXIT_FAILURE;
+                        continue;
+                }
+                r = b->ops->cleanup(b, err);
+                b->ops->close(b);
+                if (r < 0) {
+                        log_error("removing nlproxy's %s rules: %s", all[i]->name, err);
+                        ret = EXIT_FAILURE;
+                } else {
+                        log_info("removed nlproxy's %s rules", all[i]->name);
+                }
         }
-        r = b->ops->cleanup(b, err);
-        b->ops->close(b);
-        if (r < 0) {
-                log_error("removing nlproxy's rules: %s", err);
-                return EXIT_FAILURE;
-        }
-        log_info("removed nlproxy's nftables tables");
-        return EXIT_SUCCESS;
+        return ret;
 }
 
 static const char *fmt_hostport(const struct ipaddr *a, uint16_t port, char *buf, size_t len)
@@ -469,6 +389,15 @@ int main(int argc, char **argv)
                 ret = run_once(&o);
                 goto out;
         }
+        /* --- the long-running daemon (proxy/daemon.c): --manifests for now,
+         * the API watcher (issue 5) later. --- */
+        if (!o.dry_run && o.n_manifests) {
+                const struct backend_ops *ops = pick_backend(&o);
+
+                ret = ops ? daemon_run(&o, ops) : EXIT_FAILURE;
+                goto out;
+        }
+        /* --- end of the daemon dispatch --- */
         if (!o.dry_run) {
                 fprintf(stderr, "nlproxy: %s\n", daemon_msg);
                 ret = EXIT_FAILURE;

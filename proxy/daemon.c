@@ -1,0 +1,1553 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <libgen.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conntrack.h"
+#include "daemon.h"
+#include "httpd.h"
+#include "k8s.h"
+#include "log.h"
+#include "manifest.h"
+#include "metrics.h"
+#include "model.h"
+#include "render.h"
+#include "table.h"
+
+#define NS_PER_MS 1000000ull
+#define NS_PER_S 1000000000ull
+#define NEVER UINT64_MAX
+/* A failed sync is retried after 1 s, doubling up to 30 s: a kernel that
+ * refuses a batch is not hammered, and recovery is still quick. */
+#define BACKOFF_MIN_NS (1 * NS_PER_S)
+#define BACKOFF_MAX_NS (30 * NS_PER_S)
+/* Editors and kubelet's ConfigMap updates touch a file several times in a
+ * row: wait for a quiet moment, but never longer than the cap. */
+#define RELOAD_QUIET_NS (200 * NS_PER_MS)
+#define RELOAD_MAX_DELAY_NS (2 * NS_PER_S)
+#define HC_MAX_ADDRS 8
+#define MAX_EVENTS 32
+
+enum src_kind { SRC_SIGNAL, SRC_INOTIFY, SRC_HTTP };
+
+/* What an epoll event points at. Embedded in objects that do not move. */
+struct source {
+        enum src_kind kind;
+        struct httpd *h;
+};
+
+/* One healthCheckNodePort server: a listener per node address. */
+struct hc {
+        struct daemon *d;
+        char *ns, *name;
+        uint16_t port;
+        size_t local_eps;
+        struct ipaddr *ep_addrs; /* local ready endpoint addresses, unique */
+        size_t n_ep_addrs, cap_ep_addrs;
+        unsigned gen;
+        struct source src[HC_MAX_ADDRS];
+        size_t n_src;
+};
+
+enum watch_kind { W_DIR, W_PARENT, W_SELF };
+
+struct watch {
+        int wd;
+        enum watch_kind kind;
+        char *base; /* W_PARENT: the file name watched for in its directory */
+};
+
+struct changes {
+        size_t added, changed, removed, endpoints;
+};
+
+struct daemon {
+        const struct options *o;
+        const struct backend_ops *ops;
+        uint64_t (*clock)(void *data);
+        void *clock_data;
+        uint64_t mono0;  /* clock at start, and the wall time then: wall = wall0 + (now - mono0) */
+        double wall0;
+        int epfd, sigfd, inofd;
+        sigset_t oldmask;
+        bool masked;
+        struct source sig_src, ino_src;
+        struct backend *b;
+        struct ct_sock *ct;
+
+        struct model *model;
+        struct nodectx node;
+        struct table *table;      /* the newest table computed */
+        const struct table *ct_table, *hosts_table; /* what conntrack and the hosts file last saw */
+        bool dirty;               /* the model changed since the table was computed */
+        bool recompute;           /* ... and the dirty set does not say how: table_compute */
+
+        /* The sync runner. */
+        bool attempted, need_full, failing, unapplied;
+        uint64_t last_attempt, last_full_ok, retry_at, backoff;
+        uint64_t min_ns, period_ns;
+        struct changes pending_changes;
+
+        /* Health, as kube-proxy's ProxierHealthServer. */
+        bool queued;
+        uint64_t oldest_queued;
+        bool updated;
+        uint64_t last_updated;
+
+        /* Reload debounce. */
+        uint64_t reload_at, reload_first;
+        struct watch *watches;
+        size_t n_watches;
+
+        /* Network programming latency: trigger times (wall seconds) of slices
+         * changed since the last successful sync. */
+        double *triggers;
+        size_t n_triggers, cap_triggers;
+
+        struct metrics *metrics;
+        struct metric *m_sync, *m_full, *m_partial, *m_last_ts, *m_last_queued, *m_netprog, *m_ep_changes,
+                *m_svc_changes, *m_no_local, *m_failures, *m_healthz, *m_livez, *m_build, *m_start, *m_cpu, *m_rss;
+
+        struct source healthz_src, metrics_src;
+        struct hc **hcs;
+        size_t n_hcs;
+        unsigned hc_gen;
+        const struct ipaddr *hc_addr;
+
+        bool stop;
+};
+
+static uint64_t mono_clock(void *data)
+{
+        struct timespec ts;
+
+        (void)data;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t now_ns(const struct daemon *d) { return d->clock(d->clock_data); }
+
+static double wall_at(const struct daemon *d, uint64_t mono)
+{
+        return d->wall0 + ((double)mono - (double)d->mono0) / 1e9;
+}
+
+static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+static uint64_t add_sat(uint64_t a, uint64_t b) { return a > NEVER - b ? NEVER : a + b; }
+
+/* ---- loading ---- */
+
+static void manifest_warn(void *data, const char *msg)
+{
+        (void)data;
+        log_warn("%s", msg);
+}
+
+static int load_model(const struct options *o, struct model **ret)
+{
+        struct model *m;
+        int r;
+
+        r = model_new(&m);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < o->n_manifests; i++) {
+                struct manifest_stats st = {};
+
+                r = manifest_load_path(m, o->manifests[i], o->hostname, manifest_warn, NULL, &st);
+                if (r < 0) {
+                        log_error("cannot load manifests from %s: %s", o->manifests[i], strerror(-r));
+                        model_free(m);
+                        return r;
+                }
+                log_debug("%s: %zu services, %zu endpoint slices, %zu nodes, %zu skipped, %zu ignored",
+                          o->manifests[i], st.services, st.slices, st.nodes, st.skipped, st.ignored);
+        }
+        *ret = m;
+        return 0;
+}
+
+/* Flags first, then the Node object; pointers into o and d->model. */
+static void build_node(struct daemon *d)
+{
+        const struct k8s_node *kn = model_node_get(d->model);
+
+        memset(&d->node, 0, sizeof(d->node));
+        d->node.node_name = d->o->hostname;
+        if (kn)
+                d->node.zone = kn->zone;
+        for (int fi = 0; fi < 2; fi++) {
+                d->node.node_ip[fi] = d->o->node_ip[fi];
+                for (size_t i = 0; kn && !d->node.node_ip[fi].family && i < kn->n_addrs; i++)
+                        if (ipfam_index(kn->addrs[i].family) == fi)
+                                d->node.node_ip[fi] = kn->addrs[i];
+        }
+}
+
+/* "2006-01-02T15:04:05[.frac](Z|+07:00)" into seconds since the epoch. */
+static int parse_rfc3339(const char *s, double *ret)
+{
+        struct tm tm = {};
+        double frac = 0;
+        int n = 0, off = 0;
+        time_t t;
+
+        if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour, &tm.tm_min,
+                   &tm.tm_sec, &n) != 6 || n == 0)
+                return -EINVAL;
+        s += n;
+        if (*s == '.') {
+                double scale = 0.1;
+
+                for (s++; *s >= '0' && *s <= '9'; s++, scale /= 10)
+                        frac += (*s - '0') * scale;
+        }
+        if (*s == '+' || *s == '-') {
+                int hh, mm;
+
+                if (sscanf(s + 1, "%2d:%2d", &hh, &mm) != 2)
+                        return -EINVAL;
+                off = (hh * 60 + mm) * 60 * (*s == '-' ? -1 : 1);
+        } else if (*s != 'Z' && *s != 'z')
+                return -EINVAL;
+        tm.tm_year -= 1900;
+        tm.tm_mon -= 1;
+        t = timegm(&tm);
+        if (t == (time_t)-1)
+                return -EINVAL;
+        *ret = (double)t - off + frac;
+        return 0;
+}
+
+static void trigger_add(struct daemon *d, double when)
+{
+        if (d->n_triggers == d->cap_triggers) {
+                size_t cap = d->cap_triggers ? 2 * d->cap_triggers : 16;
+                double *n = realloc(d->triggers, cap * sizeof(*n));
+
+                if (!n)
+                        return; /* a lost latency sample is not worth failing a reload */
+                d->triggers = n;
+                d->cap_triggers = cap;
+        }
+        d->triggers[d->n_triggers++] = when;
+}
+
+struct trigger_walk {
+        struct daemon *d;
+        const struct model *old;
+};
+
+/* A slice whose last-change-trigger-time is new carries a change the
+ * endpoints controller made at that time: the network programming latency
+ * runs from it to the sync that applies it. */
+static int trigger_svc_cb(const struct k8s_service *svc, void *data)
+{
+        struct trigger_walk *w = data;
+        const struct k8s_endpoint_slice *const *ns, *const *os = NULL;
+        size_t n = model_slices_for(w->d->model, svc->ns, svc->name, &ns);
+        size_t on = model_slices_for(w->old, svc->ns, svc->name, &os);
+
+        for (size_t i = 0; i < n; i++) {
+                bool seen = false;
+                double when;
+
+                if (!ns[i]->trigger_time)
+                        continue;
+                for (size_t j = 0; j < on && !seen; j++)
+                        seen = strcmp(os[j]->name, ns[i]->name) == 0 && os[j]->trigger_time &&
+                               strcmp(os[j]->trigger_time, ns[i]->trigger_time) == 0;
+                if (!seen && parse_rfc3339(ns[i]->trigger_time, &when) == 0)
+                        trigger_add(w->d, when);
+        }
+        return 0;
+}
+
+/* ---- the sync runner ---- */
+
+static void queue_change(struct daemon *d)
+{
+        uint64_t now = now_ns(d);
+
+        d->dirty = true;
+        if (!d->queued) {
+                d->queued = true;
+                d->oldest_queued = now;
+        }
+        metric_set(d->m_last_queued, NULL, wall_at(d, now));
+}
+
+void daemon_queue(struct daemon *d) { queue_change(d); }
+
+static uint64_t sync_deadline(const struct daemon *d)
+{
+        uint64_t t = NEVER;
+
+        if (!d->attempted)
+                return 0;
+        if (d->failing)
+                t = d->retry_at;
+        else {
+                if (d->period_ns)
+                        t = add_sat(d->last_full_ok, d->period_ns);
+                if (d->dirty || d->unapplied)
+                        t = min_u64(t, d->last_attempt);
+        }
+        /* Whatever asks for it, syncs start at least min-sync-period apart. */
+        return t == NEVER ? NEVER : max_u64(t, add_sat(d->last_attempt, d->min_ns));
+}
+
+static int svc_ptr_order(const void *a, const void *b)
+{
+        const struct tbl_svc *x = *(const struct tbl_svc *const *)a, *y = *(const struct tbl_svc *const *)b;
+        int c = strcmp(x->ns, y->ns);
+
+        if (!c)
+                c = strcmp(x->name, y->name);
+        return c ? c : tbl_svc_cmp(x, y);
+}
+
+static int same_service(const struct tbl_svc *a, const struct tbl_svc *b)
+{
+        int c = strcmp(a->ns, b->ns);
+
+        return c ? c : strcmp(a->name, b->name);
+}
+
+static bool spec_equal(const struct tbl_svc *a, const struct tbl_svc *b)
+{
+        if (tbl_svc_cmp(a, b) || strcmp(a->port_name ? a->port_name : "", b->port_name ? b->port_name : "") ||
+            a->node_port != b->node_port || a->health_check_node_port != b->health_check_node_port ||
+            a->n_vips != b->n_vips || a->n_source_ranges != b->n_source_ranges ||
+            a->source_ranges_allow_lb != b->source_ranges_allow_lb || a->etp_local != b->etp_local ||
+            a->itp_local != b->itp_local || a->ext_accessible != b->ext_accessible ||
+            a->affinity_timeout != b->affinity_timeout || a->clashed != b->clashed)
+                return false;
+        for (size_t i = 0; i < a->n_vips; i++)
+                if (!ipaddr_equal(&a->vips[i].addr, &b->vips[i].addr) || a->vips[i].kind != b->vips[i].kind)
+                        return false;
+        for (size_t i = 0; i < a->n_source_ranges; i++)
+                if (!ipaddr_equal(&a->source_ranges[i].addr, &b->source_ranges[i].addr) ||
+                    a->source_ranges[i].prefix != b->source_ranges[i].prefix)
+                        return false;
+        return true;
+}
+
+static bool eps_equal(const struct tbl_svc *a, const struct tbl_svc *b)
+{
+        if (a->n_eps != b->n_eps || a->n_cluster_eps != b->n_cluster_eps || a->n_local_eps != b->n_local_eps ||
+            a->has_endpoints != b->has_endpoints || a->internal != b->internal || a->external != b->external)
+                return false;
+        for (size_t i = 0; i < a->n_eps; i++) {
+                const struct tbl_endpoint *x = &a->eps[i], *y = &b->eps[i];
+
+                if (!ipaddr_equal(&x->addr, &y->addr) || x->port != y->port || x->local != y->local ||
+                    x->ready != y->ready || x->serving != y->serving || x->terminating != y->terminating)
+                        return false;
+        }
+        return (!a->n_cluster_eps || !memcmp(a->cluster_eps, b->cluster_eps, a->n_cluster_eps * sizeof(uint32_t))) &&
+               (!a->n_local_eps || !memcmp(a->local_eps, b->local_eps, a->n_local_eps * sizeof(uint32_t)));
+}
+
+static int sort_by_service(const struct table *t, const struct tbl_svc ***ret)
+{
+        const struct tbl_svc **v = calloc(t && t->n_svcs ? t->n_svcs : 1, sizeof(*v));
+
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; t && i < t->n_svcs; i++)
+                v[i] = &t->svcs[i];
+        if (t)
+                qsort(v, t->n_svcs, sizeof(*v), svc_ptr_order);
+        *ret = v;
+        return 0;
+}
+
+static bool group_has_eps(const struct tbl_svc *const *v, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (v[i]->n_eps)
+                        return true;
+        return false;
+}
+
+/* Services (namespace/name) added, changed and removed between two tables,
+ * and how many of them saw their endpoints change: the log line of a sync
+ * and the *_changes_total counters. Entries shared by table_update are
+ * equal by pointer. */
+static void count_changes(const struct table *o, const struct table *n, struct changes *c)
+{
+        const struct tbl_svc **ov = NULL, **nv = NULL;
+        size_t on = o ? o->n_svcs : 0, nn = n->n_svcs, i = 0, j = 0;
+
+        if (sort_by_service(o, &ov) < 0 || sort_by_service(n, &nv) < 0)
+                goto out;
+        while (i < on || j < nn) {
+                size_t gi = i, gj = j;
+                int cmp = i == on ? 1 : j == nn ? -1 : same_service(ov[i], nv[j]);
+
+                if (cmp <= 0)
+                        while (gi < on && same_service(ov[gi], ov[i]) == 0)
+                                gi++;
+                if (cmp >= 0)
+                        while (gj < nn && same_service(nv[gj], nv[j]) == 0)
+                                gj++;
+                if (cmp < 0) {
+                        c->removed++;
+                        c->endpoints += group_has_eps(&ov[i], gi - i);
+                } else if (cmp > 0) {
+                        c->added++;
+                        c->endpoints += group_has_eps(&nv[j], gj - j);
+                } else if (gi - i != gj - j) {
+                        c->changed++;
+                        c->endpoints++;
+                } else {
+                        bool spec = true, eps = true;
+
+                        for (size_t k = 0; k < gi - i; k++) {
+                                if (ov[i + k]->shared && ov[i + k]->shared == nv[j + k]->shared)
+                                        continue;
+                                spec = spec && spec_equal(ov[i + k], nv[j + k]);
+                                eps = eps && eps_equal(ov[i + k], nv[j + k]);
+                        }
+                        c->changed += !spec;
+                        c->endpoints += !eps;
+                }
+                i = gi;
+                j = gj;
+        }
+out:
+        free(ov);
+        free(nv);
+}
+
+static void hc_sync(struct daemon *d);
+
+static int compute_table(struct daemon *d, struct changes *c)
+{
+        struct model_key *keys = NULL;
+        struct table *t = NULL;
+        size_t n_keys = 0;
+        int r, taken;
+
+        taken = model_dirty_take(d->model, &keys, &n_keys);
+        if (taken < 0)
+                return taken;
+        if (d->recompute || taken == 1 || !d->table)
+                r = table_compute(d->model, &d->node, &d->o->proxy, &t);
+        else
+                r = table_update(d->table, d->model, &d->node, &d->o->proxy, keys, n_keys, &t);
+        model_keys_free(keys, n_keys);
+        if (r < 0)
+                return r;
+        count_changes(d->table, t, c);
+        table_free(d->table);
+        d->table = t;
+        d->dirty = d->recompute = false;
+        metric_add(d->m_svc_changes, NULL, (double)(c->added + c->changed + c->removed));
+        metric_add(d->m_ep_changes, NULL, (double)c->endpoints);
+        metric_set(d->m_no_local, "internal", (double)t->n_no_local_internal);
+        metric_set(d->m_no_local, "external", (double)t->n_no_local_external);
+        /* kube-proxy updates its health check servers in every sync from the
+         * desired state, whether or not the kernel then accepts it. */
+        hc_sync(d);
+        return 0;
+}
+
+static void after_sync(struct daemon *d, bool full)
+{
+        int r;
+
+        if (d->ct && (full || d->ct_table != d->table)) {
+                size_t deleted = 0;
+
+                r = ct_udp_cleanup(d->ct, d->table, &deleted);
+                if (r < 0)
+                        log_warn("clearing stale UDP conntrack entries: %s", strerror(-r));
+                else if (deleted)
+                        log_info("deleted %zu stale UDP conntrack entries", deleted);
+                d->ct_table = d->table;
+        }
+        if (d->o->headless_hosts_file && (full || d->hosts_table != d->table)) {
+                r = daemon_hosts_write(d->o->headless_hosts_file, d->table);
+                if (r < 0)
+                        log_error("writing %s: %s", d->o->headless_hosts_file, strerror(-r));
+                else
+                        d->hosts_table = d->table;
+        }
+}
+
+static void sync_now(struct daemon *d, uint64_t now)
+{
+        bool full = !d->attempted || d->need_full || (d->period_ns && now >= add_sat(d->last_full_ok, d->period_ns));
+        struct changes *c = &d->pending_changes;
+        char err[BACKEND_ERRLEN] = "";
+        uint64_t start, end;
+        double secs;
+        int r = 0;
+
+        d->attempted = true;
+        d->last_attempt = now;
+        start = now_ns(d);
+        if (d->dirty || !d->table) {
+                r = compute_table(d, c);
+                if (r < 0)
+                        snprintf(err, sizeof(err), "computing the service table: %s", strerror(-r));
+                else
+                        d->unapplied = true;
+        }
+        if (r == 0 && d->b) {
+                r = d->b->ops->sync(d->b, d->table, full, err);
+                if (r < 0 && !err[0])
+                        snprintf(err, sizeof(err), "%s", strerror(-r));
+        }
+        end = now_ns(d);
+        secs = (double)(end - start) / 1e9;
+        if (r < 0) {
+                d->need_full = d->failing = true;
+                d->backoff = d->backoff ? min_u64(2 * d->backoff, BACKOFF_MAX_NS) : BACKOFF_MIN_NS;
+                d->retry_at = now + d->backoff;
+                metric_add(d->m_failures, NULL, 1);
+                log_error("%s sync failed, retrying in %llu ms (full): %s", full ? "full" : "partial",
+                          (unsigned long long)(d->backoff / NS_PER_MS), err);
+                return;
+        }
+        d->need_full = d->failing = d->unapplied = false;
+        d->backoff = 0;
+        if (full)
+                d->last_full_ok = now;
+        d->queued = false;
+        d->updated = true;
+        d->last_updated = end;
+        metric_observe(d->m_sync, NULL, secs);
+        metric_observe(full ? d->m_full : d->m_partial, NULL, secs);
+        metric_set(d->m_last_ts, NULL, wall_at(d, end));
+        for (size_t i = 0; i < d->n_triggers; i++)
+                if (wall_at(d, end) >= d->triggers[i])
+                        metric_observe(d->m_netprog, NULL, wall_at(d, end) - d->triggers[i]);
+        d->n_triggers = 0;
+        if (c->added || c->changed || c->removed || c->endpoints || full)
+                log_msg(c->added || c->changed || c->removed || c->endpoints ? LOG_LVL_INFO : LOG_LVL_DEBUG,
+                        "%s%s sync of %zu service ports in %.3f s: services %zu added, %zu changed, %zu removed; "
+                        "endpoints changed for %zu",
+                        d->b ? "" : "dry-run ", full ? "full" : "partial", d->table->n_svcs, secs, c->added,
+                        c->changed, c->removed, c->endpoints);
+        memset(c, 0, sizeof(*c));
+        after_sync(d, full);
+}
+
+/* ---- reload and inotify ---- */
+
+static void watch_clear(struct daemon *d)
+{
+        for (size_t i = 0; i < d->n_watches; i++)
+                free(d->watches[i].base);
+        free(d->watches);
+        d->watches = NULL;
+        d->n_watches = 0;
+}
+
+static void watch_add(struct daemon *d, const char *path, enum watch_kind kind, const char *base)
+{
+        uint32_t mask = kind == W_SELF ? IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF
+                                       : IN_CLOSE_WRITE | IN_MODIFY | IN_ATTRIB | IN_CREATE | IN_DELETE |
+                                                 IN_MOVED_FROM | IN_MOVED_TO | IN_ONLYDIR;
+        struct watch *n;
+        int wd = inotify_add_watch(d->inofd, path, mask);
+
+        if (wd < 0) {
+                log_warn("cannot watch %s for changes (reload with SIGHUP): %s", path, strerror(errno));
+                return;
+        }
+        n = realloc(d->watches, (d->n_watches + 1) * sizeof(*n));
+        if (!n)
+                return;
+        d->watches = n;
+        n[d->n_watches] = (struct watch){ .wd = wd, .kind = kind, .base = base ? strdup(base) : NULL };
+        if (base && !n[d->n_watches].base)
+                return;
+        d->n_watches++;
+}
+
+/* A file is watched through its directory too: editors and kubelet replace
+ * files by rename, which a watch on the old inode would not see. */
+static void watch_all(struct daemon *d)
+{
+        if (d->inofd < 0)
+                return;
+        watch_clear(d);
+        for (size_t i = 0; i < d->o->n_manifests; i++) {
+                const char *p = d->o->manifests[i];
+                char *dcopy, *bcopy;
+                struct stat st;
+
+                if (stat(p, &st) == 0 && S_ISDIR(st.st_mode)) {
+                        watch_add(d, p, W_DIR, NULL);
+                        continue;
+                }
+                dcopy = strdup(p);
+                bcopy = strdup(p);
+                if (dcopy && bcopy) {
+                        watch_add(d, dirname(dcopy), W_PARENT, basename(bcopy));
+                        if (stat(p, &st) == 0)
+                                watch_add(d, p, W_SELF, NULL);
+                }
+                free(dcopy);
+                free(bcopy);
+        }
+}
+
+static bool has_suffix(const char *s, const char *suf)
+{
+        size_t a = strlen(s), b = strlen(suf);
+
+        return a >= b && strcmp(s + a - b, suf) == 0;
+}
+
+static bool event_matters(const struct daemon *d, const struct inotify_event *ev)
+{
+        const char *name = ev->len ? ev->name : "";
+        /* kubelet swaps a ConfigMap volume's "..data" symlink. */
+        bool configmap = strncmp(name, "..", 2) == 0;
+
+        if (ev->mask & IN_IGNORED)
+                return false;
+        for (size_t i = 0; i < d->n_watches; i++) {
+                const struct watch *w = &d->watches[i];
+
+                if (w->wd != ev->wd)
+                        continue;
+                if (w->kind == W_SELF)
+                        return true;
+                if (w->kind == W_PARENT && (configmap || strcmp(name, w->base) == 0))
+                        return true;
+                if (w->kind == W_DIR && (configmap || has_suffix(name, ".yaml") || has_suffix(name, ".yml") ||
+                                         has_suffix(name, ".json")))
+                        return true;
+        }
+        return false;
+}
+
+static void schedule_reload(struct daemon *d, uint64_t quiet)
+{
+        uint64_t now = now_ns(d);
+
+        if (d->reload_at == NEVER)
+                d->reload_first = now;
+        d->reload_at = min_u64(now + quiet, d->reload_first + RELOAD_MAX_DELAY_NS);
+}
+
+static void inotify_read(struct daemon *d)
+{
+        char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+        bool hit = false;
+
+        /* Bounded: the descriptor is non-blocking and each read drains up to
+         * a buffer's worth; the loop comes back if more is queued. */
+        for (int round = 0; round < 16; round++) {
+                ssize_t n = read(d->inofd, buf, sizeof(buf));
+
+                if (n <= 0)
+                        break;
+                for (char *p = buf; p < buf + n;) {
+                        const struct inotify_event *ev = (const struct inotify_event *)p;
+
+                        if (ev->mask & IN_Q_OVERFLOW)
+                                hit = true;
+                        else if (event_matters(d, ev))
+                                hit = true;
+                        p += sizeof(*ev) + ev->len;
+                }
+        }
+        if (hit)
+                schedule_reload(d, RELOAD_QUIET_NS);
+}
+
+int daemon_reload(struct daemon *d)
+{
+        struct trigger_walk w = { .d = d };
+        struct model *m = NULL;
+        int r;
+
+        r = load_model(d->o, &m);
+        watch_all(d); /* replaced files are new inodes */
+        if (r < 0) {
+                log_error("reloading the manifests failed; keeping the previous state");
+                return r;
+        }
+        w.old = d->model;
+        d->model = m;
+        model_service_foreach(m, trigger_svc_cb, &w);
+        model_free((struct model *)w.old);
+        build_node(d);
+        /* A fresh model has no dirty set relative to the old one: recompute
+         * the table from scratch; the backend's partial sync still diffs by
+         * content, so only the services that changed reach the kernel. */
+        d->recompute = true;
+        queue_change(d);
+        log_info("reloaded manifests: %zu services, %zu endpoint slices", model_service_count(m),
+                 model_slice_count(m));
+        return 0;
+}
+
+/* ---- health ---- */
+
+static bool proxy_healthy(const struct daemon *d, uint64_t now)
+{
+        /* kube-proxy's healthTimeout is 2 x syncPeriod. */
+        return !d->queued || now - d->oldest_queued < 2 * d->period_ns;
+}
+
+static bool node_eligible(const struct daemon *d)
+{
+        const struct k8s_node *kn = model_node_get(d->model);
+
+        return !kn || (!kn->deleting && !kn->tbd_taint);
+}
+
+/* Go's time.Time.String() in UTC: "2006-01-02 15:04:05.999999999 +0000 UTC". */
+static void go_time(double wall, bool zero, char *buf, size_t len)
+{
+        struct tm tm;
+        time_t s;
+        long ns;
+        char frac[16] = "";
+
+        if (zero) {
+                snprintf(buf, len, "0001-01-01 00:00:00 +0000 UTC");
+                return;
+        }
+        s = (time_t)wall;
+        ns = (long)((wall - (double)s) * 1e9);
+        if (ns < 0)
+                ns = 0;
+        if (ns > 999999999)
+                ns = 999999999;
+        gmtime_r(&s, &tm);
+        if (ns) {
+                int end;
+
+                snprintf(frac, sizeof(frac), ".%09ld", ns);
+                for (end = (int)strlen(frac); frac[end - 1] == '0'; end--)
+                        frac[end - 1] = '\0';
+        }
+        snprintf(buf, len, "%04d-%02d-%02d %02d:%02d:%02d%s +0000 UTC", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                 tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+}
+
+unsigned daemon_health(struct daemon *d, bool livez, char *body, size_t len)
+{
+        uint64_t now = now_ns(d);
+        bool healthy = proxy_healthy(d, now), eligible = node_eligible(d);
+        char last[64], cur[64];
+
+        if (!livez)
+                healthy = healthy && eligible;
+        go_time(wall_at(d, now), false, cur, sizeof(cur));
+        /* As kube-proxy: a healthy answer reports lastUpdated as now, for
+         * clients of the older semantics. */
+        if (healthy)
+                snprintf(last, sizeof(last), "%s", cur);
+        else
+                go_time(wall_at(d, d->last_updated), !d->updated, last, sizeof(last));
+        if (livez)
+                snprintf(body, len, "{\"lastUpdated\": \"%s\",\"currentTime\": \"%s\"}", last, cur);
+        else
+                snprintf(body, len, "{\"lastUpdated\": \"%s\",\"currentTime\": \"%s\", \"nodeEligible\": %s}", last,
+                         cur, eligible ? "true" : "false");
+        metric_add(livez ? d->m_livez : d->m_healthz, healthy ? "200" : "503", 1);
+        return healthy ? 200 : 503;
+}
+
+static void reply_text(struct httpd_reply *rep, unsigned status, const char *type, const char *text)
+{
+        rep->status = status;
+        rep->content_type = type;
+        rep->body = strdup(text);
+        rep->len = rep->body ? strlen(text) : 0;
+}
+
+static void healthz_handler(void *data, const char *path, struct httpd_reply *rep)
+{
+        struct daemon *d = data;
+        char body[256];
+
+        if (strcmp(path, "/healthz") != 0 && strcmp(path, "/livez") != 0) {
+                reply_text(rep, 404, "text/plain; charset=utf-8", "404 page not found\n");
+                return;
+        }
+        rep->status = daemon_health(d, strcmp(path, "/livez") == 0, body, sizeof(body));
+        reply_text(rep, rep->status, "application/json", body);
+}
+
+static void process_metrics(struct daemon *d)
+{
+        struct rusage ru;
+        long pages = 0, rss = 0;
+        FILE *f;
+
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+                metric_set(d->m_cpu, NULL,
+                           (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                                   (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+        f = fopen("/proc/self/statm", "re");
+        if (f) {
+                if (fscanf(f, "%ld %ld", &pages, &rss) == 2)
+                        metric_set(d->m_rss, NULL, (double)rss * (double)sysconf(_SC_PAGESIZE));
+                fclose(f);
+        }
+}
+
+int daemon_metrics_write(struct daemon *d, FILE *out)
+{
+        process_metrics(d);
+        return metrics_write(d->metrics, out);
+}
+
+static void stream_reply(struct httpd_reply *rep, const char *type, int (*fn)(void *, FILE *), void *arg)
+{
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+        int r;
+
+        if (!f)
+                return;
+        r = fn(arg, f);
+        if (fclose(f) != 0 || r < 0) {
+                free(buf);
+                return;
+        }
+        rep->content_type = type;
+        rep->body = buf;
+        rep->len = len;
+}
+
+static int write_metrics_cb(void *arg, FILE *f) { return daemon_metrics_write(arg, f); }
+
+static int write_table_cb(void *arg, FILE *f)
+{
+        struct daemon *d = arg;
+
+        if (!d->table) {
+                fputs("null\n", f);
+                return 0;
+        }
+        return render_json(d->table, f);
+}
+
+static void metrics_handler(void *data, const char *path, struct httpd_reply *rep)
+{
+        struct daemon *d = data;
+
+        if (strcmp(path, "/metrics") == 0)
+                stream_reply(rep, "text/plain; version=0.0.4; charset=utf-8", write_metrics_cb, d);
+        else if (strcmp(path, "/debug/table") == 0)
+                stream_reply(rep, "application/json", write_table_cb, d);
+        else if (strcmp(path, "/healthz") == 0)
+                reply_text(rep, 200, "text/plain; charset=utf-8", "ok");
+        else if (strcmp(path, "/proxyMode") == 0)
+                reply_text(rep, 200, "text/plain; charset=utf-8", d->b ? d->b->ops->name : "dry-run");
+        else
+                reply_text(rep, 404, "text/plain; charset=utf-8", "404 page not found\n");
+}
+
+/* ---- healthCheckNodePort servers ---- */
+
+static void json_str(FILE *f, const char *s)
+{
+        fputc('"', f);
+        for (; *s; s++) {
+                if (*s == '"' || *s == '\\')
+                        fprintf(f, "\\%c", *s);
+                else if ((unsigned char)*s < 0x20)
+                        fprintf(f, "\\u%04x", *s);
+                else
+                        fputc(*s, f);
+        }
+        fputc('"', f);
+}
+
+static int write_hc_cb(void *arg, FILE *f)
+{
+        struct hc *hc = arg;
+        bool healthy = proxy_healthy(hc->d, now_ns(hc->d));
+
+        /* kube-proxy's body, dedented, byte for byte. */
+        fputs("{\n\t\"service\": {\n\t\t\"namespace\": ", f);
+        json_str(f, hc->ns);
+        fputs(",\n\t\t\"name\": ", f);
+        json_str(f, hc->name);
+        fprintf(f, "\n\t},\n\t\"localEndpoints\": %zu,\n\t\"serviceProxyHealthy\": %s\n}", hc->local_eps,
+                healthy ? "true" : "false");
+        return 0;
+}
+
+static void hc_handler(void *data, const char *path, struct httpd_reply *rep)
+{
+        struct hc *hc = data;
+
+        (void)path;
+        stream_reply(rep, "application/json", write_hc_cb, hc);
+        rep->status = hc->local_eps && proxy_healthy(hc->d, now_ns(hc->d)) ? 200 : 503;
+}
+
+static void src_close(struct daemon *d, struct source *s)
+{
+        if (!s->h)
+                return;
+        epoll_ctl(d->epfd, EPOLL_CTL_DEL, httpd_fd(s->h), NULL);
+        httpd_free(s->h);
+        s->h = NULL;
+}
+
+static int src_open(struct daemon *d, struct source *s, const struct ipaddr *addr, uint16_t port, httpd_handler h,
+                    void *data)
+{
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
+        int r;
+
+        s->kind = SRC_HTTP;
+        r = httpd_new(addr, port, h, data, &s->h);
+        if (r < 0)
+                return r;
+        if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, httpd_fd(s->h), &ev) < 0) {
+                r = -errno;
+                httpd_free(s->h);
+                s->h = NULL;
+        }
+        return r;
+}
+
+static void hc_free(struct daemon *d, struct hc *hc)
+{
+        for (size_t i = 0; i < hc->n_src; i++)
+                src_close(d, &hc->src[i]);
+        free(hc->ns);
+        free(hc->name);
+        free(hc->ep_addrs);
+        free(hc);
+}
+
+/* kube-proxy listens on the addresses --nodeport-addresses selects, or on
+ * every address when it selects all. */
+static size_t hc_addrs(const struct daemon *d, struct ipaddr *out)
+{
+        const struct table *t = d->table;
+        struct ifaddrs *ifa = NULL;
+        size_t n = 0;
+
+        if (d->hc_addr) {
+                out[0] = *d->hc_addr;
+                return 1;
+        }
+        if (!d->o->proxy.nodeport_primary && !t->n_nodeport_cidr[0] && !t->n_nodeport_cidr[1]) {
+                for (int fi = 0; fi < 2; fi++)
+                        if (t->family_enabled[fi])
+                                out[n++] = (struct ipaddr){ .family = (uint8_t)ipfam_from_index(fi) };
+                return n;
+        }
+        if (getifaddrs(&ifa) < 0)
+                return 0;
+        for (struct ifaddrs *i = ifa; i && n < HC_MAX_ADDRS; i = i->ifa_next) {
+                struct ipaddr a = {};
+                int fi;
+
+                if (!i->ifa_addr || (i->ifa_addr->sa_family != AF_INET && i->ifa_addr->sa_family != AF_INET6))
+                        continue;
+                a.family = (uint8_t)i->ifa_addr->sa_family;
+                if (a.family == AF_INET)
+                        memcpy(a.bytes, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, 4);
+                else
+                        memcpy(a.bytes, &((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, 16);
+                fi = ipfam_index(a.family);
+                if (!t->family_enabled[fi])
+                        continue;
+                for (size_t c = 0; c < t->n_nodeport_cidr[fi]; c++)
+                        if (ipcidr_contains(&t->nodeport_cidr[fi][c], &a)) {
+                                bool dup = false;
+
+                                for (size_t k = 0; k < n && !dup; k++)
+                                        dup = ipaddr_equal(&out[k], &a);
+                                if (!dup)
+                                        out[n++] = a;
+                                break;
+                        }
+        }
+        freeifaddrs(ifa);
+        return n;
+}
+
+static void hc_listen(struct daemon *d, struct hc *hc)
+{
+        struct ipaddr addrs[HC_MAX_ADDRS];
+        size_t n = hc_addrs(d, addrs);
+
+        for (size_t i = 0; i < n; i++) {
+                char ip[IPADDR_STRLEN];
+                int r = src_open(d, &hc->src[hc->n_src], &addrs[i], hc->port, hc_handler, hc);
+
+                if (r < 0) {
+                        log_error("service %s/%s: cannot serve healthCheckNodePort on %s port %u: %s", hc->ns,
+                                  hc->name, ipaddr_format(&addrs[i], ip), (unsigned)hc->port, strerror(-r));
+                        continue;
+                }
+                hc->n_src++;
+        }
+        if (hc->n_src)
+                log_info("service %s/%s: serving healthCheckNodePort %u", hc->ns, hc->name, (unsigned)hc->port);
+}
+
+static struct hc *hc_find(const struct daemon *d, const char *ns, const char *name)
+{
+        for (size_t i = 0; i < d->n_hcs; i++)
+                if (strcmp(d->hcs[i]->ns, ns) == 0 && strcmp(d->hcs[i]->name, name) == 0)
+                        return d->hcs[i];
+        return NULL;
+}
+
+static void hc_add_ep(struct hc *hc, const struct ipaddr *a)
+{
+        for (size_t i = 0; i < hc->n_ep_addrs; i++)
+                if (ipaddr_equal(&hc->ep_addrs[i], a))
+                        return;
+        if (hc->n_ep_addrs == hc->cap_ep_addrs) {
+                size_t cap = hc->cap_ep_addrs ? 2 * hc->cap_ep_addrs : 8;
+                struct ipaddr *n = realloc(hc->ep_addrs, cap * sizeof(*n));
+
+                if (!n)
+                        return;
+                hc->ep_addrs = n;
+                hc->cap_ep_addrs = cap;
+        }
+        hc->ep_addrs[hc->n_ep_addrs++] = *a;
+}
+
+/* Opens, moves and closes the servers to match the table; a server that
+ * could not listen is tried again with the next table. */
+static void hc_sync(struct daemon *d)
+{
+        unsigned gen = ++d->hc_gen;
+        size_t k = 0;
+
+        for (size_t i = 0; i < d->table->n_svcs; i++) {
+                const struct tbl_svc *s = &d->table->svcs[i];
+                struct hc *hc;
+
+                if (!s->health_check_node_port || !s->etp_local)
+                        continue;
+                hc = hc_find(d, s->ns, s->name);
+                if (hc && hc->gen != gen && (hc->port != s->health_check_node_port || !hc->n_src)) {
+                        for (size_t j = 0; j < hc->n_src; j++)
+                                src_close(d, &hc->src[j]);
+                        hc->n_src = 0;
+                        hc->port = s->health_check_node_port;
+                        hc_listen(d, hc);
+                }
+                if (!hc) {
+                        struct hc **v = realloc(d->hcs, (d->n_hcs + 1) * sizeof(*v));
+
+                        if (!v)
+                                continue;
+                        d->hcs = v;
+                        hc = calloc(1, sizeof(*hc));
+                        if (!hc)
+                                continue;
+                        hc->d = d;
+                        hc->ns = strdup(s->ns);
+                        hc->name = strdup(s->name);
+                        if (!hc->ns || !hc->name) {
+                                hc_free(d, hc);
+                                continue;
+                        }
+                        hc->port = s->health_check_node_port;
+                        d->hcs[d->n_hcs++] = hc;
+                        hc_listen(d, hc);
+                }
+                if (hc->gen != gen) {
+                        hc->gen = gen;
+                        hc->n_ep_addrs = 0;
+                }
+                /* kube-proxy counts a service's local ready endpoints by
+                 * address, across its ports and families. */
+                for (size_t e = 0; e < s->n_eps; e++)
+                        if (s->eps[e].local && s->eps[e].ready)
+                                hc_add_ep(hc, &s->eps[e].addr);
+                hc->local_eps = hc->n_ep_addrs;
+        }
+        for (size_t i = 0; i < d->n_hcs; i++) {
+                if (d->hcs[i]->gen == gen) {
+                        d->hcs[k++] = d->hcs[i];
+                        continue;
+                }
+                log_info("service %s/%s: closing healthCheckNodePort %u", d->hcs[i]->ns, d->hcs[i]->name,
+                         (unsigned)d->hcs[i]->port);
+                hc_free(d, d->hcs[i]);
+        }
+        d->n_hcs = k;
+}
+
+/* ---- the loop ---- */
+
+static void signal_read(struct daemon *d)
+{
+        struct signalfd_siginfo si;
+
+        for (int round = 0; round < 16; round++) {
+                if (read(d->sigfd, &si, sizeof(si)) != sizeof(si))
+                        return;
+                if (si.ssi_signo == SIGHUP) {
+                        log_info("SIGHUP: reloading the manifests");
+                        schedule_reload(d, 0);
+                } else {
+                        log_info("%s: exiting; the rules stay in place", strsignal((int)si.ssi_signo));
+                        d->stop = true;
+                }
+        }
+}
+
+/* MHD_run fails only for a daemon started in another mode, which ours is
+ * not: there is nothing to handle. */
+static void http_run(struct source *s)
+{
+        if (s->h)
+                (void)httpd_run(s->h);
+}
+
+static void for_each_http(struct daemon *d, void (*fn)(struct source *, void *), void *arg)
+{
+        fn(&d->healthz_src, arg);
+        fn(&d->metrics_src, arg);
+        for (size_t i = 0; i < d->n_hcs; i++)
+                for (size_t j = 0; j < d->hcs[i]->n_src; j++)
+                        fn(&d->hcs[i]->src[j], arg);
+}
+
+static void min_timeout(struct source *s, void *arg)
+{
+        int *t = arg, h;
+
+        if (!s->h || (h = httpd_timeout_ms(s->h)) < 0)
+                return;
+        if (*t < 0 || h < *t)
+                *t = h;
+}
+
+static void run_if_due(struct source *s, void *arg)
+{
+        (void)arg;
+        if (s->h && httpd_timeout_ms(s->h) == 0)
+                http_run(s);
+}
+
+int daemon_poll(struct daemon *d, int timeout_ms)
+{
+        struct epoll_event ev[MAX_EVENTS];
+        uint64_t now = now_ns(d), next = min_u64(sync_deadline(d), d->reload_at);
+        int wait = timeout_ms, n;
+
+        if (next != NEVER) {
+                uint64_t ms = next <= now ? 0 : (next - now + NS_PER_MS - 1) / NS_PER_MS;
+
+                if (wait < 0 || ms < (uint64_t)wait)
+                        wait = ms > INT_MAX ? INT_MAX : (int)ms;
+        }
+        {
+                int h = -1;
+
+                for_each_http(d, min_timeout, &h);
+                if (h >= 0 && (wait < 0 || h < wait))
+                        wait = h;
+        }
+        n = epoll_wait(d->epfd, ev, MAX_EVENTS, wait);
+        if (n < 0) {
+                if (errno != EINTR)
+                        return -errno;
+                n = 0;
+        }
+        /* Sources only read here; anything that opens or closes a server
+         * (syncs) runs below, once no event of this batch is pending. */
+        for (int i = 0; i < n; i++) {
+                struct source *s = ev[i].data.ptr;
+
+                if (s->kind == SRC_SIGNAL)
+                        signal_read(d);
+                else if (s->kind == SRC_INOTIFY)
+                        inotify_read(d);
+                else
+                        http_run(s);
+        }
+        for_each_http(d, run_if_due, NULL);
+        if (d->stop)
+                return 1;
+        now = now_ns(d);
+        if (d->reload_at != NEVER && now >= d->reload_at) {
+                d->reload_at = NEVER;
+                daemon_reload(d);
+        }
+        if (now >= sync_deadline(d))
+                sync_now(d, now);
+        return 0;
+}
+
+/* ---- setup ---- */
+
+static const double *exp_buckets(void)
+{
+        static double b[15];
+
+        metrics_buckets_exponential(0.001, 2, 15, b);
+        return b;
+}
+
+static int metrics_setup(struct daemon *d)
+{
+        /* kube-proxy's NetworkProgrammingLatency buckets: 0.25 s steps to
+         * 0.5 s, 1 s steps to 59 s, 5 s to 115 s, 30 s to 5 min. */
+        double np[2 + 59 + 12 + 7];
+        struct metrics *m;
+        int r;
+
+        metrics_buckets_linear(0.25, 0.25, 2, np);
+        metrics_buckets_linear(1, 1, 59, np + 2);
+        metrics_buckets_linear(60, 5, 12, np + 61);
+        metrics_buckets_linear(120, 30, 7, np + 73);
+        r = metrics_new(&d->metrics);
+        if (r < 0)
+                return r;
+        m = d->metrics;
+#define ADD(var, type, name, help, label, b, nb)                                                                     \
+        do {                                                                                                         \
+                if ((r = metrics_add(m, type, name, help, label, b, nb, &d->var)) < 0)                               \
+                        return r;                                                                                    \
+        } while (0)
+        ADD(m_sync, METRIC_HISTOGRAM, "kubeproxy_sync_proxy_rules_duration_seconds",
+            "[ALPHA] SyncProxyRules latency in seconds", NULL, exp_buckets(), 15);
+        ADD(m_full, METRIC_HISTOGRAM, "kubeproxy_sync_full_proxy_rules_duration_seconds",
+            "[ALPHA] SyncProxyRules latency in seconds for full resyncs", NULL, exp_buckets(), 15);
+        ADD(m_partial, METRIC_HISTOGRAM, "kubeproxy_sync_partial_proxy_rules_duration_seconds",
+            "[ALPHA] SyncProxyRules latency in seconds for partial resyncs", NULL, exp_buckets(), 15);
+        ADD(m_last_ts, METRIC_GAUGE, "kubeproxy_sync_proxy_rules_last_timestamp_seconds",
+            "[ALPHA] The last time proxy rules were successfully synced", NULL, NULL, 0);
+        ADD(m_last_queued, METRIC_GAUGE, "kubeproxy_sync_proxy_rules_last_queued_timestamp_seconds",
+            "[ALPHA] The last time a sync of proxy rules was queued", NULL, NULL, 0);
+        ADD(m_netprog, METRIC_HISTOGRAM, "kubeproxy_network_programming_duration_seconds",
+            "[ALPHA] In Cluster Network Programming Latency in seconds", NULL, np, sizeof(np) / sizeof(np[0]));
+        ADD(m_ep_changes, METRIC_COUNTER, "kubeproxy_sync_proxy_rules_endpoint_changes_total",
+            "[ALPHA] Cumulative proxy rules Endpoint changes", NULL, NULL, 0);
+        ADD(m_svc_changes, METRIC_COUNTER, "kubeproxy_sync_proxy_rules_service_changes_total",
+            "[ALPHA] Cumulative proxy rules Service changes", NULL, NULL, 0);
+        ADD(m_no_local, METRIC_GAUGE, "kubeproxy_sync_proxy_rules_no_local_endpoints_total",
+            "[ALPHA] Number of services with a Local traffic policy and no endpoints", "traffic_policy", NULL, 0);
+        ADD(m_failures, METRIC_COUNTER, "kubeproxy_sync_proxy_rules_nftables_sync_failures_total",
+            "[ALPHA] Cumulative proxy nftables sync failures", NULL, NULL, 0);
+        ADD(m_healthz, METRIC_COUNTER, "kubeproxy_proxy_healthz_total",
+            "[ALPHA] Cumulative proxy healthz HTTP status", "code", NULL, 0);
+        ADD(m_livez, METRIC_COUNTER, "kubeproxy_proxy_livez_total", "[ALPHA] Cumulative proxy livez HTTP status",
+            "code", NULL, 0);
+        ADD(m_build, METRIC_GAUGE, "nlproxy_build_info", "A metric with a constant '1' value labeled by version",
+            "version", NULL, 0);
+        ADD(m_start, METRIC_GAUGE, "process_start_time_seconds",
+            "Start time of the process since unix epoch in seconds.", NULL, NULL, 0);
+        ADD(m_cpu, METRIC_COUNTER, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
+            NULL, NULL, 0);
+        ADD(m_rss, METRIC_GAUGE, "process_resident_memory_bytes", "Resident memory size in bytes.", NULL, NULL, 0);
+#undef ADD
+        metric_set(d->m_build, NLPROXY_VERSION, 1);
+        metric_set(d->m_start, NULL, (double)(int64_t)d->wall0);
+        /* Series exist from the start, as kube-proxy's do. */
+        metric_set(d->m_no_local, "internal", 0);
+        metric_set(d->m_no_local, "external", 0);
+        return 0;
+}
+
+static int epoll_add(struct daemon *d, int fd, struct source *s)
+{
+        struct epoll_event ev = { .events = EPOLLIN, .data.ptr = s };
+
+        return epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
+}
+
+static int serve(struct daemon *d, struct source *s, const struct opt_hostport *hp, bool port0, httpd_handler h,
+                 const char *what)
+{
+        char ip[IPADDR_STRLEN];
+        int r;
+
+        if (!hp->set)
+                return 0;
+        r = src_open(d, s, &hp->addr, port0 ? 0 : hp->port, h, d);
+        if (r < 0) {
+                log_error("cannot serve %s on %s: %s", what, hp->text ? hp->text : "?", strerror(-r));
+                return r;
+        }
+        log_info("serving %s on %s%s%s:%u", what, hp->addr.family == AF_INET6 ? "[" : "",
+                 ipaddr_format(&hp->addr, ip), hp->addr.family == AF_INET6 ? "]" : "", (unsigned)httpd_port(s->h));
+        return 0;
+}
+
+int daemon_new(const struct daemon_params *p, struct daemon **ret)
+{
+        struct daemon *d = calloc(1, sizeof(*d));
+        struct timespec ts;
+        int r;
+
+        if (!d)
+                return -ENOMEM;
+        d->o = p->opts;
+        d->ops = p->ops;
+        d->clock = p->clock ? p->clock : mono_clock;
+        d->clock_data = p->clock_data;
+        d->epfd = d->sigfd = d->inofd = -1;
+        d->reload_at = NEVER;
+        d->need_full = true;
+        d->min_ns = d->o->min_sync_period_ms * NS_PER_MS;
+        d->period_ns = d->o->sync_period_ms * NS_PER_MS;
+        d->hc_addr = p->hc_addr;
+        d->sig_src.kind = SRC_SIGNAL;
+        d->ino_src.kind = SRC_INOTIFY;
+        d->mono0 = now_ns(d);
+        clock_gettime(CLOCK_REALTIME, &ts);
+        d->wall0 = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+
+        r = metrics_setup(d);
+        if (r < 0)
+                goto fail;
+        d->epfd = epoll_create1(EPOLL_CLOEXEC);
+        if (d->epfd < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if (p->signals) {
+                sigset_t set;
+
+                sigemptyset(&set);
+                sigaddset(&set, SIGTERM);
+                sigaddset(&set, SIGINT);
+                sigaddset(&set, SIGHUP);
+                if (sigprocmask(SIG_BLOCK, &set, &d->oldmask) < 0) {
+                        r = -errno;
+                        goto fail;
+                }
+                d->masked = true;
+                d->sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+                if (d->sigfd < 0 || (r = epoll_add(d, d->sigfd, &d->sig_src)) < 0) {
+                        r = d->sigfd < 0 ? -errno : r;
+                        goto fail;
+                }
+        }
+        d->inofd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+        if (d->inofd < 0)
+                log_warn("inotify: %s; manifests reload on SIGHUP only", strerror(errno));
+        else if ((r = epoll_add(d, d->inofd, &d->ino_src)) < 0)
+                goto fail;
+
+        r = load_model(d->o, &d->model);
+        if (r < 0)
+                goto fail;
+        build_node(d);
+        watch_all(d);
+        queue_change(d);
+        d->recompute = true;
+
+        if (d->ops) {
+                r = d->ops->open(&d->b);
+                if (r < 0) {
+                        log_error("opening the %s backend: %s", d->ops->name, strerror(-r));
+                        goto fail;
+                }
+                if (p->conntrack && (r = ct_sock_open(&d->ct)) < 0)
+                        log_warn("conntrack: %s; stale UDP entries will not be cleared", strerror(-r));
+        }
+        if (p->http) {
+                r = serve(d, &d->healthz_src, &d->o->healthz, p->healthz_port0, healthz_handler, "healthz");
+                if (r == 0)
+                        r = serve(d, &d->metrics_src, &d->o->metrics, p->metrics_port0, metrics_handler, "metrics");
+                if (r < 0)
+                        goto fail;
+        }
+        *ret = d;
+        return 0;
+fail:
+        daemon_free(d);
+        return r;
+}
+
+void daemon_free(struct daemon *d)
+{
+        if (!d)
+                return;
+        for (size_t i = 0; i < d->n_hcs; i++)
+                hc_free(d, d->hcs[i]);
+        free(d->hcs);
+        src_close(d, &d->healthz_src);
+        src_close(d, &d->metrics_src);
+        if (d->b)
+                d->b->ops->close(d->b);
+        ct_sock_free(d->ct);
+        table_free(d->table);
+        model_free(d->model);
+        watch_clear(d);
+        free(d->triggers);
+        metrics_free(d->metrics);
+        if (d->inofd >= 0)
+                close(d->inofd);
+        if (d->sigfd >= 0)
+                close(d->sigfd);
+        if (d->masked)
+                sigprocmask(SIG_SETMASK, &d->oldmask, NULL);
+        if (d->epfd >= 0)
+                close(d->epfd);
+        free(d);
+}
+
+struct model *daemon_model(struct daemon *d) { return d->model; }
+const struct table *daemon_table(const struct daemon *d) { return d->table; }
+struct backend *daemon_backend(struct daemon *d) { return d->b; }
+uint16_t daemon_healthz_port(const struct daemon *d) { return d->healthz_src.h ? httpd_port(d->healthz_src.h) : 0; }
+uint16_t daemon_metrics_port(const struct daemon *d) { return d->metrics_src.h ? httpd_port(d->metrics_src.h) : 0; }
+
+uint16_t daemon_hc_port(const struct daemon *d, const char *ns, const char *name)
+{
+        const struct hc *hc = hc_find(d, ns, name);
+
+        return hc && hc->n_src ? httpd_port(hc->src[0].h) : 0;
+}
+
+int daemon_run(const struct options *o, const struct backend_ops *ops)
+{
+        struct daemon_params p = { .opts = o, .ops = ops, .signals = true, .conntrack = true, .http = true };
+        struct daemon *d = NULL;
+        int r;
+
+        /* A client that hangs up mid-answer must not kill the proxy. */
+        signal(SIGPIPE, SIG_IGN);
+        r = daemon_new(&p, &d);
+        if (r < 0)
+                return EXIT_FAILURE;
+        log_info("running%s with %s, sync period %llu ms, min sync period %llu ms", ops ? "" : " (dry run)",
+                 ops ? ops->name : "no backend", (unsigned long long)o->sync_period_ms,
+                 (unsigned long long)o->min_sync_period_ms);
+        while ((r = daemon_poll(d, -1)) == 0)
+                ;
+        if (r < 0)
+                log_error("event loop: %s", strerror(-r));
+        daemon_free(d);
+        return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+/* ---- --headless-hosts-file ---- */
+
+static int dns_cmp(const void *a, const void *b)
+{
+        const struct tbl_dns *x = *(const struct tbl_dns *const *)a, *y = *(const struct tbl_dns *const *)b;
+        int c = strcmp(x->name, y->name);
+
+        return c ? c : ipaddr_cmp(&x->addr, &y->addr);
+}
+
+/* Written beside the target and renamed over it, so that a resolver never
+ * reads half a file. */
+int daemon_hosts_write(const char *path, const struct table *t)
+{
+        const struct tbl_dns **recs = NULL;
+        char *tmp = NULL, *dircopy = NULL;
+        FILE *f = NULL;
+        int fd = -1, r = 0;
+
+        if (t->n_dns) {
+                recs = calloc(t->n_dns, sizeof(*recs));
+                if (!recs)
+                        return -ENOMEM;
+                for (size_t i = 0; i < t->n_dns; i++)
+                        recs[i] = &t->dns[i];
+                qsort(recs, t->n_dns, sizeof(*recs), dns_cmp);
+        }
+        if (asprintf(&tmp, "%s.XXXXXX", path) < 0) {
+                tmp = NULL;
+                r = -ENOMEM;
+                goto out;
+        }
+        fd = mkostemp(tmp, O_CLOEXEC);
+        if (fd < 0) {
+                r = -errno;
+                free(tmp);
+                tmp = NULL;
+                goto out;
+        }
+        if (fchmod(fd, 0644) < 0) {
+                r = -errno;
+                goto out;
+        }
+        f = fdopen(fd, "w");
+        if (!f) {
+                r = -errno;
+                goto out;
+        }
+        fd = -1;
+        fputs("# Records of headless Services, written by nlproxy. Changes are overwritten.\n", f);
+        for (size_t i = 0; i < t->n_dns; i++) {
+                char buf[IPADDR_STRLEN];
+
+                fprintf(f, "%s\t%s\n", ipaddr_format(&recs[i]->addr, buf), recs[i]->name);
+        }
+        if (fflush(f) != 0 || ferror(f)) {
+                r = errno ? -errno : -EIO;
+                goto out;
+        }
+        if (fsync(fileno(f)) < 0) {
+                r = -errno;
+                goto out;
+        }
+        if (fclose(f) != 0) {
+                f = NULL;
+                r = -errno;
+                goto out;
+        }
+        f = NULL;
+        if (rename(tmp, path) < 0) {
+                r = -errno;
+                goto out;
+        }
+        /* The rename is durable only once the directory is synced. */
+        dircopy = strdup(path);
+        if (dircopy) {
+                int dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+                if (dfd >= 0) {
+                        fsync(dfd);
+                        close(dfd);
+                }
+        }
+        free(tmp);
+        tmp = NULL;
+out:
+        if (f)
+                fclose(f);
+        if (fd >= 0)
+                close(fd);
+        if (tmp) {
+                unlink(tmp);
+                free(tmp);
+        }
+        free(dircopy);
+        free(recs);
+        return r;
+}

@@ -1,0 +1,484 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The daemon's loop with the fake backend and a fake clock: the sync runner
+ * (coalescing, min-sync-period, periodic full syncs, backoff), reloads, the
+ * health state machine, and its HTTP servers over 127.0.0.1 (ephemeral
+ * ports). No kernel state is touched. */
+#include "testutil.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "model.h"
+#include "options.h"
+#include "table.h"
+
+#define MS 1000000ull
+#define S 1000000000ull
+
+static uint64_t fake_now;
+
+static uint64_t fake_clock(void *data)
+{
+        (void)data;
+        return fake_now;
+}
+
+struct fx {
+        char dir[64], file[96];
+        struct options o;
+        struct daemon *d;
+        struct ipaddr lo;
+};
+
+static const char node_ok[] = "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"node1\"},"
+                              "\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"192.0.2.1\"}]}}\n";
+static const char node_deleting[] = "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"node1\","
+                                    "\"deletionTimestamp\":\"2024-01-01T00:00:00Z\"},"
+                                    "\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"192.0.2.1\"}]}}\n";
+
+/* A LoadBalancer service with externalTrafficPolicy Local; its endpoint is
+ * on node1 (local) or node2. */
+static void write_manifest(struct fx *f, const char *node, const char *svc, unsigned port, unsigned hcport,
+                           const char *ep_node, const char *trigger)
+{
+        FILE *out;
+        char tmp[128];
+
+        snprintf(tmp, sizeof(tmp), "%s.tmp", f->file);
+        out = fopen(tmp, "w");
+        assert_non_null(out);
+        fputs(node, out);
+        fprintf(out,
+                "---\n{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"%s\",\"namespace\":\"default\"},"
+                "\"spec\":{\"type\":\"LoadBalancer\",\"clusterIP\":\"10.96.0.10\",\"ports\":[{\"port\":%u,"
+                "\"nodePort\":30080}],\"externalTrafficPolicy\":\"Local\",\"healthCheckNodePort\":%u}}\n",
+                svc, port, hcport);
+        fprintf(out,
+                "---\n{\"apiVersion\":\"discovery.k8s.io/v1\",\"kind\":\"EndpointSlice\",\"metadata\":{\"name\":\"%s-1\","
+                "\"namespace\":\"default\",\"labels\":{\"kubernetes.io/service-name\":\"%s\"},\"annotations\":"
+                "{\"endpoints.kubernetes.io/last-change-trigger-time\":\"%s\"}},\"addressType\":\"IPv4\","
+                "\"endpoints\":[{\"addresses\":[\"10.244.0.5\"],\"nodeName\":\"%s\"}],"
+                "\"ports\":[{\"port\":8080,\"name\":\"\"}]}\n",
+                svc, svc, trigger, ep_node);
+        assert_int_equal(fclose(out), 0);
+        /* Renamed into place, as an editor or kubelet would. */
+        assert_int_equal(rename(tmp, f->file), 0);
+}
+
+static unsigned free_port(void)
+{
+        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(sin);
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+        close(fd);
+        return ntohs(sin.sin_port);
+}
+
+static void fx_start(struct fx *f, const struct backend_ops *ops, bool signals, unsigned hcport)
+{
+        char *argv[] = { "nlproxy", "--manifests", f->dir, "--hostname-override", "node1", "--sync-period", "30s",
+                         "--min-sync-period", "1s", "--healthz-bind-address", "127.0.0.1:1",
+                         "--metrics-bind-address", "127.0.0.1:1" };
+        struct daemon_params p = { .ops = ops, .clock = fake_clock, .signals = signals, .http = true,
+                                   .hc_addr = &f->lo, .healthz_port0 = true, .metrics_port0 = true };
+        char err[256];
+
+        snprintf(f->dir, sizeof(f->dir), "/tmp/nlproxy-daemon-XXXXXX");
+        assert_non_null(mkdtemp(f->dir));
+        snprintf(f->file, sizeof(f->file), "%s/cluster.json", f->dir);
+        write_manifest(f, node_ok, "web", 80, hcport, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(options_parse(sizeof(argv) / sizeof(argv[0]), argv, &f->o, err, sizeof(err)), 0);
+        assert_int_equal(ipaddr_parse("127.0.0.1", &f->lo), 0);
+        p.opts = &f->o;
+        fake_now = 1000 * S;
+        assert_int_equal(daemon_new(&p, &f->d), 0);
+}
+
+static void fx_stop(struct fx *f)
+{
+        char tmp[128];
+
+        daemon_free(f->d);
+        options_free(&f->o);
+        snprintf(tmp, sizeof(tmp), "%s.tmp", f->file);
+        unlink(tmp);
+        unlink(f->file);
+        rmdir(f->dir);
+}
+
+static struct backend_fake_stats *stats(struct fx *f) { return backend_fake_stats(daemon_backend(f->d)); }
+
+static void step(struct fx *f, uint64_t advance)
+{
+        fake_now += advance;
+        assert_int_equal(daemon_poll(f->d, 0), 0);
+}
+
+static size_t syncs(struct fx *f) { return stats(f)->full_syncs + stats(f)->partial_syncs; }
+
+static void test_first_sync_full_and_coalescing(void **state)
+{
+        struct fx f;
+
+        (void)state;
+        fx_start(&f, &backend_fake_ops, false, 0);
+        step(&f, 0);
+        assert_int_equal(stats(&f)->full_syncs, 1);
+        assert_int_equal(stats(&f)->partial_syncs, 0);
+        assert_int_equal(daemon_table(f.d)->n_svcs, 1);
+        /* Three changes inside min-sync-period: one partial sync. */
+        for (int i = 0; i < 3; i++) {
+                write_manifest(&f, node_ok, i == 2 ? "api" : "web", 81 + i, 0, "node1", "2024-01-01T00:00:00Z");
+                assert_int_equal(daemon_reload(f.d), 0);
+                step(&f, 100 * MS);
+        }
+        assert_int_equal(syncs(&f), 1);
+        step(&f, 700 * MS);
+        assert_int_equal(stats(&f)->partial_syncs, 1);
+        assert_string_equal(daemon_table(f.d)->svcs[0].name, "api");
+        assert_int_equal(daemon_table(f.d)->svcs[0].port, 83);
+        step(&f, 5 * S);
+        assert_int_equal(syncs(&f), 2);
+        fx_stop(&f);
+}
+
+static void test_min_sync_period(void **state)
+{
+        struct fx f;
+
+        (void)state;
+        fx_start(&f, &backend_fake_ops, false, 0);
+        step(&f, 0);
+        step(&f, 3 * S); /* long after the last sync: a change syncs at once */
+        write_manifest(&f, node_ok, "web", 90, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 0);
+        assert_int_equal(syncs(&f), 2);
+        write_manifest(&f, node_ok, "web", 91, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 999 * MS);
+        assert_int_equal(syncs(&f), 2);
+        step(&f, 1 * MS);
+        assert_int_equal(syncs(&f), 3);
+        assert_int_equal(daemon_table(f.d)->svcs[0].port, 91);
+        fx_stop(&f);
+}
+
+static void test_periodic_full_sync(void **state)
+{
+        struct fx f;
+
+        (void)state;
+        fx_start(&f, &backend_fake_ops, false, 0);
+        step(&f, 0);
+        step(&f, 29 * S);
+        assert_int_equal(stats(&f)->full_syncs, 1);
+        step(&f, 1 * S);
+        assert_int_equal(stats(&f)->full_syncs, 2);
+        step(&f, 30 * S);
+        assert_int_equal(stats(&f)->full_syncs, 3);
+        assert_int_equal(stats(&f)->partial_syncs, 0);
+        fx_stop(&f);
+}
+
+static bool metrics_has(struct fx *f, const char *line)
+{
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *out = open_memstream(&buf, &len);
+        bool found;
+
+        assert_non_null(out);
+        assert_int_equal(daemon_metrics_write(f->d, out), 0);
+        fclose(out);
+        found = strstr(buf, line) != NULL;
+        if (!found)
+                fprintf(stderr, "no \"%s\" in:\n%s", line, buf);
+        free(buf);
+        return found;
+}
+
+static void test_failure_backoff_full_retry(void **state)
+{
+        struct fx f;
+
+        (void)state;
+        fx_start(&f, &backend_fake_ops, false, 0);
+        step(&f, 0);
+        step(&f, 2 * S);
+        stats(&f)->fail_next = -EIO;
+        write_manifest(&f, node_ok, "web", 90, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 0); /* fails */
+        assert_int_equal(syncs(&f), 1);
+        assert_true(metrics_has(&f, "kubeproxy_sync_proxy_rules_nftables_sync_failures_total 1\n"));
+        stats(&f)->fail_next = -EIO;
+        step(&f, 999 * MS);
+        assert_int_equal(syncs(&f), 1);
+        step(&f, 1 * MS); /* retry after 1 s: fails again */
+        assert_int_equal(syncs(&f), 1);
+        assert_true(metrics_has(&f, "kubeproxy_sync_proxy_rules_nftables_sync_failures_total 2\n"));
+        step(&f, 1999 * MS); /* backoff doubled to 2 s */
+        assert_int_equal(syncs(&f), 1);
+        step(&f, 1 * MS);
+        assert_int_equal(stats(&f)->full_syncs, 2); /* the retry is full */
+        assert_int_equal(stats(&f)->partial_syncs, 0);
+        assert_int_equal(stats(&f)->last->svcs[0].port, 90);
+        /* Healthy again: the next change is partial after min-sync-period. */
+        write_manifest(&f, node_ok, "web", 91, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 1 * S);
+        assert_int_equal(stats(&f)->partial_syncs, 1);
+        fx_stop(&f);
+}
+
+static void test_reload_failure_keeps_state(void **state)
+{
+        struct fx f;
+        FILE *out;
+
+        (void)state;
+        fx_start(&f, &backend_fake_ops, false, 0);
+        step(&f, 0);
+        out = fopen(f.file, "w");
+        assert_non_null(out);
+        fputs("{ this is not: [yaml\n", out);
+        fclose(out);
+        assert_true(daemon_reload(f.d) < 0);
+        step(&f, 5 * S);
+        assert_int_equal(syncs(&f), 1);
+        assert_int_equal(model_service_count(daemon_model(f.d)), 1);
+        fx_stop(&f);
+}
+
+static void test_health_state_machine(void **state)
+{
+        struct fx f;
+        char body[512];
+
+        (void)state;
+        fx_start(&f, &backend_fake_ops, false, 0);
+        /* Queued at start, not yet applied, not late: healthy. */
+        assert_int_equal(daemon_health(f.d, false, body, sizeof(body)), 200);
+        assert_non_null(strstr(body, "\"nodeEligible\": true}"));
+        assert_int_equal(strncmp(body, "{\"lastUpdated\": \"", 17), 0);
+        step(&f, 0);
+        assert_int_equal(daemon_health(f.d, false, body, sizeof(body)), 200);
+        /* A change the backend keeps refusing: late after 2 x sync-period. */
+        write_manifest(&f, node_ok, "web", 90, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        for (int i = 0; i < 59; i++) {
+                stats(&f)->fail_next = -EIO;
+                step(&f, 1 * S);
+        }
+        assert_int_equal(daemon_health(f.d, false, body, sizeof(body)), 200); /* queued 59 s ago */
+        step(&f, 1 * S);
+        assert_int_equal(daemon_health(f.d, false, body, sizeof(body)), 503);
+        assert_int_equal(daemon_health(f.d, true, body, sizeof(body)), 503);
+        assert_null(strstr(body, "nodeEligible"));
+        assert_non_null(strstr(body, "{\"lastUpdated\": \"")); /* the last success, not now */
+        /* Applied (within the capped 30 s backoff): healthy. */
+        stats(&f)->fail_next = 0;
+        step(&f, 30 * S);
+        assert_int_equal(daemon_health(f.d, false, body, sizeof(body)), 200);
+        /* The Node is being deleted: /healthz fails, /livez does not. */
+        write_manifest(&f, node_deleting, "web", 90, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 2 * S);
+        assert_int_equal(daemon_health(f.d, false, body, sizeof(body)), 503);
+        assert_non_null(strstr(body, "\"nodeEligible\": false}"));
+        assert_int_equal(daemon_health(f.d, true, body, sizeof(body)), 200);
+        assert_true(metrics_has(&f, "kubeproxy_proxy_healthz_total{code=\"503\"} 2\n"));
+        fx_stop(&f);
+}
+
+/* A blocking HTTP/1.0 GET on 127.0.0.1 interleaved with the daemon's loop:
+ * the test is the daemon's only thread, so it turns the loop while waiting. */
+static unsigned http_get(struct daemon *d, unsigned port, const char *path, char *body, size_t len)
+{
+        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                                   .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        char req[256], *resp = calloc(1, 1 << 20);
+        size_t got = 0;
+        unsigned status = 0;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        char *hdr_end;
+
+        assert_non_null(resp);
+        assert_true(fd >= 0);
+        if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0)
+                assert_int_equal(errno, EINPROGRESS);
+        for (int i = 0; i < 100; i++) {
+                assert_true(daemon_poll(d, 10) >= 0);
+                if (send(fd, "", 0, MSG_NOSIGNAL) == 0)
+                        break;
+        }
+        snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+        assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+        for (int i = 0; i < 500; i++) {
+                ssize_t n;
+
+                assert_true(daemon_poll(d, 10) >= 0);
+                n = recv(fd, resp + got, (1 << 20) - 1 - got, MSG_DONTWAIT);
+                if (n == 0)
+                        break;
+                if (n > 0)
+                        got += (size_t)n;
+        }
+        close(fd);
+        resp[got] = '\0';
+        sscanf(resp, "HTTP/1.%*d %u", &status);
+        hdr_end = strstr(resp, "\r\n\r\n");
+        snprintf(body, len, "%s", hdr_end ? hdr_end + 4 : "");
+        free(resp);
+        return status;
+}
+
+static void test_http_servers(void **state)
+{
+        struct fx f;
+        char *body = malloc(1 << 20);
+
+        (void)state;
+        assert_non_null(body);
+        fx_start(&f, &backend_fake_ops, false, 0);
+        step(&f, 0);
+        assert_true(daemon_healthz_port(f.d) > 0);
+        assert_true(daemon_metrics_port(f.d) > 0);
+        assert_int_equal(http_get(f.d, daemon_healthz_port(f.d), "/healthz", body, 1 << 20), 200);
+        assert_non_null(strstr(body, "\"nodeEligible\": true"));
+        assert_int_equal(http_get(f.d, daemon_healthz_port(f.d), "/livez", body, 1 << 20), 200);
+        assert_int_equal(http_get(f.d, daemon_healthz_port(f.d), "/nope", body, 1 << 20), 404);
+        assert_int_equal(http_get(f.d, daemon_metrics_port(f.d), "/metrics", body, 1 << 20), 200);
+        assert_non_null(strstr(body, "# TYPE kubeproxy_sync_proxy_rules_duration_seconds histogram\n"));
+        assert_non_null(strstr(body, "kubeproxy_sync_full_proxy_rules_duration_seconds_count 1\n"));
+        assert_non_null(strstr(body, "kubeproxy_sync_proxy_rules_duration_seconds_bucket{le=\"16.384\"} 1\n"));
+        assert_non_null(strstr(body, "kubeproxy_sync_proxy_rules_service_changes_total 1\n"));
+        assert_non_null(strstr(body, "kubeproxy_sync_proxy_rules_no_local_endpoints_total{traffic_policy=\"external\"} 0\n"));
+        assert_non_null(strstr(body, "kubeproxy_proxy_healthz_total{code=\"200\"} 1\n"));
+        assert_int_equal(http_get(f.d, daemon_metrics_port(f.d), "/debug/table", body, 1 << 20), 200);
+        assert_non_null(strstr(body, "\"web\""));
+        fx_stop(&f);
+        free(body);
+}
+
+static void test_health_check_node_port(void **state)
+{
+        unsigned port = free_port(), port2;
+        char body[1024];
+        struct fx f;
+
+        (void)state;
+        fx_start(&f, &backend_fake_ops, false, port);
+        step(&f, 0);
+        assert_int_equal(daemon_hc_port(f.d, "default", "web"), port);
+        assert_int_equal(http_get(f.d, port, "/", body, sizeof(body)), 200);
+        assert_string_equal(body, "{\n\t\"service\": {\n\t\t\"namespace\": \"default\",\n\t\t\"name\": \"web\"\n\t},\n"
+                                  "\t\"localEndpoints\": 1,\n\t\"serviceProxyHealthy\": true\n}");
+        /* The endpoint moves to another node: 503. */
+        write_manifest(&f, node_ok, "web", 80, port, "node2", "2024-01-01T00:00:01Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 1 * S);
+        assert_int_equal(http_get(f.d, port, "/", body, sizeof(body)), 503);
+        assert_non_null(strstr(body, "\"localEndpoints\": 0,"));
+        assert_true(metrics_has(&f, "kubeproxy_network_programming_duration_seconds_count 1\n"));
+        /* A new port, then the service goes: the server follows. */
+        port2 = free_port();
+        write_manifest(&f, node_ok, "web", 80, port2, "node1", "2024-01-01T00:00:02Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 1 * S);
+        assert_int_equal(daemon_hc_port(f.d, "default", "web"), port2);
+        assert_int_equal(http_get(f.d, port2, "/", body, sizeof(body)), 200);
+        write_manifest(&f, node_ok, "other", 80, 0, "node1", "2024-01-01T00:00:03Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 1 * S);
+        assert_int_equal(daemon_hc_port(f.d, "default", "web"), 0);
+        fx_stop(&f);
+}
+
+static void test_inotify_reload(void **state)
+{
+        struct fx f;
+
+        (void)state;
+        fx_start(&f, &backend_fake_ops, false, 0);
+        step(&f, 0);
+        step(&f, 5 * S);
+        write_manifest(&f, node_ok, "changed", 80, 0, "node1", "2024-01-01T00:00:00Z");
+        /* Real time for the event to arrive; the fake clock stands still, so
+         * the debounce holds the reload until it is advanced. */
+        for (int i = 0; i < 10; i++)
+                assert_int_equal(daemon_poll(f.d, 20), 0);
+        assert_int_equal(syncs(&f), 1);
+        step(&f, 250 * MS); /* quiet period over: reload and sync */
+        assert_int_equal(syncs(&f), 2);
+        assert_string_equal(daemon_table(f.d)->svcs[0].name, "changed");
+        fx_stop(&f);
+}
+
+static void test_signals(void **state)
+{
+        struct fx f;
+
+        (void)state;
+        fx_start(&f, &backend_fake_ops, true, 0);
+        step(&f, 0);
+        step(&f, 5 * S);
+        write_manifest(&f, node_ok, "hup", 80, 0, "node1", "2024-01-01T00:00:00Z");
+        /* Blocked by the daemon, so it waits in the signalfd. */
+        assert_int_equal(kill(getpid(), SIGHUP), 0);
+        step(&f, 0); /* read: reload due now */
+        step(&f, 0); /* reload and sync */
+        assert_string_equal(daemon_table(f.d)->svcs[0].name, "hup");
+        assert_int_equal(kill(getpid(), SIGTERM), 0);
+        assert_int_equal(daemon_poll(f.d, 100), 1);
+        fx_stop(&f);
+}
+
+static void test_dry_run(void **state)
+{
+        struct fx f;
+
+        (void)state;
+        fx_start(&f, NULL, false, 0);
+        assert_null(daemon_backend(f.d));
+        step(&f, 0);
+        assert_non_null(daemon_table(f.d));
+        write_manifest(&f, node_ok, "web", 99, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 1 * S);
+        assert_int_equal(daemon_table(f.d)->svcs[0].port, 99);
+        assert_true(metrics_has(&f, "kubeproxy_sync_partial_proxy_rules_duration_seconds_count 1\n"));
+        fx_stop(&f);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_first_sync_full_and_coalescing),
+                cmocka_unit_test(test_min_sync_period),
+                cmocka_unit_test(test_periodic_full_sync),
+                cmocka_unit_test(test_failure_backoff_full_retry),
+                cmocka_unit_test(test_reload_failure_keeps_state),
+                cmocka_unit_test(test_health_state_machine),
+                cmocka_unit_test(test_http_servers),
+                cmocka_unit_test(test_health_check_node_port),
+                cmocka_unit_test(test_inotify_reload),
+                cmocka_unit_test(test_signals),
+                cmocka_unit_test(test_dry_run),
+        };
+
+        log_set_level(LOG_LVL_ERROR);
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}
