@@ -160,14 +160,16 @@ static void manifest_warn(void *data, const char *msg)
         log_warn("%s", msg);
 }
 
-static int load_model(const struct options *o, struct model **ret)
+int daemon_load_model(const struct options *o, struct model **ret)
 {
         struct model *m;
         int r;
 
         r = model_new(&m);
-        if (r < 0)
+        if (r < 0) {
+                log_error("cannot create the model: %s", strerror(-r));
                 return r;
+        }
         for (size_t i = 0; i < o->n_manifests; i++) {
                 struct manifest_stats st = {};
 
@@ -184,21 +186,25 @@ static int load_model(const struct options *o, struct model **ret)
         return 0;
 }
 
-/* Flags first, then the Node object; pointers into o and d->model. */
+void daemon_nodectx(const struct options *o, const struct model *m, struct nodectx *ret)
+{
+        const struct k8s_node *kn = model_node_get(m);
+
+        memset(ret, 0, sizeof(*ret));
+        ret->node_name = o->hostname;
+        if (kn)
+                ret->zone = kn->zone;
+        for (int fi = 0; fi < 2; fi++) {
+                ret->node_ip[fi] = o->node_ip[fi];
+                for (size_t i = 0; kn && !ret->node_ip[fi].family && i < kn->n_addrs; i++)
+                        if (ipfam_index(kn->addrs[i].family) == fi)
+                                ret->node_ip[fi] = kn->addrs[i];
+        }
+}
+
 static void build_node(struct daemon *d)
 {
-        const struct k8s_node *kn = model_node_get(d->model);
-
-        memset(&d->node, 0, sizeof(d->node));
-        d->node.node_name = d->o->hostname;
-        if (kn)
-                d->node.zone = kn->zone;
-        for (int fi = 0; fi < 2; fi++) {
-                d->node.node_ip[fi] = d->o->node_ip[fi];
-                for (size_t i = 0; kn && !d->node.node_ip[fi].family && i < kn->n_addrs; i++)
-                        if (ipfam_index(kn->addrs[i].family) == fi)
-                                d->node.node_ip[fi] = kn->addrs[i];
-        }
+        daemon_nodectx(d->o, d->model, &d->node);
 }
 
 /* "2006-01-02T15:04:05[.frac](Z|+07:00)" into seconds since the epoch. */
@@ -686,7 +692,7 @@ int daemon_reload(struct daemon *d)
         struct model *m = NULL;
         int r;
 
-        r = load_model(d->o, &m);
+        r = daemon_load_model(d->o, &m);
         watch_all(d); /* replaced files are new inodes */
         if (r < 0) {
                 log_error("reloading the manifests failed; keeping the previous state");
@@ -1359,7 +1365,7 @@ int daemon_new(const struct daemon_params *p, struct daemon **ret)
         else if ((r = epoll_add(d, d->inofd, &d->ino_src)) < 0)
                 goto fail;
 
-        r = load_model(d->o, &d->model);
+        r = daemon_load_model(d->o, &d->model);
         if (r < 0)
                 goto fail;
         build_node(d);

@@ -74,3 +74,9 @@ int daemon_run(const struct options *o, const struct backend_ops *ops);
 /* --headless-hosts-file: the table's headless DNS records in hosts(5)
  * format, replaced atomically. Returns 0 or a negative errno. */
 int daemon_hosts_write(const char *path, const struct table *t);
+
+/* Shared with main.c's one-shot paths. The model from every --manifests
+ * path (each problem logged once); and the node as the proxy sees it: flags
+ * first, then the Node object (pointers into o and m). */
+int daemon_load_model(const struct options *o, struct model **ret);
+void daemon_nodectx(const struct options *o, const struct model *m, struct nodectx *ret);

@@ -34,52 +34,15 @@ static int usage_error(const char *msg)
         return EXIT_USAGE;
 }
 
-static void manifest_warn(void *data, const char *msg)
-{
-        (void) data;
-        log_warn("%s", msg);
-}
-
-/* The model from every --manifests path, and the node as the proxy sees it:
- * flags first, then the Node object. node->node_name points into o. */
 static int load(const struct options *o, struct model **ret_model, struct nodectx *node)
 {
-        const struct k8s_node *kn;
-        struct model *m;
-        int r;
+        int r = daemon_load_model(o, ret_model);
 
-        r = model_new(&m);
-        if (r < 0) {
-                log_error("cannot create the model: %s", strerror(-r));
+        if (r < 0)
                 return r;
-        }
-        for (size_t i = 0; i < o->n_manifests; i++) {
-                struct manifest_stats st = {};
-
-                r = manifest_load_path(m, o->manifests[i], o->hostname, manifest_warn, NULL, &st);
-                if (r < 0) {
-                        log_error("cannot load manifests from %s: %s", o->manifests[i], strerror(-r));
-                        model_free(m);
-                        return r;
-                }
-                log_debug("%s: %zu services, %zu endpoint slices, %zu nodes, %zu skipped, %zu ignored",
-                          o->manifests[i], st.services, st.slices, st.nodes, st.skipped, st.ignored);
-        }
-
-        memset(node, 0, sizeof(*node));
-        node->node_name = o->hostname;
-        kn = model_node_get(m);
-        if (kn)
-                node->zone = kn->zone;
-        for (int fi = 0; fi < 2; fi++) {
-                node->node_ip[fi] = o->node_ip[fi];
-                for (size_t i = 0; kn && !node->node_ip[fi].family && i < kn->n_addrs; i++)
-                        if (ipfam_index(kn->addrs[i].family) == fi)
-                                node->node_ip[fi] = kn->addrs[i];
-        }
-        if (!kn)
+        daemon_nodectx(o, *ret_model, node);
+        if (!model_node_get(*ret_model))
                 log_debug("no Node object named %s in the manifests", o->hostname);
-        *ret_model = m;
         return 0;
 }
 
