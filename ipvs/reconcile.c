@@ -135,11 +135,9 @@ static int vs_push(struct vsvec *l, const struct table *t, const struct tbl_svc 
         return 0;
 }
 
-static bool node_ip_in_nodeport_range(const struct table *t, int fi)
+static bool in_nodeport_range(const struct table *t, int fi, const struct ipaddr *a)
 {
-        const struct ipaddr *a = &t->node_ip[fi];
-
-        if (!a->family)
+        if (!a->family || a->family != ipfam_from_index(fi) || ipaddr_is_loopback(a))
                 return false;
         for (size_t i = 0; i < t->n_nodeport_cidr[fi]; i++)
                 if (ipcidr_contains(&t->nodeport_cidr[fi][i], a))
@@ -147,10 +145,17 @@ static bool node_ip_in_nodeport_range(const struct table *t, int fi)
         return false;
 }
 
-static int collect(const struct table *t, struct vsvec *l)
+/* NodePorts answer on the node's addresses inside --nodeport-addresses:
+ * those the caller found on the node, or (a dry run, which cannot look) the
+ * node IP. */
+static int collect(const struct table *t, const struct ipaddr *node_addrs, size_t n_node_addrs, struct vsvec *l)
 {
         int r;
 
+        if (!node_addrs) {
+                node_addrs = t->node_ip;
+                n_node_addrs = 2;
+        }
         for (size_t i = 0; i < t->n_svcs; i++) {
                 const struct tbl_svc *s = &t->svcs[i];
                 int fi = ipfam_index(s->family);
@@ -166,9 +171,12 @@ static int collect(const struct table *t, struct vsvec *l)
                         if ((r = vs_push(l, t, s, &v->addr, s->port, cip ? s->itp_local : s->etp_local, false)) < 0)
                                 return r;
                 }
-                if (s->node_port && s->external == TBL_DNAT && node_ip_in_nodeport_range(t, fi) &&
-                    (r = vs_push(l, t, s, &t->node_ip[fi], s->node_port, s->etp_local, true)) < 0)
-                        return r;
+                if (!s->node_port || s->external != TBL_DNAT)
+                        continue;
+                for (size_t k = 0; k < n_node_addrs; k++)
+                        if (in_nodeport_range(t, fi, &node_addrs[k]) &&
+                            (r = vs_push(l, t, s, &node_addrs[k], s->node_port, s->etp_local, true)) < 0)
+                                return r;
         }
         return 0;
 }
@@ -185,6 +193,12 @@ static int vs_idx_cmp(const void *a, const void *b, void *arg)
 
 int ipvs_desired_new(const struct table *t, struct ipvs_desired **ret)
 {
+        return ipvs_desired_new_on(t, NULL, 0, ret);
+}
+
+int ipvs_desired_new_on(const struct table *t, const struct ipaddr *node_addrs, size_t n_node_addrs,
+                        struct ipvs_desired **ret)
+{
         struct ipvs_desired *d;
         struct vsvec l = { 0 };
         uint32_t *idx = NULL, *map = NULL;
@@ -199,7 +213,7 @@ int ipvs_desired_new(const struct table *t, struct ipvs_desired **ret)
                 return -ENOMEM;
         d->family_enabled[0] = t->family_enabled[0];
         d->family_enabled[1] = t->family_enabled[1];
-        r = collect(t, &l);
+        r = collect(t, node_addrs, n_node_addrs, &l);
         if (r < 0)
                 goto fail;
         r = -ENOMEM;

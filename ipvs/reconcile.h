@@ -61,6 +61,11 @@ struct ipvs_desired {
 /* The desired set of t, which must outlive it. -EINVAL if t's scheduler
  * name does not fit IPVS (IP_VS_SCHEDNAME_MAXLEN). *ret untouched on failure. */
 int ipvs_desired_new(const struct table *t, struct ipvs_desired **ret);
+/* The same with NodePorts on every address in node_addrs (the node's own,
+ * as the kernel lists them) that lies inside --nodeport-addresses, as
+ * kube-proxy's IPVS mode binds them; ipvs_desired_new uses the node IP. */
+int ipvs_desired_new_on(const struct table *t, const struct ipaddr *node_addrs, size_t n_node_addrs,
+                        struct ipvs_desired **ret);
 void ipvs_desired_free(struct ipvs_desired *d);
 /* The virtual server with svc's key, or NULL. */
 const struct ipvs_vs *ipvs_desired_find(const struct ipvs_desired *d, const struct ipvs_service *svc);

@@ -40,6 +40,8 @@ struct ipvs_backend {
         struct ipaddr *vips;          /* kube-ipvs0's addresses, sorted, unique */
         size_t n_vips;
         int ifindex;
+        struct ipaddr *node_addrs;    /* the node's addresses, outside kube-ipvs0, from the last full sync */
+        size_t n_node_addrs;
         bool need_full;
 };
 
@@ -71,6 +73,7 @@ static void ipvsb_close(struct backend *base)
         ipvs_desired_free(b->desired);
         table_free(b->table);
         free(b->vips);
+        free(b->node_addrs);
         ipvs_term_free(b->term);
         rtnl_sock_free(b->rt);
         nft_sock_free(b->nft);
@@ -442,6 +445,33 @@ out:
         return r;
 }
 
+static int refresh_node_addrs(struct ipvs_backend *b)
+{
+        struct ipcidr *c = NULL;
+        struct ipaddr *a;
+        size_t n = 0;
+        int r, ifindex = 0;
+
+        /* kube-ipvs0 holds VIPs, not node addresses. */
+        if (rtnl_dummy_find(b->rt, RTNL_IPVS_DUMMY, &ifindex) < 0)
+                ifindex = 0;
+        r = rtnl_ifaddr_list(b->rt, ifindex > 0 ? -ifindex : -0x7fffffff, &c, &n);
+        if (r < 0)
+                return r;
+        a = calloc(n + 1, sizeof(*a));
+        if (!a) {
+                free(c);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+                a[i] = c[i].addr;
+        free(c);
+        free(b->node_addrs);
+        b->node_addrs = a;
+        b->n_node_addrs = n;
+        return 0;
+}
+
 static int ipvsb_sync(struct backend *base, struct table *t, bool full, char *err)
 {
         struct ipvs_backend *b = (struct ipvs_backend *)base;
@@ -452,7 +482,13 @@ static int ipvsb_sync(struct backend *base, struct table *t, bool full, char *er
 
         err[0] = '\0';
         full = full || b->need_full || !b->table || !b->desired || !table_same_context(b->table, t);
-        r = ipvs_desired_new(t, &d);
+        /* NodePorts live on the node's own addresses: looked up at every
+         * full sync (addresses come and go), reused by partial ones. */
+        if (full && (r = refresh_node_addrs(b)) < 0) {
+                snprintf(err, BACKEND_ERRLEN, "listing the node's addresses: %s", strerror(-r));
+                goto fail;
+        }
+        r = ipvs_desired_new_on(t, b->node_addrs, b->n_node_addrs, &d);
         if (r == -EINVAL) {
                 snprintf(err, BACKEND_ERRLEN, "IPVS scheduler name too long: %s", t->scheduler);
                 goto fail;

@@ -246,7 +246,7 @@ int rtnl_dummy_del(struct rtnl_sock *s, const char *name)
 /* ---- addresses ---- */
 
 struct addr_list {
-        int ifindex;
+        int ifindex;      /* > 0: only this interface; < 0: all but -ifindex */
         struct ipcidr *v;
         size_t n, cap;
 };
@@ -278,7 +278,8 @@ static int addr_cb(const struct nlmsghdr *nlh, void *data)
 
         if (nlh->nlmsg_type != RTM_NEWADDR || nlh->nlmsg_len < mnl_nlmsg_size(sizeof(*ifa)))
                 return 0;
-        if ((int)ifa->ifa_index != l->ifindex || (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6))
+        if ((l->ifindex > 0 ? (int)ifa->ifa_index != l->ifindex : (int)ifa->ifa_index == -l->ifindex) ||
+            (ifa->ifa_family != AF_INET && ifa->ifa_family != AF_INET6))
                 return 0;
         if (mnl_attr_parse(nlh, sizeof(*ifa), addr_attr_cb, &a) < 0)
                 return -EINVAL;
@@ -324,7 +325,7 @@ int rtnl_ifaddr_list(struct rtnl_sock *s, int ifindex, struct ipcidr **ret, size
                 /* Older kernels ignore ifa_index in a dump request: the
                  * callback filters. */
                 ifa->ifa_family = AF_UNSPEC;
-                ifa->ifa_index = (uint32_t)ifindex;
+                ifa->ifa_index = ifindex > 0 ? (uint32_t)ifindex : 0;
                 r = talk(s, nlh, true, addr_cb, &l);
                 if (r == 0) {
                         if (l.n > 1)

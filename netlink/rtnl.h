@@ -28,7 +28,8 @@ int rtnl_dummy_ensure(struct rtnl_sock *s, const char *name, int *ret_ifindex);
 int rtnl_dummy_del(struct rtnl_sock *s, const char *name);
 
 /* Every address on the interface (any prefix length), sorted by
- * ipaddr_cmp. *ret (malloc'd) and *ret_n untouched on failure. */
+ * ipaddr_cmp; a negative ifindex lists every interface but -ifindex.
+ * *ret (malloc'd) and *ret_n untouched on failure. */
 int rtnl_ifaddr_list(struct rtnl_sock *s, int ifindex, struct ipcidr **ret, size_t *ret_n);
 /* Adds add[] as host addresses (/32, /128) and deletes del[]; an address
  * already there (or already gone) is not an error. All changes are

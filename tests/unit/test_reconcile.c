@@ -588,6 +588,47 @@ static void state_apply(struct ipvs_state *s, struct ipvs_plan *p)
         }
 }
 
+/* NodePorts on the node's own addresses: every one inside the NodePort
+ * range, never loopback, never one outside the range. */
+static void test_desired_node_addrs(void **state)
+{
+        struct table *t = tb_new();
+        struct ipvs_desired *d = NULL;
+        struct tbl_svc *s;
+        struct ipaddr addrs[4];
+        size_t nodeports = 0;
+
+        (void)state;
+        s = tb_svc(t, "ns", "np", IPPROTO_TCP, 80, "172.30.0.50");
+        s->node_port = 30080;
+        tb_ep(s, "10.180.0.9", 8080, true);
+        t->nodeport_cidr[0][0] = cidr("192.168.0.0/16");
+        addrs[0] = ip("127.0.0.1");
+        addrs[1] = ip("192.168.1.10");
+        addrs[2] = ip("192.168.7.7");
+        addrs[3] = ip("10.9.9.9");
+        assert_int_equal(ipvs_desired_new_on(t, addrs, 4, &d), 0);
+        for (size_t i = 0; i < d->n; i++) {
+                char buf[IPADDR_STRLEN];
+                if (!d->vs[i].node_port)
+                        continue;
+                nodeports++;
+                ipaddr_format(&d->vs[i].addr, buf);
+                assert_true(!strcmp(buf, "192.168.1.10") || !strcmp(buf, "192.168.7.7"));
+                assert_int_equal(d->vs[i].svc.port, 30080);
+        }
+        assert_int_equal(nodeports, 2);
+        ipvs_desired_free(d);
+        /* Without addresses (a dry run): the node IP only. */
+        assert_int_equal(ipvs_desired_new(t, &d), 0);
+        nodeports = 0;
+        for (size_t i = 0; i < d->n; i++)
+                nodeports += d->vs[i].node_port;
+        assert_int_equal(nodeports, 1);
+        ipvs_desired_free(d);
+        table_free(t);
+}
+
 static void test_full_from_empty(void **state)
 {
         struct table *t = sample_table();
@@ -922,6 +963,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_desired_sample), cmocka_unit_test(test_desired_options),
+                cmocka_unit_test(test_desired_node_addrs),
                 cmocka_unit_test(test_full_from_empty), cmocka_unit_test(test_full_identical),
                 cmocka_unit_test(test_full_drifted), cmocka_unit_test(test_full_other_family),
                 cmocka_unit_test(test_partial_unchanged), cmocka_unit_test(test_partial_and_termination),
