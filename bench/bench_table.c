@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "process.h"
 #include "ipaddr.h"
 #include "manifest.h"
 #include "model.h"
@@ -259,6 +260,9 @@ int main(int argc, char **argv)
         bool dom_only = false;
         double *v;
         int c, r;
+
+        /* The same malloc settings as nlproxy itself. */
+        process_tune_malloc();
 
         while ((c = getopt_long(argc, argv, "k:h", longopts, NULL)) != -1) {
                 switch (c) {

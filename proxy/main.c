@@ -17,6 +17,7 @@
 #include "manifest.h"
 #include "model.h"
 #include "options.h"
+#include "process.h"
 #include "render.h"
 #include "table.h"
 #include "trace.h"
@@ -311,6 +312,7 @@ int main(int argc, char **argv)
         char err[512];
         int ret;
 
+        process_tune_malloc();
         if (options_parse(argc, argv, &o, err, sizeof(err)) < 0)
                 return usage_error(err);
         /* Rule sets run to megabytes: line buffering would cost a write per line. */

@@ -23,6 +23,7 @@
 #include "manifest.h"
 #include "model.h"
 #include "options.h"
+#include "process.h"
 #include "render.h"
 #include "table.h"
 
@@ -82,6 +83,7 @@ int main(int argc, char **argv)
         char err[BACKEND_ERRLEN], line[4096];
         int r;
 
+        process_tune_malloc();
         if (options_parse(argc, argv, &o, err, sizeof(err)) < 0) {
                 fprintf(stderr, "nlp_steps: %s\n", err);
                 return 2;

@@ -1,0 +1,19 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <malloc.h>
+
+#include "process.h"
+
+void process_tune_malloc(void)
+{
+        /* By default glibc gives freed heap back to the kernel as soon as the
+         * top of the heap is free and serves large blocks from fresh mmaps;
+         * a sync then faults every page of its table and plan in again
+         * (measured at 10k services: compute 55 ms and render 46 ms instead
+         * of 25 and 20, on a VM with paravirtualised page faults). Keeping
+         * up to 64 MiB of freed heap, growing it in 32 MiB steps and mmapping
+         * only blocks over 4 MiB leaves the peak RSS unchanged: the memory
+         * kept is what the next sync needs again. */
+        mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+        mallopt(M_TOP_PAD, 32 * 1024 * 1024);
+        mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+}
