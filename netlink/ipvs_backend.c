@@ -319,6 +319,10 @@ static int companion_replace(struct ipvs_backend *b, const struct table *t, char
         r = nft_txn_begin(b->nft, 0, &txn);
         if (r == 0)
                 r = nft_encode_plan(txn, p);
+        /* The nftables backend's shard tables would DNAT before IPVS sees
+         * the packets. */
+        if (r == 0)
+                r = nft_encode_shards_remove(txn, 0);
         if (r < 0) {
                 snprintf(err, BACKEND_ERRLEN, "encoding the companion ruleset: %s", strerror(-r));
         } else {

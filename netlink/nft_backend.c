@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <libnftnl/rule.h>
 #include <linux/netfilter.h>
@@ -40,6 +41,7 @@ struct nft_backend {
         struct nft_sock *sock;
         struct table *table;    /* what the kernel holds after our last commit */
         struct hp_map hairpin[2];
+        uint32_t shards;        /* of the committed plan: partial syncs keep it */
         uint32_t genid;
         bool need_full;
         bool fail_next;         /* tests: make the kernel refuse the next batch */
@@ -312,12 +314,12 @@ static struct hp_slot *hp_find(struct hp_map *m, const struct ipaddr *a, bool cr
         return &m->slots[i];
 }
 
-/* Calls fn for each endpoint address service si DNATs to in the plan,
- * once per address. */
-static int svc_dnat_addrs(const struct nftplan *p, int idx, uint32_t si,
+/* Calls fn for each endpoint address service si DNATs to in family fi of
+ * the plan, once per address. */
+static int svc_dnat_addrs(const struct nftplan *p, int fi, uint32_t si,
                           int (*fn)(const struct ipaddr *a, uint32_t elem, void *data), void *data)
 {
-        const struct nftp_family *f = nftplan_family(p, idx);
+        const struct nftp_family *f = nftplan_family(p, nftplan_svc_table(p, fi, si));
         const struct nftp_svc_objs *o = &f->svc[si];
         int r;
 
@@ -478,6 +480,8 @@ static int sync_full(struct nft_backend *b, struct table *t, char *err)
                 return r;
         }
         r = nft_encode_plan(txn, p);
+        if (r == 0)
+                r = nft_encode_shards_remove(txn, nftplan_shards(p));
         if (r == 0 && b->fail_next) {
                 /* A rule for a chain that does not exist: the kernel refuses
                  * the whole batch, as it would any bad change. */
@@ -487,6 +491,8 @@ static int sync_full(struct nft_backend *b, struct table *t, char *err)
         r = txn_finish(txn, r, err);
         if (r == 0)
                 r = hp_rebuild(b, p, t);
+        if (r == 0)
+                b->shards = nftplan_shards(p);
         nftplan_free(p);
         return r;
 }
@@ -576,7 +582,16 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
         int r = 0;
 
         while ((i < o->n_svcs || j < t->n_svcs) && r == 0) {
-                int c = i == o->n_svcs ? 1 : j == t->n_svcs ? -1 : tbl_svc_cmp(&o->svcs[i], &t->svcs[j]);
+                int c;
+
+                /* The common case, an entry shared by both tables, without
+                 * comparing names. */
+                if (i < o->n_svcs && j < t->n_svcs && o->svcs[i].shared && o->svcs[i].shared == t->svcs[j].shared) {
+                        i++;
+                        j++;
+                        continue;
+                }
+                c = i == o->n_svcs ? 1 : j == t->n_svcs ? -1 : tbl_svc_cmp(&o->svcs[i], &t->svcs[j]);
                 if (c < 0)
                         r = idxvec_push(&oi, (uint32_t)i++);
                 else if (c > 0)
@@ -606,7 +621,7 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
         mn = mini_table(t, ni.v, ni.n, come, n_come);
         if (!mo || !mn)
                 goto out;
-        if ((r = nftplan_new(mo, &po)) < 0 || (r = nftplan_new(mn, &pn)) < 0) {
+        if ((r = nftplan_new_sharded(mo, b->shards, &po)) < 0 || (r = nftplan_new_sharded(mn, b->shards, &pn)) < 0) {
                 snprintf(err, BACKEND_ERRLEN, "planning the ruleset: %s", strerror(-r));
                 goto out;
         }
@@ -615,13 +630,13 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
                 snprintf(err, BACKEND_ERRLEN, "starting a transaction: %s", strerror(-r));
                 goto out;
         }
-        for (int idx = 0; idx < 2 && r == 0; idx++) {
-                if (!nftplan_family(pn, idx)->enabled)
-                        continue;
-                r = hp_changes(b, idx, po, mo->n_svcs, pn, mn->n_svcs, &hd[idx], &hp_del[idx], &hp_add[idx]);
-                if (r == 0)
-                        r = encode_family_diff(txn, po, pn, idx, &hp_del[idx], &hp_add[idx]);
-        }
+        for (int fi = 0; fi < 2 && r == 0; fi++)
+                if (nftplan_family(pn, fi)->enabled)
+                        r = hp_changes(b, fi, po, mo->n_svcs, pn, mn->n_svcs, &hd[fi], &hp_del[fi], &hp_add[fi]);
+        /* The hairpin set is in the main tables (idx 0 and 1). */
+        for (uint32_t idx = 0; idx < nftplan_n_tables(pn) && r == 0; idx++)
+                r = encode_family_diff(txn, po, pn, (int)idx, idx < 2 ? &hp_del[idx] : &(struct idxvec){ 0 },
+                                       idx < 2 ? &hp_add[idx] : &(struct idxvec){ 0 });
         if (r == 0 && b->fail_next) {
                 b->fail_next = false;
                 r = encode_rule_to_missing_chain(txn);
@@ -695,6 +710,8 @@ static int nftb_cleanup(struct backend *base, char *err)
                 r = nft_txn_begin(b->sock, 0, &txn);
         if (r == 0)
                 r = nft_encode_plan(txn, p);
+        if (r == 0)
+                r = nft_encode_shards_remove(txn, 0);
         if (r == 0) {
                 r = nft_txn_commit(txn, txerr);
                 if (r < 0)

@@ -3,6 +3,7 @@
  * for the script render_nft prints (compare `nft --debug=netlink,mnl`). */
 #include <endian.h>
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
@@ -61,18 +62,22 @@ static int table_msg(struct nft_txn *t, const struct nftp_family *f, uint16_t ty
         if (!tb)
                 return -ENOMEM;
         nftnl_table_set_u32(tb, NFTNL_TABLE_FAMILY, nfproto(f));
-        nftnl_table_set_str(tb, NFTNL_TABLE_NAME, NFTP_TABLE_NAME);
+        nftnl_table_set_str(tb, NFTNL_TABLE_NAME, f->name);
         if (type == NFT_MSG_NEWTABLE)
                 nftnl_table_set_u32(tb, NFTNL_TABLE_FLAGS, 0);
         if (comment) {
                 /* nft stores the comment as user data, one TLV with the NUL. */
-                static const char c[] = NFTP_TABLE_COMMENT;
-                uint8_t ud[2 + sizeof(c)];
+                size_t n = strlen(f->comment) + 1;
+                uint8_t ud[2 + 64];
 
+                if (n > sizeof(ud) - 2) {
+                        nftnl_table_free(tb);
+                        return -EINVAL;
+                }
                 ud[0] = NFTNL_UDATA_TABLE_COMMENT;
-                ud[1] = sizeof(c);
-                memcpy(ud + 2, c, sizeof(c));
-                nftnl_table_set_data(tb, NFTNL_TABLE_USERDATA, ud, sizeof(ud));
+                ud[1] = (uint8_t) n;
+                memcpy(ud + 2, f->comment, n);
+                nftnl_table_set_data(tb, NFTNL_TABLE_USERDATA, ud, 2 + n);
         }
         nlh = nft_txn_msg(t, type, nfproto(f), type == NFT_MSG_NEWTABLE ? NLM_F_CREATE : 0);
         nftnl_table_nlmsg_build_payload(nlh, tb);
@@ -98,6 +103,30 @@ int nft_encode_table_replace(struct nft_txn *t, const struct nftplan *p, int idx
         if ((r = table_msg(t, f, NFT_MSG_NEWTABLE, false)) < 0 || (r = table_msg(t, f, NFT_MSG_DELTABLE, false)) < 0)
                 return r;
         return table_msg(t, f, NFT_MSG_NEWTABLE, true);
+}
+
+int nft_encode_table_remove(struct nft_txn *t, int af, const char *name)
+{
+        struct nftp_family f = { .name = name, .af = af };
+        int r;
+
+        if ((r = table_msg(t, &f, NFT_MSG_NEWTABLE, false)) < 0)
+                return r;
+        return table_msg(t, &f, NFT_MSG_DELTABLE, false);
+}
+
+int nft_encode_shards_remove(struct nft_txn *t, uint32_t from)
+{
+        int r = 0;
+
+        for (uint32_t k = from; k < NFTP_MAX_SHARDS && r == 0; k++) {
+                char name[32];
+
+                snprintf(name, sizeof(name), NFTP_SHARD_PREFIX "%02u", k);
+                if ((r = nft_encode_table_remove(t, AF_INET, name)) == 0)
+                        r = nft_encode_table_remove(t, AF_INET6, name);
+        }
+        return r;
 }
 
 /* Sets. */
@@ -189,7 +218,7 @@ int nft_encode_set_build(const struct nftplan *p, int idx, uint32_t set, struct 
         for (int i = 0; i < s->n_fields; i++)
                 type = type << NFT_TYPE_BITS | field_type(s->fields[i]);
         nftnl_set_set_u32(ns, NFTNL_SET_FAMILY, nfproto(f));
-        nftnl_set_set_str(ns, NFTNL_SET_TABLE, NFTP_TABLE_NAME);
+        nftnl_set_set_str(ns, NFTNL_SET_TABLE, f->name);
         nftnl_set_set_str(ns, NFTNL_SET_NAME, s->name);
         nftnl_set_set_u32(ns, NFTNL_SET_FLAGS, set_kernel_flags(s));
         nftnl_set_set_u32(ns, NFTNL_SET_KEY_TYPE, type);
@@ -238,7 +267,7 @@ int nft_encode_set_del(struct nft_txn *t, const struct nftplan *p, int idx, uint
         if (set >= f->n_sets)
                 return -EINVAL;
         nlh = nft_txn_msg(t, NFT_MSG_DELSET, nfproto(f), 0);
-        mnl_attr_put_strz(nlh, NFTA_SET_TABLE, NFTP_TABLE_NAME);
+        mnl_attr_put_strz(nlh, NFTA_SET_TABLE, f->name);
         mnl_attr_put_strz(nlh, NFTA_SET_NAME, f->sets[set].name);
         return nft_txn_push(t);
 }
@@ -258,7 +287,7 @@ struct elw {
 static void elw_open(struct elw *w)
 {
         w->nlh = nft_txn_msg(w->t, w->type, nfproto(w->f), w->type == NFT_MSG_NEWSETELEM ? NLM_F_CREATE : 0);
-        mnl_attr_put_strz(w->nlh, NFTA_SET_ELEM_LIST_TABLE, NFTP_TABLE_NAME);
+        mnl_attr_put_strz(w->nlh, NFTA_SET_ELEM_LIST_TABLE, w->f->name);
         mnl_attr_put_strz(w->nlh, NFTA_SET_ELEM_LIST_SET, w->s->name);
         w->list = mnl_attr_nest_start(w->nlh, NFTA_SET_ELEM_LIST_ELEMENTS);
         w->used = 0;
@@ -467,7 +496,7 @@ static int chain_msg(struct nft_txn *t, const struct nftp_family *f, uint32_t ch
         if (!nc)
                 return -ENOMEM;
         nftnl_chain_set_u32(nc, NFTNL_CHAIN_FAMILY, nfproto(f));
-        nftnl_chain_set_str(nc, NFTNL_CHAIN_TABLE, NFTP_TABLE_NAME);
+        nftnl_chain_set_str(nc, NFTNL_CHAIN_TABLE, f->name);
         nftnl_chain_set_str(nc, NFTNL_CHAIN_NAME, c->name);
         if (type == NFT_MSG_NEWCHAIN && c->base) {
                 nftnl_chain_set_u32(nc, NFTNL_CHAIN_HOOKNUM, hooknum[c->hook]);
@@ -500,7 +529,7 @@ int nft_encode_chain_flush(struct nft_txn *t, const struct nftplan *p, int idx, 
                 return -EINVAL;
         /* DELRULE naming a chain and no handle removes all its rules. */
         nlh = nft_txn_msg(t, NFT_MSG_DELRULE, nfproto(f), 0);
-        mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, NFTP_TABLE_NAME);
+        mnl_attr_put_strz(nlh, NFTA_RULE_TABLE, f->name);
         mnl_attr_put_strz(nlh, NFTA_RULE_CHAIN, f->chains[chain].name);
         return nft_txn_push(t);
 }
@@ -875,7 +904,7 @@ int nft_encode_rule_build(const struct nftplan *p, int idx, uint32_t chain, uint
         if (!b.r)
                 return -ENOMEM;
         nftnl_rule_set_u32(b.r, NFTNL_RULE_FAMILY, nfproto(f));
-        nftnl_rule_set_str(b.r, NFTNL_RULE_TABLE, NFTP_TABLE_NAME);
+        nftnl_rule_set_str(b.r, NFTNL_RULE_TABLE, f->name);
         nftnl_rule_set_str(b.r, NFTNL_RULE_CHAIN, c->name);
         e_match(&b, &f->rules[c->first_rule + rule]);
         if (!b.err)
@@ -943,8 +972,8 @@ int nft_encode_plan(struct nft_txn *t, const struct nftplan *p)
 {
         int r;
 
-        for (int i = 0; i < 2; i++)
-                if ((r = nft_encode_family(t, p, i)) < 0)
+        for (uint32_t i = 0; i < nftplan_n_tables(p); i++)
+                if ((r = nft_encode_family(t, p, (int) i)) < 0)
                         return r;
         return 0;
 }

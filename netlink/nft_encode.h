@@ -25,6 +25,14 @@ int nft_encode_table_del(struct nft_txn *t, const struct nftplan *p, int idx);
  * without an existing table, atomic with the rest of the batch. */
 int nft_encode_table_replace(struct nft_txn *t, const struct nftplan *p, int idx);
 
+/* Removes the table of that family (AF_INET / AF_INET6) and name if it
+ * exists: add, then delete, as the script does (shard tables left by a run
+ * with more shards). */
+int nft_encode_table_remove(struct nft_txn *t, int af, const char *name);
+/* The same for shard tables from..NFTP_MAX_SHARDS-1 of both families:
+ * those a plan with fewer shards (or none) does not use. */
+int nft_encode_shards_remove(struct nft_txn *t, uint32_t from);
+
 /* NEWSET (NLM_F_CREATE) with key/data types, flags, concat field lengths,
  * timeout, a batch-local set id and nft's user data. No elements. */
 int nft_encode_set_add(struct nft_txn *t, const struct nftplan *p, int idx, uint32_t set);
@@ -50,7 +58,7 @@ int nft_encode_chain_rules(struct nft_txn *t, const struct nftplan *p, int idx, 
 /* A whole family as the script does it: table replace, sets, elements,
  * chains, rules; a disabled family is only deleted (add + delete). */
 int nft_encode_family(struct nft_txn *t, const struct nftplan *p, int idx);
-/* Both families: the full sync. */
+/* Every table of the plan: the full sync. */
 int nft_encode_plan(struct nft_txn *t, const struct nftplan *p);
 
 /* Without a kernel or transaction (tests, error messages): one rule or one

@@ -52,7 +52,7 @@ struct famplan {
         size_t n_chains, cap_chains;
         struct nftp_rule *rules;
         size_t n_rules, cap_rules;
-        struct nftp_svc_objs *svc;
+        struct nftp_svc_objs *svc;       /* the family's, shared by its tables */
         uint32_t *chain_hash, *set_hash; /* open addressing, NFTP_NONE = free */
         uint32_t chain_mask, set_mask;
         uint32_t **sorted;     /* per set, built by nftplan_set_sorted */
@@ -61,14 +61,19 @@ struct famplan {
 struct nftplan {
         const struct table *t;
         bool companion;
-        struct famplan fam[2];
+        uint32_t shards;
+        uint32_t n_tables;
+        struct famplan *fam;          /* n_tables, in script order */
+        struct nftp_svc_objs *svc[2]; /* per family */
+        uint32_t *svc_shard;          /* per table svc index, with shards */
         struct arena_blk *arena;
 };
 
-/* Build state of one family (the former renderer's plan). */
+/* Build state of one family, shared by the family's tables. */
 struct build {
         struct nftplan *p;
-        struct famplan *fp;
+        struct famplan *fp;  /* the table being built */
+        uint32_t shard;      /* its shard, NFTP_NONE for the main table */
         const struct table *t;
         int idx, af;
         uint8_t addr_type;
@@ -418,6 +423,13 @@ static const char *svc_chain_name(struct build *b, uint32_t si, uint8_t target)
         return *n;
 }
 
+/* Whether service si's dispatch, chains and sets belong in the table being
+ * built: without shards everything is in the main table. */
+static bool in_table(const struct build *b, uint32_t si)
+{
+        return !b->p->shards || b->p->svc_shard[si] == b->shard;
+}
+
 /* Sets. */
 
 static int set_begin(struct build *b, const char *name, bool map, uint8_t flags, uint32_t svc, int n_fields, ...)
@@ -567,7 +579,7 @@ static int dispatch_map(struct build *b, const char *name, bool nodeports, bool 
                 bool is_dnat = e->target <= TG_EXT;
                 struct nftp_elem *x;
 
-                if (e->dup || is_dnat != dnat || (e->addr.family == 0) != nodeports)
+                if (e->dup || is_dnat != dnat || (e->addr.family == 0) != nodeports || (dnat && !in_table(b, e->svc)))
                         continue;
                 if (!(x = elem_new(b, e->svc)))
                         return -ENOMEM;
@@ -713,6 +725,8 @@ static int affinity_sets(struct build *b)
         for (size_t i = 0; i < t->n_svcs; i++) {
                 const struct tbl_svc *s = &t->svcs[i];
 
+                if (!in_table(b, (uint32_t) i))
+                        continue;
                 fp->svc[i].first_set = (uint32_t) fp->n_sets;
                 if (!s->affinity_timeout || !(b->flags[i] & (F_SVC | F_LOCAL)) || !s->n_eps)
                         continue;
@@ -820,20 +834,26 @@ static int rule(struct build *b, uint8_t match, uint8_t action, const char *chai
         return 0;
 }
 
-static int nat_chains(struct build *b, const char *jump)
+/* early: the main table of a sharded plan. Once one NAT chain of a hook has
+ * bound a connection (the DNAT), the kernel skips the hook's later NAT
+ * chains, so the masquerade marking must come before the shards' DNAT. */
+static int nat_chains(struct build *b, const char *jump, bool early, bool postrouting)
 {
         int r;
 
         /* nft accepts the names dstnat/srcnat only on the hooks they belong
          * to, so output hooks spell dstnat (-100) as a number. */
-        if ((r = base_chain(b, "nat-prerouting", "nat", NFTP_HOOK_PREROUTING, -100, "dstnat")) < 0 ||
+        if ((r = base_chain(b, "nat-prerouting", "nat", NFTP_HOOK_PREROUTING, early ? -101 : -100,
+                            early ? "dstnat - 1" : "dstnat")) < 0 ||
             (r = rule(b, NFTP_M_NONE, NFTP_A_JUMP, jump, NULL, NULL, 0)) < 0)
                 return r;
         chain_end(b);
-        if ((r = base_chain(b, "nat-output", "nat", NFTP_HOOK_OUTPUT, -100, "-100")) < 0 ||
+        if ((r = base_chain(b, "nat-output", "nat", NFTP_HOOK_OUTPUT, early ? -101 : -100, early ? "-101" : "-100")) < 0 ||
             (r = rule(b, NFTP_M_NONE, NFTP_A_JUMP, jump, NULL, NULL, 0)) < 0)
                 return r;
         chain_end(b);
+        if (!postrouting)
+                return 0;
         if ((r = base_chain(b, "nat-postrouting", "nat", NFTP_HOOK_POSTROUTING, 100, "srcnat")) < 0 ||
             (r = rule(b, NFTP_M_NONE, NFTP_A_JUMP, "masquerading", NULL, NULL, 0)) < 0)
                 return r;
@@ -849,6 +869,17 @@ static int ct_new_jumps(struct build *b, const char *j1, const char *j2)
                 r = rule(b, NFTP_M_CT_NEW, NFTP_A_JUMP, j2, NULL, NULL, 0);
         chain_end(b);
         return r;
+}
+
+static int mark_chain(struct build *b)
+{
+        int r;
+
+        if ((r = chain_begin(b, "mark-for-masquerade", NFTP_NONE)) < 0 ||
+            (r = rule(b, NFTP_M_NONE, NFTP_A_MARK_OR, NULL, NULL, NULL, b->t->masquerade_mark)) < 0)
+                return r;
+        chain_end(b);
+        return 0;
 }
 
 static int filter_chains(struct build *b, bool ct_dnat)
@@ -885,10 +916,8 @@ static int filter_chains(struct build *b, bool ct_dnat)
             (r = rule(b, NFTP_M_NONE, NFTP_A_REJECT, NULL, NULL, NULL, 0)) < 0)
                 return r;
         chain_end(b);
-        if ((r = chain_begin(b, "mark-for-masquerade", NFTP_NONE)) < 0 ||
-            (r = rule(b, NFTP_M_NONE, NFTP_A_MARK_OR, NULL, NULL, NULL, mark)) < 0)
+        if ((r = mark_chain(b)) < 0)
                 return r;
-        chain_end(b);
         /* IPVS forwards without setting the conntrack DNAT status, so the
          * companion matches the hairpin pair alone. */
         if ((r = chain_begin(b, "masquerading", NFTP_NONE)) < 0 ||
@@ -999,28 +1028,19 @@ static int endpoint_chain(struct build *b, uint32_t si, uint8_t target, const ui
         return 0;
 }
 
-static int build_main(struct build *b)
+/* The per-service chains of the services in the table being built. */
+static int svc_chains(struct build *b)
 {
         const struct table *t = b->t;
         struct famplan *fp = b->fp;
         int r;
 
-        if ((r = common_sets(b)) < 0 || (r = dispatch_map(b, "service-ips", false, true)) < 0 ||
-            (r = dispatch_map(b, "service-nodeports", true, true)) < 0 ||
-            (r = dispatch_map(b, "no-endpoint-services", false, false)) < 0 ||
-            (r = dispatch_map(b, "no-endpoint-nodeports", true, false)) < 0 || (r = affinity_sets(b)) < 0)
-                return r;
-        if ((r = nat_chains(b, "services")) < 0 || (r = filter_chains(b, true)) < 0)
-                return r;
-        if ((r = chain_begin(b, "services", NFTP_NONE)) < 0 || (r = masquerade_rule(b)) < 0 ||
-            (r = rule(b, NFTP_M_TUPLE, NFTP_A_VMAP, NULL, "service-ips", NULL, 0)) < 0 ||
-            (r = rule(b, NFTP_M_NODEPORT, NFTP_A_VMAP, NULL, "service-nodeports", "nodeport-addrs", 0)) < 0)
-                return r;
-        chain_end(b);
         for (size_t i = 0; i < t->n_svcs; i++) {
                 const struct tbl_svc *s = &t->svcs[i];
                 uint32_t si = (uint32_t) i;
 
+                if (!in_table(b, si))
+                        continue;
                 fp->svc[i].first_chain = (uint32_t) fp->n_chains;
                 if ((b->flags[i] & F_EXT) && (r = ext_chain(b, si)) < 0)
                         return r;
@@ -1033,6 +1053,64 @@ static int build_main(struct build *b)
                 fp->svc[i].n_chains = (uint32_t) fp->n_chains - fp->svc[i].first_chain;
         }
         return 0;
+}
+
+static int dispatch_rules(struct build *b)
+{
+        int r;
+
+        if ((r = rule(b, NFTP_M_TUPLE, NFTP_A_VMAP, NULL, "service-ips", NULL, 0)) < 0 ||
+            (r = rule(b, NFTP_M_NODEPORT, NFTP_A_VMAP, NULL, "service-nodeports", "nodeport-addrs", 0)) < 0)
+                return r;
+        return 0;
+}
+
+/* The main table; with shards, without the service dispatch. */
+static int build_main(struct build *b)
+{
+        bool all = !b->p->shards;
+        int r;
+
+        if ((r = common_sets(b)) < 0)
+                return r;
+        if (all && ((r = dispatch_map(b, "service-ips", false, true)) < 0 ||
+                    (r = dispatch_map(b, "service-nodeports", true, true)) < 0))
+                return r;
+        if ((r = dispatch_map(b, "no-endpoint-services", false, false)) < 0 ||
+            (r = dispatch_map(b, "no-endpoint-nodeports", true, false)) < 0)
+                return r;
+        if (all && (r = affinity_sets(b)) < 0)
+                return r;
+        if ((r = nat_chains(b, "services", !all, true)) < 0 || (r = filter_chains(b, true)) < 0)
+                return r;
+        if ((r = chain_begin(b, "services", NFTP_NONE)) < 0 || (r = masquerade_rule(b)) < 0 ||
+            (all && (r = dispatch_rules(b)) < 0))
+                return r;
+        chain_end(b);
+        return all ? svc_chains(b) : 0;
+}
+
+/* One shard: the dispatch of its services, with its own copies of the small
+ * configuration sets and of the marking chain (a chain can only jump within
+ * its table). */
+static int build_shard(struct build *b)
+{
+        const struct table *t = b->t;
+        int i = b->idx, r;
+
+        if ((r = cidr_set(b, "nodeport-addrs", t->nodeport_cidr[i], t->n_nodeport_cidr[i])) < 0 ||
+            (r = cidr_set(b, "pod-cidrs", t->cluster_cidr[i], t->n_cluster_cidr[i])) < 0 ||
+            (r = dispatch_map(b, "service-ips", false, true)) < 0 ||
+            (r = dispatch_map(b, "service-nodeports", true, true)) < 0 || (r = affinity_sets(b)) < 0)
+                return r;
+        if ((r = nat_chains(b, "services", false, false)) < 0)
+                return r;
+        if ((r = chain_begin(b, "services", NFTP_NONE)) < 0 || (r = dispatch_rules(b)) < 0)
+                return r;
+        chain_end(b);
+        if ((r = mark_chain(b)) < 0)
+                return r;
+        return svc_chains(b);
 }
 
 static int masq_set(struct build *b, const char *name, bool nodeports)
@@ -1064,7 +1142,7 @@ static int build_companion(struct build *b)
             (r = dispatch_map(b, "no-endpoint-nodeports", true, false)) < 0 ||
             (r = masq_set(b, "external-masq", false)) < 0 || (r = masq_set(b, "nodeport-masq", true)) < 0)
                 return r;
-        if ((r = nat_chains(b, "ipvs-masquerade")) < 0 || (r = filter_chains(b, false)) < 0)
+        if ((r = nat_chains(b, "ipvs-masquerade", false, true)) < 0 || (r = filter_chains(b, false)) < 0)
                 return r;
         if ((r = chain_begin(b, "ipvs-masquerade", NFTP_NONE)) < 0 || (r = masquerade_rule(b)) < 0 ||
             (r = rule(b, NFTP_M_TUPLE, NFTP_A_JUMP, "mark-for-masquerade", "external-masq", NULL, 0)) < 0 ||
@@ -1119,25 +1197,31 @@ static int prealloc(void **v, size_t *cap, size_t n, size_t size)
 }
 
 /* Upper bounds (rarely exceeded; the arrays still grow): at 30k services
- * the doubling copies were a tenth of the build. */
+ * the doubling copies were a tenth of the build. Counted per table, so
+ * shards do not each reserve room for the whole family. */
 static int presize(struct build *b)
 {
         const struct table *t = b->t;
         struct famplan *fp = b->fp;
-        size_t chains = 32, rules = 64, sets = 16, elems = 16 + b->n_hairpin + b->disp.n + b->masq.n;
+        bool main_tbl = b->shard == NFTP_NONE;
+        size_t chains = 32, rules = 64, sets = 16, elems = 16;
 
-        elems += t->n_cluster_ips[b->idx] + t->n_service_cidr[b->idx] + t->n_nodeport_cidr[b->idx] +
-                 t->n_cluster_cidr[b->idx];
-        for (size_t i = 0; i < b->fw.n; i++) {
-                const struct tbl_svc *s = &t->svcs[b->fw.v[i].svc];
+        elems += t->n_nodeport_cidr[b->idx] + t->n_cluster_cidr[b->idx];
+        for (size_t i = 0; i < b->disp.n; i++)
+                elems += main_tbl || in_table(b, b->disp.v[i].svc);
+        if (main_tbl) {
+                elems += b->n_hairpin + b->masq.n + t->n_cluster_ips[b->idx] + t->n_service_cidr[b->idx];
+                for (size_t i = 0; i < b->fw.n; i++) {
+                        const struct tbl_svc *s = &t->svcs[b->fw.v[i].svc];
 
-                elems += 1 + s->n_source_ranges + s->n_vips;
+                        elems += 1 + s->n_source_ranges + s->n_vips;
+                }
         }
         for (size_t i = 0; i < t->n_svcs; i++) {
                 const struct tbl_svc *s = &t->svcs[i];
                 size_t eps = s->n_cluster_eps + s->n_local_eps;
 
-                if (!b->flags[i])
+                if (!b->flags[i] || !in_table(b, (uint32_t) i))
                         continue;
                 chains += 3;
                 rules += 8 + eps * (s->affinity_timeout ? 2 : 1);
@@ -1153,46 +1237,16 @@ static int presize(struct build *b)
         return 0;
 }
 
-static int build_family(struct nftplan *p, int idx)
+static int table_finish(struct famplan *fp)
 {
-        struct famplan *fp = &p->fam[idx];
-        struct build b;
         int r;
 
-        memset(&b, 0, sizeof(b));
-        b.p = p;
-        b.fp = fp;
-        b.t = p->t;
-        b.idx = idx;
-        b.af = ipfam_from_index(idx);
-        b.addr_type = idx ? NFTP_T_IPV6 : NFTP_T_IPV4;
-        fp->pub.af = b.af;
-        fp->pub.ip = fam_ip[idx];
-        fp->svc = calloc(p->t->n_svcs ? p->t->n_svcs : 1, sizeof(*fp->svc));
-        if (!fp->svc)
-                return -ENOMEM;
-        if (!p->t->family_enabled[idx])
-                goto done;
-        fp->pub.enabled = true;
-        b.names = calloc(p->t->n_svcs ? p->t->n_svcs * 3 : 1, sizeof(*b.names));
-        if (!b.names) {
-                r = -ENOMEM;
-                goto out;
-        }
-        if ((r = build_entries(&b)) < 0 || (r = presize(&b)) < 0)
-                goto out;
-        r = p->companion ? build_companion(&b) : build_main(&b);
-        if (r < 0)
-                goto out;
-done:
         if ((r = hash_build(&fp->chain_hash, &fp->chain_mask, fp->n_chains, fp->chains, sizeof(*fp->chains))) < 0 ||
             (r = hash_build(&fp->set_hash, &fp->set_mask, fp->n_sets, fp->sets, sizeof(*fp->sets))) < 0)
-                goto out;
+                return r;
         fp->sorted = calloc(fp->n_sets ? fp->n_sets : 1, sizeof(*fp->sorted));
-        if (!fp->sorted) {
-                r = -ENOMEM;
-                goto out;
-        }
+        if (!fp->sorted)
+                return -ENOMEM;
         fp->pub.sets = fp->sets;
         fp->pub.n_sets = (uint32_t) fp->n_sets;
         fp->pub.elems = fp->elems;
@@ -1202,21 +1256,135 @@ done:
         fp->pub.rules = fp->rules;
         fp->pub.n_rules = (uint32_t) fp->n_rules;
         fp->pub.svc = fp->svc;
-        r = 0;
-out:
+        return 0;
+}
+
+/* Table idx of family fi: the main table, or shard k. */
+static uint32_t table_idx(int fi, uint32_t shard)
+{
+        return shard == NFTP_NONE ? (uint32_t) fi : 2 + 2 * shard + (uint32_t) fi;
+}
+
+static int build_family(struct nftplan *p, int idx)
+{
+        struct build b;
+        int r = 0;
+
+        memset(&b, 0, sizeof(b));
+        b.p = p;
+        b.t = p->t;
+        b.idx = idx;
+        b.af = ipfam_from_index(idx);
+        b.addr_type = idx ? NFTP_T_IPV6 : NFTP_T_IPV4;
+        p->svc[idx] = calloc(p->t->n_svcs ? p->t->n_svcs : 1, sizeof(*p->svc[idx]));
+        if (!p->svc[idx])
+                return -ENOMEM;
+        for (uint32_t k = 0; k <= p->shards; k++) {
+                uint32_t shard = k == p->shards ? NFTP_NONE : k;
+                struct famplan *fp = &p->fam[table_idx(idx, shard)];
+
+                fp->pub.af = b.af;
+                fp->pub.fi = idx;
+                fp->pub.ip = fam_ip[idx];
+                fp->pub.shard = shard;
+                fp->pub.name = NFTP_TABLE_NAME;
+                fp->pub.comment = NFTP_TABLE_COMMENT;
+                fp->svc = p->svc[idx];
+                if (shard != NFTP_NONE) {
+                        char num[4] = { (char) ('0' + k / 10), (char) ('0' + k % 10), 0, 0 };
+
+                        fp->pub.name = arena_cat(p, NFTP_SHARD_PREFIX, num, NULL);
+                        fp->pub.comment = NFTP_SHARD_COMMENT;
+                        if (!fp->pub.name)
+                                return -ENOMEM;
+                }
+        }
+        if (p->t->family_enabled[idx]) {
+                b.names = calloc(p->t->n_svcs ? p->t->n_svcs * 3 : 1, sizeof(*b.names));
+                if (!b.names)
+                        r = -ENOMEM;
+                else
+                        r = build_entries(&b);
+        }
+        /* Shards first: the main table is last in this loop only so that
+         * its presize sees the final entries; the order of tables in the
+         * plan is fixed by table_idx. */
+        for (uint32_t k = 0; k <= p->shards && r == 0; k++) {
+                uint32_t shard = k == p->shards ? NFTP_NONE : k;
+                struct famplan *fp = &p->fam[table_idx(idx, shard)];
+
+                if (p->t->family_enabled[idx]) {
+                        fp->pub.enabled = true;
+                        b.fp = fp;
+                        b.shard = shard;
+                        if ((r = presize(&b)) < 0)
+                                break;
+                        if (p->companion)
+                                r = build_companion(&b);
+                        else
+                                r = shard == NFTP_NONE ? build_main(&b) : build_shard(&b);
+                        if (r < 0)
+                                break;
+                }
+                r = table_finish(fp);
+        }
         build_free(&b);
         return r;
 }
 
-static int plan_new(const struct table *t, bool companion, struct nftplan **ret)
+static uint32_t mix32(uint32_t h)
 {
-        struct nftplan *p = calloc(1, sizeof(*p));
+        h ^= h >> 16;
+        h *= 0x85ebca6bu;
+        h ^= h >> 13;
+        h *= 0xc2b2ae35u;
+        return h ^ (h >> 16);
+}
+
+uint32_t nftplan_shard_of(const char *svc_id, uint32_t shards)
+{
+        return shards ? mix32(name_hash(svc_id)) & (shards - 1) : 0;
+}
+
+uint32_t nftplan_auto_shards(const struct table *t)
+{
+        uint32_t k = 2;
+
+        if (t->n_svcs <= 1024)
+                return 0;
+        while ((size_t) k * 512 < t->n_svcs && k < NFTP_MAX_SHARDS)
+                k *= 2;
+        return k;
+}
+
+static int plan_new(const struct table *t, bool companion, uint32_t shards, struct nftplan **ret)
+{
+        struct nftplan *p;
         int r;
 
+        if (shards > NFTP_MAX_SHARDS || (shards & (shards - 1)) || (companion && shards))
+                return -EINVAL;
+        p = calloc(1, sizeof(*p));
         if (!p)
                 return -ENOMEM;
         p->t = t;
         p->companion = companion;
+        p->shards = shards;
+        p->n_tables = 2 + 2 * shards;
+        p->fam = calloc(p->n_tables, sizeof(*p->fam));
+        if (!p->fam) {
+                free(p);
+                return -ENOMEM;
+        }
+        if (shards) {
+                p->svc_shard = malloc((t->n_svcs ? t->n_svcs : 1) * sizeof(*p->svc_shard));
+                if (!p->svc_shard) {
+                        nftplan_free(p);
+                        return -ENOMEM;
+                }
+                for (size_t i = 0; i < t->n_svcs; i++)
+                        p->svc_shard[i] = nftplan_shard_of(t->svcs[i].id, shards);
+        }
         for (int i = 0; i < 2; i++)
                 if ((r = build_family(p, i)) < 0) {
                         nftplan_free(p);
@@ -1228,19 +1396,41 @@ static int plan_new(const struct table *t, bool companion, struct nftplan **ret)
 
 int nftplan_new(const struct table *t, struct nftplan **ret)
 {
-        return plan_new(t, false, ret);
+        uint32_t k = t->nft_shards < 0 ? nftplan_auto_shards(t) : (uint32_t) t->nft_shards;
+
+        return plan_new(t, false, k, ret);
+}
+
+int nftplan_new_sharded(const struct table *t, uint32_t shards, struct nftplan **ret)
+{
+        return plan_new(t, false, shards, ret);
 }
 
 int nftplan_new_ipvs_companion(const struct table *t, struct nftplan **ret)
 {
-        return plan_new(t, true, ret);
+        return plan_new(t, true, 0, ret);
+}
+
+uint32_t nftplan_shards(const struct nftplan *p)
+{
+        return p->shards;
+}
+
+uint32_t nftplan_n_tables(const struct nftplan *p)
+{
+        return p->n_tables;
+}
+
+int nftplan_svc_table(const struct nftplan *p, int fi, uint32_t si)
+{
+        return (int) table_idx(fi, p->shards ? p->svc_shard[si] : NFTP_NONE);
 }
 
 void nftplan_free(struct nftplan *p)
 {
         if (!p)
                 return;
-        for (int i = 0; i < 2; i++) {
+        for (uint32_t i = 0; p->fam && i < p->n_tables; i++) {
                 struct famplan *fp = &p->fam[i];
 
                 if (fp->sorted)
@@ -1252,10 +1442,13 @@ void nftplan_free(struct nftplan *p)
                 free(fp->elems);
                 free(fp->chains);
                 free(fp->rules);
-                free(fp->svc);
                 free(fp->chain_hash);
                 free(fp->set_hash);
         }
+        free(p->fam);
+        free(p->svc[0]);
+        free(p->svc[1]);
+        free(p->svc_shard);
         while (p->arena) {
                 struct arena_blk *n = p->arena->next;
 
@@ -1277,7 +1470,7 @@ bool nftplan_is_companion(const struct nftplan *p)
 
 const struct nftp_family *nftplan_family(const struct nftplan *p, int idx)
 {
-        return &p->fam[idx ? 1 : 0].pub;
+        return &p->fam[idx].pub;
 }
 
 static uint32_t hash_find(const uint32_t *h, uint32_t mask, const void *base, size_t stride, const char *name)
@@ -1297,14 +1490,14 @@ static uint32_t hash_find(const uint32_t *h, uint32_t mask, const void *base, si
 
 uint32_t nftplan_chain_find(const struct nftplan *p, int idx, const char *name)
 {
-        const struct famplan *fp = &p->fam[idx ? 1 : 0];
+        const struct famplan *fp = &p->fam[idx];
 
         return hash_find(fp->chain_hash, fp->chain_mask, fp->chains, sizeof(*fp->chains), name);
 }
 
 uint32_t nftplan_set_find(const struct nftplan *p, int idx, const char *name)
 {
-        const struct famplan *fp = &p->fam[idx ? 1 : 0];
+        const struct famplan *fp = &p->fam[idx];
 
         return hash_find(fp->set_hash, fp->set_mask, fp->sets, sizeof(*fp->sets), name);
 }
@@ -1336,7 +1529,7 @@ static int elem_idx_cmp(const void *x, const void *y, void *arg)
 
 int nftplan_set_sorted(struct nftplan *p, int idx, uint32_t set, const uint32_t **ret)
 {
-        struct famplan *fp = &p->fam[idx ? 1 : 0];
+        struct famplan *fp = &p->fam[idx];
         const struct nftp_set *s;
         uint32_t *v;
 

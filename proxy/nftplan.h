@@ -24,6 +24,11 @@ struct nftplan;
 #define NFTP_NONE UINT32_MAX /* "no service" / "not found" */
 #define NFTP_TABLE_NAME "nlproxy"
 #define NFTP_TABLE_COMMENT "rules for nlproxy"
+/* Shard tables: "nlproxy-svc-07". */
+#define NFTP_SHARD_PREFIX "nlproxy-svc-"
+#define NFTP_SHARD_COMMENT "service dispatch for nlproxy"
+/* Shard counts are 0 (one table per family) or a power of two up to this. */
+#define NFTP_MAX_SHARDS 64
 
 /* nft datatypes of set keys. */
 enum nftp_type {
@@ -158,7 +163,14 @@ struct nftp_svc_objs {
         uint32_t first_set, n_sets;
 };
 
+/* One nftables table. The name is historical: without shards there is one
+ * table per family; with shards, a family has its main table plus one table
+ * per shard (see nftplan_new_sharded). */
 struct nftp_family {
+        const char *name;   /* table name */
+        const char *comment;
+        uint32_t shard;     /* NFTP_NONE for the main table */
+        int fi;             /* family index: 0 = IPv4, 1 = IPv6 */
         bool enabled;       /* false: the table is only deleted */
         int af;             /* AF_INET / AF_INET6; NFPROTO_IPV4/6 have the same values */
         const char *ip;     /* "ip" / "ip6": table family and match keyword */
@@ -170,19 +182,39 @@ struct nftp_family {
         uint32_t n_chains;
         const struct nftp_rule *rules;
         uint32_t n_rules;
-        const struct nftp_svc_objs *svc; /* per table svc index (table->n_svcs entries) */
+        /* Per table svc index (table->n_svcs entries), meaningful only in the
+         * table that holds the service (nftplan_svc_table). */
+        const struct nftp_svc_objs *svc;
 };
 
-/* The ruleset of render_nft. */
+/* The ruleset of render_nft, with the table's shard setting
+ * (table->nft_shards; negative = nftplan_auto_shards). */
 int nftplan_new(const struct table *t, struct nftplan **ret);
+/* With shards > 0, each family's service dispatch (the service-ips and
+ * service-nodeports maps, the per-service chains and affinity sets, and the
+ * NAT base chains that use them) is split over that many tables by a hash
+ * of the service id; the main table keeps everything else. A change to one
+ * service then makes the kernel re-validate only its shard at commit time,
+ * not every chain of the ruleset (docs/nftables-ruleset.md). shards must be
+ * 0 or a power of two <= NFTP_MAX_SHARDS. */
+int nftplan_new_sharded(const struct table *t, uint32_t shards, struct nftplan **ret);
+/* 0 up to 1024 services, then a power of two giving about 512 per shard. */
+uint32_t nftplan_auto_shards(const struct table *t);
+/* The shard of a service id for a shard count (stable across runs). */
+uint32_t nftplan_shard_of(const char *svc_id, uint32_t shards);
+uint32_t nftplan_shards(const struct nftplan *p);
 /* The ruleset of render_nft_ipvs_companion (IPVS mode: no DNAT chains). */
 int nftplan_new_ipvs_companion(const struct table *t, struct nftplan **ret);
 void nftplan_free(struct nftplan *p);
 
 const struct table *nftplan_table(const struct nftplan *p);
 bool nftplan_is_companion(const struct nftplan *p);
-/* idx 0 = IPv4, 1 = IPv6. */
+/* Tables in script order: idx 0 = IPv4 main, 1 = IPv6 main, then for each
+ * shard k the IPv4 and IPv6 shard tables (2 + 2k + family index). */
+uint32_t nftplan_n_tables(const struct nftplan *p);
 const struct nftp_family *nftplan_family(const struct nftplan *p, int idx);
+/* The table index holding service si's chains and sets in family fi. */
+int nftplan_svc_table(const struct nftplan *p, int fi, uint32_t si);
 
 /* By name, hashed; NFTP_NONE if absent. */
 uint32_t nftplan_chain_find(const struct nftplan *p, int idx, const char *name);

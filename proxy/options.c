@@ -12,6 +12,7 @@
 
 #include "manifest.h"
 #include "options.h"
+#include "nftplan.h"
 
 #define WHYLEN 256
 #define CONFIG_MAX_BYTES (4u << 20)
@@ -20,6 +21,7 @@ enum flag_id {
         F_MODE, F_MANIFESTS, F_KUBECONFIG, F_MASTER, F_HOSTNAME, F_NODE_IP, F_CLUSTER_CIDR, F_SERVICE_RANGE,
         F_NODEPORT, F_MASQ_ALL, F_SCHEDULER, F_SYNC, F_MIN_SYNC, F_CLUSTER_DOMAIN, F_HEALTHZ, F_METRICS,
         F_CONFIG, F_CLEANUP, F_DRY_RUN, F_OUTPUT, F_ONCE, F_HEADLESS_HOSTS, F_V, F_VERSION, F_HELP,
+        F_NFT_SHARDS,
 };
 
 struct flag_def {
@@ -54,6 +56,8 @@ static const struct flag_def flag_defs[] = {
         { "output", 0, false, F_OUTPUT },
         { "once", 0, true, F_ONCE },
         { "headless-hosts-file", 0, false, F_HEADLESS_HOSTS },
+        /* nlproxy's own: kube-proxy has one table per family. */
+        { "nftables-shards", 0, false, F_NFT_SHARDS },
         { "v", 'v', false, F_V },
         { "version", 0, true, F_VERSION },
         { "help", 'h', true, F_HELP },
@@ -841,6 +845,18 @@ static int apply_flag(struct pstate *st, const struct flag_def *d, const char *v
                 }
                 r = set_str(&st->o.headless_hosts_file, v);
                 break;
+        case F_NFT_SHARDS:
+                if (!strcmp(v, "auto")) {
+                        st->o.proxy.nft_shards = -1;
+                        break;
+                }
+                if (parse_uint(v, 10, &ul) < 0 || ul > NFTP_MAX_SHARDS || (ul & (ul - 1))) {
+                        snprintf(why, WHYLEN, "must be auto, 0 or a power of two up to %d", NFTP_MAX_SHARDS);
+                        r = -EINVAL;
+                        break;
+                }
+                st->o.proxy.nft_shards = (int32_t) ul;
+                break;
         case F_V:
                 if (parse_uint(v, 10, &ul) < 0) {
                         snprintf(why, WHYLEN, "must be a number from 0 to 10");
@@ -1458,6 +1474,8 @@ void options_usage(FILE *out)
               "                                       mode, nft otherwise)\n"
               "      --once                           sync once and exit\n"
               "      --headless-hosts-file FILE       write headless services' DNS records as a hosts file\n"
+              "      --nftables-shards N|auto         split the nftables service dispatch over N tables per\n"
+              "                                       family (0 = none; auto = by cluster size, the default)\n"
               "  -v, --v N                            log verbosity, 0-10\n"
               "      --version                        print the version and exit\n"
               "  -h, --help                           print this help and exit\n",

@@ -308,10 +308,10 @@ static void put_family(struct out *o, const struct nftp_family *f)
         /* Declaring first makes the delete valid when no table exists yet,
          * so the whole replacement is one transaction either way. A family
          * switched off must not keep stale rules. */
-        o_s(o, "table ", f->ip, " " NFTP_TABLE_NAME "\ndelete table ", f->ip, " " NFTP_TABLE_NAME "\n", NULL);
+        o_s(o, "table ", f->ip, " ", f->name, "\ndelete table ", f->ip, " ", f->name, "\n", NULL);
         if (!f->enabled)
                 return;
-        o_s(o, "table ", f->ip, " " NFTP_TABLE_NAME " {\n\tcomment \"" NFTP_TABLE_COMMENT "\"\n", NULL);
+        o_s(o, "table ", f->ip, " ", f->name, " {\n\tcomment \"", f->comment, "\"\n", NULL);
         for (uint32_t i = 0; i < f->n_sets; i++)
                 put_set(o, f, &f->sets[i]);
         for (uint32_t i = 0; i < f->n_chains; i++)
@@ -336,8 +336,8 @@ static int render_plan(const struct table *t, FILE *f, bool companion)
         o->f = f;
         o->err = 0;
         o->n = 0;
-        for (int i = 0; i < 2; i++)
-                put_family(o, nftplan_family(p, i));
+        for (uint32_t i = 0; i < nftplan_n_tables(p); i++)
+                put_family(o, nftplan_family(p, (int) i));
         o_flush(o);
         e = fflush(f) != 0 ? errno : 0;
         e = o->err ? o->err : e;

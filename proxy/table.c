@@ -20,6 +20,7 @@ void proxy_config_init(struct proxy_config *c)
         c->cluster_domain = "cluster.local";
         c->scheduler = "rr";
         c->masquerade_bit = 14;
+        c->nft_shards = -1;
 }
 
 const char *tbl_verdict_name(enum tbl_verdict v)
@@ -567,7 +568,7 @@ struct claim {
         uint32_t svc, vip; /* vip UINT32_MAX: NodePort */
 };
 
-static int claim_order(const void *a, const void *b)
+static int claim_tuple_order(const void *a, const void *b)
 {
         const struct claim *x = a, *y = b;
         int r = ipaddr_cmp(&x->addr, &y->addr);
@@ -575,8 +576,15 @@ static int claim_order(const void *a, const void *b)
                 return r;
         if (x->proto != y->proto)
                 return (int)x->proto - (int)y->proto;
-        if (x->port != y->port)
-                return (int)x->port - (int)y->port;
+        return (int)x->port - (int)y->port;
+}
+
+static int claim_order(const void *a, const void *b)
+{
+        const struct claim *x = a, *y = b;
+        int r = claim_tuple_order(a, b);
+        if (r)
+                return r;
         if (x->svc != y->svc)
                 return x->svc < y->svc ? -1 : 1;
         return x->vip < y->vip ? -1 : x->vip > y->vip;
@@ -620,23 +628,75 @@ static int svc_unshare(struct tbl_svc *s)
         return 0;
 }
 
-static int resolve_clashes(struct table *t)
-{
-        size_t n = 0, cap = 0;
-        struct claim *c = NULL;
+/* A 64 Kibit summary of a claim filter: most claims miss it without a
+ * binary search. */
+#define CLAIM_BITS 65536u
 
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                struct tbl_svc *s = &t->svcs[i];
-                size_t need = n + s->n_vips + 1;
-                if (grow((void **)&c, &cap, need, sizeof(*c)) < 0) {
-                        free(c);
-                        return -ENOMEM;
-                }
-                for (size_t v = 0; v < s->n_vips; v++)
-                        c[n++] = (struct claim){ s->vips[v].addr, s->proto, s->port, (uint32_t)i, (uint32_t)v };
-                if (s->node_port)
-                        c[n++] = (struct claim){ { .family = (uint8_t)s->family }, s->proto, s->node_port,
-                                                 (uint32_t)i, UINT32_MAX };
+static uint32_t claim_bit(const struct claim *x)
+{
+        uint32_t h = (uint32_t)x->port * 2654435761u ^ x->proto;
+
+        for (size_t k = 0; k < ipaddr_len(&x->addr); k++)
+                h = (h ^ x->addr.bytes[k]) * 16777619u;
+        return h & (CLAIM_BITS - 1);
+}
+
+/* Appends the claims of entry i; with filter (sorted), only those whose
+ * tuple is in it (bits: its summary). */
+static int add_claims(struct claim **c, size_t *n, size_t *cap, const struct table *t, size_t i,
+                      const struct claim *filter, size_t n_filter, const uint8_t *bits)
+{
+        const struct tbl_svc *s = &t->svcs[i];
+
+        if (grow((void **)c, cap, *n + s->n_vips + 1, sizeof(**c)) < 0)
+                return -ENOMEM;
+        for (size_t v = 0; v <= s->n_vips; v++) {
+                struct claim x;
+
+                if (v < s->n_vips)
+                        x = (struct claim){ s->vips[v].addr, s->proto, s->port, (uint32_t)i, (uint32_t)v };
+                else if (s->node_port)
+                        x = (struct claim){ { .family = (uint8_t)s->family }, s->proto, s->node_port, (uint32_t)i,
+                                            UINT32_MAX };
+                else
+                        break;
+                if (filter && (!(bits[claim_bit(&x) / 8] & (1u << (claim_bit(&x) % 8))) ||
+                               !bsearch(&x, filter, n_filter, sizeof(x), claim_tuple_order)))
+                        continue;
+                (*c)[(*n)++] = x;
+        }
+        return 0;
+}
+
+/* fresh (sorted indexes into t->svcs, or NULL for all): the entries built
+ * for this table. The others come from a resolved table and cannot clash
+ * among themselves, so only tuples some fresh entry claims are looked at:
+ * a partial update costs a scan, not a sort of every claim. */
+static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fresh)
+{
+        size_t n = 0, cap = 0, n_f = 0, cap_f = 0;
+        struct claim *c = NULL, *f = NULL;
+        uint8_t *bits = NULL;
+        int r = 0;
+
+        if (fresh) {
+                for (size_t k = 0; k < n_fresh && r == 0; k++)
+                        r = add_claims(&f, &n_f, &cap_f, t, fresh[k], NULL, 0, NULL);
+                if (n_f)
+                        qsort(f, n_f, sizeof(*f), claim_tuple_order);
+                if (r == 0 && !(bits = calloc(CLAIM_BITS / 8, 1)))
+                        r = -ENOMEM;
+                for (size_t k = 0; k < n_f && r == 0; k++)
+                        bits[claim_bit(&f[k]) / 8] |= (uint8_t)(1u << (claim_bit(&f[k]) % 8));
+        }
+        for (size_t i = 0; i < t->n_svcs && r == 0; i++)
+                if (!fresh || n_f)
+                        r = add_claims(&c, &n, &cap, t, i, fresh ? f : NULL, n_f, bits);
+        free(bits);
+        free(f);
+        if (r < 0) {
+                free(c);
+                return r;
         }
         if (n)
                 qsort(c, n, sizeof(*c), claim_order);
@@ -660,6 +720,8 @@ static int resolve_clashes(struct table *t)
         for (size_t i = 0; i < t->n_svcs; i++) {
                 struct tbl_svc *s = &t->svcs[i];
                 size_t k = 0;
+                if (!s->clashed)
+                        continue;
                 for (size_t v = 0; v < s->n_vips; v++)
                         if (s->vips[v].addr.family)
                                 s->vips[k++] = s->vips[v];
@@ -672,6 +734,7 @@ static void resolve_config(struct table *t, const struct nodectx *node, const st
 {
         t->masquerade_all = cfg->masquerade_all;
         t->masquerade_mark = 1u << (cfg->masquerade_bit < 32 ? cfg->masquerade_bit : 14);
+        t->nft_shards = cfg->nft_shards;
         for (int fi = 0; fi < 2; fi++) {
                 t->family_enabled[fi] = cfg->family_enabled[fi];
                 t->node_ip[fi] = node->node_ip[fi];
@@ -709,12 +772,12 @@ static int cip_order(const void *a, const void *b)
 }
 
 /* The table-wide lists derived from the service entries, and the counters. */
-static int finish(struct table *t)
+static int finish(struct table *t, const uint32_t *fresh, size_t n_fresh)
 {
         size_t k = 0;
         int r;
 
-        r = resolve_clashes(t);
+        r = resolve_clashes(t, fresh, n_fresh);
         if (r < 0)
                 return r;
         t->n_skipped_services += t->n_label_skipped;
@@ -792,7 +855,7 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
                 qsort(b.t->dns, b.t->n_dns, sizeof(*b.t->dns), dns_order);
         if (b.t->n_label_skipped)
                 qsort(b.t->label_skipped, b.t->n_label_skipped, sizeof(uint64_t), owner_order);
-        r = finish(b.t);
+        r = finish(b.t, NULL, 0);
         if (r < 0)
                 goto fail;
         free(b.scratch);
@@ -815,6 +878,7 @@ static bool same_context(const struct table *p, const struct table *t)
                     memcmp(p->nodeport_cidr[fi], t->nodeport_cidr[fi], p->n_nodeport_cidr[fi] * sizeof(struct ipcidr)))
                         return false;
         return p->masquerade_all == t->masquerade_all && p->masquerade_mark == t->masquerade_mark &&
+               p->nft_shards == t->nft_shards &&
                !strcmp(p->scheduler, t->scheduler) && p->cluster_domain && !strcmp(p->cluster_domain, t->cluster_domain) &&
                p->node_name && !strcmp(p->node_name, t->node_name) &&
                (p->zone ? t->zone && !strcmp(p->zone, t->zone) : !t->zone);
@@ -834,7 +898,7 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
 
 /* Merges the kept entries of prev (owner not rebuilt) with the rebuilt ones
  * (sorted) into one sorted array; elem_keep copies a kept entry. */
-#define MERGE_KEPT(T, prev_arr, prev_n, new_arr, new_n, order, keep_stmt, out, out_n)           \
+#define MERGE_KEPT(T, prev_arr, prev_n, new_arr, new_n, order, keep_stmt, out, out_n, new_stmt) \
         do {                                                                                  \
                 size_t i_ = 0, j_ = 0;                                                        \
                 while (i_ < (prev_n) || j_ < (new_n)) {                                       \
@@ -850,6 +914,7 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
                                 i_++;                                                         \
                         } else {                                                              \
                                 (out)[(out_n)++] = (new_arr)[j_++];                           \
+                                new_stmt;                                                     \
                         }                                                                     \
                 }                                                                             \
         } while (0)
@@ -862,7 +927,8 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         struct tbl_cip_owner *cips = NULL;
         struct tbl_dns *dns = NULL;
         uint64_t *rebuilt = NULL, *skipped = NULL;
-        size_t n_rebuilt = 0, n = 0;
+        uint32_t *fresh = NULL;
+        size_t n_rebuilt = 0, n = 0, n_fresh = 0;
         int r = -ENOMEM;
 
         if (!prev)
@@ -923,23 +989,26 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         skipped = malloc((prev->n_label_skipped + b.t->n_label_skipped + 1) * sizeof(*skipped));
         if (!svcs || !cips || !dns || !skipped)
                 goto fail;
+        fresh = malloc((b.t->n_svcs + 1) * sizeof(*fresh));
+        if (!fresh)
+                goto fail;
         n = 0;
         MERGE_KEPT(struct tbl_svc, prev->svcs, prev->n_svcs, b.t->svcs, b.t->n_svcs, svc_order,
-                   (*svcs[n].shared)++, svcs, n);
+                   (*svcs[n].shared)++, svcs, n, fresh[n_fresh++] = (uint32_t)(n - 1));
         free(b.t->svcs);
         b.t->svcs = svcs;
         b.t->n_svcs = n;
         svcs = NULL;
         n = 0;
         MERGE_KEPT(struct tbl_cip_owner, prev->cip_owners, prev->n_cip_owners, b.t->cip_owners, b.t->n_cip_owners,
-                   cip_order, (void)0, cips, n);
+                   cip_order, (void)0, cips, n, (void)0);
         free(b.t->cip_owners);
         b.t->cip_owners = cips;
         b.t->n_cip_owners = n;
         cips = NULL;
         n = 0;
         MERGE_KEPT(struct tbl_dns, prev->dns, prev->n_dns, b.t->dns, b.t->n_dns, dns_order,
-                   dns[n].name = strdup(p_->name), dns, n);
+                   dns[n].name = strdup(p_->name), dns, n, (void)0);
         free(b.t->dns);
         b.t->dns = dns;
         b.t->n_dns = n;
@@ -963,14 +1032,16 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         b.t->label_skipped = skipped;
         b.t->n_label_skipped = n;
         skipped = NULL;
-        r = finish(b.t);
+        r = finish(b.t, fresh, n_fresh);
         if (r < 0)
                 goto fail;
+        free(fresh);
         free(rebuilt);
         free(b.scratch);
         *ret = b.t;
         return 0;
 fail:
+        free(fresh);
         free(svcs);
         free(cips);
         free(dns);

@@ -31,6 +31,7 @@ struct proxy_config {
         const char *cluster_domain;         /* "cluster.local" */
         const char *scheduler;              /* IPVS scheduler, "rr" */
         uint32_t masquerade_bit;            /* 14 -> mark 0x4000 */
+        int32_t nft_shards;                 /* nftables shard tables; -1 = by size (nftplan_auto_shards) */
 };
 
 void proxy_config_init(struct proxy_config *c);
@@ -111,6 +112,7 @@ struct table {
         bool family_enabled[2];
         bool masquerade_all;
         uint32_t masquerade_mark;
+        int32_t nft_shards;
         struct ipcidr cluster_cidr[2][4];
         size_t n_cluster_cidr[2];
         struct ipcidr service_cidr[2][4];

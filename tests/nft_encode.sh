@@ -50,33 +50,39 @@ norm() {
 	sed -E 's/"handle": [0-9]+, //g; s/, "handle": [0-9]+//g; s/\}, \{/},\n{/g'
 }
 
-dump() { # ns family out
-	# The text listing too: JSON leaves out the table comment.
-	if ip netns exec "$1" nft -j list table "$2" nlproxy >"$3.raw" 2>/dev/null; then
-		norm <"$3.raw" >"$3"
-		ip netns exec "$1" nft list table "$2" nlproxy >>"$3"
-	else
-		echo absent >"$3"
-	fi
+dump() { # ns out
+	# The whole ruleset (the main tables and any shard tables; the scratch
+	# namespace holds nothing else). The text listing too: JSON leaves out
+	# the table comment.
+	ip netns exec "$1" nft -j list ruleset | norm >"$2"
+	ip netns exec "$1" nft list ruleset >>"$2"
 }
 
-compare() { # name
-	local fam ok=1
-	for fam in ip ip6; do
-		dump "$nsa" $fam "$work/a.$fam"
-		dump "$nsb" $fam "$work/b.$fam"
-		if ! cmp -s "$work/a.$fam" "$work/b.$fam"; then
-			[ $ok = 1 ] && echo "FAIL $1"
-			ok=0
-			diff -u "$work/a.$fam" "$work/b.$fam" | head -20
-		fi
-	done
+compare() { # name [expected number of tables]
+	local ok=1
+	dump "$nsa" "$work/a"
+	dump "$nsb" "$work/b"
+	if ! cmp -s "$work/a" "$work/b"; then
+		echo "FAIL $1"
+		ok=0
+		diff -u "$work/a" "$work/b" | head -20
+	elif [ -n "${2:-}" ] && [ "$(grep -c '^table ' "$work/b")" != "$2" ]; then
+		echo "FAIL $1: $(grep -c '^table ' "$work/b") tables, expected $2"
+		ok=0
+	fi
 	if [ $ok = 1 ]; then echo "ok   $1"; passed=$((passed + 1)); else failed=$((failed + 1)); fi
 }
 
-run() { # name manifests flagsfile companion(0/1)
+# Each namespace starts empty for a case that checks the number of tables.
+fresh() {
+	ip netns del "$nsa"; ip netns del "$nsb"
+	ip netns add "$nsa" && ip netns add "$nsb" || { echo "FAIL: cannot recreate the namespaces"; exit 1; }
+}
+
+run() { # name manifests flagsfile companion(0/1) [extra flag] [expected tables]
 	local name=$1 m=$2 ff=$3 comp=$4 out="$work/script.nft" flags
 	mapfile -t flags <"$ff"
+	[ -n "${5:-}" ] && flags+=("$5")
 	if [ "$comp" = 1 ]; then
 		if ! "$bin" "${flags[@]}" --manifests "$m" --dry-run --output ipvsadm >"$out.full" 2>"$work/err"; then
 			echo "FAIL $name: dry-run exited non-zero"; head -3 "$work/err"; failed=$((failed + 1)); return
@@ -93,7 +99,7 @@ run() { # name manifests flagsfile companion(0/1)
 	if ! ip netns exec "$nsb" "$drv" "${opt[@]}" "${flags[@]}" --manifests "$m" 2>"$work/err"; then
 		echo "FAIL $name: netlink transaction refused"; head -3 "$work/err"; failed=$((failed + 1)); return
 	fi
-	compare "$name"
+	compare "$name" "${6:-}"
 }
 
 python3 tests/conformance/scenario_manifests.py tests/data/scenarios.json "$work" >"$work/cases" || exit 1
@@ -104,5 +110,15 @@ done <"$work/cases"
 run "rich nft" tests/data/nftenc/rich.json tests/data/nftenc/rich.flags 0
 run "rich ipvs-companion" tests/data/nftenc/rich.json tests/data/nftenc/rich.flags 1
 run "cluster nft" tests/data/cli/cluster.yaml tests/data/nftenc/cluster.flags 0
+# Sharded rulesets (docs/nftables-ruleset.md): main table plus shard tables
+# per family. Scenarios first on top of each other, then with fresh
+# namespaces so the number of tables is exact.
+while read -r c; do
+	run "$c nft shards=4" "$work/$c/objects.json" "$work/$c/flags" 0 --nftables-shards=4
+done <"$work/cases"
+fresh
+run "rich nft shards=8" tests/data/nftenc/rich.json tests/data/nftenc/rich.flags 0 --nftables-shards=8 18
+fresh
+run "cluster nft shards=2" tests/data/cli/cluster.yaml tests/data/nftenc/cluster.flags 0 --nftables-shards=2 6
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$passed" -gt 0 ]
