@@ -75,8 +75,13 @@ void table_free(struct table *t)
                 t->refcount--;
                 return;
         }
-        for (size_t i = 0; i < t->n_svcs; i++)
+        for (size_t i = 0; i < t->n_svcs; i++) {
+                /* Each count is its own allocation: a cache miss per entry
+                 * unless fetched ahead (30k entries per sync). */
+                if (i + 16 < t->n_svcs && t->svcs[i + 16].shared)
+                        __builtin_prefetch(t->svcs[i + 16].shared, 1);
                 svc_clear(&t->svcs[i]);
+        }
         free(t->svcs);
         for (size_t i = 0; i < t->n_dns; i++)
                 free(t->dns[i].name);
@@ -634,11 +639,11 @@ static int svc_unshare(struct tbl_svc *s)
 
 static uint32_t claim_bit(const struct claim *x)
 {
-        uint32_t h = (uint32_t)x->port * 2654435761u ^ x->proto;
+        uint32_t w[4] = { 0 }, h;
 
-        for (size_t k = 0; k < ipaddr_len(&x->addr); k++)
-                h = (h ^ x->addr.bytes[k]) * 16777619u;
-        return h & (CLAIM_BITS - 1);
+        memcpy(w, x->addr.bytes, ipaddr_len(&x->addr));
+        h = (w[0] ^ w[1] ^ w[2] ^ w[3] ^ ((uint32_t)x->port << 8 | x->proto)) * 2654435761u;
+        return h >> 16;
 }
 
 /* Appends the claims of entry i; with filter (sorted), only those whose
@@ -660,9 +665,13 @@ static int add_claims(struct claim **c, size_t *n, size_t *cap, const struct tab
                                             UINT32_MAX };
                 else
                         break;
-                if (filter && (!(bits[claim_bit(&x) / 8] & (1u << (claim_bit(&x) % 8))) ||
-                               !bsearch(&x, filter, n_filter, sizeof(x), claim_tuple_order)))
-                        continue;
+                if (filter) {
+                        uint32_t bit = claim_bit(&x);
+
+                        if (!(bits[bit / 8] & (1u << (bit % 8))) ||
+                            !bsearch(&x, filter, n_filter, sizeof(x), claim_tuple_order))
+                                continue;
+                }
                 (*c)[(*n)++] = x;
         }
         return 0;
@@ -898,11 +907,17 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
 
 /* Merges the kept entries of prev (owner not rebuilt) with the rebuilt ones
  * (sorted) into one sorted array; elem_keep copies a kept entry. */
-#define MERGE_KEPT(T, prev_arr, prev_n, new_arr, new_n, order, keep_stmt, out, out_n, new_stmt) \
+/* Kept services' counts are incremented: fetched ahead, as in table_free. */
+#define AHEAD_SVC(e) ((e)->shared ? __builtin_prefetch((e)->shared, 1) : (void)0)
+#define AHEAD_NONE(e) ((void)(e))
+
+#define MERGE_KEPT(T, prev_arr, prev_n, new_arr, new_n, order, keep_stmt, out, out_n, new_stmt, ahead) \
         do {                                                                                  \
                 size_t i_ = 0, j_ = 0;                                                        \
                 while (i_ < (prev_n) || j_ < (new_n)) {                                       \
                         const T *p_ = i_ < (prev_n) ? &(prev_arr)[i_] : NULL;                  \
+                        if (i_ + 16 < (prev_n))                                               \
+                                ahead(&(prev_arr)[i_ + 16]);                                  \
                         if (p_ && owner_in(rebuilt, n_rebuilt, p_->owner)) {                  \
                                 i_++;                                                         \
                                 continue;                                                     \
@@ -994,21 +1009,21 @@ int table_update(const struct table *prev, const struct model *m, const struct n
                 goto fail;
         n = 0;
         MERGE_KEPT(struct tbl_svc, prev->svcs, prev->n_svcs, b.t->svcs, b.t->n_svcs, svc_order,
-                   (*svcs[n].shared)++, svcs, n, fresh[n_fresh++] = (uint32_t)(n - 1));
+                   (*svcs[n].shared)++, svcs, n, fresh[n_fresh++] = (uint32_t)(n - 1), AHEAD_SVC);
         free(b.t->svcs);
         b.t->svcs = svcs;
         b.t->n_svcs = n;
         svcs = NULL;
         n = 0;
         MERGE_KEPT(struct tbl_cip_owner, prev->cip_owners, prev->n_cip_owners, b.t->cip_owners, b.t->n_cip_owners,
-                   cip_order, (void)0, cips, n, (void)0);
+                   cip_order, (void)0, cips, n, (void)0, AHEAD_NONE);
         free(b.t->cip_owners);
         b.t->cip_owners = cips;
         b.t->n_cip_owners = n;
         cips = NULL;
         n = 0;
         MERGE_KEPT(struct tbl_dns, prev->dns, prev->n_dns, b.t->dns, b.t->n_dns, dns_order,
-                   dns[n].name = strdup(p_->name), dns, n, (void)0);
+                   dns[n].name = strdup(p_->name), dns, n, (void)0, AHEAD_NONE);
         free(b.t->dns);
         b.t->dns = dns;
         b.t->n_dns = n;
