@@ -209,6 +209,7 @@ class Steps:
 
     def sync(self, full=False):
         a = self.cmd("sync full" if full else "sync").split()
+        self.last_cpu = int(a[4]) if len(a) > 4 else 0
         return int(a[2]), int(a[3])
 
     def hwm_kib(self):
@@ -425,10 +426,11 @@ def incremental(st, tag, n, y, raw):
     pp = perf_start(st.p.pid, tag) if PERF_SIZE in (tag, tag[1:]) else None
     # 3. one endpoint change
     log("== %s: %d endpoint changes" % (tag, ITERS))
-    ch = []
+    ch, cpu = [], {"chg": [], "add": [], "rem": []}
     for p in chg:
         st.cmd("apply " + p)
         ch.append(st.sync())
+        cpu["chg"].append(st.last_cpu)
     if pp:
         res["perf_top"] = perf_stop(pp)
     # 4. one new service, then removed
@@ -437,9 +439,11 @@ def incremental(st, tag, n, y, raw):
     for p, name, ip in new:
         st.cmd("apply " + p)
         add.append(st.sync())
+        cpu["add"].append(st.last_cpu)
         st.cmd("delete-service ns-00 " + name)
         st.cmd("delete-slice ns-00 %s-0" % name)
         rem.append(st.sync())
+        cpu["rem"].append(st.last_cpu)
     # a final no-op partial sync: the floor of a sync with nothing to do
     res["noop"] = st.sync()
     for key, v in (("chg", ch), ("add", add), ("rem", rem)):
@@ -447,7 +451,7 @@ def incremental(st, tag, n, y, raw):
         syn = [s for c, s in v]
         res[key] = {"p50": pct(tot, 50), "p99": pct(tot, 99), "sync_p50": pct(syn, 50),
                     "sync_p99": pct(syn, 99), "compute_p50": pct([c for c, s in v], 50),
-                    "max": max(tot)}
+                    "max": max(tot), "cpu_p50": pct(cpu[key], 50), "cpu_p99": pct(cpu[key], 99)}
         raw.write("RAW %s %s compute+sync_us %s\n" % (tag, key, " ".join("%d+%d" % cs for cs in v)))
     raw.write("RAW %s noop compute+sync_us %d+%d\n" % ((tag,) + res["noop"]))
     return res
@@ -459,8 +463,8 @@ def table(results):
     lines = [
         "| size | script MiB | `nft -f` s | cold compute ms | cold sync ms | **cold total s** | **cold ÷ nft -f** "
         "| change p50 / p99 ms (sync alone) | add svc p50 / p99 ms (sync alone) | remove svc p50 / p99 ms "
-        "| no-op sync ms | peak RSS MiB (after cold) | load s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| no-op sync ms | peak RSS MiB (after cold) | load s | CPU ms change / add / remove p50 (p99) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if "error" in r:
@@ -473,13 +477,19 @@ def table(results):
                 return "NA"
             return "%s / **%s** (%s / %s)" % (fmt_ms(d["p50"], 2), fmt_ms(d["p99"], 2),
                                             fmt_ms(d["sync_p50"], 2), fmt_ms(d["sync_p99"], 2))
+        def pc(k):
+            d = r.get(k)
+            if not d or "cpu_p50" not in d:
+                return "NA"
+            return "%s (%s)" % (fmt_ms(d["cpu_p50"], 2), fmt_ms(d["cpu_p99"], 2))
         noop = r.get("noop")
-        lines.append("| %d × %d | %.1f | %.3f | %s | %s | **%.3f** | **%s** | %s | %s | %s | %s | %s (%s) | %.2f |" % (
+        lines.append("| %d × %d | %.1f | %.3f | %s | %s | **%.3f** | **%s** | %s | %s | %s | %s | %s (%s) | %.2f | %s |" % (
             r["n"], r["m"], r["script_mib"], r["base_s"], fmt_ms(r["cold_compute_us"]),
             fmt_ms(r["cold_sync_us"]), r["cold_us"] / 1e6, ratio(r["cold_us"] / 1e6, r["base_s"]),
             pq("chg"), pq("add"), pq("rem"), fmt_ms(sum(noop), 2) if noop else "NA",
             "%.1f" % (r["hwm_kib"] / 1024) if r.get("hwm_kib") else "NA",
-            "%.1f" % (r["cold_hwm_kib"] / 1024) if r.get("cold_hwm_kib") else "NA", r["load_s"]))
+            "%.1f" % (r["cold_hwm_kib"] / 1024) if r.get("cold_hwm_kib") else "NA", r["load_s"],
+            " / ".join(pc(k) for k in ("chg", "add", "rem"))))
     return lines
 
 
@@ -553,7 +563,9 @@ def main():
             "`load`, the manifest parse, is not included, shown last). `nft -f` = the dry-run script into an "
             "empty namespace (process wall). change / add / remove = compute + sync of one partial sync with "
             "N programmed, p50 / p99 of %d (nearest rank); sync alone in brackets. Peak RSS = VmHWM of "
-            "nlp_steps at the end of the size's run (parsed model + two tables/plans)." % ITERS, ""]
+            "nlp_steps at the end of the size's run (parsed model + two tables/plans). CPU = the same partial "
+            "syncs as thread CPU time (user + system, the kernel's commit included), which a busy machine "
+            "inflates far less than wall time." % ITERS, ""]
     rep += table(results)
     print("\n".join(rep))
     with open(os.path.join(OUT, "nft_results.md"), "a") as f:

@@ -1346,13 +1346,18 @@ uint32_t nftplan_shard_of(const char *svc_id, uint32_t shards)
         return shards ? mix32(name_hash(svc_id)) & (shards - 1) : 0;
 }
 
+/* The kernel's validation walk visits every rule of the shard's service
+ * chains: weigh a service port by its rules (one plus its endpoints). */
 uint32_t nftplan_auto_shards(const struct table *t)
 {
+        size_t w = 0;
         uint32_t k = 2;
 
-        if (t->n_svcs <= 1024)
+        for (size_t i = 0; i < t->n_svcs; i++)
+                w += 1 + t->svcs[i].n_eps;
+        if (w <= NFTP_SHARD_WEIGHT * 4)
                 return 0;
-        while ((size_t) k * 512 < t->n_svcs && k < NFTP_MAX_SHARDS)
+        while ((size_t) k * NFTP_SHARD_WEIGHT < w && k < NFTP_MAX_SHARDS)
                 k *= 2;
         return k;
 }

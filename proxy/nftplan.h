@@ -198,7 +198,11 @@ int nftplan_new(const struct table *t, struct nftplan **ret);
  * not every chain of the ruleset (docs/nftables-ruleset.md). shards must be
  * 0 or a power of two <= NFTP_MAX_SHARDS. */
 int nftplan_new_sharded(const struct table *t, uint32_t shards, struct nftplan **ret);
-/* 0 up to 1024 services, then a power of two giving about 512 per shard. */
+/* Weight of a table: each service port counts one plus its endpoints. No
+ * shards up to four times NFTP_SHARD_WEIGHT (about 2000 services with two
+ * endpoints), then the power of two that keeps shards under it (10k x 2:
+ * 32; 30k x 2 and 5k x 50: 64, the most). */
+#define NFTP_SHARD_WEIGHT 1536
 uint32_t nftplan_auto_shards(const struct table *t);
 /* The shard of a service id for a shard count (stable across runs). */
 uint32_t nftplan_shard_of(const char *svc_id, uint32_t shards);

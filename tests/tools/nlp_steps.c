@@ -7,7 +7,9 @@
  *   delete-service NS NAME / delete-slice NS NAME
  *   sync [full]      update the table from the services that changed and
  *                    sync (partial unless "full");
- *                    prints "synced full|partial compute_us sync_us"
+ *                    prints "synced full|partial compute_us sync_us cpu_us"
+ *                    (cpu_us: this thread's user + system time for both,
+ *                    the kernel's commit included: robust to a busy machine)
  *   dump FILE        the dry-run script of the current model into FILE
  *   fail-next        the next batch carries a change the kernel refuses
  *   cleanup          remove nlproxy's tables
@@ -31,6 +33,13 @@ static uint64_t now_us(void)
 {
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+static uint64_t cpu_us(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
         return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
@@ -119,7 +128,7 @@ int main(int argc, char **argv)
                 } else if (!strcmp(cmd, "sync")) {
                         bool full = !strcmp(a, "full");
                         struct table *t = NULL;
-                        uint64_t t0 = now_us(), t1, t2;
+                        uint64_t c0 = cpu_us(), t0 = now_us(), t1, t2;
                         r = update(&o, m, last, &t);
                         t1 = now_us();
                         if (r == 0)
@@ -130,8 +139,9 @@ int main(int argc, char **argv)
                         if (r < 0) {
                                 printf("error %s\n", err);
                         } else {
-                                printf("synced %s %llu %llu\n", full ? "full" : "partial",
-                                       (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t1));
+                                printf("synced %s %llu %llu %llu\n", full ? "full" : "partial",
+                                       (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t1),
+                                       (unsigned long long)(cpu_us() - c0));
                         }
                         /* The next update builds on this table whether or not
                          * the kernel took it: the model moved on. */
