@@ -548,6 +548,9 @@ static int addr_minus(const struct ipaddr *a, size_t na, const struct ipaddr *b,
 
         if (!out)
                 return -ENOMEM;
+        /* Usually nothing changed: one memcmp instead of one per address. */
+        if (na == nb && !memcmp(a, b, na * sizeof(*a)))
+                i = na;
         while (i < na) {
                 int c = j < nb ? ipaddr_cmp(&a[i], &b[j]) : -1;
                 if (c < 0)

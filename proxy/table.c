@@ -698,9 +698,12 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
                 for (size_t k = 0; k < n_f && r == 0; k++)
                         bits[claim_bit(&f[k]) / 8] |= (uint8_t)(1u << (claim_bit(&f[k]) % 8));
         }
-        for (size_t i = 0; i < t->n_svcs && r == 0; i++)
-                if (!fresh || n_f)
-                        r = add_claims(&c, &n, &cap, t, i, fresh ? f : NULL, n_f, bits);
+        for (size_t i = 0; i < t->n_svcs && r == 0 && (!fresh || n_f); i++) {
+                /* Each entry's VIPs are their own allocation. */
+                if (i + 8 < t->n_svcs)
+                        __builtin_prefetch(t->svcs[i + 8].vips);
+                r = add_claims(&c, &n, &cap, t, i, fresh ? f : NULL, n_f, bits);
+        }
         free(bits);
         free(f);
         if (r < 0) {
@@ -911,9 +914,13 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
 #define AHEAD_SVC(e) ((e)->shared ? __builtin_prefetch((e)->shared, 1) : (void)0)
 #define AHEAD_NONE(e) ((void)(e))
 
+/* Kept entries go out in runs: the end of each run (the first prev entry
+ * after the next new one) is found by binary search, so the kept entries,
+ * most of the table, are copied without comparing their names. */
 #define MERGE_KEPT(T, prev_arr, prev_n, new_arr, new_n, order, keep_stmt, out, out_n, new_stmt, ahead) \
         do {                                                                                  \
-                size_t i_ = 0, j_ = 0;                                                        \
+                size_t i_ = 0, j_ = 0, lim_ = 0;                                              \
+                bool have_lim_ = false;                                                       \
                 while (i_ < (prev_n) || j_ < (new_n)) {                                       \
                         const T *p_ = i_ < (prev_n) ? &(prev_arr)[i_] : NULL;                  \
                         if (i_ + 16 < (prev_n))                                               \
@@ -922,13 +929,26 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
                                 i_++;                                                         \
                                 continue;                                                     \
                         }                                                                     \
-                        if (p_ && (j_ == (new_n) || order(p_, &(new_arr)[j_]) <= 0)) {        \
+                        if (j_ < (new_n) && !have_lim_) {                                     \
+                                size_t lo_ = i_, hi_ = (prev_n);                              \
+                                while (lo_ < hi_) {                                           \
+                                        size_t mid_ = lo_ + (hi_ - lo_) / 2;                  \
+                                        if (order(&(prev_arr)[mid_], &(new_arr)[j_]) <= 0)    \
+                                                lo_ = mid_ + 1;                               \
+                                        else                                                  \
+                                                hi_ = mid_;                                   \
+                                }                                                             \
+                                lim_ = lo_;                                                   \
+                                have_lim_ = true;                                             \
+                        }                                                                     \
+                        if (p_ && (j_ == (new_n) || i_ < lim_)) {                             \
                                 (out)[(out_n)] = *p_;                                         \
                                 keep_stmt;                                                    \
                                 (out_n)++;                                                    \
                                 i_++;                                                         \
                         } else {                                                              \
                                 (out)[(out_n)++] = (new_arr)[j_++];                           \
+                                have_lim_ = false;                                            \
                                 new_stmt;                                                     \
                         }                                                                     \
                 }                                                                             \
