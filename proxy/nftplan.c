@@ -961,11 +961,16 @@ static int ext_chain(struct build *b, uint32_t si)
         if (b->t->n_cluster_cidr[b->idx] && (r = rule(b, NFTP_M_SADDR_IN, NFTP_A_GOTO, svc, "pod-cidrs", NULL, 0)) < 0)
                 return r;
         if ((r = rule(b, NFTP_M_FIB_SADDR_LOCAL, NFTP_A_JUMP, "mark-for-masquerade", NULL, NULL, 0)) < 0 ||
-            (r = rule(b, NFTP_M_FIB_SADDR_LOCAL, NFTP_A_GOTO, svc, NULL, NULL, 0)) < 0 ||
-            (r = rule(b, NFTP_M_NONE, NFTP_A_GOTO, svc_chain_name(b, si, TG_LOCAL), NULL, NULL, 0)) < 0)
+            (r = rule(b, NFTP_M_FIB_SADDR_LOCAL, NFTP_A_GOTO, svc, NULL, NULL, 0)) < 0)
                 return r;
-        if (!b->fp->rules[b->fp->n_rules - 1].chain)
-                return -ENOMEM;
+        /* IPVS companion: off-node clients fall through to IPVS, whose
+         * virtual server has the local endpoints. */
+        if (!b->p->companion) {
+                if ((r = rule(b, NFTP_M_NONE, NFTP_A_GOTO, svc_chain_name(b, si, TG_LOCAL), NULL, NULL, 0)) < 0)
+                        return r;
+                if (!b->fp->rules[b->fp->n_rules - 1].chain)
+                        return -ENOMEM;
+        }
         chain_end(b);
         return 0;
 }
@@ -1134,23 +1139,65 @@ static int masq_set(struct build *b, const char *name, bool nodeports)
         return 0;
 }
 
+/* IPVS has one set of real servers per virtual server, so it cannot give
+ * an externalTrafficPolicy Local service's external addresses every
+ * endpoint for pods and the node itself but only the local ones for other
+ * clients. The companion DNATs the first two itself (the nftables mode's
+ * ext- and svc- chains, without the final goto to the local endpoints);
+ * IPVS never sees those packets. Only such services keep chain flags. */
+static void companion_flags(struct build *b)
+{
+        for (size_t i = 0; i < b->t->n_svcs; i++)
+                b->flags[i] = (b->flags[i] & F_EXT) && b->t->svcs[i].etp_local ? F_EXT | F_SVC : 0;
+}
+
+/* Elements of the external tuples (or NodePorts) of the services that keep
+ * an ext- chain: goto it. */
+static int ext_local_map(struct build *b, const char *name, bool nodeports)
+{
+        int r = nodeports ? set_begin(b, name, true, 0, NFTP_NONE, 2, NFTP_T_PROTO, NFTP_T_SERVICE)
+                          : set_begin(b, name, true, 0, NFTP_NONE, 3, b->addr_type, NFTP_T_PROTO, NFTP_T_SERVICE);
+
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < b->disp.n; i++) {
+                const struct entry *e = &b->disp.v[i];
+                struct nftp_elem *x;
+
+                if (e->dup || e->target != TG_EXT || !(b->flags[e->svc] & F_EXT) ||
+                    (e->addr.family == 0) != nodeports)
+                        continue;
+                if (!(x = elem_new(b, e->svc)))
+                        return -ENOMEM;
+                put_tuple(x->key, e);
+                if ((r = elem_target(b, x, e)) < 0)
+                        return r;
+        }
+        set_end(b);
+        return 0;
+}
+
 static int build_companion(struct build *b)
 {
         int r;
 
         if ((r = common_sets(b)) < 0 || (r = dispatch_map(b, "no-endpoint-services", false, false)) < 0 ||
             (r = dispatch_map(b, "no-endpoint-nodeports", true, false)) < 0 ||
-            (r = masq_set(b, "external-masq", false)) < 0 || (r = masq_set(b, "nodeport-masq", true)) < 0)
+            (r = masq_set(b, "external-masq", false)) < 0 || (r = masq_set(b, "nodeport-masq", true)) < 0 ||
+            (r = ext_local_map(b, "local-policy-ips", false)) < 0 ||
+            (r = ext_local_map(b, "local-policy-nodeports", true)) < 0 || (r = affinity_sets(b)) < 0)
                 return r;
         if ((r = nat_chains(b, "ipvs-masquerade", false, true)) < 0 || (r = filter_chains(b, false)) < 0)
                 return r;
         if ((r = chain_begin(b, "ipvs-masquerade", NFTP_NONE)) < 0 || (r = masquerade_rule(b)) < 0 ||
             (r = rule(b, NFTP_M_TUPLE, NFTP_A_JUMP, "mark-for-masquerade", "external-masq", NULL, 0)) < 0 ||
             (r = rule(b, NFTP_M_NODEPORT, NFTP_A_JUMP, "mark-for-masquerade", "nodeport-masq", "nodeport-addrs",
-                      0)) < 0)
+                      0)) < 0 ||
+            (r = rule(b, NFTP_M_TUPLE, NFTP_A_VMAP, NULL, "local-policy-ips", NULL, 0)) < 0 ||
+            (r = rule(b, NFTP_M_NODEPORT, NFTP_A_VMAP, NULL, "local-policy-nodeports", "nodeport-addrs", 0)) < 0)
                 return r;
         chain_end(b);
-        return 0;
+        return svc_chains(b);
 }
 
 /* FNV-1a: names are short and the table is built once per plan. */
@@ -1305,6 +1352,8 @@ static int build_family(struct nftplan *p, int idx)
                         r = -ENOMEM;
                 else
                         r = build_entries(&b);
+                if (r == 0 && p->companion)
+                        companion_flags(&b);
         }
         /* Shards first: the main table is last in this loop only so that
          * its presize sees the final entries; the order of tables in the

@@ -512,11 +512,27 @@ static void test_nft_companion(void **state)
         char *out = render(render_nft_ipvs_companion, t), *v4 = table_text(out, "ip"), *c;
         (void) state;
 
-        assert_lacks(out, "dnat to");
+        /* IPVS does the DNAT, except for pods and the node itself reaching
+         * an externalTrafficPolicy Local service's external addresses (ns2:
+         * all endpoints, where IPVS would only have the local ones). */
         assert_lacks(out, "service-ips");
-        assert_lacks(out, "chain svc-");
-        assert_lacks(out, "chain ext-");
         assert_lacks(out, "chain services");
+        assert_lacks(out, "chain local-");
+        assert_lacks(out, "chain svc-ns1/");
+        assert_lacks(out, "chain ext-ns1/");
+        assert_lacks(out, "chain ext-ns4/");
+        assert_has(v4, "\tmap local-policy-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n"
+                       "\t\telements = {\n\t\t\t203.0.113.10 . tcp . 443 : goto ext-ns2/lb/tcp/443,\n"
+                       "\t\t\t203.0.113.11 . tcp . 443 : goto ext-ns2/lb/tcp/443\n\t\t}\n\t}\n");
+        assert_has(v4, "\tmap local-policy-nodeports {\n\t\ttype inet_proto . inet_service : verdict\n"
+                       "\t\telements = {\n\t\t\ttcp . 30443 : goto ext-ns2/lb/tcp/443\n\t\t}\n\t}\n");
+        c = chain_body(v4, "ext-ns2/lb/tcp/443");
+        assert_string_equal(c, "\t\tip saddr @pod-cidrs goto svc-ns2/lb/tcp/443\n"
+                               "\t\tfib saddr type local jump mark-for-masquerade\n"
+                               "\t\tfib saddr type local goto svc-ns2/lb/tcp/443\n");
+        free(c);
+        assert_has(v4, "\n\tchain svc-ns2/lb/tcp/443 {\n");
+        assert_has(v4, "dnat to");
         assert_has(v4, "\tmap no-endpoint-services {");
         assert_has(v4, "\n\tchain firewall-check {");
         assert_has(v4, "\n\tchain cluster-ips-check {");
@@ -532,7 +548,10 @@ static void test_nft_companion(void **state)
         assert_string_equal(c, "\t\tip daddr @cluster-ips ip saddr != @pod-cidrs jump mark-for-masquerade\n"
                                "\t\tip daddr . meta l4proto . th dport @external-masq jump mark-for-masquerade\n"
                                "\t\tip daddr != 127.0.0.0/8 fib daddr type local ip daddr @nodeport-addrs "
-                               "meta l4proto . th dport @nodeport-masq jump mark-for-masquerade\n");
+                               "meta l4proto . th dport @nodeport-masq jump mark-for-masquerade\n"
+                               "\t\tip daddr . meta l4proto . th dport vmap @local-policy-ips\n"
+                               "\t\tip daddr != 127.0.0.0/8 fib daddr type local ip daddr @nodeport-addrs "
+                               "meta l4proto . th dport vmap @local-policy-nodeports\n");
         free(c);
         c = chain_body(v4, "masquerading");
         assert_true(strncmp(c, "\t\tip saddr . ip daddr @hairpin jump mark-for-masquerade\n", 55) == 0);

@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""The IPVS backend on a real IPVS kernel (run inside tests/vm, which boots
+one): real TCP connections through a ClusterIP and a NodePort.
+
+1. `nlproxy --dry-run --output ipvsadm` loaded with ipvsadm-restore into a
+   fresh namespace equals `ipvsadm-save -n` of the node after a real sync.
+2. Graceful termination: a long-lived connection keeps working while its
+   endpoint is removed (the real server gets weight 0, new connections go
+   elsewhere), and the real server is deleted once the connection is gone.
+3. Restart: stopping nlproxy leaves the virtual servers (an established
+   connection keeps working), and a new nlproxy keeps them and the
+   connection; the virtual server is never absent in between.
+
+Only namespaces this script creates are touched; every wait is bounded;
+only processes it started are stopped, by PID."""
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NLPROXY = os.path.join(ROOT, "build", "nlproxy")
+PID = os.getpid()
+NS = {k: f"nlipvs{PID}-{k}" for k in ("node", "client", "e1", "e2", "fresh")}
+CIP, NODE_IP, NODEPORT = "10.96.0.10", "192.168.0.2", 30080
+EPS = {"e1": "10.2.0.2", "e2": "10.3.0.2"}
+FLAGS = ["--hostname-override", "node-a", "--node-ip", NODE_IP, "--cluster-cidr", "10.244.0.0/16",
+         "--service-cluster-ip-range", "10.96.0.0/12", "--mode", "ipvs"]
+passed = failed = 0
+procs = []
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print(f"ok   {name}", flush=True)
+    else:
+        failed += 1
+        print(f"FAIL {name} {detail}", flush=True)
+
+
+def sh(*args, check_rc=True, timeout=30):
+    r = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+    if check_rc and r.returncode != 0:
+        raise RuntimeError(f"{' '.join(args)}: {r.stderr.strip()}")
+    return r.stdout
+
+
+def nsx(ns, *args, **kw):
+    return sh("ip", "netns", "exec", NS[ns], *args, **kw)
+
+
+def spawn(ns, *args, **kw):
+    p = subprocess.Popen(["ip", "netns", "exec", NS[ns]] + list(args), **kw)
+    procs.append(p)
+    return p
+
+
+def wait_for(what, fn, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = fn()
+        if v:
+            return v
+        time.sleep(0.2)
+    return None
+
+
+def manifest(path, eps):
+    """A ClusterIP + NodePort service with the given endpoint addresses."""
+    items = [f"""apiVersion: v1
+kind: Service
+metadata: {{name: web, namespace: demo}}
+spec:
+  type: NodePort
+  clusterIP: {CIP}
+  clusterIPs: [{CIP}]
+  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: {NODEPORT}, protocol: TCP}}]
+""", """apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web-1
+  namespace: demo
+  labels: {kubernetes.io/service-name: web}
+addressType: IPv4
+ports: [{name: http, port: 8080, protocol: TCP}]
+endpoints:
+""" + "".join(f"- addresses: [{a}]\n  nodeName: node-a\n  conditions: {{ready: true}}\n" for a in eps)]
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write("---\n".join(items))
+    os.rename(tmp, path)  # the daemon sees one complete file
+
+
+SERVER = r"""
+import socket, sys, threading
+name = sys.argv[1]
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 8080)); s.listen(64)
+def serve(c):
+    with c:
+        while True:
+            d = c.recv(100)
+            if not d:
+                return
+            c.sendall(name.encode() + b"\n")
+while True:
+    c, _ = s.accept()
+    threading.Thread(target=serve, args=(c,), daemon=True).start()
+"""
+
+CLIENT = r"""
+import socket, struct, sys
+conn = None
+def ask(c):
+    c.settimeout(3); c.sendall(b"?\n"); return c.recv(100).decode().strip() or "EOF"
+for line in sys.stdin:
+    cmd = line.split()
+    try:
+        if cmd[0] == "open":
+            conn = socket.create_connection((cmd[1], int(cmd[2])), timeout=3); out = ask(conn)
+        elif cmd[0] == "ping":
+            out = ask(conn)
+        elif cmd[0] == "new":
+            with socket.create_connection((cmd[1], int(cmd[2])), timeout=3) as c:
+                out = ask(c)
+        elif cmd[0] == "reset":
+            # RST instead of FIN: IPVS forgets a reset connection in seconds
+            # (a closed one lingers in TIME_WAIT for two minutes)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            conn.close(); conn = None; out = "closed"
+    except Exception as e:
+        out = "ERR " + type(e).__name__
+    print(out, flush=True)
+"""
+
+
+class Client:
+    def __init__(self):
+        self.p = spawn("client", "python3", "-c", CLIENT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def cmd(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+        return self.p.stdout.readline().strip()
+
+
+def vs_lines():
+    """ipvsadm -Ln of the node: {virtual server: {real server: weight}}."""
+    out = nsx("node", "ipvsadm", "-Ln", check_rc=False)
+    vs, cur = {}, None
+    for ln in out.splitlines():
+        f = ln.split()
+        if f and f[0] in ("TCP", "UDP", "SCTP"):
+            cur = f[1]
+            vs[cur] = {}
+        elif f and f[0] == "->" and cur and f[1][0].isdigit():
+            vs[cur][f[1]] = int(f[3])
+    return vs
+
+
+def topology():
+    for ns in NS.values():
+        sh("ip", "netns", "add", ns)
+    links = [("client", "10.1.0.2", "10.1.0.1")] + [(k, v, v.rsplit(".", 1)[0] + ".1") for k, v in EPS.items()]
+    node = ["link set lo up", f"addr add {NODE_IP}/32 dev lo"]
+    for i, (ns, ip, gw) in enumerate(links):
+        node += [f"link add n{i} type veth peer name eth0 netns {NS[ns]}", f"link set n{i} up",
+                 f"addr add {gw}/24 dev n{i}"]
+    sh("ip", "netns", "exec", NS["node"], "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    for c in node:
+        nsx("node", "ip", *c.split())
+    for ns, ip, gw in links:
+        for c in ("link set lo up", "link set eth0 up", f"addr add {ip}/24 dev eth0", f"route add default via {gw}"):
+            nsx(ns, "ip", *c.split())
+    sh("ip", "netns", "exec", NS["fresh"], "ip", "link", "set", "lo", "up")
+
+
+def start_daemon(path):
+    return spawn("node", NLPROXY, *FLAGS, "--manifests", path, "--sync-period", "3s", "--min-sync-period", "0s",
+                 stdout=subprocess.DEVNULL, stderr=open(os.path.join(TMP, "daemon.log"), "a"))
+
+
+def stop(p):
+    if p.poll() is None:
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=15)
+
+
+def main():
+    global TMP
+    if os.geteuid() != 0:
+        print("SKIP ipvs_live: needs root")
+        return 1 if os.environ.get("CI") == "true" else 0
+    if not os.path.exists("/proc/net/ip_vs"):
+        sh("modprobe", "ip_vs", check_rc=False)
+    if not os.path.exists("/proc/net/ip_vs"):
+        print("ipvs_live: this kernel has no IPVS (run it in tests/vm/run)")
+        return 1
+    TMP = tempfile.mkdtemp(prefix="nlproxy-ipvs.")
+    path = os.path.join(TMP, "objs.yaml")
+    try:
+        topology()
+        for k in EPS:
+            spawn(k, "python3", "-c", SERVER, k)
+        manifest(path, list(EPS.values()))
+        d = start_daemon(path)
+        want = {f"{CIP}:80": 2, f"{NODE_IP}:{NODEPORT}": 2}
+        ok = wait_for("sync", lambda: all(len(vs_lines().get(k, {})) == n for k, n in want.items()))
+        check("daemon programs the ClusterIP and NodePort virtual servers", ok, vs_lines())
+        if not ok:
+            return 1
+
+        # 1. ipvsadm-restore of the dry-run equals the real sync.
+        dry = sh(NLPROXY, *FLAGS, "--manifests", path, "--dry-run", "--output", "ipvsadm")
+        restore = dry.split("# nftables companion ruleset")[0]
+        subprocess.run(["ip", "netns", "exec", NS["fresh"], "ipvsadm-restore"], input=restore, text=True,
+                       check=True, timeout=30)
+        a = sorted(nsx("node", "ipvsadm-save", "-n").splitlines())
+        b = sorted(nsx("fresh", "ipvsadm-save", "-n").splitlines())
+        check("ipvsadm-restore of the dry-run equals ipvsadm-save -n after a real sync", a == b and a,
+              f"\n  node:  {a}\n  dry:   {b}")
+
+        # 2. Graceful termination.
+        cl = Client()
+        first = cl.cmd(f"open {CIP} 80")
+        check("a long-lived connection through the ClusterIP", first in EPS, first)
+        if first not in EPS:
+            return 1
+        other = "e2" if first == "e1" else "e1"
+        manifest(path, [EPS[other]])
+        gone = f"{EPS[first]}:8080"
+        ok = wait_for("weight 0", lambda: vs_lines().get(f"{CIP}:80", {}).get(gone) == 0)
+        check("the removed endpoint's real server gets weight 0, not deleted", ok, vs_lines())
+        check("the established connection keeps working", cl.cmd("ping") == first)
+        news = [cl.cmd(f"new {CIP} 80") for _ in range(6)]
+        check("new connections go to the remaining endpoint", news == [other] * 6, news)
+        time.sleep(4)  # a full sync (--sync-period 3s) while the connection lives
+        check("the real server stays while its connection lives", gone in vs_lines().get(f"{CIP}:80", {}),
+              vs_lines())
+        check("the connection still works after a full sync", cl.cmd("ping") == first)
+        cl.cmd("reset")
+        ok = wait_for("deleted", lambda: gone not in vs_lines().get(f"{CIP}:80", {"x": 0}), timeout=40)
+        check("the real server is deleted once its connection is gone", ok, vs_lines())
+
+        # 3. Restart.
+        live = cl.cmd(f"open {CIP} 80")
+        before = vs_lines()
+        stop(d)
+        check("nlproxy exits on SIGTERM", d.returncode == 0, d.returncode)
+        check("its virtual servers stay after it exits", vs_lines() == before, vs_lines())
+        check("the connection survives the exit", cl.cmd("ping") == live)
+        d = start_daemon(path)
+        seen = []
+        end = time.monotonic() + 5
+        while time.monotonic() < end:  # the first seconds of the new process
+            seen.append(vs_lines() == before)
+            time.sleep(0.1)
+        check("the virtual servers are never absent while nlproxy starts", all(seen), seen.count(False))
+        check("the connection survives the restart", cl.cmd("ping") == live)
+        check("new connections after the restart", cl.cmd(f"new {CIP} 80") == other)
+        check("NodePort after the restart", cl.cmd(f"new {NODE_IP} {NODEPORT}") == other)
+        stop(d)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                try:
+                    p.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+        for ns in NS.values():
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        subprocess.run(["rm", "-rf", TMP])
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed or not passed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
