@@ -12,6 +12,8 @@ TEST_PKGS := cmocka
 DEB_BUILD := build-essential pkg-config libnl-3-dev libnl-genl-3-dev libmnl-dev libnftnl-dev \
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libcmocka-dev libmicrohttpd-dev
 DEB_TOOLS := nftables iproute2 python3 ipvsadm curl
+# The demo's pods (examples/demo.sh part 2).
+DEB_TOOLS += redis-server redis-tools
 
 HAVE_PKGS := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && command -v nft >/dev/null && echo yes)
 
@@ -91,7 +93,9 @@ check: ensure-deps
 	$(MAKE) all unit unit-asan build/asan/nlproxy build/tests/nlp_steps
 	@set -e; for t in $(sort $(wildcard tests/*.sh)); do echo "== $$t"; bash $$t; done
 
+# Part 2 of the demo (root) runs Debian's redis-server in network namespaces.
 demo: ensure-deps
+	@if [ "$$(id -u)" = 0 ] && ! command -v redis-server >/dev/null; then $(MAKE) deps; fi
 	$(MAKE) all
 	bash examples/demo.sh
 
