@@ -14,6 +14,8 @@ DEB_BUILD := build-essential pkg-config libnl-3-dev libnl-genl-3-dev libmnl-dev 
 DEB_TOOLS := nftables iproute2 python3 ipvsadm curl
 # The demo's pods (examples/demo.sh part 2).
 DEB_TOOLS += redis-server redis-tools
+# tests/packaging_k8s.sh parses packaging/kubernetes.
+DEB_TOOLS += python3-yaml
 
 HAVE_PKGS := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && command -v nft >/dev/null && echo yes)
 
