@@ -16,6 +16,8 @@ DEB_TOOLS := nftables iproute2 python3 ipvsadm curl
 DEB_TOOLS += redis-server redis-tools
 # tests/packaging_k8s.sh parses packaging/kubernetes.
 DEB_TOOLS += python3-yaml
+# tests/install.sh checks the man page.
+DEB_TOOLS += groff-base
 
 HAVE_PKGS := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && command -v nft >/dev/null && echo yes)
 
@@ -105,8 +107,17 @@ bench: ensure-deps
 	$(MAKE) all
 	bash bench/run.sh
 
+# PREFIX and DESTDIR as usual; SYSTEMDUNITDIR for distributions that keep
+# units elsewhere (the Debian package: /lib/systemd/system).
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR ?= $(PREFIX)/share/man
+
 install: build/nlproxy
 	install -D -m 0755 build/nlproxy $(DESTDIR)$(PREFIX)/sbin/nlproxy
+	install -D -m 0644 docs/nlproxy.8 $(DESTDIR)$(MANDIR)/man8/nlproxy.8
+	install -d -m 0755 $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' packaging/systemd/nlproxy.service >$(DESTDIR)$(SYSTEMDUNITDIR)/nlproxy.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/nlproxy.service
 
 clean:
 	rm -rf build
