@@ -18,6 +18,8 @@ DEB_TOOLS += redis-server redis-tools
 DEB_TOOLS += python3-yaml
 # tests/install.sh checks the man page.
 DEB_TOOLS += groff-base
+# tests/packaging.sh: the .deb and the image's root filesystem.
+DEB_TOOLS += dpkg-dev debhelper fakeroot debootstrap
 
 HAVE_PKGS := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && command -v nft >/dev/null && echo yes)
 
