@@ -321,14 +321,13 @@ netns_demo() {
 
         section "netns: nlproxy programs node-a"
         DAEMON_PIDFILE=$RUN/nlproxy.pid
-        printf '$ ip netns exec %s %s --manifests %s --mode nftables %s --headless-hosts-file %s &\n' \
-                "$NS_NODE_A" "$NLPROXY" "$RUN/manifests" "${NODE_FLAGS[*]}" \
-                "/etc/netns/${NS_PREFIX}redis-sfs-1/hosts"
+        local daemon=("$NLPROXY" --manifests "$RUN/manifests" --mode nftables "${NODE_FLAGS[@]}"
+                --min-sync-period 100ms --healthz-bind-address 127.0.0.1:10256
+                --metrics-bind-address 127.0.0.1:10249
+                --headless-hosts-file "/etc/netns/${NS_PREFIX}redis-sfs-1/hosts")
+        printf '$ ip netns exec %s %s &\n' "$NS_NODE_A" "${daemon[*]}"
         # The daemon's lifetime is bounded even if this script is killed -9.
-        start_bg "$DAEMON_PIDFILE" "$NS_NODE_A" timeout 600 "$NLPROXY" --manifests "$RUN/manifests" \
-                --mode nftables "${NODE_FLAGS[@]}" --min-sync-period 100ms \
-                --healthz-bind-address 127.0.0.1:10256 --metrics-bind-address 127.0.0.1:10249 \
-                --headless-hosts-file "/etc/netns/${NS_PREFIX}redis-sfs-1/hosts" 2>"$RUN/nlproxy.log"
+        start_bg "$DAEMON_PIDFILE" "$NS_NODE_A" timeout 600 "${daemon[@]}" 2>"$RUN/nlproxy.log"
         if ! wait_for 10 healthz_up || ! wait_for 5 ruleset_has "$CLUSTER_IP . tcp . 6379"; then
                 cat "$RUN/nlproxy.log" >&2
                 die "nlproxy did not program node-a within 15 s"
