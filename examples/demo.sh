@@ -174,10 +174,13 @@ in_ns() {
         ip netns exec "$ns" "$@"
 }
 
-sysctls() { # NS KEY=VALUE...
-        local ns=$1
+sysctls() { # NS KEY=VALUE...: written to /proc/sys (no procps needed)
+        local ns=$1 kv script=
         shift
-        in_ns "$ns" sysctl -q -w "$@" >/dev/null
+        for kv in "$@"; do
+                script+="echo ${kv#*=} >/proc/sys/$(tr . / <<<"${kv%%=*}") && "
+        done
+        in_ns "$ns" sh -c "${script}true"
 }
 
 # The node's end of a pod's veth carries the pod network's gateway address
