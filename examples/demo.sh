@@ -167,7 +167,7 @@ ns_add() {
         ip -n "$1" link set lo up
 }
 
-# in NS CMD...: runs CMD in NS, with NS's /etc/netns files (ip netns exec).
+# in_ns NS CMD...: runs CMD in NS, with NS's /etc/netns files (ip netns exec).
 in_ns() {
         local ns=$1
         shift

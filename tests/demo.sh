@@ -52,6 +52,64 @@ check_absent() {
         fi
 }
 
+# left_behind NAME OUTPUT: nothing of the demo run that wrote OUTPUT is left:
+# its namespaces and /etc/netns entries (named by its PID), its processes and
+# its scratch directory (named by the daemon's --manifests).
+left_behind() {
+        local name=$1 prefix rundir left=
+        prefix=$(sed -n 's/^Part 2: .* named \(nlpdemo[0-9]*-\)\*\.$/\1/p' "$2")
+        rundir=$(sed -n 's|^\$ ip netns exec .* --manifests \(/[^ ]*\)/manifests .*|\1|p' "$2" | head -n1)
+        if [[ -z $prefix || -z $rundir ]]; then
+                fail "$name: the demo names its namespaces and scratch directory"
+                return
+        fi
+        ip netns list | grep -q "^$prefix" && left+=" namespaces: $(ip netns list | grep "^$prefix" | tr '\n' ' ')"
+        compgen -G "/etc/netns/$prefix*" >/dev/null && left+=" /etc/netns/$prefix*"
+        pgrep -f -- "$rundir/" >/dev/null && left+=" processes: $(pgrep -f -- "$rundir/" | tr '\n' ' ')"
+        [[ -e $rundir ]] && left+=" $rundir"
+        if [[ -n $left ]]; then
+                fail "$name: nothing left behind ($left)"
+        else
+                ok "$name: no namespace $prefix*, /etc/netns entry, process or $rundir left"
+        fi
+}
+
+# Ctrl-C in the middle: the demo is interrupted (SIGINT, as a terminal sends
+# it to the shell) while its pods run, and must exit 130 and clean up.
+interrupted() {
+        local out2 pid i rc
+        out2=$(mktemp "${TMPDIR:-/tmp}/nlproxy-demo-int.XXXXXX")
+        echo "== bash examples/demo.sh, interrupted"
+        # Job control on: a background job of a script would ignore SIGINT.
+        set -m
+        bash examples/demo.sh >"$out2" 2>&1 &
+        pid=$!
+        set +m
+        for ((i = 0; i < 600; i++)); do
+                grep -q '^### netns: ping through the ClusterIP' "$out2" && break
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+        done
+        kill -INT "$pid" 2>/dev/null
+        for ((i = 0; i < 300; i++)); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+                kill -KILL "$pid"
+                fail "interrupted demo: exits within 30 s of SIGINT"
+        fi
+        rc=0
+        wait "$pid" || rc=$?
+        if ((rc == 130)) && grep -q '^demo: interrupted, cleaning up' "$out2"; then
+                ok "interrupted demo: exits 130 and says it cleans up"
+        else
+                fail "interrupted demo: exit 130 (status $rc; $(tail -n 3 "$out2" | tr '\n' ' '))"
+        fi
+        left_behind "clean-up after Ctrl-C" "$out2"
+        rm -f "$out2"
+}
+
 echo "== bash examples/demo.sh"
 if bash examples/demo.sh >"$out" 2>&1; then
         ok "examples/demo.sh exits 0"
@@ -105,17 +163,8 @@ else
         check_absent "netns: endpoint removed" "the removed endpoint is gone from the chain" 'dnat to 10\.244\.1\.10'
         check "netns: endpoint removed" "all 20 connections to redis-b" '^ *20 redis-b$'
         check_absent "netns: endpoint removed" "none to redis-a" 'redis-a$'
-        # The demo's PID names its namespaces and files: nothing of them may remain.
-        prefix=$(sed -n 's/^Part 2: .* named \(nlpdemo[0-9]*-\)\*\.$/\1/p' "$out")
-        if [[ -z $prefix ]]; then
-                fail "clean-up: the demo names its namespace prefix"
-        elif ip netns list | grep -q "^$prefix"; then
-                fail "clean-up: namespaces $prefix* removed ($(ip netns list | grep "^$prefix" | tr '\n' ' '))"
-        elif compgen -G "/etc/netns/$prefix*" >/dev/null; then
-                fail "clean-up: /etc/netns/$prefix* removed"
-        else
-                ok "clean-up: no namespace or /etc/netns entry named $prefix* is left"
-        fi
+        left_behind "clean-up after the run" "$out"
+        interrupted
 fi
 
 if ((failed)); then
