@@ -286,6 +286,10 @@ else
         ok "runtime stage has no build tools or headers"
 fi
 check_runs "runtime stage" "$root"
+# This tree's own build (make all on the host) runs there too.
+install -m 0755 "$BIN" "$root/usr/local/bin/nlproxy-host"
+out=$(in_root "$root" 60 '/usr/local/bin/nlproxy-host --version' 2>&1) && [ "$out" = "nlproxy $VERSION" ] &&
+        ok "runtime stage: $BIN from this tree runs there too" || bad "runtime stage: $BIN runs there" "$out"
 rm -rf "$WORK"/stage*
 
 # ---------------------------------------------------------------- 5. the .deb
