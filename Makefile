@@ -12,6 +12,14 @@ TEST_PKGS := cmocka
 DEB_BUILD := build-essential pkg-config libnl-3-dev libnl-genl-3-dev libmnl-dev libnftnl-dev \
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libcmocka-dev libmicrohttpd-dev
 DEB_TOOLS := nftables iproute2 python3 ipvsadm curl
+# The demo's pods (examples/demo.sh part 2).
+DEB_TOOLS += redis-server redis-tools
+# tests/packaging_k8s.sh parses packaging/kubernetes.
+DEB_TOOLS += python3-yaml
+# tests/install.sh checks the man page.
+DEB_TOOLS += groff-base
+# tests/packaging.sh: the .deb and the image's root filesystem.
+DEB_TOOLS += dpkg-dev debhelper fakeroot debootstrap
 
 HAVE_PKGS := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && command -v nft >/dev/null && echo yes)
 
@@ -91,7 +99,9 @@ check: ensure-deps
 	$(MAKE) all unit unit-asan build/asan/nlproxy build/tests/nlp_steps
 	@set -e; for t in $(sort $(wildcard tests/*.sh)); do echo "== $$t"; bash $$t; done
 
+# Part 2 of the demo (root) runs Debian's redis-server in network namespaces.
 demo: ensure-deps
+	@if [ "$$(id -u)" = 0 ] && ! command -v redis-server >/dev/null; then $(MAKE) deps; fi
 	$(MAKE) all
 	bash examples/demo.sh
 
@@ -99,8 +109,17 @@ bench: ensure-deps
 	$(MAKE) all
 	bash bench/run.sh
 
+# PREFIX and DESTDIR as usual; SYSTEMDUNITDIR for distributions that keep
+# units elsewhere (the Debian package: /lib/systemd/system).
+SYSTEMDUNITDIR ?= $(PREFIX)/lib/systemd/system
+MANDIR ?= $(PREFIX)/share/man
+
 install: build/nlproxy
 	install -D -m 0755 build/nlproxy $(DESTDIR)$(PREFIX)/sbin/nlproxy
+	install -D -m 0644 docs/nlproxy.8 $(DESTDIR)$(MANDIR)/man8/nlproxy.8
+	install -d -m 0755 $(DESTDIR)$(SYSTEMDUNITDIR)
+	sed 's|@SBINDIR@|$(PREFIX)/sbin|g' packaging/systemd/nlproxy.service >$(DESTDIR)$(SYSTEMDUNITDIR)/nlproxy.service
+	chmod 0644 $(DESTDIR)$(SYSTEMDUNITDIR)/nlproxy.service
 
 clean:
 	rm -rf build
