@@ -20,6 +20,8 @@ DEB_TOOLS += python3-yaml
 DEB_TOOLS += groff-base
 # tests/packaging.sh: the .deb and the image's root filesystem.
 DEB_TOOLS += dpkg-dev debhelper fakeroot debootstrap
+# tests/ipvs_vm.sh: Debian's kernel (with IPVS) under QEMU.
+DEB_TOOLS += qemu-system-x86
 
 HAVE_PKGS := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && command -v nft >/dev/null && echo yes)
 

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The IPVS backend on a real IPVS kernel: this machine's kernel has none, so
+# tests/vm/run boots Debian's (QEMU, software emulation) and runs, inside it,
+# every flow of every shared conformance scenario with --backend ipvs (the
+# same expectations as nftables; the flows listed in tests/data/ipvs_xfail.txt
+# are reported with their reason) and tests/ipvs_live.py (ipvsadm-restore
+# equivalence, graceful termination, restart). Needs root and qemu (make
+# deps); a skip says why, and CI never skips.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+skip() {
+	echo "SKIP ipvs_vm: $*"
+	if [ "${CI:-}" = true ]; then echo "0 passed, 1 failed"; exit 1; fi
+	exit 0
+}
+[ "$(id -u)" = 0 ] || skip "needs root (network namespaces inside the guest, the VM's cache)"
+command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 is not installed (make deps)"
+[ -x build/nlproxy ] || { echo "ipvs_vm: build/nlproxy missing (make all)"; exit 1; }
+
+# Emulated CPUs are slow: the conformance agents get a minute to start.
+exec tests/vm/run --timeout 2400 -e NLC_READY_TIMEOUT=60 -e CI="${CI:-}" \
+	'tests/conformance/run --backend ipvs -j 2 --xfail-file tests/data/ipvs_xfail.txt tests/data/scenarios.json; a=$?;
+	 python3 tests/ipvs_live.py; b=$?; [ $a = 0 ] && [ $b = 0 ]'
