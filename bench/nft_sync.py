@@ -51,12 +51,20 @@ import time
 
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 B = os.path.join(TOP, "bench")
-OUT = os.path.join(B, "out")
-WORK = os.path.join(OUT, "nft")
+# NFT_BENCH_MODE=ipvs: the IPVS backend against `ipvsadm-restore` of the
+# dry-run's ipvsadm lines (run it in tests/vm: this kernel has no IPVS).
+MODE = os.environ.get("NFT_BENCH_MODE", "nftables")
+IPVS = MODE == "ipvs"
+INPUTS = os.path.join(B, "out")             # bench/gen's files (read)
+OUT = os.environ.get("NFT_BENCH_OUT", INPUTS)  # results (the VM's project tree is read-only)
+WORK = os.path.join(OUT, "ipvs" if IPVS else "nft")
+BASE = "`ipvsadm-restore`" if IPVS else "`nft -f`"
 NLPROXY = os.path.join(TOP, "build", "nlproxy")
 STEPS = os.path.join(TOP, "build", "tests", "nlp_steps")
 FLAGS = ["--node-ip", "192.168.0.10", "--cluster-cidr", "10.0.0.0/8",
          "--service-cluster-ip-range", "10.96.0.0/12,fd00:96::/108", "--hostname-override", "node-0"]
+if IPVS:
+    FLAGS += ["--mode", "ipvs"]
 SIZES = os.environ.get("NFT_BENCH_SIZES", "1000x2 10000x2 30000x2 5000x50").split()
 SEED = int(os.environ.get("NFT_BENCH_SEED", "1"))
 ITERS = int(os.environ.get("NFT_BENCH_ITERS", "50"))
@@ -153,14 +161,15 @@ def ratio(a, b):
 
 
 def gen_yaml(n, m):
-    path = os.path.join(OUT, "s%dx%d.yaml" % (n, m))
     head = "# nlproxy bench/gen --services %d --endpoints %d --format yaml --seed %d\n" % (n, m, SEED)
-    try:
-        with open(path, encoding="utf-8") as f:
-            if f.readline() == head:   # deterministic generator: reuse run.sh's file
-                return path
-    except OSError:
-        pass
+    for d in (INPUTS, OUT):
+        path = os.path.join(d, "s%dx%d.yaml" % (n, m))
+        try:
+            with open(path, encoding="utf-8") as f:
+                if f.readline() == head:   # deterministic generator: reuse run.sh's file
+                    return path
+        except OSError:
+            pass
     log("== s%dx%d: generating %s" % (n, m, path))
     subprocess.run([os.path.join(B, "gen"), "--services", str(n), "--endpoints", str(m),
                     "--format", "yaml", "--seed", str(SEED), path], check=True, timeout=TIMEOUT)
@@ -230,9 +239,10 @@ class Steps:
             _children.remove(self.p)
 
 
-def run_timed(argv, ns, timeout=TIMEOUT):
+def run_timed(argv, ns, timeout=TIMEOUT, stdin=None):
     t0 = time.monotonic()
-    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=in_ns(ns))
+    p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=in_ns(ns),
+                         stdin=stdin)
     _children.append(p)
     try:
         _, err = p.communicate(timeout=timeout)
@@ -249,6 +259,9 @@ def run_timed(argv, ns, timeout=TIMEOUT):
 
 
 def tables_in(ns):
+    if IPVS:  # a virtual server is there
+        r = subprocess.run(["ip", "netns", "exec", ns, "ipvsadm", "-Ln"], capture_output=True, text=True, timeout=120)
+        return ["nlproxy"] if any(ln.startswith(("TCP", "UDP")) for ln in r.stdout.splitlines()) else []
     # Not `nft list tables`: nft 1.0.6 fetches its whole cache for it, with
     # one unfiltered rule dump per table (minutes with shard tables at 30k).
     r = subprocess.run(["ip", "netns", "exec", ns, "nft", "list", "table", "ip", "nlproxy"], capture_output=True,
@@ -358,10 +371,12 @@ def bench_size(n, m, raw):
     reps = REPS_SMALL if (n <= 10000 and m <= 2) else REPS_LARGE
     res = {"tag": tag, "n": n, "m": m, "reps": reps}
     y = gen_yaml(n, m)
-    script = os.path.join(WORK, tag + ".nft")
+    script = os.path.join(WORK, tag + (".ipvsadm" if IPVS else ".nft"))
+    out = subprocess.run([NLPROXY, "--manifests", y, "--dry-run", "--output", "ipvsadm" if IPVS else "nft"] + FLAGS,
+                         stdout=subprocess.PIPE, check=True, timeout=TIMEOUT, text=True).stdout
     with open(script, "w") as f:
-        subprocess.run([NLPROXY, "--manifests", y, "--dry-run", "--output", "nft"] + FLAGS,
-                       stdout=f, check=True, timeout=TIMEOUT)
+        # IPVS: the virtual servers only, what ipvsadm-restore takes
+        f.write(out.split("# nftables companion ruleset")[0] if IPVS else out)
     res["script_mib"] = os.path.getsize(script) / 2**20
 
     # 1. baseline: nft -f into an empty namespace
@@ -369,10 +384,14 @@ def bench_size(n, m, raw):
     for r in range(reps):
         ns = ns_add()
         try:
-            log("== %s: baseline nft -f (%s) %d/%d" % (tag, ns, r + 1, reps))
-            walls.append(run_timed(["nft", "-f", script], ns))
+            log("== %s: baseline %s (%s) %d/%d" % (tag, BASE, ns, r + 1, reps))
+            if IPVS:
+                with open(script) as f:
+                    walls.append(run_timed(["ipvsadm-restore"], ns, stdin=f))
+            else:
+                walls.append(run_timed(["nft", "-f", script], ns))
             if not any("nlproxy" in t for t in tables_in(ns)):
-                raise RuntimeError("nft -f left no nlproxy table")
+                raise RuntimeError("the baseline left nothing programmed")
         finally:
             ns_del(ns)
     res["base_s"] = statistics.median(walls)
@@ -461,7 +480,7 @@ def incremental(st, tag, n, y, raw):
 
 def table(results):
     lines = [
-        "| size | script MiB | `nft -f` s | cold compute ms | cold sync ms | **cold total s** | **cold ÷ nft -f** "
+        "| size | script MiB | %s s | cold compute ms | cold sync ms | **cold total s** | **cold ÷ baseline** " % BASE +
         "| change p50 / p99 ms (sync alone) | add svc p50 / p99 ms (sync alone) | remove svc p50 / p99 ms "
         "| no-op sync ms | peak RSS MiB (after cold) | load s | CPU ms change / add / remove p50 (p99) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -531,7 +550,7 @@ def main():
     up0 = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results = []
-    raw = open(os.path.join(OUT, "nft_raw.txt"), "a")
+    raw = open(os.path.join(OUT, "ipvs_raw.txt" if IPVS else "nft_raw.txt"), "a")
     raw.write("# %s sizes=%s iters=%d seed=%d\n" % (date, " ".join(SIZES), ITERS, SEED))
     try:
         for size in SIZES:
@@ -548,7 +567,7 @@ def main():
         raw.close()
         cleanup_all()
     up1 = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    rep = ["", "## nftables backend, %s" % date, "",
+    rep = ["", "## %s backend, %s" % ("IPVS" if IPVS else "nftables", date), "",
            "Command: `python3 bench/nft_sync.py` (NFT_BENCH_SIZES=\"%s\", %d iterations, seed %d); git %s%s."
            % (" ".join(SIZES), ITERS, SEED, git, " + uncommitted changes to tracked files (%s)" % ", ".join(
                ln[3:] for ln in dirty.splitlines()) if dirty.strip() else ""),
@@ -560,7 +579,8 @@ def main():
         rep.append("Note: `perf record -g` ran on nlp_steps during the change loop of %s (NFT_BENCH_PERF): "
                    "those change figures include its overhead." % PERF_SIZE)
     rep += ["", "Cold = nlp_steps `load` + `sync full` (compute_us + sync_us, median of the fresh namespaces; "
-            "`load`, the manifest parse, is not included, shown last). `nft -f` = the dry-run script into an "
+            "`load`, the manifest parse, is not included, shown last). " + ("`ipvsadm-restore` = the dry-run's ipvsadm lines "
+            "(without the companion) into an " if IPVS else "`nft -f` = the dry-run script into an ") +
             "empty namespace (process wall). change / add / remove = compute + sync of one partial sync with "
             "N programmed, p50 / p99 of %d (nearest rank); sync alone in brackets. Peak RSS = VmHWM of "
             "nlp_steps at the end of the size's run (parsed model + two tables/plans). CPU = the same partial "
@@ -568,7 +588,7 @@ def main():
             "inflates far less than wall time." % ITERS, ""]
     rep += table(results)
     print("\n".join(rep))
-    with open(os.path.join(OUT, "nft_results.md"), "a") as f:
+    with open(os.path.join(OUT, "ipvs_results.md" if IPVS else "nft_results.md"), "a") as f:
         f.write("\n".join(rep) + "\n")
     return 1 if any("error" in r for r in results) else 0
 

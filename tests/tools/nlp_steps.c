@@ -97,7 +97,9 @@ int main(int argc, char **argv)
                 fprintf(stderr, "nlp_steps: %s\n", err);
                 return 2;
         }
-        if ((r = backend_nftables_ops.open(&b)) < 0 || (r = model_new(&m)) < 0) {
+        /* --mode ipvs: the IPVS backend (bench/nft_sync.py NFT_BENCH_MODE=ipvs, in tests/vm). */
+        if ((r = (o.mode == OPT_MODE_IPVS ? backend_ipvs_ops : backend_nftables_ops).open(&b)) < 0 ||
+            (r = model_new(&m)) < 0) {
                 fprintf(stderr, "nlp_steps: %s\n", strerror(-r));
                 return 1;
         }
