@@ -13,7 +13,9 @@ that a test drives through a plain-HTTP control port on 127.0.0.1:
   POST /tokens   {"tokens": ["t2"]}          only these are accepted (401 otherwise)
   POST /hold     {"kind": "endpointslices", "hold": true}   LISTs of kind wait
   POST /down     {"down": true}              outage: connections are reset
-  POST /restart  {}                          new resourceVersion history; watches end
+  POST /kick     {}                          open watches end normally (as at timeoutSeconds)
+  POST /restart  {"drop": [[kind, ns, name]]} new resourceVersion history; watches end;
+                                             dropped objects vanish without an event
   GET  /stats                                request counts and times
   GET  /state                                resourceVersion and object names
 
@@ -54,7 +56,7 @@ MAX_WAIT = 30.0  # no request thread waits longer than this for anything
 
 
 class State:
-    def __init__(self, tokens, bookmark_interval):
+    def __init__(self, tokens, bookmark_interval, page_size):
         self.cv = threading.Condition()
         self.rv = 100
         self.oldest = 100          # watches from an older resourceVersion get 410
@@ -66,6 +68,7 @@ class State:
         self.held = set()
         self.down = False
         self.bookmark_interval = bookmark_interval
+        self.page_size = page_size  # a server may return fewer items than limit
         self.snapshots = {}        # continue token -> (rv, items)
         self.stats = {"requests": [], "unauthorized": 0}
 
@@ -208,6 +211,8 @@ class Api(BaseHTTPRequestHandler):
                 items = [o for _, o in sorted(st.objects[kind].items())
                          if selected(o, q.get("labelSelector"), q.get("fieldSelector"))]
             limit = int(q.get("limit") or 0)
+            if st.page_size and (limit <= 0 or limit > st.page_size):
+                limit = st.page_size
             page, rest = (items[:limit], items[limit:]) if limit > 0 else (items, [])
             md = {"resourceVersion": str(rv)}
             if rest:
@@ -361,7 +366,12 @@ class Control(BaseHTTPRequestHandler):
                 st.down = bool(body.get("down"))
                 st.epoch += 1
                 st.cv.notify_all()
+            elif self.path == "/kick":
+                st.epoch += 1
+                st.cv.notify_all()
             elif self.path == "/restart":
+                for kind, ns, name in body.get("drop", []):
+                    st.objects[kind].pop((ns, name), None)
                 # An etcd restored from backup or a new cluster: a new, higher
                 # resourceVersion history; nothing older can be watched from.
                 st.rv += 1000
@@ -403,9 +413,10 @@ def main():
     ap.add_argument("--token", action="append", default=[])
     ap.add_argument("--ports-file", required=True, help="written once listening: 'API_PORT CONTROL_PORT'")
     ap.add_argument("--bookmark-interval", type=float, default=2.0)
+    ap.add_argument("--page-size", type=int, default=0, help="at most this many items per LIST page")
     args = ap.parse_args()
 
-    st = State(args.token, args.bookmark_interval)
+    st = State(args.token, args.bookmark_interval, args.page_size)
     Api.st = st
     Control.st = st
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
