@@ -94,6 +94,7 @@ struct daemon {
         /* The API source: no sync before the initial lists. */
         struct watcher *watcher;
         bool api_waiting;
+        bool print_changes;
         struct backend *b;
         struct ct_sock *ct;
 
@@ -412,8 +413,9 @@ static bool group_has_eps(const struct tbl_svc *const *v, size_t n)
 /* Services (namespace/name) added, changed and removed between two tables,
  * and how many of them saw their endpoints change: the log line of a sync
  * and the *_changes_total counters. Entries shared by table_update are
- * equal by pointer. */
-static void count_changes(const struct table *o, const struct table *n, struct changes *c)
+ * equal by pointer. With out, one line per service that differs (what a
+ * dry run would change). */
+static void count_changes(const struct table *o, const struct table *n, struct changes *c, FILE *out)
 {
         const struct tbl_svc **ov = NULL, **nv = NULL;
         size_t on = o ? o->n_svcs : 0, nn = n->n_svcs, i = 0, j = 0;
@@ -433,12 +435,19 @@ static void count_changes(const struct table *o, const struct table *n, struct c
                 if (cmp < 0) {
                         c->removed++;
                         c->endpoints += group_has_eps(&ov[i], gi - i);
+                        if (out)
+                                fprintf(out, "would remove service %s/%s\n", ov[i]->ns, ov[i]->name);
                 } else if (cmp > 0) {
                         c->added++;
                         c->endpoints += group_has_eps(&nv[j], gj - j);
+                        if (out)
+                                fprintf(out, "would add service %s/%s (%zu endpoints)\n", nv[j]->ns, nv[j]->name,
+                                        nv[j]->n_eps);
                 } else if (gi - i != gj - j) {
                         c->changed++;
                         c->endpoints++;
+                        if (out)
+                                fprintf(out, "would change service %s/%s (ports)\n", nv[j]->ns, nv[j]->name);
                 } else {
                         bool spec = true, eps = true;
 
@@ -450,6 +459,9 @@ static void count_changes(const struct table *o, const struct table *n, struct c
                         }
                         c->changed += !spec;
                         c->endpoints += !eps;
+                        if (out && (!spec || !eps))
+                                fprintf(out, "would change service %s/%s (%s%s%s)\n", nv[j]->ns, nv[j]->name,
+                                        spec ? "" : "spec", !spec && !eps ? ", " : "", eps ? "" : "endpoints");
                 }
                 i = gi;
                 j = gj;
@@ -478,7 +490,10 @@ static int compute_table(struct daemon *d, struct changes *c)
         model_keys_free(keys, n_keys);
         if (r < 0)
                 return r;
-        count_changes(d->table, t, c);
+        /* A running dry run says what each sync would change. */
+        count_changes(d->table, t, c, d->b || !d->print_changes ? NULL : stdout);
+        if (!d->b && d->print_changes)
+                fflush(stdout);
         table_free(d->table);
         d->table = t;
         d->dirty = d->recompute = false;
@@ -1502,6 +1517,7 @@ int daemon_new(const struct daemon_params *p, struct daemon **ret)
 
         d->argc = p->argc;
         d->argv = p->argv;
+        d->print_changes = p->print_changes;
         r = p->kc ? model_new(&d->model) : daemon_load_model(d->o, &d->model);
         if (r < 0)
                 goto fail;

@@ -39,6 +39,8 @@ struct daemon_params {
         /* Set: SIGHUP parses the command line again (re-reading --config). */
         int argc;
         char **argv;
+        /* Dry run (ops NULL): print on stdout the services each sync would change. */
+        bool print_changes;
 };
 
 /* Loads the manifests (an error there is fatal), opens the backend and the

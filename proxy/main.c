@@ -222,7 +222,7 @@ static int run_api_once(const struct options *o, const struct backend_ops *ops, 
 static int run_api(const struct options *o, int argc, char **argv)
 {
         struct daemon_params p = { .opts = o, .signals = true, .conntrack = true, .http = true, .argc = argc,
-                                   .argv = argv };
+                                   .argv = argv, .print_changes = true };
         struct kubeconfig *kc = NULL;
         char err[KUBECONFIG_ERRLEN];
         int r, ret;

@@ -158,7 +158,7 @@ start_proxy() {
         LOG="$TMP/log.$N"
         "$BIN" --dry-run --kubeconfig "$TMP/kubeconfig" --hostname-override node1 \
                 --healthz-bind-address "127.0.0.1:$HP" --metrics-bind-address "127.0.0.1:$MP" \
-                --sync-period 5s --min-sync-period 100ms -v 2 >"$TMP/out" 2>"$LOG" &
+                --sync-period 5s --min-sync-period 100ms -v 2 "$@" >"$TMP/out.$N" 2>"$LOG" &
         NLPID=$!
         wait_for 10 metrics_up || bad "daemon $N: start" "$(tail -5 "$LOG")"
 }
@@ -221,6 +221,10 @@ slice a1-1 a1 10.244.1.2
 wait_for 10 eps_is a1 10.244.1.2 && ok "slice MODIFIED" || bad "slice MODIFIED" "[$(table_eps a1)]"
 del services s2
 converge "DELETED"
+grep -q "would add service default/web (1 endpoints)" "$TMP/out.$N" &&
+        grep -q "would remove service default/s2" "$TMP/out.$N" &&
+        grep -q "would change service default/a1 (endpoints)" "$TMP/out.$N" &&
+        ok "the dry run prints what each sync would change" || bad "dry-run changes" "$(head -5 "$TMP/out.$N")"
 
 # --- 410 Expired in a watch: relist (and the continue token expires in it) ---
 fault '{"fault":"watch_410","kind":"services"}'
@@ -359,6 +363,24 @@ converge "restart with a new history (an object gone without an event)"
 v=$(metric kubeproxy_sync_proxy_rules_service_changes_total)
 [ -n "$v" ] && [ "${v%.*}" -ge 5 ] && ok "service changes counted ($v)" || bad "service changes" "$v"
 stop_proxy
+
+# ======== in-cluster configuration; --dry-run --once ========
+mkdir "$TMP/sa"
+cp "$TMP/ca.crt" "$TMP/sa/ca.crt"
+printf 'sekret-two-9c4d\n' >"$TMP/sa/token"
+if KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT=$AP NLPROXY_SERVICEACCOUNT_DIR="$TMP/sa" \
+        timeout 30 "$BIN" --dry-run --once --output json --hostname-override node1 >"$TMP/once.json" 2>"$TMP/once.log" &&
+        python3 -c 'import json,sys
+names={s["namespace"]+"/"+s["name"] for s in json.load(open(sys.argv[1]))["services"]}
+sys.exit(0 if "default/c1" in names and "default/other" not in names else 1)' "$TMP/once.json"; then
+        ok "in-cluster config: --dry-run --once prints the listed table"
+else
+        bad "in-cluster --dry-run --once" "$(tail -3 "$TMP/once.log")"
+fi
+"$BIN" --dry-run --kubeconfig "$TMP/missing" >/dev/null 2>"$TMP/err.log"
+rc=$?
+[ $rc = 1 ] && grep -q "$TMP/missing" "$TMP/err.log" && ok "a missing kubeconfig: exit 1, named" ||
+        bad "missing kubeconfig" "exit $rc: $(cat "$TMP/err.log")"
 
 # --- metrics over all daemons ---
 missing=
