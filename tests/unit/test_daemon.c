@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "kubeconfig.h"
 #include "log.h"
 #include "model.h"
 #include "options.h"
@@ -463,6 +464,56 @@ static void test_dry_run(void **state)
         fx_stop(&f);
 }
 
+/* The API server as the source, and it does not answer (a closed port on
+ * 127.0.0.1): no sync at all, and the retries back off rather than spin. */
+static void test_api_unreachable(void **state)
+{
+        char master[64], *argv[] = { "nlproxy", "--master", master, "--hostname-override", "node1",
+                                     "--healthz-bind-address", "", "--metrics-bind-address", "" };
+        struct daemon_params p = { .ops = &backend_fake_ops, .clock = fake_clock };
+        struct kubeconfig *kc = NULL;
+        struct options o;
+        struct daemon *d = NULL;
+        char err[512], *buf = NULL;
+        size_t len = 0;
+        double errors = -1;
+        FILE *out;
+
+        (void)state;
+        snprintf(master, sizeof(master), "https://127.0.0.1:%u", free_port());
+        assert_int_equal(options_parse(sizeof(argv) / sizeof(argv[0]), argv, &o, err, sizeof(err)), 0);
+        assert_int_equal(kubeconfig_resolve(o.kubeconfig, o.master, &kc, err, sizeof(err)), 0);
+        p.opts = &o;
+        p.kc = kc;
+        fake_now = 1000 * S;
+        assert_int_equal(daemon_new(&p, &d), 0);
+        /* About 1.5 s of real time (the watcher's clock), 30 s of the
+         * daemon's: a sync would be long due if anything allowed it. */
+        for (int i = 0; i < 30; i++) {
+                fake_now += 1 * S;
+                assert_int_equal(daemon_poll(d, 50), 0);
+        }
+        assert_null(daemon_table(d));
+        assert_false(daemon_synced(d));
+        assert_int_equal(backend_fake_stats(daemon_backend(d))->full_syncs, 0);
+        out = open_memstream(&buf, &len);
+        assert_non_null(out);
+        assert_int_equal(daemon_metrics_write(d, out), 0);
+        fclose(out);
+        {
+                const char *m = strstr(buf, "rest_client_requests_total{code=\"<error>\"} ");
+
+                assert_non_null(m);
+                errors = strtod(m + strlen("rest_client_requests_total{code=\"<error>\"} "), NULL);
+        }
+        free(buf);
+        /* Three lists failed at once; each retries after at least 0.8 s. */
+        assert_true(errors >= 3 && errors <= 6);
+        daemon_free(d);
+        kubeconfig_free(kc);
+        options_free(&o);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -477,6 +528,7 @@ int main(void)
                 cmocka_unit_test(test_inotify_reload),
                 cmocka_unit_test(test_signals),
                 cmocka_unit_test(test_dry_run),
+                cmocka_unit_test(test_api_unreachable),
         };
 
         log_set_level(LOG_LVL_ERROR);
