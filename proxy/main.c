@@ -429,9 +429,10 @@ int main(int argc, char **argv)
         }
         /* --- the long-running daemon (proxy/daemon.c) on --manifests --- */
         if (!o.dry_run && o.n_manifests) {
-                const struct backend_ops *ops = pick_backend(&o);
+                struct daemon_params p = { .opts = &o, .ops = pick_backend(&o), .signals = true, .conntrack = true,
+                                           .http = true, .argc = argc, .argv = argv };
 
-                ret = ops ? daemon_run(&o, ops) : EXIT_FAILURE;
+                ret = p.ops ? daemon_run_params(&p) : EXIT_FAILURE;
                 goto out;
         }
         /* --- end of the daemon dispatch --- */

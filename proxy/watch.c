@@ -402,7 +402,7 @@ static int str_cmp(const void *a, const void *b) { return strcmp(*(char *const *
 
 static bool seen_has(const struct reflector *r, const char *ns, const char *name)
 {
-        char key[512], *k = key;
+        char key[1024], *k = key;
 
         snprintf(key, sizeof(key), "%s/%s", ns, name);
         return r->n_seen && bsearch(&k, r->seen, r->n_seen, sizeof(char *), str_cmp);
@@ -916,6 +916,11 @@ static int list_page(struct reflector *r, char *why, size_t whylen)
         json_array_foreach(items, i, item) {
                 if (!json_is_object(item))
                         continue;
+                /* A listed Node that fails to decode still exists: its last
+                 * good version stays, as for the other kinds. */
+                if (r->res == WATCH_RES_NODE && meta_str(item, "name") &&
+                    strcmp(meta_str(item, "name"), r->w->node_name) == 0)
+                        r->node_seen = true;
                 if ((rc = seen_add(r, item)) < 0) {
                         snprintf(why, whylen, "%s", strerror(-rc));
                         json_decref(root);

@@ -125,6 +125,12 @@ t=json.load(sys.stdin)
 print(" ".join(sorted({e["address"] for s in (t or {}).get("services",[]) if s["name"]==sys.argv[1]
         for e in s.get("endpoints",[])})))' "$1" 2>/dev/null
 }
+eps_count() { # service -> how many endpoint entries it has
+        table_json | python3 -c 'import json,sys
+t=json.load(sys.stdin)
+print(sum(len(s.get("endpoints",[])) for s in (t or {}).get("services",[]) if s["name"]==sys.argv[1]))' "$1" 2>/dev/null
+}
+eps_count_is() { [ "$(eps_count "$1")" = "$2" ]; }
 eps_is() { [ "$(table_eps "$1")" = "$2" ]; }
 same_names() { [ "$(table_names)" = "$(server_names)" ]; }
 metric() { curl -s -m 3 "http://127.0.0.1:$MP/metrics" | awk -v m="$1" '$1==m {print $2}'; }
@@ -262,6 +268,16 @@ read -r n _ < <(requests_since endpointslices "$t0" any)
 slice a1-1 a1 10.244.1.4
 wait_for 15 eps_is a1 10.244.1.4 && ok "after the quiet watch: converged" ||
         bad "after the quiet watch" "[$(table_eps a1)]"
+
+# --- duplicate and overlapping EndpointSlices ---
+slice a1-2 a1 10.244.1.4
+slice a1-3 a1 10.244.1.9
+wait_for 10 eps_is a1 "10.244.1.4 10.244.1.9" && eps_count_is a1 2 &&
+        ok "overlapping slices: one endpoint per address" || bad "overlapping slices" "$(eps_count a1) [$(table_eps a1)]"
+del endpointslices a1-2
+del endpointslices a1-3
+wait_for 10 eps_is a1 10.244.1.4 && eps_count_is a1 1 && ok "overlapping slices deleted" ||
+        bad "overlapping slices deleted" "[$(table_eps a1)]"
 
 # --- a malformed object is skipped with one line, nothing else lost ---
 ctl put '{"kind":"services","object":{"apiVersion":"v1","kind":"Service","metadata":{"name":"bad","namespace":"default"},
