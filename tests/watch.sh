@@ -288,6 +288,31 @@ wait_for 10 grep -q "Service default/bad: spec.ports\[0\].port" "$LOG" && ok "ma
 converge_except_bad() { [ "$(table_names)" = "$(server_names | tr ' ' '\n' | grep -vx default/bad | xargs)" ]; }
 wait_for 10 converge_except_bad && ok "the rest converged past a malformed object" || bad "past a malformed object"
 del services bad
+ctl put '{"kind":"endpointslices","object":{"apiVersion":"discovery.k8s.io/v1","kind":"EndpointSlice",
+        "metadata":{"name":"a1-bad","namespace":"default","labels":{"kubernetes.io/service-name":"a1"}},
+        "addressType":"IPv4","endpoints":[{"addresses":["not-an-ip"]}],"ports":[{"port":8080,"name":""}]}}'
+wait_for 10 grep -q "EndpointSlice default/a1-bad: endpoints\[0\].addresses\[0\]" "$LOG" &&
+        eps_is a1 10.244.1.4 && ok "malformed EndpointSlice named in the log, the others kept" ||
+        bad "malformed EndpointSlice" "$(grep a1-bad "$LOG" | tail -1)"
+del endpointslices a1-bad
+ctl put '{"kind":"nodes","object":{"apiVersion":"v1","kind":"Node","metadata":{"name":"node1",
+        "labels":{"topology.kubernetes.io/zone":"z1"}},"status":{"addresses":[{"type":"InternalIP","address":"300.1.1.1"}]}}}'
+wait_for 10 grep -q "Node node1: status.addresses" "$LOG" && table_json | grep -q '"192.0.2.1"' &&
+        ok "malformed Node named in the log, its last good version kept" ||
+        bad "malformed Node" "$(grep "Node node1" "$LOG" | tail -1)"
+
+# --- bookmarks move the resourceVersion on: a re-watch starts from the newest ---
+sleep 2.5
+kick
+last_watch_rv() {
+        curl -s -m 3 "http://127.0.0.1:$CP/stats" | python3 -c 'import json,sys,urllib.parse as u
+w=[r for r in json.load(sys.stdin)["requests"] if r["kind"]=="nodes" and r["watch"]]
+print(dict(u.parse_qsl(w[-1]["query"])).get("resourceVersion") if w else "")'
+}
+server_rv() { curl -s -m 3 "http://127.0.0.1:$CP/state" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rv"])'; }
+rv_is_server() { [ "$(last_watch_rv)" = "$(server_rv)" ]; }
+wait_for 5 rv_is_server && ok "bookmarks: the node re-watch starts at the server's resourceVersion" ||
+        bad "bookmarks" "re-watch from $(last_watch_rv), server at $(server_rv)"
 
 # --- SIGHUP re-reads the configuration ---
 kill -HUP "$NLPID"
@@ -379,6 +404,19 @@ converge "restart with a new history (an object gone without an event)"
 v=$(metric kubeproxy_sync_proxy_rules_service_changes_total)
 [ -n "$v" ] && [ "${v%.*}" -ge 5 ] && ok "service changes counted ($v)" || bad "service changes" "$v"
 stop_proxy
+
+# ======== TLS verifies the server: wrong name, unknown CA ========
+sed 's#https://127.0.0.1:#https://localhost:#' "$TMP/kubeconfig" >"$TMP/kubeconfig.host"
+sed 's#, certificate-authority: ca.crt##' "$TMP/kubeconfig" >"$TMP/kubeconfig.ca"
+for kc in host ca; do
+        timeout 5 "$BIN" --dry-run --kubeconfig "$TMP/kubeconfig.$kc" --hostname-override node1 \
+                --healthz-bind-address "" --metrics-bind-address "" >"$TMP/tls.$kc.out" 2>"$TMP/tls.$kc.log"
+        if grep -qi "ssl\|certificate" "$TMP/tls.$kc.log" && ! grep -q "initial lists synced" "$TMP/tls.$kc.log"; then
+                ok "TLS: refused with $( [ $kc = host ] && echo 'a wrong host name' || echo 'an unknown CA')"
+        else
+                bad "TLS $kc" "$(head -3 "$TMP/tls.$kc.log")"
+        fi
+done
 
 # ======== in-cluster configuration; --dry-run --once ========
 mkdir "$TMP/sa"
