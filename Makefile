@@ -11,7 +11,7 @@ PKGS := libnl-3.0 libnl-genl-3.0 libmnl libnftnl libcurl jansson yaml-0.1 libmic
 TEST_PKGS := cmocka
 DEB_BUILD := build-essential pkg-config libnl-3-dev libnl-genl-3-dev libmnl-dev libnftnl-dev \
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libcmocka-dev libmicrohttpd-dev
-DEB_TOOLS := nftables iproute2 python3 ipvsadm curl openssl
+DEB_TOOLS := nftables iproute2 python3 ipvsadm curl openssl clang libclang-rt-14-dev
 
 HAVE_PKGS := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && command -v nft >/dev/null && echo yes)
 
