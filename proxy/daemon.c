@@ -131,7 +131,7 @@ struct daemon {
         struct metrics *metrics;
         struct metric *m_sync, *m_full, *m_partial, *m_last_ts, *m_last_queued, *m_netprog, *m_ep_changes,
                 *m_svc_changes, *m_no_local, *m_failures, *m_healthz, *m_livez, *m_build, *m_start, *m_cpu, *m_rss,
-                *m_requests;
+                *m_requests, *m_w_events, *m_w_relists, *m_w_failures;
 
         struct source healthz_src, metrics_src;
         struct hc **hcs;
@@ -895,6 +895,14 @@ static void process_metrics(struct daemon *d)
                 metric_set(d->m_cpu, NULL,
                            (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                                    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+        if (d->watcher) {
+                struct watcher_stats ws;
+
+                watcher_stats(d->watcher, &ws);
+                metric_set(d->m_w_events, NULL, (double)ws.events);
+                metric_set(d->m_w_relists, NULL, (double)ws.relists);
+                metric_set(d->m_w_failures, NULL, (double)ws.failures);
+        }
         f = fopen("/proc/self/statm", "re");
         if (f) {
                 if (fscanf(f, "%ld %ld", &pages, &rss) == 2)
@@ -1425,6 +1433,12 @@ static int metrics_setup(struct daemon *d)
         ADD(m_rss, METRIC_GAUGE, "process_resident_memory_bytes", "Resident memory size in bytes.", NULL, NULL, 0);
         ADD(m_requests, METRIC_COUNTER, "rest_client_requests_total",
             "[ALPHA] Number of HTTP requests, partitioned by status code, method, and host.", "code", NULL, 0);
+        ADD(m_w_events, METRIC_COUNTER, "nlproxy_watch_events_total",
+            "Watch events received from the API server (bookmarks included)", NULL, NULL, 0);
+        ADD(m_w_relists, METRIC_COUNTER, "nlproxy_watch_relists_total",
+            "Relists after a watch expired (410) or a too-large resourceVersion (504)", NULL, NULL, 0);
+        ADD(m_w_failures, METRIC_COUNTER, "nlproxy_watch_failures_total",
+            "Failed list or watch requests, each retried after a backoff", NULL, NULL, 0);
 #undef ADD
         metric_set(d->m_build, NLPROXY_VERSION, 1);
         metric_set(d->m_start, NULL, (double)(int64_t)d->wall0);

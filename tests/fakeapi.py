@@ -16,6 +16,8 @@ that a test drives through a plain-HTTP control port on 127.0.0.1:
   POST /kick     {}                          open watches end normally (as at timeoutSeconds)
   POST /restart  {"drop": [[kind, ns, name]]} new resourceVersion history; watches end;
                                              dropped objects vanish without an event
+  POST /bulk     {"services": N, "endpoints": E}  N Services with one E-endpoint slice each
+  POST /burst    {"updates": M}              M EndpointSlice updates at once (benchmarks)
   GET  /stats                                request counts and times
   GET  /state                                resourceVersion and object names
 
@@ -248,6 +250,16 @@ class Api(BaseHTTPRequestHandler):
         self.wfile.flush()
         split_bytes = f is not None and f["fault"] == "split_bytes"
 
+        def send_batch(evs):
+            # A backlog goes out as one byte stream cut into chunks of random
+            # sizes, so events straddle chunk boundaries here too.
+            data = b"".join(json.dumps({"type": typ, "object": obj}).encode() + b"\n" for typ, obj in evs)
+            pos = 0
+            while pos < len(data):
+                n = random.randint(1, 65536)
+                self.chunk(data[pos:pos + n])
+                pos += n
+
         def send_event(typ, obj):
             data = json.dumps({"type": typ, "object": obj}).encode() + b"\n"
             if split_bytes:
@@ -292,9 +304,14 @@ class Api(BaseHTTPRequestHandler):
                         st.cv.wait(0.2)
                         evs = [(rv, typ, obj) for rv, k, typ, obj in st.history if k == kind and rv > sent]
                     cur = st.rv
-                for rv, typ, obj in evs:
-                    sent = rv
-                    if selected(obj, q.get("labelSelector"), q.get("fieldSelector")):
+                if evs:
+                    sent = evs[-1][0]
+                evs = [(typ, obj) for _, typ, obj in evs
+                       if selected(obj, q.get("labelSelector"), q.get("fieldSelector"))]
+                if len(evs) > 1 and not split_bytes:
+                    send_batch(evs)
+                else:
+                    for typ, obj in evs:
                         send_event(typ, obj)
                 if f and f["fault"] == "watch_gone":
                     send_event("ERROR", status(410, "Gone", "the watch cache moved on"))
@@ -310,6 +327,15 @@ class Api(BaseHTTPRequestHandler):
             self.chunk(b"")
         except (BrokenPipeError, ConnectionResetError, ssl.SSLError, OSError):
             self.close_connection = True
+
+
+def bench_slice(service, i, n_eps, gen):
+    eps = [{"addresses": ["10.%d.%d.%d" % (128 + (gen * 7 + e) % 64, (i // 256) % 256, i % 256)],
+            "conditions": {"ready": True}, "nodeName": "node%d" % (e % 3)} for e in range(n_eps)]
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": service + "-abcde", "namespace": "bench",
+                         "labels": {"kubernetes.io/service-name": service}},
+            "addressType": "IPv4", "endpoints": eps, "ports": [{"port": 8080, "name": "", "protocol": "TCP"}]}
 
 
 class Control(BaseHTTPRequestHandler):
@@ -366,6 +392,24 @@ class Control(BaseHTTPRequestHandler):
                 st.down = bool(body.get("down"))
                 st.epoch += 1
                 st.cv.notify_all()
+            elif self.path == "/bulk":
+                for i in range(int(body["services"])):
+                    name = "svc-%d" % i
+                    ip = "10.%d.%d.%d" % (96 + i // 65536, (i // 256) % 256, i % 256)
+                    svc = {"apiVersion": "v1", "kind": "Service",
+                           "metadata": {"name": name, "namespace": "bench"},
+                           "spec": {"clusterIP": ip, "ports": [{"port": 80, "protocol": "TCP"}]}}
+                    st.objects["services"][key_of(svc)] = st.bump("services", "ADDED", svc)
+                    sl = bench_slice(name, i, int(body.get("endpoints", 2)), 0)
+                    st.objects["endpointslices"][key_of(sl)] = st.bump("endpointslices", "ADDED", sl)
+            elif self.path == "/burst":
+                keys = sorted(st.objects["endpointslices"])
+                n = len(keys)
+                for u in range(int(body["updates"])):
+                    old = st.objects["endpointslices"][keys[u % n]]
+                    i = int(old["metadata"]["name"].split("-")[1])
+                    sl = bench_slice("svc-%d" % i, i, len(old["endpoints"]), u // n + 1)
+                    st.objects["endpointslices"][key_of(sl)] = st.bump("endpointslices", "MODIFIED", sl)
             elif self.path == "/kick":
                 st.epoch += 1
                 st.cv.notify_all()
