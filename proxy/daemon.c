@@ -1210,7 +1210,8 @@ static void signal_read(struct daemon *d)
                 if (read(d->sigfd, &si, sizeof(si)) != sizeof(si))
                         return;
                 if (si.ssi_signo == SIGHUP) {
-                        log_info("SIGHUP: reloading the %s", d->watcher ? "configuration" : "configuration and the manifests");
+                        log_info("SIGHUP: reloading the %s",
+                                 d->watcher ? "configuration" : "configuration and the manifests");
                         d->reload_config = true;
                         schedule_reload(d, 0);
                 } else {

@@ -123,7 +123,8 @@ static void test_insecure_and_static_token(void **state)
         (void)state;
         write_file("c2", "current-context: x\n"
                          "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
-                         "clusters: [{name: c, cluster: {server: 'https://[fd00::1]:443', certificate-authority: ca.pem,"
+                         "clusters: [{name: c, cluster: {server: 'https://[fd00::1]:443',"
+                         " certificate-authority: ca.pem,"
                          " insecure-skip-tls-verify: true}}]\n"
                          "users: [{name: u, user: {token: abc, client-certificate-data: aGVsbG8=,"
                          " client-key-data: 'aGVs\n  bG8='}}]\n");
