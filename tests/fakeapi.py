@@ -169,8 +169,15 @@ class Api(BaseHTTPRequestHandler):
             self.reset()
             return
         auth = self.headers.get("Authorization", "")
+        try:
+            # A client certificate the --client-ca signed authenticates too.
+            cert = self.connection.getpeercert()
+        except (AttributeError, ValueError, OSError):
+            cert = None
         with st.cv:
-            ok = auth.startswith("Bearer ") and auth[7:] in st.tokens
+            ok = (auth.startswith("Bearer ") and auth[7:] in st.tokens) or bool(cert)
+            if cert:
+                st.stats["client_cert"] = st.stats.get("client_cert", 0) + 1
             if not ok:
                 st.stats["unauthorized"] += 1
         if not ok:
@@ -458,6 +465,7 @@ def main():
     ap.add_argument("--ports-file", required=True, help="written once listening: 'API_PORT CONTROL_PORT'")
     ap.add_argument("--bookmark-interval", type=float, default=2.0)
     ap.add_argument("--page-size", type=int, default=0, help="at most this many items per LIST page")
+    ap.add_argument("--client-ca", help="accept client certificates signed by this CA")
     args = ap.parse_args()
 
     st = State(args.token, args.bookmark_interval, args.page_size)
@@ -465,6 +473,9 @@ def main():
     Control.st = st
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(args.cert, args.key)
+    if args.client_ca:
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        ctx.load_verify_locations(args.client_ca)
     api = TLSServer(("127.0.0.1", 0), Api, ctx)
     control = ThreadingHTTPServer(("127.0.0.1", 0), Control)
     control.daemon_threads = True

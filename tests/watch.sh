@@ -67,11 +67,15 @@ wait_for() {
                 openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 1 -subj /CN=nlproxy-test-ca &&
                 openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 &&
                 printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >ext &&
-                openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 1 -extfile ext
+                openssl x509 -req -in srv.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out srv.crt -days 1 -extfile ext &&
+                openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=system:kube-proxy &&
+                printf 'extendedKeyUsage=clientAuth\n' >cext &&
+                openssl x509 -req -in client.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 1 \
+                        -extfile cext
 ) >"$TMP/openssl.log" 2>&1 || { bad "openssl" "$(tail -3 "$TMP/openssl.log")"; exit 1; }
 
 python3 tests/fakeapi.py --cert "$TMP/srv.crt" --key "$TMP/srv.key" --token sekret-one-7f3a --ports-file "$TMP/ports" \
-        --bookmark-interval 1 --page-size 2 2>"$TMP/fakeapi.log" &
+        --bookmark-interval 1 --page-size 2 --client-ca "$TMP/ca.crt" 2>"$TMP/fakeapi.log" &
 FKPID=$!
 wait_for 10 test -s "$TMP/ports" || { bad "fakeapi start" "$(tail -5 "$TMP/fakeapi.log")"; exit 1; }
 read -r AP CP <"$TMP/ports"
@@ -430,6 +434,25 @@ sys.exit(0 if "default/c1" in names and "default/other" not in names else 1)' "$
         ok "in-cluster config: --dry-run --once prints the listed table"
 else
         bad "in-cluster --dry-run --once" "$(tail -3 "$TMP/once.log")"
+fi
+# --- a client certificate and inline *-data, no token ---
+b64() { base64 -w0 "$1"; }
+client_certs() { curl -s -m 3 "http://127.0.0.1:$CP/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin).get("client_cert",0))'; }
+cat >"$TMP/kubeconfig.cert" <<EOF
+apiVersion: v1
+kind: Config
+current-context: test
+contexts: [{name: test, context: {cluster: fake, user: proxy}}]
+clusters: [{name: fake, cluster: {server: "https://127.0.0.1:$AP", certificate-authority-data: $(b64 "$TMP/ca.crt")}}]
+users: [{name: proxy, user: {client-certificate-data: $(b64 "$TMP/client.crt"), client-key-data: $(b64 "$TMP/client.key")}}]
+EOF
+before=$(client_certs)
+if timeout 30 "$BIN" --dry-run --once --output json --kubeconfig "$TMP/kubeconfig.cert" --hostname-override node1 \
+        >"$TMP/cert.json" 2>"$TMP/cert.log" && grep -q '"default/c1/tcp/80"' "$TMP/cert.json" &&
+        [ "$(client_certs)" -gt "$before" ]; then
+        ok "client certificate and key from *-data, CA from certificate-authority-data"
+else
+        bad "client certificate" "$(tail -3 "$TMP/cert.log")"
 fi
 "$BIN" --dry-run --kubeconfig "$TMP/missing" >/dev/null 2>"$TMP/err.log"
 rc=$?
