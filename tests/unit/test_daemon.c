@@ -447,6 +447,63 @@ static void test_signals(void **state)
         fx_stop(&f);
 }
 
+static void write_config(const char *path, const char *sync_period)
+{
+        FILE *out = fopen(path, "w");
+
+        assert_non_null(out);
+        fprintf(out, "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+                     "syncPeriod: %s\nminSyncPeriod: 1s\n", sync_period);
+        assert_int_equal(fclose(out), 0);
+}
+
+/* SIGHUP parses the command line again: a new --config takes effect (here
+ * the periodic full sync), the manifests are reloaded too. */
+static void test_sighup_rereads_config(void **state)
+{
+        struct fx f;
+        char cfg[128], *argv[] = { "nlproxy", "--manifests", f.dir, "--config", cfg, "--hostname-override", "node1",
+                                   "--healthz-bind-address", "", "--metrics-bind-address", "" };
+        int argc = sizeof(argv) / sizeof(argv[0]);
+        struct daemon_params p = { .ops = &backend_fake_ops, .clock = fake_clock, .signals = true, .argc = argc,
+                                   .argv = argv };
+        char err[256];
+
+        (void)state;
+        snprintf(f.dir, sizeof(f.dir), "/tmp/nlproxy-daemon-XXXXXX");
+        assert_non_null(mkdtemp(f.dir));
+        snprintf(f.file, sizeof(f.file), "%s/cluster.json", f.dir);
+        snprintf(cfg, sizeof(cfg), "%s/config.yaml", f.dir);
+        write_manifest(&f, node_ok, "web", 80, 0, "node1", "2024-01-01T00:00:00Z");
+        write_config(cfg, "30s");
+        assert_int_equal(options_parse(argc, argv, &f.o, err, sizeof(err)), 0);
+        p.opts = &f.o;
+        fake_now = 1000 * S;
+        assert_int_equal(daemon_new(&p, &f.d), 0);
+        step(&f, 0);
+        assert_int_equal(stats(&f)->full_syncs, 1);
+        step(&f, 10 * S);
+        assert_int_equal(stats(&f)->full_syncs, 1); /* 30 s period */
+        write_config(cfg, "5s");
+        write_manifest(&f, node_ok, "hup", 80, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(kill(getpid(), SIGHUP), 0);
+        step(&f, 0); /* read: reload due now */
+        step(&f, 0); /* reload (configuration and manifests) and a full sync */
+        assert_int_equal(stats(&f)->full_syncs, 2);
+        assert_string_equal(daemon_table(f.d)->svcs[0].name, "hup");
+        step(&f, 5 * S);
+        assert_int_equal(stats(&f)->full_syncs, 3); /* now every 5 s */
+        /* A broken configuration keeps the previous one. */
+        write_config(cfg, "soon");
+        assert_int_equal(kill(getpid(), SIGHUP), 0);
+        step(&f, 0);
+        step(&f, 0);
+        step(&f, 5 * S);
+        assert_int_equal(stats(&f)->full_syncs, 4);
+        unlink(cfg);
+        fx_stop(&f);
+}
+
 static void test_dry_run(void **state)
 {
         struct fx f;
@@ -528,6 +585,7 @@ int main(void)
                 cmocka_unit_test(test_inotify_reload),
                 cmocka_unit_test(test_signals),
                 cmocka_unit_test(test_dry_run),
+                cmocka_unit_test(test_sighup_rereads_config),
                 cmocka_unit_test(test_api_unreachable),
         };
 
