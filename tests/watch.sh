@@ -222,6 +222,26 @@ print(sum(1 for r in json.load(sys.stdin)["requests"] if r["kind"]=="services" a
 [ "$n" -ge 1 ] && ok "the services list came in pages ($n continue requests)" || bad "paging" "no continue request"
 table_json | grep -q '"192.0.2.1"' && ok "the Node's address reached the table" || bad "node" "no 192.0.2.1"
 
+# --- the requests as client-go's reflector makes them ---
+queries_ok=$(curl -s -m 3 "http://127.0.0.1:$CP/stats" | python3 -c 'import json,sys,urllib.parse as u
+rs=json.load(sys.stdin)["requests"]
+bad=[]
+for r in rs:
+    q=dict(u.parse_qsl(r["query"]))
+    if r["watch"]:
+        if not (q.get("allowWatchBookmarks")=="true" and q.get("resourceVersion") and
+                300 <= int(q.get("timeoutSeconds","0")) <= 600):
+            bad.append(r["query"])
+    elif q.get("limit")!="500":
+        bad.append(r["query"])
+    if r["kind"]=="nodes" and q.get("fieldSelector")!="metadata.name=node1":
+        bad.append(r["query"])
+    if r["kind"]!="nodes" and q.get("labelSelector")!="!service.kubernetes.io/service-proxy-name":
+        bad.append(r["query"])
+print("yes" if rs and not bad else "no: %s" % bad[:3])')
+[ "$queries_ok" = yes ] && ok "LIST limit=500, WATCH with bookmarks, resourceVersion, timeoutSeconds 300-600, selectors" ||
+        bad "request parameters" "$queries_ok"
+
 # --- plain watch events ---
 svc a1 10.96.0.41
 slice a1-1 a1 10.244.1.1
