@@ -21,12 +21,14 @@
 #include "daemon.h"
 #include "httpd.h"
 #include "k8s.h"
+#include "kubeconfig.h"
 #include "log.h"
 #include "manifest.h"
 #include "metrics.h"
 #include "model.h"
 #include "render.h"
 #include "table.h"
+#include "watch.h"
 
 #define NS_PER_MS 1000000ull
 #define NS_PER_S 1000000000ull
@@ -42,7 +44,7 @@
 #define HC_MAX_ADDRS 8
 #define MAX_EVENTS 32
 
-enum src_kind { SRC_SIGNAL, SRC_INOTIFY, SRC_HTTP };
+enum src_kind { SRC_SIGNAL, SRC_INOTIFY, SRC_HTTP, SRC_WATCH };
 
 /* What an epoll event points at. Embedded in objects that do not move. */
 struct source {
@@ -77,6 +79,9 @@ struct changes {
 
 struct daemon {
         const struct options *o;
+        struct options *own_opts; /* o after a SIGHUP re-read the command line */
+        int argc;
+        char **argv;
         const struct backend_ops *ops;
         uint64_t (*clock)(void *data);
         void *clock_data;
@@ -85,7 +90,11 @@ struct daemon {
         int epfd, sigfd, inofd;
         sigset_t oldmask;
         bool masked;
-        struct source sig_src, ino_src;
+        struct source sig_src, ino_src, watch_src;
+        /* The API source: no sync before the initial lists. */
+        struct watcher *watcher;
+        bool api_waiting;
+        bool print_changes;
         struct backend *b;
         struct ct_sock *ct;
 
@@ -108,8 +117,9 @@ struct daemon {
         bool updated;
         uint64_t last_updated;
 
-        /* Reload debounce. */
+        /* Reload debounce; SIGHUP also re-reads the command line and --config. */
         uint64_t reload_at, reload_first;
+        bool reload_config;
         struct watch *watches;
         size_t n_watches;
 
@@ -120,7 +130,8 @@ struct daemon {
 
         struct metrics *metrics;
         struct metric *m_sync, *m_full, *m_partial, *m_last_ts, *m_last_queued, *m_netprog, *m_ep_changes,
-                *m_svc_changes, *m_no_local, *m_failures, *m_healthz, *m_livez, *m_build, *m_start, *m_cpu, *m_rss;
+                *m_svc_changes, *m_no_local, *m_failures, *m_healthz, *m_livez, *m_build, *m_start, *m_cpu, *m_rss,
+                *m_requests, *m_w_events, *m_w_relists, *m_w_failures;
 
         struct source healthz_src, metrics_src;
         struct hc **hcs;
@@ -151,6 +162,8 @@ static uint64_t max_u64(uint64_t a, uint64_t b) { return a > b ? a : b; }
 static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
 
 static uint64_t add_sat(uint64_t a, uint64_t b) { return a > NEVER - b ? NEVER : a + b; }
+
+static bool streq0(const char *a, const char *b) { return a == b || (a && b && strcmp(a, b) == 0); }
 
 /* ---- loading ---- */
 
@@ -306,6 +319,9 @@ static uint64_t sync_deadline(const struct daemon *d)
 {
         uint64_t t = NEVER;
 
+        /* Rules from half a list would drop traffic to what is not listed yet. */
+        if (d->api_waiting)
+                return NEVER;
         if (!d->attempted)
                 return 0;
         if (d->failing)
@@ -397,8 +413,9 @@ static bool group_has_eps(const struct tbl_svc *const *v, size_t n)
 /* Services (namespace/name) added, changed and removed between two tables,
  * and how many of them saw their endpoints change: the log line of a sync
  * and the *_changes_total counters. Entries shared by table_update are
- * equal by pointer. */
-static void count_changes(const struct table *o, const struct table *n, struct changes *c)
+ * equal by pointer. With out, one line per service that differs (what a
+ * dry run would change). */
+static void count_changes(const struct table *o, const struct table *n, struct changes *c, FILE *out)
 {
         const struct tbl_svc **ov = NULL, **nv = NULL;
         size_t on = o ? o->n_svcs : 0, nn = n->n_svcs, i = 0, j = 0;
@@ -418,12 +435,19 @@ static void count_changes(const struct table *o, const struct table *n, struct c
                 if (cmp < 0) {
                         c->removed++;
                         c->endpoints += group_has_eps(&ov[i], gi - i);
+                        if (out)
+                                fprintf(out, "would remove service %s/%s\n", ov[i]->ns, ov[i]->name);
                 } else if (cmp > 0) {
                         c->added++;
                         c->endpoints += group_has_eps(&nv[j], gj - j);
+                        if (out)
+                                fprintf(out, "would add service %s/%s (%zu endpoints)\n", nv[j]->ns, nv[j]->name,
+                                        nv[j]->n_eps);
                 } else if (gi - i != gj - j) {
                         c->changed++;
                         c->endpoints++;
+                        if (out)
+                                fprintf(out, "would change service %s/%s (ports)\n", nv[j]->ns, nv[j]->name);
                 } else {
                         bool spec = true, eps = true;
 
@@ -435,6 +459,9 @@ static void count_changes(const struct table *o, const struct table *n, struct c
                         }
                         c->changed += !spec;
                         c->endpoints += !eps;
+                        if (out && (!spec || !eps))
+                                fprintf(out, "would change service %s/%s (%s%s%s)\n", nv[j]->ns, nv[j]->name,
+                                        spec ? "" : "spec", !spec && !eps ? ", " : "", eps ? "" : "endpoints");
                 }
                 i = gi;
                 j = gj;
@@ -463,7 +490,10 @@ static int compute_table(struct daemon *d, struct changes *c)
         model_keys_free(keys, n_keys);
         if (r < 0)
                 return r;
-        count_changes(d->table, t, c);
+        /* A running dry run says what each sync would change. */
+        count_changes(d->table, t, c, d->b || !d->print_changes ? NULL : stdout);
+        if (!d->b && d->print_changes)
+                fflush(stdout);
         table_free(d->table);
         d->table = t;
         d->dirty = d->recompute = false;
@@ -686,12 +716,64 @@ static void inotify_read(struct daemon *d)
                 schedule_reload(d, RELOAD_QUIET_NS);
 }
 
+/* What a running daemon can take from a new configuration: everything the
+ * table and the sync runner read. Listen addresses, the mode, the API
+ * server and the node name stay as they were until a restart. */
+static void config_reload(struct daemon *d)
+{
+        struct options *n = calloc(1, sizeof(*n));
+        const struct options *o = d->o;
+        char err[512];
+        int r;
+
+        if (!n)
+                return;
+        r = options_parse(d->argc, d->argv, n, err, sizeof(err));
+        if (r < 0) {
+                log_error("re-reading the configuration: %s; keeping the previous one", err);
+                free(n);
+                return;
+        }
+        if (n->mode != o->mode || !streq0(n->healthz.text, o->healthz.text) ||
+            !streq0(n->metrics.text, o->metrics.text) || !streq0(n->kubeconfig, o->kubeconfig) ||
+            !streq0(n->master, o->master) || !streq0(n->hostname, o->hostname))
+                log_warn("re-reading the configuration: the mode, listen addresses, API server and node name take "
+                         "effect after a restart");
+        /* The watcher watches the node it started with. */
+        if (!streq0(n->hostname, o->hostname)) {
+                char *h = strdup(o->hostname);
+
+                if (h) {
+                        free(n->hostname);
+                        n->hostname = h;
+                }
+        }
+        d->o = n;
+        if (d->own_opts) {
+                options_free(d->own_opts);
+                free(d->own_opts);
+        }
+        d->own_opts = n;
+        d->min_ns = n->min_sync_period_ms * NS_PER_MS;
+        d->period_ns = n->sync_period_ms * NS_PER_MS;
+        build_node(d);
+        d->recompute = d->need_full = true;
+        queue_change(d);
+        log_info("re-read the configuration%s%s", n->config_path ? " from " : "", n->config_path ? n->config_path : "");
+}
+
 int daemon_reload(struct daemon *d)
 {
         struct trigger_walk w = { .d = d };
         struct model *m = NULL;
         int r;
 
+        if (d->reload_config && d->argv)
+                config_reload(d);
+        d->reload_config = false;
+        /* The API watcher owns the model's content. */
+        if (d->watcher)
+                return 0;
         r = daemon_load_model(d->o, &m);
         watch_all(d); /* replaced files are new inodes */
         if (r < 0) {
@@ -813,6 +895,14 @@ static void process_metrics(struct daemon *d)
                 metric_set(d->m_cpu, NULL,
                            (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
                                    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6);
+        if (d->watcher) {
+                struct watcher_stats ws;
+
+                watcher_stats(d->watcher, &ws);
+                metric_set(d->m_w_events, NULL, (double)ws.events);
+                metric_set(d->m_w_relists, NULL, (double)ws.relists);
+                metric_set(d->m_w_failures, NULL, (double)ws.failures);
+        }
         f = fopen("/proc/self/statm", "re");
         if (f) {
                 if (fscanf(f, "%ld %ld", &pages, &rss) == 2)
@@ -1120,7 +1210,9 @@ static void signal_read(struct daemon *d)
                 if (read(d->sigfd, &si, sizeof(si)) != sizeof(si))
                         return;
                 if (si.ssi_signo == SIGHUP) {
-                        log_info("SIGHUP: reloading the manifests");
+                        log_info("SIGHUP: reloading the %s",
+                                 d->watcher ? "configuration" : "configuration and the manifests");
+                        d->reload_config = true;
                         schedule_reload(d, 0);
                 } else {
                         log_info("%s: exiting; the rules stay in place", strsignal((int)si.ssi_signo));
@@ -1197,6 +1289,8 @@ int daemon_poll(struct daemon *d, int timeout_ms)
                         signal_read(d);
                 else if (s->kind == SRC_INOTIFY)
                         inotify_read(d);
+                else if (s->kind == SRC_WATCH)
+                        watcher_run(d->watcher);
                 else
                         http_run(s);
         }
@@ -1210,6 +1304,69 @@ int daemon_poll(struct daemon *d, int timeout_ms)
         }
         if (now >= sync_deadline(d))
                 sync_now(d, now);
+        return 0;
+}
+
+/* ---- the API watcher ---- */
+
+static int epoll_add(struct daemon *d, int fd, struct source *s);
+
+static void api_changed(void *data, enum watch_res res, const char *trigger_time)
+{
+        struct daemon *d = data;
+        double when;
+
+        /* The node's zone and addresses shape every service's endpoints. */
+        if (res == WATCH_RES_NODE) {
+                build_node(d);
+                d->recompute = true;
+        }
+        if (trigger_time && parse_rfc3339(trigger_time, &when) == 0)
+                trigger_add(d, when);
+        queue_change(d);
+}
+
+static void api_synced(void *data)
+{
+        struct daemon *d = data;
+
+        d->api_waiting = false;
+        build_node(d);
+        d->recompute = true;
+        queue_change(d);
+}
+
+static void api_request_done(void *data, long code)
+{
+        struct daemon *d = data;
+        char lv[24];
+
+        /* client-go's label for a request that got no answer. */
+        if (code <= 0)
+                snprintf(lv, sizeof(lv), "<error>");
+        else
+                snprintf(lv, sizeof(lv), "%ld", code);
+        metric_add(d->m_requests, lv, 1);
+}
+
+static int api_open(struct daemon *d, const struct kubeconfig *kc)
+{
+        struct watcher_params wp = { .kc = kc, .model = d->model, .node_name = d->o->hostname,
+                                     .changed = api_changed, .synced = api_synced,
+                                     .request_done = api_request_done, .data = d };
+        int r;
+
+        r = watcher_new(&wp, &d->watcher);
+        if (r < 0) {
+                log_error("starting the API watcher: %s", strerror(-r));
+                return r;
+        }
+        d->watch_src.kind = SRC_WATCH;
+        r = epoll_add(d, watcher_fd(d->watcher), &d->watch_src);
+        if (r < 0)
+                return r;
+        d->api_waiting = true;
+        log_info("watching the API server at %s", kc->server);
         return 0;
 }
 
@@ -1275,6 +1432,14 @@ static int metrics_setup(struct daemon *d)
         ADD(m_cpu, METRIC_COUNTER, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
             NULL, NULL, 0);
         ADD(m_rss, METRIC_GAUGE, "process_resident_memory_bytes", "Resident memory size in bytes.", NULL, NULL, 0);
+        ADD(m_requests, METRIC_COUNTER, "rest_client_requests_total",
+            "[ALPHA] Number of HTTP requests, partitioned by status code, method, and host.", "code", NULL, 0);
+        ADD(m_w_events, METRIC_COUNTER, "nlproxy_watch_events_total",
+            "Watch events received from the API server (bookmarks included)", NULL, NULL, 0);
+        ADD(m_w_relists, METRIC_COUNTER, "nlproxy_watch_relists_total",
+            "Relists after a watch expired (410) or a too-large resourceVersion (504)", NULL, NULL, 0);
+        ADD(m_w_failures, METRIC_COUNTER, "nlproxy_watch_failures_total",
+            "Failed list or watch requests, each retried after a backoff", NULL, NULL, 0);
 #undef ADD
         metric_set(d->m_build, NLPROXY_VERSION, 1);
         metric_set(d->m_start, NULL, (double)(int64_t)d->wall0);
@@ -1365,8 +1530,13 @@ int daemon_new(const struct daemon_params *p, struct daemon **ret)
         else if ((r = epoll_add(d, d->inofd, &d->ino_src)) < 0)
                 goto fail;
 
-        r = daemon_load_model(d->o, &d->model);
+        d->argc = p->argc;
+        d->argv = p->argv;
+        d->print_changes = p->print_changes;
+        r = p->kc ? model_new(&d->model) : daemon_load_model(d->o, &d->model);
         if (r < 0)
+                goto fail;
+        if (p->kc && (r = api_open(d, p->kc)) < 0)
                 goto fail;
         build_node(d);
         watch_all(d);
@@ -1403,6 +1573,7 @@ void daemon_free(struct daemon *d)
         for (size_t i = 0; i < d->n_hcs; i++)
                 hc_free(d, d->hcs[i]);
         free(d->hcs);
+        watcher_free(d->watcher);
         src_close(d, &d->healthz_src);
         src_close(d, &d->metrics_src);
         if (d->b)
@@ -1421,6 +1592,10 @@ void daemon_free(struct daemon *d)
                 sigprocmask(SIG_SETMASK, &d->oldmask, NULL);
         if (d->epfd >= 0)
                 close(d->epfd);
+        if (d->own_opts) {
+                options_free(d->own_opts);
+                free(d->own_opts);
+        }
         free(d);
 }
 
@@ -1437,15 +1612,25 @@ uint16_t daemon_hc_port(const struct daemon *d, const char *ns, const char *name
         return hc && hc->n_src ? httpd_port(hc->src[0].h) : 0;
 }
 
+bool daemon_synced(const struct daemon *d) { return d->updated; }
+
 int daemon_run(const struct options *o, const struct backend_ops *ops)
 {
         struct daemon_params p = { .opts = o, .ops = ops, .signals = true, .conntrack = true, .http = true };
+
+        return daemon_run_params(&p);
+}
+
+int daemon_run_params(const struct daemon_params *p)
+{
+        const struct options *o = p->opts;
+        const struct backend_ops *ops = p->ops;
         struct daemon *d = NULL;
         int r;
 
         /* A client that hangs up mid-answer must not kill the proxy. */
         signal(SIGPIPE, SIG_IGN);
-        r = daemon_new(&p, &d);
+        r = daemon_new(p, &d);
         if (r < 0)
                 return EXIT_FAILURE;
         log_info("running%s with %s, sync period %llu ms, min sync period %llu ms", ops ? "" : " (dry run)",

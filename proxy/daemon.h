@@ -20,6 +20,7 @@
 #include "options.h"
 
 struct daemon;
+struct kubeconfig;
 struct model;
 
 struct daemon_params {
@@ -32,6 +33,14 @@ struct daemon_params {
         bool http;                        /* serve --healthz-bind-address and --metrics-bind-address */
         const struct ipaddr *hc_addr;     /* healthCheckNodePort servers listen here; NULL: node addresses */
         bool healthz_port0, metrics_port0; /* tests: ephemeral ports instead of the configured ones */
+        /* Set: the model comes from the API server (proxy/watch.c), not from
+         * --manifests, and nothing is synced before the initial lists. */
+        const struct kubeconfig *kc;
+        /* Set: SIGHUP parses the command line again (re-reading --config). */
+        int argc;
+        char **argv;
+        /* Dry run (ops NULL): print on stdout the services each sync would change. */
+        bool print_changes;
 };
 
 /* Loads the manifests (an error there is fatal), opens the backend and the
@@ -70,6 +79,10 @@ int daemon_metrics_write(struct daemon *d, FILE *out);
 /* The whole daemon for main(): runs until SIGTERM/SIGINT. ops NULL: dry run.
  * Returns an exit status. */
 int daemon_run(const struct options *o, const struct backend_ops *ops);
+/* The same with every parameter (the API watcher, SIGHUP's command line). */
+int daemon_run_params(const struct daemon_params *p);
+/* A sync has succeeded since the start. */
+bool daemon_synced(const struct daemon *d);
 
 /* --headless-hosts-file: the table's headless DNS records in hosts(5)
  * format, replaced atomically. Returns 0 or a negative errno. */

@@ -6,12 +6,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "k8s.h"
 #include "backend.h"
 #include "conntrack.h"
 #include "ipvs_nl.h"
+#include "kubeconfig.h"
 #include "daemon.h"
 #include "log.h"
 #include "manifest.h"
@@ -26,8 +28,8 @@
 #define STDOUT_BUFSIZE (1u << 20)
 
 static char stdout_buf[STDOUT_BUFSIZE];
-static const char daemon_msg[] = "the long-running daemon needs the API watcher (issue 5); use --once with --manifests, "
-                                 "or --dry-run";
+static const char daemon_msg[] = "no source of Services: give --kubeconfig or --master (or run in a cluster), or "
+                                 "--manifests; or --dry-run";
 
 static int usage_error(const char *msg)
 {
@@ -171,6 +173,72 @@ out:
                 b->ops->close(b);
         table_free(t);
         model_free(m);
+        return ret;
+}
+
+/* ---- the API server as the source (proxy/watch.c) ---- */
+
+/* kube-proxy's rule: no --manifests, and a kubeconfig, --master or the
+ * in-cluster environment says where the API server is. */
+static bool api_source(const struct options *o)
+{
+        return !o->n_manifests && (o->kubeconfig || o->master || kubeconfig_in_cluster_env());
+}
+
+/* How long --once waits for the initial lists and the first sync. */
+#define ONCE_TIMEOUT_S 120
+
+/* --once against the API: the initial lists, one full sync (or, with
+ * --dry-run, the table printed in --output format), exit. */
+static int run_api_once(const struct options *o, const struct backend_ops *ops, const struct kubeconfig *kc)
+{
+        struct daemon_params p = { .opts = o, .ops = ops, .signals = true, .conntrack = true, .kc = kc };
+        struct daemon *d = NULL;
+        struct timespec start, now;
+        int r = 0, ret = EXIT_FAILURE;
+
+        if (daemon_new(&p, &d) < 0)
+                return EXIT_FAILURE;
+        clock_gettime(CLOCK_MONOTONIC, &start);
+        while (!daemon_synced(d) && (r = daemon_poll(d, 1000)) == 0) {
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (now.tv_sec - start.tv_sec >= ONCE_TIMEOUT_S) {
+                        log_error("--once: no sync within %d s", ONCE_TIMEOUT_S);
+                        r = -ETIMEDOUT;
+                        break;
+                }
+        }
+        if (r == 0 && daemon_synced(d)) {
+                if (!ops) {
+                        r = render(o, daemon_table(d), stdout);
+                        ret = r < 0 ? EXIT_FAILURE : finish_stdout();
+                } else
+                        ret = EXIT_SUCCESS;
+        }
+        daemon_free(d);
+        return ret;
+}
+
+static int run_api(const struct options *o, int argc, char **argv)
+{
+        struct daemon_params p = { .opts = o, .signals = true, .conntrack = true, .http = true, .argc = argc,
+                                   .argv = argv, .print_changes = true };
+        struct kubeconfig *kc = NULL;
+        char err[KUBECONFIG_ERRLEN];
+        int r, ret;
+
+        r = kubeconfig_resolve(o->kubeconfig, o->master, &kc, err, sizeof(err));
+        if (r < 0) {
+                log_error("the API server: %s", err);
+                return EXIT_FAILURE;
+        }
+        if (!o->dry_run && !(p.ops = pick_backend(o))) {
+                kubeconfig_free(kc);
+                return EXIT_FAILURE;
+        }
+        p.kc = kc;
+        ret = o->once ? run_api_once(o, p.ops, kc) : daemon_run_params(&p);
+        kubeconfig_free(kc);
         return ret;
 }
 
@@ -329,16 +397,17 @@ int main(int argc, char **argv)
         }
         log_set_level(o.verbosity >= 2 ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 
-        if (o.command == OPT_CMD_TRACE || o.dry_run) {
-                if (o.n_manifests == 0) {
-                        if (o.kubeconfig || o.master) {
-                                fprintf(stderr, "nlproxy: reading the API server needs the watcher, which is not built "
-                                                "yet; use --manifests\n");
-                                ret = EXIT_FAILURE;
-                        } else
-                                ret = usage_error(o.command == OPT_CMD_TRACE
-                                                          ? "trace needs --manifests (the API watcher is not built yet)"
-                                                          : "--dry-run needs --manifests (the API watcher is not built yet)");
+        if ((o.command == OPT_CMD_TRACE || o.dry_run) && o.n_manifests == 0) {
+                if (o.command == OPT_CMD_TRACE && (o.kubeconfig || o.master)) {
+                        fprintf(stderr, "nlproxy: trace reads --manifests only (not the API server yet)\n");
+                        ret = EXIT_FAILURE;
+                        goto out;
+                }
+                if (o.command == OPT_CMD_TRACE || !api_source(&o)) {
+                        ret = usage_error(o.command == OPT_CMD_TRACE
+                                                  ? "trace needs --manifests"
+                                                  : "--dry-run needs --manifests or an API server (--kubeconfig, "
+                                                    "--master, or in a cluster)");
                         goto out;
                 }
         }
@@ -350,16 +419,20 @@ int main(int argc, char **argv)
                 ret = run_cleanup(&o);
                 goto out;
         }
+        if (o.command == OPT_CMD_PROXY && api_source(&o)) {
+                ret = run_api(&o, argc, argv);
+                goto out;
+        }
         if (!o.dry_run && o.once && o.n_manifests) {
                 ret = run_once(&o);
                 goto out;
         }
-        /* --- the long-running daemon (proxy/daemon.c): --manifests for now,
-         * the API watcher (issue 5) later. --- */
+        /* --- the long-running daemon (proxy/daemon.c) on --manifests --- */
         if (!o.dry_run && o.n_manifests) {
-                const struct backend_ops *ops = pick_backend(&o);
+                struct daemon_params p = { .opts = &o, .ops = pick_backend(&o), .signals = true, .conntrack = true,
+                                           .http = true, .argc = argc, .argv = argv };
 
-                ret = ops ? daemon_run(&o, ops) : EXIT_FAILURE;
+                ret = p.ops ? daemon_run_params(&p) : EXIT_FAILURE;
                 goto out;
         }
         /* --- end of the daemon dispatch --- */

@@ -392,6 +392,37 @@ int model_service_foreach(const struct model *m, model_service_cb cb, void *data
         return w.r;
 }
 
+const struct k8s_endpoint_slice *model_slice_get(const struct model *m, const char *ns, const char *name)
+{
+        struct k8s_endpoint_slice key = { .ns = (char *)ns, .name = (char *)name };
+        struct k8s_endpoint_slice *const *slot = tfind(&key, &m->slices, slice_cmp);
+
+        return slot ? *slot : NULL;
+}
+
+struct slice_walk_ctx {
+        model_slice_cb cb;
+        void *data;
+        int r;
+};
+
+static void slice_walk(const void *nodep, VISIT which, void *closure)
+{
+        struct slice_walk_ctx *w = closure;
+
+        if (w->r || (which != postorder && which != leaf))
+                return;
+        w->r = w->cb(*(const struct k8s_endpoint_slice *const *)nodep, w->data);
+}
+
+int model_slice_foreach(const struct model *m, model_slice_cb cb, void *data)
+{
+        struct slice_walk_ctx w = { .cb = cb, .data = data };
+
+        twalk_r(m->slices, slice_walk, &w);
+        return w.r;
+}
+
 size_t model_slices_for(const struct model *m, const char *ns, const char *service,
                         const struct k8s_endpoint_slice *const **ret)
 {

@@ -24,6 +24,7 @@ int model_service_del(struct model *m, const char *ns, const char *name);
 int model_slice_del(struct model *m, const char *ns, const char *name);
 
 const struct k8s_service *model_service_get(const struct model *m, const char *ns, const char *name);
+const struct k8s_endpoint_slice *model_slice_get(const struct model *m, const char *ns, const char *name);
 const struct k8s_node *model_node_get(const struct model *m);
 size_t model_service_count(const struct model *m);
 size_t model_slice_count(const struct model *m);
@@ -31,6 +32,9 @@ size_t model_slice_count(const struct model *m);
 /* Calls cb for every Service in (namespace, name) order. A non-zero return stops the walk and is returned. */
 typedef int (*model_service_cb)(const struct k8s_service *svc, void *data);
 int model_service_foreach(const struct model *m, model_service_cb cb, void *data);
+/* The same for every EndpointSlice, in (namespace, name) order. */
+typedef int (*model_slice_cb)(const struct k8s_endpoint_slice *slice, void *data);
+int model_slice_foreach(const struct model *m, model_slice_cb cb, void *data);
 
 /* The EndpointSlices labelled for service ns/name, in slice-name order.
  * *ret points into the model and stays valid until the next change. */

@@ -113,7 +113,7 @@ for h in --help -h; do
         fi
 done
 
-# --- the daemon without a source: it needs the API watcher (issue 5) ---
+# --- the daemon without a source (no --manifests, no API server) ---
 run
 expect "no source: exit 1 pointing at --once and --dry-run" 1 "or --dry-run" err
 if [ "$(wc -l <"$tmp/err")" -eq 1 ]; then ok "no source: one line"; else bad "no source" "$(cat "$tmp/err")"; fi

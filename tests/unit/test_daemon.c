@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "kubeconfig.h"
 #include "log.h"
 #include "model.h"
 #include "options.h"
@@ -446,6 +447,63 @@ static void test_signals(void **state)
         fx_stop(&f);
 }
 
+static void write_config(const char *path, const char *sync_period)
+{
+        FILE *out = fopen(path, "w");
+
+        assert_non_null(out);
+        fprintf(out, "apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\n"
+                     "syncPeriod: %s\nminSyncPeriod: 1s\n", sync_period);
+        assert_int_equal(fclose(out), 0);
+}
+
+/* SIGHUP parses the command line again: a new --config takes effect (here
+ * the periodic full sync), the manifests are reloaded too. */
+static void test_sighup_rereads_config(void **state)
+{
+        struct fx f;
+        char cfg[128], *argv[] = { "nlproxy", "--manifests", f.dir, "--config", cfg, "--hostname-override", "node1",
+                                   "--healthz-bind-address", "", "--metrics-bind-address", "" };
+        int argc = sizeof(argv) / sizeof(argv[0]);
+        struct daemon_params p = { .ops = &backend_fake_ops, .clock = fake_clock, .signals = true, .argc = argc,
+                                   .argv = argv };
+        char err[256];
+
+        (void)state;
+        snprintf(f.dir, sizeof(f.dir), "/tmp/nlproxy-daemon-XXXXXX");
+        assert_non_null(mkdtemp(f.dir));
+        snprintf(f.file, sizeof(f.file), "%s/cluster.json", f.dir);
+        snprintf(cfg, sizeof(cfg), "%s/config.yaml", f.dir);
+        write_manifest(&f, node_ok, "web", 80, 0, "node1", "2024-01-01T00:00:00Z");
+        write_config(cfg, "30s");
+        assert_int_equal(options_parse(argc, argv, &f.o, err, sizeof(err)), 0);
+        p.opts = &f.o;
+        fake_now = 1000 * S;
+        assert_int_equal(daemon_new(&p, &f.d), 0);
+        step(&f, 0);
+        assert_int_equal(stats(&f)->full_syncs, 1);
+        step(&f, 10 * S);
+        assert_int_equal(stats(&f)->full_syncs, 1); /* 30 s period */
+        write_config(cfg, "5s");
+        write_manifest(&f, node_ok, "hup", 80, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(kill(getpid(), SIGHUP), 0);
+        step(&f, 0); /* read: reload due now */
+        step(&f, 0); /* reload (configuration and manifests) and a full sync */
+        assert_int_equal(stats(&f)->full_syncs, 2);
+        assert_string_equal(daemon_table(f.d)->svcs[0].name, "hup");
+        step(&f, 5 * S);
+        assert_int_equal(stats(&f)->full_syncs, 3); /* now every 5 s */
+        /* A broken configuration keeps the previous one. */
+        write_config(cfg, "soon");
+        assert_int_equal(kill(getpid(), SIGHUP), 0);
+        step(&f, 0);
+        step(&f, 0);
+        step(&f, 5 * S);
+        assert_int_equal(stats(&f)->full_syncs, 4);
+        unlink(cfg);
+        fx_stop(&f);
+}
+
 static void test_dry_run(void **state)
 {
         struct fx f;
@@ -463,6 +521,56 @@ static void test_dry_run(void **state)
         fx_stop(&f);
 }
 
+/* The API server as the source, and it does not answer (a closed port on
+ * 127.0.0.1): no sync at all, and the retries back off rather than spin. */
+static void test_api_unreachable(void **state)
+{
+        char master[64], *argv[] = { "nlproxy", "--master", master, "--hostname-override", "node1",
+                                     "--healthz-bind-address", "", "--metrics-bind-address", "" };
+        struct daemon_params p = { .ops = &backend_fake_ops, .clock = fake_clock };
+        struct kubeconfig *kc = NULL;
+        struct options o;
+        struct daemon *d = NULL;
+        char err[512], *buf = NULL;
+        size_t len = 0;
+        double errors = -1;
+        FILE *out;
+
+        (void)state;
+        snprintf(master, sizeof(master), "https://127.0.0.1:%u", free_port());
+        assert_int_equal(options_parse(sizeof(argv) / sizeof(argv[0]), argv, &o, err, sizeof(err)), 0);
+        assert_int_equal(kubeconfig_resolve(o.kubeconfig, o.master, &kc, err, sizeof(err)), 0);
+        p.opts = &o;
+        p.kc = kc;
+        fake_now = 1000 * S;
+        assert_int_equal(daemon_new(&p, &d), 0);
+        /* About 1.5 s of real time (the watcher's clock), 30 s of the
+         * daemon's: a sync would be long due if anything allowed it. */
+        for (int i = 0; i < 30; i++) {
+                fake_now += 1 * S;
+                assert_int_equal(daemon_poll(d, 50), 0);
+        }
+        assert_null(daemon_table(d));
+        assert_false(daemon_synced(d));
+        assert_int_equal(backend_fake_stats(daemon_backend(d))->full_syncs, 0);
+        out = open_memstream(&buf, &len);
+        assert_non_null(out);
+        assert_int_equal(daemon_metrics_write(d, out), 0);
+        fclose(out);
+        {
+                const char *m = strstr(buf, "rest_client_requests_total{code=\"<error>\"} ");
+
+                assert_non_null(m);
+                errors = strtod(m + strlen("rest_client_requests_total{code=\"<error>\"} "), NULL);
+        }
+        free(buf);
+        /* Three lists failed at once; each retries after at least 0.8 s. */
+        assert_true(errors >= 3 && errors <= 6);
+        daemon_free(d);
+        kubeconfig_free(kc);
+        options_free(&o);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -477,6 +585,8 @@ int main(void)
                 cmocka_unit_test(test_inotify_reload),
                 cmocka_unit_test(test_signals),
                 cmocka_unit_test(test_dry_run),
+                cmocka_unit_test(test_sighup_rereads_config),
+                cmocka_unit_test(test_api_unreachable),
         };
 
         log_set_level(LOG_LVL_ERROR);
