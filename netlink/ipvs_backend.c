@@ -9,8 +9,9 @@
  * A full sync dumps the IPVS table and reconciles against it (the dump also
  * tells which terminating real servers have drained); a partial sync diffs
  * the desired set of the new table against the one last programmed and
- * reads nothing back. The companion ruleset is replaced whole in both (one
- * nf_tables transaction); a diff like the nftables backend's is future work. */
+ * reads nothing back. The companion ruleset goes through an nftables
+ * backend in companion mode (nft_backend.c): replaced atomically by a full
+ * sync, changed service by service by a partial one. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -22,16 +23,13 @@
 
 #include "backend.h"
 #include "ipvs_nl.h"
-#include "nft_encode.h"
-#include "nft_txn.h"
-#include "nftplan.h"
 #include "reconcile.h"
 #include "rtnl.h"
 
 struct ipvs_backend {
         struct backend base;
         struct ipvs_nl *nl;
-        struct nft_sock *nft;
+        struct backend *comp;         /* the companion ruleset: an nftables backend in companion mode */
         struct rtnl_sock *rt;
         struct ipvs_term *term;
         /* What the kernel holds after our last successful sync. */
@@ -55,7 +53,7 @@ static int ipvsb_open(struct backend **ret)
         b->base.ops = &backend_ipvs_ops;
         b->need_full = true;
         /* First: -ENOENT here is how --mode auto learns there is no IPVS. */
-        if ((r = ipvs_nl_open(&b->nl)) < 0 || (r = nft_sock_open(&b->nft)) < 0 || (r = rtnl_sock_open(&b->rt)) < 0 ||
+        if ((r = ipvs_nl_open(&b->nl)) < 0 || (r = backend_nftables_companion_open(&b->comp)) < 0 || (r = rtnl_sock_open(&b->rt)) < 0 ||
             (r = ipvs_term_new(IPVS_TERM_DEFAULT_TIMEOUT, &b->term)) < 0) {
                 b->base.ops->close(&b->base);
                 return r;
@@ -76,7 +74,8 @@ static void ipvsb_close(struct backend *base)
         free(b->node_addrs);
         ipvs_term_free(b->term);
         rtnl_sock_free(b->rt);
-        nft_sock_free(b->nft);
+        if (b->comp)
+                b->comp->ops->close(b->comp);
         ipvs_nl_close(b->nl);
         free(b);
 }
@@ -304,37 +303,6 @@ static int table_vips(const struct table *t, struct ipaddr **ret, size_t *ret_n)
         return 0;
 }
 
-static int companion_replace(struct ipvs_backend *b, const struct table *t, char *err)
-{
-        struct nft_txn *txn = NULL;
-        struct nftplan *p = NULL;
-        char txerr[NFT_TXN_ERRLEN];
-        int r;
-
-        r = nftplan_new_ipvs_companion(t, &p);
-        if (r < 0) {
-                snprintf(err, BACKEND_ERRLEN, "planning the companion ruleset: %s", strerror(-r));
-                return r;
-        }
-        r = nft_txn_begin(b->nft, 0, &txn);
-        if (r == 0)
-                r = nft_encode_plan(txn, p);
-        /* The nftables backend's shard tables would DNAT before IPVS sees
-         * the packets. */
-        if (r == 0)
-                r = nft_encode_shards_remove(txn, 0);
-        if (r < 0) {
-                snprintf(err, BACKEND_ERRLEN, "encoding the companion ruleset: %s", strerror(-r));
-        } else {
-                r = nft_txn_commit(txn, txerr);
-                if (r < 0)
-                        snprintf(err, BACKEND_ERRLEN, "%s", txerr);
-        }
-        nft_txn_free(txn);
-        nftplan_free(p);
-        return r;
-}
-
 static void addr_err(char *err, const char *what, const struct ipaddr *a, int r)
 {
         char buf[IPADDR_STRLEN] = "?";
@@ -382,7 +350,7 @@ static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desire
         ipvs_state_free(st);
         if (r < 0)
                 return r;
-        return companion_replace(b, t, err);
+        return b->comp->ops->sync(b->comp, t, true, err);
 }
 
 /* Sorted unique a minus b. */
@@ -440,7 +408,9 @@ static int sync_partial(struct ipvs_backend *b, struct table *t, struct ipvs_des
         }
         if ((r = plan_apply(b, p, err)) < 0)
                 goto out;
-        r = companion_replace(b, t, err);
+        /* Only the changed services' part of the companion, as the nftables
+         * backend does (a failure there makes its next sync a full one). */
+        r = b->comp->ops->sync(b->comp, t, false, err);
 out:
         ipvs_plan_free(p);
         free(add);
@@ -528,7 +498,6 @@ fail:
 static int ipvsb_cleanup(struct backend *base, char *err)
 {
         struct ipvs_backend *b = (struct ipvs_backend *)base;
-        struct table empty = { .refcount = 1 };
         char scratch[BACKEND_ERRLEN]; /* the first error is the one reported */
         struct ipcidr *addrs = NULL;
         struct ipvs_state *st = NULL;
@@ -574,7 +543,7 @@ static int ipvsb_cleanup(struct backend *base, char *err)
 out:
         /* The nftables tables go whatever happened above: a plan with both
          * families disabled only deletes them. */
-        r2 = companion_replace(b, &empty, r < 0 ? scratch : err);
+        r2 = b->comp->ops->cleanup(b->comp, r < 0 ? scratch : err);
         if (r == 0)
                 r = r2;
         if (r == -ENOMEM && !err[0])

@@ -43,11 +43,12 @@ struct nft_backend {
         struct hp_map hairpin[2];
         uint32_t shards;        /* of the committed plan: partial syncs keep it */
         uint32_t genid;
+        bool companion;         /* the IPVS backend's companion ruleset */
         bool need_full;
         bool fail_next;         /* tests: make the kernel refuse the next batch */
 };
 
-static int nftb_open(struct backend **ret)
+static int open_mode(struct backend **ret, bool companion)
 {
         struct nft_backend *b = calloc(1, sizeof(*b));
         int r;
@@ -55,6 +56,7 @@ static int nftb_open(struct backend **ret)
         if (!b)
                 return -ENOMEM;
         b->base.ops = &backend_nftables_ops;
+        b->companion = companion;
         r = nft_sock_open(&b->sock);
         if (r < 0) {
                 free(b);
@@ -63,6 +65,24 @@ static int nftb_open(struct backend **ret)
         b->need_full = true;
         *ret = &b->base;
         return 0;
+}
+
+static int nftb_open(struct backend **ret)
+{
+        return open_mode(ret, false);
+}
+
+int backend_nftables_companion_open(struct backend **ret)
+{
+        return open_mode(ret, true);
+}
+
+/* The plan of a table: ours, or the IPVS companion's (never sharded). */
+static int plan_of(const struct nft_backend *b, const struct table *t, bool full, struct nftplan **ret)
+{
+        if (b->companion)
+                return nftplan_new_ipvs_companion(t, ret);
+        return full ? nftplan_new(t, ret) : nftplan_new_sharded(t, b->shards, ret);
 }
 
 static void nftb_close(struct backend *base)
@@ -315,30 +335,39 @@ static struct hp_slot *hp_find(struct hp_map *m, const struct ipaddr *a, bool cr
 }
 
 /* Calls fn for each endpoint address service si DNATs to in family fi of
- * the plan, once per address. */
+ * the plan (in the IPVS companion: would DNAT to, IPVS does it), once per
+ * address: the hairpin set's contents, as nftplan builds it. */
 static int svc_dnat_addrs(const struct nftplan *p, int fi, uint32_t si,
                           int (*fn)(const struct ipaddr *a, uint32_t elem, void *data), void *data)
 {
-        const struct nftp_family *f = nftplan_family(p, nftplan_svc_table(p, fi, si));
-        const struct nftp_svc_objs *o = &f->svc[si];
-        int r;
+        const struct nftp_family *f = nftplan_family(p, fi);
+        const struct tbl_svc *s = &nftplan_table(p)->svcs[si];
+        uint8_t dnat = f->svc[si].dnat;
+        int af = f->af, r;
 
-        for (uint32_t c = o->first_chain; c < o->first_chain + o->n_chains; c++) {
-                const struct nftp_chain *ch = &f->chains[c];
-                for (uint32_t k = ch->first_rule; k < ch->first_rule + ch->n_rules; k++) {
-                        const struct nftp_rule *ru = &f->rules[k];
+        for (int pass = 0; pass < 2; pass++) {
+                const uint32_t *idx = pass ? s->local_eps : s->cluster_eps;
+                size_t n = pass ? s->n_local_eps : s->n_cluster_eps;
+
+                if (!(dnat & (pass ? NFTP_DNAT_LOCAL : NFTP_DNAT_CLUSTER)))
+                        continue;
+                for (size_t k = 0; k < n; k++) {
+                        const struct ipaddr *a = &s->eps[idx[k]].addr;
                         bool seen = false;
-                        if (ru->action != NFTP_A_DNAT)
+
+                        if (a->family != af)
                                 continue;
-                        /* Earlier rules of this service with the same address. */
-                        for (uint32_t c2 = o->first_chain; c2 <= c && !seen; c2++) {
-                                const struct nftp_chain *x = &f->chains[c2];
-                                uint32_t end = c2 == c ? k : x->first_rule + x->n_rules;
-                                for (uint32_t k2 = x->first_rule; k2 < end && !seen; k2++)
-                                        seen = f->rules[k2].action == NFTP_A_DNAT &&
-                                               ipaddr_equal(&f->rules[k2].addr, &ru->addr);
+                        /* Earlier occurrences in this service (endpoint lists are short). */
+                        for (int q = 0; q <= pass && !seen; q++) {
+                                const uint32_t *jdx = q ? s->local_eps : s->cluster_eps;
+                                size_t m = q == pass ? k : (q ? s->n_local_eps : s->n_cluster_eps);
+
+                                if (!(dnat & (q ? NFTP_DNAT_LOCAL : NFTP_DNAT_CLUSTER)))
+                                        continue;
+                                for (size_t j = 0; j < m && !seen; j++)
+                                        seen = ipaddr_equal(&s->eps[jdx[j]].addr, a);
                         }
-                        if (!seen && (r = fn(&ru->addr, 0, data)) < 0)
+                        if (!seen && (r = fn(a, 0, data)) < 0)
                                 return r;
                 }
         }
@@ -468,7 +497,7 @@ static int sync_full(struct nft_backend *b, struct table *t, char *err)
         struct nftplan *p = NULL;
         int r;
 
-        r = nftplan_new(t, &p);
+        r = plan_of(b, t, true, &p);
         if (r < 0) {
                 snprintf(err, BACKEND_ERRLEN, "planning the ruleset: %s", strerror(-r));
                 return r;
@@ -624,7 +653,7 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
         mn = mini_table(t, ni.v, ni.n, come, n_come);
         if (!mo || !mn)
                 goto out;
-        if ((r = nftplan_new_sharded(mo, b->shards, &po)) < 0 || (r = nftplan_new_sharded(mn, b->shards, &pn)) < 0) {
+        if ((r = plan_of(b, mo, false, &po)) < 0 || (r = plan_of(b, mn, false, &pn)) < 0) {
                 snprintf(err, BACKEND_ERRLEN, "planning the ruleset: %s", strerror(-r));
                 goto out;
         }

@@ -45,3 +45,7 @@ struct backend_fake_stats *backend_fake_stats(struct backend *b);
 /* Tests: the next nftables batch carries a change the kernel refuses, to
  * show that a failed transaction leaves the previous rules in place. */
 void backend_nftables_fail_next(struct backend *b);
+/* An nftables backend that programs the IPVS companion ruleset
+ * (nftplan_new_ipvs_companion) with the same full and partial syncs: what
+ * the IPVS backend uses for its nftables part. */
+int backend_nftables_companion_open(struct backend **ret);

@@ -1352,6 +1352,9 @@ static int build_family(struct nftplan *p, int idx)
                         r = -ENOMEM;
                 else
                         r = build_entries(&b);
+                for (size_t i = 0; r == 0 && i < p->t->n_svcs; i++)
+                        p->svc[idx][i].dnat = (uint8_t) (((b.flags[i] & F_SVC) ? NFTP_DNAT_CLUSTER : 0) |
+                                                         ((b.flags[i] & F_LOCAL) ? NFTP_DNAT_LOCAL : 0));
                 if (r == 0 && p->companion)
                         companion_flags(&b);
         }

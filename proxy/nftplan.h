@@ -161,6 +161,14 @@ struct nftp_chain {
 struct nftp_svc_objs {
         uint32_t first_chain, n_chains;
         uint32_t first_set, n_sets;
+        /* Which endpoints the service DNATs to in this family (also in the
+         * IPVS companion, where IPVS does it): the hairpin set holds them. */
+        uint8_t dnat; /* NFTP_DNAT_CLUSTER | NFTP_DNAT_LOCAL */
+};
+
+enum {
+        NFTP_DNAT_CLUSTER = 1, /* tbl_svc.cluster_eps */
+        NFTP_DNAT_LOCAL = 2,   /* tbl_svc.local_eps */
 };
 
 /* One nftables table. The name is historical: without shards there is one

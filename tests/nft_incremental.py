@@ -86,8 +86,11 @@ def eps(name, service, addrs, port=8080, pname="http"):
 
 def main():
     # --shards N: the same steps with the service dispatch in N shard tables.
+    # --companion: the IPVS backend's nftables companion ruleset instead.
     if len(sys.argv) == 3 and sys.argv[1] == "--shards":
         FLAGS.append(f"--nftables-shards={int(sys.argv[2])}")
+    if sys.argv[1:] == ["--companion"]:
+        os.environ["NLP_STEPS_COMPANION"] = "1"
     if os.geteuid() != 0:
         print("SKIP nft_incremental: needs root for scratch network namespaces")
         if os.environ.get("CI") == "true":
@@ -179,7 +182,8 @@ def main():
             step(f"random step {k + 1}", objs, dels)
 
         # A change from outside our process: partial sync must notice and repair.
-        sh("ip", "netns", "exec", ns_k, "nft", "add", "rule", "ip", "nlproxy", "services", "counter")
+        chain = "ipvs-masquerade" if os.environ.get("NLP_STEPS_COMPANION") == "1" else "services"
+        sh("ip", "netns", "exec", ns_k, "nft", "add", "rule", "ip", "nlproxy", chain, "counter")
         step("outside change repaired", [svc("d", "10.96.0.13", http)])
 
         # A transaction the kernel refuses keeps the previous rules, and the

@@ -90,6 +90,7 @@ int main(int argc, char **argv)
         struct model *m = NULL;
         struct table *last = NULL; /* the last table synced */
         char err[BACKEND_ERRLEN], line[4096];
+        bool companion;
         int r;
 
         process_tune_malloc();
@@ -97,8 +98,12 @@ int main(int argc, char **argv)
                 fprintf(stderr, "nlp_steps: %s\n", err);
                 return 2;
         }
-        /* --mode ipvs: the IPVS backend (bench/nft_sync.py NFT_BENCH_MODE=ipvs, in tests/vm). */
-        if ((r = (o.mode == OPT_MODE_IPVS ? backend_ipvs_ops : backend_nftables_ops).open(&b)) < 0 ||
+        /* --mode ipvs: the IPVS backend (bench/nft_sync.py NFT_BENCH_MODE=ipvs, in tests/vm);
+         * env NLP_STEPS_COMPANION=1: only its nftables companion, which any
+         * nftables kernel can take (tests/nft_incremental.py --companion). */
+        companion = getenv("NLP_STEPS_COMPANION") && !strcmp(getenv("NLP_STEPS_COMPANION"), "1");
+        if ((r = companion ? backend_nftables_companion_open(&b)
+                           : (o.mode == OPT_MODE_IPVS ? backend_ipvs_ops : backend_nftables_ops).open(&b)) < 0 ||
             (r = model_new(&m)) < 0) {
                 fprintf(stderr, "nlp_steps: %s\n", strerror(-r));
                 return 1;
@@ -156,7 +161,7 @@ int main(int argc, char **argv)
                         FILE *f = fopen(a, "w");
                         r = f ? compute(&o, m, &t) : -errno;
                         if (r == 0)
-                                r = render_nft(t, f);
+                                r = companion ? render_nft_ipvs_companion(t, f) : render_nft(t, f);
                         if (f && fclose(f) != 0 && r == 0)
                                 r = -errno;
                         table_free(t);
