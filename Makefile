@@ -24,6 +24,8 @@ DEB_TOOLS += groff-base
 DEB_TOOLS += dpkg-dev debhelper fakeroot debootstrap
 # tests/ipvs_vm.sh: Debian's kernel (with IPVS) under QEMU.
 DEB_TOOLS += qemu-system-x86
+# make bench: the plot of sync times (bench/plot.gp).
+DEB_TOOLS += gnuplot-nox
 
 HAVE_PKGS := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && command -v nft >/dev/null && echo yes)
 

@@ -588,6 +588,15 @@ def main():
             "inflates far less than wall time." % ITERS, ""]
     rep += table(results)
     print("\n".join(rep))
+    # For bench/plot.gp: services, cold sync s, baseline s (2 endpoints per
+    # service only, the sizes the plot compares). Printed too, so that a run
+    # inside tests/vm (read-only tree) can hand them to bench/run.sh.
+    plot = ["%d %.4f %.4f" % (r["n"], r["cold_us"] / 1e6, r["base_s"]) for r in results
+            if "error" not in r and r["m"] == 2]
+    with open(os.path.join(OUT, "ipvs_plot.dat" if IPVS else "nft_plot.dat"), "w") as f:
+        f.write("# services cold_s baseline_s\n" + "".join(ln + "\n" for ln in plot))
+    for ln in plot:
+        print("PLOTDATA " + ln)
     with open(os.path.join(OUT, "ipvs_results.md" if IPVS else "nft_results.md"), "a") as f:
         f.write("\n".join(rep) + "\n")
     return 1 if any("error" in r for r in results) else 0

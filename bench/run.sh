@@ -272,3 +272,25 @@ else
         NFT_BENCH_SIZES="${NFT_BENCH_SIZES:-$SIZES}" NFT_BENCH_SEED="$SEED" "$PY" "$B/nft_sync.py" ||
                 log "== nft_sync.py failed (rc $?), see bench/out/nft_raw.txt"
 fi
+
+# --- IPVS backend, in tests/vm (this kernel may have no IPVS; emulated, so
+# only its ratio against ipvsadm-restore counts). BENCH_IPVS=0 skips it.
+if [ "${BENCH_IPVS:-1}" = 0 ] || [ "$(id -u)" != 0 ] || ! command -v qemu-system-x86_64 >/dev/null; then
+        log "== IPVS benchmark skipped (BENCH_IPVS=0, not root, or no qemu-system-x86_64)"
+else
+        log "== IPVS backend: bench/nft_sync.py NFT_BENCH_MODE=ipvs in tests/vm"
+        "$TOP/tests/vm/run" --timeout 3000 -e NFT_BENCH_MODE=ipvs -e NFT_BENCH_OUT=/tmp/bo \
+                -e NFT_BENCH_SIZES="${IPVS_BENCH_SIZES:-1000x2 10000x2}" -e NFT_BENCH_REPS_SMALL=1 \
+                -e NFT_BENCH_ITERS=20 'python3 bench/nft_sync.py' >"$OUT/ipvs_vm.txt" 2>&1 ||
+                log "== IPVS benchmark failed, see bench/out/ipvs_vm.txt"
+        { echo "# services cold_s baseline_s"; sed -n 's/^PLOTDATA //p' "$OUT/ipvs_vm.txt"; } >"$OUT/ipvs_plot.dat"
+        sed -n '/^## IPVS backend/,/^| 10000/p' "$OUT/ipvs_vm.txt" >>"$OUT/ipvs_results.md"
+fi
+
+# --- the plot (gnuplot): sync time against services, backends and baselines ---
+if command -v gnuplot >/dev/null && [ -s "$OUT/nft_plot.dat" ]; then
+        gnuplot -e "out='$OUT/sync.png'; dir='$OUT'" "$B/plot.gp" && log "== plot: bench/out/sync.png"
+else
+        log "== plot skipped: no gnuplot (make deps) or no nftables results"
+fi
+
