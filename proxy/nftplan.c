@@ -566,25 +566,49 @@ static int elem_target(struct build *b, struct nftp_elem *x, const struct entry 
         }
 }
 
-/* dnat: true for service-ips / service-nodeports, false for no-endpoint-*. */
-static int dispatch_map(struct build *b, const char *name, bool nodeports, bool dnat)
+/* Which entries a tuple set or map holds. */
+enum pick {
+        PICK_DNAT,      /* service-ips / service-nodeports: this table's services with endpoints */
+        PICK_NO_EP,     /* no-endpoint-*: REJECT and DROP verdicts */
+        PICK_EXT_LOCAL, /* IPVS companion local-policy-*: external tuples of services keeping an ext- chain */
+        PICK_MASQ,      /* IPVS companion external-masq / nodeport-masq (a set, from b->masq) */
+};
+
+static bool picked(const struct build *b, const struct entry *e, enum pick pick)
 {
-        int r = nodeports ? set_begin(b, name, true, 0, NFTP_NONE, 2, NFTP_T_PROTO, NFTP_T_SERVICE)
-                          : set_begin(b, name, true, 0, NFTP_NONE, 3, b->addr_type, NFTP_T_PROTO, NFTP_T_SERVICE);
+        switch (pick) {
+        case PICK_DNAT:
+                return e->target <= TG_EXT && in_table(b, e->svc);
+        case PICK_NO_EP:
+                return e->target > TG_EXT;
+        case PICK_EXT_LOCAL:
+                return e->target == TG_EXT && (b->flags[e->svc] & F_EXT);
+        default:
+                return true;
+        }
+}
+
+/* A set (PICK_MASQ) or verdict map keyed by addr . proto . port, or by
+ * proto . port for NodePorts. */
+static int tuple_set(struct build *b, const char *name, bool nodeports, enum pick pick)
+{
+        const struct entries *from = pick == PICK_MASQ ? &b->masq : &b->disp;
+        bool map = pick != PICK_MASQ;
+        int r = nodeports ? set_begin(b, name, map, 0, NFTP_NONE, 2, NFTP_T_PROTO, NFTP_T_SERVICE)
+                          : set_begin(b, name, map, 0, NFTP_NONE, 3, b->addr_type, NFTP_T_PROTO, NFTP_T_SERVICE);
 
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < b->disp.n; i++) {
-                const struct entry *e = &b->disp.v[i];
-                bool is_dnat = e->target <= TG_EXT;
+        for (size_t i = 0; i < from->n; i++) {
+                const struct entry *e = &from->v[i];
                 struct nftp_elem *x;
 
-                if (e->dup || is_dnat != dnat || (e->addr.family == 0) != nodeports || (dnat && !in_table(b, e->svc)))
+                if (e->dup || (e->addr.family == 0) != nodeports || !picked(b, e, pick))
                         continue;
                 if (!(x = elem_new(b, e->svc)))
                         return -ENOMEM;
                 put_tuple(x->key, e);
-                if ((r = elem_target(b, x, e)) < 0)
+                if (map && (r = elem_target(b, x, e)) < 0)
                         return r;
         }
         set_end(b);
@@ -1078,11 +1102,11 @@ static int build_main(struct build *b)
 
         if ((r = common_sets(b)) < 0)
                 return r;
-        if (all && ((r = dispatch_map(b, "service-ips", false, true)) < 0 ||
-                    (r = dispatch_map(b, "service-nodeports", true, true)) < 0))
+        if (all && ((r = tuple_set(b, "service-ips", false, PICK_DNAT)) < 0 ||
+                    (r = tuple_set(b, "service-nodeports", true, PICK_DNAT)) < 0))
                 return r;
-        if ((r = dispatch_map(b, "no-endpoint-services", false, false)) < 0 ||
-            (r = dispatch_map(b, "no-endpoint-nodeports", true, false)) < 0)
+        if ((r = tuple_set(b, "no-endpoint-services", false, PICK_NO_EP)) < 0 ||
+            (r = tuple_set(b, "no-endpoint-nodeports", true, PICK_NO_EP)) < 0)
                 return r;
         if (all && (r = affinity_sets(b)) < 0)
                 return r;
@@ -1105,8 +1129,8 @@ static int build_shard(struct build *b)
 
         if ((r = cidr_set(b, "nodeport-addrs", t->nodeport_cidr[i], t->n_nodeport_cidr[i])) < 0 ||
             (r = cidr_set(b, "pod-cidrs", t->cluster_cidr[i], t->n_cluster_cidr[i])) < 0 ||
-            (r = dispatch_map(b, "service-ips", false, true)) < 0 ||
-            (r = dispatch_map(b, "service-nodeports", true, true)) < 0 || (r = affinity_sets(b)) < 0)
+            (r = tuple_set(b, "service-ips", false, PICK_DNAT)) < 0 ||
+            (r = tuple_set(b, "service-nodeports", true, PICK_DNAT)) < 0 || (r = affinity_sets(b)) < 0)
                 return r;
         if ((r = nat_chains(b, "services", false, false)) < 0)
                 return r;
@@ -1116,27 +1140,6 @@ static int build_shard(struct build *b)
         if ((r = mark_chain(b)) < 0)
                 return r;
         return svc_chains(b);
-}
-
-static int masq_set(struct build *b, const char *name, bool nodeports)
-{
-        int r = nodeports ? set_begin(b, name, false, 0, NFTP_NONE, 2, NFTP_T_PROTO, NFTP_T_SERVICE)
-                          : set_begin(b, name, false, 0, NFTP_NONE, 3, b->addr_type, NFTP_T_PROTO, NFTP_T_SERVICE);
-
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < b->masq.n; i++) {
-                const struct entry *e = &b->masq.v[i];
-                struct nftp_elem *x;
-
-                if (e->dup || (e->addr.family == 0) != nodeports)
-                        continue;
-                if (!(x = elem_new(b, e->svc)))
-                        return -ENOMEM;
-                put_tuple(x->key, e);
-        }
-        set_end(b);
-        return 0;
 }
 
 /* IPVS has one set of real servers per virtual server, so it cannot give
@@ -1151,41 +1154,15 @@ static void companion_flags(struct build *b)
                 b->flags[i] = (b->flags[i] & F_EXT) && b->t->svcs[i].etp_local ? F_EXT | F_SVC : 0;
 }
 
-/* Elements of the external tuples (or NodePorts) of the services that keep
- * an ext- chain: goto it. */
-static int ext_local_map(struct build *b, const char *name, bool nodeports)
-{
-        int r = nodeports ? set_begin(b, name, true, 0, NFTP_NONE, 2, NFTP_T_PROTO, NFTP_T_SERVICE)
-                          : set_begin(b, name, true, 0, NFTP_NONE, 3, b->addr_type, NFTP_T_PROTO, NFTP_T_SERVICE);
-
-        if (r < 0)
-                return r;
-        for (size_t i = 0; i < b->disp.n; i++) {
-                const struct entry *e = &b->disp.v[i];
-                struct nftp_elem *x;
-
-                if (e->dup || e->target != TG_EXT || !(b->flags[e->svc] & F_EXT) ||
-                    (e->addr.family == 0) != nodeports)
-                        continue;
-                if (!(x = elem_new(b, e->svc)))
-                        return -ENOMEM;
-                put_tuple(x->key, e);
-                if ((r = elem_target(b, x, e)) < 0)
-                        return r;
-        }
-        set_end(b);
-        return 0;
-}
-
 static int build_companion(struct build *b)
 {
         int r;
 
-        if ((r = common_sets(b)) < 0 || (r = dispatch_map(b, "no-endpoint-services", false, false)) < 0 ||
-            (r = dispatch_map(b, "no-endpoint-nodeports", true, false)) < 0 ||
-            (r = masq_set(b, "external-masq", false)) < 0 || (r = masq_set(b, "nodeport-masq", true)) < 0 ||
-            (r = ext_local_map(b, "local-policy-ips", false)) < 0 ||
-            (r = ext_local_map(b, "local-policy-nodeports", true)) < 0 || (r = affinity_sets(b)) < 0)
+        if ((r = common_sets(b)) < 0 || (r = tuple_set(b, "no-endpoint-services", false, PICK_NO_EP)) < 0 ||
+            (r = tuple_set(b, "no-endpoint-nodeports", true, PICK_NO_EP)) < 0 ||
+            (r = tuple_set(b, "external-masq", false, PICK_MASQ)) < 0 || (r = tuple_set(b, "nodeport-masq", true, PICK_MASQ)) < 0 ||
+            (r = tuple_set(b, "local-policy-ips", false, PICK_EXT_LOCAL)) < 0 ||
+            (r = tuple_set(b, "local-policy-nodeports", true, PICK_EXT_LOCAL)) < 0 || (r = affinity_sets(b)) < 0)
                 return r;
         if ((r = nat_chains(b, "ipvs-masquerade", false, true)) < 0 || (r = filter_chains(b, false)) < 0)
                 return r;
