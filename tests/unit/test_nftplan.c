@@ -7,6 +7,8 @@
  * inside a scratch network namespace). */
 #include "testutil.h"
 
+#include <errno.h>
+
 #include <netinet/in.h>
 #include <libnftnl/common.h>
 #include <libnftnl/rule.h>
@@ -209,6 +211,97 @@ static void test_plan_shape(void **state)
         table_free(t);
 }
 
+/* Shards: the service dispatch of each service in exactly one shard table
+ * (its hash's), the same elements and chains as without shards, and the main
+ * table keeping everything else. */
+static void test_plan_shards(void **state)
+{
+        struct table *t = load("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags");
+        struct nftplan *one, *p;
+
+        (void) state;
+        assert_int_equal(nftplan_new_sharded(t, 0, &one), 0);
+        assert_int_equal(nftplan_new_sharded(t, 4, &p), 0);
+        assert_int_equal(nftplan_shards(p), 4);
+        assert_int_equal(nftplan_n_tables(one), 2);
+        assert_int_equal(nftplan_n_tables(p), 10);
+        assert_int_equal(nftplan_new_sharded(t, 3, &(struct nftplan *){ NULL }), -EINVAL);
+        assert_int_equal(nftplan_new_sharded(t, NFTP_MAX_SHARDS * 2, &(struct nftplan *){ NULL }), -EINVAL);
+        for (int fi = 0; fi < 2; fi++) {
+                const struct nftp_family *m = nftplan_family(p, fi), *u = nftplan_family(one, fi);
+                uint32_t n_elems = 0, n_chains = 0;
+
+                assert_string_equal(m->name, NFTP_TABLE_NAME);
+                assert_int_equal(m->shard, NFTP_NONE);
+                assert_int_equal(nftplan_set_find(p, fi, "service-ips"), NFTP_NONE);
+                assert_int_not_equal(nftplan_set_find(p, fi, "no-endpoint-services"), NFTP_NONE);
+                /* The masquerade marking runs before any shard's DNAT. */
+                assert_int_equal(m->chains[nftplan_chain_find(p, fi, "nat-prerouting")].prio, -101);
+                for (uint32_t k = 0; k < 4; k++) {
+                        int idx = 2 + 2 * (int) k + fi;
+                        const struct nftp_family *f = nftplan_family(p, idx);
+                        uint32_t set = nftplan_set_find(p, idx, "service-ips");
+                        char name[32];
+
+                        snprintf(name, sizeof(name), NFTP_SHARD_PREFIX "%02u", k);
+                        assert_string_equal(f->name, name);
+                        assert_int_equal(f->fi, fi);
+                        assert_int_equal(f->chains[nftplan_chain_find(p, idx, "nat-prerouting")].prio, -100);
+                        assert_int_not_equal(nftplan_chain_find(p, idx, "mark-for-masquerade"), NFTP_NONE);
+                        assert_int_not_equal(set, NFTP_NONE);
+                        for (uint32_t e = f->sets[set].first_elem; e < f->sets[set].first_elem + f->sets[set].n_elems;
+                             e++) {
+                                uint32_t si = f->elems[e].svc;
+
+                                /* Each element and its chain in the shard its service hashes to. */
+                                assert_int_equal(nftplan_shard_of(t->svcs[si].id, 4), k);
+                                assert_int_equal(nftplan_svc_table(p, fi, si), idx);
+                                assert_int_not_equal(nftplan_chain_find(p, idx, f->elems[e].chain), NFTP_NONE);
+                        }
+                        n_elems += f->sets[set].n_elems;
+                        for (uint32_t c = 0; c < f->n_chains; c++)
+                                n_chains += f->chains[c].svc != NFTP_NONE;
+                }
+                /* Nothing lost or doubled by the split. */
+                {
+                        uint32_t set = nftplan_set_find(one, fi, "service-ips"), svc_chains = 0;
+
+                        assert_int_equal(n_elems, u->sets[set].n_elems);
+                        for (uint32_t c = 0; c < u->n_chains; c++)
+                                svc_chains += u->chains[c].svc != NFTP_NONE;
+                        assert_int_equal(n_chains, svc_chains);
+                }
+        }
+        nftplan_free(p);
+        nftplan_free(one);
+        table_free(t);
+}
+
+/* The automatic count follows services plus endpoints. */
+static void test_auto_shards(void **state)
+{
+        struct table t = { .refcount = 1 };
+        struct tbl_svc *svcs = calloc(40000, sizeof(*svcs));
+
+        (void) state;
+        assert_non_null(svcs);
+        t.svcs = svcs;
+        t.n_svcs = 2000;
+        for (size_t i = 0; i < 40000; i++)
+                svcs[i].n_eps = 2;
+        assert_int_equal(nftplan_auto_shards(&t), 0); /* weight 6000 */
+        t.n_svcs = 2100;
+        assert_int_equal(nftplan_auto_shards(&t), 8); /* 6300: 8 x 1536 >= 6300 > 4 x 1536 */
+        t.n_svcs = 10000;
+        assert_int_equal(nftplan_auto_shards(&t), 32);
+        t.n_svcs = 40000;
+        assert_int_equal(nftplan_auto_shards(&t), NFTP_MAX_SHARDS);
+        assert_int_equal(nftplan_shard_of("ns/a/tcp/80", 0), 0);
+        assert_true(nftplan_shard_of("ns/a/tcp/80", 8) < 8);
+        assert_int_equal(nftplan_shard_of("ns/a/tcp/80", 8), nftplan_shard_of("ns/a/tcp/80", 8));
+        free(svcs);
+}
+
 static void test_plan_equal(void **state)
 {
         struct table *t = load("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags");
@@ -319,6 +412,8 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_plan_shape),
+                cmocka_unit_test(test_plan_shards),
+                cmocka_unit_test(test_auto_shards),
                 cmocka_unit_test(test_plan_equal),
                 cmocka_unit_test(test_disabled_family),
                 cmocka_unit_test(test_set_encoding),
