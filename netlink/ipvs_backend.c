@@ -1,10 +1,11 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The IPVS backend, kube-proxy's IPVS mode: one virtual server per service
  * VIP (and NodePort on the node IP) with the endpoints as masqueraded real
- * servers (ipvs/reconcile.h), the VIPs bound to the dummy interface
- * kube-ipvs0 so the host accepts their traffic, and the nftables companion
- * ruleset (filtering, REJECT/DROP verdicts, masquerade marking) in the
- * nlproxy tables.
+ * servers (ipvs/reconcile.h), the ClusterIPs and externalIPs bound to the
+ * dummy interface kube-ipvs0 so the host accepts their traffic, load
+ * balancer IPs as local routes of a table that only marked packets consult
+ * (nftplan_lb_local_mark), and the nftables companion ruleset (filtering,
+ * REJECT/DROP verdicts, masquerade and LB marking) in the nlproxy tables.
  *
  * A full sync dumps the IPVS table and reconciles against it (the dump also
  * tells which terminating real servers have drained); a partial sync diffs
@@ -23,8 +24,17 @@
 
 #include "backend.h"
 #include "ipvs_nl.h"
+#include "nftplan.h"
 #include "reconcile.h"
 #include "rtnl.h"
+
+/* Where LB IPs are local for marked packets: `ip rule` shows
+ * "95: from all fwmark 0x2000/0x2000 lookup 95". Early, so that no rule
+ * of a CNI (source-based tables of pod addresses) routes a pod's packet to
+ * an LB IP elsewhere first; kube-proxy's LB IPs are in the local table,
+ * consulted at priority 0. */
+#define IPVS_LB_TABLE 95
+#define IPVS_LB_RULE_PRIORITY 95
 
 struct ipvs_backend {
         struct backend base;
@@ -37,6 +47,9 @@ struct ipvs_backend {
         struct ipvs_desired *desired; /* of table */
         struct ipaddr *vips;          /* kube-ipvs0's addresses, sorted, unique */
         size_t n_vips;
+        struct ipaddr *lbs;           /* the local routes of IPVS_LB_TABLE, sorted, unique */
+        size_t n_lbs;
+        uint32_t lb_mark;             /* of the fwmark rules installed, 0 = none yet */
         int ifindex;
         struct ipaddr *node_addrs;    /* the node's addresses, outside kube-ipvs0, from the last full sync */
         size_t n_node_addrs;
@@ -71,6 +84,7 @@ static void ipvsb_close(struct backend *base)
         ipvs_desired_free(b->desired);
         table_free(b->table);
         free(b->vips);
+        free(b->lbs);
         free(b->node_addrs);
         ipvs_term_free(b->term);
         rtnl_sock_free(b->rt);
@@ -271,35 +285,70 @@ static int addr_order(const void *a, const void *b)
         return ipaddr_cmp(a, b);
 }
 
-/* The addresses kube-ipvs0 carries: every VIP of the proxied families,
- * whatever its verdict, as kube-proxy binds every ClusterIP (REJECT and
- * DROP are the companion ruleset's, and need the address to be local). */
-static int table_vips(const struct table *t, struct ipaddr **ret, size_t *ret_n)
+struct addrs {
+        const struct ipaddr *v;
+        size_t n;
+};
+
+/* Sorted, unique, in place; the new count. */
+static size_t addr_uniq(struct ipaddr *v, size_t n)
 {
-        size_t n = 0, k = 0;
-        struct ipaddr *v;
+        size_t k = 0;
+
+        if (n > 1)
+                qsort(v, n, sizeof(*v), addr_order);
+        for (size_t i = 0; i < n; i++)
+                if (!k || !ipaddr_equal(&v[k - 1], &v[i]))
+                        v[k++] = v[i];
+        return k;
+}
+
+/* The addresses kube-ipvs0 carries: every ClusterIP and externalIP of the
+ * proxied families, whatever its verdict, as kube-proxy binds every
+ * ClusterIP (REJECT and DROP are the companion ruleset's, and need the
+ * address to be local). And the LB IPs that are none of those, which get a
+ * local route in IPVS_LB_TABLE instead (see nftplan_lb_local_mark). */
+static int table_vips(const struct table *t, struct ipaddr **ret, size_t *ret_n, struct ipaddr **ret_lbs,
+                      size_t *ret_n_lbs)
+{
+        size_t n = 0, nl = 0, k = 0;
+        struct ipaddr *v, *l;
 
         for (size_t i = 0; i < t->n_svcs; i++)
                 n += t->svcs[i].n_vips;
         v = malloc((n + 1) * sizeof(*v));
-        if (!v)
+        l = malloc((n + 1) * sizeof(*l));
+        if (!v || !l) {
+                free(v);
+                free(l);
                 return -ENOMEM;
+        }
         n = 0;
         for (size_t i = 0; i < t->n_svcs; i++) {
                 const struct tbl_svc *s = &t->svcs[i];
 
                 if (!t->family_enabled[ipfam_index(s->family)])
                         continue;
-                for (size_t j = 0; j < s->n_vips; j++)
-                        v[n++] = s->vips[j].addr;
+                for (size_t j = 0; j < s->n_vips; j++) {
+                        if (s->vips[j].kind == TBL_VIP_LOAD_BALANCER)
+                                l[nl++] = s->vips[j].addr;
+                        else
+                                v[n++] = s->vips[j].addr;
+                }
         }
-        if (n > 1)
-                qsort(v, n, sizeof(*v), addr_order);
-        for (size_t i = 0; i < n; i++)
-                if (!k || !ipaddr_equal(&v[k - 1], &v[i]))
-                        v[k++] = v[i];
+        n = addr_uniq(v, n);
+        nl = addr_uniq(l, nl);
+        /* An LB IP that is also bound to kube-ipvs0 is local already. */
+        for (size_t i = 0, j = 0; i < nl; i++) {
+                while (j < n && ipaddr_cmp(&v[j], &l[i]) < 0)
+                        j++;
+                if (j == n || !ipaddr_equal(&v[j], &l[i]))
+                        l[k++] = l[i];
+        }
         *ret = v;
-        *ret_n = k;
+        *ret_n = n;
+        *ret_lbs = l;
+        *ret_n_lbs = k;
         return 0;
 }
 
@@ -312,10 +361,49 @@ static void addr_err(char *err, const char *what, const struct ipaddr *a, int r)
         snprintf(err, BACKEND_ERRLEN, "%s %s on " RTNL_IPVS_DUMMY ": %s", what, buf, strerror(-r));
 }
 
+static void lb_err(char *err, const char *what, const struct ipaddr *a, int r)
+{
+        char buf[IPADDR_STRLEN] = "?";
+
+        if (a->family)
+                ipaddr_format(a, buf);
+        snprintf(err, BACKEND_ERRLEN, "%s the local route of load balancer IP %s (table %d): %s", what, buf,
+                 IPVS_LB_TABLE, strerror(-r));
+}
+
+/* The fwmark rule of each proxied family: marked packets (LB IPs' service
+ * ports) look up IPVS_LB_TABLE, which holds a local route per LB IP. */
+static int lb_rules_ensure(struct ipvs_backend *b, const struct table *t, char *err)
+{
+        uint32_t mark = nftplan_lb_local_mark(t);
+
+        for (int fi = 0; fi < 2; fi++) {
+                int r;
+
+                if (!t->family_enabled[fi])
+                        continue;
+                r = rtnl_fwmark_rule_ensure(b->rt, ipfam_from_index(fi), mark, IPVS_LB_TABLE, IPVS_LB_RULE_PRIORITY);
+                if (r < 0) {
+                        snprintf(err, BACKEND_ERRLEN, "adding the %s rule fwmark 0x%x lookup %d: %s",
+                                 fi ? "IPv6" : "IPv4", mark, IPVS_LB_TABLE, strerror(-r));
+                        b->lb_mark = 0;
+                        return r;
+                }
+        }
+        /* A changed mark (another --iptables-masquerade-bit) leaves the old
+         * rule behind: removed here. */
+        if (b->lb_mark && b->lb_mark != mark)
+                for (int fi = 0; fi < 2; fi++)
+                        (void)rtnl_fwmark_rule_del(b->rt, ipfam_from_index(fi), b->lb_mark, IPVS_LB_TABLE,
+                                                   IPVS_LB_RULE_PRIORITY);
+        b->lb_mark = mark;
+        return 0;
+}
+
 /* ---- syncs ---- */
 
-static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desired *d, const struct ipaddr *vips,
-                     size_t n_vips, char *err)
+static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desired *d, const struct addrs *vips,
+                     const struct addrs *lbs, char *err)
 {
         struct ipvs_state *st = NULL;
         struct ipvs_plan *p = NULL;
@@ -329,9 +417,16 @@ static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desire
                 snprintf(err, BACKEND_ERRLEN, "creating the dummy interface " RTNL_IPVS_DUMMY ": %s", strerror(-r));
                 return r;
         }
-        r = rtnl_ifaddr_sync(b->rt, b->ifindex, vips, n_vips, &failed);
+        r = rtnl_ifaddr_sync(b->rt, b->ifindex, vips->v, vips->n, &failed);
         if (r < 0) {
                 addr_err(err, "binding", &failed, r);
+                return r;
+        }
+        if ((r = lb_rules_ensure(b, t, err)) < 0)
+                return r;
+        r = rtnl_local_route_sync(b->rt, IPVS_LB_TABLE, lbs->v, lbs->n, &failed);
+        if (r < 0) {
+                lb_err(err, "setting", &failed, r);
                 return r;
         }
         r = dump_state(b, &st);
@@ -373,13 +468,14 @@ static size_t addr_minus(const struct ipaddr *a, size_t na, const struct ipaddr 
         return n;
 }
 
-static int sync_partial(struct ipvs_backend *b, struct table *t, struct ipvs_desired *d, const struct ipaddr *vips,
-                        size_t n_vips, char *err)
+/* have -> want by adding and deleting host addresses on kube-ipvs0, or
+ * local routes in IPVS_LB_TABLE. */
+static int addrs_change(struct ipvs_backend *b, bool route, const struct addrs *want, const struct addrs *have,
+                        char *err)
 {
-        struct ipaddr *add = malloc((n_vips + 1) * sizeof(*add)), failed = { 0 };
-        struct ipcidr *del = malloc((b->n_vips + 1) * sizeof(*del));
-        struct ipaddr *gone = malloc((b->n_vips + 1) * sizeof(*gone));
-        struct ipvs_plan *p = NULL;
+        struct ipaddr *add = malloc((want->n + 1) * sizeof(*add)), failed = { 0 };
+        struct ipcidr *del = malloc((have->n + 1) * sizeof(*del));
+        struct ipaddr *gone = malloc((have->n + 1) * sizeof(*gone));
         size_t n_add, n_del;
         int r = -ENOMEM;
 
@@ -387,18 +483,37 @@ static int sync_partial(struct ipvs_backend *b, struct table *t, struct ipvs_des
                 snprintf(err, BACKEND_ERRLEN, "out of memory");
                 goto out;
         }
-        n_add = addr_minus(vips, n_vips, b->vips, b->n_vips, add);
-        n_del = addr_minus(b->vips, b->n_vips, vips, n_vips, gone);
+        n_add = addr_minus(want->v, want->n, have->v, have->n, add);
+        n_del = addr_minus(have->v, have->n, want->v, want->n, gone);
         for (size_t i = 0; i < n_del; i++)
                 del[i] = (struct ipcidr){ gone[i], gone[i].family == AF_INET6 ? 128 : 32 };
-        /* New VIPs first: the virtual servers below may already get traffic. */
-        if (n_add + n_del) {
-                r = rtnl_ifaddr_change(b->rt, b->ifindex, add, n_add, del, n_del, &failed);
-                if (r < 0) {
+        r = 0;
+        if (n_add + n_del)
+                r = route ? rtnl_local_route_change(b->rt, IPVS_LB_TABLE, add, n_add, del, n_del, &failed)
+                          : rtnl_ifaddr_change(b->rt, b->ifindex, add, n_add, del, n_del, &failed);
+        if (r < 0) {
+                if (route)
+                        lb_err(err, "changing", &failed, r);
+                else
                         addr_err(err, "changing", &failed, r);
-                        goto out;
-                }
         }
+out:
+        free(add);
+        free(del);
+        free(gone);
+        return r;
+}
+
+static int sync_partial(struct ipvs_backend *b, struct table *t, struct ipvs_desired *d, const struct addrs *vips,
+                        const struct addrs *lbs, char *err)
+{
+        const struct addrs old_vips = { b->vips, b->n_vips }, old_lbs = { b->lbs, b->n_lbs };
+        struct ipvs_plan *p = NULL;
+        int r;
+
+        /* New VIPs first: the virtual servers below may already get traffic. */
+        if ((r = addrs_change(b, false, vips, &old_vips, err)) < 0 || (r = addrs_change(b, true, lbs, &old_lbs, err)) < 0)
+                return r;
         r = ipvs_plan_new(&p);
         if (r == 0)
                 r = ipvs_reconcile_partial(b->desired, d, b->term, now_s(), p);
@@ -413,9 +528,6 @@ static int sync_partial(struct ipvs_backend *b, struct table *t, struct ipvs_des
         r = b->comp->ops->sync(b->comp, t, false, err);
 out:
         ipvs_plan_free(p);
-        free(add);
-        free(del);
-        free(gone);
         return r;
 }
 
@@ -450,8 +562,8 @@ static int ipvsb_sync(struct backend *base, struct table *t, bool full, char *er
 {
         struct ipvs_backend *b = (struct ipvs_backend *)base;
         struct ipvs_desired *d = NULL;
-        struct ipaddr *vips = NULL;
-        size_t n_vips = 0;
+        struct ipaddr *vips = NULL, *lbs = NULL;
+        size_t n_vips = 0, n_lbs = 0;
         int r;
 
         err[0] = '\0';
@@ -468,41 +580,47 @@ static int ipvsb_sync(struct backend *base, struct table *t, bool full, char *er
                 goto fail;
         }
         if (r == 0)
-                r = table_vips(t, &vips, &n_vips);
+                r = table_vips(t, &vips, &n_vips, &lbs, &n_lbs);
         if (r < 0) {
                 snprintf(err, BACKEND_ERRLEN, "planning the IPVS table: %s", strerror(-r));
                 goto fail;
         }
-        r = full ? sync_full(b, t, d, vips, n_vips, err) : sync_partial(b, t, d, vips, n_vips, err);
+        r = full ? sync_full(b, t, d, &(struct addrs){ vips, n_vips }, &(struct addrs){ lbs, n_lbs }, err)
+                 : sync_partial(b, t, d, &(struct addrs){ vips, n_vips }, &(struct addrs){ lbs, n_lbs }, err);
         if (r < 0)
                 goto fail;
         ipvs_desired_free(b->desired);
         table_free(b->table);
         free(b->vips);
+        free(b->lbs);
         b->desired = d;
         b->table = table_ref(t);
         b->vips = vips;
         b->n_vips = n_vips;
+        b->lbs = lbs;
+        b->n_lbs = n_lbs;
         b->need_full = false;
         return 0;
 fail:
         ipvs_desired_free(d);
         free(vips);
+        free(lbs);
         b->need_full = true;
         return r;
 }
 
-/* Ours: services on a kube-ipvs0 address (ClusterIPs, externalIPs, LB IPs,
- * also those of an earlier run) and those this process programmed
- * (NodePorts on node IPs). */
+/* Ours: services on a kube-ipvs0 address (ClusterIPs, externalIPs) or on a
+ * local route of IPVS_LB_TABLE (LB IPs), also those of an earlier run, and
+ * those this process programmed (NodePorts on node IPs). */
 static int ipvsb_cleanup(struct backend *base, char *err)
 {
         struct ipvs_backend *b = (struct ipvs_backend *)base;
         char scratch[BACKEND_ERRLEN]; /* the first error is the one reported */
-        struct ipcidr *addrs = NULL;
+        struct ipcidr *addrs = NULL, *routes = NULL, *all;
         struct ipvs_state *st = NULL;
         struct ipvs_plan *p = NULL;
-        size_t n_addrs = 0;
+        size_t n_addrs = 0, n_routes = 0;
+        struct ipaddr failed = { 0 };
         int ifindex = 0, r, r2;
 
         err[0] = '\0';
@@ -514,6 +632,19 @@ static int ipvsb_cleanup(struct backend *base, char *err)
         if (r < 0) {
                 snprintf(err, BACKEND_ERRLEN, "reading " RTNL_IPVS_DUMMY "'s addresses: %s", strerror(-r));
                 goto out;
+        }
+        if ((r = rtnl_local_route_list(b->rt, IPVS_LB_TABLE, &routes, &n_routes)) < 0) {
+                snprintf(err, BACKEND_ERRLEN, "reading routing table %d: %s", IPVS_LB_TABLE, strerror(-r));
+                goto out;
+        }
+        if (n_routes) {
+                if (!(all = realloc(addrs, (n_addrs + n_routes) * sizeof(*all)))) {
+                        r = -ENOMEM;
+                        goto out;
+                }
+                addrs = all;
+                memcpy(addrs + n_addrs, routes, n_routes * sizeof(*routes));
+                n_addrs += n_routes;
         }
         if ((r = dump_state(b, &st)) < 0) {
                 snprintf(err, BACKEND_ERRLEN, "reading the IPVS table: %s", strerror(-r));
@@ -540,6 +671,24 @@ static int ipvsb_cleanup(struct backend *base, char *err)
                 snprintf(err, BACKEND_ERRLEN, "deleting " RTNL_IPVS_DUMMY ": %s", strerror(-r));
                 goto out;
         }
+        r = rtnl_local_route_change(b->rt, IPVS_LB_TABLE, NULL, 0, routes, n_routes, &failed);
+        if (r < 0) {
+                lb_err(err, "deleting", &failed, r);
+                goto out;
+        }
+        /* Whatever mark an earlier run used; a family the kernel lacks has
+         * no rule to delete. */
+        for (int fi = 0; fi < 2 && r == 0; fi++) {
+                r = rtnl_fwmark_rule_del(b->rt, ipfam_from_index(fi), 0, IPVS_LB_TABLE, IPVS_LB_RULE_PRIORITY);
+                if (r == -EAFNOSUPPORT)
+                        r = 0;
+                if (r < 0)
+                        snprintf(err, BACKEND_ERRLEN, "deleting the %s rule to table %d: %s", fi ? "IPv6" : "IPv4",
+                                 IPVS_LB_TABLE, strerror(-r));
+        }
+        if (r < 0)
+                goto out;
+        b->lb_mark = 0;
 out:
         /* The nftables tables go whatever happened above: a plan with both
          * families disabled only deletes them. */
@@ -551,6 +700,7 @@ out:
         ipvs_plan_free(p);
         ipvs_state_free(st);
         free(addrs);
+        free(routes);
         ipvs_term_clear(b->term);
         ipvs_desired_free(b->desired);
         b->desired = NULL;
@@ -559,6 +709,9 @@ out:
         free(b->vips);
         b->vips = NULL;
         b->n_vips = 0;
+        free(b->lbs);
+        b->lbs = NULL;
+        b->n_lbs = 0;
         b->need_full = true;
         return r;
 }

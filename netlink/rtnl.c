@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* kube-ipvs0 and its addresses over rtnetlink: see rtnl.h. */
+/* kube-ipvs0 and its addresses, local routes and fwmark rules over
+ * rtnetlink: see rtnl.h. */
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include <time.h>
 
 #include <libmnl/libmnl.h>
+#include <linux/fib_rules.h>
 #include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
@@ -339,6 +341,15 @@ int rtnl_ifaddr_list(struct rtnl_sock *s, int ifindex, struct ipcidr **ret, size
         return r;
 }
 
+/* Where a set of host addresses lives: an interface's addresses, or the
+ * local routes of a routing table (through the loopback interface). The
+ * same pipelined add/delete and list/diff serve both. */
+struct holder {
+        bool route;
+        int ifindex;      /* addresses: the interface; routes: lo */
+        uint32_t table;   /* routes */
+};
+
 /* One RTM_NEWADDR / RTM_DELADDR for a host address (or del's own prefix). */
 static void addr_msg(struct rtnl_sock *s, void *buf, bool add, int ifindex, const struct ipaddr *a, uint8_t prefix)
 {
@@ -358,8 +369,28 @@ static void addr_msg(struct rtnl_sock *s, void *buf, bool add, int ifindex, cons
                 mnl_attr_put_u32(nlh, IFA_FLAGS, IFA_F_NODAD);
 }
 
-int rtnl_ifaddr_change(struct rtnl_sock *s, int ifindex, const struct ipaddr *add, size_t n_add,
-                       const struct ipcidr *del, size_t n_del, struct ipaddr *ret_failed)
+/* One RTM_NEWROUTE / RTM_DELROUTE: `local ADDR/prefix dev lo table T`. */
+static void route_msg(struct rtnl_sock *s, void *buf, bool add, const struct holder *h, const struct ipaddr *a,
+                      uint8_t prefix)
+{
+        struct nlmsghdr *nlh = msg_start(s, buf, add ? RTM_NEWROUTE : RTM_DELROUTE,
+                                         NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0));
+        struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+
+        rtm->rtm_family = a->family;
+        rtm->rtm_dst_len = prefix;
+        /* Tables above 255 exist only as RTA_TABLE. */
+        rtm->rtm_table = h->table < 256 ? (uint8_t)h->table : RT_TABLE_UNSPEC;
+        rtm->rtm_protocol = RTPROT_STATIC;
+        rtm->rtm_scope = RT_SCOPE_HOST;
+        rtm->rtm_type = RTN_LOCAL;
+        mnl_attr_put_u32(nlh, RTA_TABLE, h->table);
+        mnl_attr_put(nlh, RTA_DST, ipaddr_len(a), a->bytes);
+        mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)h->ifindex);
+}
+
+static int holder_change(struct rtnl_sock *s, const struct holder *h, const struct ipaddr *add, size_t n_add,
+                         const struct ipcidr *del, size_t n_del, struct ipaddr *ret_failed)
 {
         size_t total = n_add + n_del, done = 0;
         int first = 0;
@@ -375,12 +406,14 @@ int rtnl_ifaddr_change(struct rtnl_sock *s, int ifindex, const struct ipaddr *ad
                 for (size_t k = 0; k < n; k++) {
                         size_t i = done + k;
                         char *p = s->sbuf + len;
+                        bool is_del = i < n_del;
+                        const struct ipaddr *a = is_del ? &del[i].addr : &add[i - n_del];
+                        uint8_t prefix = is_del ? del[i].prefix : a->family == AF_INET6 ? 128 : 32;
 
-                        if (i < n_del)
-                                addr_msg(s, p, false, ifindex, &del[i].addr, del[i].prefix);
+                        if (h->route)
+                                route_msg(s, p, !is_del, h, a, prefix);
                         else
-                                addr_msg(s, p, true, ifindex, &add[i - n_del],
-                                         add[i - n_del].family == AF_INET6 ? 128 : 32);
+                                addr_msg(s, p, !is_del, h->ifindex, a, prefix);
                         len += ((struct nlmsghdr *)p)->nlmsg_len;
                 }
                 x.errs = errs;
@@ -392,8 +425,10 @@ int rtnl_ifaddr_change(struct rtnl_sock *s, int ifindex, const struct ipaddr *ad
                         bool is_del = i < n_del;
                         int e = errs[k];
 
-                        /* Already there, already gone: the goal is reached. */
-                        if (e == 0 || (!is_del && e == -EEXIST) || (is_del && e == -EADDRNOTAVAIL))
+                        /* Already there, already gone (an address answers
+                         * EADDRNOTAVAIL, a route ESRCH): the goal is reached. */
+                        if (e == 0 || (!is_del && e == -EEXIST) ||
+                            (is_del && e == (h->route ? -ESRCH : -EADDRNOTAVAIL)))
                                 continue;
                         if (!first) {
                                 first = e;
@@ -407,20 +442,28 @@ int rtnl_ifaddr_change(struct rtnl_sock *s, int ifindex, const struct ipaddr *ad
         return first;
 }
 
+int rtnl_ifaddr_change(struct rtnl_sock *s, int ifindex, const struct ipaddr *add, size_t n_add,
+                       const struct ipcidr *del, size_t n_del, struct ipaddr *ret_failed)
+{
+        struct holder h = { .ifindex = ifindex };
+
+        return holder_change(s, &h, add, n_add, del, n_del, ret_failed);
+}
+
 static int addr_order(const void *a, const void *b)
 {
         return ipaddr_cmp(a, b);
 }
 
-int rtnl_ifaddr_sync(struct rtnl_sock *s, int ifindex, const struct ipaddr *want, size_t n,
-                     struct ipaddr *ret_failed)
+static int holder_sync(struct rtnl_sock *s, const struct holder *h, const struct ipaddr *want, size_t n,
+                       struct ipaddr *ret_failed)
 {
         struct ipcidr *have = NULL, *del = NULL;
         struct ipaddr *w = NULL, *add = NULL;
         size_t nh = 0, nw = 0, n_add = 0, n_del = 0, i = 0, j = 0;
         int r;
 
-        r = rtnl_ifaddr_list(s, ifindex, &have, &nh);
+        r = h->route ? rtnl_local_route_list(s, h->table, &have, &nh) : rtnl_ifaddr_list(s, h->ifindex, &have, &nh);
         if (r < 0)
                 return r;
         r = -ENOMEM;
@@ -450,11 +493,196 @@ int rtnl_ifaddr_sync(struct rtnl_sock *s, int ifindex, const struct ipaddr *want
                                 ;
                 }
         }
-        r = rtnl_ifaddr_change(s, ifindex, add, n_add, del, n_del, ret_failed);
+        r = holder_change(s, h, add, n_add, del, n_del, ret_failed);
 out:
         free(have);
         free(w);
         free(add);
         free(del);
         return r;
+}
+
+int rtnl_ifaddr_sync(struct rtnl_sock *s, int ifindex, const struct ipaddr *want, size_t n,
+                     struct ipaddr *ret_failed)
+{
+        struct holder h = { .ifindex = ifindex };
+
+        return holder_sync(s, &h, want, n, ret_failed);
+}
+
+/* ---- local routes of a table ---- */
+
+struct route_list {
+        uint32_t table;
+        struct ipcidr *v;
+        size_t n, cap;
+};
+
+struct route_attrs {
+        const struct nlattr *table, *dst;
+};
+
+static int route_attr_cb(const struct nlattr *attr, void *data)
+{
+        struct route_attrs *a = data;
+        uint16_t type = mnl_attr_get_type(attr);
+
+        if (type == RTA_TABLE)
+                a->table = attr;
+        else if (type == RTA_DST)
+                a->dst = attr;
+        return MNL_CB_OK;
+}
+
+static int route_cb(const struct nlmsghdr *nlh, void *data)
+{
+        struct route_list *l = data;
+        const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
+        struct route_attrs a = { 0 };
+        struct ipcidr c = { 0 };
+        uint32_t table;
+        size_t len;
+
+        if (nlh->nlmsg_type != RTM_NEWROUTE || nlh->nlmsg_len < mnl_nlmsg_size(sizeof(*rtm)))
+                return 0;
+        if ((rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6) || rtm->rtm_type != RTN_LOCAL)
+                return 0;
+        if (mnl_attr_parse(nlh, sizeof(*rtm), route_attr_cb, &a) < 0)
+                return -EINVAL;
+        table = a.table && mnl_attr_get_payload_len(a.table) == 4 ? mnl_attr_get_u32(a.table) : rtm->rtm_table;
+        if (table != l->table)
+                return 0;
+        len = rtm->rtm_family == AF_INET6 ? 16 : 4;
+        c.addr.family = rtm->rtm_family;
+        c.prefix = rtm->rtm_dst_len;
+        if (a.dst) {
+                if (mnl_attr_get_payload_len(a.dst) != len)
+                        return -EINVAL;
+                memcpy(c.addr.bytes, mnl_attr_get_payload(a.dst), len);
+        } else if (c.prefix) {
+                return -EINVAL;
+        }
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 64;
+                struct ipcidr *v = realloc(l->v, cap * sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                l->v = v;
+                l->cap = cap;
+        }
+        l->v[l->n++] = c;
+        return 0;
+}
+
+int rtnl_local_route_list(struct rtnl_sock *s, uint32_t table, struct ipcidr **ret, size_t *ret_n)
+{
+        char *buf = s->sbuf;
+        int r = -EINTR;
+
+        for (int tries = 0; tries < 5 && r == -EINTR; tries++) {
+                struct route_list l = { .table = table };
+                struct nlmsghdr *nlh = msg_start(s, buf, RTM_GETROUTE, NLM_F_DUMP);
+                struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
+
+                /* Every table is dumped (filtering by table needs strict
+                 * checking, which older kernels lack): the callback keeps
+                 * this one's local routes. */
+                rtm->rtm_family = AF_UNSPEC;
+                r = talk(s, nlh, true, route_cb, &l);
+                if (r == 0) {
+                        if (l.n > 1)
+                                qsort(l.v, l.n, sizeof(*l.v), cidr_order);
+                        *ret = l.v;
+                        *ret_n = l.n;
+                        return 0;
+                }
+                free(l.v);
+        }
+        return r;
+}
+
+static int lo_holder(struct rtnl_sock *s, uint32_t table, struct holder *ret)
+{
+        int ifindex = 0, r = rtnl_dummy_find(s, "lo", &ifindex);
+
+        if (r < 0)
+                return r;
+        *ret = (struct holder){ .route = true, .ifindex = ifindex, .table = table };
+        return 0;
+}
+
+int rtnl_local_route_change(struct rtnl_sock *s, uint32_t table, const struct ipaddr *add, size_t n_add,
+                            const struct ipcidr *del, size_t n_del, struct ipaddr *ret_failed)
+{
+        struct holder h;
+        int r;
+
+        if (!n_add && !n_del)
+                return 0;
+        if ((r = lo_holder(s, table, &h)) < 0)
+                return r;
+        return holder_change(s, &h, add, n_add, del, n_del, ret_failed);
+}
+
+int rtnl_local_route_sync(struct rtnl_sock *s, uint32_t table, const struct ipaddr *want, size_t n,
+                          struct ipaddr *ret_failed)
+{
+        struct holder h;
+        int r;
+
+        if ((r = lo_holder(s, table, &h)) < 0)
+                return r;
+        return holder_sync(s, &h, want, n, ret_failed);
+}
+
+/* ---- policy routing rules ---- */
+
+static void rule_msg(struct rtnl_sock *s, void *buf, bool add, int family, uint32_t mark, uint32_t table,
+                     uint32_t priority)
+{
+        struct nlmsghdr *nlh = msg_start(s, buf, add ? RTM_NEWRULE : RTM_DELRULE,
+                                         NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0));
+        struct fib_rule_hdr *frh = mnl_nlmsg_put_extra_header(nlh, sizeof(*frh));
+
+        frh->family = (uint8_t)family;
+        frh->table = table < 256 ? (uint8_t)table : RT_TABLE_UNSPEC;
+        frh->action = FR_ACT_TO_TBL;
+        mnl_attr_put_u32(nlh, FRA_PRIORITY, priority);
+        /* A deletion without a mark matches the rule whatever its mark. */
+        if (mark) {
+                mnl_attr_put_u32(nlh, FRA_FWMARK, mark);
+                mnl_attr_put_u32(nlh, FRA_FWMASK, mark);
+        }
+        mnl_attr_put_u32(nlh, FRA_TABLE, table);
+}
+
+int rtnl_fwmark_rule_ensure(struct rtnl_sock *s, int family, uint32_t mark, uint32_t table, uint32_t priority)
+{
+        int r;
+
+        if (!mark)
+                return -EINVAL;
+        rule_msg(s, s->sbuf, true, family, mark, table, priority);
+        r = talk(s, (struct nlmsghdr *)s->sbuf, false, NULL, NULL);
+        /* The kernel compares every field under NLM_F_EXCL: an identical
+         * rule is already there. */
+        return r == -EEXIST ? 0 : r;
+}
+
+int rtnl_fwmark_rule_del(struct rtnl_sock *s, int family, uint32_t mark, uint32_t table, uint32_t priority)
+{
+        /* Kernels before 4.17 accept duplicates under NLM_F_EXCL: delete
+         * until none is left (bounded). */
+        for (int i = 0; i < 16; i++) {
+                int r;
+
+                rule_msg(s, s->sbuf, false, family, mark, table, priority);
+                r = talk(s, (struct nlmsghdr *)s->sbuf, false, NULL, NULL);
+                if (r == -ENOENT)
+                        return 0;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }

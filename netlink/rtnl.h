@@ -2,13 +2,16 @@
 #pragma once
 /* The few rtnetlink requests the IPVS mode needs (libmnl): the dummy
  * interface kube-ipvs0 that holds the virtual IPs, so the host accepts
- * traffic for them and IPVS sees it in LOCAL_IN, and its addresses. One
+ * traffic for them and IPVS sees it in LOCAL_IN, and its addresses; the
+ * local routes of a routing table and the fwmark rule that consults it,
+ * which deliver marked traffic for load balancer IPs locally. One
  * socket, opened once; address changes are pipelined (a window of requests
  * per sendmsg, their acks collected afterwards). Library code: no logging,
  * 0 or a negative errno.
  *
  * Names avoid libnl-route's rtnl_link_* / rtnl_addr_* so both can be linked. */
 #include <stddef.h>
+#include <stdint.h>
 #include "ipaddr.h"
 
 #define RTNL_IPVS_DUMMY "kube-ipvs0"
@@ -41,3 +44,23 @@ int rtnl_ifaddr_change(struct rtnl_sock *s, int ifindex, const struct ipaddr *ad
  * allowed): lists them, then adds what is missing and deletes the rest. */
 int rtnl_ifaddr_sync(struct rtnl_sock *s, int ifindex, const struct ipaddr *want, size_t n,
                      struct ipaddr *ret_failed);
+
+/* The local routes (`local ADDR dev lo`) of routing table `table`, any
+ * prefix length, sorted by ipaddr_cmp. *ret (malloc'd) and *ret_n
+ * untouched on failure. */
+int rtnl_local_route_list(struct rtnl_sock *s, uint32_t table, struct ipcidr **ret, size_t *ret_n);
+/* Adds add[] as host routes (/32, /128) `local ADDR dev lo table T` and
+ * deletes del[]; already there or already gone is not an error. As
+ * rtnl_ifaddr_change otherwise. */
+int rtnl_local_route_change(struct rtnl_sock *s, uint32_t table, const struct ipaddr *add, size_t n_add,
+                            const struct ipcidr *del, size_t n_del, struct ipaddr *ret_failed);
+/* Makes the table's local routes exactly want[] (any order, duplicates
+ * allowed). */
+int rtnl_local_route_sync(struct rtnl_sock *s, uint32_t table, const struct ipaddr *want, size_t n,
+                          struct ipaddr *ret_failed);
+
+/* The rule `priority P: fwmark MARK/MARK lookup TABLE` of family AF_INET or
+ * AF_INET6: added unless there (MARK != 0); deleted (every copy; with MARK
+ * 0 whatever its mark), 0 if there is none. */
+int rtnl_fwmark_rule_ensure(struct rtnl_sock *s, int family, uint32_t mark, uint32_t table, uint32_t priority);
+int rtnl_fwmark_rule_del(struct rtnl_sock *s, int family, uint32_t mark, uint32_t table, uint32_t priority);

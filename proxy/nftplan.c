@@ -80,6 +80,7 @@ struct build {
         struct entries disp; /* service-ips, no-endpoint-*, service-nodeports */
         struct entries fw;   /* firewall-ips */
         struct entries masq; /* companion: external-masq, nodeport-masq */
+        struct entries lb;   /* companion: load-balancer-local */
         uint8_t *flags;      /* per t->svcs index */
         struct ipaddr *hairpin;
         size_t n_hairpin;
@@ -372,6 +373,9 @@ static int build_entries(struct build *b)
                         if (v->kind != TBL_VIP_CLUSTER_IP && ext_masq &&
                             (r = entries_add(&b->masq, si, s, &v->addr, s->port, 0)) < 0)
                                 return r;
+                        if (v->kind == TBL_VIP_LOAD_BALANCER && b->p->companion &&
+                            (r = entries_add(&b->lb, si, s, &v->addr, s->port, 0)) < 0)
+                                return r;
                 }
                 if (s->node_port) {
                         if ((r = entries_add(&b->disp, si, s, NULL, s->node_port,
@@ -382,7 +386,7 @@ static int build_entries(struct build *b)
                 }
         }
         if ((r = entries_dedupe(&b->disp)) < 0 || (r = entries_dedupe(&b->fw)) < 0 ||
-            (r = entries_dedupe(&b->masq)) < 0)
+            (r = entries_dedupe(&b->masq)) < 0 || (r = entries_dedupe(&b->lb)) < 0)
                 return r;
         for (size_t i = 0; i < b->disp.n; i++) {
                 const struct entry *e = &b->disp.v[i];
@@ -407,6 +411,7 @@ static void build_free(struct build *b)
         free(b->disp.v);
         free(b->fw.v);
         free(b->masq.v);
+        free(b->lb.v);
         free(b->flags);
         free(b->hairpin);
         free(b->names);
@@ -572,6 +577,7 @@ enum pick {
         PICK_NO_EP,     /* no-endpoint-*: REJECT and DROP verdicts */
         PICK_EXT_LOCAL, /* IPVS companion local-policy-*: external tuples of services keeping an ext- chain */
         PICK_MASQ,      /* IPVS companion external-masq / nodeport-masq (a set, from b->masq) */
+        PICK_LB,        /* IPVS companion load-balancer-local (a set, from b->lb) */
 };
 
 static bool picked(const struct build *b, const struct entry *e, enum pick pick)
@@ -588,12 +594,12 @@ static bool picked(const struct build *b, const struct entry *e, enum pick pick)
         }
 }
 
-/* A set (PICK_MASQ) or verdict map keyed by addr . proto . port, or by
+/* A set (PICK_MASQ, PICK_LB) or verdict map keyed by addr . proto . port, or by
  * proto . port for NodePorts. */
 static int tuple_set(struct build *b, const char *name, bool nodeports, enum pick pick)
 {
-        const struct entries *from = pick == PICK_MASQ ? &b->masq : &b->disp;
-        bool map = pick != PICK_MASQ;
+        const struct entries *from = pick == PICK_MASQ ? &b->masq : pick == PICK_LB ? &b->lb : &b->disp;
+        bool map = pick != PICK_MASQ && pick != PICK_LB;
         int r = nodeports ? set_begin(b, name, map, 0, NFTP_NONE, 2, NFTP_T_PROTO, NFTP_T_SERVICE)
                           : set_begin(b, name, map, 0, NFTP_NONE, 3, b->addr_type, NFTP_T_PROTO, NFTP_T_SERVICE);
 
@@ -1154,6 +1160,38 @@ static void companion_flags(struct build *b)
                 b->flags[i] = (b->flags[i] & F_EXT) && b->t->svcs[i].etp_local ? F_EXT | F_SVC : 0;
 }
 
+uint32_t nftplan_lb_local_mark(const struct table *t)
+{
+        uint32_t m = t->masquerade_mark;
+
+        return m > 1 ? m >> 1 : 2;
+}
+
+/* IPVS sees a packet only in LOCAL_IN (or LOCAL_OUT), so the node must
+ * take traffic to a virtual server's address as its own. kube-proxy makes
+ * LB IPs local addresses (kube-ipvs0), which also makes the node take the
+ * replies to a client whose source is the LB IP (a load balancer that
+ * SNATs to its VIP) and answer for every port of it. Here packets to the
+ * LB IPs' service ports are marked before routing, and a fwmark rule sends
+ * them to a table of local routes (the IPVS backend's job): only those are
+ * delivered locally. Output needs a route chain: locally generated packets
+ * are routed before the hook and must be rerouted after the mark. */
+static int lb_local_chains(struct build *b)
+{
+        uint32_t mark = nftplan_lb_local_mark(b->t);
+        int r;
+
+        if ((r = base_chain(b, "mangle-prerouting", "filter", NFTP_HOOK_PREROUTING, -150, "mangle")) < 0 ||
+            (r = rule(b, NFTP_M_TUPLE, NFTP_A_MARK_OR, NULL, "load-balancer-local", NULL, mark)) < 0)
+                return r;
+        chain_end(b);
+        if ((r = base_chain(b, "mangle-output", "route", NFTP_HOOK_OUTPUT, -150, "mangle")) < 0 ||
+            (r = rule(b, NFTP_M_TUPLE, NFTP_A_MARK_OR, NULL, "load-balancer-local", NULL, mark)) < 0)
+                return r;
+        chain_end(b);
+        return 0;
+}
+
 static int build_companion(struct build *b)
 {
         int r;
@@ -1162,9 +1200,11 @@ static int build_companion(struct build *b)
             (r = tuple_set(b, "no-endpoint-nodeports", true, PICK_NO_EP)) < 0 ||
             (r = tuple_set(b, "external-masq", false, PICK_MASQ)) < 0 || (r = tuple_set(b, "nodeport-masq", true, PICK_MASQ)) < 0 ||
             (r = tuple_set(b, "local-policy-ips", false, PICK_EXT_LOCAL)) < 0 ||
-            (r = tuple_set(b, "local-policy-nodeports", true, PICK_EXT_LOCAL)) < 0 || (r = affinity_sets(b)) < 0)
+            (r = tuple_set(b, "local-policy-nodeports", true, PICK_EXT_LOCAL)) < 0 ||
+            (r = tuple_set(b, "load-balancer-local", false, PICK_LB)) < 0 || (r = affinity_sets(b)) < 0)
                 return r;
-        if ((r = nat_chains(b, "ipvs-masquerade", false, true)) < 0 || (r = filter_chains(b, false)) < 0)
+        if ((r = lb_local_chains(b)) < 0 || (r = nat_chains(b, "ipvs-masquerade", false, true)) < 0 ||
+            (r = filter_chains(b, false)) < 0)
                 return r;
         if ((r = chain_begin(b, "ipvs-masquerade", NFTP_NONE)) < 0 || (r = masquerade_rule(b)) < 0 ||
             (r = rule(b, NFTP_M_TUPLE, NFTP_A_JUMP, "mark-for-masquerade", "external-masq", NULL, 0)) < 0 ||
@@ -1234,7 +1274,7 @@ static int presize(struct build *b)
         for (size_t i = 0; i < b->disp.n; i++)
                 elems += main_tbl || in_table(b, b->disp.v[i].svc);
         if (main_tbl) {
-                elems += b->n_hairpin + b->masq.n + t->n_cluster_ips[b->idx] + t->n_service_cidr[b->idx];
+                elems += b->n_hairpin + b->masq.n + b->lb.n + t->n_cluster_ips[b->idx] + t->n_service_cidr[b->idx];
                 for (size_t i = 0; i < b->fw.n; i++) {
                         const struct tbl_svc *s = &t->svcs[b->fw.v[i].svc];
 

@@ -195,6 +195,11 @@ struct nftp_family {
         const struct nftp_svc_objs *svc;
 };
 
+/* The IPVS companion marks packets to load balancer IPs' service ports
+ * with this bit, which the IPVS backend's fwmark rule routes to its table
+ * of local routes: the bit below the masquerade bit (0x2000 by default). */
+uint32_t nftplan_lb_local_mark(const struct table *t);
+
 /* The ruleset of render_nft, with the table's shard setting
  * (table->nft_shards; negative = nftplan_auto_shards). */
 int nftplan_new(const struct table *t, struct nftplan **ret);

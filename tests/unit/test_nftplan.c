@@ -211,6 +211,69 @@ static void test_plan_shape(void **state)
         table_free(t);
 }
 
+/* The IPVS companion marks exactly the LB IPs' service tuples (every LB
+ * VIP of the table, once), before routing and in a route chain on output,
+ * with the bit below the masquerade bit; the nftables plan has none of it. */
+static void test_companion_lb_mark(void **state)
+{
+        struct table *t = load("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags");
+        struct nftplan *p, *n;
+        size_t want[2] = { 0, 0 };
+
+        (void) state;
+        assert_int_equal(nftplan_lb_local_mark(t), 0x2000);
+        assert_int_equal(nftplan_new_ipvs_companion(t, &p), 0);
+        for (size_t i = 0; i < t->n_svcs; i++)
+                for (size_t j = 0; j < t->svcs[i].n_vips; j++)
+                        want[ipfam_index(t->svcs[i].family)] += t->svcs[i].vips[j].kind == TBL_VIP_LOAD_BALANCER;
+        assert_true(want[0] > 0);
+        for (int fi = 0; fi < 2; fi++) {
+                const struct nftp_family *f = nftplan_family(p, fi);
+                uint32_t s = nftplan_set_find(p, fi, "load-balancer-local");
+                static const char *const chains[2] = { "mangle-prerouting", "mangle-output" };
+
+                assert_int_not_equal(s, NFTP_NONE);
+                assert_false(f->sets[s].map);
+                assert_int_equal(f->sets[s].n_elems, want[fi]);
+                for (uint32_t e = f->sets[s].first_elem; e < f->sets[s].first_elem + f->sets[s].n_elems; e++) {
+                        const struct tbl_svc *sv = &t->svcs[f->elems[e].svc];
+                        bool lb = false;
+
+                        for (size_t j = 0; j < sv->n_vips; j++)
+                                lb |= sv->vips[j].kind == TBL_VIP_LOAD_BALANCER &&
+                                      !memcmp(f->elems[e].key, sv->vips[j].addr.bytes, ipaddr_len(&sv->vips[j].addr));
+                        assert_true(lb);
+                }
+                for (int k = 0; k < 2; k++) {
+                        uint32_t c = nftplan_chain_find(p, fi, chains[k]);
+                        const struct nftp_rule *r;
+
+                        assert_int_not_equal(c, NFTP_NONE);
+                        assert_true(f->chains[c].base);
+                        assert_int_equal(f->chains[c].prio, -150);
+                        assert_string_equal(f->chains[c].type, k ? "route" : "filter");
+                        assert_int_equal(f->chains[c].hook, k ? NFTP_HOOK_OUTPUT : NFTP_HOOK_PREROUTING);
+                        assert_int_equal(f->chains[c].n_rules, 1);
+                        r = &f->rules[f->chains[c].first_rule];
+                        assert_int_equal(r->match, NFTP_M_TUPLE);
+                        assert_int_equal(r->action, NFTP_A_MARK_OR);
+                        assert_string_equal(r->set, "load-balancer-local");
+                        assert_int_equal(r->arg, 0x2000);
+                }
+        }
+        assert_int_equal(nftplan_new(t, &n), 0);
+        assert_int_equal(nftplan_set_find(n, 0, "load-balancer-local"), NFTP_NONE);
+        assert_int_equal(nftplan_chain_find(n, 0, "mangle-prerouting"), NFTP_NONE);
+        nftplan_free(n);
+        nftplan_free(p);
+        /* Another masquerade bit moves the mark along; bit 0 has none below. */
+        t->masquerade_mark = 1u << 20;
+        assert_int_equal(nftplan_lb_local_mark(t), 1u << 19);
+        t->masquerade_mark = 1;
+        assert_int_equal(nftplan_lb_local_mark(t), 2);
+        table_free(t);
+}
+
 /* Shards: the service dispatch of each service in exactly one shard table
  * (its hash's), the same elements and chains as without shards, and the main
  * table keeping everything else. */
@@ -413,6 +476,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_plan_shape),
                 cmocka_unit_test(test_plan_shards),
+                cmocka_unit_test(test_companion_lb_mark),
                 cmocka_unit_test(test_auto_shards),
                 cmocka_unit_test(test_plan_equal),
                 cmocka_unit_test(test_disabled_family),
