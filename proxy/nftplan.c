@@ -373,7 +373,7 @@ static int build_entries(struct build *b)
                         if (v->kind != TBL_VIP_CLUSTER_IP && ext_masq &&
                             (r = entries_add(&b->masq, si, s, &v->addr, s->port, 0)) < 0)
                                 return r;
-                        if (v->kind == TBL_VIP_LOAD_BALANCER && b->p->companion &&
+                        if (v->kind == TBL_VIP_LOAD_BALANCER && b->p->companion && s->external == TBL_DNAT &&
                             (r = entries_add(&b->lb, si, s, &v->addr, s->port, 0)) < 0)
                                 return r;
                 }
@@ -1174,8 +1174,12 @@ uint32_t nftplan_lb_local_mark(const struct table *t)
  * SNATs to its VIP) and answer for every port of it. Here packets to the
  * LB IPs' service ports are marked before routing, and a fwmark rule sends
  * them to a table of local routes (the IPVS backend's job): only those are
- * delivered locally. Output needs a route chain: locally generated packets
- * are routed before the hook and must be rerouted after the mark. */
+ * delivered locally. Only tuples with a virtual server: a REJECT must be
+ * forwarded traffic, as in the nftables mode, because the kernel sends an
+ * ICMP error for a locally delivered packet from its destination address,
+ * and the LB IP is no address of the node, so the error would never leave.
+ * Output needs a route chain: locally generated packets are routed before
+ * the hook and must be rerouted after the mark. */
 static int lb_local_chains(struct build *b)
 {
         uint32_t mark = nftplan_lb_local_mark(b->t);

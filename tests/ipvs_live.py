@@ -10,6 +10,11 @@ one): real TCP connections through a ClusterIP and a NodePort.
 3. Restart: stopping nlproxy leaves the virtual servers (an established
    connection keeps working), and a new nlproxy keeps them and the
    connection; the virtual server is never absent in between.
+4. Load balancer IPs: not on kube-ipvs0 but local routes of table 95 that
+   the fwmark rule consults; connections to them work, and a changed LB IP
+   moves the route (partial sync).
+5. --cleanup removes the virtual servers, kube-ipvs0, the routes and the
+   rules.
 
 Only namespaces this script creates are touched; every wait is bounded;
 only processes it started are stopped, by PID."""
@@ -25,6 +30,7 @@ NLPROXY = os.path.join(ROOT, "build", "nlproxy")
 PID = os.getpid()
 NS = {k: f"nlipvs{PID}-{k}" for k in ("node", "client", "e1", "e2", "fresh")}
 CIP, NODE_IP, NODEPORT = "10.96.0.10", "192.168.0.2", 30080
+LB1, LB2, LB_TABLE = "203.0.113.10", "203.0.113.20", "95"
 EPS = {"e1": "10.2.0.2", "e2": "10.3.0.2"}
 FLAGS = ["--hostname-override", "node-a", "--node-ip", NODE_IP, "--cluster-cidr", "10.244.0.0/16",
          "--service-cluster-ip-range", "10.96.0.0/12", "--mode", "ipvs"]
@@ -69,16 +75,20 @@ def wait_for(what, fn, timeout=20.0):
     return None
 
 
-def manifest(path, eps):
-    """A ClusterIP + NodePort service with the given endpoint addresses."""
+def manifest(path, eps, lb=LB1):
+    """A LoadBalancer service (ClusterIP, NodePort, LB IP) with the given
+    endpoint addresses."""
     items = [f"""apiVersion: v1
 kind: Service
 metadata: {{name: web, namespace: demo}}
 spec:
-  type: NodePort
+  type: LoadBalancer
   clusterIP: {CIP}
   clusterIPs: [{CIP}]
   ports: [{{name: http, port: 80, targetPort: 8080, nodePort: {NODEPORT}, protocol: TCP}}]
+status:
+  loadBalancer:
+    ingress: [{{ip: {lb}}}]
 """, """apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata:
@@ -165,6 +175,16 @@ def vs_lines():
     return vs
 
 
+def kube_ipvs0():
+    out = nsx("node", "ip", "-o", "addr", "show", "dev", "kube-ipvs0", check_rc=False)
+    return [f.split()[3].split("/")[0] for f in out.splitlines() if len(f.split()) > 3]
+
+
+def lb_routes():
+    out = nsx("node", "ip", "route", "show", "table", LB_TABLE, check_rc=False)
+    return sorted(f.split()[1] for f in out.splitlines() if f.startswith("local "))
+
+
 def topology():
     for ns in NS.values():
         sh("ip", "netns", "add", ns)
@@ -215,9 +235,9 @@ def main():
             spawn(k, "python3", "-c", SERVER, k)
         manifest(path, list(EPS.values()))
         d = start_daemon(path)
-        want = {f"{CIP}:80": 2, f"{NODE_IP}:{NODEPORT}": 2}
+        want = {f"{CIP}:80": 2, f"{NODE_IP}:{NODEPORT}": 2, f"{LB1}:80": 2}
         ok = wait_for("sync", lambda: all(len(vs_lines().get(k, {})) == n for k, n in want.items()))
-        check("daemon programs the ClusterIP and NodePort virtual servers", ok, vs_lines())
+        check("daemon programs the ClusterIP, NodePort and LB virtual servers", ok, vs_lines())
         if not ok:
             return 1
 
@@ -270,7 +290,30 @@ def main():
         check("the connection survives the restart", cl.cmd("ping") == live)
         check("new connections after the restart", cl.cmd(f"new {CIP} 80") == other)
         check("NodePort after the restart", cl.cmd(f"new {NODE_IP} {NODEPORT}") == other)
+
+        # 4. Load balancer IPs.
+        check("the LB IP is not on kube-ipvs0", LB1 not in kube_ipvs0() and CIP in kube_ipvs0(), kube_ipvs0())
+        check(f"the LB IP is a local route of table {LB_TABLE}", lb_routes() == [LB1], lb_routes())
+        rules = nsx("node", "ip", "rule", "show")
+        check(f"the fwmark rule routes marked packets to table {LB_TABLE}",
+              f"fwmark 0x2000/0x2000 lookup {LB_TABLE}" in rules, rules)
+        check("a connection to the LB IP", cl.cmd(f"new {LB1} 80") == other)
+        manifest(path, [EPS[other]], lb=LB2)
+        ok = wait_for("LB moved", lambda: lb_routes() == [LB2] and f"{LB2}:80" in vs_lines())
+        check("a changed LB IP moves its route and virtual server", ok and f"{LB1}:80" not in vs_lines(),
+              (lb_routes(), vs_lines()))
+        check("a connection to the new LB IP", cl.cmd(f"new {LB2} 80") == other)
         stop(d)
+
+        # 5. Cleanup.
+        r = subprocess.run(["ip", "netns", "exec", NS["node"], NLPROXY, *FLAGS, "--cleanup"], capture_output=True,
+                           text=True, timeout=60)
+        check("--cleanup succeeds", r.returncode == 0, r.stderr)
+        check("--cleanup removes the virtual servers and kube-ipvs0", not vs_lines() and
+              "kube-ipvs0" not in nsx("node", "ip", "link", "show"), vs_lines())
+        rules = nsx("node", "ip", "rule", "show")
+        check("--cleanup removes the LB routes and the fwmark rule", not lb_routes() and f"lookup {LB_TABLE}" not in rules,
+              (lb_routes(), rules))
     finally:
         for p in procs:
             if p.poll() is None:

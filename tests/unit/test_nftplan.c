@@ -211,21 +211,28 @@ static void test_plan_shape(void **state)
         table_free(t);
 }
 
-/* The IPVS companion marks exactly the LB IPs' service tuples (every LB
- * VIP of the table, once), before routing and in a route chain on output,
- * with the bit below the masquerade bit; the nftables plan has none of it. */
+/* The IPVS companion marks exactly the LB IPs' service tuples that have a
+ * virtual server (external verdict DNAT), before routing and in a route
+ * chain on output, with the bit below the masquerade bit; the nftables plan
+ * has none of it. */
 static void test_companion_lb_mark(void **state)
 {
         struct table *t = load("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags");
         struct nftplan *p, *n;
-        size_t want[2] = { 0, 0 };
+        size_t want[2] = { 0, 0 }, no_vs = 0;
 
         (void) state;
         assert_int_equal(nftplan_lb_local_mark(t), 0x2000);
         assert_int_equal(nftplan_new_ipvs_companion(t, &p), 0);
         for (size_t i = 0; i < t->n_svcs; i++)
-                for (size_t j = 0; j < t->svcs[i].n_vips; j++)
-                        want[ipfam_index(t->svcs[i].family)] += t->svcs[i].vips[j].kind == TBL_VIP_LOAD_BALANCER;
+                for (size_t j = 0; j < t->svcs[i].n_vips; j++) {
+                        if (t->svcs[i].vips[j].kind != TBL_VIP_LOAD_BALANCER)
+                                continue;
+                        if (t->svcs[i].external == TBL_DNAT)
+                                want[ipfam_index(t->svcs[i].family)]++;
+                        else
+                                no_vs++;
+                }
         assert_true(want[0] > 0);
         for (int fi = 0; fi < 2; fi++) {
                 const struct nftp_family *f = nftplan_family(p, fi);
@@ -239,6 +246,7 @@ static void test_companion_lb_mark(void **state)
                         const struct tbl_svc *sv = &t->svcs[f->elems[e].svc];
                         bool lb = false;
 
+                        assert_int_equal(sv->external, TBL_DNAT);
                         for (size_t j = 0; j < sv->n_vips; j++)
                                 lb |= sv->vips[j].kind == TBL_VIP_LOAD_BALANCER &&
                                       !memcmp(f->elems[e].key, sv->vips[j].addr.bytes, ipaddr_len(&sv->vips[j].addr));
@@ -265,6 +273,30 @@ static void test_companion_lb_mark(void **state)
         assert_int_equal(nftplan_set_find(n, 0, "load-balancer-local"), NFTP_NONE);
         assert_int_equal(nftplan_chain_find(n, 0, "mangle-prerouting"), NFTP_NONE);
         nftplan_free(n);
+        nftplan_free(p);
+        /* A service whose external verdict is REJECT loses its tuples (no
+         * virtual server: its traffic is forwarded, and rejected there). */
+        assert_int_equal(no_vs, 0);
+        for (size_t i = 0; i < t->n_svcs; i++) {
+                struct tbl_svc *sv = &t->svcs[i];
+
+                for (size_t j = 0; j < sv->n_vips && sv->external == TBL_DNAT; j++)
+                        if (sv->vips[j].kind == TBL_VIP_LOAD_BALANCER) {
+                                sv->external = TBL_REJECT;
+                                for (size_t k = 0; k < sv->n_vips; k++)
+                                        no_vs += sv->vips[k].kind == TBL_VIP_LOAD_BALANCER;
+                                want[ipfam_index(sv->family)] -= no_vs;
+                        }
+                if (no_vs)
+                        break;
+        }
+        assert_true(no_vs > 0);
+        assert_int_equal(nftplan_new_ipvs_companion(t, &p), 0);
+        for (int fi = 0; fi < 2; fi++) {
+                const struct nftp_family *f = nftplan_family(p, fi);
+
+                assert_int_equal(f->sets[nftplan_set_find(p, fi, "load-balancer-local")].n_elems, want[fi]);
+        }
         nftplan_free(p);
         /* Another masquerade bit moves the mark along; bit 0 has none below. */
         t->masquerade_mark = 1u << 20;
