@@ -119,10 +119,14 @@ static int vs_push(struct vsvec *l, const struct table *t, const struct tbl_svc 
         addr_to_ipvs(a, &v->svc.addr);
         v->svc.port = port;
         strcpy(v->svc.sched_name, sched); /* length checked by the caller */
+        /* --ipvs-scheduler-flags: bit N-1 is the scheduler's flag N. */
+        v->svc.flags = (t->ipvs.sched_flags & 1 ? IP_VS_SVC_F_SCHED1 : 0) |
+                       (t->ipvs.sched_flags & 2 ? IP_VS_SVC_F_SCHED2 : 0) |
+                       (t->ipvs.sched_flags & 4 ? IP_VS_SVC_F_SCHED3 : 0);
         if (s->affinity_timeout) {
                 /* kube-proxy: ClientIP affinity is IPVS persistence with the
                  * affinity timeout, per client address. */
-                v->svc.flags = IP_VS_SVC_F_PERSISTENT;
+                v->svc.flags |= IP_VS_SVC_F_PERSISTENT;
                 v->svc.timeout = s->affinity_timeout;
         }
         /* Persistence per client address; the kernel wants a valid IPv6

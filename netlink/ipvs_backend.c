@@ -131,44 +131,66 @@ static int sysctl_set(const char *name, const char *value)
         int fd, r = 0;
 
         snprintf(path, sizeof(path), "/proc/sys/%s", name);
-        fd = open(path, O_RDWR | O_CLOEXEC);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0)
                 return -errno;
         n = read(fd, cur, sizeof(cur) - 1);
-        if (n < 0) {
-                r = -errno;
-                goto out;
-        }
+        r = n < 0 ? -errno : 0;
+        close(fd);
+        if (r < 0)
+                return r;
         cur[n] = '\0';
-        /* Written only when different: a read-only /proc/sys (a container
-         * started without the privilege) is fine if the host set it. */
+        /* Opened for writing only when different: a read-only /proc/sys (a
+         * container without the privilege) refuses even to open a file for
+         * writing, and is fine if the host set the value. */
         if (atoi(cur) == atoi(value))
-                goto out;
-        if (pwrite(fd, value, strlen(value), 0) < 0)
+                return 0;
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (write(fd, value, strlen(value)) < 0)
                 r = -errno;
-out:
         close(fd);
         return r;
 }
 
-static int apply_sysctls(char *err)
+/* kube-proxy's strictARP: answer ARP only for addresses of the receiving
+ * interface (not kube-ipvs0's), and announce only those. */
+static const struct {
+        const char *name;
+        const char *value;
+} strict_arp[] = {
+        { "net/ipv4/conf/all/arp_ignore", "1" },
+        { "net/ipv4/conf/all/arp_announce", "2" },
+};
+
+static int sysctl_err(char *err, const char *name, const char *value, int r)
+{
+        char dotted[128];
+
+        snprintf(dotted, sizeof(dotted), "%s", name);
+        for (char *p = dotted; *p; p++)
+                if (*p == '/')
+                        *p = '.';
+        snprintf(err, BACKEND_ERRLEN, "setting sysctl %s=%s: %s", dotted, value, strerror(-r));
+        return r;
+}
+
+static int apply_sysctls(const struct table *t, char *err)
 {
         for (size_t i = 0; i < sizeof(sysctls) / sizeof(sysctls[0]); i++) {
                 int r = sysctl_set(sysctls[i].name, sysctls[i].value);
 
                 if (r == -ENOENT && sysctls[i].optional)
                         continue;
-                if (r < 0) {
-                        char dotted[128];
+                if (r < 0)
+                        return sysctl_err(err, sysctls[i].name, sysctls[i].value, r);
+        }
+        for (size_t i = 0; t->ipvs.strict_arp && i < sizeof(strict_arp) / sizeof(strict_arp[0]); i++) {
+                int r = sysctl_set(strict_arp[i].name, strict_arp[i].value);
 
-                        snprintf(dotted, sizeof(dotted), "%s", sysctls[i].name);
-                        for (char *p = dotted; *p; p++)
-                                if (*p == '/')
-                                        *p = '.';
-                        snprintf(err, BACKEND_ERRLEN, "setting sysctl %s=%s: %s", dotted, sysctls[i].value,
-                                 strerror(-r));
-                        return r;
-                }
+                if (r < 0)
+                        return sysctl_err(err, strict_arp[i].name, strict_arp[i].value, r);
         }
         return 0;
 }
@@ -400,6 +422,32 @@ static int lb_rules_ensure(struct ipvs_backend *b, const struct table *t, char *
         return 0;
 }
 
+/* kube-proxy's excludeCIDRs: a virtual server there that the table does not
+ * want belongs to someone else (another IPVS user of the node) and is left
+ * alone. Removed from the dump, so reconciling never sees it. */
+static void prune_excluded(const struct table *t, const struct ipvs_desired *d, struct ipvs_state *st)
+{
+        size_t k = 0;
+
+        for (size_t i = 0; i < st->n; i++) {
+                const struct ipvs_service *s = &st->svcs[i].svc;
+                bool skip = false;
+
+                for (size_t j = 0; j < t->ipvs.n_exclude_cidrs && !s->fwmark && !skip; j++) {
+                        const struct ipcidr *c = &t->ipvs.exclude_cidrs[j];
+                        struct ipaddr a = { .family = s->af };
+
+                        memcpy(a.bytes, s->addr.raw, ipaddr_len(&a));
+                        skip = c->addr.family == s->af && ipcidr_contains(c, &a) && !ipvs_desired_find(d, s);
+                }
+                if (skip)
+                        free(st->svcs[i].dests);
+                else
+                        st->svcs[k++] = st->svcs[i];
+        }
+        st->n = k;
+}
+
 /* ---- syncs ---- */
 
 static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desired *d, const struct addrs *vips,
@@ -410,8 +458,18 @@ static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desire
         struct ipaddr failed = { 0 };
         int r;
 
-        if ((r = apply_sysctls(err)) < 0)
+        if ((r = apply_sysctls(t, err)) < 0)
                 return r;
+        if (t->ipvs.tcp_timeout || t->ipvs.tcpfin_timeout || t->ipvs.udp_timeout) {
+                struct ipvs_timeouts to = { .tcp = t->ipvs.tcp_timeout, .tcp_fin = t->ipvs.tcpfin_timeout,
+                                            .udp = t->ipvs.udp_timeout };
+
+                if ((r = ipvs_nl_timeouts_set(b->nl, &to)) < 0) {
+                        snprintf(err, BACKEND_ERRLEN, "setting the IPVS timeouts (tcp %u, tcpfin %u, udp %u s): %s",
+                                 to.tcp, to.tcp_fin, to.udp, strerror(-r));
+                        return r;
+                }
+        }
         r = rtnl_dummy_ensure(b->rt, RTNL_IPVS_DUMMY, &b->ifindex);
         if (r < 0) {
                 snprintf(err, BACKEND_ERRLEN, "creating the dummy interface " RTNL_IPVS_DUMMY ": %s", strerror(-r));
@@ -434,6 +492,7 @@ static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desire
                 snprintf(err, BACKEND_ERRLEN, "reading the IPVS table: %s", strerror(-r));
                 return r;
         }
+        prune_excluded(t, d, st);
         r = ipvs_plan_new(&p);
         if (r == 0)
                 r = ipvs_reconcile_full(d, st, b->term, now_s(), p);

@@ -21,7 +21,8 @@ enum flag_id {
         F_MODE, F_MANIFESTS, F_KUBECONFIG, F_MASTER, F_HOSTNAME, F_NODE_IP, F_CLUSTER_CIDR, F_SERVICE_RANGE,
         F_NODEPORT, F_MASQ_ALL, F_SCHEDULER, F_SYNC, F_MIN_SYNC, F_CLUSTER_DOMAIN, F_HEALTHZ, F_METRICS,
         F_CONFIG, F_CLEANUP, F_DRY_RUN, F_OUTPUT, F_ONCE, F_HEADLESS_HOSTS, F_V, F_VERSION, F_HELP,
-        F_NFT_SHARDS,
+        F_NFT_SHARDS, F_IPVS_STRICT_ARP, F_IPVS_TCP_TIMEOUT, F_IPVS_TCPFIN_TIMEOUT, F_IPVS_UDP_TIMEOUT,
+        F_IPVS_EXCLUDE, F_IPVS_SYNC, F_IPVS_MIN_SYNC, F_IPVS_SCHED_FLAGS,
 };
 
 struct flag_def {
@@ -45,6 +46,15 @@ static const struct flag_def flag_defs[] = {
         { "nodeport-addresses", 0, false, F_NODEPORT },
         { "masquerade-all", 0, true, F_MASQ_ALL },
         { "ipvs-scheduler", 0, false, F_SCHEDULER },
+        { "ipvs-strict-arp", 0, true, F_IPVS_STRICT_ARP },
+        { "ipvs-tcp-timeout", 0, false, F_IPVS_TCP_TIMEOUT },
+        { "ipvs-tcpfin-timeout", 0, false, F_IPVS_TCPFIN_TIMEOUT },
+        { "ipvs-udp-timeout", 0, false, F_IPVS_UDP_TIMEOUT },
+        { "ipvs-exclude-cidrs", 0, false, F_IPVS_EXCLUDE },
+        { "ipvs-sync-period", 0, false, F_IPVS_SYNC },
+        { "ipvs-min-sync-period", 0, false, F_IPVS_MIN_SYNC },
+        /* nlproxy's own: ipvsadm's -b; kube-proxy sets no scheduler flags. */
+        { "ipvs-scheduler-flags", 0, false, F_IPVS_SCHED_FLAGS },
         { "sync-period", 0, false, F_SYNC },
         { "min-sync-period", 0, false, F_MIN_SYNC },
         { "cluster-domain", 0, false, F_CLUSTER_DOMAIN },
@@ -78,6 +88,7 @@ struct cfg_dur {
 struct pstate {
         struct options o;
         bool set_output, set_sync, set_min_sync, set_masq, nodeport_from_flag;
+        const char *sched_flag_sched;   /* the scheduler --ipvs-scheduler-flags names (sh, mh), or NULL */
         struct cfg_dur cfg_sync[SEC_N], cfg_min_sync[SEC_N];
         struct cfg_dur cfg_masq[SEC_N]; /* ms holds the boolean */
         int n_positional;
@@ -334,7 +345,8 @@ static int set_hostname(struct pstate *st, const char *v, char *why)
 
 /* Splits a comma-separated list of CIDRs into per-family arrays. An empty
  * string is an empty list. */
-static int parse_cidr_list(const char *v, struct ipcidr (*out)[4], size_t n_out[2], size_t max, char *why)
+static int parse_cidr_list(const char *v, struct ipcidr *out4, struct ipcidr *out6, size_t n_out[2], size_t max,
+                           char *why)
 {
         struct ipcidr tmp[2][16];
         size_t n[2] = { 0, 0 };
@@ -375,7 +387,7 @@ static int parse_cidr_list(const char *v, struct ipcidr (*out)[4], size_t n_out[
                 goto out;
         }
         for (int fi = 0; fi < 2; fi++) {
-                memcpy(out[fi], tmp[fi], n[fi] * sizeof(tmp[fi][0]));
+                memcpy(fi ? out6 : out4, tmp[fi], n[fi] * sizeof(tmp[fi][0]));
                 n_out[fi] = n[fi];
         }
 out:
@@ -385,12 +397,14 @@ out:
 
 static int set_cluster_cidr(struct pstate *st, const char *v, char *why)
 {
-        return parse_cidr_list(v, st->o.proxy.cluster_cidr, st->o.proxy.n_cluster_cidr, 4, why);
+        return parse_cidr_list(v, st->o.proxy.cluster_cidr[0], st->o.proxy.cluster_cidr[1], st->o.proxy.n_cluster_cidr,
+                               4, why);
 }
 
 static int set_service_range(struct pstate *st, const char *v, char *why)
 {
-        return parse_cidr_list(v, st->o.proxy.service_cidr, st->o.proxy.n_service_cidr, 4, why);
+        return parse_cidr_list(v, st->o.proxy.service_cidr[0], st->o.proxy.service_cidr[1], st->o.proxy.n_service_cidr,
+                               4, why);
 }
 
 /* One entry of --nodeport-addresses (a comma-separated flag value is split
@@ -523,6 +537,105 @@ static int set_scheduler(struct pstate *st, const char *v, char *why)
         }
         snprintf(why, WHYLEN, "must be one of rr, wrr, lc, wlc, lblc, lblcr, dh, sh, sed, nq, mh, fo, ovf");
         return -EINVAL;
+}
+
+/* ipvsadm -b names; sh-* and mh-* are flag-1 and flag-2 of those
+ * schedulers, checked against the scheduler once both are known. */
+static const struct {
+        const char *name;
+        uint32_t bit;
+        const char *sched; /* NULL: any */
+} sched_flags[] = {
+        { "flag-1", 1, NULL },      { "flag-2", 2, NULL },        { "flag-3", 4, NULL },
+        { "sh-fallback", 1, "sh" }, { "sh-port", 2, "sh" },       { "mh-fallback", 1, "mh" },
+        { "mh-port", 2, "mh" },
+};
+
+static int set_sched_flags(struct pstate *st, const char *v, char *why)
+{
+        char *copy = strdup(v), *save = NULL;
+        uint32_t bits = 0;
+        int r = 0;
+
+        if (!copy)
+                return -ENOMEM;
+        st->sched_flag_sched = NULL;
+        for (char *tok = strtok_r(copy, ",", &save); tok && r == 0; tok = strtok_r(NULL, ",", &save)) {
+                size_t i;
+
+                for (i = 0; i < sizeof(sched_flags) / sizeof(sched_flags[0]); i++)
+                        if (!strcmp(tok, sched_flags[i].name))
+                                break;
+                if (i == sizeof(sched_flags) / sizeof(sched_flags[0])) {
+                        snprintf(why, WHYLEN, "\"%s\" is not one of flag-1, flag-2, flag-3, sh-fallback, sh-port, "
+                                 "mh-fallback, mh-port", tok);
+                        r = -EINVAL;
+                } else if (sched_flags[i].sched && st->sched_flag_sched &&
+                           strcmp(sched_flags[i].sched, st->sched_flag_sched)) {
+                        snprintf(why, WHYLEN, "mixes flags of the %s and %s schedulers", st->sched_flag_sched,
+                                 sched_flags[i].sched);
+                        r = -EINVAL;
+                } else {
+                        bits |= sched_flags[i].bit;
+                        if (sched_flags[i].sched)
+                                st->sched_flag_sched = sched_flags[i].sched;
+                }
+        }
+        free(copy);
+        if (r == 0)
+                st->o.proxy.ipvs.sched_flags = bits;
+        return r;
+}
+
+/* An IPVS timeout: whole seconds of a duration; the kernel keeps it in
+ * jiffies in an int, so at most 2^31 / 1000 seconds (HZ up to 1000). */
+static int set_ipvs_timeout(const char *v, uint32_t *ret, char *why)
+{
+        uint64_t ms;
+
+        if (opt_parse_duration_ms(v, &ms) < 0) {
+                snprintf(why, WHYLEN, "must be a duration such as 900s or 15m (0 leaves the kernel's)");
+                return -EINVAL;
+        }
+        if (ms / 1000 > 2147483) {
+                snprintf(why, WHYLEN, "must be at most 2147483s");
+                return -EINVAL;
+        }
+        *ret = (uint32_t) (ms / 1000);
+        return 0;
+}
+
+static int set_tcp_timeout(struct pstate *st, const char *v, char *why)
+{
+        return set_ipvs_timeout(v, &st->o.proxy.ipvs.tcp_timeout, why);
+}
+
+static int set_tcpfin_timeout(struct pstate *st, const char *v, char *why)
+{
+        return set_ipvs_timeout(v, &st->o.proxy.ipvs.tcpfin_timeout, why);
+}
+
+static int set_udp_timeout(struct pstate *st, const char *v, char *why)
+{
+        return set_ipvs_timeout(v, &st->o.proxy.ipvs.udp_timeout, why);
+}
+
+/* Both families in one list: the backend checks a virtual server of
+ * either. An empty value empties the list. */
+static int set_exclude_cidrs(struct pstate *st, const char *v, char *why)
+{
+        struct ipcidr c[2][16];
+        size_t n[2] = { 0, 0 };
+        struct ipvs_config *ip = &st->o.proxy.ipvs;
+        int r = *v ? parse_cidr_list(v, c[0], c[1], n, 8, why) : 0;
+
+        if (r < 0)
+                return r;
+        ip->n_exclude_cidrs = 0;
+        for (int fi = 0; fi < 2; fi++)
+                for (size_t i = 0; i < n[fi]; i++)
+                        ip->exclude_cidrs[ip->n_exclude_cidrs++] = c[fi][i];
+        return 0;
 }
 
 static int parse_period(const char *v, bool positive, uint64_t *ret, char *why)
@@ -845,6 +958,37 @@ static int apply_flag(struct pstate *st, const struct flag_def *d, const char *v
                 }
                 r = set_str(&st->o.headless_hosts_file, v);
                 break;
+        case F_IPVS_STRICT_ARP:
+                st->o.proxy.ipvs.strict_arp = b;
+                break;
+        case F_IPVS_TCP_TIMEOUT:
+                r = set_tcp_timeout(st, v, why);
+                break;
+        case F_IPVS_TCPFIN_TIMEOUT:
+                r = set_tcpfin_timeout(st, v, why);
+                break;
+        case F_IPVS_UDP_TIMEOUT:
+                r = set_udp_timeout(st, v, why);
+                break;
+        case F_IPVS_EXCLUDE:
+                r = set_exclude_cidrs(st, v, why);
+                break;
+        case F_IPVS_SYNC:
+        case F_IPVS_MIN_SYNC: {
+                /* The IPVS section's value, as if from the config file:
+                 * it counts in IPVS mode (and in auto mode without an
+                 * nftables one), below --sync-period. */
+                struct cfg_dur *cd = d->id == F_IPVS_SYNC ? &st->cfg_sync[SEC_IPVS] : &st->cfg_min_sync[SEC_IPVS];
+                uint64_t ms;
+
+                r = parse_period(v, d->id == F_IPVS_SYNC, &ms, why);
+                if (r == 0)
+                        *cd = (struct cfg_dur){ .has = true, .ms = ms };
+                break;
+        }
+        case F_IPVS_SCHED_FLAGS:
+                r = set_sched_flags(st, v, why);
+                break;
         case F_NFT_SHARDS:
                 if (!strcmp(v, "auto")) {
                         st->o.proxy.nft_shards = -1;
@@ -1118,30 +1262,26 @@ static int cfg_nodeport_list(struct cfgctx *c, const json_t *root)
         return 0;
 }
 
-/* v1alpha2 detectLocal.clusterCIDRs: a list where v1alpha1 had a string. */
-static int cfg_detect_local(struct cfgctx *c, const json_t *root)
+/* A list of strings, joined with commas for a flag's setter. */
+static int cfg_list(struct cfgctx *c, const json_t *obj, const char *key, const char *field, cfg_setter set)
 {
-        const json_t *dl, *v, *e;
+        const json_t *v = json_object_get(obj, key), *e;
         char *joined = NULL;
         size_t i, len = 0;
         char why[WHYLEN];
         int r;
 
-        r = cfg_object(c, root, "detectLocal", &dl);
-        if (r < 0 || !dl)
-                return r;
-        v = json_object_get(dl, "clusterCIDRs");
         if (!v || json_is_null(v) || (json_is_array(v) && json_array_size(v) == 0))
                 return 0;
         if (!json_is_array(v))
-                return cfg_fail(c, "detectLocal.clusterCIDRs", "must be a list of strings");
+                return cfg_fail(c, field, "must be a list of strings");
         json_array_foreach(v, i, e) {
                 size_t l;
                 char *n;
 
                 if (!json_is_string(e)) {
                         free(joined);
-                        return cfg_fail(c, "detectLocal.clusterCIDRs", "must be a list of strings");
+                        return cfg_fail(c, field, "must be a list of strings");
                 }
                 l = strlen(json_string_value(e));
                 n = realloc(joined, len + l + 2);
@@ -1155,11 +1295,25 @@ static int cfg_detect_local(struct cfgctx *c, const json_t *root)
                 memcpy(joined + len, json_string_value(e), l + 1);
                 len += l;
         }
-        r = set_cluster_cidr(c->st, joined, why);
-        if (r < 0)
-                r = cfg_fail(c, "detectLocal.clusterCIDRs", "%s", why);
+        r = set(c->st, joined, why);
+        if (r == -EINVAL)
+                r = cfg_fail(c, field, "%s", why);
+        else if (r < 0)
+                r = fail(c->st, r, "%s: %s: %s", c->path, field, strerror(-r));
         free(joined);
         return r;
+}
+
+/* v1alpha2 detectLocal.clusterCIDRs: a list where v1alpha1 had a string. */
+static int cfg_detect_local(struct cfgctx *c, const json_t *root)
+{
+        const json_t *dl;
+        int r;
+
+        r = cfg_object(c, root, "detectLocal", &dl);
+        if (r < 0 || !dl)
+                return r;
+        return cfg_list(c, dl, "clusterCIDRs", "detectLocal.clusterCIDRs", set_cluster_cidr);
 }
 
 static int cfg_section(struct cfgctx *c, const json_t *root, const char *key, enum cfg_section sec, bool periods,
@@ -1188,8 +1342,19 @@ static int cfg_section(struct cfgctx *c, const json_t *root, const char *key, en
                 if (r < 0)
                         return r;
         }
-        if (sec == SEC_IPVS)
-                r = cfg_apply(c, s, "scheduler", "ipvs.scheduler", set_scheduler);
+        if (sec == SEC_IPVS) {
+                struct cfg_dur strict = { 0 };
+
+                if ((r = cfg_apply(c, s, "scheduler", "ipvs.scheduler", set_scheduler)) < 0 ||
+                    (r = cfg_bool(c, s, "strictARP", "ipvs.strictARP", &strict)) < 0 ||
+                    (r = cfg_apply(c, s, "tcpTimeout", "ipvs.tcpTimeout", set_tcp_timeout)) < 0 ||
+                    (r = cfg_apply(c, s, "tcpFinTimeout", "ipvs.tcpFinTimeout", set_tcpfin_timeout)) < 0 ||
+                    (r = cfg_apply(c, s, "udpTimeout", "ipvs.udpTimeout", set_udp_timeout)) < 0 ||
+                    (r = cfg_list(c, s, "excludeCIDRs", "ipvs.excludeCIDRs", set_exclude_cidrs)) < 0)
+                        return r;
+                if (strict.has)
+                        c->st->o.proxy.ipvs.strict_arp = strict.ms != 0;
+        }
         return r;
 }
 
@@ -1384,6 +1549,9 @@ static int resolve(struct pstate *st)
                 st->o.proxy.masquerade_all = d->ms != 0;
         if (!st->set_output)
                 st->o.output = st->o.mode == OPT_MODE_IPVS ? OPT_OUTPUT_IPVSADM : OPT_OUTPUT_NFT;
+        if (st->sched_flag_sched && strcmp(st->sched_flag_sched, st->o.proxy.scheduler))
+                return fail(st, -EINVAL, "--ipvs-scheduler-flags names %s flags, but the scheduler is %s",
+                            st->sched_flag_sched, st->o.proxy.scheduler);
         if (st->o.min_sync_period_ms > st->o.sync_period_ms)
                 return fail(st, -EINVAL, "--min-sync-period (%llums) must not be longer than --sync-period (%llums)",
                             (unsigned long long) st->o.min_sync_period_ms, (unsigned long long) st->o.sync_period_ms);
@@ -1464,6 +1632,15 @@ void options_usage(FILE *out)
               "      --masquerade-all                 masquerade all service traffic\n"
               "      --ipvs-scheduler NAME            rr wrr lc wlc lblc lblcr dh sh sed nq mh fo ovf\n"
               "                                       (default rr)\n"
+              "      --ipvs-scheduler-flags LIST      ipvsadm -b: flag-1,flag-2,flag-3, sh-fallback,sh-port,\n"
+              "                                       mh-fallback,mh-port (nlproxy only)\n"
+              "      --ipvs-strict-arp                arp_ignore=1, arp_announce=2 (IPVS mode)\n"
+              "      --ipvs-tcp-timeout DURATION      IPVS TCP idle timeout (0: the kernel's)\n"
+              "      --ipvs-tcpfin-timeout DURATION   IPVS timeout after a FIN (0: the kernel's)\n"
+              "      --ipvs-udp-timeout DURATION      IPVS UDP timeout (0: the kernel's)\n"
+              "      --ipvs-exclude-cidrs CIDRS       virtual servers there are left alone\n"
+              "      --ipvs-sync-period DURATION      --sync-period for IPVS mode, below --sync-period\n"
+              "      --ipvs-min-sync-period DURATION  --min-sync-period for IPVS mode, likewise\n"
               "      --sync-period DURATION           full resync interval, > 0 (default 30s)\n"
               "      --min-sync-period DURATION       minimum interval between syncs (default 1s)\n"
               "      --cluster-domain NAME            DNS domain of the cluster (default cluster.local)\n"

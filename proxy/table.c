@@ -747,6 +747,7 @@ static void resolve_config(struct table *t, const struct nodectx *node, const st
         t->masquerade_all = cfg->masquerade_all;
         t->masquerade_mark = 1u << (cfg->masquerade_bit < 32 ? cfg->masquerade_bit : 14);
         t->nft_shards = cfg->nft_shards;
+        t->ipvs = cfg->ipvs;
         for (int fi = 0; fi < 2; fi++) {
                 t->family_enabled[fi] = cfg->family_enabled[fi];
                 t->node_ip[fi] = node->node_ip[fi];
@@ -889,6 +890,11 @@ static bool same_context(const struct table *p, const struct table *t)
                     memcmp(p->service_cidr[fi], t->service_cidr[fi], p->n_service_cidr[fi] * sizeof(struct ipcidr)) ||
                     memcmp(p->nodeport_cidr[fi], t->nodeport_cidr[fi], p->n_nodeport_cidr[fi] * sizeof(struct ipcidr)))
                         return false;
+        if (p->ipvs.sched_flags != t->ipvs.sched_flags || p->ipvs.strict_arp != t->ipvs.strict_arp ||
+            p->ipvs.tcp_timeout != t->ipvs.tcp_timeout || p->ipvs.tcpfin_timeout != t->ipvs.tcpfin_timeout ||
+            p->ipvs.udp_timeout != t->ipvs.udp_timeout || p->ipvs.n_exclude_cidrs != t->ipvs.n_exclude_cidrs ||
+            memcmp(p->ipvs.exclude_cidrs, t->ipvs.exclude_cidrs, p->ipvs.n_exclude_cidrs * sizeof(struct ipcidr)))
+                return false;
         return p->masquerade_all == t->masquerade_all && p->masquerade_mark == t->masquerade_mark &&
                p->nft_shards == t->nft_shards &&
                !strcmp(p->scheduler, t->scheduler) && p->cluster_domain && !strcmp(p->cluster_domain, t->cluster_domain) &&

@@ -17,6 +17,16 @@ struct nodectx {
         struct ipaddr node_ip[2];    /* primary node IP per family index; family 0 = unknown */
 };
 
+/* IPVS mode settings (kube-proxy's KubeProxyIPVSConfiguration), carried by
+ * the table to the IPVS backend; the other consumers ignore them. */
+struct ipvs_config {
+        uint32_t sched_flags;             /* --ipvs-scheduler-flags: bit N-1 = flag-N (IP_VS_SVC_F_SCHEDN) */
+        bool strict_arp;                  /* --ipvs-strict-arp */
+        uint32_t tcp_timeout, tcpfin_timeout, udp_timeout; /* seconds; 0 = leave the kernel's */
+        struct ipcidr exclude_cidrs[16];  /* --ipvs-exclude-cidrs: virtual servers there are not ours */
+        size_t n_exclude_cidrs;
+};
+
 /* Settings from flags/config that change the table. */
 struct proxy_config {
         bool masquerade_all;
@@ -32,6 +42,7 @@ struct proxy_config {
         const char *scheduler;              /* IPVS scheduler, "rr" */
         uint32_t masquerade_bit;            /* 14 -> mark 0x4000 */
         int32_t nft_shards;                 /* nftables shard tables; -1 = by size (nftplan_auto_shards) */
+        struct ipvs_config ipvs;
 };
 
 void proxy_config_init(struct proxy_config *c);
@@ -121,6 +132,7 @@ struct table {
         size_t n_nodeport_cidr[2];
         struct ipaddr node_ip[2];
         char *scheduler;
+        struct ipvs_config ipvs;
         unsigned refcount;        /* table_ref / table_free */
         struct tbl_cip_owner *cip_owners; /* sorted by (addr, owner) */
         size_t n_cip_owners;

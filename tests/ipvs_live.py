@@ -15,6 +15,10 @@ one): real TCP connections through a ClusterIP and a NodePort.
    moves the route (partial sync).
 5. --cleanup removes the virtual servers, kube-ipvs0, the routes and the
    rules.
+6. kube-proxy's IPVS settings, in a namespace of their own: scheduler flags
+   (the dry-run still equals the real sync), --ipvs-strict-arp, the three
+   timeouts, and --ipvs-exclude-cidrs (a foreign virtual server there
+   survives a sync, one elsewhere does not).
 
 Only namespaces this script creates are touched; every wait is bounded;
 only processes it started are stopped, by PID."""
@@ -28,7 +32,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NLPROXY = os.path.join(ROOT, "build", "nlproxy")
 PID = os.getpid()
-NS = {k: f"nlipvs{PID}-{k}" for k in ("node", "client", "e1", "e2", "fresh")}
+NS = {k: f"nlipvs{PID}-{k}" for k in ("node", "client", "e1", "e2", "fresh", "opts", "fresh2")}
 CIP, NODE_IP, NODEPORT = "10.96.0.10", "192.168.0.2", 30080
 LB1, LB2, LB_TABLE = "203.0.113.10", "203.0.113.20", "95"
 EPS = {"e1": "10.2.0.2", "e2": "10.3.0.2"}
@@ -314,6 +318,32 @@ def main():
         rules = nsx("node", "ip", "rule", "show")
         check("--cleanup removes the LB routes and the fwmark rule", not lb_routes() and f"lookup {LB_TABLE}" not in rules,
               (lb_routes(), rules))
+
+        # 6. IPVS settings.
+        opts = ["--ipvs-scheduler", "sh", "--ipvs-scheduler-flags", "sh-fallback,sh-port", "--ipvs-strict-arp",
+                "--ipvs-tcp-timeout", "1h", "--ipvs-tcpfin-timeout", "2m", "--ipvs-udp-timeout", "45s",
+                "--ipvs-exclude-cidrs", "198.51.100.0/24"]
+        nsx("opts", "ip", "link", "set", "lo", "up")
+        nsx("opts", "ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")
+        nsx("opts", "ipvsadm", "-A", "-t", "198.51.100.1:80", "-s", "rr")
+        nsx("opts", "ipvsadm", "-A", "-t", "198.18.0.1:80", "-s", "rr")
+        r = subprocess.run(["ip", "netns", "exec", NS["opts"], NLPROXY, *FLAGS, *opts, "--manifests", path, "--once"],
+                           capture_output=True, text=True, timeout=60)
+        check("nlproxy --once with the IPVS settings", r.returncode == 0, r.stderr)
+        saved = nsx("opts", "ipvsadm-save", "-n").splitlines()
+        check("a foreign virtual server in --ipvs-exclude-cidrs survives, one elsewhere does not",
+              "-A -t 198.51.100.1:80 -s rr" in saved and not any("198.18.0.1" in ln for ln in saved), saved)
+        dry = sh(NLPROXY, *FLAGS, *opts, "--manifests", path, "--dry-run", "--output", "ipvsadm")
+        subprocess.run(["ip", "netns", "exec", NS["fresh2"], "ipvsadm-restore"],
+                       input=dry.split("# nftables companion ruleset")[0], text=True, check=True, timeout=30)
+        a = sorted(ln for ln in saved if "198.51.100.1" not in ln)
+        b = sorted(nsx("fresh2", "ipvsadm-save", "-n").splitlines())
+        check("scheduler flags: the dry-run equals ipvsadm-save -n", a == b and any("-b sh-fallback,sh-port" in ln
+                                                                                   for ln in a), f"\n  {a}\n  {b}")
+        arp = [nsx("opts", "sysctl", "-n", f"net.ipv4.conf.all.{k}").strip() for k in ("arp_ignore", "arp_announce")]
+        check("--ipvs-strict-arp sets arp_ignore=1 and arp_announce=2", arp == ["1", "2"], arp)
+        tmo = nsx("opts", "ipvsadm", "-Ln", "--timeout").strip()
+        check("the IPVS timeouts are set", tmo.endswith("3600 120 45"), tmo)
     finally:
         for p in procs:
             if p.poll() is None:

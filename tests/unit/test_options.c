@@ -424,6 +424,66 @@ static void test_scheduler_domain_bind(void **state)
         PARSE_BAD("--metrics-bind-address", NULL, "--metrics-bind-address", ":10249");
 }
 
+/* kube-proxy's IPVS flags, and nlproxy's --ipvs-scheduler-flags. */
+static void test_ipvs_flags(void **state)
+{
+        struct options o;
+
+        (void) state;
+        PARSE_OK(&o, "--mode", "ipvs");
+        assert_false(o.proxy.ipvs.strict_arp);
+        assert_int_equal(o.proxy.ipvs.tcp_timeout + o.proxy.ipvs.tcpfin_timeout + o.proxy.ipvs.udp_timeout, 0);
+        assert_int_equal(o.proxy.ipvs.n_exclude_cidrs, 0);
+        assert_int_equal(o.proxy.ipvs.sched_flags, 0);
+        options_free(&o);
+
+        PARSE_OK(&o, "--ipvs-strict-arp", "--ipvs-tcp-timeout", "15m", "--ipvs-tcpfin-timeout=30s",
+                 "--ipvs-udp-timeout", "1500ms", "--ipvs-exclude-cidrs", "10.8.0.0/16, fd00:8::/64,192.168.9.0/24");
+        assert_true(o.proxy.ipvs.strict_arp);
+        assert_int_equal(o.proxy.ipvs.tcp_timeout, 900);
+        assert_int_equal(o.proxy.ipvs.tcpfin_timeout, 30);
+        assert_int_equal(o.proxy.ipvs.udp_timeout, 1); /* whole seconds, as kube-proxy truncates */
+        assert_int_equal(o.proxy.ipvs.n_exclude_cidrs, 3);
+        assert_string_equal(fmt_cidr(&o.proxy.ipvs.exclude_cidrs[0]), "10.8.0.0/16");
+        assert_string_equal(fmt_cidr(&o.proxy.ipvs.exclude_cidrs[1]), "192.168.9.0/24");
+        assert_string_equal(fmt_cidr(&o.proxy.ipvs.exclude_cidrs[2]), "fd00:8::/64");
+        options_free(&o);
+        PARSE_OK(&o, "--ipvs-strict-arp=false", "--ipvs-exclude-cidrs", "10.8.0.0/16", "--ipvs-exclude-cidrs=");
+        assert_false(o.proxy.ipvs.strict_arp);
+        assert_int_equal(o.proxy.ipvs.n_exclude_cidrs, 0);
+        options_free(&o);
+        PARSE_BAD("--ipvs-tcp-timeout", "duration", "--ipvs-tcp-timeout", "fast");
+        PARSE_BAD("--ipvs-udp-timeout", "at most", "--ipvs-udp-timeout", "1000h");
+        PARSE_BAD("--ipvs-exclude-cidrs", "not a CIDR", "--ipvs-exclude-cidrs", "10.0.0.0/33");
+
+        /* The IPVS sync periods count in IPVS mode, below --sync-period. */
+        PARSE_OK(&o, "--mode", "ipvs", "--ipvs-sync-period", "45s", "--ipvs-min-sync-period", "2s");
+        assert_int_equal(o.sync_period_ms, 45000);
+        assert_int_equal(o.min_sync_period_ms, 2000);
+        options_free(&o);
+        PARSE_OK(&o, "--mode", "ipvs", "--ipvs-sync-period", "45s", "--sync-period", "20s");
+        assert_int_equal(o.sync_period_ms, 20000);
+        options_free(&o);
+        PARSE_OK(&o, "--mode", "nftables", "--ipvs-sync-period", "45s");
+        assert_int_equal(o.sync_period_ms, 30000);
+        options_free(&o);
+        PARSE_BAD("--ipvs-sync-period", "greater than 0", "--ipvs-sync-period", "0");
+
+        PARSE_OK(&o, "--ipvs-scheduler", "sh", "--ipvs-scheduler-flags", "sh-fallback,sh-port");
+        assert_int_equal(o.proxy.ipvs.sched_flags, 3);
+        options_free(&o);
+        PARSE_OK(&o, "--ipvs-scheduler-flags", "mh-port", "--ipvs-scheduler", "mh");
+        assert_int_equal(o.proxy.ipvs.sched_flags, 2);
+        options_free(&o);
+        PARSE_OK(&o, "--ipvs-scheduler-flags", "flag-3,flag-1");
+        assert_int_equal(o.proxy.ipvs.sched_flags, 5);
+        options_free(&o);
+        PARSE_BAD("sh flags", "the scheduler is rr", "--ipvs-scheduler-flags", "sh-port");
+        PARSE_BAD("--ipvs-scheduler-flags", "mixes", "--ipvs-scheduler", "sh", "--ipvs-scheduler-flags",
+                  "sh-port,mh-port");
+        PARSE_BAD("--ipvs-scheduler-flags", "\"ops\"", "--ipvs-scheduler-flags", "ops");
+}
+
 static void test_trace(void **state)
 {
         struct options o;
@@ -490,6 +550,10 @@ static void test_config_file(void **state)
                                       "  syncPeriod: 45s\n"
                                       "  minSyncPeriod: 2s\n"
                                       "  strictARP: true\n"
+                                      "  tcpTimeout: 2h\n"
+                                      "  tcpFinTimeout: 2m\n"
+                                      "  udpTimeout: 0s\n"
+                                      "  excludeCIDRs: [\"172.16.0.0/12\"]\n"
                                       "iptables:\n"
                                       "  masqueradeAll: true\n"
                                       "nftables:\n"
@@ -512,6 +576,12 @@ static void test_config_file(void **state)
         assert_int_equal(o.proxy.n_nodeport_cidr[1], 1);
         assert_string_equal(o.kubeconfig, "/etc/kube/proxy.conf");
         assert_string_equal(o.proxy.scheduler, "wlc");
+        assert_true(o.proxy.ipvs.strict_arp);
+        assert_int_equal(o.proxy.ipvs.tcp_timeout, 7200);
+        assert_int_equal(o.proxy.ipvs.tcpfin_timeout, 120);
+        assert_int_equal(o.proxy.ipvs.udp_timeout, 0);
+        assert_int_equal(o.proxy.ipvs.n_exclude_cidrs, 1);
+        assert_string_equal(fmt_cidr(&o.proxy.ipvs.exclude_cidrs[0]), "172.16.0.0/12");
         /* ipvs mode: the ipvs section's periods and iptables.masqueradeAll. */
         assert_int_equal(o.sync_period_ms, 45000);
         assert_int_equal(o.min_sync_period_ms, 2000);
@@ -551,6 +621,11 @@ static void test_config_override(void **state)
         assert_int_equal(o.sync_period_ms, 120000);
         assert_int_equal(o.min_sync_period_ms, 1000);
         assert_true(o.proxy.masquerade_all);
+        options_free(&o);
+
+        /* --ipvs-sync-period beats the file's ipvs.syncPeriod. */
+        PARSE_OK(&o, "--config", path, "--mode=ipvs", "--ipvs-sync-period=1m");
+        assert_int_equal(o.sync_period_ms, 60000);
         options_free(&o);
 
         /* A CIDR flag replaces the config file's nodePortAddresses rather than mixing with them. */
@@ -612,6 +687,10 @@ static void test_config_errors(void **state)
         config_bad(HDR "ipvs:\n  scheduler: [rr]\n", "bad.yaml: ipvs.scheduler:", "string");
         config_bad(HDR "ipvs: rr\n", "bad.yaml: ipvs:", "object");
         config_bad(HDR "ipvs:\n  syncPeriod: 30\n", "bad.yaml: ipvs.syncPeriod:", NULL);
+        config_bad(HDR "ipvs:\n  strictARP: \"yes\"\n", "bad.yaml: ipvs.strictARP:", NULL);
+        config_bad(HDR "ipvs:\n  tcpTimeout: long\n", "bad.yaml: ipvs.tcpTimeout:", "\"long\"");
+        config_bad(HDR "ipvs:\n  excludeCIDRs: 10.0.0.0/8\n", "bad.yaml: ipvs.excludeCIDRs:", "list");
+        config_bad(HDR "ipvs:\n  excludeCIDRs: [10.0.0.0/8, x]\n", "bad.yaml: ipvs.excludeCIDRs:", "\"x\"");
         config_bad(HDR "nftables:\n  minSyncPeriod: soon\n", "bad.yaml: nftables.minSyncPeriod:", NULL);
         config_bad(HDR "nftables:\n  masqueradeAll: \"yes\"\n", "bad.yaml: nftables.masqueradeAll:", NULL);
         config_bad(HDR "iptables:\n  masqueradeAll: 1\n", "bad.yaml: iptables.masqueradeAll:", NULL);
@@ -680,6 +759,7 @@ int main(void)
                 cmocka_unit_test(test_cidrs),
                 cmocka_unit_test(test_nodeport),
                 cmocka_unit_test(test_scheduler_domain_bind),
+                cmocka_unit_test(test_ipvs_flags),
                 cmocka_unit_test(test_trace),
                 cmocka_unit_test(test_config_file),
                 cmocka_unit_test(test_config_override),

@@ -617,6 +617,28 @@ static void test_ipvsadm(void **state)
         assert_has(out, "-A --sctp-service 203.0.113.10:443 -s lc -p 10800\n"
                         "-a --sctp-service 203.0.113.10:443 -r 10.180.0.3:8443 -m -w 1\n");
         free(out);
+
+        /* Scheduler flags as ipvsadm-save writes them (checked against it in
+         * the VM): after persistence, named by sh and mh. */
+        free(t->scheduler);
+        t->scheduler = xstrdup("sh");
+        t->ipvs.sched_flags = 3;
+        out = render(render_ipvsadm, t);
+        assert_has(out, "-A --sctp-service 203.0.113.10:443 -s sh -p 10800 -b sh-fallback,sh-port\n");
+        assert_has(out, "-A -t [fd00:30::10]:80 -s sh -p 60 -b sh-fallback,sh-port\n");
+        free(out);
+        free(t->scheduler);
+        t->scheduler = xstrdup("mh");
+        t->ipvs.sched_flags = 2;
+        out = render(render_ipvsadm, t);
+        assert_has(out, "-A --sctp-service 203.0.113.10:443 -s mh -p 10800 -b mh-port\n");
+        free(out);
+        free(t->scheduler);
+        t->scheduler = xstrdup("rr");
+        t->ipvs.sched_flags = 5;
+        out = render(render_ipvsadm, t);
+        assert_has(out, "-A --sctp-service 203.0.113.10:443 -s rr -p 10800 -b flag-1,flag-3\n");
+        free(out);
         table_free(t);
 }
 
