@@ -422,25 +422,28 @@ static int lb_rules_ensure(struct ipvs_backend *b, const struct table *t, char *
         return 0;
 }
 
-/* kube-proxy's excludeCIDRs: a virtual server there that the table does not
- * want belongs to someone else (another IPVS user of the node) and is left
- * alone. Removed from the dump, so reconciling never sees it. */
+/* kube-proxy's excludeCIDRs: a virtual server there that nlproxy does not
+ * want belongs to someone else (another IPVS user of the node). */
+static bool excluded(const struct ipvs_config *c, const struct ipvs_service *s)
+{
+        struct ipaddr a = { .family = s->af };
+
+        if (s->fwmark)
+                return false;
+        memcpy(a.bytes, s->addr.raw, ipaddr_len(&a));
+        for (size_t j = 0; j < c->n_exclude_cidrs; j++)
+                if (c->exclude_cidrs[j].addr.family == s->af && ipcidr_contains(&c->exclude_cidrs[j], &a))
+                        return true;
+        return false;
+}
+
+/* Such servers leave the dump, so reconciling never sees them. */
 static void prune_excluded(const struct table *t, const struct ipvs_desired *d, struct ipvs_state *st)
 {
         size_t k = 0;
 
         for (size_t i = 0; i < st->n; i++) {
-                const struct ipvs_service *s = &st->svcs[i].svc;
-                bool skip = false;
-
-                for (size_t j = 0; j < t->ipvs.n_exclude_cidrs && !s->fwmark && !skip; j++) {
-                        const struct ipcidr *c = &t->ipvs.exclude_cidrs[j];
-                        struct ipaddr a = { .family = s->af };
-
-                        memcpy(a.bytes, s->addr.raw, ipaddr_len(&a));
-                        skip = c->addr.family == s->af && ipcidr_contains(c, &a) && !ipvs_desired_find(d, s);
-                }
-                if (skip)
+                if (excluded(&t->ipvs, &st->svcs[i].svc) && !ipvs_desired_find(d, &st->svcs[i].svc))
                         free(st->svcs[i].dests);
                 else
                         st->svcs[k++] = st->svcs[i];
@@ -668,42 +671,24 @@ fail:
         return r;
 }
 
-/* Ours: services on a kube-ipvs0 address (ClusterIPs, externalIPs) or on a
- * local route of IPVS_LB_TABLE (LB IPs), also those of an earlier run, and
- * those this process programmed (NodePorts on node IPs). */
-static int ipvsb_cleanup(struct backend *base, char *err)
+/* As kube-proxy's cleanup: every virtual server goes (a NodePort's on a
+ * node address cannot be told from another's once the process that made
+ * it is gone), but those in --ipvs-exclude-cidrs. */
+static int ipvsb_cleanup(struct backend *base, const struct proxy_config *cfg, char *err)
 {
         struct ipvs_backend *b = (struct ipvs_backend *)base;
         char scratch[BACKEND_ERRLEN]; /* the first error is the one reported */
-        struct ipcidr *addrs = NULL, *routes = NULL, *all;
+        struct ipcidr *routes = NULL;
         struct ipvs_state *st = NULL;
         struct ipvs_plan *p = NULL;
-        size_t n_addrs = 0, n_routes = 0;
+        size_t n_routes = 0;
         struct ipaddr failed = { 0 };
-        int ifindex = 0, r, r2;
+        int r, r2;
 
         err[0] = '\0';
-        r = rtnl_dummy_find(b->rt, RTNL_IPVS_DUMMY, &ifindex);
-        if (r == 0)
-                r = rtnl_ifaddr_list(b->rt, ifindex, &addrs, &n_addrs);
-        else if (r == -ENODEV)
-                r = 0;
-        if (r < 0) {
-                snprintf(err, BACKEND_ERRLEN, "reading " RTNL_IPVS_DUMMY "'s addresses: %s", strerror(-r));
-                goto out;
-        }
         if ((r = rtnl_local_route_list(b->rt, IPVS_LB_TABLE, &routes, &n_routes)) < 0) {
                 snprintf(err, BACKEND_ERRLEN, "reading routing table %d: %s", IPVS_LB_TABLE, strerror(-r));
                 goto out;
-        }
-        if (n_routes) {
-                if (!(all = realloc(addrs, (n_addrs + n_routes) * sizeof(*all)))) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                addrs = all;
-                memcpy(addrs + n_addrs, routes, n_routes * sizeof(*routes));
-                n_addrs += n_routes;
         }
         if ((r = dump_state(b, &st)) < 0) {
                 snprintf(err, BACKEND_ERRLEN, "reading the IPVS table: %s", strerror(-r));
@@ -711,16 +696,9 @@ static int ipvsb_cleanup(struct backend *base, char *err)
         }
         if ((r = ipvs_plan_new(&p)) < 0)
                 goto out;
-        for (size_t i = 0; i < st->n && r == 0; i++) {
-                const struct ipvs_service *s = &st->svcs[i].svc;
-                bool ours = b->desired && ipvs_desired_find(b->desired, s);
-
-                for (size_t k = 0; k < n_addrs && !ours && !s->fwmark; k++)
-                        ours = addrs[k].addr.family == s->af && !memcmp(addrs[k].addr.bytes, s->addr.raw,
-                                                                        ipaddr_len(&addrs[k].addr));
-                if (ours)
-                        r = ipvs_plan_add(p, IPVS_OP_SERVICE_DEL, s, NULL);
-        }
+        for (size_t i = 0; i < st->n && r == 0; i++)
+                if (!cfg || !excluded(&cfg->ipvs, &st->svcs[i].svc))
+                        r = ipvs_plan_add(p, IPVS_OP_SERVICE_DEL, &st->svcs[i].svc, NULL);
         if (r == 0)
                 r = plan_apply(b, p, err);
         if (r < 0)
@@ -751,14 +729,13 @@ static int ipvsb_cleanup(struct backend *base, char *err)
 out:
         /* The nftables tables go whatever happened above: a plan with both
          * families disabled only deletes them. */
-        r2 = b->comp->ops->cleanup(b->comp, r < 0 ? scratch : err);
+        r2 = b->comp->ops->cleanup(b->comp, cfg, r < 0 ? scratch : err);
         if (r == 0)
                 r = r2;
         if (r == -ENOMEM && !err[0])
                 snprintf(err, BACKEND_ERRLEN, "out of memory");
         ipvs_plan_free(p);
         ipvs_state_free(st);
-        free(addrs);
         free(routes);
         ipvs_term_clear(b->term);
         ipvs_desired_free(b->desired);

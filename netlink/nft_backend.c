@@ -726,12 +726,14 @@ static int nftb_sync(struct backend *base, struct table *t, bool full, char *err
         return 0;
 }
 
-static int nftb_cleanup(struct backend *base, char *err)
+static int nftb_cleanup(struct backend *base, const struct proxy_config *cfg, char *err)
 {
         struct nft_backend *b = (struct nft_backend *)base;
         struct nft_txn *txn = NULL;
         char txerr[NFT_TXN_ERRLEN];
         struct table empty = { .refcount = 1 };
+
+        (void)cfg;
         struct nftplan *p = NULL;
         int r;
 

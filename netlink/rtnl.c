@@ -245,12 +245,67 @@ int rtnl_dummy_del(struct rtnl_sock *s, const char *name)
         return r == -ENODEV ? 0 : r;
 }
 
+/* ---- dumps of addresses and routes ---- */
+
+/* What a dump callback collects; the filter comes first in each context. */
+struct cidr_vec {
+        struct ipcidr *v;
+        size_t n, cap;
+};
+
+static int cidr_push(struct cidr_vec *l, const struct ipcidr *c)
+{
+        if (l->n == l->cap) {
+                size_t cap = l->cap ? l->cap * 2 : 64;
+                struct ipcidr *v = realloc(l->v, cap * sizeof(*v));
+
+                if (!v)
+                        return -ENOMEM;
+                l->v = v;
+                l->cap = cap;
+        }
+        l->v[l->n++] = *c;
+        return 0;
+}
+
+static int cidr_order(const void *a, const void *b)
+{
+        return ipaddr_cmp(&((const struct ipcidr *)a)->addr, &((const struct ipcidr *)b)->addr);
+}
+
+/* A dump of every family (the family byte of an all-zero header of hdrlen
+ * bytes is AF_UNSPEC; the callback filters, as older kernels ignore
+ * filters in dump requests), collected into *vec and sorted. An
+ * interrupted dump (a change meanwhile) is dumped again. */
+static int cidr_dump(struct rtnl_sock *s, uint16_t type, size_t hdrlen,
+                     int (*cb)(const struct nlmsghdr *, void *), void *ctx, struct cidr_vec *vec,
+                     struct ipcidr **ret, size_t *ret_n)
+{
+        int r = -EINTR;
+
+        for (int tries = 0; tries < 5 && r == -EINTR; tries++) {
+                struct nlmsghdr *nlh = msg_start(s, s->sbuf, type, NLM_F_DUMP);
+
+                mnl_nlmsg_put_extra_header(nlh, hdrlen);
+                *vec = (struct cidr_vec){ 0 };
+                r = talk(s, nlh, true, cb, ctx);
+                if (r == 0) {
+                        if (vec->n > 1)
+                                qsort(vec->v, vec->n, sizeof(*vec->v), cidr_order);
+                        *ret = vec->v;
+                        *ret_n = vec->n;
+                        return 0;
+                }
+                free(vec->v);
+        }
+        return r;
+}
+
 /* ---- addresses ---- */
 
 struct addr_list {
         int ifindex;      /* > 0: only this interface; < 0: all but -ifindex */
-        struct ipcidr *v;
-        size_t n, cap;
+        struct cidr_vec out;
 };
 
 struct addr_attrs {
@@ -295,50 +350,14 @@ static int addr_cb(const struct nlmsghdr *nlh, void *data)
         c.addr.family = ifa->ifa_family;
         memcpy(c.addr.bytes, mnl_attr_get_payload(at), len);
         c.prefix = ifa->ifa_prefixlen;
-        if (l->n == l->cap) {
-                size_t cap = l->cap ? l->cap * 2 : 64;
-                struct ipcidr *v = realloc(l->v, cap * sizeof(*v));
-
-                if (!v)
-                        return -ENOMEM;
-                l->v = v;
-                l->cap = cap;
-        }
-        l->v[l->n++] = c;
-        return 0;
-}
-
-static int cidr_order(const void *a, const void *b)
-{
-        return ipaddr_cmp(&((const struct ipcidr *)a)->addr, &((const struct ipcidr *)b)->addr);
+        return cidr_push(&l->out, &c);
 }
 
 int rtnl_ifaddr_list(struct rtnl_sock *s, int ifindex, struct ipcidr **ret, size_t *ret_n)
 {
-        char *buf = s->sbuf;
-        int r = -EINTR;
+        struct addr_list l = { .ifindex = ifindex };
 
-        /* An interrupted dump (addresses changed meanwhile) is dumped again. */
-        for (int tries = 0; tries < 5 && r == -EINTR; tries++) {
-                struct addr_list l = { .ifindex = ifindex };
-                struct nlmsghdr *nlh = msg_start(s, buf, RTM_GETADDR, NLM_F_DUMP);
-                struct ifaddrmsg *ifa = mnl_nlmsg_put_extra_header(nlh, sizeof(*ifa));
-
-                /* Older kernels ignore ifa_index in a dump request: the
-                 * callback filters. */
-                ifa->ifa_family = AF_UNSPEC;
-                ifa->ifa_index = ifindex > 0 ? (uint32_t)ifindex : 0;
-                r = talk(s, nlh, true, addr_cb, &l);
-                if (r == 0) {
-                        if (l.n > 1)
-                                qsort(l.v, l.n, sizeof(*l.v), cidr_order);
-                        *ret = l.v;
-                        *ret_n = l.n;
-                        return 0;
-                }
-                free(l.v);
-        }
-        return r;
+        return cidr_dump(s, RTM_GETADDR, sizeof(struct ifaddrmsg), addr_cb, &l, &l.out, ret, ret_n);
 }
 
 /* Where a set of host addresses lives: an interface's addresses, or the
@@ -514,8 +533,7 @@ int rtnl_ifaddr_sync(struct rtnl_sock *s, int ifindex, const struct ipaddr *want
 
 struct route_list {
         uint32_t table;
-        struct ipcidr *v;
-        size_t n, cap;
+        struct cidr_vec out;
 };
 
 struct route_attrs {
@@ -562,44 +580,17 @@ static int route_cb(const struct nlmsghdr *nlh, void *data)
         } else if (c.prefix) {
                 return -EINVAL;
         }
-        if (l->n == l->cap) {
-                size_t cap = l->cap ? l->cap * 2 : 64;
-                struct ipcidr *v = realloc(l->v, cap * sizeof(*v));
-
-                if (!v)
-                        return -ENOMEM;
-                l->v = v;
-                l->cap = cap;
-        }
-        l->v[l->n++] = c;
-        return 0;
+        return cidr_push(&l->out, &c);
 }
 
 int rtnl_local_route_list(struct rtnl_sock *s, uint32_t table, struct ipcidr **ret, size_t *ret_n)
 {
-        char *buf = s->sbuf;
-        int r = -EINTR;
+        struct route_list l = { .table = table };
 
-        for (int tries = 0; tries < 5 && r == -EINTR; tries++) {
-                struct route_list l = { .table = table };
-                struct nlmsghdr *nlh = msg_start(s, buf, RTM_GETROUTE, NLM_F_DUMP);
-                struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
-
-                /* Every table is dumped (filtering by table needs strict
-                 * checking, which older kernels lack): the callback keeps
-                 * this one's local routes. */
-                rtm->rtm_family = AF_UNSPEC;
-                r = talk(s, nlh, true, route_cb, &l);
-                if (r == 0) {
-                        if (l.n > 1)
-                                qsort(l.v, l.n, sizeof(*l.v), cidr_order);
-                        *ret = l.v;
-                        *ret_n = l.n;
-                        return 0;
-                }
-                free(l.v);
-        }
-        return r;
+        /* Every table is dumped (filtering by table needs strict checking,
+         * which older kernels lack): the callback keeps this one's local
+         * routes. */
+        return cidr_dump(s, RTM_GETROUTE, sizeof(struct rtmsg), route_cb, &l, &l.out, ret, ret_n);
 }
 
 static int lo_holder(struct rtnl_sock *s, uint32_t table, struct holder *ret)

@@ -21,8 +21,9 @@ struct backend_ops {
          * success. On failure the previous rules stay in place, err names the
          * object the kernel refused, and the next sync must be full. */
         int (*sync)(struct backend *b, struct table *t, bool full, char *err);
-        /* Remove everything nlproxy created in the kernel. */
-        int (*cleanup)(struct backend *b, char *err);
+        /* Remove everything nlproxy created in the kernel; cfg is the
+         * configuration of the run (NULL: the defaults). */
+        int (*cleanup)(struct backend *b, const struct proxy_config *cfg, char *err);
         void (*close)(struct backend *b);
 };
 

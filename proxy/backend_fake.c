@@ -42,9 +42,10 @@ static int fake_sync(struct backend *b, struct table *t, bool full, char *err)
         return 0;
 }
 
-static int fake_cleanup(struct backend *b, char *err)
+static int fake_cleanup(struct backend *b, const struct proxy_config *cfg, char *err)
 {
         struct fake *f = (struct fake *)b;
+        (void)cfg;
         (void)err;
         f->st.cleanups++;
         table_free(f->last);

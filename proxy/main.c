@@ -243,13 +243,13 @@ static int run_api(const struct options *o, int argc, char **argv)
 }
 
 /* --cleanup removes what either mode created: the nftables tables always,
- * IPVS services and kube-ipvs0 when the kernel has IPVS. */
+ * IPVS services (but those in --ipvs-exclude-cidrs), kube-ipvs0 and the LB
+ * routes and rules when the kernel has IPVS. */
 static int run_cleanup(const struct options *o)
 {
         const struct backend_ops *all[] = { &backend_nftables_ops, &backend_ipvs_ops };
         int ret = EXIT_SUCCESS;
 
-        (void)o;
         for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) {
                 struct backend *b = NULL;
                 char err[BACKEND_ERRLEN];
@@ -262,7 +262,7 @@ static int run_cleanup(const struct options *o)
                         ret = EXIT_FAILURE;
                         continue;
                 }
-                r = b->ops->cleanup(b, err);
+                r = b->ops->cleanup(b, &o->proxy, err);
                 b->ops->close(b);
                 if (r < 0) {
                         log_error("removing nlproxy's %s rules: %s", all[i]->name, err);

@@ -170,7 +170,7 @@ int main(int argc, char **argv)
                         backend_nftables_fail_next(b);
                         printf("ok\n");
                 } else if (!strcmp(cmd, "cleanup")) {
-                        r = b->ops->cleanup(b, err);
+                        r = b->ops->cleanup(b, NULL, err);
                         printf(r < 0 ? "error %s\n" : "ok\n", err);
                 } else {
                         printf("error unknown command %s\n", cmd);
