@@ -203,7 +203,10 @@ def topology():
     for ns, ip, gw in links:
         for c in ("link set lo up", "link set eth0 up", f"addr add {ip}/24 dev eth0", f"route add default via {gw}"):
             nsx(ns, "ip", *c.split())
-    sh("ip", "netns", "exec", NS["fresh"], "ip", "link", "set", "lo", "up")
+    # IPVS refuses a real server whose address has no route type
+    # (EINVAL), which is all of them in a namespace without tables yet.
+    for ns in ("fresh", "fresh2"):
+        sh("ip", "netns", "exec", NS[ns], "ip", "link", "set", "lo", "up")
 
 
 def start_daemon(path):
