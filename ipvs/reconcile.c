@@ -872,6 +872,8 @@ static void term_drop_service(struct ipvs_term *t, const struct ipvs_service *sv
 
         while (j < t->l.n && !ipvs_service_key_cmp(svc, &t->l.v[j].svc))
                 j++;
+        if (j == i)
+                return; /* also an empty list, which may have no array */
         memmove(&t->l.v[i], &t->l.v[j], (t->l.n - j) * sizeof(*t->l.v));
         t->l.n -= j - i;
 }
