@@ -617,6 +617,13 @@ static int upd_lost(struct upd *u, struct ipvs_desired *d)
         return 0;
 }
 
+/* The lookup structure stays old's key order, merged rather than a hash
+ * index: any insertion shifts the table-order indexes of what follows, so
+ * every index needs rewriting at each update anyway, and remapping the old
+ * order costs one array read per virtual server where a hash index would
+ * hash every key again; the key order is also what ipvs_reconcile_full and
+ * the walk of ipvs_reconcile_partial need. What is left of O(N) is a
+ * pointer walk and copies, no sort and no allocation per entry. */
 int ipvs_desired_update(const struct ipvs_desired *old, const struct table *t, struct ipvs_desired **ret)
 {
         struct upd u = { .old = old, .o = old->table, .t = t };
