@@ -104,8 +104,16 @@ struct vsvec {
         size_t n, cap;
 };
 
+static int vsvec_add(struct vsvec *l, const struct ipvs_vs *v)
+{
+        if (grow((void **)&l->v, &l->cap, l->n + 1, sizeof(*l->v)) < 0)
+                return -ENOMEM;
+        l->v[l->n++] = *v;
+        return 0;
+}
+
 static int vs_push(struct vsvec *l, const struct table *t, const struct tbl_svc *s, const struct ipaddr *a,
-                   uint16_t port, bool local, bool node_port)
+                   uint16_t port, bool local, bool node_port, uint32_t nth)
 {
         struct ipvs_vs *v;
         const char *sched = t->scheduler && *t->scheduler ? t->scheduler : "rr";
@@ -136,6 +144,7 @@ static int vs_push(struct vsvec *l, const struct table *t, const struct tbl_svc 
         v->src = s;
         v->local = local;
         v->node_port = node_port;
+        v->nth = nth;
         return 0;
 }
 
@@ -149,50 +158,109 @@ static bool in_nodeport_range(const struct table *t, int fi, const struct ipaddr
         return false;
 }
 
-/* NodePorts answer on the node's addresses inside --nodeport-addresses:
- * those the caller found on the node, or (a dry run, which cannot look) the
- * node IP. */
-static int collect(const struct table *t, const struct ipaddr *node_addrs, size_t n_node_addrs, struct vsvec *l)
+/* The claims of entry i, in table order. NodePorts answer on the node's
+ * addresses inside --nodeport-addresses: those the caller found on the
+ * node, or (a dry run, which cannot look) the node IP. */
+static int collect_entry(const struct table *t, size_t i, const struct ipaddr *node_addrs, size_t n_node_addrs,
+                         struct vsvec *l)
 {
-        int r;
+        const struct tbl_svc *s = &t->svcs[i];
+        int fi = ipfam_index(s->family), r;
+        uint32_t nth = 0;
 
+        if (!t->family_enabled[fi])
+                return 0;
         if (!node_addrs) {
                 node_addrs = t->node_ip;
                 n_node_addrs = 2;
         }
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                const struct tbl_svc *s = &t->svcs[i];
-                int fi = ipfam_index(s->family);
+        for (size_t j = 0; j < s->n_vips; j++) {
+                const struct tbl_vip *v = &s->vips[j];
+                bool cip = v->kind == TBL_VIP_CLUSTER_IP;
 
-                if (!t->family_enabled[fi])
+                if ((cip ? s->internal : s->external) != TBL_DNAT)
                         continue;
-                for (size_t j = 0; j < s->n_vips; j++) {
-                        const struct tbl_vip *v = &s->vips[j];
-                        bool cip = v->kind == TBL_VIP_CLUSTER_IP;
-
-                        if ((cip ? s->internal : s->external) != TBL_DNAT)
-                                continue;
-                        if ((r = vs_push(l, t, s, &v->addr, s->port, cip ? s->itp_local : s->etp_local, false)) < 0)
-                                return r;
-                }
-                if (!s->node_port || s->external != TBL_DNAT)
-                        continue;
-                for (size_t k = 0; k < n_node_addrs; k++)
-                        if (in_nodeport_range(t, fi, &node_addrs[k]) &&
-                            (r = vs_push(l, t, s, &node_addrs[k], s->node_port, s->etp_local, true)) < 0)
-                                return r;
+                if ((r = vs_push(l, t, s, &v->addr, s->port, cip ? s->itp_local : s->etp_local, false, nth++)) < 0)
+                        return r;
         }
+        if (!s->node_port || s->external != TBL_DNAT)
+                return 0;
+        for (size_t k = 0; k < n_node_addrs; k++)
+                if (in_nodeport_range(t, fi, &node_addrs[k]) &&
+                    (r = vs_push(l, t, s, &node_addrs[k], s->node_port, s->etp_local, true, nth++)) < 0)
+                        return r;
         return 0;
 }
 
+/* Table order of two claims of the same table. */
+static int claim_order(const struct ipvs_vs *a, const struct ipvs_vs *b)
+{
+        if (a->src != b->src)
+                return a->src < b->src ? -1 : 1;
+        return u_cmp(a->nth, b->nth);
+}
+
 /* Key, then table order: the first claimant of a key sorts first. */
+static int vs_key_claim_cmp(const struct ipvs_vs *a, const struct ipvs_vs *b)
+{
+        int c = ipvs_service_key_cmp(&a->svc, &b->svc);
+
+        return c ? c : claim_order(a, b);
+}
+
 static int vs_idx_cmp(const void *a, const void *b, void *arg)
 {
         const struct ipvs_vs *v = arg;
-        uint32_t i = *(const uint32_t *)a, j = *(const uint32_t *)b;
-        int c = ipvs_service_key_cmp(&v[i].svc, &v[j].svc);
 
-        return c ? c : u_cmp(i, j);
+        return vs_key_claim_cmp(&v[*(const uint32_t *)a], &v[*(const uint32_t *)b]);
+}
+
+static int vs_claim_qcmp(const void *a, const void *b)
+{
+        return claim_order(a, b);
+}
+
+static int vs_key_claim_qcmp(const void *a, const void *b)
+{
+        return vs_key_claim_cmp(a, b);
+}
+
+static int key_qcmp(const void *a, const void *b)
+{
+        return ipvs_service_key_cmp(a, b);
+}
+
+/* Serials tell ipvs_reconcile_partial which set another was updated from;
+ * a freed set's address may come back, a serial does not. */
+static uint64_t serial_next(void)
+{
+        static uint64_t last;
+
+        return __atomic_add_fetch(&last, 1, __ATOMIC_RELAXED);
+}
+
+static int desired_alloc(const struct table *t, const struct ipaddr *node_addrs, size_t n_node_addrs,
+                         struct ipvs_desired **ret)
+{
+        struct ipvs_desired *d = calloc(1, sizeof(*d));
+
+        if (!d)
+                return -ENOMEM;
+        if (node_addrs) {
+                d->node_addrs = malloc((n_node_addrs + 1) * sizeof(*node_addrs));
+                if (!d->node_addrs) {
+                        free(d);
+                        return -ENOMEM;
+                }
+                memcpy(d->node_addrs, node_addrs, n_node_addrs * sizeof(*node_addrs));
+                d->n_node_addrs = n_node_addrs;
+        }
+        d->family_enabled[0] = t->family_enabled[0];
+        d->family_enabled[1] = t->family_enabled[1];
+        d->table = t;
+        d->serial = serial_next();
+        *ret = d;
+        return 0;
 }
 
 int ipvs_desired_new(const struct table *t, struct ipvs_desired **ret)
@@ -203,8 +271,8 @@ int ipvs_desired_new(const struct table *t, struct ipvs_desired **ret)
 int ipvs_desired_new_on(const struct table *t, const struct ipaddr *node_addrs, size_t n_node_addrs,
                         struct ipvs_desired **ret)
 {
-        struct ipvs_desired *d;
-        struct vsvec l = { 0 };
+        struct ipvs_desired *d = NULL;
+        struct vsvec l = { 0 }, lost = { 0 };
         uint32_t *idx = NULL, *map = NULL;
         bool *dup = NULL;
         size_t k = 0, n_sorted = 0;
@@ -212,12 +280,10 @@ int ipvs_desired_new_on(const struct table *t, const struct ipaddr *node_addrs, 
 
         if (t->scheduler && strlen(t->scheduler) >= IP_VS_SCHEDNAME_MAXLEN)
                 return -EINVAL;
-        d = calloc(1, sizeof(*d));
-        if (!d)
-                return -ENOMEM;
-        d->family_enabled[0] = t->family_enabled[0];
-        d->family_enabled[1] = t->family_enabled[1];
-        r = collect(t, node_addrs, n_node_addrs, &l);
+        if ((r = desired_alloc(t, node_addrs, n_node_addrs, &d)) < 0)
+                return r;
+        for (size_t i = 0; i < t->n_svcs && r == 0; i++)
+                r = collect_entry(t, i, node_addrs, n_node_addrs, &l);
         if (r < 0)
                 goto fail;
         r = -ENOMEM;
@@ -231,8 +297,12 @@ int ipvs_desired_new_on(const struct table *t, const struct ipaddr *node_addrs, 
         if (l.n > 1)
                 qsort_r(idx, l.n, sizeof(*idx), vs_idx_cmp, l.v);
         for (size_t i = 1; i < l.n; i++)
-                if (!ipvs_service_key_cmp(&l.v[idx[i - 1]].svc, &l.v[idx[i]].svc))
+                if (!ipvs_service_key_cmp(&l.v[idx[i - 1]].svc, &l.v[idx[i]].svc)) {
                         dup[idx[i]] = true;
+                        /* In idx order: the losers come out by (key, table order). */
+                        if (vsvec_add(&lost, &l.v[idx[i]]) < 0)
+                                goto fail;
+                }
         /* Compact in table order, then renumber the sorted index. */
         for (size_t i = 0; i < l.n; i++) {
                 map[i] = (uint32_t)k;
@@ -245,16 +315,375 @@ int ipvs_desired_new_on(const struct table *t, const struct ipaddr *node_addrs, 
         d->vs = l.v;
         d->n = k;
         d->sorted = idx;
+        d->lost = lost.v;
+        d->n_lost = lost.n;
         free(map);
         free(dup);
         *ret = d;
         return 0;
 fail:
         free(l.v);
+        free(lost.v);
         free(idx);
         free(map);
         free(dup);
-        free(d);
+        ipvs_desired_free(d);
+        return r;
+}
+
+/* What decides an entry's virtual servers besides the entry itself. */
+static bool same_vs_context(const struct table *a, const struct table *b)
+{
+        const char *sa = a->scheduler ? a->scheduler : "", *sb = b->scheduler ? b->scheduler : "";
+
+        if (strcmp(sa, sb))
+                return false;
+        for (int fi = 0; fi < 2; fi++)
+                if (a->family_enabled[fi] != b->family_enabled[fi] || !ipaddr_equal(&a->node_ip[fi], &b->node_ip[fi]) ||
+                    a->n_nodeport_cidr[fi] != b->n_nodeport_cidr[fi] ||
+                    memcmp(a->nodeport_cidr[fi], b->nodeport_cidr[fi], a->n_nodeport_cidr[fi] * sizeof(struct ipcidr)))
+                        return false;
+        return true;
+}
+
+#define GONE UINT32_MAX
+
+struct upd {
+        const struct ipvs_desired *old;
+        const struct table *o, *t;
+        uint32_t *emap;         /* old entry -> its index in t, or GONE */
+        struct vsvec fresh;     /* claims of t's entries that old's table does not share, table order */
+        uint32_t *fresh_key;    /* indexes of fresh by (key, table order) */
+        struct vsvec gone;      /* claims of old's entries that t does not share (keys only matter) */
+        struct ipvs_service *keys; /* keys of fresh and gone: the changed keys */
+        size_t n_keys;
+        struct vsvec ins;       /* winners that were not old winners of shared entries */
+        uint32_t *demoted;      /* old winners of shared entries that lose now (indexes into old->vs) */
+        size_t n_demoted;
+        bool *promoted;         /* per old->lost: wins now */
+        struct vsvec lost_add;  /* losers that were not old losers of shared entries */
+};
+
+/* A claim of old's table moved to the same entry of t. */
+static struct ipvs_vs moved(const struct upd *u, const struct ipvs_vs *v)
+{
+        struct ipvs_vs c = *v;
+
+        c.src = &u->t->svcs[u->emap[v->src - u->o->svcs]];
+        return c;
+}
+
+static bool kept(const struct upd *u, const struct ipvs_vs *v)
+{
+        return u->emap[v->src - u->o->svcs] != GONE;
+}
+
+/* Which entries differ: the pointer walk of the nftables backend's partial
+ * sync, names compared only where the tables differ. */
+static int upd_walk(struct upd *u, const struct ipaddr *na, size_t n_na)
+{
+        const struct table *o = u->o, *t = u->t;
+        size_t i = 0, j = 0;
+        int r = 0;
+
+        u->emap = malloc((o->n_svcs + 1) * sizeof(*u->emap));
+        if (!u->emap)
+                return -ENOMEM;
+        while ((i < o->n_svcs || j < t->n_svcs) && r == 0) {
+                int c;
+
+                if (i < o->n_svcs && j < t->n_svcs && o->svcs[i].shared && o->svcs[i].shared == t->svcs[j].shared) {
+                        u->emap[i++] = (uint32_t)j++;
+                        continue;
+                }
+                c = i == o->n_svcs ? 1 : j == t->n_svcs ? -1 : tbl_svc_cmp(&o->svcs[i], &t->svcs[j]);
+                if (c <= 0) {
+                        u->emap[i] = GONE;
+                        r = collect_entry(o, i++, na, n_na, &u->gone);
+                }
+                if (c >= 0 && r == 0)
+                        r = collect_entry(t, j++, na, n_na, &u->fresh);
+        }
+        return r;
+}
+
+static int upd_keys(struct upd *u)
+{
+        size_t k = 0;
+
+        u->keys = malloc((u->fresh.n + u->gone.n + 1) * sizeof(*u->keys));
+        u->fresh_key = malloc((u->fresh.n + 1) * sizeof(*u->fresh_key));
+        if (!u->keys || !u->fresh_key)
+                return -ENOMEM;
+        for (size_t i = 0; i < u->fresh.n; i++) {
+                u->keys[k++] = u->fresh.v[i].svc;
+                u->fresh_key[i] = (uint32_t)i;
+        }
+        for (size_t i = 0; i < u->gone.n; i++)
+                u->keys[k++] = u->gone.v[i].svc;
+        if (k > 1)
+                qsort(u->keys, k, sizeof(*u->keys), key_qcmp);
+        u->n_keys = 0;
+        for (size_t i = 0; i < k; i++)
+                if (!u->n_keys || ipvs_service_key_cmp(&u->keys[u->n_keys - 1], &u->keys[i]))
+                        u->keys[u->n_keys++] = u->keys[i];
+        if (u->fresh.n > 1)
+                qsort_r(u->fresh_key, u->fresh.n, sizeof(*u->fresh_key), vs_idx_cmp, u->fresh.v);
+        return 0;
+}
+
+/* The first element of v[0..n) (sorted by key) whose key is not below key. */
+static size_t lost_lower(const struct ipvs_vs *v, size_t n, const struct ipvs_service *key)
+{
+        size_t lo = 0, hi = n;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (ipvs_service_key_cmp(&v[mid].svc, key) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+/* Who holds a changed key now: the first in table order of the claims
+ * still there (old winner and losers of shared entries) and the fresh ones.
+ * Only changed keys can change hands: the claims of any other key all come
+ * from shared entries, whose order is the same in both tables. */
+static int upd_resolve(struct upd *u, const struct ipvs_service *key, size_t *fk)
+{
+        const struct ipvs_desired *old = u->old;
+        const struct ipvs_vs *w = ipvs_desired_find(old, key);
+        struct ipvs_vs best = { 0 };
+        enum { NONE, OLD_WINNER, OLD_LOSER, FRESH } from = NONE;
+        size_t best_i = 0, lo = lost_lower(old->lost, old->n_lost, key), f0 = *fk;
+        int r = 0;
+
+        if (w && kept(u, w)) {
+                best = moved(u, w);
+                from = OLD_WINNER;
+        }
+        for (size_t i = lo; i < old->n_lost && !ipvs_service_key_cmp(&old->lost[i].svc, key); i++) {
+                struct ipvs_vs c;
+
+                if (!kept(u, &old->lost[i]))
+                        continue;
+                c = moved(u, &old->lost[i]);
+                if (from == NONE || claim_order(&c, &best) < 0) {
+                        best = c;
+                        best_i = i;
+                        from = OLD_LOSER;
+                }
+        }
+        for (; *fk < u->fresh.n && !ipvs_service_key_cmp(&u->fresh.v[u->fresh_key[*fk]].svc, key); (*fk)++) {
+                const struct ipvs_vs *c = &u->fresh.v[u->fresh_key[*fk]];
+
+                if (from == NONE || claim_order(c, &best) < 0) {
+                        best = *c;
+                        best_i = *fk;
+                        from = FRESH;
+                }
+        }
+        if (from != OLD_WINNER && w && kept(u, w)) {
+                struct ipvs_vs c = moved(u, w);
+
+                u->demoted[u->n_demoted++] = (uint32_t)(w - old->vs);
+                r = vsvec_add(&u->lost_add, &c);
+        }
+        if (from == OLD_LOSER) {
+                u->promoted[best_i] = true;
+                r = r ? r : vsvec_add(&u->ins, &best);
+        } else if (from == FRESH) {
+                r = r ? r : vsvec_add(&u->ins, &best);
+        }
+        for (size_t i = f0; i < *fk && r == 0; i++)
+                if (from != FRESH || i != best_i)
+                        r = vsvec_add(&u->lost_add, &u->fresh.v[u->fresh_key[i]]);
+        return r;
+}
+
+static int u32_qcmp(const void *a, const void *b)
+{
+        return u_cmp(*(const uint32_t *)a, *(const uint32_t *)b);
+}
+
+/* The winners in table order: old's, moved, less the gone and demoted ones,
+ * with ins (in table order) merged in; vmap gets each old winner's new
+ * index (or GONE), ins_at each inserted one's. */
+static int upd_winners(struct upd *u, struct ipvs_desired *d, uint32_t *vmap, uint32_t *ins_at)
+{
+        const struct ipvs_desired *old = u->old;
+        size_t n = 0, k = 0, dm = 0;
+
+        d->vs = malloc((old->n + u->ins.n + 1) * sizeof(*d->vs));
+        if (!d->vs)
+                return -ENOMEM;
+        for (size_t i = 0; i < old->n; i++) {
+                struct ipvs_vs c;
+
+                if (dm < u->n_demoted && u->demoted[dm] == i) {
+                        dm++;
+                        vmap[i] = GONE;
+                        continue;
+                }
+                if (!kept(u, &old->vs[i])) {
+                        vmap[i] = GONE;
+                        continue;
+                }
+                c = moved(u, &old->vs[i]);
+                for (; k < u->ins.n && claim_order(&u->ins.v[k], &c) < 0; k++) {
+                        ins_at[k] = (uint32_t)n;
+                        d->vs[n++] = u->ins.v[k];
+                }
+                vmap[i] = (uint32_t)n;
+                d->vs[n++] = c;
+        }
+        for (; k < u->ins.n; k++) {
+                ins_at[k] = (uint32_t)n;
+                d->vs[n++] = u->ins.v[k];
+        }
+        d->n = n;
+        return 0;
+}
+
+static int ins_key_cmp(const void *a, const void *b, void *arg)
+{
+        const struct ipvs_vs *v = arg;
+
+        return ipvs_service_key_cmp(&v[*(const uint32_t *)a].svc, &v[*(const uint32_t *)b].svc);
+}
+
+/* old's order, remapped, with the inserted winners merged in. Keys are
+ * unique among winners, and an old winner whose key went to an inserted
+ * one is gone or demoted: each insertion point is a plain lower bound, and
+ * everything between two of them is copied without a comparison. */
+static int upd_sorted(struct upd *u, struct ipvs_desired *d, const uint32_t *vmap, const uint32_t *ins_at)
+{
+        const struct ipvs_desired *old = u->old;
+        uint32_t *order = malloc((u->ins.n + 1) * sizeof(*order));
+        size_t n = 0, i = 0;
+
+        d->sorted = malloc((d->n + 1) * sizeof(*d->sorted));
+        if (!order || !d->sorted) {
+                free(order);
+                return -ENOMEM;
+        }
+        for (size_t k = 0; k < u->ins.n; k++)
+                order[k] = (uint32_t)k;
+        if (u->ins.n > 1)
+                qsort_r(order, u->ins.n, sizeof(*order), ins_key_cmp, u->ins.v);
+        for (size_t k = 0; k < u->ins.n; k++) {
+                const struct ipvs_service *key = &u->ins.v[order[k]].svc;
+                size_t lo = i, hi = old->n;
+
+                while (lo < hi) {
+                        size_t mid = lo + (hi - lo) / 2;
+
+                        if (ipvs_service_key_cmp(&old->vs[old->sorted[mid]].svc, key) < 0)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                for (; i < lo; i++)
+                        if (vmap[old->sorted[i]] != GONE)
+                                d->sorted[n++] = vmap[old->sorted[i]];
+                d->sorted[n++] = ins_at[order[k]];
+        }
+        for (; i < old->n; i++)
+                if (vmap[old->sorted[i]] != GONE)
+                        d->sorted[n++] = vmap[old->sorted[i]];
+        free(order);
+        return 0;
+}
+
+/* The losers: old's of shared entries that still lose, moved (the move
+ * keeps their order), and the new ones. Clashes are rare: a sort when the
+ * list changes is cheap. */
+static int upd_lost(struct upd *u, struct ipvs_desired *d)
+{
+        const struct ipvs_desired *old = u->old;
+        size_t n = 0;
+
+        d->lost = malloc((old->n_lost + u->lost_add.n + 1) * sizeof(*d->lost));
+        if (!d->lost)
+                return -ENOMEM;
+        for (size_t i = 0; i < old->n_lost; i++)
+                if (!u->promoted[i] && kept(u, &old->lost[i]))
+                        d->lost[n++] = moved(u, &old->lost[i]);
+        if (u->lost_add.n) {
+                memcpy(&d->lost[n], u->lost_add.v, u->lost_add.n * sizeof(*d->lost));
+                n += u->lost_add.n;
+                qsort(d->lost, n, sizeof(*d->lost), vs_key_claim_qcmp);
+        }
+        d->n_lost = n;
+        return 0;
+}
+
+/* The lookup structure stays old's key order, merged rather than a hash
+ * index: any insertion shifts the table-order indexes of what follows, so
+ * every index needs rewriting at each update anyway, and remapping the old
+ * order costs one array read per virtual server where a hash index would
+ * hash every key again; the key order is also what ipvs_reconcile_full and
+ * the walk of ipvs_reconcile_partial need. What is left of O(N) is a
+ * pointer walk and copies, no sort and no allocation per entry. */
+int ipvs_desired_update(const struct ipvs_desired *old, const struct table *t, struct ipvs_desired **ret)
+{
+        struct upd u = { .old = old, .o = old->table, .t = t };
+        struct ipvs_desired *d = NULL;
+        uint32_t *vmap = NULL, *ins_at = NULL;
+        size_t fk = 0;
+        int r;
+
+        if (!same_vs_context(old->table, t))
+                return ipvs_desired_new_on(t, old->node_addrs, old->n_node_addrs, ret);
+        if ((r = desired_alloc(t, old->node_addrs, old->n_node_addrs, &d)) < 0)
+                return r;
+        if ((r = upd_walk(&u, old->node_addrs, old->n_node_addrs)) < 0 || (r = upd_keys(&u)) < 0)
+                goto out;
+        r = -ENOMEM;
+        u.demoted = malloc((u.n_keys + 1) * sizeof(*u.demoted));
+        u.promoted = calloc(old->n_lost + 1, sizeof(*u.promoted));
+        vmap = malloc((old->n + 1) * sizeof(*vmap));
+        if (!u.demoted || !u.promoted || !vmap)
+                goto out;
+        r = 0;
+        for (size_t k = 0; k < u.n_keys && r == 0; k++)
+                r = upd_resolve(&u, &u.keys[k], &fk);
+        if (r < 0)
+                goto out;
+        if (u.n_demoted > 1)
+                qsort(u.demoted, u.n_demoted, sizeof(*u.demoted), u32_qcmp);
+        if (u.ins.n > 1)
+                qsort(u.ins.v, u.ins.n, sizeof(*u.ins.v), vs_claim_qcmp);
+        ins_at = malloc((u.ins.n + 1) * sizeof(*ins_at));
+        if (!ins_at) {
+                r = -ENOMEM;
+                goto out;
+        }
+        if ((r = upd_winners(&u, d, vmap, ins_at)) < 0 || (r = upd_sorted(&u, d, vmap, ins_at)) < 0 ||
+            (r = upd_lost(&u, d)) < 0)
+                goto out;
+        d->base = old->serial;
+        d->changed = u.keys;
+        d->n_changed = u.n_keys;
+        u.keys = NULL;
+        *ret = d;
+        d = NULL;
+out:
+        ipvs_desired_free(d);
+        free(vmap);
+        free(ins_at);
+        free(u.emap);
+        free(u.fresh.v);
+        free(u.fresh_key);
+        free(u.gone.v);
+        free(u.keys);
+        free(u.ins.v);
+        free(u.demoted);
+        free(u.promoted);
+        free(u.lost_add.v);
         return r;
 }
 
@@ -264,6 +693,9 @@ void ipvs_desired_free(struct ipvs_desired *d)
                 return;
         free(d->vs);
         free(d->sorted);
+        free(d->lost);
+        free(d->node_addrs);
+        free(d->changed);
         free(d);
 }
 
@@ -451,6 +883,8 @@ static void term_drop_service(struct ipvs_term *t, const struct ipvs_service *sv
 
         while (j < t->l.n && !ipvs_service_key_cmp(svc, &t->l.v[j].svc))
                 j++;
+        if (j == i)
+                return; /* also an empty list, which may have no array */
         memmove(&t->l.v[i], &t->l.v[j], (t->l.n - j) * sizeof(*t->l.v));
         t->l.n -= j - i;
 }
@@ -769,35 +1203,49 @@ static bool vs_unchanged(const struct ipvs_vs *a, const struct ipvs_vs *b)
                service_same(&a->svc, &b->svc);
 }
 
+/* One key: ov its virtual server in old, nv in d (either may be NULL). */
+static int partial_key(const struct ipvs_vs *ov, const struct ipvs_vs *nv, struct ipvs_term *term, uint64_t now,
+                       struct ipvs_plan *plan)
+{
+        int r = 0;
+
+        if (ov && !nv) {
+                r = ipvs_plan_add(plan, IPVS_OP_SERVICE_DEL, &ov->svc, NULL);
+                term_drop_service(term, &ov->svc);
+        } else if (!ov && nv) {
+                term_drop_service(term, &nv->svc); /* stale: the service is not there */
+                r = add_service(plan, nv);
+        } else if (ov && nv && !vs_unchanged(ov, nv)) {
+                if (!service_same(&ov->svc, &nv->svc))
+                        r = ipvs_plan_add(plan, IPVS_OP_SERVICE_EDIT, &nv->svc, NULL);
+                if (r == 0)
+                        r = partial_dests(ov, nv, term, now, plan);
+        }
+        return r;
+}
+
 int ipvs_reconcile_partial(const struct ipvs_desired *old, const struct ipvs_desired *d, struct ipvs_term *term,
                            uint64_t now, struct ipvs_plan *plan)
 {
         size_t i = 0, j = 0;
         int r = 0;
 
+        /* Any other key has the same virtual server, from a shared entry,
+         * in both sets: the walk below would find nothing there. */
+        if (d->base && d->base == old->serial) {
+                for (size_t k = 0; k < d->n_changed && r == 0; k++)
+                        r = partial_key(ipvs_desired_find(old, &d->changed[k]), ipvs_desired_find(d, &d->changed[k]),
+                                        term, now, plan);
+                return r < 0 ? r : ipvs_reconcile_expire(term, now, plan);
+        }
         while ((i < old->n || j < d->n) && r == 0) {
                 const struct ipvs_vs *ov = i < old->n ? &old->vs[old->sorted[i]] : NULL;
                 const struct ipvs_vs *nv = j < d->n ? &d->vs[d->sorted[j]] : NULL;
                 int c = !ov ? 1 : !nv ? -1 : ipvs_service_key_cmp(&ov->svc, &nv->svc);
 
-                if (c < 0) {
-                        r = ipvs_plan_add(plan, IPVS_OP_SERVICE_DEL, &ov->svc, NULL);
-                        term_drop_service(term, &ov->svc);
-                        i++;
-                } else if (c > 0) {
-                        term_drop_service(term, &nv->svc); /* stale: the service is not there */
-                        r = add_service(plan, nv);
-                        j++;
-                } else {
-                        if (!vs_unchanged(ov, nv)) {
-                                if (!service_same(&ov->svc, &nv->svc))
-                                        r = ipvs_plan_add(plan, IPVS_OP_SERVICE_EDIT, &nv->svc, NULL);
-                                if (r == 0)
-                                        r = partial_dests(ov, nv, term, now, plan);
-                        }
-                        i++;
-                        j++;
-                }
+                r = partial_key(c <= 0 ? ov : NULL, c >= 0 ? nv : NULL, term, now, plan);
+                i += c <= 0;
+                j += c >= 0;
         }
         return r < 0 ? r : ipvs_reconcile_expire(term, now, plan);
 }

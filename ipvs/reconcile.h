@@ -47,6 +47,7 @@ struct ipvs_vs {
         const struct tbl_svc *src;   /* the table entry it comes from */
         bool local;                  /* src->local_eps rather than src->cluster_eps */
         bool node_port;              /* the NodePort on the node IP */
+        uint32_t nth;                /* rank among src's claims: table order within an entry */
 };
 
 struct ipvs_desired {
@@ -56,6 +57,16 @@ struct ipvs_desired {
         size_t n;
         uint32_t *sorted;            /* indexes of vs in ipvs_service_key_cmp order */
         bool family_enabled[2];
+        /* For ipvs_desired_update and ipvs_reconcile_partial, not callers. */
+        struct ipvs_vs *lost;        /* the claims of a key taken earlier, by (key, table order) */
+        size_t n_lost;
+        const struct table *table;
+        struct ipaddr *node_addrs;   /* as given to ipvs_desired_new_on; NULL: the node IP */
+        size_t n_node_addrs;
+        uint64_t serial;             /* unique to this set */
+        uint64_t base;               /* the serial of the set it was updated from; 0: built from scratch */
+        struct ipvs_service *changed; /* the keys whose claims may differ from base's, in key order */
+        size_t n_changed;
 };
 
 /* The desired set of t, which must outlive it. -EINVAL if t's scheduler
@@ -66,6 +77,15 @@ int ipvs_desired_new(const struct table *t, struct ipvs_desired **ret);
  * kube-proxy's IPVS mode binds them; ipvs_desired_new uses the node IP. */
 int ipvs_desired_new_on(const struct table *t, const struct ipaddr *node_addrs, size_t n_node_addrs,
                         struct ipvs_desired **ret);
+/* The desired set of t, made from old (the set of an earlier table, which
+ * must still be alive), with old's node addresses: the virtual servers of
+ * entries t shares with old's table (same `shared` counter) are copied, only
+ * the others are computed, and the cost follows the change, not the table
+ * (but for one pass over both tables' entries and the copy). Equal to what
+ * ipvs_desired_new_on would give, winners of clashing keys included; tables
+ * of another context (scheduler, families, NodePort ranges, node IP) are
+ * computed from scratch. *ret untouched on failure. */
+int ipvs_desired_update(const struct ipvs_desired *old, const struct table *t, struct ipvs_desired **ret);
 void ipvs_desired_free(struct ipvs_desired *d);
 /* The virtual server with svc's key, or NULL. */
 const struct ipvs_vs *ipvs_desired_find(const struct ipvs_desired *d, const struct ipvs_service *svc);
@@ -137,7 +157,10 @@ int ipvs_reconcile_full(const struct ipvs_desired *d, const struct ipvs_state *c
  * only virtual servers whose table entry changed (the entries' `shared`
  * pointers differ, or either is NULL) are compared real server by real
  * server. Terminating real servers past the bound at now are deleted;
- * those still draining wait for a full reconcile, which sees connections. */
+ * those still draining wait for a full reconcile, which sees connections.
+ * When d was made from old by ipvs_desired_update, only the keys it names
+ * as changed are looked at (the same changes, in the same order, as the
+ * walk over both sets that any other pair gets). */
 int ipvs_reconcile_partial(const struct ipvs_desired *old, const struct ipvs_desired *d, struct ipvs_term *term,
                            uint64_t now, struct ipvs_plan *plan);
 /* Only the bound: deletes for the terminating real servers older than it. */

@@ -636,7 +636,9 @@ static int ipvsb_sync(struct backend *base, struct table *t, bool full, char *er
                 snprintf(err, BACKEND_ERRLEN, "listing the node's addresses: %s", strerror(-r));
                 goto fail;
         }
-        r = ipvs_desired_new_on(t, b->node_addrs, b->n_node_addrs, &d);
+        /* A partial sync derives the set from the last one (and its node
+         * addresses): the cost follows the change, not the table. */
+        r = full ? ipvs_desired_new_on(t, b->node_addrs, b->n_node_addrs, &d) : ipvs_desired_update(b->desired, t, &d);
         if (r == -EINVAL) {
                 snprintf(err, BACKEND_ERRLEN, "IPVS scheduler name too long: %s", t->scheduler);
                 goto fail;

@@ -8,7 +8,9 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <jansson.h>
 #include "k8s.h"
+#include "model.h"
 #include "reconcile.h"
 #include "render.h"
 
@@ -959,6 +961,405 @@ static void test_full_other_family(void **state)
         table_free(t);
 }
 
+/* ---- incremental desired sets ---- */
+
+static void vs_assert_equal(const struct ipvs_vs *a, const struct ipvs_vs *b)
+{
+        assert_int_equal(ipvs_service_key_cmp(&a->svc, &b->svc), 0);
+        assert_string_equal(a->svc.sched_name, b->svc.sched_name);
+        assert_int_equal(a->svc.flags, b->svc.flags);
+        assert_int_equal(a->svc.timeout, b->svc.timeout);
+        assert_int_equal(a->svc.netmask, b->svc.netmask);
+        assert_true(ipaddr_equal(&a->addr, &b->addr));
+        assert_ptr_equal(a->src, b->src);
+        assert_int_equal(a->local, b->local);
+        assert_int_equal(a->node_port, b->node_port);
+        assert_int_equal(a->nth, b->nth);
+}
+
+/* inc (made by ipvs_desired_update) is what ipvs_desired_new_on gives. */
+static void desired_assert_equal(const struct ipvs_desired *inc, const struct ipvs_desired *scratch)
+{
+        assert_int_equal(inc->n, scratch->n);
+        for (size_t i = 0; i < inc->n; i++) {
+                vs_assert_equal(&inc->vs[i], &scratch->vs[i]);
+                assert_int_equal(inc->sorted[i], scratch->sorted[i]);
+                assert_ptr_equal(ipvs_desired_find(inc, &inc->vs[i].svc), &inc->vs[i]);
+        }
+        assert_int_equal(inc->n_lost, scratch->n_lost);
+        for (size_t i = 0; i < inc->n_lost; i++) {
+                const struct ipvs_vs *w = ipvs_desired_find(inc, &inc->lost[i].svc);
+
+                vs_assert_equal(&inc->lost[i], &scratch->lost[i]);
+                /* Lost to an earlier claim of the same key. */
+                assert_non_null(w);
+                assert_true(w->src < inc->lost[i].src || (w->src == inc->lost[i].src && w->nth < inc->lost[i].nth));
+        }
+        assert_int_equal(inc->family_enabled[0], scratch->family_enabled[0]);
+        assert_int_equal(inc->family_enabled[1], scratch->family_enabled[1]);
+}
+
+static void plan_assert_equal(struct ipvs_plan *a, struct ipvs_plan *b)
+{
+        const struct ipvs_op *x = ipvs_plan_ops(a), *y = ipvs_plan_ops(b);
+
+        assert_int_equal(ipvs_plan_count(a), ipvs_plan_count(b));
+        for (size_t i = 0; i < ipvs_plan_count(a); i++) {
+                assert_int_equal(x[i].type, y[i].type);
+                assert_int_equal(ipvs_service_key_cmp(x[i].svc, y[i].svc), 0);
+                assert_int_equal(x[i].svc->flags, y[i].svc->flags);
+                assert_int_equal(x[i].svc->timeout, y[i].svc->timeout);
+                assert_int_equal(!x[i].dest, !y[i].dest);
+                if (x[i].dest) {
+                        assert_int_equal(ipvs_dest_key_cmp(x[i].dest, y[i].dest), 0);
+                        assert_int_equal(x[i].dest->weight, y[i].dest->weight);
+                }
+        }
+}
+
+static uint64_t rng = 0x9e3779b97f4a7c15ULL;
+
+static unsigned rnd(unsigned n)
+{
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        return (unsigned)(rng % n);
+}
+
+static void put_json(struct model *m, json_t *o)
+{
+        char err[K8S_ERRLEN];
+
+        if (k8s_kind_of(o) == K8S_KIND_SERVICE) {
+                struct k8s_service *s;
+
+                if (k8s_service_decode(o, &s, err))
+                        fail_msg("service: %s", err);
+                assert_int_equal(model_service_put(m, s), 0);
+        } else {
+                struct k8s_endpoint_slice *s;
+
+                if (k8s_slice_decode(o, &s, err))
+                        fail_msg("slice: %s", err);
+                assert_int_equal(model_slice_put(m, s), 0);
+        }
+        json_decref(o);
+}
+
+/* Few ports and addresses for many services: externalIPs on the node's
+ * addresses and service ports in the NodePort range, so that an externalIP
+ * and another service's NodePort claim the same virtual server, which the
+ * table cannot see (it resolves VIPs and NodePorts apart). */
+static void random_service(struct model *m, unsigned i)
+{
+        static const char *const ext[] = { "192.168.0.2", "192.168.0.3", "192.0.2.1", "192.168.0.2" };
+        char name[32], cip[32];
+        unsigned kind = rnd(8);
+        json_t *spec;
+
+        snprintf(name, sizeof(name), "svc-%02u", i);
+        snprintf(cip, sizeof(cip), "10.96.0.%u", i + 1);
+        spec = json_pack("{s:s, s:s, s:[s], s:s, s:[{s:s, s:i, s:i}, {s:s, s:i, s:s}]}", "type",
+                         kind < 5 ? "NodePort" : "ClusterIP", "clusterIP", cip, "externalIPs", ext[rnd(4)],
+                         "externalTrafficPolicy", rnd(3) ? "Cluster" : "Local", "ports", "name", "http", "port",
+                         rnd(2) ? 80 : 30000 + (int)rnd(3), "nodePort", kind < 5 ? 30000 + (int)rnd(3) : 0, "name",
+                         "dns", "port", 53, "protocol", "UDP");
+        if (kind == 7)
+                json_object_set_new(spec, "sessionAffinity", json_string("ClientIP"));
+        put_json(m, json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", "v1", "kind", "Service", "metadata",
+                              "name", name, "namespace", "a", "spec", spec));
+}
+
+static void random_slice(struct model *m, unsigned i)
+{
+        char name[32], svc[32];
+        json_t *eps = json_array();
+        unsigned n = rnd(4);
+
+        snprintf(svc, sizeof(svc), "svc-%02u", i);
+        snprintf(name, sizeof(name), "svc-%02u-x", i);
+        for (unsigned k = 0; k < n; k++) {
+                char a[32];
+
+                snprintf(a, sizeof(a), "10.244.%u.%u", rnd(2), rnd(4) + 1);
+                json_array_append_new(eps, json_pack("{s:[s], s:s, s:{s:b}}", "addresses", a, "nodeName",
+                                                     rnd(2) ? "node-a" : "node-b", "conditions", "ready",
+                                                     (int)(rnd(5) > 0)));
+        }
+        put_json(m, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i}, {s:s, s:i, s:s}], s:o}",
+                              "apiVersion", "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata", "name", name,
+                              "namespace", "a", "labels", "kubernetes.io/service-name", svc, "addressType", "IPv4",
+                              "ports", "name", "http", "port", 8080, "name", "dns", "port", 5353, "protocol", "UDP",
+                              "endpoints", eps));
+}
+
+/* The winner of each key of a, as the service entry's id, against b's:
+ * how many clashing keys (a loser in a or b) changed hands. */
+static size_t winners_moved(const struct ipvs_desired *a, const struct ipvs_desired *b)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < b->n_lost; i++) {
+                const struct ipvs_vs *wa = ipvs_desired_find(a, &b->lost[i].svc),
+                                     *wb = ipvs_desired_find(b, &b->lost[i].svc);
+
+                n += wa && wb && strcmp(wa->src->id, wb->src->id) != 0;
+        }
+        for (size_t i = 0; i < a->n_lost; i++) {
+                const struct ipvs_vs *wa = ipvs_desired_find(a, &a->lost[i].svc),
+                                     *wb = ipvs_desired_find(b, &a->lost[i].svc);
+
+                n += wa && wb && strcmp(wa->src->id, wb->src->id) != 0;
+        }
+        return n;
+}
+
+static bool owner_clashed(const struct table *t, uint64_t owner)
+{
+        for (size_t i = 0; i < t->n_svcs; i++)
+                if (t->svcs[i].owner == owner && t->svcs[i].clashed)
+                        return true;
+        return false;
+}
+
+/* The claims of d from services that lost a clash in prev: table_update
+ * rebuilds those whatever changed. */
+static size_t claims_of_clashed(const struct ipvs_desired *d, const struct table *prev)
+{
+        size_t n = 0;
+
+        for (size_t i = 0; i < d->n; i++)
+                n += owner_clashed(prev, d->vs[i].src->owner);
+        for (size_t i = 0; i < d->n_lost; i++)
+                n += owner_clashed(prev, d->lost[i].src->owner);
+        return n;
+}
+
+/* Random changes through table_update: every incremental set equals the
+ * one built from scratch (winners of clashing keys included), and the
+ * partial plan from the incremental sets (only the changed keys) is the
+ * plan of the walk over both scratch sets, op for op, with the same
+ * terminating list. */
+static void test_update_equals_new(void **state)
+{
+        struct nodectx node = { .node_name = "node-a" };
+        struct ipaddr addrs[4];
+        struct proxy_config cfg;
+        struct table *prev = NULL;
+        struct ipvs_desired *prev_inc = NULL, *prev_new = NULL;
+        struct ipvs_term *term_inc = NULL, *term_new_ = NULL;
+        struct model *m;
+        size_t moved = 0, lost = 0, promoted_or_demoted_steps = 0, ops = 0, no_op_steps = 0;
+        (void)state;
+
+        proxy_config_init(&cfg);
+        cfg.nodeport_primary = false;
+        cfg.nodeport_cidr[0][0] = cidr("192.168.0.0/16");
+        cfg.n_nodeport_cidr[0] = 1;
+        node.node_ip[0] = ip("192.168.0.2");
+        /* The node's addresses as the kernel lists them: one on two links. */
+        addrs[0] = ip("192.168.0.2");
+        addrs[1] = ip("127.0.0.1");
+        addrs[2] = ip("192.168.0.3");
+        addrs[3] = ip("192.168.0.2");
+        assert_int_equal(ipvs_term_new(3, &term_inc), 0);
+        assert_int_equal(ipvs_term_new(3, &term_new_), 0);
+        assert_int_equal(model_new(&m), 0);
+        for (unsigned step = 0; step < 600; step++) {
+                struct model_key *dirty;
+                size_t n_dirty;
+                struct table *t;
+                struct ipvs_desired *inc = NULL, *scratch = NULL;
+                struct ipvs_plan *p_inc = plan_new(), *p_new = plan_new();
+                unsigned changes = step % 17 == 16 ? 0 : 1 + rnd(step < 20 ? 10 : 3);
+
+                for (unsigned c = 0; c < changes; c++) {
+                        unsigned i = rnd(30), what = rnd(10);
+                        char name[32];
+
+                        snprintf(name, sizeof(name), "svc-%02u", i);
+                        if (what < 4)
+                                random_service(m, i);
+                        else if (what < 8)
+                                random_slice(m, i);
+                        else
+                                model_service_del(m, "a", name);
+                }
+                assert_true(model_dirty_take(m, &dirty, &n_dirty) >= 0);
+                /* Now and then a table that shares nothing. */
+                if (step % 50 == 49)
+                        assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
+                else
+                        assert_int_equal(table_update(prev, m, &node, &cfg, dirty, n_dirty, &t), 0);
+                model_keys_free(dirty, n_dirty);
+                assert_int_equal(ipvs_desired_new_on(t, addrs, 4, &scratch), 0);
+                if (prev_inc)
+                        assert_int_equal(ipvs_desired_update(prev_inc, t, &inc), 0);
+                else
+                        assert_int_equal(ipvs_desired_new_on(t, addrs, 4, &inc), 0);
+                desired_assert_equal(inc, scratch);
+                lost += scratch->n_lost;
+                if (prev_inc) {
+                        size_t mv = winners_moved(prev_new, scratch);
+
+                        /* Only the changed keys are looked at. */
+                        assert_int_equal(inc->base, prev_inc->serial);
+                        /* Without a change, only the entries that lost a
+                         * clash in the table are rebuilt (table_update). */
+                        if (!changes) {
+                                size_t rebuilt = claims_of_clashed(scratch, prev);
+
+                                assert_true(inc->n_changed <= rebuilt);
+                                no_op_steps++;
+                        }
+                        moved += mv;
+                        promoted_or_demoted_steps += mv > 0;
+                        assert_int_equal(ipvs_reconcile_partial(prev_inc, inc, term_inc, step, p_inc), 0);
+                        assert_int_equal(ipvs_reconcile_partial(prev_new, scratch, term_new_, step, p_new), 0);
+                        plan_assert_equal(p_inc, p_new);
+                        assert_int_equal(ipvs_term_count(term_inc), ipvs_term_count(term_new_));
+                        ops += ipvs_plan_count(p_inc);
+                }
+                ipvs_plan_free(p_inc);
+                ipvs_plan_free(p_new);
+                ipvs_desired_free(prev_inc);
+                ipvs_desired_free(prev_new);
+                table_free(prev);
+                prev = t;
+                prev_inc = inc;
+                prev_new = scratch;
+        }
+        /* The sequence did exercise what it is for. */
+        assert_true(lost > 0);
+        assert_true(promoted_or_demoted_steps >= 5);
+        assert_true(ops > 100);
+        assert_true(no_op_steps > 10);
+        printf("update: %zu clashing claims, %zu winners moved in %zu steps, %zu ops\n", lost, moved,
+               promoted_or_demoted_steps, ops);
+        ipvs_desired_free(prev_inc);
+        ipvs_desired_free(prev_new);
+        ipvs_term_free(term_inc);
+        ipvs_term_free(term_new_);
+        table_free(prev);
+        model_free(m);
+}
+
+/* A clash table_compute cannot see: a's externalIP is the node's address,
+ * on b's NodePort. a, first in table order, holds it; when a lets it go b
+ * gets it (and the kernel b's endpoints), and loses it again when a takes
+ * it back. */
+static void test_update_clash_moves(void **state)
+{
+        struct table *t = tb_new(), *t2, *t3;
+        struct ipvs_desired *d, *d2, *d3, *s2 = NULL, *s3 = NULL;
+        struct ipvs_plan *p = plan_new();
+        struct ipvs_term *term = term_new();
+        struct ipvs_service k = key(IPPROTO_TCP, "192.168.1.10", 30080);
+        struct ipvs_dest a_ep = dest("10.180.0.1", 8080, 1), b_ep = dest("10.180.0.2", 8080, 1);
+        const struct ipvs_vs *w;
+        struct tbl_svc *s;
+        (void)state;
+
+        s = tb_svc(t, "ns", "a", IPPROTO_TCP, 30080, "172.30.0.1");
+        tb_vip(s, "192.168.1.10", TBL_VIP_EXTERNAL_IP);
+        tb_ep(s, "10.180.0.1", 8080, true);
+        s = tb_svc(t, "ns", "b", IPPROTO_TCP, 80, "172.30.0.2");
+        s->node_port = 30080;
+        tb_ep(s, "10.180.0.2", 8080, true);
+        d = desired(t);
+        assert_int_equal(d->n_lost, 1);
+        w = ipvs_desired_find(d, &k);
+        assert_string_equal(w->src->name, "a");
+
+        /* a drops its externalIP: b's NodePort wins. */
+        t2 = tb_share(t);
+        tb_unshare(t2, 0)->n_vips = 1;
+        assert_int_equal(ipvs_desired_update(d, t2, &d2), 0);
+        assert_int_equal(ipvs_desired_new(t2, &s2), 0);
+        desired_assert_equal(d2, s2);
+        assert_int_equal(d2->n_lost, 0);
+        w = ipvs_desired_find(d2, &k);
+        assert_string_equal(w->src->name, "b");
+        assert_true(w->node_port);
+        assert_int_equal(ipvs_reconcile_partial(d, d2, term, 10, p), 0);
+        /* The virtual server stays; its real servers become b's. */
+        assert_int_equal(op_count(p, IPVS_OP_SERVICE_ADD), 0);
+        assert_int_equal(op_count(p, IPVS_OP_SERVICE_DEL), 0);
+        op_find(p, IPVS_OP_DEST_ADD, &k, &b_ep);
+        op_find(p, IPVS_OP_DEST_EDIT, &k, &a_ep); /* TCP: drains */
+        ipvs_plan_free(p);
+
+        /* a takes it back. */
+        t3 = tb_share(t2);
+        tb_vip(tb_unshare(t3, 0), "192.168.1.10", TBL_VIP_EXTERNAL_IP);
+        assert_int_equal(ipvs_desired_update(d2, t3, &d3), 0);
+        assert_int_equal(ipvs_desired_new(t3, &s3), 0);
+        desired_assert_equal(d3, s3);
+        assert_int_equal(d3->n_lost, 1);
+        assert_string_equal(d3->lost[0].src->name, "b");
+        w = ipvs_desired_find(d3, &k);
+        assert_string_equal(w->src->name, "a");
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_partial(d2, d3, term, 20, p), 0);
+        op_find(p, IPVS_OP_DEST_EDIT, &k, &a_ep); /* back from draining */
+        op_find(p, IPVS_OP_DEST_EDIT, &k, &b_ep);
+        ipvs_plan_free(p);
+
+        ipvs_term_free(term);
+        ipvs_desired_free(d);
+        ipvs_desired_free(d2);
+        ipvs_desired_free(d3);
+        ipvs_desired_free(s2);
+        ipvs_desired_free(s3);
+        table_free(t);
+        table_free(t2);
+        table_free(t3);
+}
+
+/* One endpoint of one service in a table of many: the new set names only
+ * that service's keys as changed, and the plan touches only them. */
+static void test_update_only_changed(void **state)
+{
+        struct table *t = tb_new(), *t2;
+        struct ipvs_desired *d, *d2;
+        struct ipvs_plan *p = plan_new();
+        struct ipvs_term *term = term_new();
+        struct ipvs_service k;
+        struct tbl_svc *s;
+        char name[32], cip[32];
+        (void)state;
+
+        for (unsigned i = 0; i < 500; i++) {
+                snprintf(name, sizeof(name), "s%03u", i);
+                snprintf(cip, sizeof(cip), "172.30.%u.%u", i / 200, i % 200 + 1);
+                s = tb_svc(t, "ns", name, IPPROTO_TCP, 80, cip);
+                s->node_port = (uint16_t)(30000 + i);
+                tb_ep(s, "10.180.0.1", 8080, true);
+                tb_ep(s, "10.180.0.2", 8080, false);
+        }
+        d = desired(t);
+        assert_int_equal(d->n, 1000);
+        t2 = tb_share(t);
+        drop_ep(tb_unshare(t2, 321), 0);
+        assert_int_equal(ipvs_desired_update(d, t2, &d2), 0);
+        assert_int_equal(d2->n, 1000);
+        assert_int_equal(d2->n_changed, 2); /* the ClusterIP and the NodePort */
+        k = key(IPPROTO_TCP, "172.30.1.122", 80);
+        assert_int_equal(ipvs_service_key_cmp(&d2->changed[0], &k), 0);
+        for (size_t i = 0; i < d2->n; i++)
+                assert_ptr_equal(d2->vs[i].src, &t2->svcs[i / 2]);
+        assert_int_equal(ipvs_reconcile_partial(d, d2, term, 10, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 2);
+        assert_int_equal(op_count(p, IPVS_OP_DEST_EDIT), 2);
+        ipvs_plan_free(p);
+        ipvs_term_free(term);
+        ipvs_desired_free(d);
+        ipvs_desired_free(d2);
+        table_free(t);
+        table_free(t2);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -967,6 +1368,8 @@ int main(void)
                 cmocka_unit_test(test_full_from_empty), cmocka_unit_test(test_full_identical),
                 cmocka_unit_test(test_full_drifted), cmocka_unit_test(test_full_other_family),
                 cmocka_unit_test(test_partial_unchanged), cmocka_unit_test(test_partial_and_termination),
+                cmocka_unit_test(test_update_equals_new), cmocka_unit_test(test_update_clash_moves),
+                cmocka_unit_test(test_update_only_changed),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
