@@ -27,6 +27,7 @@
 #include "nftplan.h"
 #include "reconcile.h"
 #include "rtnl.h"
+#include "vips.h"
 
 /* Where LB IPs are local for marked packets: `ip rule` shows
  * "95: from all fwmark 0x2000/0x2000 lookup 95". Early, so that no rule
@@ -45,10 +46,7 @@ struct ipvs_backend {
         /* What the kernel holds after our last successful sync. */
         struct table *table;
         struct ipvs_desired *desired; /* of table */
-        struct ipaddr *vips;          /* kube-ipvs0's addresses, sorted, unique */
-        size_t n_vips;
-        struct ipaddr *lbs;           /* the local routes of IPVS_LB_TABLE, sorted, unique */
-        size_t n_lbs;
+        struct ipvs_vips *vips;       /* kube-ipvs0's addresses and IPVS_LB_TABLE's routes */
         uint32_t lb_mark;             /* of the fwmark rules installed, 0 = none yet */
         int ifindex;
         struct ipaddr *node_addrs;    /* the node's addresses, outside kube-ipvs0, from the last full sync */
@@ -83,8 +81,7 @@ static void ipvsb_close(struct backend *base)
                 return;
         ipvs_desired_free(b->desired);
         table_free(b->table);
-        free(b->vips);
-        free(b->lbs);
+        ipvs_vips_free(b->vips);
         free(b->node_addrs);
         ipvs_term_free(b->term);
         rtnl_sock_free(b->rt);
@@ -302,78 +299,6 @@ static int dump_state(struct ipvs_backend *b, struct ipvs_state **ret)
         return r;
 }
 
-static int addr_order(const void *a, const void *b)
-{
-        return ipaddr_cmp(a, b);
-}
-
-struct addrs {
-        const struct ipaddr *v;
-        size_t n;
-};
-
-/* Sorted, unique, in place; the new count. */
-static size_t addr_uniq(struct ipaddr *v, size_t n)
-{
-        size_t k = 0;
-
-        if (n > 1)
-                qsort(v, n, sizeof(*v), addr_order);
-        for (size_t i = 0; i < n; i++)
-                if (!k || !ipaddr_equal(&v[k - 1], &v[i]))
-                        v[k++] = v[i];
-        return k;
-}
-
-/* The addresses kube-ipvs0 carries: every ClusterIP and externalIP of the
- * proxied families, whatever its verdict, as kube-proxy binds every
- * ClusterIP (REJECT and DROP are the companion ruleset's, and need the
- * address to be local). And the LB IPs that are none of those, which get a
- * local route in IPVS_LB_TABLE instead (see nftplan_lb_local_mark). */
-static int table_vips(const struct table *t, struct ipaddr **ret, size_t *ret_n, struct ipaddr **ret_lbs,
-                      size_t *ret_n_lbs)
-{
-        size_t n = 0, nl = 0, k = 0;
-        struct ipaddr *v, *l;
-
-        for (size_t i = 0; i < t->n_svcs; i++)
-                n += t->svcs[i].n_vips;
-        v = malloc((n + 1) * sizeof(*v));
-        l = malloc((n + 1) * sizeof(*l));
-        if (!v || !l) {
-                free(v);
-                free(l);
-                return -ENOMEM;
-        }
-        n = 0;
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                const struct tbl_svc *s = &t->svcs[i];
-
-                if (!t->family_enabled[ipfam_index(s->family)])
-                        continue;
-                for (size_t j = 0; j < s->n_vips; j++) {
-                        if (s->vips[j].kind == TBL_VIP_LOAD_BALANCER)
-                                l[nl++] = s->vips[j].addr;
-                        else
-                                v[n++] = s->vips[j].addr;
-                }
-        }
-        n = addr_uniq(v, n);
-        nl = addr_uniq(l, nl);
-        /* An LB IP that is also bound to kube-ipvs0 is local already. */
-        for (size_t i = 0, j = 0; i < nl; i++) {
-                while (j < n && ipaddr_cmp(&v[j], &l[i]) < 0)
-                        j++;
-                if (j == n || !ipaddr_equal(&v[j], &l[i]))
-                        l[k++] = l[i];
-        }
-        *ret = v;
-        *ret_n = n;
-        *ret_lbs = l;
-        *ret_n_lbs = k;
-        return 0;
-}
-
 static void addr_err(char *err, const char *what, const struct ipaddr *a, int r)
 {
         char buf[IPADDR_STRLEN] = "?";
@@ -453,12 +378,13 @@ static void prune_excluded(const struct table *t, const struct ipvs_desired *d, 
 
 /* ---- syncs ---- */
 
-static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desired *d, const struct addrs *vips,
-                     const struct addrs *lbs, char *err)
+static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desired *d, const struct ipvs_vips *vips,
+                     char *err)
 {
         struct ipvs_state *st = NULL;
         struct ipvs_plan *p = NULL;
-        struct ipaddr failed = { 0 };
+        struct ipaddr failed = { 0 }, *on_dummy = NULL, *routed = NULL;
+        size_t n_on_dummy = 0, n_routed = 0;
         int r;
 
         if ((r = apply_sysctls(t, err)) < 0)
@@ -478,18 +404,21 @@ static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desire
                 snprintf(err, BACKEND_ERRLEN, "creating the dummy interface " RTNL_IPVS_DUMMY ": %s", strerror(-r));
                 return r;
         }
-        r = rtnl_ifaddr_sync(b->rt, b->ifindex, vips->v, vips->n, &failed);
-        if (r < 0) {
+        if ((r = ipvs_vips_lists(vips, &on_dummy, &n_on_dummy, &routed, &n_routed)) < 0) {
+                snprintf(err, BACKEND_ERRLEN, "out of memory");
+                return r;
+        }
+        r = rtnl_ifaddr_sync(b->rt, b->ifindex, on_dummy, n_on_dummy, &failed);
+        if (r < 0)
                 addr_err(err, "binding", &failed, r);
-                return r;
-        }
-        if ((r = lb_rules_ensure(b, t, err)) < 0)
-                return r;
-        r = rtnl_local_route_sync(b->rt, IPVS_LB_TABLE, lbs->v, lbs->n, &failed);
-        if (r < 0) {
+        if (r == 0)
+                r = lb_rules_ensure(b, t, err);
+        if (r == 0 && (r = rtnl_local_route_sync(b->rt, IPVS_LB_TABLE, routed, n_routed, &failed)) < 0)
                 lb_err(err, "setting", &failed, r);
+        free(on_dummy);
+        free(routed);
+        if (r < 0)
                 return r;
-        }
         r = dump_state(b, &st);
         if (r < 0) {
                 snprintf(err, BACKEND_ERRLEN, "reading the IPVS table: %s", strerror(-r));
@@ -510,72 +439,42 @@ static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desire
         return b->comp->ops->sync(b->comp, t, true, err);
 }
 
-/* Sorted unique a minus b. */
-static size_t addr_minus(const struct ipaddr *a, size_t na, const struct ipaddr *b, size_t nb, struct ipaddr *out)
+/* Host prefixes of a, for deletion. */
+static struct ipcidr *host_cidrs(const struct ipaddr *a, size_t n)
 {
-        size_t i = 0, j = 0, n = 0;
+        struct ipcidr *c = malloc((n + 1) * sizeof(*c));
 
-        while (i < na) {
-                int c = j < nb ? ipaddr_cmp(&a[i], &b[j]) : -1;
-
-                if (c < 0)
-                        out[n++] = a[i++];
-                else if (c > 0)
-                        j++;
-                else {
-                        i++;
-                        j++;
-                }
-        }
-        return n;
+        for (size_t i = 0; c && i < n; i++)
+                c[i] = (struct ipcidr){ a[i], a[i].family == AF_INET6 ? 128 : 32 };
+        return c;
 }
 
-/* have -> want by adding and deleting host addresses on kube-ipvs0, or
- * local routes in IPVS_LB_TABLE. */
-static int addrs_change(struct ipvs_backend *b, bool route, const struct addrs *want, const struct addrs *have,
-                        char *err)
+static int sync_partial(struct ipvs_backend *b, struct table *t, struct ipvs_desired *d,
+                        const struct ipvs_vip_changes *c, char *err)
 {
-        struct ipaddr *add = malloc((want->n + 1) * sizeof(*add)), failed = { 0 };
-        struct ipcidr *del = malloc((have->n + 1) * sizeof(*del));
-        struct ipaddr *gone = malloc((have->n + 1) * sizeof(*gone));
-        size_t n_add, n_del;
+        struct ipcidr *dummy_del = host_cidrs(c->dummy_del, c->n_dummy_del);
+        struct ipcidr *lb_del = host_cidrs(c->lb_del, c->n_lb_del);
+        struct ipvs_plan *p = NULL;
+        struct ipaddr failed = { 0 };
         int r = -ENOMEM;
 
-        if (!add || !del || !gone) {
+        if (!dummy_del || !lb_del) {
                 snprintf(err, BACKEND_ERRLEN, "out of memory");
                 goto out;
         }
-        n_add = addr_minus(want->v, want->n, have->v, have->n, add);
-        n_del = addr_minus(have->v, have->n, want->v, want->n, gone);
-        for (size_t i = 0; i < n_del; i++)
-                del[i] = (struct ipcidr){ gone[i], gone[i].family == AF_INET6 ? 128 : 32 };
-        r = 0;
-        if (n_add + n_del)
-                r = route ? rtnl_local_route_change(b->rt, IPVS_LB_TABLE, add, n_add, del, n_del, &failed)
-                          : rtnl_ifaddr_change(b->rt, b->ifindex, add, n_add, del, n_del, &failed);
-        if (r < 0) {
-                if (route)
-                        lb_err(err, "changing", &failed, r);
-                else
-                        addr_err(err, "changing", &failed, r);
-        }
-out:
-        free(add);
-        free(del);
-        free(gone);
-        return r;
-}
-
-static int sync_partial(struct ipvs_backend *b, struct table *t, struct ipvs_desired *d, const struct addrs *vips,
-                        const struct addrs *lbs, char *err)
-{
-        const struct addrs old_vips = { b->vips, b->n_vips }, old_lbs = { b->lbs, b->n_lbs };
-        struct ipvs_plan *p = NULL;
-        int r;
-
         /* New VIPs first: the virtual servers below may already get traffic. */
-        if ((r = addrs_change(b, false, vips, &old_vips, err)) < 0 || (r = addrs_change(b, true, lbs, &old_lbs, err)) < 0)
-                return r;
+        r = 0;
+        if (c->n_dummy_add + c->n_dummy_del &&
+            (r = rtnl_ifaddr_change(b->rt, b->ifindex, c->dummy_add, c->n_dummy_add, dummy_del, c->n_dummy_del,
+                                    &failed)) < 0) {
+                addr_err(err, "changing", &failed, r);
+                goto out;
+        }
+        if ((r = rtnl_local_route_change(b->rt, IPVS_LB_TABLE, c->lb_add, c->n_lb_add, lb_del, c->n_lb_del,
+                                         &failed)) < 0) {
+                lb_err(err, "changing", &failed, r);
+                goto out;
+        }
         r = ipvs_plan_new(&p);
         if (r == 0)
                 r = ipvs_reconcile_partial(b->desired, d, b->term, now_s(), p);
@@ -590,6 +489,27 @@ static int sync_partial(struct ipvs_backend *b, struct table *t, struct ipvs_des
         r = b->comp->ops->sync(b->comp, t, false, err);
 out:
         ipvs_plan_free(p);
+        free(dummy_del);
+        free(lb_del);
+        return r;
+}
+
+/* The VIP set of t: from scratch, or from the last one through the entries
+ * that differ (a partial sync's cost follows the change). */
+static int vips_of(struct ipvs_backend *b, struct table *t, bool full, struct ipvs_vips **ret,
+                   struct ipvs_vip_changes *ret_changes)
+{
+        uint32_t *oi = NULL, *ni = NULL;
+        size_t n_oi = 0, n_ni = 0;
+        int r;
+
+        if (full)
+                return ipvs_vips_new(t, ret);
+        r = table_diff(b->table, t, &oi, &n_oi, &ni, &n_ni);
+        if (r == 0)
+                r = ipvs_vips_update(b->vips, b->table, oi, n_oi, t, ni, n_ni, ret, ret_changes);
+        free(oi);
+        free(ni);
         return r;
 }
 
@@ -624,12 +544,12 @@ static int ipvsb_sync(struct backend *base, struct table *t, bool full, char *er
 {
         struct ipvs_backend *b = (struct ipvs_backend *)base;
         struct ipvs_desired *d = NULL;
-        struct ipaddr *vips = NULL, *lbs = NULL;
-        size_t n_vips = 0, n_lbs = 0;
+        struct ipvs_vips *vips = NULL;
+        struct ipvs_vip_changes chg = { 0 };
         int r;
 
         err[0] = '\0';
-        full = full || b->need_full || !b->table || !b->desired || !table_same_context(b->table, t);
+        full = full || b->need_full || !b->table || !b->desired || !b->vips || !table_same_context(b->table, t);
         /* NodePorts live on the node's own addresses: looked up at every
          * full sync (addresses come and go), reused by partial ones. */
         if (full && (r = refresh_node_addrs(b)) < 0) {
@@ -644,31 +564,27 @@ static int ipvsb_sync(struct backend *base, struct table *t, bool full, char *er
                 goto fail;
         }
         if (r == 0)
-                r = table_vips(t, &vips, &n_vips, &lbs, &n_lbs);
+                r = vips_of(b, t, full, &vips, &chg);
         if (r < 0) {
                 snprintf(err, BACKEND_ERRLEN, "planning the IPVS table: %s", strerror(-r));
                 goto fail;
         }
-        r = full ? sync_full(b, t, d, &(struct addrs){ vips, n_vips }, &(struct addrs){ lbs, n_lbs }, err)
-                 : sync_partial(b, t, d, &(struct addrs){ vips, n_vips }, &(struct addrs){ lbs, n_lbs }, err);
+        r = full ? sync_full(b, t, d, vips, err) : sync_partial(b, t, d, &chg, err);
+        ipvs_vip_changes_clear(&chg);
         if (r < 0)
                 goto fail;
         ipvs_desired_free(b->desired);
         table_free(b->table);
-        free(b->vips);
-        free(b->lbs);
+        ipvs_vips_free(b->vips);
         b->desired = d;
         b->table = table_ref(t);
         b->vips = vips;
-        b->n_vips = n_vips;
-        b->lbs = lbs;
-        b->n_lbs = n_lbs;
         b->need_full = false;
         return 0;
 fail:
         ipvs_desired_free(d);
-        free(vips);
-        free(lbs);
+        ipvs_vips_free(vips);
+        ipvs_vip_changes_clear(&chg);
         b->need_full = true;
         return r;
 }
@@ -744,12 +660,8 @@ out:
         b->desired = NULL;
         table_free(b->table);
         b->table = NULL;
-        free(b->vips);
+        ipvs_vips_free(b->vips);
         b->vips = NULL;
-        b->n_vips = 0;
-        free(b->lbs);
-        b->lbs = NULL;
-        b->n_lbs = 0;
         b->need_full = true;
         return r;
 }

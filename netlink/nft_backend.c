@@ -607,36 +607,15 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
         struct idxvec oi = { 0 }, ni = { 0 }, hp_del[2] = { 0 }, hp_add[2] = { 0 };
         struct hp_deltas hd[2] = { 0 };
         struct ipaddr *gone[2] = { 0 }, *come[2] = { 0 };
-        size_t n_gone[2] = { 0 }, n_come[2] = { 0 }, i = 0, j = 0;
+        size_t n_gone[2] = { 0 }, n_come[2] = { 0 };
         struct table *mo = NULL, *mn = NULL;
         struct nftplan *po = NULL, *pn = NULL;
         struct nft_txn *txn = NULL;
         int r = 0;
 
-        while ((i < o->n_svcs || j < t->n_svcs) && r == 0) {
-                int c;
-
-                /* The common case, an entry shared by both tables, without
-                 * comparing names. */
-                if (i < o->n_svcs && j < t->n_svcs && o->svcs[i].shared && o->svcs[i].shared == t->svcs[j].shared) {
-                        i++;
-                        j++;
-                        continue;
-                }
-                c = i == o->n_svcs ? 1 : j == t->n_svcs ? -1 : tbl_svc_cmp(&o->svcs[i], &t->svcs[j]);
-                if (c < 0)
-                        r = idxvec_push(&oi, (uint32_t)i++);
-                else if (c > 0)
-                        r = idxvec_push(&ni, (uint32_t)j++);
-                else {
-                        if (!o->svcs[i].shared || o->svcs[i].shared != t->svcs[j].shared) {
-                                if ((r = idxvec_push(&oi, (uint32_t)i)) == 0)
-                                        r = idxvec_push(&ni, (uint32_t)j);
-                        }
-                        i++;
-                        j++;
-                }
-        }
+        r = table_diff(o, t, &oi.v, &oi.n, &ni.v, &ni.n);
+        oi.cap = oi.n;
+        ni.cap = ni.n;
         for (int fi = 0; fi < 2 && r == 0; fi++) {
                 r = addr_minus(o->cluster_ips[fi], o->n_cluster_ips[fi], t->cluster_ips[fi], t->n_cluster_ips[fi],
                                &gone[fi], &n_gone[fi]);

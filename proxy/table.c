@@ -904,6 +904,65 @@ static bool same_context(const struct table *p, const struct table *t)
 
 int tbl_svc_cmp(const struct tbl_svc *a, const struct tbl_svc *b) { return svc_order(a, b); }
 
+int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old, size_t *ret_n_old,
+               uint32_t **ret_new, size_t *ret_n_new)
+{
+        uint32_t *ov = NULL, *nv = NULL;
+        size_t i = 0, j = 0, no = 0, nn = 0, cap_o = 0, cap_n = 0;
+
+        while (i < o->n_svcs || j < t->n_svcs) {
+                int c;
+
+                /* The common case, an entry shared by both tables. */
+                if (i < o->n_svcs && j < t->n_svcs && o->svcs[i].shared && o->svcs[i].shared == t->svcs[j].shared) {
+                        i++;
+                        j++;
+                        continue;
+                }
+                if (no == cap_o || nn == cap_n) {
+                        size_t c2 = (cap_o > cap_n ? cap_o : cap_n) * 2 + 16;
+                        uint32_t *a = realloc(ov, c2 * sizeof(*a)), *b;
+
+                        if (a)
+                                ov = a;
+                        b = a ? realloc(nv, c2 * sizeof(*b)) : NULL;
+                        if (!b) {
+                                free(ov);
+                                free(nv);
+                                return -ENOMEM;
+                        }
+                        nv = b;
+                        cap_o = cap_n = c2;
+                }
+                c = i == o->n_svcs ? 1 : j == t->n_svcs ? -1 : svc_order(&o->svcs[i], &t->svcs[j]);
+                if (c < 0) {
+                        ov[no++] = (uint32_t) i++;
+                } else if (c > 0) {
+                        nv[nn++] = (uint32_t) j++;
+                } else {
+                        if (!o->svcs[i].shared || o->svcs[i].shared != t->svcs[j].shared) {
+                                ov[no++] = (uint32_t) i;
+                                nv[nn++] = (uint32_t) j;
+                        }
+                        i++;
+                        j++;
+                }
+        }
+        if (!ov && !(ov = malloc(sizeof(*ov)))) {
+                free(nv);
+                return -ENOMEM;
+        }
+        if (!nv && !(nv = malloc(sizeof(*nv)))) {
+                free(ov);
+                return -ENOMEM;
+        }
+        *ret_old = ov;
+        *ret_n_old = no;
+        *ret_new = nv;
+        *ret_n_new = nn;
+        return 0;
+}
+
 bool table_same_context(const struct table *a, const struct table *b)
 {
         return a->node_name && b->node_name && same_context(a, b);

@@ -160,6 +160,14 @@ struct table *table_ref(struct table *t);
 void table_free(struct table *t);
 /* The order of table->svcs: (family, namespace, name, protocol, port). */
 int tbl_svc_cmp(const struct tbl_svc *a, const struct tbl_svc *b);
+/* The entries that differ between o and t: indexes into o->svcs of those
+ * gone or changed (*ret_old) and into t->svcs of those new or changed
+ * (*ret_new), ascending. Entries shared by tables made by table_update
+ * compare by pointer, without their names; tables computed from scratch
+ * share nothing, so every entry differs. Both arrays malloc'd (possibly
+ * empty); untouched on failure. */
+int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old, size_t *ret_n_old,
+               uint32_t **ret_new, size_t *ret_n_new);
 /* Same node and configuration: only the services can differ. */
 bool table_same_context(const struct table *a, const struct table *b);
 const char *tbl_verdict_name(enum tbl_verdict v);

@@ -13,6 +13,7 @@
 #include "model.h"
 #include "reconcile.h"
 #include "render.h"
+#include "vips.h"
 
 /* ---- hand-built tables, freed by table_free ---- */
 
@@ -1360,6 +1361,134 @@ static void test_update_only_changed(void **state)
         table_free(t2);
 }
 
+/* ---- the local addresses (vips.h) ---- */
+
+/* Few addresses shared between roles: a ClusterIP, externalIPs and LB IPs
+ * drawn from overlapping pools, so one address is a plain VIP of one service
+ * and an LB IP of another, and moves between kube-ipvs0 and the routes. */
+static void random_lb_service(struct model *m, unsigned i)
+{
+        static const char *const pool[] = { "10.96.0.1", "10.96.0.2", "203.0.113.1", "203.0.113.2", "203.0.113.3" };
+        char name[32];
+        json_t *svc;
+
+        snprintf(name, sizeof(name), "lb-%02u", i);
+        svc = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:[s], s:[{s:s, s:i}]}, s:{s:{s:[{s:s}, {s:s}]}}}",
+                        "apiVersion", "v1", "kind", "Service", "metadata", "name", name, "namespace", "b", "spec",
+                        "type", "LoadBalancer", "clusterIP", pool[rnd(2)], "externalIPs", pool[rnd(5)], "ports",
+                        "name", "http", "port", 80 + (int)rnd(2), "status", "loadBalancer", "ingress", "ip",
+                        pool[rnd(5)], "ip", pool[2 + rnd(3)]);
+        put_json(m, svc);
+}
+
+static void addrs_assert(const struct ipaddr *a, size_t na, const struct ipaddr *b, size_t nb)
+{
+        assert_int_equal(na, nb);
+        for (size_t i = 0; i < na; i++)
+                assert_true(ipaddr_equal(&a[i], &b[i]));
+}
+
+/* a minus b, both sorted. */
+static size_t minus(const struct ipaddr *a, size_t na, const struct ipaddr *b, size_t nb, struct ipaddr *out)
+{
+        size_t n = 0, j = 0;
+
+        for (size_t i = 0; i < na; i++) {
+                while (j < nb && ipaddr_cmp(&b[j], &a[i]) < 0)
+                        j++;
+                if (j == nb || !ipaddr_equal(&b[j], &a[i]))
+                        out[n++] = a[i];
+        }
+        return n;
+}
+
+/* Updated from the changed entries, the set equals one counted from
+ * scratch, and its changes are exactly the difference of the address lists
+ * (kube-ipvs0 and routes) before and after. */
+static void test_vips_update(void **state)
+{
+        struct nodectx node = { .node_name = "node-a" };
+        struct proxy_config cfg;
+        struct table *prev = NULL;
+        struct ipvs_vips *prev_v = NULL;
+        struct model *m;
+        size_t moved = 0, routed = 0;
+        (void)state;
+
+        proxy_config_init(&cfg);
+        cfg.family_enabled[1] = false;
+        node.node_ip[0] = ip("192.168.0.2");
+        assert_int_equal(model_new(&m), 0);
+        for (unsigned step = 0; step < 300; step++) {
+                struct model_key *dirty;
+                size_t n_dirty, n_oi = 0, n_ni = 0;
+                uint32_t *oi = NULL, *ni = NULL;
+                struct table *t;
+                struct ipvs_vips *inc = NULL, *scratch = NULL;
+                unsigned changes = 1 + rnd(3);
+
+                for (unsigned c = 0; c < changes; c++) {
+                        unsigned i = rnd(8);
+                        char name[32];
+
+                        snprintf(name, sizeof(name), "lb-%02u", i);
+                        if (rnd(4))
+                                random_lb_service(m, i);
+                        else
+                                model_service_del(m, "b", name);
+                }
+                assert_true(model_dirty_take(m, &dirty, &n_dirty) >= 0);
+                if (step % 50 == 49)
+                        assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
+                else
+                        assert_int_equal(table_update(prev, m, &node, &cfg, dirty, n_dirty, &t), 0);
+                model_keys_free(dirty, n_dirty);
+                assert_int_equal(ipvs_vips_new(t, &scratch), 0);
+                if (prev) {
+                        struct ipvs_vip_changes c;
+                        struct ipaddr *od, *ol, *nd, *nl, want[64];
+                        size_t nod, nol, nnd, nnl;
+
+                        assert_int_equal(table_diff(prev, t, &oi, &n_oi, &ni, &n_ni), 0);
+                        assert_int_equal(ipvs_vips_update(prev_v, prev, oi, n_oi, t, ni, n_ni, &inc, &c), 0);
+                        assert_int_equal(inc->n, scratch->n);
+                        for (size_t i = 0; i < inc->n; i++) {
+                                assert_true(ipaddr_equal(&inc->v[i].addr, &scratch->v[i].addr));
+                                assert_int_equal(inc->v[i].plain, scratch->v[i].plain);
+                                assert_int_equal(inc->v[i].lb, scratch->v[i].lb);
+                        }
+                        assert_int_equal(ipvs_vips_lists(prev_v, &od, &nod, &ol, &nol), 0);
+                        assert_int_equal(ipvs_vips_lists(scratch, &nd, &nnd, &nl, &nnl), 0);
+                        assert_true(nod + nol + nnd + nnl < 64);
+                        addrs_assert(c.dummy_add, c.n_dummy_add, want, minus(nd, nnd, od, nod, want));
+                        addrs_assert(c.dummy_del, c.n_dummy_del, want, minus(od, nod, nd, nnd, want));
+                        addrs_assert(c.lb_add, c.n_lb_add, want, minus(nl, nnl, ol, nol, want));
+                        addrs_assert(c.lb_del, c.n_lb_del, want, minus(ol, nol, nl, nnl, want));
+                        moved += c.n_dummy_add && c.n_lb_del;
+                        routed += nnl;
+                        free(od);
+                        free(ol);
+                        free(nd);
+                        free(nl);
+                        ipvs_vip_changes_clear(&c);
+                        ipvs_vips_free(inc);
+                        free(oi);
+                        free(ni);
+                }
+                ipvs_vips_free(prev_v);
+                table_free(prev);
+                prev = t;
+                prev_v = scratch;
+        }
+        /* An address did move from the routes to kube-ipvs0, and LB IPs
+         * were routed at all. */
+        assert_true(moved > 0);
+        assert_true(routed > 0);
+        ipvs_vips_free(prev_v);
+        table_free(prev);
+        model_free(m);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -1369,7 +1498,7 @@ int main(void)
                 cmocka_unit_test(test_full_drifted), cmocka_unit_test(test_full_other_family),
                 cmocka_unit_test(test_partial_unchanged), cmocka_unit_test(test_partial_and_termination),
                 cmocka_unit_test(test_update_equals_new), cmocka_unit_test(test_update_clash_moves),
-                cmocka_unit_test(test_update_only_changed),
+                cmocka_unit_test(test_update_only_changed), cmocka_unit_test(test_vips_update),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
