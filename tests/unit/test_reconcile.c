@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <jansson.h>
 #include "k8s.h"
+#include "modeltest.h"
 #include "model.h"
 #include "reconcile.h"
 #include "render.h"
@@ -1022,30 +1023,12 @@ static uint64_t rng = 0x9e3779b97f4a7c15ULL;
 
 static unsigned rnd(unsigned n)
 {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        return (unsigned)(rng % n);
+        return test_rnd(&rng, n);
 }
 
 static void put_json(struct model *m, json_t *o)
 {
-        char err[K8S_ERRLEN];
-
-        if (k8s_kind_of(o) == K8S_KIND_SERVICE) {
-                struct k8s_service *s;
-
-                if (k8s_service_decode(o, &s, err))
-                        fail_msg("service: %s", err);
-                assert_int_equal(model_service_put(m, s), 0);
-        } else {
-                struct k8s_endpoint_slice *s;
-
-                if (k8s_slice_decode(o, &s, err))
-                        fail_msg("slice: %s", err);
-                assert_int_equal(model_slice_put(m, s), 0);
-        }
-        json_decref(o);
+        test_model_put(m, o);
 }
 
 /* Few ports and addresses for many services: externalIPs on the node's
