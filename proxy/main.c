@@ -105,8 +105,6 @@ static int run_dry(const struct options *o)
         return ret;
 }
 
-/* Which backend programs the kernel. IPVS is not built yet; auto settles on
- * nftables, which every supported kernel has. */
 /* --mode auto takes IPVS when the kernel has the IPVS generic netlink
  * family, nftables otherwise, and says which. */
 static const struct backend_ops *pick_backend(const struct options *o)
