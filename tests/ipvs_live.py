@@ -34,7 +34,7 @@ NLPROXY = os.path.join(ROOT, "build", "nlproxy")
 PID = os.getpid()
 NS = {k: f"nlipvs{PID}-{k}" for k in ("node", "client", "e1", "e2", "fresh", "opts", "fresh2")}
 CIP, NODE_IP, NODEPORT = "10.96.0.10", "192.168.0.2", 30080
-LB1, LB2, LB_TABLE = "203.0.113.10", "203.0.113.20", "95"
+LB1, LB2, LB6, LB_TABLE = "203.0.113.10", "203.0.113.20", "2001:db8:5::10", "95"
 EPS = {"e1": "10.2.0.2", "e2": "10.3.0.2"}
 FLAGS = ["--hostname-override", "node-a", "--node-ip", NODE_IP, "--cluster-cidr", "10.244.0.0/16",
          "--service-cluster-ip-range", "10.96.0.0/12", "--mode", "ipvs"]
@@ -330,19 +330,54 @@ def main():
         nsx("opts", "ip", "addr", "add", f"{NODE_IP}/32", "dev", "lo")
         nsx("opts", "ipvsadm", "-A", "-t", "198.51.100.1:80", "-s", "rr")
         nsx("opts", "ipvsadm", "-A", "-t", "198.18.0.1:80", "-s", "rr")
-        r = subprocess.run(["ip", "netns", "exec", NS["opts"], NLPROXY, *FLAGS, *opts, "--manifests", path, "--once"],
-                           capture_output=True, text=True, timeout=60)
+        # Plus an IPv6 LoadBalancer service: the routes and rule of that family.
+        path6 = os.path.join(TMP, "v6.yaml")
+        with open(path6, "w") as f:
+            f.write(f"""apiVersion: v1
+kind: Service
+metadata: {{name: web6, namespace: demo}}
+spec:
+  type: LoadBalancer
+  clusterIP: fd00:96::10
+  clusterIPs: [fd00:96::10]
+  ipFamilies: [IPv6]
+  ports: [{{name: http, port: 80, targetPort: 8080, nodePort: 30081, protocol: TCP}}]
+status:
+  loadBalancer:
+    ingress: [{{ip: "{LB6}"}}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: web6-1
+  namespace: demo
+  labels: {{kubernetes.io/service-name: web6}}
+addressType: IPv6
+ports: [{{name: http, port: 8080, protocol: TCP}}]
+endpoints:
+- addresses: [fd00:244::2]
+  nodeName: node-a
+  conditions: {{ready: true}}
+""")
+        r = subprocess.run(["ip", "netns", "exec", NS["opts"], NLPROXY, *FLAGS, *opts, "--manifests", path,
+                            "--manifests", path6, "--once"], capture_output=True, text=True, timeout=60)
         check("nlproxy --once with the IPVS settings", r.returncode == 0, r.stderr)
         saved = nsx("opts", "ipvsadm-save", "-n").splitlines()
         check("a foreign virtual server in --ipvs-exclude-cidrs survives, one elsewhere does not",
               "-A -t 198.51.100.1:80 -s rr" in saved and not any("198.18.0.1" in ln for ln in saved), saved)
-        dry = sh(NLPROXY, *FLAGS, *opts, "--manifests", path, "--dry-run", "--output", "ipvsadm")
+        routes6 = nsx("opts", "ip", "-6", "route", "show", "table", LB_TABLE)
+        rules6 = nsx("opts", "ip", "-6", "rule", "show")
+        check("IPv6: the LB IP is a local route of table 95, with the fwmark rule",
+              f"local {LB6} dev lo" in routes6 and f"fwmark 0x2000/0x2000 lookup {LB_TABLE}" in rules6,
+              (routes6, rules6))
+        dry = sh(NLPROXY, *FLAGS, *opts, "--manifests", path, "--manifests", path6, "--dry-run", "--output", "ipvsadm")
         subprocess.run(["ip", "netns", "exec", NS["fresh2"], "ipvsadm-restore"],
                        input=dry.split("# nftables companion ruleset")[0], text=True, check=True, timeout=30)
         a = sorted(ln for ln in saved if "198.51.100.1" not in ln)
         b = sorted(nsx("fresh2", "ipvsadm-save", "-n").splitlines())
         check("scheduler flags: the dry-run equals ipvsadm-save -n", a == b and any("-b sh-fallback,sh-port" in ln
-                                                                                   for ln in a), f"\n  {a}\n  {b}")
+                                                                                   for ln in a) and
+              any(f"[{LB6}]:80" in ln for ln in a), f"\n  {a}\n  {b}")
         arp = [nsx("opts", "sysctl", "-n", f"net.ipv4.conf.all.{k}").strip() for k in ("arp_ignore", "arp_announce")]
         check("--ipvs-strict-arp sets arp_ignore=1 and arp_announce=2", arp == ["1", "2"], arp)
         tmo = nsx("opts", "ipvsadm", "-Ln", "--timeout").strip()
