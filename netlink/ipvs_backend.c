@@ -47,7 +47,8 @@ struct ipvs_backend {
         struct table *table;
         struct ipvs_desired *desired; /* of table */
         struct ipvs_vips *vips;       /* kube-ipvs0's addresses and IPVS_LB_TABLE's routes */
-        uint32_t lb_mark;             /* of the fwmark rules installed, 0 = none yet */
+        uint32_t lb_mark;             /* of the fwmark rules, 0 = none yet */
+        bool lb_rule[2];              /* the family's fwmark rule is installed */
         int ifindex;
         struct ipaddr *node_addrs;    /* the node's addresses, outside kube-ipvs0, from the last full sync */
         size_t n_node_addrs;
@@ -318,32 +319,42 @@ static void lb_err(char *err, const char *what, const struct ipaddr *a, int r)
                  IPVS_LB_TABLE, strerror(-r));
 }
 
-/* The fwmark rule of each proxied family: marked packets (LB IPs' service
- * ports) look up IPVS_LB_TABLE, which holds a local route per LB IP. */
-static int lb_rules_ensure(struct ipvs_backend *b, const struct table *t, char *err)
+/* The fwmark rule of a family: marked packets (LB IPs' service ports) look
+ * up IPVS_LB_TABLE, which holds a local route per LB IP. Added for a family
+ * once it has an LB IP to route (a kernel without IPv6 then never hears of
+ * an IPv6 rule), checked again at each full sync. */
+static int lb_rules_ensure(struct ipvs_backend *b, const struct table *t, const struct ipaddr *lbs, size_t n,
+                           bool full, char *err)
 {
         uint32_t mark = nftplan_lb_local_mark(t);
+        bool need[2] = { false, false };
 
+        /* A changed mark (another --iptables-masquerade-bit) leaves the old
+         * rules behind: removed here. */
+        if (b->lb_mark && b->lb_mark != mark) {
+                for (int fi = 0; fi < 2; fi++)
+                        if (b->lb_rule[fi])
+                                (void)rtnl_fwmark_rule_del(b->rt, ipfam_from_index(fi), b->lb_mark, IPVS_LB_TABLE,
+                                                           IPVS_LB_RULE_PRIORITY);
+                b->lb_rule[0] = b->lb_rule[1] = false;
+        }
+        b->lb_mark = mark;
+        for (size_t i = 0; i < n; i++)
+                need[ipfam_index(lbs[i].family)] = true;
         for (int fi = 0; fi < 2; fi++) {
                 int r;
 
-                if (!t->family_enabled[fi])
+                if (!need[fi] || (b->lb_rule[fi] && !full))
                         continue;
                 r = rtnl_fwmark_rule_ensure(b->rt, ipfam_from_index(fi), mark, IPVS_LB_TABLE, IPVS_LB_RULE_PRIORITY);
                 if (r < 0) {
                         snprintf(err, BACKEND_ERRLEN, "adding the %s rule fwmark 0x%x lookup %d: %s",
                                  fi ? "IPv6" : "IPv4", mark, IPVS_LB_TABLE, strerror(-r));
-                        b->lb_mark = 0;
+                        b->lb_rule[fi] = false;
                         return r;
                 }
+                b->lb_rule[fi] = true;
         }
-        /* A changed mark (another --iptables-masquerade-bit) leaves the old
-         * rule behind: removed here. */
-        if (b->lb_mark && b->lb_mark != mark)
-                for (int fi = 0; fi < 2; fi++)
-                        (void)rtnl_fwmark_rule_del(b->rt, ipfam_from_index(fi), b->lb_mark, IPVS_LB_TABLE,
-                                                   IPVS_LB_RULE_PRIORITY);
-        b->lb_mark = mark;
         return 0;
 }
 
@@ -412,7 +423,7 @@ static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desire
         if (r < 0)
                 addr_err(err, "binding", &failed, r);
         if (r == 0)
-                r = lb_rules_ensure(b, t, err);
+                r = lb_rules_ensure(b, t, routed, n_routed, true, err);
         if (r == 0 && (r = rtnl_local_route_sync(b->rt, IPVS_LB_TABLE, routed, n_routed, &failed)) < 0)
                 lb_err(err, "setting", &failed, r);
         free(on_dummy);
@@ -470,6 +481,8 @@ static int sync_partial(struct ipvs_backend *b, struct table *t, struct ipvs_des
                 addr_err(err, "changing", &failed, r);
                 goto out;
         }
+        if ((r = lb_rules_ensure(b, t, c->lb_add, c->n_lb_add, false, err)) < 0)
+                goto out;
         if ((r = rtnl_local_route_change(b->rt, IPVS_LB_TABLE, c->lb_add, c->n_lb_add, lb_del, c->n_lb_del,
                                          &failed)) < 0) {
                 lb_err(err, "changing", &failed, r);
@@ -644,6 +657,7 @@ static int ipvsb_cleanup(struct backend *base, const struct proxy_config *cfg, c
         if (r < 0)
                 goto out;
         b->lb_mark = 0;
+        b->lb_rule[0] = b->lb_rule[1] = false;
 out:
         /* The nftables tables go whatever happened above: a plan with both
          * families disabled only deletes them. */
