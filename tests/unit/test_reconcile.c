@@ -1078,6 +1078,24 @@ static void random_slice(struct model *m, unsigned i)
                               "endpoints", eps));
 }
 
+/* The table after the model's changes: table_update from prev, and every
+ * 50th step table_compute, a table that shares nothing with prev. */
+static struct table *next_table(struct model *m, const struct table *prev, const struct nodectx *node,
+                                const struct proxy_config *cfg, unsigned step)
+{
+        struct model_key *dirty;
+        size_t n_dirty;
+        struct table *t;
+
+        assert_true(model_dirty_take(m, &dirty, &n_dirty) >= 0);
+        if (step % 50 == 49)
+                assert_int_equal(table_compute(m, node, cfg, &t), 0);
+        else
+                assert_int_equal(table_update(prev, m, node, cfg, dirty, n_dirty, &t), 0);
+        model_keys_free(dirty, n_dirty);
+        return t;
+}
+
 /* The winner of each key of a, as the service entry's id, against b's:
  * how many clashing keys (a loser in a or b) changed hands. */
 static size_t winners_moved(const struct ipvs_desired *a, const struct ipvs_desired *b)
@@ -1151,8 +1169,6 @@ static void test_update_equals_new(void **state)
         assert_int_equal(ipvs_term_new(3, &term_new_), 0);
         assert_int_equal(model_new(&m), 0);
         for (unsigned step = 0; step < 600; step++) {
-                struct model_key *dirty;
-                size_t n_dirty;
                 struct table *t;
                 struct ipvs_desired *inc = NULL, *scratch = NULL;
                 struct ipvs_plan *p_inc = plan_new(), *p_new = plan_new();
@@ -1170,13 +1186,7 @@ static void test_update_equals_new(void **state)
                         else
                                 model_service_del(m, "a", name);
                 }
-                assert_true(model_dirty_take(m, &dirty, &n_dirty) >= 0);
-                /* Now and then a table that shares nothing. */
-                if (step % 50 == 49)
-                        assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
-                else
-                        assert_int_equal(table_update(prev, m, &node, &cfg, dirty, n_dirty, &t), 0);
-                model_keys_free(dirty, n_dirty);
+                t = next_table(m, prev, &node, &cfg, step);
                 assert_int_equal(ipvs_desired_new_on(t, addrs, 4, &scratch), 0);
                 if (prev_inc)
                         assert_int_equal(ipvs_desired_update(prev_inc, t, &inc), 0);
@@ -1403,8 +1413,7 @@ static void test_vips_update(void **state)
         node.node_ip[0] = ip("192.168.0.2");
         assert_int_equal(model_new(&m), 0);
         for (unsigned step = 0; step < 300; step++) {
-                struct model_key *dirty;
-                size_t n_dirty, n_oi = 0, n_ni = 0;
+                size_t n_oi = 0, n_ni = 0;
                 uint32_t *oi = NULL, *ni = NULL;
                 struct table *t;
                 struct ipvs_vips *inc = NULL, *scratch = NULL;
@@ -1420,12 +1429,7 @@ static void test_vips_update(void **state)
                         else
                                 model_service_del(m, "b", name);
                 }
-                assert_true(model_dirty_take(m, &dirty, &n_dirty) >= 0);
-                if (step % 50 == 49)
-                        assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
-                else
-                        assert_int_equal(table_update(prev, m, &node, &cfg, dirty, n_dirty, &t), 0);
-                model_keys_free(dirty, n_dirty);
+                t = next_table(m, prev, &node, &cfg, step);
                 assert_int_equal(ipvs_vips_new(t, &scratch), 0);
                 if (prev) {
                         struct ipvs_vip_changes c;
