@@ -267,6 +267,7 @@ struct reflector {
         struct curl_slist *hdrs;
         char errbuf[CURL_ERROR_SIZE];
         bool is_watch, is_check;
+        uint64_t token_gen; /* of the token the request carries */
         long code;
         long retry_after_s;
 
@@ -306,7 +307,9 @@ struct watcher {
         uint64_t curl_deadline;
         char *token;
         uint64_t token_at;
+        uint64_t token_gen; /* bumped when the token read differs */
         bool token_read;
+        bool token_stale;   /* a 401 since the last success: read before each request */
         struct reflector r[WATCH_RES_N];
         bool synced_told;
         struct watcher_stats st;
@@ -357,6 +360,8 @@ static void token_refresh(struct watcher *w, bool force)
         }
         if (w->token && t && strcmp(w->token, t) != 0)
                 log_info("the bearer token in %s changed; using the new one", w->kc->token_file);
+        if (!w->token != !t || (t && strcmp(w->token, t) != 0))
+                w->token_gen++;
         secret_free(w->token);
         w->token = t;
 }
@@ -387,17 +392,37 @@ static void schedule(struct reflector *r, enum next_action next, uint64_t delay)
         r->retry_at = delay > NEVER - now ? NEVER - 1 : now + delay;
 }
 
+static const char *req_verb(const struct reflector *r)
+{
+        return r->is_watch ? "watching" : r->is_check ? "checking the resourceVersion of" : "listing";
+}
+
 static void fail_retry(struct reflector *r, enum next_action next, const char *why)
 {
         struct watcher *w = r->w;
-        uint64_t d = watch_backoff_step(&r->bo, mono_now(), rnd01(w));
+        uint64_t d;
 
+        /* A 401: a bound token expired or was revoked, and the kubelet has
+         * written its successor to the file, or soon will. The file is read
+         * now and before each request until one succeeds; a request that
+         * carried an older token than the one now read is retried at once
+         * (only once per new token: the retry carries the newest). */
+        if (r->code == 401) {
+                token_refresh(w, true);
+                w->token_stale = true;
+                if (w->token_gen != r->token_gen) {
+                        w->st.failures++;
+                        log_info("%s %s: %s; again at once with the new token", req_verb(r), r->what, why);
+                        schedule(r, next, 0);
+                        return;
+                }
+        }
+        d = watch_backoff_step(&r->bo, mono_now(), rnd01(w));
         if (r->retry_after_s > 0 && (uint64_t)r->retry_after_s * NS_PER_S > d)
                 d = (uint64_t)r->retry_after_s * NS_PER_S;
         w->st.failures++;
-        log_warn("%s %s: %s; %s in %.1f s",
-                 r->is_watch ? "watching" : r->is_check ? "checking the resourceVersion of" : "listing", r->what,
-                 why, next == NEXT_LIST ? "listing again" : "watching again", (double)d / 1e9);
+        log_warn("%s %s: %s; %s in %.1f s", req_verb(r), r->what, why,
+                 next == NEXT_LIST ? "listing again" : "watching again", (double)d / 1e9);
         schedule(r, next, d);
 }
 
@@ -842,13 +867,14 @@ static int start(struct reflector *r, enum next_action what)
         char *url = NULL, *auth = NULL;
         int rc;
 
-        token_refresh(w, false);
+        r->code = 0;
+        r->is_watch = what == NEXT_WATCH;
+        r->is_check = what == NEXT_CHECK;
+        token_refresh(w, w->token_stale);
+        r->token_gen = w->token_gen;
         r->easy = curl_easy_init();
         if (!r->easy)
                 return -ENOMEM;
-        r->is_watch = what == NEXT_WATCH;
-        r->is_check = what == NEXT_CHECK;
-        r->code = 0;
         r->retry_after_s = 0;
         r->body_len = 0;
         r->relist = r->stream_bad = false;
@@ -1045,8 +1071,6 @@ static void list_done(struct reflector *r, CURLcode res)
                 schedule(r, NEXT_LIST, 0);
                 return;
         }
-        if (r->code == 401)
-                token_refresh(r->w, true);
         describe(r, res, why, sizeof(why));
         restart_list(r);
         fail_retry(r, NEXT_LIST, why);
@@ -1076,8 +1100,6 @@ static void check_done(struct reflector *r, CURLcode res)
         char why[512];
 
         if (res != CURLE_OK || r->code != 200) {
-                if (r->code == 401)
-                        token_refresh(r->w, true);
                 describe(r, res, why, sizeof(why));
                 fail_retry(r, NEXT_CHECK, why);
                 return;
@@ -1145,8 +1167,6 @@ static void watch_done(struct reflector *r, CURLcode res)
                 fail_retry(r, NEXT_CHECK, "bad stream");
                 return;
         }
-        if (r->code == 401)
-                token_refresh(r->w, true);
         describe(r, res, why, sizeof(why));
         fail_retry(r, NEXT_CHECK, why);
 }
@@ -1167,6 +1187,8 @@ static void finish(struct watcher *w, CURL *e, CURLcode res)
         r->hdrs = NULL;
         if (w->request_done)
                 w->request_done(w->data, r->code);
+        if (r->code >= 200 && r->code < 300)
+                w->token_stale = false;
         if (r->is_watch)
                 watch_done(r, res);
         else if (r->is_check)

@@ -165,9 +165,10 @@ class Api(BaseHTTPRequestHandler):
         q = dict(urllib.parse.parse_qsl(u.query, keep_blank_values=True))
         kind = PATHS.get(u.path)
         watch = q.get("watch") in ("true", "1")
+        rec = {"t": time.monotonic(), "kind": kind, "watch": watch, "continue": bool(q.get("continue")),
+               "query": u.query}
         with st.cv:
-            st.stats["requests"].append({"t": time.monotonic(), "kind": kind, "watch": watch,
-                                         "continue": bool(q.get("continue")), "query": u.query})
+            st.stats["requests"].append(rec)
             down = st.down
         if down:
             self.reset()
@@ -184,6 +185,7 @@ class Api(BaseHTTPRequestHandler):
                 st.stats["client_cert"] = st.stats.get("client_cert", 0) + 1
             if not ok:
                 st.stats["unauthorized"] += 1
+                rec["unauthorized"] = True
         if not ok:
             self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
             return
