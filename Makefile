@@ -26,6 +26,9 @@ DEB_TOOLS += dpkg-dev debhelper fakeroot debootstrap
 DEB_TOOLS += qemu-system-x86
 # make bench: the plot of sync times (bench/plot.gp).
 DEB_TOOLS += gnuplot-nox
+# tests/watch_apiserver.sh (tests/cluster/apiserver.sh): etcd and etcdctl under the v1.26
+# kube-apiserver of ../shared/kubernetes, whose binaries are xz-compressed.
+DEB_TOOLS += etcd-server etcd-client xz-utils
 
 HAVE_PKGS := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && command -v nft >/dev/null && echo yes)
 

@@ -131,7 +131,7 @@ struct daemon {
         struct metrics *metrics;
         struct metric *m_sync, *m_full, *m_partial, *m_last_ts, *m_last_queued, *m_netprog, *m_ep_changes,
                 *m_svc_changes, *m_no_local, *m_failures, *m_healthz, *m_livez, *m_build, *m_start, *m_cpu, *m_rss,
-                *m_requests, *m_w_events, *m_w_relists, *m_w_failures;
+                *m_requests, *m_w_events, *m_w_relists, *m_w_failures, *m_w_resets;
 
         struct source healthz_src, metrics_src;
         struct hc **hcs;
@@ -902,6 +902,7 @@ static void process_metrics(struct daemon *d)
                 metric_set(d->m_w_events, NULL, (double)ws.events);
                 metric_set(d->m_w_relists, NULL, (double)ws.relists);
                 metric_set(d->m_w_failures, NULL, (double)ws.failures);
+                metric_set(d->m_w_resets, NULL, (double)ws.resets);
         }
         f = fopen("/proc/self/statm", "re");
         if (f) {
@@ -1437,7 +1438,10 @@ static int metrics_setup(struct daemon *d)
         ADD(m_w_events, METRIC_COUNTER, "nlproxy_watch_events_total",
             "Watch events received from the API server (bookmarks included)", NULL, NULL, 0);
         ADD(m_w_relists, METRIC_COUNTER, "nlproxy_watch_relists_total",
-            "Relists after a watch expired (410) or a too-large resourceVersion (504)", NULL, NULL, 0);
+            "Relists after a watch expired (410), a too-large resourceVersion (504), or a history reset", NULL, NULL,
+            0);
+        ADD(m_w_resets, METRIC_COUNTER, "nlproxy_watch_history_resets_total",
+            "Relists because the API server's resourceVersion went back (etcd restored or replaced)", NULL, NULL, 0);
         ADD(m_w_failures, METRIC_COUNTER, "nlproxy_watch_failures_total",
             "Failed list or watch requests, each retried after a backoff", NULL, NULL, 0);
 #undef ADD

@@ -37,6 +37,10 @@
 /* client-go's reflector: a watch that ends within a second with no event
  * is a failure, or an empty 200 would make a hot loop. */
 #define SHORT_WATCH_NS (1 * NS_PER_S)
+/* A watch that lasted its timeoutSeconds (give or take this) was ended by
+ * the server as asked: the server was there all along. Anything shorter was
+ * lost, and the server behind the next connection may be another one. */
+#define FULL_WATCH_SLACK_NS (1 * NS_PER_S)
 #define RETRY_AFTER_MAX_S 120
 #define MAX_EVENTS 32
 
@@ -204,9 +208,53 @@ uint64_t watch_backoff_step(struct watch_backoff *b, uint64_t now, double rnd)
         return (uint64_t)d;
 }
 
+/* ---- resourceVersions ---- */
+
+static int rv_parse(const char *s, uint64_t *ret)
+{
+        uint64_t v = 0;
+
+        if (!s || !*s)
+                return -EINVAL;
+        for (; *s; s++) {
+                unsigned d = (unsigned)(*s - '0');
+
+                if (d > 9 || v > (UINT64_MAX - d) / 10)
+                        return -EINVAL;
+                v = v * 10 + d;
+        }
+        *ret = v;
+        return 0;
+}
+
+int watch_rv_cmp(const char *a, const char *b, int *ret_cmp)
+{
+        uint64_t x, y;
+
+        if (rv_parse(a, &x) < 0 || rv_parse(b, &y) < 0)
+                return -EINVAL;
+        *ret_cmp = x < y ? -1 : x > y;
+        return 0;
+}
+
+enum watch_resume watch_resume_after_check(const char *last, const char *server)
+{
+        int c;
+
+        if (watch_rv_cmp(server, last, &c) == 0)
+                return c < 0 ? WATCH_RESUME_BEHIND : WATCH_RESUME_WATCH;
+        /* An opaque resourceVersion can only be compared for equality: the
+         * same one means nothing was written since; a different one may be
+         * newer or a new history, and only a relist tells. */
+        if (last && server && strcmp(last, server) == 0)
+                return WATCH_RESUME_WATCH;
+        return WATCH_RESUME_UNORDERED;
+}
+
 /* ---- the watcher ---- */
 
-enum next_action { NEXT_LIST, NEXT_WATCH };
+/* NEXT_CHECK: a one-item consistent LIST, then NEXT_WATCH or a relist. */
+enum next_action { NEXT_LIST, NEXT_WATCH, NEXT_CHECK };
 
 struct reflector {
         struct watcher *w;
@@ -218,7 +266,8 @@ struct reflector {
         CURL *easy;
         struct curl_slist *hdrs;
         char errbuf[CURL_ERROR_SIZE];
-        bool is_watch;
+        bool is_watch, is_check;
+        uint64_t token_gen; /* of the token the request carries */
         long code;
         long retry_after_s;
 
@@ -235,6 +284,7 @@ struct reflector {
         /* WATCH */
         struct json_framer *fr;
         char *rv;
+        unsigned watch_timeout_s;
         uint64_t watch_started;
         size_t watch_events;
         bool relist, stream_bad;
@@ -257,7 +307,9 @@ struct watcher {
         uint64_t curl_deadline;
         char *token;
         uint64_t token_at;
+        uint64_t token_gen; /* bumped when the token read differs */
         bool token_read;
+        bool token_stale;   /* a 401 since the last success: read before each request */
         struct reflector r[WATCH_RES_N];
         bool synced_told;
         struct watcher_stats st;
@@ -308,6 +360,8 @@ static void token_refresh(struct watcher *w, bool force)
         }
         if (w->token && t && strcmp(w->token, t) != 0)
                 log_info("the bearer token in %s changed; using the new one", w->kc->token_file);
+        if (!w->token != !t || (t && strcmp(w->token, t) != 0))
+                w->token_gen++;
         secret_free(w->token);
         w->token = t;
 }
@@ -338,15 +392,36 @@ static void schedule(struct reflector *r, enum next_action next, uint64_t delay)
         r->retry_at = delay > NEVER - now ? NEVER - 1 : now + delay;
 }
 
+static const char *req_verb(const struct reflector *r)
+{
+        return r->is_watch ? "watching" : r->is_check ? "checking the resourceVersion of" : "listing";
+}
+
 static void fail_retry(struct reflector *r, enum next_action next, const char *why)
 {
         struct watcher *w = r->w;
-        uint64_t d = watch_backoff_step(&r->bo, mono_now(), rnd01(w));
+        uint64_t d;
 
+        /* A 401: a bound token expired or was revoked, and the kubelet has
+         * written its successor to the file, or soon will. The file is read
+         * now and before each request until one succeeds; a request that
+         * carried an older token than the one now read is retried at once
+         * (only once per new token: the retry carries the newest). */
+        if (r->code == 401) {
+                token_refresh(w, true);
+                w->token_stale = true;
+                if (w->token_gen != r->token_gen) {
+                        w->st.failures++;
+                        log_info("%s %s: %s; again at once with the new token", req_verb(r), r->what, why);
+                        schedule(r, next, 0);
+                        return;
+                }
+        }
+        d = watch_backoff_step(&r->bo, mono_now(), rnd01(w));
         if (r->retry_after_s > 0 && (uint64_t)r->retry_after_s * NS_PER_S > d)
                 d = (uint64_t)r->retry_after_s * NS_PER_S;
         w->st.failures++;
-        log_warn("%s %s: %s; %s in %.1f s", r->is_watch ? "watching" : "listing", r->what, why,
+        log_warn("%s %s: %s; %s in %.1f s", req_verb(r), r->what, why,
                  next == NEXT_LIST ? "listing again" : "watching again", (double)d / 1e9);
         schedule(r, next, d);
 }
@@ -701,13 +776,13 @@ static char *query_escape(CURL *e, const char *s)
         return copy;
 }
 
-static int build_url(struct reflector *r, bool watch, char **ret)
+static int build_url(struct reflector *r, enum next_action what, char **ret)
 {
         const struct kubeconfig *kc = r->w->kc;
         char *url = NULL, *extra = NULL;
         int rc;
 
-        if (watch) {
+        if (what == NEXT_WATCH) {
                 char *rv = query_escape(r->easy, r->rv ? r->rv : "");
                 /* Spread the reconnections of many proxies over time, as
                  * client-go draws minWatchTimeout..2x (5-10 minutes). */
@@ -718,9 +793,16 @@ static int build_url(struct reflector *r, bool watch, char **ret)
                 rc = asprintf(&extra, "watch=true&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%u", rv,
                               timeout);
                 free(rv);
+                r->watch_timeout_s = timeout;
                 if (rc >= 0)
                         curl_easy_setopt(r->easy, CURLOPT_TIMEOUT, (long)timeout + WATCH_GRACE_S);
-        } else if (r->cont) {
+        } else if (what == NEXT_CHECK)
+                /* No resourceVersion: a quorum read from etcd, whose list
+                 * resourceVersion is the store's current revision. One item
+                 * keeps it cheap; the selector is the reflector's, so the
+                 * Node's field selector reads a single key. */
+                rc = asprintf(&extra, "limit=1");
+        else if (r->cont) {
                 char *c = query_escape(r->easy, r->cont);
 
                 if (!c)
@@ -778,25 +860,27 @@ static void headers_free(struct curl_slist *h)
         curl_slist_free_all(h);
 }
 
-static int start(struct reflector *r, bool watch)
+static int start(struct reflector *r, enum next_action what)
 {
         struct watcher *w = r->w;
         struct curl_slist *h = NULL, *t;
         char *url = NULL, *auth = NULL;
         int rc;
 
-        token_refresh(w, false);
+        r->code = 0;
+        r->is_watch = what == NEXT_WATCH;
+        r->is_check = what == NEXT_CHECK;
+        token_refresh(w, w->token_stale);
+        r->token_gen = w->token_gen;
         r->easy = curl_easy_init();
         if (!r->easy)
                 return -ENOMEM;
-        r->is_watch = watch;
-        r->code = 0;
         r->retry_after_s = 0;
         r->body_len = 0;
         r->relist = r->stream_bad = false;
         r->errbuf[0] = '\0';
         json_framer_reset(r->fr);
-        rc = build_url(r, watch, &url);
+        rc = build_url(r, what, &url);
         if (rc < 0)
                 goto fail;
         if (!(h = curl_slist_append(NULL, "Accept: application/json"))) {
@@ -831,7 +915,7 @@ static int start(struct reflector *r, bool watch)
         curl_easy_setopt(r->easy, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(r->easy, CURLOPT_PROTOCOLS_STR, "https,http");
         curl_easy_setopt(r->easy, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT_S);
-        if (!watch)
+        if (!r->is_watch)
                 curl_easy_setopt(r->easy, CURLOPT_TIMEOUT, LIST_TIMEOUT_S);
         /* A quiet watch is legal: no low-speed limit; keepalive probes find
          * a dead peer instead. */
@@ -848,12 +932,14 @@ static int start(struct reflector *r, bool watch)
                 rc = -ENOMEM;
                 goto fail;
         }
-        if (watch) {
+        if (r->is_watch) {
                 w->st.watches++;
                 r->watch_started = mono_now();
                 r->watch_events = 0;
                 log_debug("watching %s from resourceVersion %s", r->what, r->rv);
-        } else
+        } else if (r->is_check)
+                w->st.checks++;
+        else
                 w->st.lists++;
         return 0;
 fail:
@@ -985,47 +1071,104 @@ static void list_done(struct reflector *r, CURLcode res)
                 schedule(r, NEXT_LIST, 0);
                 return;
         }
-        if (r->code == 401)
-                token_refresh(r->w, true);
         describe(r, res, why, sizeof(why));
         restart_list(r);
         fail_retry(r, NEXT_LIST, why);
 }
 
+static void relist(struct reflector *r)
+{
+        r->w->st.relists++;
+        free(r->rv);
+        r->rv = NULL;
+        restart_list(r);
+}
+
+/* The one-item consistent LIST before a re-watch. client-go re-watches from
+ * the last resourceVersion it saw; after etcd is restored from a backup or
+ * replaced, the API server (1.26, measured) takes that resourceVersion for
+ * one in its future: its watch cache accepts the watch and stays silent,
+ * with no error and no bookmark, until the new history passes it, and what
+ * the new history lacks is never deleted. The server's current
+ * resourceVersion, behind the one last seen, is the sign; a relist replaces
+ * the set. Each reflector checks for itself: resources may live in
+ * different etcds (--etcd-servers-overrides), each with its own revision. */
+static void check_done(struct reflector *r, CURLcode res)
+{
+        json_t *root;
+        const char *rv;
+        char why[512];
+
+        if (res != CURLE_OK || r->code != 200) {
+                describe(r, res, why, sizeof(why));
+                fail_retry(r, NEXT_CHECK, why);
+                return;
+        }
+        root = json_loadb(r->body, r->body_len, 0, NULL);
+        rv = meta_str(root, "resourceVersion");
+        if (!json_is_array(json_object_get(root, "items")) || !rv || !*rv) {
+                json_decref(root);
+                fail_retry(r, NEXT_CHECK, "the response is not a list with a resourceVersion");
+                return;
+        }
+        switch (watch_resume_after_check(r->rv, rv)) {
+        case WATCH_RESUME_WATCH:
+                log_debug("%s: the server is at resourceVersion %s, last seen %s: watching again", r->what, rv,
+                          r->rv);
+                schedule(r, NEXT_WATCH, 0);
+                break;
+        case WATCH_RESUME_BEHIND:
+                log_warn("%s: the server is at resourceVersion %s, behind the %s last seen: its history was reset "
+                         "(etcd restored or replaced); listing again",
+                         r->what, rv, r->rv);
+                r->w->st.resets++;
+                relist(r);
+                schedule(r, NEXT_LIST, 0);
+                break;
+        case WATCH_RESUME_UNORDERED:
+                log_info("%s: resourceVersions %s (the server's) and %s (last seen) are not etcd revisions and "
+                         "cannot be ordered; listing again",
+                         r->what, rv, r->rv);
+                relist(r);
+                schedule(r, NEXT_LIST, 0);
+                break;
+        }
+        json_decref(root);
+}
+
 static void watch_done(struct reflector *r, CURLcode res)
 {
-        bool quick = mono_now() - r->watch_started < SHORT_WATCH_NS && r->watch_events == 0;
+        uint64_t ran = mono_now() - r->watch_started;
+        bool quick = ran < SHORT_WATCH_NS && r->watch_events == 0;
+        bool full = ran + FULL_WATCH_SLACK_NS >= (uint64_t)r->watch_timeout_s * NS_PER_S;
         char why[512];
 
         if (r->relist || r->code == 410 ||
             (r->code == 504 && r->body_len && too_large_rv(r->body))) {
-                r->w->st.relists++;
-                free(r->rv);
-                r->rv = NULL;
-                restart_list(r);
+                relist(r);
                 if (quick)
                         fail_retry(r, NEXT_LIST, "the watch expired at once");
                 else
                         schedule(r, NEXT_LIST, 0);
                 return;
         }
+        /* Only a watch the server ended at its timeoutSeconds resumes
+         * directly; every other end goes through the check. */
         if (res == CURLE_OK && r->code == 200 && !r->stream_bad) {
                 if (json_framer_pending(r->fr))
-                        fail_retry(r, NEXT_WATCH, "the stream ended inside an event");
+                        fail_retry(r, NEXT_CHECK, "the stream ended inside an event");
                 else if (quick)
-                        fail_retry(r, NEXT_WATCH, "the watch ended at once with no event");
+                        fail_retry(r, NEXT_CHECK, "the watch ended at once with no event");
                 else
-                        schedule(r, NEXT_WATCH, 0);
+                        schedule(r, full ? NEXT_WATCH : NEXT_CHECK, 0);
                 return;
         }
         if (r->stream_bad) {
-                fail_retry(r, NEXT_WATCH, "bad stream");
+                fail_retry(r, NEXT_CHECK, "bad stream");
                 return;
         }
-        if (r->code == 401)
-                token_refresh(r->w, true);
         describe(r, res, why, sizeof(why));
-        fail_retry(r, NEXT_WATCH, why);
+        fail_retry(r, NEXT_CHECK, why);
 }
 
 static void finish(struct watcher *w, CURL *e, CURLcode res)
@@ -1044,8 +1187,12 @@ static void finish(struct watcher *w, CURL *e, CURLcode res)
         r->hdrs = NULL;
         if (w->request_done)
                 w->request_done(w->data, r->code);
+        if (r->code >= 200 && r->code < 300)
+                w->token_stale = false;
         if (r->is_watch)
                 watch_done(r, res);
+        else if (r->is_check)
+                check_done(r, res);
         else
                 list_done(r, res);
 }
@@ -1125,7 +1272,7 @@ void watcher_run(struct watcher *w)
                 if (r->easy || r->retry_at > now)
                         continue;
                 r->retry_at = NEVER;
-                rc = start(r, r->next == NEXT_WATCH && r->rv);
+                rc = start(r, r->rv ? r->next : NEXT_LIST);
                 if (rc < 0) {
                         log_error("%s: cannot start a request: %s", r->what, strerror(-rc));
                         fail_retry(r, r->next, strerror(-rc));

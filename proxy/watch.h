@@ -3,14 +3,17 @@
 /* The API server watcher: one reflector each for Services, EndpointSlices
  * (discovery.k8s.io/v1) and this node's Node, as client-go's reflector runs
  * them: LIST in pages, then WATCH from the list's resourceVersion, relist on
- * 410 Gone, re-watch with backoff on other failures. Transfers are libcurl
+ * 410 Gone, re-watch with backoff on other failures. Unlike client-go, a
+ * re-watch after a lost or cut-short watch is preceded by a consistent LIST
+ * of one item, which relists when the server's resourceVersion went back
+ * (etcd restored from a backup or replaced). Transfers are libcurl
  * multi handles driven by socket and timer callbacks; the watcher exposes
  * one epoll descriptor (its sockets and a timerfd) that the daemon's loop
  * watches, and it never blocks. Decoded objects go straight into the model;
  * the daemon learns of each change through a callback.
  *
- * The pure parts (the event framer, the backoff, event parsing) are
- * exported for unit tests. */
+ * The pure parts (the event framer, the backoff, event parsing, the
+ * resourceVersion order) are exported for unit tests. */
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -66,6 +69,25 @@ struct watch_backoff {
 /* A failure at now: returns how long to wait; rnd in [0, 1). */
 uint64_t watch_backoff_step(struct watch_backoff *b, uint64_t now, double rnd);
 
+/* ---- resourceVersions ---- */
+
+/* resourceVersions are opaque by API contract, but every storage the API
+ * server has (etcd, and kine, which mimics it) gives etcd's revision: a
+ * decimal integer that only grows while the data lives. Orders a and b as
+ * strcmp does (*ret_cmp <0, 0, >0) when both are such integers; returns 0,
+ * or -EINVAL (ret_cmp untouched) when either is not. */
+int watch_rv_cmp(const char *a, const char *b, int *ret_cmp);
+
+/* What a reflector does after a lost watch once a consistent LIST has told
+ * it the server's current resourceVersion. */
+enum watch_resume {
+        WATCH_RESUME_WATCH,     /* the server is at or past last: re-watch from last */
+        WATCH_RESUME_BEHIND,    /* the server is behind last: its history was reset; relist */
+        WATCH_RESUME_UNORDERED, /* not etcd revisions and not equal: cannot tell; relist */
+};
+
+enum watch_resume watch_resume_after_check(const char *last, const char *server);
+
 /* ---- the watcher ---- */
 
 enum watch_res { WATCH_RES_SERVICES, WATCH_RES_SLICES, WATCH_RES_NODE, WATCH_RES_N };
@@ -96,6 +118,8 @@ void watcher_run(struct watcher *w);
 bool watcher_synced(const struct watcher *w);
 
 struct watcher_stats {
-        uint64_t lists, watches, events, relists, failures;
+        /* checks: the one-item LISTs before a re-watch; resets: relists
+         * because the server's history went back (also in relists). */
+        uint64_t lists, watches, events, relists, failures, checks, resets;
 };
 void watcher_stats(const struct watcher *w, struct watcher_stats *ret);

@@ -14,8 +14,12 @@ that a test drives through a plain-HTTP control port on 127.0.0.1:
   POST /hold     {"kind": "endpointslices", "hold": true}   LISTs of kind wait
   POST /down     {"down": true}              outage: connections are reset
   POST /kick     {}                          open watches end normally (as at timeoutSeconds)
-  POST /restart  {"drop": [[kind, ns, name]]} new resourceVersion history; watches end;
-                                             dropped objects vanish without an event
+  POST /restart  {"drop": [[kind, ns, name]], "back": 0}
+                                             new resourceVersion history; watches end;
+                                             dropped objects vanish without an event. With
+                                             back: N the history restarts N below (etcd
+                                             restored from a backup): a watch from a newer
+                                             resourceVersion hangs silently, as on a real one
   POST /bulk     {"services": N, "endpoints": E}  N Services with one E-endpoint slice each
   POST /burst    {"updates": M}              M EndpointSlice updates at once (benchmarks)
   GET  /stats                                request counts and times
@@ -161,9 +165,10 @@ class Api(BaseHTTPRequestHandler):
         q = dict(urllib.parse.parse_qsl(u.query, keep_blank_values=True))
         kind = PATHS.get(u.path)
         watch = q.get("watch") in ("true", "1")
+        rec = {"t": time.monotonic(), "kind": kind, "watch": watch, "continue": bool(q.get("continue")),
+               "query": u.query}
         with st.cv:
-            st.stats["requests"].append({"t": time.monotonic(), "kind": kind, "watch": watch,
-                                         "continue": bool(q.get("continue")), "query": u.query})
+            st.stats["requests"].append(rec)
             down = st.down
         if down:
             self.reset()
@@ -180,6 +185,7 @@ class Api(BaseHTTPRequestHandler):
                 st.stats["client_cert"] = st.stats.get("client_cert", 0) + 1
             if not ok:
                 st.stats["unauthorized"] += 1
+                rec["unauthorized"] = True
         if not ok:
             self.send_json(401, status(401, "Unauthorized", "Unauthorized"))
             return
@@ -323,7 +329,10 @@ class Api(BaseHTTPRequestHandler):
                 if f and f["fault"] == "watch_gone":
                     send_event("ERROR", status(410, "Gone", "the watch cache moved on"))
                     break
-                if bookmarks and time.monotonic() - last_bm >= st.bookmark_interval:
+                # The watch cache sends a watcher only what is newer than
+                # its resourceVersion, bookmarks too: a watch from the future
+                # gets nothing at all.
+                if bookmarks and time.monotonic() - last_bm >= st.bookmark_interval and cur > since:
                     last_bm = time.monotonic()
                     sent = max(sent, cur)
                     send_event("BOOKMARK", {"kind": KINDS[kind][2], "apiVersion": KINDS[kind][1],
@@ -423,9 +432,12 @@ class Control(BaseHTTPRequestHandler):
             elif self.path == "/restart":
                 for kind, ns, name in body.get("drop", []):
                     st.objects[kind].pop((ns, name), None)
-                # An etcd restored from backup or a new cluster: a new, higher
-                # resourceVersion history; nothing older can be watched from.
-                st.rv += 1000
+                # An etcd replaced: a new, higher resourceVersion history;
+                # nothing older can be watched from. Or, with back, one
+                # restored from a backup: a lower one, where the API server
+                # takes the resourceVersions it never reached for future ones.
+                back = int(body.get("back", 0))
+                st.rv = max(1, st.rv - back) if back > 0 else st.rv + 1000
                 st.oldest = st.rv
                 st.history = []
                 for kind in st.objects:

@@ -212,12 +212,60 @@ static void test_backoff(void **state)
         assert_int_equal(watch_backoff_step(&b, now + 20 * s + 240 * s, 7.0), 3200000000ull);
 }
 
+static void test_rv_order(void **state)
+{
+        int c = 7;
+
+        (void)state;
+        assert_int_equal(watch_rv_cmp("9", "10", &c), 0);
+        assert_int_equal(c, -1);
+        assert_int_equal(watch_rv_cmp("10", "9", &c), 0);
+        assert_int_equal(c, 1);
+        assert_int_equal(watch_rv_cmp("123", "123", &c), 0);
+        assert_int_equal(c, 0);
+        /* Numbers, not strings: "100" > "99". */
+        assert_int_equal(watch_rv_cmp("100", "99", &c), 0);
+        assert_int_equal(c, 1);
+        assert_int_equal(watch_rv_cmp("18446744073709551615", "18446744073709551614", &c), 0);
+        assert_int_equal(c, 1);
+        /* Not etcd revisions: c untouched. */
+        c = 7;
+        assert_int_equal(watch_rv_cmp("18446744073709551616", "1", &c), -EINVAL);
+        assert_int_equal(watch_rv_cmp("", "1", &c), -EINVAL);
+        assert_int_equal(watch_rv_cmp("1", NULL, &c), -EINVAL);
+        assert_int_equal(watch_rv_cmp("-1", "1", &c), -EINVAL);
+        assert_int_equal(watch_rv_cmp("+1", "1", &c), -EINVAL);
+        assert_int_equal(watch_rv_cmp(" 1", "1", &c), -EINVAL);
+        assert_int_equal(watch_rv_cmp("1 ", "1", &c), -EINVAL);
+        assert_int_equal(watch_rv_cmp("0x10", "1", &c), -EINVAL);
+        assert_int_equal(watch_rv_cmp("abc", "abd", &c), -EINVAL);
+        assert_int_equal(c, 7);
+}
+
+static void test_resume_after_check(void **state)
+{
+        (void)state;
+        /* (last seen, server's now) */
+        assert_int_equal(watch_resume_after_check("500", "500"), WATCH_RESUME_WATCH);
+        assert_int_equal(watch_resume_after_check("500", "501"), WATCH_RESUME_WATCH);
+        assert_int_equal(watch_resume_after_check("99", "100"), WATCH_RESUME_WATCH);
+        /* etcd restored from a backup: the server is behind. */
+        assert_int_equal(watch_resume_after_check("5000", "204"), WATCH_RESUME_BEHIND);
+        assert_int_equal(watch_resume_after_check("100", "99"), WATCH_RESUME_BEHIND);
+        /* Opaque ones: equal is safe, anything else relists. */
+        assert_int_equal(watch_resume_after_check("opaque-1", "opaque-1"), WATCH_RESUME_WATCH);
+        assert_int_equal(watch_resume_after_check("opaque-1", "opaque-2"), WATCH_RESUME_UNORDERED);
+        assert_int_equal(watch_resume_after_check("500", "x500"), WATCH_RESUME_UNORDERED);
+        assert_int_equal(watch_resume_after_check(NULL, "500"), WATCH_RESUME_UNORDERED);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_framer_whole),  cmocka_unit_test(test_framer_byte_by_byte),
                 cmocka_unit_test(test_framer_splits), cmocka_unit_test(test_framer_errors),
                 cmocka_unit_test(test_event_parse),   cmocka_unit_test(test_backoff),
+                cmocka_unit_test(test_rv_order),      cmocka_unit_test(test_resume_after_check),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
