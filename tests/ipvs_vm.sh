@@ -20,5 +20,5 @@ command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 is not inst
 
 # Emulated CPUs are slow: the conformance agents get a minute to start.
 exec tests/vm/run --timeout 2400 -e NLC_READY_TIMEOUT=60 -e CI="${CI:-}" \
-	'tests/conformance/run --backend ipvs -j 2 --xfail-file tests/data/ipvs_xfail.txt tests/data/scenarios.json; a=$?;
+	'tests/conformance/run --backend ipvs -j 2 --xfail-file tests/data/ipvs_xfail.txt tests/data/scenarios.json tests/data/scenarios_runner.json; a=$?;
 	 python3 tests/ipvs_live.py; b=$?; [ $a = 0 ] && [ $b = 0 ]'
