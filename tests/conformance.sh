@@ -9,8 +9,8 @@ if [ "$(id -u)" != 0 ]; then
 	if [ "${CI:-}" = true ]; then echo "0 passed, 1 failed"; exit 1; fi
 	exit 0
 fi
-tests/conformance/run --backend nftables -j 2 tests/data/scenarios.json || exit 1
+tests/conformance/run --backend nftables -j 2 tests/data/scenarios.json tests/data/scenarios_runner.json || exit 1
 # The same flows with the service dispatch split over shard tables (what
 # large clusters get; docs/nftables-ruleset.md): the masquerade marking in
 # the main table must run before any shard's DNAT.
-exec tests/conformance/run --backend nftables -j 2 --flag=--nftables-shards=4 tests/data/scenarios.json
+exec tests/conformance/run --backend nftables -j 2 --flag=--nftables-shards=4 tests/data/scenarios.json tests/data/scenarios_runner.json

@@ -16,7 +16,10 @@ Runs inside one test network namespace (started with `ip netns exec NS`):
       concurrently (one thread per probe, attempts within a probe in order)
       and prints one JSON object {"results": {id: [outcome, ...]}}.
       A probe: {"id", "proto", "src", "dst", "dport", "attempts",
-      "timeout", "max_failures", "parallel"}.  An outcome is
+      "timeout", "max_failures", "parallel"}; "timeout" bounds a whole
+      attempt, within which an unanswered UDP datagram or SCTP INIT is sent
+      again on the same 5-tuple (SENDS sends in all; TCP has the kernel's
+      SYN retransmissions).  An outcome is
         {"kind": "answer", "ident": ..., "peer": ..., "ms": ...}
         {"kind": "error", "errno": "ECONNREFUSED", "ms": ...}
         {"kind": "timeout", "ms": ...}
@@ -216,19 +219,40 @@ def errname(e):
     return errno.errorcode.get(n, str(n))
 
 
+def resend_times(t0, p):
+    """When an unanswered datagram (UDP, SCTP INIT) is sent again: every
+    timeout/SENDS seconds, SENDS sends in all.  The same packet on the same
+    5-tuple, as a DNS client or the kernel's SYN retransmission does: it
+    meets the same conntrack entry (same endpoint), and a rule that drops
+    or rejects the flow drops or rejects every copy, so a resend cannot
+    turn a failure into a pass; it only survives a packet lost to load."""
+    step = p["timeout"] / SENDS
+    return [t0 + step * i for i in range(1, SENDS)]
+
+
+SENDS = 4
+
+
 def attempt_raw_sctp(p):
     t0 = time.monotonic()
     s = raw_sctp_socket(p["src"])
     try:
         sport = random.randint(20000, 60999)
         itag = random.randint(1, 0xFFFFFFFF)
-        s.sendto(sctp_init(sport, p["dport"], itag), (p["dst"], 0))
+        init = sctp_init(sport, p["dport"], itag)
+        s.sendto(init, (p["dst"], 0))
+        resends = resend_times(t0, p)
         deadline = t0 + p["timeout"]
         while True:
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
                 return {"kind": "timeout", "ms": round((time.monotonic() - t0) * 1000, 1)}
-            s.settimeout(left)
+            if resends and now >= resends[0]:
+                resends.pop(0)
+                s.sendto(init, (p["dst"], 0))
+                continue
+            s.settimeout(min(left, resends[0] - now) if resends else left)
             try:
                 data, addr = s.recvfrom(4096)
             except socket.timeout:
@@ -254,6 +278,9 @@ def attempt(p):
     if p["proto"] == "sctp" and not SCTP_SOCKETS:
         return attempt_raw_sctp(p)
     t0 = time.monotonic()
+    # one deadline for the whole attempt: connect (TCP: the kernel resends
+    # the SYN meanwhile), the datagram's resends (UDP) and the answer
+    deadline = t0 + p["timeout"]
     fam = family(p["dst"])
     if p["proto"] == "tcp":
         s = socket.socket(fam, socket.SOCK_STREAM)
@@ -265,11 +292,24 @@ def attempt(p):
         s.settimeout(p["timeout"])
         s.bind((p["src"], 0))
         s.connect((p["dst"], p["dport"]))
+        resends = []
         if p["proto"] == "udp":
             s.send(b"probe\n")
+            resends = resend_times(t0, p)
         buf = b""
         while b"\n" not in buf and len(buf) < 512:
-            chunk = s.recv(512)
+            now = time.monotonic()
+            if now >= deadline:
+                raise socket.timeout()
+            if resends and now >= resends[0]:
+                resends.pop(0)
+                s.send(b"probe\n")
+                continue
+            s.settimeout(min(deadline, resends[0]) - now if resends else deadline - now)
+            try:
+                chunk = s.recv(512)
+            except socket.timeout:
+                continue
             if not chunk:
                 break
             buf += chunk

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Every flow of every shared conformance scenario (tests/data/scenarios.json,
- * copied from shared/conformance) through table_compute + the tracer. One
+ * copied from shared/conformance) and of nlproxy's own in the same format
+ * (tests/data/scenarios_runner.json) through table_compute + the tracer. One
  * cmocka test per scenario; variants run under the same test. */
 #include "testutil.h"
 
@@ -12,8 +13,6 @@
 #include "model.h"
 #include "table.h"
 #include "trace.h"
-
-static json_t *scenarios;
 
 static int parse_addr(const char *s, struct ipaddr *a)
 {
@@ -222,28 +221,45 @@ static void test_scenario(void **state)
         assert_true(n_flows > 0 || json_object_get(sc, "structuralExpectations"));
 }
 
+/* The shared scenarios and nlproxy's own, in the same format. */
+static const char *const scenario_files[] = {
+        "tests/data/scenarios.json",
+        "tests/data/scenarios_runner.json",
+};
+#define N_FILES (sizeof(scenario_files) / sizeof(scenario_files[0]))
+
 int main(void)
 {
-        json_error_t jerr;
+        json_t *docs[N_FILES] = { NULL };
         struct CMUnitTest *tests;
-        size_t n, i;
+        json_error_t jerr;
+        size_t n = 0, i, f;
         json_t *sc;
         int r;
 
-        scenarios = json_load_file("tests/data/scenarios.json", 0, &jerr);
-        if (!scenarios) {
-                fprintf(stderr, "tests/data/scenarios.json: %s (run from the project root)\n", jerr.text);
-                return 1;
+        for (f = 0; f < N_FILES; f++) {
+                docs[f] = json_load_file(scenario_files[f], 0, &jerr);
+                if (!docs[f]) {
+                        fprintf(stderr, "%s: %s (run from the project root)\n", scenario_files[f], jerr.text);
+                        return 1;
+                }
+                n += json_array_size(json_object_get(docs[f], "scenarios"));
         }
-        n = json_array_size(json_object_get(scenarios, "scenarios"));
         tests = calloc(n, sizeof(*tests));
-        json_array_foreach(json_object_get(scenarios, "scenarios"), i, sc) {
-                tests[i].name = json_string_value(json_object_get(sc, "id"));
-                tests[i].test_func = test_scenario;
-                tests[i].initial_state = sc;
+        if (!tests)
+                return 1;
+        n = 0;
+        for (f = 0; f < N_FILES; f++) {
+                json_array_foreach(json_object_get(docs[f], "scenarios"), i, sc) {
+                        tests[n].name = json_string_value(json_object_get(sc, "id"));
+                        tests[n].test_func = test_scenario;
+                        tests[n].initial_state = sc;
+                        n++;
+                }
         }
         r = _cmocka_run_group_tests("conformance", tests, n, NULL, NULL);
         free(tests);
-        json_decref(scenarios);
+        for (f = 0; f < N_FILES; f++)
+                json_decref(docs[f]);
         return r;
 }
