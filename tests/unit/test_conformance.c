@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Every flow of every shared conformance scenario (tests/data/scenarios.json,
- * copied from shared/conformance) through table_compute + the tracer. One
+/* Every flow of every conformance scenario through table_compute + the
+ * tracer: the shared ones (tests/data/scenarios.json, copied from
+ * shared/conformance) and nlproxy's own (the other files of FILES). One
  * cmocka test per scenario; variants run under the same test. */
 #include "testutil.h"
 
@@ -13,7 +14,11 @@
 #include "table.h"
 #include "trace.h"
 
-static json_t *scenarios;
+static const char *const FILES[] = {
+        "tests/data/scenarios.json",
+        "tests/data/scenarios_etp_local.json", /* issue 11: eTP Local without a local endpoint */
+};
+#define N_FILES (sizeof(FILES) / sizeof(FILES[0]))
 
 static int parse_addr(const char *s, struct ipaddr *a)
 {
@@ -224,26 +229,37 @@ static void test_scenario(void **state)
 
 int main(void)
 {
-        json_error_t jerr;
-        struct CMUnitTest *tests;
-        size_t n, i;
+        json_t *docs[N_FILES] = { 0 };
+        struct CMUnitTest *tests = NULL;
+        size_t n = 0, i, f;
         json_t *sc;
-        int r;
+        int r = 1;
 
-        scenarios = json_load_file("tests/data/scenarios.json", 0, &jerr);
-        if (!scenarios) {
-                fprintf(stderr, "tests/data/scenarios.json: %s (run from the project root)\n", jerr.text);
-                return 1;
+        for (f = 0; f < N_FILES; f++) {
+                json_error_t jerr;
+
+                docs[f] = json_load_file(FILES[f], 0, &jerr);
+                if (!docs[f]) {
+                        fprintf(stderr, "%s: %s (run from the project root)\n", FILES[f], jerr.text);
+                        goto out;
+                }
+                n += json_array_size(json_object_get(docs[f], "scenarios"));
         }
-        n = json_array_size(json_object_get(scenarios, "scenarios"));
-        tests = calloc(n, sizeof(*tests));
-        json_array_foreach(json_object_get(scenarios, "scenarios"), i, sc) {
-                tests[i].name = json_string_value(json_object_get(sc, "id"));
-                tests[i].test_func = test_scenario;
-                tests[i].initial_state = sc;
-        }
+        tests = calloc(n ? n : 1, sizeof(*tests));
+        if (!tests)
+                goto out;
+        n = 0;
+        for (f = 0; f < N_FILES; f++)
+                json_array_foreach(json_object_get(docs[f], "scenarios"), i, sc) {
+                        tests[n].name = json_string_value(json_object_get(sc, "id"));
+                        tests[n].test_func = test_scenario;
+                        tests[n].initial_state = sc;
+                        n++;
+                }
         r = _cmocka_run_group_tests("conformance", tests, n, NULL, NULL);
+out:
         free(tests);
-        json_decref(scenarios);
+        for (f = 0; f < N_FILES; f++)
+                json_decref(docs[f]);
         return r;
 }
