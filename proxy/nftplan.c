@@ -217,7 +217,10 @@ static int entry_idx_cmp(const void *a, const void *b, void *arg)
 
 /* Two services can claim the same key (externalIPs are not validated for
  * uniqueness); the kernel refuses a map with conflicting elements, so the
- * first in table order wins, as it would with first-match rules. */
+ * first in table order wins, as it would with first-match rules. The
+ * winner keeps all its entries for the key: a short-circuited eTP Local
+ * service has one for the dispatch and one for the no-endpoint drop, which
+ * go to different maps. */
 static int entries_dedupe(struct entries *e)
 {
         uint32_t *idx;
@@ -230,9 +233,12 @@ static int entries_dedupe(struct entries *e)
         for (size_t i = 0; i < e->n; i++)
                 idx[i] = (uint32_t) i;
         qsort_r(idx, e->n, sizeof(*idx), entry_idx_cmp, e->v);
-        for (size_t i = 1; i < e->n; i++)
-                if (entry_key_cmp(&e->v[idx[i - 1]], &e->v[idx[i]]) == 0)
+        for (size_t i = 1, first = 0; i < e->n; i++) {
+                if (entry_key_cmp(&e->v[idx[first]], &e->v[idx[i]]) != 0)
+                        first = i;
+                else if (e->v[idx[i]].svc != e->v[idx[first]].svc)
                         e->v[idx[i]].dup = true;
+        }
         free(idx);
         return 0;
 }
@@ -342,7 +348,7 @@ static int build_entries(struct build *b)
                 return -ENOMEM;
         for (size_t i = 0; i < t->n_svcs; i++)
                 if (t->svcs[i].family == b->af)
-                        b->disp.cap += t->svcs[i].n_vips + 1;
+                        b->disp.cap += (t->svcs[i].n_vips + 1) * (tbl_svc_ext_short_circuit(&t->svcs[i]) ? 2 : 1);
         b->disp.v = malloc((b->disp.cap ? b->disp.cap : 1) * sizeof(*b->disp.v));
         if (!b->disp.v)
                 return -ENOMEM;
@@ -351,6 +357,12 @@ static int build_entries(struct build *b)
         for (size_t i = 0; i < t->n_svcs; i++) {
                 const struct tbl_svc *s = &t->svcs[i];
                 bool ext_masq = s->external == TBL_DNAT && !s->etp_local;
+                /* kube-proxy: the external addresses of a service with
+                 * endpoints anywhere go to its ext- chain, whose
+                 * short-circuits send pods and the node to the cluster
+                 * endpoints; what falls through is dropped after DNAT by the
+                 * no-endpoint maps, which name the same tuples. */
+                bool short_circuit = tbl_svc_ext_short_circuit(s);
                 uint32_t si = (uint32_t) i;
 
                 if (s->family != b->af)
@@ -367,6 +379,9 @@ static int build_entries(struct build *b)
                                 tg = verdict_target(s->external, TG_EXT);
                         if ((r = entries_add(&b->disp, si, s, &v->addr, s->port, tg)) < 0)
                                 return r;
+                        if (v->kind != TBL_VIP_CLUSTER_IP && short_circuit &&
+                            (r = entries_add(&b->disp, si, s, &v->addr, s->port, TG_EXT)) < 0)
+                                return r;
                         if (v->kind == TBL_VIP_LOAD_BALANCER && s->n_source_ranges &&
                             (r = entries_add(&b->fw, si, s, &v->addr, s->port, 0)) < 0)
                                 return r;
@@ -380,6 +395,8 @@ static int build_entries(struct build *b)
                 if (s->node_port) {
                         if ((r = entries_add(&b->disp, si, s, NULL, s->node_port,
                                              verdict_target(s->external, TG_EXT))) < 0)
+                                return r;
+                        if (short_circuit && (r = entries_add(&b->disp, si, s, NULL, s->node_port, TG_EXT)) < 0)
                                 return r;
                         if (ext_masq && (r = entries_add(&b->masq, si, s, NULL, s->node_port, 0)) < 0)
                                 return r;
@@ -400,9 +417,11 @@ static int build_entries(struct build *b)
                 else if (e->target == TG_EXT)
                         b->flags[e->svc] |= F_EXT;
         }
+        /* Without a local endpoint the ext- chain has no local- chain to go
+         * to (kube-proxy: usesLocalPolicyChain needs local endpoints). */
         for (size_t i = 0; i < t->n_svcs; i++)
                 if (b->flags[i] & F_EXT)
-                        b->flags[i] |= F_SVC | (t->svcs[i].etp_local ? F_LOCAL : 0);
+                        b->flags[i] |= F_SVC | (t->svcs[i].etp_local && t->svcs[i].n_local_eps ? F_LOCAL : 0);
         return build_hairpin(b);
 }
 
@@ -994,8 +1013,11 @@ static int ext_chain(struct build *b, uint32_t si)
             (r = rule(b, NFTP_M_FIB_SADDR_LOCAL, NFTP_A_GOTO, svc, NULL, NULL, 0)) < 0)
                 return r;
         /* IPVS companion: off-node clients fall through to IPVS, whose
-         * virtual server has the local endpoints. */
-        if (!b->p->companion) {
+         * virtual server has the local endpoints. Without a local endpoint
+         * they fall through in both modes, to the no-endpoint drop in the
+         * filter chains (kube-proxy: no `goto` to the local policy chain
+         * when !hasExternalEndpoints). */
+        if (!b->p->companion && s->external == TBL_DNAT) {
                 if ((r = rule(b, NFTP_M_NONE, NFTP_A_GOTO, svc_chain_name(b, si, TG_LOCAL), NULL, NULL, 0)) < 0)
                         return r;
                 if (!b->fp->rules[b->fp->n_rules - 1].chain)

@@ -22,7 +22,7 @@ static const char *hostport(const struct ipaddr *a, uint16_t port, char *buf)
         return buf;
 }
 
-static void verdict(FILE *o, enum tbl_verdict v, size_t n, bool local, const char *policy)
+static void verdict(FILE *o, enum tbl_verdict v, size_t n, bool local, const char *policy, size_t n_short)
 {
         switch (v) {
         case TBL_DNAT:
@@ -35,6 +35,8 @@ static void verdict(FILE *o, enum tbl_verdict v, size_t n, bool local, const cha
                 break;
         case TBL_DROP:
                 fprintf(o, "DROP (no local endpoints, %s=Local)", policy);
+                if (n_short)
+                        fprintf(o, "; from pods and the node: %zu endpoint%s", n_short, n_short == 1 ? "" : "s");
                 break;
         }
         fputc('\n', o);
@@ -52,6 +54,7 @@ static int service(FILE *o, const struct tbl_svc *s)
         int w = MIN_ADDR_WIDTH, epw = 0;
         size_t n_int = s->itp_local ? s->n_local_eps : s->n_cluster_eps;
         size_t n_ext = s->etp_local ? s->n_local_eps : s->n_cluster_eps;
+        size_t n_short = tbl_svc_ext_short_circuit(s) ? s->n_cluster_eps : 0;
         bool *used;
 
         for (size_t i = 0; i < s->n_vips; i++) {
@@ -69,14 +72,14 @@ static int service(FILE *o, const struct tbl_svc *s)
                 row(o, cip ? "ClusterIP" : v->kind == TBL_VIP_EXTERNAL_IP ? "externalIP" : "LoadBalancer",
                     hostport(&v->addr, s->port, buf), w);
                 if (cip)
-                        verdict(o, s->internal, n_int, s->itp_local, "internalTrafficPolicy");
+                        verdict(o, s->internal, n_int, s->itp_local, "internalTrafficPolicy", 0);
                 else
-                        verdict(o, s->external, n_ext, s->etp_local, "externalTrafficPolicy");
+                        verdict(o, s->external, n_ext, s->etp_local, "externalTrafficPolicy", n_short);
         }
         if (s->node_port) {
                 snprintf(buf, sizeof(buf), "*:%u", (unsigned) s->node_port);
                 row(o, "NodePort", buf, w);
-                verdict(o, s->external, n_ext, s->etp_local, "externalTrafficPolicy");
+                verdict(o, s->external, n_ext, s->etp_local, "externalTrafficPolicy", n_short);
         }
         if (s->health_check_node_port)
                 fprintf(o, "  health check node port: %u\n", (unsigned) s->health_check_node_port);

@@ -446,7 +446,9 @@ static int build_port(struct builder *b, const struct k8s_service *svc, const st
 
         /* nftables/proxier.go: no usable endpoint anywhere -> REJECT; a Local
          * policy with endpoints only elsewhere -> DROP (the service exists, just
-         * not here). */
+         * not here). For eTP Local the DROP is for traffic from outside only:
+         * pods and the node still reach the cluster endpoints
+         * (tbl_svc_ext_short_circuit). */
         if (!s->has_endpoints) {
                 s->internal = s->external = TBL_REJECT;
         } else {

@@ -50,7 +50,9 @@ void proxy_config_init(struct proxy_config *c);
 enum tbl_verdict {
         TBL_DNAT,   /* traffic goes to endpoints */
         TBL_REJECT, /* the service has no usable endpoints anywhere */
-        TBL_DROP,   /* a Local traffic policy has no local endpoint */
+        TBL_DROP,   /* a Local traffic policy has no local endpoint; for external
+                     * traffic only what comes from off the node and not from a
+                     * pod (tbl_svc_ext_short_circuit) */
 };
 
 enum tbl_vip_kind { TBL_VIP_CLUSTER_IP, TBL_VIP_EXTERNAL_IP, TBL_VIP_LOAD_BALANCER };
@@ -98,6 +100,18 @@ struct tbl_svc {
         uint64_t owner;            /* hash of namespace/name, for incremental updates */
         unsigned *shared;          /* tables made by table_update share unchanged entries; NULL: sole owner */
 };
+
+/* externalTrafficPolicy Local with endpoints on other nodes only: traffic to
+ * the external addresses (externalIPs, LB IPs, the NodePort) from a pod
+ * (--cluster-cidr) or from the node itself still goes to the cluster
+ * endpoints, the node's masqueraded, and only the rest gets the DROP.
+ * kube-proxy's external chain short-circuits those sources before the
+ * no-endpoint filter (nftables/proxier.go: usesExternalTrafficChain is
+ * hasEndpoints, not hasExternalEndpoints). */
+static inline bool tbl_svc_ext_short_circuit(const struct tbl_svc *s)
+{
+        return s->etp_local && s->external == TBL_DROP && s->n_cluster_eps > 0;
+}
 
 /* A DNS record of a headless service. */
 struct tbl_dns {

@@ -92,13 +92,18 @@ static void set_eps(struct trace_result *r, const struct tbl_svc *s, const uint3
                 r->eps[i] = &s->eps[idx[i]];
 }
 
-static void no_endpoints(struct trace_result *r, enum tbl_verdict v, bool cluster_ip)
+static void no_endpoints(struct trace_result *r, const struct tbl_svc *s, bool cluster_ip)
 {
+        enum tbl_verdict v = cluster_ip ? s->internal : s->external;
+
         r->verdict = v == TBL_REJECT ? TRACE_REJECT : TRACE_DROP;
         if (v == TBL_REJECT)
                 r->why = "the service has no usable endpoints on any node: rejected (no-endpoint-services)";
         else if (cluster_ip)
                 r->why = "internalTrafficPolicy=Local and no local endpoint: dropped (no-endpoint-services)";
+        else if (tbl_svc_ext_short_circuit(s))
+                r->why = "externalTrafficPolicy=Local, no local endpoint, source neither a pod (--cluster-cidr) "
+                         "nor the node: dropped (no-endpoint-services)";
         else
                 r->why = "externalTrafficPolicy=Local and no local endpoint: dropped (no-endpoint-services)";
 }
@@ -154,7 +159,9 @@ void trace_packet_run(const struct table *t, const struct trace_node *node, cons
                               : use_local ? "ClusterIP: DNAT to local endpoints (internalTrafficPolicy=Local)"
                                           : "ClusterIP: DNAT";
         } else {
-                if (s->external != TBL_DNAT)
+                /* A DROP still runs the ext- chain's short-circuits; only
+                 * what falls through meets the no-endpoint drop. */
+                if (s->external != TBL_DNAT && !tbl_svc_ext_short_circuit(s))
                         goto filter;
                 masq = false;
                 if (!s->etp_local) {
@@ -170,6 +177,8 @@ void trace_packet_run(const struct table *t, const struct trace_node *node, cons
                         use_local = false;
                         r->why = "externalTrafficPolicy=Local, source is the node: short-circuit to all endpoints, "
                                  "masquerade";
+                } else if (s->external != TBL_DNAT) {
+                        goto filter;
                 } else {
                         use_local = true;
                         r->why = "externalTrafficPolicy=Local: DNAT to local endpoints, source preserved";
@@ -192,7 +201,7 @@ filter:
         /* 3. filter forward/input/output after DNAT (service-endpoints-check). */
         if (s) {
                 bool cip = vip && vip->kind == TBL_VIP_CLUSTER_IP;
-                no_endpoints(r, cip ? s->internal : s->external, cip);
+                no_endpoints(r, s, cip);
                 return;
         }
         /* cluster-ips-check, in forward and output only: ClusterIPs are never

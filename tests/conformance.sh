@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every flow of every shared conformance scenario, for real: the nftables
+# Every flow of every conformance scenario, for real: the nftables
 # backend programs a node namespace and packets cross namespaces
 # (tests/conformance/run). Needs root; a skip says why, and CI never skips.
 set -uo pipefail
@@ -9,8 +9,11 @@ if [ "$(id -u)" != 0 ]; then
 	if [ "${CI:-}" = true ]; then echo "0 passed, 1 failed"; exit 1; fi
 	exit 0
 fi
-tests/conformance/run --backend nftables -j 2 tests/data/scenarios.json tests/data/scenarios_runner.json || exit 1
+# The shared scenarios, then nlproxy's own (issue 11: eTP Local without a
+# local endpoint; the runner's affinity and legacy-address cases).
+files=(tests/data/scenarios.json tests/data/scenarios_etp_local.json tests/data/scenarios_runner.json)
+tests/conformance/run --backend nftables -j 2 "${files[@]}" || exit 1
 # The same flows with the service dispatch split over shard tables (what
 # large clusters get; docs/nftables-ruleset.md): the masquerade marking in
 # the main table must run before any shard's DNAT.
-exec tests/conformance/run --backend nftables -j 2 --flag=--nftables-shards=4 tests/data/scenarios.json tests/data/scenarios_runner.json
+exec tests/conformance/run --backend nftables -j 2 --flag=--nftables-shards=4 "${files[@]}"

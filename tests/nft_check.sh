@@ -24,7 +24,9 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 ip netns add "$ns" || skip "cannot create a network namespace"
 
-python3 tests/conformance/scenario_manifests.py tests/data/scenarios.json "$work" >"$work/cases" || exit 1
+for f in tests/data/scenarios.json tests/data/scenarios_etp_local.json; do
+	python3 tests/conformance/scenario_manifests.py "$f" "$work" >>"$work/cases" || exit 1
+done
 check() { # name file
 	local out
 	if out=$(ip netns exec "$ns" nft -c -f "$2" 2>&1); then

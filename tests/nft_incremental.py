@@ -143,6 +143,11 @@ def main():
                                       eps("b-1", "b", [("10.244.0.6", "node-0")])])
         step("externalTrafficPolicy Local", [svc("b", "10.96.0.11", [dict(http[0], nodePort=30080)], "NodePort",
                                                  externalTrafficPolicy="Local")])
+        # Its only endpoint moves to another node: pods and the node are still
+        # short-circuited (ext- chain without its goto to local-, which goes),
+        # the rest is dropped (no-endpoint-nodeports); and back.
+        step("eTP Local, no local endpoint left", [eps("b-1", "b", [("10.244.1.6", "node-1")])])
+        step("eTP Local, a local endpoint again", [eps("b-1", "b", [("10.244.0.6", "node-0")])])
         step("LoadBalancer with source ranges",
              [dict(svc("c", "10.96.0.12", [dict(http[0], nodePort=30081)], "LoadBalancer",
                        loadBalancerSourceRanges=["203.0.113.0/25"]),

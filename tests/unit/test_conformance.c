@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Every flow of every shared conformance scenario (tests/data/scenarios.json,
- * copied from shared/conformance) and of nlproxy's own in the same format
- * (tests/data/scenarios_runner.json) through table_compute + the tracer. One
+/* Every flow of every conformance scenario through table_compute + the
+ * tracer: the shared ones (tests/data/scenarios.json, copied from
+ * shared/conformance) and nlproxy's own (the other files of FILES). One
  * cmocka test per scenario; variants run under the same test. */
 #include "testutil.h"
 
@@ -13,6 +13,13 @@
 #include "model.h"
 #include "table.h"
 #include "trace.h"
+
+static const char *const FILES[] = {
+        "tests/data/scenarios.json",
+        "tests/data/scenarios_etp_local.json", /* issue 11: eTP Local without a local endpoint */
+        "tests/data/scenarios_runner.json",    /* issue 11: the runner's affinity and address cases */
+};
+#define N_FILES (sizeof(FILES) / sizeof(FILES[0]))
 
 static int parse_addr(const char *s, struct ipaddr *a)
 {
@@ -221,43 +228,37 @@ static void test_scenario(void **state)
         assert_true(n_flows > 0 || json_object_get(sc, "structuralExpectations"));
 }
 
-/* The shared scenarios and nlproxy's own, in the same format. */
-static const char *const scenario_files[] = {
-        "tests/data/scenarios.json",
-        "tests/data/scenarios_runner.json",
-};
-#define N_FILES (sizeof(scenario_files) / sizeof(scenario_files[0]))
-
 int main(void)
 {
-        json_t *docs[N_FILES] = { NULL };
-        struct CMUnitTest *tests;
-        json_error_t jerr;
+        json_t *docs[N_FILES] = { 0 };
+        struct CMUnitTest *tests = NULL;
         size_t n = 0, i, f;
         json_t *sc;
-        int r;
+        int r = 1;
 
         for (f = 0; f < N_FILES; f++) {
-                docs[f] = json_load_file(scenario_files[f], 0, &jerr);
+                json_error_t jerr;
+
+                docs[f] = json_load_file(FILES[f], 0, &jerr);
                 if (!docs[f]) {
-                        fprintf(stderr, "%s: %s (run from the project root)\n", scenario_files[f], jerr.text);
-                        return 1;
+                        fprintf(stderr, "%s: %s (run from the project root)\n", FILES[f], jerr.text);
+                        goto out;
                 }
                 n += json_array_size(json_object_get(docs[f], "scenarios"));
         }
-        tests = calloc(n, sizeof(*tests));
+        tests = calloc(n ? n : 1, sizeof(*tests));
         if (!tests)
-                return 1;
+                goto out;
         n = 0;
-        for (f = 0; f < N_FILES; f++) {
+        for (f = 0; f < N_FILES; f++)
                 json_array_foreach(json_object_get(docs[f], "scenarios"), i, sc) {
                         tests[n].name = json_string_value(json_object_get(sc, "id"));
                         tests[n].test_func = test_scenario;
                         tests[n].initial_state = sc;
                         n++;
                 }
-        }
         r = _cmocka_run_group_tests("conformance", tests, n, NULL, NULL);
+out:
         free(tests);
         for (f = 0; f < N_FILES; f++)
                 json_decref(docs[f]);

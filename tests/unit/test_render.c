@@ -174,7 +174,8 @@ static struct table *sample_table(void)
         s->node_port = 30080;
         s->internal = s->external = TBL_REJECT;
 
-        /* eTP=Local without a local endpoint: external DROP, ClusterIP fine. */
+        /* eTP=Local without a local endpoint: external DROP for clients from
+         * elsewhere, pods and the node short-circuited; ClusterIP fine. */
         s = tb_svc(t, "ns4", "dns", "dns", IPPROTO_UDP, 53, "172.30.0.44");
         tb_vip(s, "203.0.113.20", TBL_VIP_LOAD_BALANCER);
         s->node_port = 30053;
@@ -302,7 +303,7 @@ static void test_nft_layout(void **state)
                        "\t\t\t10.180.0.0/14\n\t\t}\n\t}\n");
         assert_has(v4, "\tset nodeport-addrs {\n\t\ttype ipv4_addr\n\t\tflags interval\n"
                        "\t\telements = {\n\t\t\t192.168.1.10/32\n\t\t}\n\t}\n");
-        /* ns4 DROP's external side has no chain: only ClusterIP endpoints. */
+        /* ns4's external side has no local chain: its cluster endpoints only. */
         assert_has(v4, "\tset hairpin {\n\t\ttype ipv4_addr . ipv4_addr\n\t\telements = {\n"
                        "\t\t\t10.180.0.1 . 10.180.0.1,\n\t\t\t10.180.0.2 . 10.180.0.2,\n"
                        "\t\t\t10.180.0.3 . 10.180.0.3,\n\t\t\t10.180.1.4 . 10.180.1.4,\n"
@@ -313,9 +314,13 @@ static void test_nft_layout(void **state)
                        "\t\t\t172.30.0.42 . tcp . 443 : goto svc-ns2/lb/tcp/443,\n"
                        "\t\t\t203.0.113.10 . tcp . 443 : goto ext-ns2/lb/tcp/443,\n"
                        "\t\t\t203.0.113.11 . tcp . 443 : goto ext-ns2/lb/tcp/443,\n"
-                       "\t\t\t172.30.0.44 . udp . 53 : goto svc-ns4/dns/udp/53\n\t\t}\n\t}\n");
+                       "\t\t\t172.30.0.44 . udp . 53 : goto svc-ns4/dns/udp/53,\n"
+                       "\t\t\t203.0.113.20 . udp . 53 : goto ext-ns4/dns/udp/53\n\t\t}\n\t}\n");
         assert_has(v4, "\tmap service-nodeports {\n\t\ttype inet_proto . inet_service : verdict\n"
-                       "\t\telements = {\n\t\t\ttcp . 30443 : goto ext-ns2/lb/tcp/443\n\t\t}\n\t}\n");
+                       "\t\telements = {\n\t\t\ttcp . 30443 : goto ext-ns2/lb/tcp/443,\n"
+                       "\t\t\tudp . 30053 : goto ext-ns4/dns/udp/53\n\t\t}\n\t}\n");
+        /* ns4's external tuples are in both maps: what its ext- chain does
+         * not short-circuit is dropped after DNAT. */
         assert_has(v4, "\tmap no-endpoint-services {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n"
                        "\t\telements = {\n"
                        "\t\t\t172.30.0.43 . tcp . 80 : goto reject-chain,\n"
@@ -365,7 +370,16 @@ static void test_nft_service_chains(void **state)
         assert_lacks(out, "chain local-ns1/");
         assert_lacks(out, "-ns3/rej");
         assert_has(out, "192.0.2.200 . tcp . 80 : goto reject-chain");
-        assert_lacks(out, "chain ext-ns4/");
+        /* eTP=Local without a local endpoint: the short-circuits and no
+         * goto to a local chain, which is not emitted. */
+        c = chain_body(out, "ext-ns4/dns/udp/53");
+        assert_string_equal(c, "\t\tip saddr @pod-cidrs goto svc-ns4/dns/udp/53\n"
+                               "\t\tfib saddr type local jump mark-for-masquerade\n"
+                               "\t\tfib saddr type local goto svc-ns4/dns/udp/53\n");
+        free(c);
+        c = chain_body(out, "svc-ns4/dns/udp/53");
+        assert_string_equal(c, "\t\tmeta l4proto udp dnat to 10.180.2.5:53\n");
+        free(c);
         assert_lacks(out, "chain local-ns4/");
 
         c = chain_body(out, "ext-ns2/lb/tcp/443");
@@ -506,6 +520,36 @@ static void test_nft_duplicate_keys(void **state)
         table_free(t);
 }
 
+/* An eTP=Local service without a local endpoint claims its external tuples
+ * twice (dispatch to its ext- chain, and the no-endpoint drop): as a
+ * winner it keeps both, as a loser neither. */
+static void test_nft_duplicate_keys_short_circuit(void **state)
+{
+        struct table *t = tb_new();
+        struct tbl_svc *s;
+        char *out;
+        (void) state;
+
+        s = tb_svc(t, "a", "one", "", IPPROTO_TCP, 80, "172.30.0.1");
+        tb_vip(s, "192.0.2.1", TBL_VIP_EXTERNAL_IP);
+        s->etp_local = true;
+        tb_ep(s, "10.180.1.1", 80, false);
+        s->external = TBL_DROP;
+        s = tb_svc(t, "b", "two", "", IPPROTO_TCP, 80, "172.30.0.2");
+        tb_vip(s, "192.0.2.1", TBL_VIP_EXTERNAL_IP);
+        s->etp_local = true;
+        tb_ep(s, "10.180.1.2", 80, false);
+        s->external = TBL_DROP;
+        out = render(render_nft, t);
+        assert_int_equal(count(out, "192.0.2.1 . tcp . 80"), 2);
+        assert_has(out, "192.0.2.1 . tcp . 80 : goto ext-a/one/tcp/80");
+        assert_has(out, "192.0.2.1 . tcp . 80 : drop");
+        assert_has(out, "chain ext-a/one/tcp/80 {");
+        assert_lacks(out, "chain ext-b/");
+        free(out);
+        table_free(t);
+}
+
 static void test_nft_companion(void **state)
 {
         struct table *t = sample_table();
@@ -520,12 +564,27 @@ static void test_nft_companion(void **state)
         assert_lacks(out, "chain local-");
         assert_lacks(out, "chain svc-ns1/");
         assert_lacks(out, "chain ext-ns1/");
-        assert_lacks(out, "chain ext-ns4/");
+        /* ns4 (no local endpoint, so no virtual server for its external
+         * addresses) short-circuits pods and the node the same way; the
+         * rest is dropped by no-endpoint-services. */
         assert_has(v4, "\tmap local-policy-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n"
                        "\t\telements = {\n\t\t\t203.0.113.10 . tcp . 443 : goto ext-ns2/lb/tcp/443,\n"
-                       "\t\t\t203.0.113.11 . tcp . 443 : goto ext-ns2/lb/tcp/443\n\t\t}\n\t}\n");
+                       "\t\t\t203.0.113.11 . tcp . 443 : goto ext-ns2/lb/tcp/443,\n"
+                       "\t\t\t203.0.113.20 . udp . 53 : goto ext-ns4/dns/udp/53\n\t\t}\n\t}\n");
         assert_has(v4, "\tmap local-policy-nodeports {\n\t\ttype inet_proto . inet_service : verdict\n"
-                       "\t\telements = {\n\t\t\ttcp . 30443 : goto ext-ns2/lb/tcp/443\n\t\t}\n\t}\n");
+                       "\t\telements = {\n\t\t\ttcp . 30443 : goto ext-ns2/lb/tcp/443,\n"
+                       "\t\t\tudp . 30053 : goto ext-ns4/dns/udp/53\n\t\t}\n\t}\n");
+        assert_has(v4, "\t\t\t203.0.113.20 . udp . 53 : drop\n");
+        assert_has(v4, "\t\t\tudp . 30053 : drop\n");
+        c = chain_body(v4, "ext-ns4/dns/udp/53");
+        assert_string_equal(c, "\t\tip saddr @pod-cidrs goto svc-ns4/dns/udp/53\n"
+                               "\t\tfib saddr type local jump mark-for-masquerade\n"
+                               "\t\tfib saddr type local goto svc-ns4/dns/udp/53\n");
+        free(c);
+        /* Its LB IP has no virtual server: not delivered locally. */
+        assert_has(v4, "\tset load-balancer-local {\n\t\ttype ipv4_addr . inet_proto . inet_service\n"
+                       "\t\telements = {\n\t\t\t203.0.113.10 . tcp . 443,\n"
+                       "\t\t\t203.0.113.11 . tcp . 443\n\t\t}\n\t}\n");
         c = chain_body(v4, "ext-ns2/lb/tcp/443");
         assert_string_equal(c, "\t\tip saddr @pod-cidrs goto svc-ns2/lb/tcp/443\n"
                                "\t\tfib saddr type local jump mark-for-masquerade\n"
@@ -750,7 +809,10 @@ static void test_summary(void **state)
         assert_has(out, "    10.180.1.4:8443  remote  ready serving\n");
         assert_has(out, "ns3/rej 172.30.0.43:80/TCP\n");
         assert_has(out, "  externalIP    192.0.2.200:80       REJECT (no endpoints)\n");
-        assert_has(out, "  LoadBalancer  203.0.113.20:53      DROP (no local endpoints, externalTrafficPolicy=Local)\n");
+        assert_has(out, "  LoadBalancer  203.0.113.20:53      DROP (no local endpoints, externalTrafficPolicy=Local); "
+                        "from pods and the node: 1 endpoint\n");
+        assert_has(out, "  NodePort      *:30053              DROP (no local endpoints, externalTrafficPolicy=Local); "
+                        "from pods and the node: 1 endpoint\n");
         assert_has(out, "    10.180.2.5:53  remote  serving terminating\n");
         assert_has(out, "ns5/web6:http [fd00:30::10]:80/TCP\n");
         assert_has(out, "  ClusterIP     [fd00:30::10]:80     1 endpoint (internalTrafficPolicy=Local)\n");
@@ -825,6 +887,7 @@ int main(void)
                 cmocka_unit_test(test_nft_ipv6),
                 cmocka_unit_test(test_nft_options),
                 cmocka_unit_test(test_nft_duplicate_keys),
+                cmocka_unit_test(test_nft_duplicate_keys_short_circuit),
                 cmocka_unit_test(test_nft_companion),
                 cmocka_unit_test(test_ipvsadm),
                 cmocka_unit_test(test_json),
