@@ -466,16 +466,12 @@ static int changed_services(const struct table *o, const struct table *n, struct
 
 /* Services (namespace/name) added, changed and removed between two tables,
  * and how many of them saw their endpoints change: the log line of a sync
- * and the *_changes_total counters. Only the services table_diff names are
- * looked at. With out, one line per service that differs (what a dry run
- * would change). */
-static void count_changes(const struct table *o, const struct table *n, struct changes *c, FILE *out)
+ * and the *_changes_total counters. Only the services names lists (those
+ * table_diff names) are looked at. With out, one line per service that
+ * differs (what a dry run would change). */
+static void count_changes(const struct table *o, const struct table *n, const struct svc_name *names, size_t n_names,
+                          struct changes *c, FILE *out)
 {
-        struct svc_name *names = NULL;
-        size_t n_names = 0;
-
-        if (o == n || changed_services(o, n, &names, &n_names) < 0)
-                return;
         for (size_t i = 0; i < n_names; i++) {
                 struct svc_entries eo, en;
                 size_t no, nn;
@@ -518,16 +514,16 @@ static void count_changes(const struct table *o, const struct table *n, struct c
                                         spec ? "" : "spec", !spec && !eps ? ", " : "", eps ? "" : "endpoints");
                 }
         }
-        free(names);
 }
 
-static void hc_sync(struct daemon *d, const struct table *old);
+static void hc_sync(struct daemon *d, const struct svc_name *names, size_t n);
 
 static int compute_table(struct daemon *d, struct changes *c)
 {
         struct model_key *keys = NULL;
         struct table *t = NULL, *old = d->table;
-        size_t n_keys = 0;
+        struct svc_name *names = NULL;
+        size_t n_keys = 0, n_names = 0;
         int r, taken;
 
         taken = model_dirty_take(d->model, &keys, &n_keys);
@@ -543,12 +539,21 @@ static int compute_table(struct daemon *d, struct changes *c)
         else
                 r = table_update(old, d->model, &d->node, &d->o->proxy, keys, n_keys, &t);
         model_keys_free(keys, n_keys);
-        if (r < 0)
+        /* The dirty set is spent: whatever fails, the retry starts afresh. */
+        if (r < 0) {
+                d->recompute = true;
                 return r;
+        }
         if (t == old)
                 log_debug("the service table is unchanged: nothing it reads changed");
+        /* The services that differ: all that the steps below look at. */
+        if (t != old && (r = changed_services(old, t, &names, &n_names)) < 0) {
+                table_free(t);
+                d->recompute = true;
+                return r;
+        }
         /* A running dry run says what each sync would change. */
-        count_changes(old, t, c, d->b || !d->print_changes ? NULL : stdout);
+        count_changes(old, t, names, n_names, c, d->b || !d->print_changes ? NULL : stdout);
         if (!d->b && d->print_changes)
                 fflush(stdout);
         d->table = t;
@@ -559,7 +564,8 @@ static int compute_table(struct daemon *d, struct changes *c)
         metric_set(d->m_no_local, "external", (double)t->n_no_local_external);
         /* kube-proxy updates its health check servers in every sync from the
          * desired state, whether or not the kernel then accepts it. */
-        hc_sync(d, old);
+        hc_sync(d, names, n_names);
+        free(names);
         table_free(old);
         return 0;
 }
@@ -1307,18 +1313,14 @@ static void hc_service(struct daemon *d, const char *ns, const char *name)
 }
 
 /* Opens, moves and closes the servers to match the table: those of the
- * services whose entries differ from old's (every service without old), and
- * those that could not listen, tried again with each table. */
-static void hc_sync(struct daemon *d, const struct table *old)
+ * services whose entries changed (names; every service of the first
+ * table), and those that could not listen, tried again with each table. */
+static void hc_sync(struct daemon *d, const struct svc_name *names, size_t n)
 {
         unsigned gen = ++d->hc_gen;
-        struct svc_name *names = NULL;
-        size_t n = 0;
 
-        if (changed_services(old, d->table, &names, &n) == 0)
-                for (size_t i = 0; i < n; i++)
-                        hc_service(d, names[i].ns, names[i].name);
-        free(names);
+        for (size_t i = 0; i < n; i++)
+                hc_service(d, names[i].ns, names[i].name);
         for (size_t i = 0; i < d->n_hcs; i++)
                 if (!d->hcs[i]->n_src && d->hcs[i]->gen != gen)
                         hc_listen(d, d->hcs[i]);
