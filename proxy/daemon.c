@@ -466,9 +466,9 @@ static int changed_services(const struct table *o, const struct table *n, struct
 
 /* Services (namespace/name) added, changed and removed between two tables,
  * and how many of them saw their endpoints change: the log line of a sync
- * and the *_changes_total counters. Only the services names lists (those
- * table_diff names) are looked at. With out, one line per service that
- * differs (what a dry run would change). */
+ * and the *_changes_total counters, for the services in names (those with
+ * an entry table_diff found different). With out, one line per service
+ * that differs (what a dry run would change). */
 static void count_changes(const struct table *o, const struct table *n, const struct svc_name *names, size_t n_names,
                           struct changes *c, FILE *out)
 {
