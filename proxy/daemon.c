@@ -577,10 +577,11 @@ static void after_sync(struct daemon *d, bool full)
         if (d->ct && (full || d->ct_table != d->table)) {
                 uint32_t *oi = NULL, *ni = NULL;
                 size_t n_oi = 0, n_ni = 0, deleted = 0;
-                bool all = full || !d->ct_table;
+                bool all = full || !d->ct_table || !table_same_context(d->ct_table, d->table);
 
                 /* After a partial sync only the entries changed since the last
-                 * cleanup can have stale flows. */
+                 * cleanup can have stale flows; a new node IP moves every
+                 * NodePort (the backend's sync was full then too). */
                 r = all ? 0 : table_diff(d->ct_table, d->table, &oi, &n_oi, &ni, &n_ni);
                 if (r == 0)
                         r = ct_udp_cleanup(d->ct, d->table, all ? NULL : ni, n_ni, &deleted);
