@@ -25,6 +25,11 @@
 # namespaces against `nft -f` of the dry-run script; appends to
 # bench/out/nft_results.md. NFT_BENCH_SIZES (default: BENCH_SIZES), see the
 # script's header for the rest; BENCH_NFT_SYNC=0 skips it.
+#
+# Then, as root too, bench/daemon_sync.py: the whole daemon's sync after one
+# change (a --manifests reload, a Node status update from tests/fakeapi.py)
+# at 1k/10k/30k x 2; appends to bench/out/daemon_results.md. BENCH_DAEMON=0
+# skips it; BENCH_DAEMON_BASELINE_REF=<rev> measures that revision too.
 set -euo pipefail
 
 TOP=$(cd "$(dirname "$0")/.." && pwd)
@@ -271,6 +276,35 @@ else
         log "== nftables backend: bench/nft_sync.py"
         NFT_BENCH_SIZES="${NFT_BENCH_SIZES:-$SIZES}" NFT_BENCH_SEED="$SEED" "$PY" "$B/nft_sync.py" ||
                 log "== nft_sync.py failed (rc $?), see bench/out/nft_raw.txt"
+fi
+
+# --- the daemon's own sync after one small change (issue 11): a reload of
+# --manifests (one endpoint in a small file beside the cluster) and Node
+# status updates from tests/fakeapi.py, with build/nlproxy in scratch network
+# namespaces. BENCH_DAEMON=0 skips it. BENCH_DAEMON_BASELINE_REF=<git rev>
+# also measures that revision's nlproxy, built from `git archive` under
+# bench/out, in the same run (before / after).
+if [ "${BENCH_DAEMON:-1}" = 0 ]; then
+        log "== daemon_sync.py skipped: BENCH_DAEMON=0"
+elif [ "$(id -u)" != 0 ] || ! command -v ip >/dev/null || ! command -v openssl >/dev/null; then
+        log "== daemon_sync.py skipped: needs root, ip and openssl (scratch network namespaces, the fake API server)"
+else
+        base=""
+        if [ -n "${BENCH_DAEMON_BASELINE_REF:-}" ]; then
+                BD=$OUT/baseline-src
+                rm -rf "$BD"
+                mkdir -p "$BD"
+                if git -C "$TOP" archive "$BENCH_DAEMON_BASELINE_REF" | tar -x -C "$BD" &&
+                        make -s -C "$BD" -j2 build/nlproxy >"$OUT/baseline-build.txt" 2>&1; then
+                        base=$BD/build/nlproxy
+                else
+                        log "== baseline $BENCH_DAEMON_BASELINE_REF did not build, see bench/out/baseline-build.txt"
+                fi
+        fi
+        log "== the daemon after one change: bench/daemon_sync.py${base:+ (baseline $BENCH_DAEMON_BASELINE_REF)}"
+        DAEMON_BENCH_SIZES="${DAEMON_BENCH_SIZES:-1000x2 10000x2 30000x2}" DAEMON_BENCH_SEED="$SEED" \
+                DAEMON_BENCH_BASELINE="$base" "$PY" "$B/daemon_sync.py" ||
+                log "== daemon_sync.py failed (rc $?), see bench/out/daemon_raw.txt"
 fi
 
 # --- IPVS backend, in tests/vm (this kernel may have no IPVS; emulated, so

@@ -67,22 +67,26 @@ static bool in_nodeport_addrs(const struct table *t, const struct ipaddr *a)
         return false;
 }
 
+/* Does flow f go to entry s (a VIP:port, or the NodePort on a NodePort address)? */
+static bool flow_to(const struct table *t, const struct tbl_svc *s, const struct ct_flow *f)
+{
+        if (s->proto != IPPROTO_UDP || s->family != f->orig_dst.family)
+                return false;
+        if (s->port == f->orig_dport)
+                for (size_t v = 0; v < s->n_vips; v++)
+                        if (ipaddr_equal(&s->vips[v].addr, &f->orig_dst))
+                                return true;
+        return s->node_port && s->node_port == f->orig_dport && in_nodeport_addrs(t, &f->orig_dst);
+}
+
 bool ct_flow_is_stale(const struct table *t, const struct ct_flow *f)
 {
         if (f->proto != IPPROTO_UDP)
                 return false;
         for (size_t i = 0; i < t->n_svcs; i++) {
                 const struct tbl_svc *s = &t->svcs[i];
-                bool match = false;
 
-                if (s->proto != IPPROTO_UDP || s->family != f->orig_dst.family)
-                        continue;
-                if (s->port == f->orig_dport)
-                        for (size_t v = 0; v < s->n_vips && !match; v++)
-                                match = ipaddr_equal(&s->vips[v].addr, &f->orig_dst);
-                if (!match && s->node_port && s->node_port == f->orig_dport)
-                        match = in_nodeport_addrs(t, &f->orig_dst);
-                if (!match)
+                if (!flow_to(t, s, f))
                         continue;
                 /* A flow that was never DNATed (its reply comes from the VIP
                  * itself) was black-holed while the service had no endpoint:
@@ -90,6 +94,105 @@ bool ct_flow_is_stale(const struct table *t, const struct ct_flow *f)
                 return !svc_has_serving_ep(s, &f->reply_src, f->reply_sport);
         }
         return false;
+}
+
+/* The UDP entries to check, by destination: each VIP:port and each
+ * NodePort (address family 0) hashed to the entries claiming it, so that a
+ * dump of many flows costs one lookup per flow, not a walk of the table. */
+struct ct_index {
+        const struct table *t;
+        uint32_t *slots;  /* entry index + 1; 0 = empty */
+        size_t cap, n;
+};
+
+static size_t dst_hash(int family, const struct ipaddr *a, uint16_t port)
+{
+        uint64_t h = 1469598103934665603ULL ^ (uint64_t)family;
+
+        for (size_t i = 0; a && i < ipaddr_len(a); i++)
+                h = (h ^ a->bytes[i]) * 1099511628211ULL;
+        h = (h ^ port) * 1099511628211ULL;
+        return (size_t)(h ^ h >> 29);
+}
+
+static void index_put(struct ct_index *x, size_t h, uint32_t si)
+{
+        size_t i = h & (x->cap - 1);
+
+        while (x->slots[i])
+                i = (i + 1) & (x->cap - 1);
+        x->slots[i] = si + 1;
+        x->n++;
+}
+
+int ct_index_new(const struct table *t, const uint32_t *idx, size_t n_idx, struct ct_index **ret)
+{
+        struct ct_index *x = calloc(1, sizeof(*x));
+        size_t n = idx ? n_idx : t->n_svcs, keys = 0;
+
+        if (!x)
+                return -ENOMEM;
+        x->t = t;
+        for (size_t k = 0; k < n; k++) {
+                const struct tbl_svc *s = &t->svcs[idx ? idx[k] : k];
+
+                if (s->proto == IPPROTO_UDP)
+                        keys += s->n_vips + (s->node_port != 0);
+        }
+        for (x->cap = 16; x->cap < 2 * keys; x->cap *= 2)
+                ;
+        x->slots = calloc(x->cap, sizeof(*x->slots));
+        if (!x->slots) {
+                free(x);
+                return -ENOMEM;
+        }
+        for (size_t k = 0; k < n; k++) {
+                uint32_t si = idx ? idx[k] : (uint32_t)k;
+                const struct tbl_svc *s = &t->svcs[si];
+
+                if (s->proto != IPPROTO_UDP)
+                        continue;
+                for (size_t v = 0; v < s->n_vips; v++)
+                        index_put(x, dst_hash(s->family, &s->vips[v].addr, s->port), si);
+                if (s->node_port)
+                        index_put(x, dst_hash(s->family, NULL, s->node_port), si);
+        }
+        *ret = x;
+        return 0;
+}
+
+void ct_index_free(struct ct_index *x)
+{
+        if (!x)
+                return;
+        free(x->slots);
+        free(x);
+}
+
+bool ct_index_empty(const struct ct_index *x) { return x->n == 0; }
+
+/* The first entry in table order the flow goes to, as ct_flow_is_stale
+ * finds it; UINT32_MAX if none among the indexed ones. */
+static uint32_t index_find(const struct ct_index *x, const struct ct_flow *f, size_t h, uint32_t best)
+{
+        for (size_t i = h & (x->cap - 1); x->slots[i]; i = (i + 1) & (x->cap - 1)) {
+                uint32_t si = x->slots[i] - 1;
+
+                if (si < best && flow_to(x->t, &x->t->svcs[si], f))
+                        best = si;
+        }
+        return best;
+}
+
+bool ct_index_flow_is_stale(const struct ct_index *x, const struct ct_flow *f)
+{
+        uint32_t si;
+
+        if (f->proto != IPPROTO_UDP)
+                return false;
+        si = index_find(x, f, dst_hash(f->orig_dst.family, &f->orig_dst, f->orig_dport), UINT32_MAX);
+        si = index_find(x, f, dst_hash(f->orig_dst.family, NULL, f->orig_dport), si);
+        return si != UINT32_MAX && !svc_has_serving_ep(&x->t->svcs[si], &f->reply_src, f->reply_sport);
 }
 
 struct tuple {
@@ -188,7 +291,7 @@ static int ct_attr_cb(const struct nlattr *a, void *data)
 }
 
 struct dump_ctx {
-        const struct table *t;
+        const struct ct_index *x;
         struct ct_attrs *stale;
         size_t n, cap;
         int error;
@@ -206,7 +309,7 @@ static int dump_cb(const struct nlmsghdr *nlh, void *data)
         f = (struct ct_flow){ .orig_src = c.orig.src, .orig_dst = c.orig.dst, .reply_src = c.reply.src,
                               .orig_sport = c.orig.sport, .orig_dport = c.orig.dport,
                               .reply_sport = c.reply.sport, .proto = c.orig.proto };
-        if (!ct_flow_is_stale(d->t, &f))
+        if (!ct_index_flow_is_stale(d->x, &f))
                 return MNL_CB_OK;
         if (d->n == d->cap) {
                 size_t cap = d->cap ? d->cap * 2 : 64;
@@ -304,19 +407,22 @@ static int ct_delete(struct ct_sock *s, const struct ct_attrs *c)
         return r < 0 ? -errno : 0;
 }
 
-int ct_udp_cleanup(struct ct_sock *s, const struct table *t, size_t *ret_deleted)
+int ct_udp_cleanup(struct ct_sock *s, const struct table *t, const uint32_t *idx, size_t n_idx, size_t *ret_deleted)
 {
-        struct dump_ctx d = { .t = t };
+        struct dump_ctx d = { 0 };
+        struct ct_index *x = NULL;
         size_t deleted = 0;
-        bool any_udp = false;
-        int r = 0;
+        int r;
 
-        for (size_t i = 0; i < t->n_svcs && !any_udp; i++)
-                any_udp = t->svcs[i].proto == IPPROTO_UDP;
-        if (!any_udp) {
+        r = ct_index_new(t, idx, n_idx, &x);
+        if (r < 0)
+                return r;
+        if (ct_index_empty(x)) {
+                ct_index_free(x);
                 *ret_deleted = 0;
                 return 0;
         }
+        d.x = x;
         /* Collect first, delete after: a dump cannot be interleaved with
          * requests on the same socket. */
         for (int fi = 0; fi < 2 && r == 0; fi++)
@@ -330,6 +436,7 @@ int ct_udp_cleanup(struct ct_sock *s, const struct table *t, size_t *ret_deleted
                         r = e;
         }
         free(d.stale);
+        ct_index_free(x);
         if (r == 0)
                 *ret_deleted = deleted;
         return r;

@@ -27,6 +27,21 @@ void ct_sock_free(struct ct_sock *s);
 /* Pure: should this flow be deleted given the table? */
 bool ct_flow_is_stale(const struct table *t, const struct ct_flow *f);
 
-/* Dumps the UDP flows of both families and deletes the stale ones.
- * *ret_deleted counts deletions (a flow that vanished meanwhile is fine). */
-int ct_udp_cleanup(struct ct_sock *s, const struct table *t, size_t *ret_deleted);
+/* The same question for many flows: the UDP entries of t named by idx
+ * (indexes into t->svcs; NULL: every entry) hashed by destination, so that
+ * each flow costs a lookup. Flows to other entries are not stale. x points
+ * into t, which must outlive it. */
+struct ct_index;
+int ct_index_new(const struct table *t, const uint32_t *idx, size_t n_idx, struct ct_index **ret);
+void ct_index_free(struct ct_index *x);
+/* No UDP entry indexed: no flow can be stale. */
+bool ct_index_empty(const struct ct_index *x);
+bool ct_index_flow_is_stale(const struct ct_index *x, const struct ct_flow *f);
+
+/* Dumps the UDP flows of both families and deletes those stale for the
+ * entries idx names (NULL: all of t; after a partial sync, the entries it
+ * changed: a flow to an unchanged entry was checked when it last changed).
+ * No dump at all when none of them is UDP. *ret_deleted counts deletions (a
+ * flow that vanished meanwhile is fine). */
+int ct_udp_cleanup(struct ct_sock *s, const struct table *t, const uint32_t *idx, size_t n_idx,
+                   size_t *ret_deleted);

@@ -405,19 +405,48 @@ struct hp_delta {
         int delta;
 };
 
+/* The deltas in first-seen order, found by address through an open
+ * addressing index: a change of every service (a new zone) touches every
+ * endpoint address, which a search per address would make quadratic. */
 struct hp_deltas {
         struct hp_delta *v;
         size_t n, cap;
+        uint32_t *idx;  /* position in v + 1; 0 = empty */
+        size_t idx_cap; /* a power of two, at least twice n */
         int sign;
 };
+
+static int deltas_reindex(struct hp_deltas *d, size_t cap)
+{
+        uint32_t *idx = calloc(cap, sizeof(*idx));
+
+        if (!idx)
+                return -ENOMEM;
+        for (size_t k = 0; k < d->n; k++) {
+                size_t i = hp_hash(&d->v[k].addr) & (cap - 1);
+
+                while (idx[i])
+                        i = (i + 1) & (cap - 1);
+                idx[i] = (uint32_t)k + 1;
+        }
+        free(d->idx);
+        d->idx = idx;
+        d->idx_cap = cap;
+        return 0;
+}
 
 static int delta_cb(const struct ipaddr *a, uint32_t elem, void *data)
 {
         struct hp_deltas *d = data;
+        size_t i;
+        int r;
+
         (void)elem;
-        for (size_t i = 0; i < d->n; i++)
-                if (ipaddr_equal(&d->v[i].addr, a)) {
-                        d->v[i].delta += d->sign;
+        if ((d->n + 1) * 2 > d->idx_cap && (r = deltas_reindex(d, d->idx_cap ? d->idx_cap * 2 : 64)) < 0)
+                return r;
+        for (i = hp_hash(a) & (d->idx_cap - 1); d->idx[i]; i = (i + 1) & (d->idx_cap - 1))
+                if (ipaddr_equal(&d->v[d->idx[i] - 1].addr, a)) {
+                        d->v[d->idx[i] - 1].delta += d->sign;
                         return 0;
                 }
         if (d->n == d->cap) {
@@ -428,15 +457,41 @@ static int delta_cb(const struct ipaddr *a, uint32_t elem, void *data)
                 d->v = v;
                 d->cap = cap;
         }
-        d->v[d->n++] = (struct hp_delta){ *a, d->sign };
+        d->v[d->n] = (struct hp_delta){ *a, d->sign };
+        d->idx[i] = (uint32_t)++d->n;
         return 0;
+}
+
+/* The element of the plan's hairpin set for address a (its key is the
+ * address twice, source . destination: the first is enough, and the key
+ * order is the order of that prefix), by binary search of the set's sorted
+ * index; NFTP_NONE if absent, NFTP_NONE - 1 out of memory. */
+static uint32_t hp_elem_find(struct nftplan *p, int idx, uint32_t set, const struct ipaddr *a)
+{
+        const struct nftp_family *f = nftplan_family(p, idx);
+        const uint32_t *v;
+        size_t lo = 0, hi = f->sets[set].n_elems;
+
+        if (nftplan_set_sorted(p, idx, set, &v) < 0)
+                return NFTP_NONE - 1;
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int c = memcmp(f->elems[v[mid]].key, a->bytes, ipaddr_len(a));
+
+                if (!c)
+                        return v[mid];
+                if (c < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return NFTP_NONE;
 }
 
 /* The hairpin set elements to delete (from the old mini plan) and add (from
  * the new one): addresses whose count drops to zero or rises from it. */
-static int hp_changes(struct nft_backend *b, int idx, const struct nftplan *po, size_t no,
-                      const struct nftplan *pn, size_t nn, struct hp_deltas *d, struct idxvec *del,
-                      struct idxvec *add)
+static int hp_changes(struct nft_backend *b, int idx, struct nftplan *po, size_t no, struct nftplan *pn, size_t nn,
+                      struct hp_deltas *d, struct idxvec *del, struct idxvec *add)
 {
         int r = 0;
 
@@ -449,16 +504,16 @@ static int hp_changes(struct nft_backend *b, int idx, const struct nftplan *po, 
         for (size_t i = 0; i < d->n && r == 0; i++) {
                 struct hp_slot *s = hp_find(&b->hairpin[idx], &d->v[i].addr, false);
                 long before = s ? s->count : 0, after = before + d->v[i].delta;
-                const struct nftplan *p = after > 0 ? pn : po;
-                const struct nftp_family *f = nftplan_family(p, idx);
-                uint32_t set = nftplan_set_find(p, idx, HAIRPIN_SET);
+                struct nftplan *p = after > 0 ? pn : po;
+                uint32_t set = nftplan_set_find(p, idx, HAIRPIN_SET), e;
+
                 if ((before > 0) == (after > 0) || set == NFTP_NONE)
                         continue;
-                for (uint32_t e = f->sets[set].first_elem; e < f->sets[set].first_elem + f->sets[set].n_elems; e++)
-                        if (!memcmp(f->elems[e].key, d->v[i].addr.bytes, ipaddr_len(&d->v[i].addr))) {
-                                r = idxvec_push(after > 0 ? add : del, e);
-                                break;
-                        }
+                e = hp_elem_find(p, idx, set, &d->v[i].addr);
+                if (e == NFTP_NONE - 1)
+                        r = -ENOMEM;
+                else if (e != NFTP_NONE)
+                        r = idxvec_push(after > 0 ? add : del, e);
         }
         return r;
 }
@@ -669,6 +724,7 @@ out:
                 free(hp_del[fi].v);
                 free(hp_add[fi].v);
                 free(hd[fi].v);
+                free(hd[fi].idx);
         }
         free(oi.v);
         free(ni.v);

@@ -26,6 +26,7 @@
 #include "manifest.h"
 #include "metrics.h"
 #include "model.h"
+#include "process.h"
 #include "render.h"
 #include "table.h"
 #include "watch.h"
@@ -101,9 +102,11 @@ struct daemon {
         struct model *model;
         struct nodectx node;
         struct table *table;      /* the newest table computed */
-        const struct table *ct_table, *hosts_table; /* what conntrack and the hosts file last saw */
+        /* What conntrack and the hosts file last saw (references): the next
+         * cleanup looks only at the entries changed since. */
+        struct table *ct_table, *hosts_table;
         bool dirty;               /* the model changed since the table was computed */
-        bool recompute;           /* ... and the dirty set does not say how: table_compute */
+        bool recompute;           /* ... and the dirty set does not say how (a new configuration) */
 
         /* The sync runner. */
         bool attempted, need_full, failing, unapplied;
@@ -152,6 +155,14 @@ static uint64_t mono_clock(void *data)
 }
 
 static uint64_t now_ns(const struct daemon *d) { return d->clock(d->clock_data); }
+
+static uint64_t thread_cpu_ns(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+        return (uint64_t)ts.tv_sec * NS_PER_S + (uint64_t)ts.tv_nsec;
+}
 
 static double wall_at(const struct daemon *d, uint64_t mono)
 {
@@ -336,23 +347,6 @@ static uint64_t sync_deadline(const struct daemon *d)
         return t == NEVER ? NEVER : max_u64(t, add_sat(d->last_attempt, d->min_ns));
 }
 
-static int svc_ptr_order(const void *a, const void *b)
-{
-        const struct tbl_svc *x = *(const struct tbl_svc *const *)a, *y = *(const struct tbl_svc *const *)b;
-        int c = strcmp(x->ns, y->ns);
-
-        if (!c)
-                c = strcmp(x->name, y->name);
-        return c ? c : tbl_svc_cmp(x, y);
-}
-
-static int same_service(const struct tbl_svc *a, const struct tbl_svc *b)
-{
-        int c = strcmp(a->ns, b->ns);
-
-        return c ? c : strcmp(a->name, b->name);
-}
-
 static bool spec_equal(const struct tbl_svc *a, const struct tbl_svc *b)
 {
         if (tbl_svc_cmp(a, b) || strcmp(a->port_name ? a->port_name : "", b->port_name ? b->port_name : "") ||
@@ -388,113 +382,180 @@ static bool eps_equal(const struct tbl_svc *a, const struct tbl_svc *b)
                (!a->n_local_eps || !memcmp(a->local_eps, b->local_eps, a->n_local_eps * sizeof(uint32_t)));
 }
 
-static int sort_by_service(const struct table *t, const struct tbl_svc ***ret)
-{
-        const struct tbl_svc **v = calloc(t && t->n_svcs ? t->n_svcs : 1, sizeof(*v));
+/* A service's entries in a table, both families, in table order. */
+struct svc_entries {
+        const struct table *t;
+        size_t lo[2], hi[2];
+};
 
-        if (!v)
-                return -ENOMEM;
-        for (size_t i = 0; t && i < t->n_svcs; i++)
-                v[i] = &t->svcs[i];
-        if (t)
-                qsort(v, t->n_svcs, sizeof(*v), svc_ptr_order);
-        *ret = v;
-        return 0;
+static void entries_of(const struct table *t, const char *ns, const char *name, struct svc_entries *e)
+{
+        memset(e, 0, sizeof(*e));
+        e->t = t;
+        for (int fi = 0; t && fi < 2; fi++)
+                table_service_range(t, ipfam_from_index(fi), ns, name, &e->lo[fi], &e->hi[fi]);
 }
 
-static bool group_has_eps(const struct tbl_svc *const *v, size_t n)
+static size_t entries_n(const struct svc_entries *e) { return e->hi[0] - e->lo[0] + e->hi[1] - e->lo[1]; }
+
+static const struct tbl_svc *entries_at(const struct svc_entries *e, size_t k)
 {
-        for (size_t i = 0; i < n; i++)
-                if (v[i]->n_eps)
+        size_t n0 = e->hi[0] - e->lo[0];
+
+        return &e->t->svcs[k < n0 ? e->lo[0] + k : e->lo[1] + k - n0];
+}
+
+static bool entries_have_eps(const struct svc_entries *e)
+{
+        for (size_t k = 0; k < entries_n(e); k++)
+                if (entries_at(e, k)->n_eps)
                         return true;
         return false;
 }
 
+struct svc_name {
+        const char *ns, *name;
+};
+
+static int svc_name_order(const void *a, const void *b)
+{
+        const struct svc_name *x = a, *y = b;
+        int c = strcmp(x->ns, y->ns);
+
+        return c ? c : strcmp(x->name, y->name);
+}
+
+/* The services (namespace/name, sorted, unique) with an entry that differs
+ * between o and n (o NULL: every service of n); pointers into the tables.
+ * table_diff walks shared entries by pointer: the cost follows the change. */
+static int changed_services(const struct table *o, const struct table *n, struct svc_name **ret, size_t *ret_n)
+{
+        uint32_t *oi = NULL, *ni = NULL;
+        size_t noi = 0, nni = 0, k = 0, u = 0;
+        struct svc_name *v;
+        int r;
+
+        if (o && o != n && (r = table_diff(o, n, &oi, &noi, &ni, &nni)) < 0)
+                return r;
+        if (!o)
+                nni = n->n_svcs;
+        v = malloc((noi + nni + 1) * sizeof(*v));
+        if (!v) {
+                free(oi);
+                free(ni);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < noi; i++)
+                v[k++] = (struct svc_name){ o->svcs[oi[i]].ns, o->svcs[oi[i]].name };
+        for (size_t i = 0; i < nni; i++) {
+                const struct tbl_svc *s = &n->svcs[o ? ni[i] : i];
+
+                v[k++] = (struct svc_name){ s->ns, s->name };
+        }
+        free(oi);
+        free(ni);
+        if (k > 1)
+                qsort(v, k, sizeof(*v), svc_name_order);
+        for (size_t i = 0; i < k; i++)
+                if (!u || svc_name_order(&v[u - 1], &v[i]))
+                        v[u++] = v[i];
+        *ret = v;
+        *ret_n = u;
+        return 0;
+}
+
 /* Services (namespace/name) added, changed and removed between two tables,
  * and how many of them saw their endpoints change: the log line of a sync
- * and the *_changes_total counters. Entries shared by table_update are
- * equal by pointer. With out, one line per service that differs (what a
- * dry run would change). */
-static void count_changes(const struct table *o, const struct table *n, struct changes *c, FILE *out)
+ * and the *_changes_total counters, for the services in names (those with
+ * an entry table_diff found different). With out, one line per service
+ * that differs (what a dry run would change). */
+static void count_changes(const struct table *o, const struct table *n, const struct svc_name *names, size_t n_names,
+                          struct changes *c, FILE *out)
 {
-        const struct tbl_svc **ov = NULL, **nv = NULL;
-        size_t on = o ? o->n_svcs : 0, nn = n->n_svcs, i = 0, j = 0;
+        for (size_t i = 0; i < n_names; i++) {
+                struct svc_entries eo, en;
+                size_t no, nn;
 
-        if (sort_by_service(o, &ov) < 0 || sort_by_service(n, &nv) < 0)
-                goto out;
-        while (i < on || j < nn) {
-                size_t gi = i, gj = j;
-                int cmp = i == on ? 1 : j == nn ? -1 : same_service(ov[i], nv[j]);
-
-                if (cmp <= 0)
-                        while (gi < on && same_service(ov[gi], ov[i]) == 0)
-                                gi++;
-                if (cmp >= 0)
-                        while (gj < nn && same_service(nv[gj], nv[j]) == 0)
-                                gj++;
-                if (cmp < 0) {
+                entries_of(o, names[i].ns, names[i].name, &eo);
+                entries_of(n, names[i].ns, names[i].name, &en);
+                no = entries_n(&eo);
+                nn = entries_n(&en);
+                if (!nn) {
                         c->removed++;
-                        c->endpoints += group_has_eps(&ov[i], gi - i);
+                        c->endpoints += entries_have_eps(&eo);
                         if (out)
-                                fprintf(out, "would remove service %s/%s\n", ov[i]->ns, ov[i]->name);
-                } else if (cmp > 0) {
+                                fprintf(out, "would remove service %s/%s\n", names[i].ns, names[i].name);
+                } else if (!no) {
                         c->added++;
-                        c->endpoints += group_has_eps(&nv[j], gj - j);
+                        c->endpoints += entries_have_eps(&en);
                         if (out)
-                                fprintf(out, "would add service %s/%s (%zu endpoints)\n", nv[j]->ns, nv[j]->name,
-                                        nv[j]->n_eps);
-                } else if (gi - i != gj - j) {
+                                fprintf(out, "would add service %s/%s (%zu endpoints)\n", names[i].ns, names[i].name,
+                                        entries_at(&en, 0)->n_eps);
+                } else if (no != nn) {
                         c->changed++;
                         c->endpoints++;
                         if (out)
-                                fprintf(out, "would change service %s/%s (ports)\n", nv[j]->ns, nv[j]->name);
+                                fprintf(out, "would change service %s/%s (ports)\n", names[i].ns, names[i].name);
                 } else {
                         bool spec = true, eps = true;
 
-                        for (size_t k = 0; k < gi - i; k++) {
-                                if (ov[i + k]->shared && ov[i + k]->shared == nv[j + k]->shared)
+                        for (size_t k = 0; k < nn; k++) {
+                                const struct tbl_svc *a = entries_at(&eo, k), *b = entries_at(&en, k);
+
+                                if (a->shared && a->shared == b->shared)
                                         continue;
-                                spec = spec && spec_equal(ov[i + k], nv[j + k]);
-                                eps = eps && eps_equal(ov[i + k], nv[j + k]);
+                                spec = spec && spec_equal(a, b);
+                                eps = eps && eps_equal(a, b);
                         }
                         c->changed += !spec;
                         c->endpoints += !eps;
                         if (out && (!spec || !eps))
-                                fprintf(out, "would change service %s/%s (%s%s%s)\n", nv[j]->ns, nv[j]->name,
+                                fprintf(out, "would change service %s/%s (%s%s%s)\n", names[i].ns, names[i].name,
                                         spec ? "" : "spec", !spec && !eps ? ", " : "", eps ? "" : "endpoints");
                 }
-                i = gi;
-                j = gj;
         }
-out:
-        free(ov);
-        free(nv);
 }
 
-static void hc_sync(struct daemon *d);
+static void hc_sync(struct daemon *d, const struct svc_name *names, size_t n);
 
 static int compute_table(struct daemon *d, struct changes *c)
 {
         struct model_key *keys = NULL;
-        struct table *t = NULL;
-        size_t n_keys = 0;
+        struct table *t = NULL, *old = d->table;
+        struct svc_name *names = NULL;
+        size_t n_keys = 0, n_names = 0;
         int r, taken;
 
         taken = model_dirty_take(d->model, &keys, &n_keys);
         if (taken < 0)
                 return taken;
-        if (d->recompute || taken == 1 || !d->table)
-                r = table_compute(d->model, &d->node, &d->o->proxy, &t);
+        /* table_update recomputes by itself when the node (zone, address)
+         * differs from the table's; an update that changed nothing the
+         * table reads gives the same table back. From scratch, the entries
+         * that come out equal are still shared with the previous table, so
+         * the backends' partial syncs find only what changed. */
+        if (d->recompute || taken == 1 || !old)
+                r = table_recompute(old, d->model, &d->node, &d->o->proxy, &t);
         else
-                r = table_update(d->table, d->model, &d->node, &d->o->proxy, keys, n_keys, &t);
+                r = table_update(old, d->model, &d->node, &d->o->proxy, keys, n_keys, &t);
         model_keys_free(keys, n_keys);
-        if (r < 0)
+        /* The dirty set is spent: whatever fails, the retry starts afresh. */
+        if (r < 0) {
+                d->recompute = true;
                 return r;
+        }
+        if (t == old)
+                log_debug("the service table is unchanged: nothing it reads changed");
+        /* The services that differ: all that the steps below look at. */
+        if (t != old && (r = changed_services(old, t, &names, &n_names)) < 0) {
+                table_free(t);
+                d->recompute = true;
+                return r;
+        }
         /* A running dry run says what each sync would change. */
-        count_changes(d->table, t, c, d->b || !d->print_changes ? NULL : stdout);
+        count_changes(old, t, names, n_names, c, d->b || !d->print_changes ? NULL : stdout);
         if (!d->b && d->print_changes)
                 fflush(stdout);
-        table_free(d->table);
         d->table = t;
         d->dirty = d->recompute = false;
         metric_add(d->m_svc_changes, NULL, (double)(c->added + c->changed + c->removed));
@@ -503,7 +564,9 @@ static int compute_table(struct daemon *d, struct changes *c)
         metric_set(d->m_no_local, "external", (double)t->n_no_local_external);
         /* kube-proxy updates its health check servers in every sync from the
          * desired state, whether or not the kernel then accepts it. */
-        hc_sync(d);
+        hc_sync(d, names, n_names);
+        free(names);
+        table_free(old);
         return 0;
 }
 
@@ -512,21 +575,34 @@ static void after_sync(struct daemon *d, bool full)
         int r;
 
         if (d->ct && (full || d->ct_table != d->table)) {
-                size_t deleted = 0;
+                uint32_t *oi = NULL, *ni = NULL;
+                size_t n_oi = 0, n_ni = 0, deleted = 0;
+                bool all = full || !d->ct_table || !table_same_context(d->ct_table, d->table);
 
-                r = ct_udp_cleanup(d->ct, d->table, &deleted);
+                /* After a partial sync only the entries changed since the last
+                 * cleanup can have stale flows; a new node IP moves every
+                 * NodePort (the backend's sync was full then too). */
+                r = all ? 0 : table_diff(d->ct_table, d->table, &oi, &n_oi, &ni, &n_ni);
+                if (r == 0)
+                        r = ct_udp_cleanup(d->ct, d->table, all ? NULL : ni, n_ni, &deleted);
+                free(oi);
+                free(ni);
                 if (r < 0)
                         log_warn("clearing stale UDP conntrack entries: %s", strerror(-r));
                 else if (deleted)
                         log_info("deleted %zu stale UDP conntrack entries", deleted);
-                d->ct_table = d->table;
+                table_free(d->ct_table);
+                d->ct_table = table_ref(d->table);
         }
-        if (d->o->headless_hosts_file && (full || d->hosts_table != d->table)) {
+        if (d->o->headless_hosts_file &&
+            (full || !d->hosts_table || !table_dns_equal(d->hosts_table, d->table))) {
                 r = daemon_hosts_write(d->o->headless_hosts_file, d->table);
                 if (r < 0)
                         log_error("writing %s: %s", d->o->headless_hosts_file, strerror(-r));
-                else
-                        d->hosts_table = d->table;
+                else {
+                        table_free(d->hosts_table);
+                        d->hosts_table = table_ref(d->table);
+                }
         }
 }
 
@@ -535,13 +611,14 @@ static void sync_now(struct daemon *d, uint64_t now)
         bool full = !d->attempted || d->need_full || (d->period_ns && now >= add_sat(d->last_full_ok, d->period_ns));
         struct changes *c = &d->pending_changes;
         char err[BACKEND_ERRLEN] = "";
-        uint64_t start, end;
+        uint64_t start, end, cpu0;
         double secs;
         int r = 0;
 
         d->attempted = true;
         d->last_attempt = now;
         start = now_ns(d);
+        cpu0 = thread_cpu_ns();
         if (d->dirty || !d->table) {
                 r = compute_table(d, c);
                 if (r < 0)
@@ -556,6 +633,8 @@ static void sync_now(struct daemon *d, uint64_t now)
         }
         end = now_ns(d);
         secs = (double)(end - start) / 1e9;
+        /* On a busy node the wall time includes waiting for a CPU. */
+        log_debug("the sync took %.6f s of CPU", (double)(thread_cpu_ns() - cpu0) / 1e9);
         if (r < 0) {
                 d->need_full = d->failing = true;
                 d->backoff = d->backoff ? min_u64(2 * d->backoff, BACKOFF_MAX_NS) : BACKOFF_MIN_NS;
@@ -783,12 +862,12 @@ int daemon_reload(struct daemon *d)
         w.old = d->model;
         d->model = m;
         model_service_foreach(m, trigger_svc_cb, &w);
+        /* The services that differ from the old model, by content: the
+         * table is updated for them only, as for watch events. */
+        model_dirty_since(m, w.old);
         model_free((struct model *)w.old);
+        process_malloc_consolidate();
         build_node(d);
-        /* A fresh model has no dirty set relative to the old one: recompute
-         * the table from scratch; the backend's partial sync still diffs by
-         * content, so only the services that changed reach the kernel. */
-        d->recompute = true;
         queue_change(d);
         log_info("reloaded manifests: %zu services, %zu endpoint slices", model_service_count(m),
                  model_slice_count(m));
@@ -1097,6 +1176,7 @@ static void hc_listen(struct daemon *d, struct hc *hc)
         struct ipaddr addrs[HC_MAX_ADDRS];
         size_t n = hc_addrs(d, addrs);
 
+        hc->gen = d->hc_gen; /* tried with this table */
         for (size_t i = 0; i < n; i++) {
                 char ip[IPADDR_STRLEN];
                 int r = src_open(d, &hc->src[hc->n_src], &addrs[i], hc->port, hc_handler, hc);
@@ -1112,12 +1192,60 @@ static void hc_listen(struct daemon *d, struct hc *hc)
                 log_info("service %s/%s: serving healthCheckNodePort %u", hc->ns, hc->name, (unsigned)hc->port);
 }
 
+static int hc_cmp(const struct hc *hc, const char *ns, const char *name)
+{
+        int c = strcmp(hc->ns, ns);
+
+        return c ? c : strcmp(hc->name, name);
+}
+
+/* d->hcs is sorted by (namespace, name): where ns/name is or would go. */
+static size_t hc_lower(const struct daemon *d, const char *ns, const char *name)
+{
+        size_t lo = 0, hi = d->n_hcs;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (hc_cmp(d->hcs[mid], ns, name) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
 static struct hc *hc_find(const struct daemon *d, const char *ns, const char *name)
 {
-        for (size_t i = 0; i < d->n_hcs; i++)
-                if (strcmp(d->hcs[i]->ns, ns) == 0 && strcmp(d->hcs[i]->name, name) == 0)
-                        return d->hcs[i];
-        return NULL;
+        size_t i = hc_lower(d, ns, name);
+
+        return i < d->n_hcs && hc_cmp(d->hcs[i], ns, name) == 0 ? d->hcs[i] : NULL;
+}
+
+static struct hc *hc_add(struct daemon *d, const char *ns, const char *name, uint16_t port)
+{
+        size_t at = hc_lower(d, ns, name);
+        struct hc **v = realloc(d->hcs, (d->n_hcs + 1) * sizeof(*v)), *hc;
+
+        if (!v)
+                return NULL;
+        d->hcs = v;
+        hc = calloc(1, sizeof(*hc));
+        if (!hc)
+                return NULL;
+        hc->d = d;
+        hc->ns = strdup(ns);
+        hc->name = strdup(name);
+        if (!hc->ns || !hc->name) {
+                hc_free(d, hc);
+                return NULL;
+        }
+        hc->port = port;
+        memmove(&d->hcs[at + 1], &d->hcs[at], (d->n_hcs - at) * sizeof(*d->hcs));
+        d->hcs[at] = hc;
+        d->n_hcs++;
+        hc_listen(d, hc);
+        return hc;
 }
 
 static void hc_add_ep(struct hc *hc, const struct ipaddr *a)
@@ -1137,68 +1265,67 @@ static void hc_add_ep(struct hc *hc, const struct ipaddr *a)
         hc->ep_addrs[hc->n_ep_addrs++] = *a;
 }
 
-/* Opens, moves and closes the servers to match the table; a server that
- * could not listen is tried again with the next table. */
-static void hc_sync(struct daemon *d)
+/* The server of service ns/name made to match its entries in the table:
+ * opened, moved, recounted or closed. */
+static void hc_service(struct daemon *d, const char *ns, const char *name)
 {
-        unsigned gen = ++d->hc_gen;
-        size_t k = 0;
+        struct svc_entries e;
+        struct hc *hc;
+        uint16_t port = 0;
 
-        for (size_t i = 0; i < d->table->n_svcs; i++) {
-                const struct tbl_svc *s = &d->table->svcs[i];
-                struct hc *hc;
+        entries_of(d->table, ns, name, &e);
+        for (size_t k = 0; k < entries_n(&e) && !port; k++)
+                if (entries_at(&e, k)->etp_local)
+                        port = entries_at(&e, k)->health_check_node_port;
+        hc = hc_find(d, ns, name);
+        if (!port) {
+                if (hc) {
+                        size_t i = hc_lower(d, ns, name);
+
+                        log_info("service %s/%s: closing healthCheckNodePort %u", hc->ns, hc->name,
+                                 (unsigned)hc->port);
+                        hc_free(d, hc);
+                        memmove(&d->hcs[i], &d->hcs[i + 1], (d->n_hcs - i - 1) * sizeof(*d->hcs));
+                        d->n_hcs--;
+                }
+                return;
+        }
+        if (hc && (hc->port != port || !hc->n_src)) {
+                for (size_t j = 0; j < hc->n_src; j++)
+                        src_close(d, &hc->src[j]);
+                hc->n_src = 0;
+                hc->port = port;
+                hc_listen(d, hc);
+        }
+        if (!hc && !(hc = hc_add(d, ns, name, port)))
+                return;
+        /* kube-proxy counts a service's local ready endpoints by address,
+         * across its ports and families. */
+        hc->n_ep_addrs = 0;
+        for (size_t k = 0; k < entries_n(&e); k++) {
+                const struct tbl_svc *s = entries_at(&e, k);
 
                 if (!s->health_check_node_port || !s->etp_local)
                         continue;
-                hc = hc_find(d, s->ns, s->name);
-                if (hc && hc->gen != gen && (hc->port != s->health_check_node_port || !hc->n_src)) {
-                        for (size_t j = 0; j < hc->n_src; j++)
-                                src_close(d, &hc->src[j]);
-                        hc->n_src = 0;
-                        hc->port = s->health_check_node_port;
-                        hc_listen(d, hc);
-                }
-                if (!hc) {
-                        struct hc **v = realloc(d->hcs, (d->n_hcs + 1) * sizeof(*v));
+                for (size_t i = 0; i < s->n_eps; i++)
+                        if (s->eps[i].local && s->eps[i].ready)
+                                hc_add_ep(hc, &s->eps[i].addr);
+        }
+        hc->local_eps = hc->n_ep_addrs;
+}
 
-                        if (!v)
-                                continue;
-                        d->hcs = v;
-                        hc = calloc(1, sizeof(*hc));
-                        if (!hc)
-                                continue;
-                        hc->d = d;
-                        hc->ns = strdup(s->ns);
-                        hc->name = strdup(s->name);
-                        if (!hc->ns || !hc->name) {
-                                hc_free(d, hc);
-                                continue;
-                        }
-                        hc->port = s->health_check_node_port;
-                        d->hcs[d->n_hcs++] = hc;
-                        hc_listen(d, hc);
-                }
-                if (hc->gen != gen) {
-                        hc->gen = gen;
-                        hc->n_ep_addrs = 0;
-                }
-                /* kube-proxy counts a service's local ready endpoints by
-                 * address, across its ports and families. */
-                for (size_t e = 0; e < s->n_eps; e++)
-                        if (s->eps[e].local && s->eps[e].ready)
-                                hc_add_ep(hc, &s->eps[e].addr);
-                hc->local_eps = hc->n_ep_addrs;
-        }
-        for (size_t i = 0; i < d->n_hcs; i++) {
-                if (d->hcs[i]->gen == gen) {
-                        d->hcs[k++] = d->hcs[i];
-                        continue;
-                }
-                log_info("service %s/%s: closing healthCheckNodePort %u", d->hcs[i]->ns, d->hcs[i]->name,
-                         (unsigned)d->hcs[i]->port);
-                hc_free(d, d->hcs[i]);
-        }
-        d->n_hcs = k;
+/* Opens, moves and closes the servers to match the table: those of the
+ * services whose entries changed (names; every service of the first
+ * table), and those that could not listen, tried again with each table. */
+static void hc_sync(struct daemon *d, const struct svc_name *names, size_t n)
+{
+        unsigned gen = ++d->hc_gen;
+
+        for (size_t i = 0; i < n; i++)
+                hc_service(d, names[i].ns, names[i].name);
+        for (size_t i = 0; i < d->n_hcs; i++)
+                if (!d->hcs[i]->n_src && d->hcs[i]->gen != gen)
+                        hc_listen(d, d->hcs[i]);
 }
 
 /* ---- the loop ---- */
@@ -1317,11 +1444,11 @@ static void api_changed(void *data, enum watch_res res, const char *trigger_time
         struct daemon *d = data;
         double when;
 
-        /* The node's zone and addresses shape every service's endpoints. */
-        if (res == WATCH_RES_NODE) {
+        /* The node's zone and addresses shape every service's endpoints:
+         * table_update recomputes when they differ from the table's. The
+         * kubelet's routine status updates change neither. */
+        if (res == WATCH_RES_NODE)
                 build_node(d);
-                d->recompute = true;
-        }
         if (trigger_time && parse_rfc3339(trigger_time, &when) == 0)
                 trigger_add(d, when);
         queue_change(d);
@@ -1332,8 +1459,8 @@ static void api_synced(void *data)
         struct daemon *d = data;
 
         d->api_waiting = false;
+        /* The first table is computed from scratch. */
         build_node(d);
-        d->recompute = true;
         queue_change(d);
 }
 
@@ -1583,6 +1710,8 @@ void daemon_free(struct daemon *d)
         if (d->b)
                 d->b->ops->close(d->b);
         ct_sock_free(d->ct);
+        table_free(d->ct_table);
+        table_free(d->hosts_table);
         table_free(d->table);
         model_free(d->model);
         watch_clear(d);

@@ -1057,6 +1057,87 @@ fail:
         return r;
 }
 
+/* ---- equality ---- */
+
+/* Both NULL, or the same text. */
+static bool str_same(const char *a, const char *b)
+{
+        return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static bool addrs_same(const struct ipaddr *a, const struct ipaddr *b, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (!ipaddr_equal(&a[i], &b[i]))
+                        return false;
+        return true;
+}
+
+static bool names_same(char *const *a, char *const *b, size_t n)
+{
+        for (size_t i = 0; i < n; i++)
+                if (!str_same(a[i], b[i]))
+                        return false;
+        return true;
+}
+
+bool k8s_service_equal(const struct k8s_service *a, const struct k8s_service *b)
+{
+        if (!str_same(a->ns, b->ns) || !str_same(a->name, b->name) || a->type != b->type ||
+            a->headless != b->headless || a->n_cluster_ips != b->n_cluster_ips ||
+            a->n_external_ips != b->n_external_ips || a->n_lb_ingress != b->n_lb_ingress ||
+            a->n_source_ranges != b->n_source_ranges || a->n_ports != b->n_ports || a->etp_local != b->etp_local ||
+            a->itp_local != b->itp_local || a->affinity_client_ip != b->affinity_client_ip ||
+            a->affinity_timeout != b->affinity_timeout || a->health_check_node_port != b->health_check_node_port ||
+            !str_same(a->proxy_name, b->proxy_name) || a->headless_label != b->headless_label ||
+            !addrs_same(a->cluster_ips, b->cluster_ips, a->n_cluster_ips) ||
+            !addrs_same(a->external_ips, b->external_ips, a->n_external_ips))
+                return false;
+        for (size_t i = 0; i < a->n_lb_ingress; i++)
+                if (!ipaddr_equal(&a->lb_ingress[i].ip, &b->lb_ingress[i].ip) ||
+                    a->lb_ingress[i].ipmode_proxy != b->lb_ingress[i].ipmode_proxy)
+                        return false;
+        for (size_t i = 0; i < a->n_source_ranges; i++)
+                if (!ipaddr_equal(&a->source_ranges[i].addr, &b->source_ranges[i].addr) ||
+                    a->source_ranges[i].prefix != b->source_ranges[i].prefix)
+                        return false;
+        for (size_t i = 0; i < a->n_ports; i++) {
+                const struct k8s_service_port *x = &a->ports[i], *y = &b->ports[i];
+
+                if (!str_same(x->name, y->name) || x->proto != y->proto || x->port != y->port ||
+                    x->node_port != y->node_port)
+                        return false;
+        }
+        return true;
+}
+
+static bool endpoint_same(const struct k8s_endpoint *x, const struct k8s_endpoint *y)
+{
+        return ipaddr_equal(&x->addr, &y->addr) && str_same(x->hostname, y->hostname) &&
+               str_same(x->node_name, y->node_name) && str_same(x->zone, y->zone) && x->ready == y->ready &&
+               x->serving == y->serving && x->terminating == y->terminating &&
+               x->n_hint_zones == y->n_hint_zones && x->n_hint_nodes == y->n_hint_nodes &&
+               names_same(x->hint_zones, y->hint_zones, x->n_hint_zones) &&
+               names_same(x->hint_nodes, y->hint_nodes, x->n_hint_nodes);
+}
+
+bool k8s_slice_equal(const struct k8s_endpoint_slice *a, const struct k8s_endpoint_slice *b)
+{
+        if (!str_same(a->ns, b->ns) || !str_same(a->name, b->name) || !str_same(a->service_name, b->service_name) ||
+            a->family != b->family || a->n_endpoints != b->n_endpoints || a->n_ports != b->n_ports)
+                return false;
+        for (size_t i = 0; i < a->n_endpoints; i++)
+                if (!endpoint_same(&a->endpoints[i], &b->endpoints[i]))
+                        return false;
+        for (size_t i = 0; i < a->n_ports; i++) {
+                const struct k8s_slice_port *x = &a->ports[i], *y = &b->ports[i];
+
+                if (!str_same(x->name, y->name) || x->proto != y->proto || x->port != y->port)
+                        return false;
+        }
+        return true;
+}
+
 /* ---- kinds and names ---- */
 
 enum k8s_kind k8s_kind_of(const json_t *obj)

@@ -107,6 +107,14 @@ void k8s_service_free(struct k8s_service *s);
 void k8s_slice_free(struct k8s_endpoint_slice *s);
 void k8s_node_free(struct k8s_node *n);
 
+/* Same content as far as a proxy reads it: every decoded field but the
+ * resourceVersion (and a slice's last-change-trigger-time, which only dates
+ * a change). An update, a relist or a reload that brings an equal object
+ * changes nothing to recompute. A field added to the structs above must be
+ * compared here. */
+bool k8s_service_equal(const struct k8s_service *a, const struct k8s_service *b);
+bool k8s_slice_equal(const struct k8s_endpoint_slice *a, const struct k8s_endpoint_slice *b);
+
 /* "ns/name" of an object for log lines, best effort, never fails: writes
  * "<kind> <ns>/<name>" with "?" for missing parts. */
 const char *k8s_object_ref(const json_t *obj, char *buf, size_t len);

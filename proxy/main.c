@@ -159,7 +159,7 @@ static int run_once(const struct options *o)
         }
         r = ct_sock_open(&ct);
         if (r == 0)
-                r = ct_udp_cleanup(ct, t, &deleted);
+                r = ct_udp_cleanup(ct, t, NULL, 0, &deleted);
         if (r < 0)
                 log_warn("clearing stale UDP conntrack entries: %s", strerror(-r));
         else if (deleted)

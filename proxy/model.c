@@ -199,19 +199,23 @@ void model_free(struct model *m)
 
 int model_service_put(struct model *m, struct k8s_service *obj)
 {
-        struct k8s_service **slot;
+        struct k8s_service **slot = tsearch(obj, &m->services, svc_cmp);
 
-        mark_dirty(m, obj->ns, obj->name);
-        slot = tsearch(obj, &m->services, svc_cmp);
         if (!slot) {
+                /* Not kept: whatever the model had is what the table keeps. */
                 k8s_service_free(obj);
                 return -ENOMEM;
         }
         if (*slot != obj) {
-                /* Same (ns, name): the tree keeps its node, we swap the payload. */
+                /* Same (ns, name): the tree keeps its node, we swap the payload.
+                 * A relist or a reload brings mostly equal objects: those
+                 * leave nothing to recompute. */
+                if (!k8s_service_equal(*slot, obj))
+                        mark_dirty(m, obj->ns, obj->name);
                 k8s_service_free(*slot);
                 *slot = obj;
         } else {
+                mark_dirty(m, obj->ns, obj->name);
                 m->n_services++;
         }
         return 0;
@@ -312,17 +316,36 @@ static int group_add(struct model *m, const struct k8s_endpoint_slice *s)
         return 0;
 }
 
+/* An equal slice takes the place of the stored one, in its group too. */
+static void slice_swap_equal(struct model *m, struct k8s_endpoint_slice **slot, struct k8s_endpoint_slice *obj)
+{
+        struct k8s_endpoint_slice *old = *slot;
+        struct slice_group *g = old->service_name ? group_get(m, old->ns, old->service_name, false) : NULL;
+
+        for (size_t i = 0; g && i < g->n; i++)
+                if (g->slices[i] == old) {
+                        g->slices[i] = obj;
+                        break;
+                }
+        *slot = obj;
+        k8s_slice_free(old);
+}
+
 int model_slice_put(struct model *m, struct k8s_endpoint_slice *obj)
 {
         struct k8s_endpoint_slice **slot;
         int r;
 
-        mark_dirty(m, obj->ns, obj->service_name);
         slot = tsearch(obj, &m->slices, slice_cmp);
         if (!slot) {
                 k8s_slice_free(obj);
                 return -ENOMEM;
         }
+        if (*slot != obj && k8s_slice_equal(*slot, obj)) {
+                slice_swap_equal(m, slot, obj);
+                return 0;
+        }
+        mark_dirty(m, obj->ns, obj->service_name);
         if (*slot != obj) {
                 struct k8s_endpoint_slice *old = *slot;
                 mark_dirty(m, old->ns, old->service_name);
@@ -357,6 +380,69 @@ int model_slice_del(struct model *m, const char *ns, const char *name)
         k8s_slice_free(old);
         m->n_slices--;
         return 0;
+}
+
+struct since_ctx {
+        struct model *m;
+        const struct model *other;
+        bool missing_only; /* the walk of old: what m has was compared already */
+};
+
+static void dirty_copy_walk(const void *nodep, VISIT which, void *closure)
+{
+        struct since_ctx *c = closure;
+        const struct model_key *k = *(const struct model_key *const *)nodep;
+
+        if (which == postorder || which == leaf)
+                mark_dirty(c->m, k->ns, k->name);
+}
+
+static void group_diff_walk(const void *nodep, VISIT which, void *closure)
+{
+        struct since_ctx *c = closure;
+        const struct slice_group *g = *(const struct slice_group *const *)nodep, *const *o;
+        bool same;
+
+        if (which != postorder && which != leaf)
+                return;
+        o = tfind(g, &c->other->groups, group_cmp);
+        if (c->missing_only) {
+                if (!o)
+                        mark_dirty(c->m, g->ns, g->service);
+                return;
+        }
+        same = o && (*o)->n == g->n;
+        for (size_t i = 0; same && i < g->n; i++)
+                same = k8s_slice_equal(g->slices[i], (*o)->slices[i]);
+        if (!same)
+                mark_dirty(c->m, g->ns, g->service);
+}
+
+static int svc_diff_cb(const struct k8s_service *svc, void *data)
+{
+        struct since_ctx *c = data;
+        const struct k8s_service *o = model_service_get(c->other, svc->ns, svc->name);
+
+        if (!o || (!c->missing_only && !k8s_service_equal(o, svc)))
+                mark_dirty(c->m, svc->ns, svc->name);
+        return 0;
+}
+
+void model_dirty_since(struct model *m, const struct model *old)
+{
+        struct since_ctx c = { .m = m, .other = old }, back = { .m = m, .other = m, .missing_only = true };
+
+        tdestroy(m->dirty, key_free_node);
+        m->dirty = NULL;
+        m->n_dirty = 0;
+        m->dirty_oom = old->dirty_oom;
+        /* What old had not handed out yet is still to do. */
+        twalk_r(old->dirty, dirty_copy_walk, &c);
+        model_service_foreach(m, svc_diff_cb, &c);
+        twalk_r(m->groups, group_diff_walk, &c);
+        /* Gone from m: the same walks over old, against m. */
+        model_service_foreach(old, svc_diff_cb, &back);
+        twalk_r(old->groups, group_diff_walk, &back);
 }
 
 void model_node_set(struct model *m, struct k8s_node *obj)

@@ -49,6 +49,11 @@ struct model_key {
 };
 int model_dirty_take(struct model *m, struct model_key **ret, size_t *ret_n);
 void model_keys_free(struct model_key *keys, size_t n);
+/* m replaces old (a reload): m's dirty set becomes old's (what was not taken
+ * yet) plus every service whose Service or EndpointSlices differ between
+ * the two, compared by content (k8s_service_equal, k8s_slice_equal), so
+ * that an incremental update of old's table gives m's. */
+void model_dirty_since(struct model *m, const struct model *old);
 
 size_t model_slices_for(const struct model *m, const char *ns, const char *service,
                         const struct k8s_endpoint_slice *const **ret);

@@ -882,7 +882,11 @@ fail:
         return r;
 }
 
-static bool same_context(const struct table *p, const struct table *t)
+/* The table-wide settings the backends program. The zone and the node name
+ * shape entries only (their endpoints' categories and local flags), and the
+ * cluster domain only DNS records: tables that differ there differ entry by
+ * entry, which a partial sync handles. */
+static bool same_backend_context(const struct table *p, const struct table *t)
 {
         for (int fi = 0; fi < 2; fi++)
                 if (p->family_enabled[fi] != t->family_enabled[fi] || !ipaddr_equal(&p->node_ip[fi], &t->node_ip[fi]) ||
@@ -898,10 +902,96 @@ static bool same_context(const struct table *p, const struct table *t)
             memcmp(p->ipvs.exclude_cidrs, t->ipvs.exclude_cidrs, p->ipvs.n_exclude_cidrs * sizeof(struct ipcidr)))
                 return false;
         return p->masquerade_all == t->masquerade_all && p->masquerade_mark == t->masquerade_mark &&
-               p->nft_shards == t->nft_shards &&
-               !strcmp(p->scheduler, t->scheduler) && p->cluster_domain && !strcmp(p->cluster_domain, t->cluster_domain) &&
-               p->node_name && !strcmp(p->node_name, t->node_name) &&
-               (p->zone ? t->zone && !strcmp(p->zone, t->zone) : !t->zone);
+               p->nft_shards == t->nft_shards && !strcmp(p->scheduler, t->scheduler);
+}
+
+/* Everything besides the model that an entry is computed from: entries of
+ * tables that agree here can be kept. */
+static bool same_context(const struct table *p, const struct table *t)
+{
+        return same_backend_context(p, t) && p->cluster_domain &&
+               !strcmp(p->cluster_domain, t->cluster_domain) && p->node_name &&
+               !strcmp(p->node_name, t->node_name) && (p->zone ? t->zone && !strcmp(p->zone, t->zone) : !t->zone);
+}
+
+/* Entries equal in everything a consumer reads. The scalars compare as
+ * bytes: build_port zeroes each entry before filling it and entries are
+ * only ever copied whole, so their padding is equal too, and a scalar field
+ * added to tbl_svc is compared without a change here (a pointer field would
+ * make entries never equal: slower, never wrong). Arrays by content. */
+static bool svc_equal(const struct tbl_svc *a, const struct tbl_svc *b)
+{
+        struct tbl_svc x, y;
+
+        memcpy(&x, a, sizeof(x));
+        memcpy(&y, b, sizeof(y));
+        x.ns = x.name = x.port_name = x.id = y.ns = y.name = y.port_name = y.id = NULL;
+        x.vips = y.vips = NULL;
+        x.source_ranges = y.source_ranges = NULL;
+        x.eps = y.eps = NULL;
+        x.cluster_eps = x.local_eps = y.cluster_eps = y.local_eps = NULL;
+        x.shared = y.shared = NULL;
+        if (memcmp(&x, &y, sizeof(x)) || strcmp(a->ns, b->ns) || strcmp(a->name, b->name) ||
+            strcmp(a->port_name, b->port_name) || strcmp(a->id, b->id))
+                return false;
+        for (size_t i = 0; i < a->n_vips; i++)
+                if (!ipaddr_equal(&a->vips[i].addr, &b->vips[i].addr) || a->vips[i].kind != b->vips[i].kind)
+                        return false;
+        for (size_t i = 0; i < a->n_source_ranges; i++)
+                if (!ipaddr_equal(&a->source_ranges[i].addr, &b->source_ranges[i].addr) ||
+                    a->source_ranges[i].prefix != b->source_ranges[i].prefix)
+                        return false;
+        for (size_t i = 0; i < a->n_eps; i++) {
+                const struct tbl_endpoint *e = &a->eps[i], *f = &b->eps[i];
+
+                if (!ipaddr_equal(&e->addr, &f->addr) || e->port != f->port || e->local != f->local ||
+                    e->ready != f->ready || e->serving != f->serving || e->terminating != f->terminating)
+                        return false;
+        }
+        return (!a->n_cluster_eps || !memcmp(a->cluster_eps, b->cluster_eps, a->n_cluster_eps * sizeof(uint32_t))) &&
+               (!a->n_local_eps || !memcmp(a->local_eps, b->local_eps, a->n_local_eps * sizeof(uint32_t)));
+}
+
+/* t computed from scratch shares with prev every entry that came out the
+ * same, as table_update would have: consumers then find it unchanged by
+ * pointer, and a recompute costs its backends what changed only. */
+static void share_equal(const struct table *prev, struct table *t)
+{
+        size_t i = 0, j = 0;
+
+        while (i < prev->n_svcs && j < t->n_svcs) {
+                int c = svc_order(&prev->svcs[i], &t->svcs[j]);
+
+                if (c < 0) {
+                        i++;
+                        continue;
+                }
+                if (c > 0) {
+                        j++;
+                        continue;
+                }
+                if (prev->svcs[i].shared && t->svcs[j].shared && svc_equal(&prev->svcs[i], &t->svcs[j])) {
+                        svc_clear(&t->svcs[j]);
+                        t->svcs[j] = prev->svcs[i];
+                        (*t->svcs[j].shared)++;
+                }
+                i++;
+                j++;
+        }
+}
+
+int table_recompute(const struct table *prev, const struct model *m, const struct nodectx *node,
+                    const struct proxy_config *cfg, struct table **ret)
+{
+        struct table *t;
+        int r = table_compute(m, node, cfg, &t);
+
+        if (r < 0)
+                return r;
+        if (prev)
+                share_equal(prev, t);
+        *ret = t;
+        return 0;
 }
 
 int tbl_svc_cmp(const struct tbl_svc *a, const struct tbl_svc *b) { return svc_order(a, b); }
@@ -912,6 +1002,9 @@ int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old,
         uint32_t *ov = NULL, *nv = NULL;
         size_t i = 0, j = 0, no = 0, nn = 0, cap_o = 0, cap_n = 0;
 
+        /* A sync that changed nothing hands the backend the same table. */
+        if (o == t)
+                i = j = o->n_svcs;
         while (i < o->n_svcs || j < t->n_svcs) {
                 int c;
 
@@ -967,7 +1060,49 @@ int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old,
 
 bool table_same_context(const struct table *a, const struct table *b)
 {
-        return a->node_name && b->node_name && same_context(a, b);
+        return a->node_name && b->node_name && !strcmp(a->node_name, b->node_name) && same_backend_context(a, b);
+}
+
+static int svc_key_cmp(const struct tbl_svc *s, int family, const char *ns, const char *name)
+{
+        int r;
+
+        if (s->family != family)
+                return s->family == AF_INET ? -1 : 1;
+        if ((r = strcmp(s->ns, ns)))
+                return r;
+        return strcmp(s->name, name);
+}
+
+void table_service_range(const struct table *t, int family, const char *ns, const char *name, size_t *ret_lo,
+                         size_t *ret_hi)
+{
+        size_t lo = 0, hi = t->n_svcs;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (svc_key_cmp(&t->svcs[mid], family, ns, name) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        for (hi = lo; hi < t->n_svcs && svc_key_cmp(&t->svcs[hi], family, ns, name) == 0; hi++)
+                ;
+        *ret_lo = lo;
+        *ret_hi = hi;
+}
+
+bool table_dns_equal(const struct table *a, const struct table *b)
+{
+        if (a == b)
+                return true;
+        if (a->n_dns != b->n_dns)
+                return false;
+        for (size_t i = 0; i < a->n_dns; i++)
+                if (!ipaddr_equal(&a->dns[i].addr, &b->dns[i].addr) || strcmp(a->dns[i].name, b->dns[i].name))
+                        return false;
+        return true;
 }
 
 static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
@@ -1040,7 +1175,13 @@ int table_update(const struct table *prev, const struct model *m, const struct n
                 return -ENOMEM;
         if (!same_context(prev, b.t)) {
                 table_free(b.t);
-                return table_compute(m, node, cfg, ret);
+                return table_recompute(prev, m, node, cfg, ret);
+        }
+        /* Nothing changed: the services that lost a clash still lose it. */
+        if (!n_dirty) {
+                table_free(b.t);
+                *ret = table_ref((struct table *)prev);
+                return 0;
         }
         /* What to rebuild: the dirty services, and those that lost a clash
          * before (the winner may be gone now). */

@@ -162,10 +162,16 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
                   struct table **ret);
 
 struct model_key;
+/* table_compute, then every entry that came out equal to prev's is prev's,
+ * shared: what a from-scratch computation (a new configuration, node) costs
+ * the consumers that diff tables is what changed. prev may be NULL. */
+int table_recompute(const struct table *prev, const struct model *m, const struct nodectx *node,
+                    const struct proxy_config *cfg, struct table **ret);
 /* The same table as table_compute would give, recomputing only the services
  * named in dirty (and those that lost a clash before); unchanged entries are
- * shared with prev. Falls back to table_compute when the node or the
- * configuration differ from prev's. */
+ * shared with prev. Falls back to table_recompute when the node or the
+ * configuration differ from prev's. Nothing dirty and the same context:
+ * *ret is prev itself, with one more reference. */
 int table_update(const struct table *prev, const struct model *m, const struct nodectx *node,
                  const struct proxy_config *cfg, const struct model_key *dirty, size_t n_dirty, struct table **ret);
 /* Tables are immutable once computed and shared by reference (the daemon,
@@ -182,7 +188,16 @@ int tbl_svc_cmp(const struct tbl_svc *a, const struct tbl_svc *b);
  * empty); untouched on failure. */
 int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old, size_t *ret_n_old,
                uint32_t **ret_new, size_t *ret_n_new);
-/* Same node and configuration: only the services can differ. */
+/* Same table-wide settings for the backends (configuration, node IP and
+ * name): only entries can differ, which a partial sync can program. A new
+ * zone or cluster domain changes entries (topology, DNS) only. Tables built
+ * by hand (no node name) never match. */
 bool table_same_context(const struct table *a, const struct table *b);
+/* The entries of service ns/name in one family: t->svcs[*ret_lo, *ret_hi),
+ * empty when it has none. Binary search. */
+void table_service_range(const struct table *t, int family, const char *ns, const char *name, size_t *ret_lo,
+                         size_t *ret_hi);
+/* Same DNS records. */
+bool table_dns_equal(const struct table *a, const struct table *b);
 const char *tbl_verdict_name(enum tbl_verdict v);
 const char *tbl_vip_kind_name(enum tbl_vip_kind k);

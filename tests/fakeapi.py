@@ -22,6 +22,9 @@ that a test drives through a plain-HTTP control port on 127.0.0.1:
                                              resourceVersion hangs silently, as on a real one
   POST /bulk     {"services": N, "endpoints": E}  N Services with one E-endpoint slice each
   POST /burst    {"updates": M}              M EndpointSlice updates at once (benchmarks)
+  POST /load     {"file": PATH}              the Services, EndpointSlices and Nodes of a JSON
+                                             List file, present before any client lists
+                                             (benchmarks: no watch history)
   GET  /stats                                request counts and times
   GET  /state                                resourceVersion and object names
 
@@ -426,6 +429,16 @@ class Control(BaseHTTPRequestHandler):
                     i = int(old["metadata"]["name"].split("-")[1])
                     sl = bench_slice("svc-%d" % i, i, len(old["endpoints"]), u // n + 1)
                     st.objects["endpointslices"][key_of(sl)] = st.bump("endpointslices", "MODIFIED", sl)
+            elif self.path == "/load":
+                with open(body["file"], encoding="utf-8") as f:
+                    items = json.load(f).get("items", [])
+                kinds = {v[2]: k for k, v in KINDS.items()}
+                st.rv += 1
+                for obj in items:
+                    kind = kinds.get(obj.get("kind"))
+                    if kind:
+                        obj.setdefault("metadata", {})["resourceVersion"] = str(st.rv)
+                        st.objects[kind][key_of(obj)] = obj
             elif self.path == "/kick":
                 st.epoch += 1
                 st.cv.notify_all()

@@ -186,6 +186,36 @@ def main():
                     dels.append(rnd.choice([("Service", f"r{i}"), ("EndpointSlice", f"r{i}-1")]))
             step(f"random step {k + 1}", objs, dels)
 
+        # Hundreds of services at once (issue 11): the hairpin set's counts
+        # for hundreds of endpoint addresses, each shared by several services,
+        # changed by one partial sync; then a new zone for the node, which
+        # changes every service whose endpoints carry topology hints (a
+        # partial sync since the zone is no table-wide setting).
+        pool = [f"10.245.{k // 200}.{k % 200 + 1}" for k in range(400)]
+
+        def bulk(gen, first=0, count=300):
+            objs = []
+            for i in range(first, first + count):
+                objs.append(svc(f"m{i}", f"10.96.{2 + i // 250}.{i % 250 + 1}", http))
+                e = eps(f"m{i}-1", f"m{i}", [(pool[(i * 7 + gen * 13 + k) % 400], "node-0" if k == 0 else "node-1")
+                                             for k in range(3)])
+                for k, ep in enumerate(e["endpoints"]):
+                    ep["hints"] = {"forZones": [{"name": "z1" if (i + k) % 2 else "z2"}]}
+                objs.append(e)
+            return objs
+
+        def node(zone):
+            return {"apiVersion": "v1", "kind": "Node",
+                    "metadata": {"name": "node-0", "labels": {"topology.kubernetes.io/zone": zone}},
+                    "status": {"addresses": [{"type": "InternalIP", "address": "192.168.0.2"}]}}
+
+        step("300 services, 900 endpoints on 400 shared addresses", bulk(0))
+        step("every endpoint of the 300 moved at once", bulk(1))
+        step("the node in zone z1: hinted endpoints only", [node("z1")])
+        step("zone z2: every hinted service changes", [node("z2")])
+        step("half of them removed", delete=[(k, f"m{i}{'-1' if k == 'EndpointSlice' else ''}")
+                                             for i in range(150) for k in ("Service", "EndpointSlice")])
+
         # A change from outside our process: partial sync must notice and repair.
         chain = "ipvs-masquerade" if os.environ.get("NLP_STEPS_COMPANION") == "1" else "services"
         sh("ip", "netns", "exec", ns_k, "nft", "add", "rule", "ip", "nlproxy", chain, "counter")

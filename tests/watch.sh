@@ -261,6 +261,25 @@ grep -q "would add service default/web (1 endpoints)" "$TMP/out.$N" &&
         grep -q "would change service default/a1 (endpoints)" "$TMP/out.$N" &&
         ok "the dry run prints what each sync would change" || bad "dry-run changes" "$(head -5 "$TMP/out.$N")"
 
+# --- what changes nothing the table reads recomputes nothing (issue 11) ---
+unchanged_count() { grep -c "the service table is unchanged" "$LOG"; }
+unchanged_after() { [ "$(unchanged_count)" -gt "$1" ]; }
+u0=$(unchanged_count)
+ctl put '{"kind":"nodes","object":{"apiVersion":"v1","kind":"Node","metadata":{"name":"node1",
+        "labels":{"topology.kubernetes.io/zone":"z1"}},"status":{"addresses":[{"type":"InternalIP","address":"192.0.2.1"}],
+        "conditions":[{"type":"Ready","status":"True","lastHeartbeatTime":"2024-01-01T00:00:10Z"}]}}}'
+wait_for 10 unchanged_after "$u0" && ok "a Node status update (kubelet heartbeat): the table is kept, nothing recomputed" ||
+        bad "Node status update" "$(grep -E "sync|table" "$LOG" | tail -3)"
+u0=$(unchanged_count)
+r0=$(metric nlproxy_watch_relists_total)
+fault '{"fault":"watch_410","kind":"endpointslices"}'
+kick
+relisted() { [ "$(metric nlproxy_watch_relists_total)" != "$r0" ]; }
+wait_for 15 relisted && wait_for 10 unchanged_after "$u0" &&
+        ok "a relist of unchanged objects: the table is kept, nothing recomputed" ||
+        bad "relist of unchanged objects" "relists $r0 -> $(metric nlproxy_watch_relists_total); $(tail -3 "$LOG")"
+converge "relist of unchanged objects"
+
 # --- 410 Expired in a watch: relist (and the continue token expires in it) ---
 fault '{"fault":"watch_410","kind":"services"}'
 fault '{"fault":"continue_410","kind":"services"}'

@@ -73,10 +73,88 @@ static void test_stale(void **state)
         table_free(t);
 }
 
+/* n UDP services (and one TCP among them): VIP 10.96.0.i:53, NodePort
+ * 30000 + i, one serving endpoint 10.244.0.i:5353. */
+static struct table *many_table(size_t n)
+{
+        struct table *t = calloc(1, sizeof(*t));
+
+        t->svcs = calloc(n, sizeof(*t->svcs));
+        t->n_svcs = n;
+        t->family_enabled[0] = true;
+        t->nodeport_cidr[0][0] = (struct ipcidr){ A("192.168.0.2"), 32 };
+        t->n_nodeport_cidr[0] = 1;
+        for (size_t i = 0; i < n; i++) {
+                struct tbl_svc *s = &t->svcs[i];
+                char a[32];
+
+                s->family = AF_INET;
+                s->proto = i == 3 ? IPPROTO_TCP : IPPROTO_UDP;
+                s->port = 53;
+                s->node_port = (uint16_t)(30000 + i);
+                s->vips = calloc(1, sizeof(*s->vips));
+                snprintf(a, sizeof(a), "10.96.%zu.%zu", i / 200, i % 200 + 1);
+                s->vips[0] = (struct tbl_vip){ A(a), TBL_VIP_CLUSTER_IP };
+                s->n_vips = 1;
+                s->eps = calloc(1, sizeof(*s->eps));
+                snprintf(a, sizeof(a), "10.244.%zu.%zu", i / 200, i % 200 + 1);
+                s->eps[0] = (struct tbl_endpoint){ .addr = A(a), .port = 5353, .ready = true, .serving = true };
+                s->n_eps = 1;
+        }
+        return t;
+}
+
+/* The index used on dumps answers as ct_flow_is_stale does, and looks only
+ * at the entries it was given. */
+static void test_index(void **state)
+{
+        struct table *t = many_table(1000);
+        struct ct_index *all, *some, *none;
+        uint32_t idx[] = { 3, 7, 500 };
+        uint64_t rng = 88172645463325252ULL;
+        size_t stale = 0;
+        (void)state;
+
+        assert_int_equal(ct_index_new(t, NULL, 0, &all), 0);
+        assert_int_equal(ct_index_new(t, idx, 3, &some), 0);
+        assert_int_equal(ct_index_new(t, idx, 1, &none), 0); /* entry 3 is TCP */
+        assert_false(ct_index_empty(all));
+        assert_true(ct_index_empty(none));
+        for (int k = 0; k < 20000; k++) {
+                char dst[32], src[32];
+                size_t i, j;
+                struct ct_flow f;
+                bool want, in_some;
+
+                rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+                i = rng % 1000;
+                j = (rng >> 20) % 4 ? i : (rng >> 30) % 1000;
+                snprintf(src, sizeof(src), "10.244.%zu.%zu", j / 200, j % 200 + 1);
+                if ((rng >> 40) % 2) {
+                        snprintf(dst, sizeof(dst), "10.96.%zu.%zu", i / 200, i % 200 + 1);
+                        f = flow(dst, (rng >> 44) % 8 ? 53 : 54, src, 5353);
+                } else {
+                        f = flow((rng >> 45) % 8 ? "192.168.0.2" : "192.168.0.3", (uint16_t)(30000 + i), src, 5353);
+                }
+                want = ct_flow_is_stale(t, &f);
+                stale += want;
+                assert_int_equal(ct_index_flow_is_stale(all, &f), want);
+                in_some = i == 7 || i == 500;
+                assert_int_equal(ct_index_flow_is_stale(some, &f), in_some && want);
+                assert_false(ct_index_flow_is_stale(none, &f));
+        }
+        assert_true(stale > 1000);
+        ct_index_free(all);
+        ct_index_free(some);
+        ct_index_free(none);
+        table_free(t);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_stale),
+                cmocka_unit_test(test_index),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

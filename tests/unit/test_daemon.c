@@ -44,6 +44,19 @@ static const char node_deleting[] = "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"
                                     "\"deletionTimestamp\":\"2024-01-01T00:00:00Z\"},"
                                     "\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"192.0.2.1\"}]}}\n";
 
+/* The same Node after kubelet status updates: conditions and a heartbeat,
+ * another resourceVersion; then in another zone; then with another address. */
+static const char node_heartbeat[] = "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"node1\","
+                                     "\"resourceVersion\":\"42\"},\"status\":{\"addresses\":[{\"type\":"
+                                     "\"InternalIP\",\"address\":\"192.0.2.1\"}],\"conditions\":[{\"type\":"
+                                     "\"Ready\",\"status\":\"True\",\"lastHeartbeatTime\":\"2024-01-01T00:00:10Z\"}]}}\n";
+static const char node_zone[] = "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"node1\","
+                                "\"labels\":{\"topology.kubernetes.io/zone\":\"z2\"}},"
+                                "\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"192.0.2.1\"}]}}\n";
+static const char node_new_ip[] = "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"node1\","
+                                  "\"labels\":{\"topology.kubernetes.io/zone\":\"z2\"}},"
+                                  "\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"192.0.2.2\"}]}}\n";
+
 /* A LoadBalancer service with externalTrafficPolicy Local; its endpoint is
  * on node1 (local) or node2. */
 static void write_manifest(struct fx *f, const char *node, const char *svc, unsigned port, unsigned hcport,
@@ -571,6 +584,68 @@ static void test_api_unreachable(void **state)
         options_free(&o);
 }
 
+static size_t table_changes(const struct table *a, const struct table *b)
+{
+        uint32_t *oi, *ni;
+        size_t n_oi, n_ni;
+
+        assert_int_equal(table_diff(a, b, &oi, &n_oi, &ni, &n_ni), 0);
+        free(oi);
+        free(ni);
+        return n_oi + n_ni;
+}
+
+/* A reload of unchanged manifests, a Node update that changes only its
+ * status: a sync that changes nothing, and the very same table (nothing
+ * recomputed). A new zone recomputes, but every entry that came out the
+ * same is shared: the backends see a partial change of nothing. */
+static void test_unchanged_reload_keeps_table(void **state)
+{
+        struct table *t0, *t1;
+        struct fx f;
+
+        (void)state;
+        fx_start(&f, &backend_fake_ops, false, 0);
+        step(&f, 0);
+        t0 = table_ref((struct table *)daemon_table(f.d));
+        step(&f, 5 * S);
+        write_manifest(&f, node_ok, "web", 80, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 0);
+        assert_int_equal(stats(&f)->partial_syncs, 1);
+        assert_ptr_equal(daemon_table(f.d), t0);
+        assert_ptr_equal(stats(&f)->last, t0);
+        assert_true(metrics_has(&f, "kubeproxy_sync_proxy_rules_service_changes_total 1\n"));
+        assert_true(metrics_has(&f, "kubeproxy_sync_proxy_rules_endpoint_changes_total 1\n"));
+
+        write_manifest(&f, node_heartbeat, "web", 80, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 1 * S);
+        assert_int_equal(stats(&f)->partial_syncs, 2);
+        assert_ptr_equal(daemon_table(f.d), t0);
+
+        write_manifest(&f, node_zone, "web", 80, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 1 * S);
+        assert_int_equal(stats(&f)->partial_syncs, 3);
+        t1 = table_ref((struct table *)daemon_table(f.d));
+        assert_ptr_not_equal(t1, t0);
+        assert_string_equal(t1->zone, "z2");
+        assert_int_equal(table_changes(t0, t1), 0);
+        assert_true(table_same_context(t0, t1));
+        assert_true(metrics_has(&f, "kubeproxy_sync_proxy_rules_service_changes_total 1\n"));
+
+        /* The node IP is table-wide (NodePort addresses): the backend's
+         * partial sync turns full by itself. */
+        write_manifest(&f, node_new_ip, "web", 80, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 1 * S);
+        assert_false(table_same_context(t1, daemon_table(f.d)));
+        table_free(t1);
+        table_free(t0);
+        fx_stop(&f);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -587,6 +662,7 @@ int main(void)
                 cmocka_unit_test(test_dry_run),
                 cmocka_unit_test(test_sighup_rereads_config),
                 cmocka_unit_test(test_api_unreachable),
+                cmocka_unit_test(test_unchanged_reload_keeps_table),
         };
 
         log_set_level(LOG_LVL_ERROR);

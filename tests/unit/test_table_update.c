@@ -141,10 +141,220 @@ static void test_update_equals_compute(void **state)
         model_free(m);
 }
 
+/* A cluster as the API server would list it: the last version of each
+ * object, as JSON (kept, so that a relist can bring the same objects). */
+struct cluster {
+        json_t *objs[40 * 3]; /* per i: the Service, then its two slices; NULL when absent */
+};
+
+static void cluster_random(struct cluster *c, unsigned steps)
+{
+        memset(c, 0, sizeof(*c));
+        for (unsigned step = 0; step < steps; step++) {
+                unsigned i = rnd(40), what = rnd(3);
+
+                json_decref(c->objs[3 * i + what]);
+                c->objs[3 * i + what] = NULL;
+                if (rnd(6) == 0)
+                        continue; /* deleted */
+                if (what == 0) {
+                        char name[32], ip[32], ext[32];
+                        snprintf(name, sizeof(name), "svc-%u", i);
+                        snprintf(ip, sizeof(ip), "10.96.%u.%u", i / 250, i % 250 + 1);
+                        snprintf(ext, sizeof(ext), "192.0.2.%u", rnd(4) + 1);
+                        c->objs[3 * i] = json_pack(
+                                "{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:s, s:[s], s:s, s:[{s:s, s:i, s:i}, {s:s, s:i, s:s}]}}",
+                                "apiVersion", "v1", "kind", "Service", "metadata", "name", name, "namespace", "a",
+                                "spec", "type", rnd(2) ? "NodePort" : "ClusterIP", "clusterIP", ip, "externalIPs",
+                                ext, "externalTrafficPolicy", rnd(2) ? "Local" : "Cluster", "ports", "name", "http",
+                                "port", 80, "nodePort", 30000 + (int)rnd(5), "name", "dns", "port", 53, "protocol",
+                                "UDP");
+                        if (!strcmp(json_string_value(json_object_get(json_object_get(c->objs[3 * i], "spec"), "type")),
+                                    "ClusterIP"))
+                                json_object_del(json_array_get(json_object_get(json_object_get(c->objs[3 * i], "spec"),
+                                                                               "ports"), 0), "nodePort");
+                } else {
+                        char name[32], svc[32];
+                        json_t *eps = json_array();
+                        unsigned n = rnd(4);
+
+                        snprintf(svc, sizeof(svc), "svc-%u", i);
+                        snprintf(name, sizeof(name), "svc-%u-%u", i, what);
+                        for (unsigned k = 0; k < n; k++) {
+                                char a[32];
+                                snprintf(a, sizeof(a), "10.244.%u.%u", rnd(3), rnd(5) + 1);
+                                json_array_append_new(
+                                        eps, json_pack("{s:[s], s:s, s:{s:b}, s:{s:[{s:s}]}}", "addresses", a,
+                                                       "nodeName", rnd(2) ? "node-a" : "node-b", "conditions", "ready",
+                                                       (int)rnd(4), "hints", "forZones", "name", rnd(2) ? "z1" : "z2"));
+                        }
+                        c->objs[3 * i + what] = json_pack(
+                                "{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i}, {s:s, s:i, s:s}], s:o}",
+                                "apiVersion", "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata", "name", name,
+                                "namespace", "a", "labels", "kubernetes.io/service-name", svc, "addressType", "IPv4",
+                                "ports", "name", "http", "port", 8080, "name", "dns", "port", 5353, "protocol", "UDP",
+                                "endpoints", eps);
+                }
+        }
+}
+
+static void cluster_free(struct cluster *c)
+{
+        for (size_t i = 0; i < sizeof(c->objs) / sizeof(c->objs[0]); i++)
+                json_decref(c->objs[i]);
+}
+
+/* Every object of c into m (fresh copies, as a list or relist brings). */
+static void cluster_put(const struct cluster *c, struct model *m)
+{
+        for (size_t i = 0; i < sizeof(c->objs) / sizeof(c->objs[0]); i++)
+                if (c->objs[i])
+                        put_json(m, json_deep_copy(c->objs[i]));
+}
+
+static size_t dirty_count(struct model *m)
+{
+        struct model_key *keys;
+        size_t n;
+
+        assert_int_equal(model_dirty_take(m, &keys, &n), 0);
+        model_keys_free(keys, n);
+        return n;
+}
+
+static size_t diff_count(const struct table *a, const struct table *b)
+{
+        uint32_t *oi, *ni;
+        size_t n_oi, n_ni;
+
+        assert_int_equal(table_diff(a, b, &oi, &n_oi, &ni, &n_ni), 0);
+        free(oi);
+        free(ni);
+        return n_oi + n_ni;
+}
+
+/* A relist or a reload brings the same objects again: nothing to recompute,
+ * and the table stays the very same. */
+static void test_equal_objects_change_nothing(void **state)
+{
+        struct nodectx node = { .node_name = "node-a", .zone = "z1" };
+        struct proxy_config cfg;
+        struct cluster c;
+        struct model *m, *m2;
+        struct table *t, *t2;
+        (void)state;
+
+        proxy_config_init(&cfg);
+        cluster_random(&c, 300);
+        assert_int_equal(model_new(&m), 0);
+        cluster_put(&c, m);
+        assert_true(dirty_count(m) > 10);
+        assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
+        assert_true(t->n_svcs > 10);
+        /* The relist: every object again. */
+        cluster_put(&c, m);
+        assert_int_equal(dirty_count(m), 0);
+        assert_int_equal(table_update(t, m, &node, &cfg, NULL, 0, &t2), 0);
+        assert_ptr_equal(t2, t);
+        table_free(t2);
+        /* A reload: a fresh model from the same objects. */
+        assert_int_equal(model_new(&m2), 0);
+        cluster_put(&c, m2);
+        model_dirty_since(m2, m);
+        assert_int_equal(dirty_count(m2), 0);
+        model_free(m2);
+        /* One slice changes: one service to recompute, by a reload as by a put. */
+        for (size_t i = 0; i < sizeof(c.objs) / sizeof(c.objs[0]); i++)
+                if (c.objs[i] && i % 3 && json_array_size(json_object_get(c.objs[i], "endpoints"))) {
+                        json_t *e = json_array_get(json_object_get(c.objs[i], "endpoints"), 0);
+
+                        json_object_set_new(e, "addresses", json_pack("[s]", "10.245.0.1"));
+                        break;
+                }
+        assert_int_equal(model_new(&m2), 0);
+        cluster_put(&c, m2);
+        model_dirty_since(m2, m);
+        assert_int_equal(dirty_count(m2), 1);
+        model_free(m2);
+        cluster_put(&c, m);
+        /* Two reloads before a sync: what the first found stays to do. */
+        assert_int_equal(model_new(&m2), 0);
+        cluster_put(&c, m2);
+        model_dirty_since(m2, m);
+        assert_int_equal(dirty_count(m2), 1);
+        assert_int_equal(dirty_count(m), 1);
+        model_free(m2);
+        model_free(m);
+        table_free(t);
+        cluster_free(&c);
+}
+
+/* A table computed from scratch shares every entry that came out the same
+ * with the previous table; a zone change is a partial change for the
+ * backends, and only the services whose endpoints use topology differ. */
+static void test_recompute_shares_unchanged(void **state)
+{
+        struct nodectx node = { .node_name = "node-a", .zone = "z1" };
+        struct proxy_config cfg;
+        struct cluster c;
+        struct model *m;
+        struct table *t, *t2, *t3;
+        size_t hinted = 0;
+        (void)state;
+
+        proxy_config_init(&cfg);
+        ipaddr_parse("192.168.0.2", &node.node_ip[0]);
+        cluster_random(&c, 400);
+        assert_int_equal(model_new(&m), 0);
+        cluster_put(&c, m);
+        assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
+        assert_int_equal(table_recompute(t, m, &node, &cfg, &t2), 0);
+        assert_int_equal(diff_count(t, t2), 0);
+        for (size_t i = 0; i < t->n_svcs; i++)
+                assert_ptr_equal(t->svcs[i].shared, t2->svcs[i].shared);
+        table_free(t2);
+        /* Zone z2: only entries whose cluster endpoints follow hints differ. */
+        node.zone = "z2";
+        assert_int_equal(table_update(t, m, &node, &cfg, NULL, 0, &t3), 0);
+        assert_true(table_same_context(t, t3));
+        for (size_t i = 0; i < t3->n_svcs; i++)
+                hinted += t3->svcs[i].shared != t->svcs[i].shared;
+        assert_true(hinted > 0);
+        assert_true(hinted < t3->n_svcs);
+        assert_int_equal(diff_count(t, t3), 2 * hinted);
+        for (size_t i = 0; i < t3->n_svcs; i++)
+                if (t3->svcs[i].shared != t->svcs[i].shared)
+                        assert_true(t3->svcs[i].n_cluster_eps != t->svcs[i].n_cluster_eps ||
+                                    memcmp(t3->svcs[i].cluster_eps, t->svcs[i].cluster_eps,
+                                           t->svcs[i].n_cluster_eps * sizeof(uint32_t)));
+        {
+                char *a = render_all(t3), *b;
+                struct table *full;
+
+                assert_int_equal(table_compute(m, &node, &cfg, &full), 0);
+                b = render_all(full);
+                assert_string_equal(a, b);
+                free(a);
+                free(b);
+                table_free(full);
+        }
+        /* A new node IP is table-wide (NodePort addresses): a full sync. */
+        ipaddr_parse("192.168.0.3", &node.node_ip[0]);
+        assert_int_equal(table_update(t3, m, &node, &cfg, NULL, 0, &t2), 0);
+        assert_false(table_same_context(t3, t2));
+        table_free(t2);
+        table_free(t3);
+        table_free(t);
+        model_free(m);
+        cluster_free(&c);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_update_equals_compute),
+                cmocka_unit_test(test_equal_objects_change_nothing),
+                cmocka_unit_test(test_recompute_shares_unchanged),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
