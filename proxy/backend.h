@@ -9,6 +9,7 @@
 #include "table.h"
 
 #define BACKEND_ERRLEN 512
+#define BACKEND_SYNCED_FULL 1
 
 struct backend;
 
@@ -16,10 +17,14 @@ struct backend_ops {
         const char *name;
         int (*open)(struct backend **ret);
         /* Make the kernel match t. full: rebuild everything (start-up, after a
-         * failure, every --sync-period); otherwise change only what differs
-         * from the last successful sync. The backend takes a reference to t on
-         * success. On failure the previous rules stay in place, err names the
-         * object the kernel refused, and the next sync must be full. */
+         * failure, hourly); otherwise change only what differs from the last
+         * successful sync, after a cheap look for changes made by someone
+         * else (which the backend then repairs with a full sync). The backend
+         * takes a reference to t on success and returns 0, or
+         * BACKEND_SYNCED_FULL when the sync was a full one (asked for, or
+         * decided by the backend). On failure (a negative errno) the previous
+         * rules stay in place, err names the object the kernel refused, and
+         * the next sync must be full. */
         int (*sync)(struct backend *b, struct table *t, bool full, char *err);
         /* Remove everything nlproxy created in the kernel; cfg is the
          * configuration of the run (NULL: the defaults). */

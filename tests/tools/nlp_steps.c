@@ -8,6 +8,8 @@
  *   sync [full]      update the table from the services that changed and
  *                    sync (partial unless "full");
  *                    prints "synced full|partial compute_us sync_us cpu_us"
+ *                    (full also when the backend made it one: it found our
+ *                    tables changed by someone else)
  *                    (cpu_us: this thread's user + system time for both,
  *                    the kernel's commit included: robust to a busy machine)
  *   dump FILE        the dry-run script of the current model into FILE
@@ -146,7 +148,7 @@ int main(int argc, char **argv)
                         if (r < 0) {
                                 printf("error %s\n", err);
                         } else {
-                                printf("synced %s %llu %llu %llu\n", full ? "full" : "partial",
+                                printf("synced %s %llu %llu %llu\n", full || r == BACKEND_SYNCED_FULL ? "full" : "partial",
                                        (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t1),
                                        (unsigned long long)(cpu_us() - c0));
                         }
