@@ -44,6 +44,7 @@ extern const struct backend_ops backend_fake_ops;
 struct backend_fake_stats {
         size_t full_syncs, partial_syncs, cleanups;
         int fail_next;             /* if non-zero, the next sync returns it */
+        bool drift_next;           /* the next partial sync finds our rules changed: it does a full one */
         const struct table *last;  /* last table accepted */
 };
 struct backend_fake_stats *backend_fake_stats(struct backend *b);
