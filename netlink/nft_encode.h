@@ -88,7 +88,9 @@ int nft_encode_chain_rules(struct nft_txn *t, const struct nftplan *p, int idx, 
 /* A whole family as the script does it: table replace, sets, elements,
  * chains, rules; a disabled family is only deleted (add + delete). */
 int nft_encode_family(struct nft_txn *t, const struct nftplan *p, int idx);
-/* Every table of the plan: the full sync. */
+/* Every table of the plan as the script does it (replaced: what --cleanup
+ * and the encoding benchmark use; the backend's full sync converges the
+ * tables in place instead, netlink/nft_full.h). */
 int nft_encode_plan(struct nft_txn *t, const struct nftplan *p);
 
 /* Without a kernel or transaction (tests, error messages): one rule or one
