@@ -363,7 +363,10 @@ bool nft_encode_set_same(const struct nftplan *p, int idx, uint32_t set, const s
         ub = nftnl_set_is_set(k, NFTNL_SET_USERDATA) ? nftnl_set_get_data(k, NFTNL_SET_USERDATA, &lb) : NULL;
         /* The kernel keeps a verdict map's data length as its own verdict
          * size, not the 0 nft sends: compare the data type only. */
-        same = same_u32(ours, k, NFTNL_SET_FLAGS) && same_u32(ours, k, NFTNL_SET_KEY_TYPE) &&
+        /* The kernel dumps no flags attribute when they are 0. */
+        same = nftnl_set_get_u32(ours, NFTNL_SET_FLAGS) ==
+                       (nftnl_set_is_set(k, NFTNL_SET_FLAGS) ? nftnl_set_get_u32(k, NFTNL_SET_FLAGS) : 0) &&
+               same_u32(ours, k, NFTNL_SET_KEY_TYPE) &&
                same_u32(ours, k, NFTNL_SET_KEY_LEN) && same_u32(ours, k, NFTNL_SET_DATA_TYPE) &&
                nftnl_set_is_set(ours, NFTNL_SET_TIMEOUT) == nftnl_set_is_set(k, NFTNL_SET_TIMEOUT) &&
                (!nftnl_set_is_set(ours, NFTNL_SET_TIMEOUT) ||

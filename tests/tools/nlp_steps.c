@@ -15,6 +15,9 @@
  *   dump FILE        the dry-run script of the current model into FILE
  *   fail-next        the next batch carries a change the kernel refuses
  *   cleanup          remove nlproxy's tables
+ *   readback         time the full sync's read-back of nlproxy's tables
+ *                    (netlink/nft_state.c) on a socket of its own; prints
+ *                    "ok read_us tables chains sets"
  * Every command answers one line ("ok ..." or "error ...") and flushes, so a
  * test can compare the kernel with the dry-run after each step. */
 #include <errno.h>
@@ -25,6 +28,8 @@
 
 #include "backend.h"
 #include "manifest.h"
+#include "nft_state.h"
+#include "nft_txn.h"
 #include "model.h"
 #include "options.h"
 #include "process.h"
@@ -171,6 +176,26 @@ int main(int argc, char **argv)
                 } else if (!strcmp(cmd, "fail-next")) {
                         backend_nftables_fail_next(b);
                         printf("ok\n");
+                } else if (!strcmp(cmd, "readback")) {
+                        struct nft_sock *s = NULL;
+                        struct nft_state *st = NULL;
+                        size_t chains = 0, sets = 0;
+                        uint64_t t0 = now_us();
+
+                        r = nft_sock_open(&s);
+                        if (r == 0)
+                                r = nft_state_read(s, &st);
+                        t0 = now_us() - t0;
+                        for (size_t k = 0; st && k < st->n_tables; k++) {
+                                chains += st->tables[k].n_chains;
+                                sets += st->tables[k].n_sets;
+                        }
+                        if (r < 0)
+                                printf("error %s\n", strerror(-r));
+                        else
+                                printf("ok %llu %zu %zu %zu\n", (unsigned long long)t0, st->n_tables, chains, sets);
+                        nft_state_free(st);
+                        nft_sock_free(s);
                 } else if (!strcmp(cmd, "cleanup")) {
                         r = b->ops->cleanup(b, NULL, err);
                         printf(r < 0 ? "error %s\n" : "ok\n", err);
