@@ -198,6 +198,20 @@ def main():
         chain = "ipvs-masquerade" if os.environ.get("NLP_STEPS_COMPANION") == "1" else "services"
         sh("ip", "netns", "exec", ns_k, "nft", "add", "rule", "ip", "nlproxy", chain, "counter")
         step("outside change repaired", [svc("d", "10.96.0.13", http)], expect="full")
+        # Other changes from outside, each found by the next (periodic) sync's
+        # check and repaired by a full sync in place.
+        for what, cmd in (("table made dormant", ["add", "table", "ip", "nlproxy", "{ flags dormant; }"]),
+                          ("counter added to our table", ["add", "counter", "ip", "nlproxy", "foreign"]),
+                          ("chain added to our table", ["add", "chain", "ip", "nlproxy", "foreign"]),
+                          ("stray shard table", ["add", "table", "ip", "nlproxy-svc-40"]),
+                          ("table flushed", ["flush", "table", "ip", "nlproxy"]),
+                          ("table deleted", ["delete", "table", "ip6", "nlproxy"])):
+            sh("ip", "netns", "exec", ns_k, "nft", *cmd)
+            step(f"{what}: repaired", expect="full")
+        # An element added to a set is not seen by the check: the hourly
+        # full sync repairs it.
+        sh("ip", "netns", "exec", ns_k, "nft", "add", "element", "ip", "nlproxy", "cluster-ips", "{ 10.96.9.9 }")
+        step("element added from outside: a full sync repairs it", full=True)
 
         # A transaction the kernel refuses keeps the previous rules, and the
         # next sync (full, since the backend no longer trusts its record) repairs.
