@@ -308,7 +308,7 @@ def connect_all():
 
 def affinity_sets():
     """{set name: (table, {client address: seconds left})} in the node."""
-    out = subprocess.run(["ip", "netns", "exec", NODE, "nft", "-j", "list", "ruleset"], capture_output=True,
+    out = subprocess.run(["ip", "netns", "exec", NODE, "nft", "-j", "list", "sets", "ip"], capture_output=True,
                          text=True, timeout=60).stdout
     sets = {}
     for o in json.loads(out)["nftables"] if out else []:
