@@ -719,18 +719,16 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
                 snprintf(err, BACKEND_ERRLEN, "planning the ruleset: %s", strerror(-r));
                 goto out;
         }
+        for (int fi = 0; fi < 2 && r == 0; fi++)
+                if (nftplan_family(pn, fi)->enabled)
+                        r = hp_changes(b, fi, po, mo->n_svcs, pn, mn->n_svcs, &hd[fi], &hp_del[fi], &hp_add[fi]);
+        if (r < 0)
+                goto out;
         n_tables = nftplan_n_tables(pn);
         for (int tries = 0; tries < GENID_TRIES; tries++) {
                 struct nft_txn *txn = NULL;
 
                 err[0] = '\0';
-                for (int fi = 0; fi < 2; fi++) {
-                        free(hp_del[fi].v);
-                        free(hp_add[fi].v);
-                        free(hd[fi].v);
-                        hp_del[fi] = hp_add[fi] = (struct idxvec){ 0 };
-                        hd[fi] = (struct hp_deltas){ 0 };
-                }
                 /* Our record is only worth a diff if our tables are as we
                  * left them. */
                 if ((r = check_drift(b)) < 0)
@@ -740,10 +738,6 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
                         snprintf(err, BACKEND_ERRLEN, "starting a transaction: %s", strerror(-r));
                         break;
                 }
-                for (int fi = 0; fi < 2 && r == 0; fi++)
-                        if (nftplan_family(pn, fi)->enabled)
-                                r = hp_changes(b, fi, po, mo->n_svcs, pn, mn->n_svcs, &hd[fi], &hp_del[fi],
-                                               &hp_add[fi]);
                 /* The hairpin set is in the main tables (idx 0 and 1). */
                 for (uint32_t idx = 0; idx < n_tables && r == 0; idx++)
                         r = encode_family_diff(txn, po, pn, (int)idx, idx < 2 ? &hp_del[idx] : &(struct idxvec){ 0 },
