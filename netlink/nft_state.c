@@ -578,8 +578,8 @@ struct watch_read {
         const struct nft_watch *w;
         bool *seen;
         bool same;
-        uint32_t first_seq; /* of the chain gets: the answer's seq names the chain */
-        size_t answered;
+        uint32_t first_seq; /* of a round of chain gets: the answer's seq names the chain */
+        size_t first_chain, answered;
 };
 
 static int watch_table_cb(const struct nlmsghdr *nlh, void *data)
@@ -618,7 +618,7 @@ static int watch_chain_cb(const struct nlmsghdr *nlh, void *data)
 {
         struct watch_read *wr = data;
         struct nftnl_chain *c = nftnl_chain_alloc();
-        uint32_t k = nlh->nlmsg_seq - wr->first_seq;
+        size_t k = wr->first_chain + (nlh->nlmsg_seq - wr->first_seq);
 
         if (!c)
                 return -ENOMEM;
@@ -631,11 +631,14 @@ static int watch_chain_cb(const struct nlmsghdr *nlh, void *data)
         return 0;
 }
 
+/* Gets per sendmsg: each answer is a page-sized skb in our receive
+ * buffer until we read it. */
+#define WATCH_GETS_PER_SEND 128
+
 int nft_watch_check(struct nft_sock *s, const struct nft_watch *w)
 {
         struct watch_read wr = { .w = w, .same = true };
         char *buf = NULL;
-        size_t len = 0;
         int r;
 
         wr.seen = calloc(w->n_tables + 1, sizeof(*wr.seen));
@@ -646,32 +649,40 @@ int nft_watch_check(struct nft_sock *s, const struct nft_watch *w)
                 wr.same = wr.same && wr.seen[i];
         if (r < 0 || !wr.same || !w->n_chains)
                 goto out;
-        /* One get per watched chain, all in one sendmsg. */
-        buf = malloc(w->n_chains * NFT_SOCK_REQ_MAX);
+        buf = malloc(WATCH_GETS_PER_SEND * NFT_SOCK_REQ_MAX);
         if (!buf) {
                 r = -ENOMEM;
                 goto out;
         }
-        for (size_t i = 0; i < w->n_chains; i++) {
-                const struct watch_table *t = &w->tables[w->chains[i].table];
-                struct nlmsghdr *nlh;
+        /* One get per watched chain, many per sendmsg; the answer's seq
+         * names the chain. */
+        for (size_t first = 0; first < w->n_chains && r == 0 && wr.same; first += WATCH_GETS_PER_SEND) {
+                size_t n = w->n_chains - first < WATCH_GETS_PER_SEND ? w->n_chains - first : WATCH_GETS_PER_SEND;
+                size_t len = 0;
 
-                if (strlen(t->name) + strlen(w->chains[i].name) + 64 > NFT_SOCK_REQ_MAX) {
-                        r = -ENAMETOOLONG;
-                        goto out;
+                wr.answered = 0;
+                wr.first_chain = first;
+                for (size_t i = first; i < first + n; i++) {
+                        const struct watch_table *t = &w->tables[w->chains[i].table];
+                        struct nlmsghdr *nlh;
+
+                        if (strlen(t->name) + strlen(w->chains[i].name) + 64 > NFT_SOCK_REQ_MAX) {
+                                r = -ENAMETOOLONG;
+                                goto out;
+                        }
+                        nlh = nft_sock_req(s, buf + len, NFT_MSG_GETCHAIN,
+                                           t->af == AF_INET6 ? NFPROTO_IPV6 : NFPROTO_IPV4, 0);
+                        if (i == first)
+                                wr.first_seq = nlh->nlmsg_seq;
+                        mnl_attr_put_strz(nlh, NFTA_CHAIN_TABLE, t->name);
+                        mnl_attr_put_strz(nlh, NFTA_CHAIN_NAME, w->chains[i].name);
+                        len += NLMSG_ALIGN(nlh->nlmsg_len);
                 }
-                nlh = nft_sock_req(s, buf + len, NFT_MSG_GETCHAIN, t->af == AF_INET6 ? NFPROTO_IPV6 : NFPROTO_IPV4,
-                                   0);
-                if (i == 0)
-                        wr.first_seq = nlh->nlmsg_seq;
-                mnl_attr_put_strz(nlh, NFTA_CHAIN_TABLE, t->name);
-                mnl_attr_put_strz(nlh, NFTA_CHAIN_NAME, w->chains[i].name);
-                len += NLMSG_ALIGN(nlh->nlmsg_len);
+                r = nft_sock_query(s, buf, len, n, watch_chain_cb, &wr);
+                /* A missing chain answers -ENOENT: no object. */
+                if (r == 0 && wr.answered != n)
+                        wr.same = false;
         }
-        r = nft_sock_query(s, buf, len, w->n_chains, watch_chain_cb, &wr);
-        /* A missing chain answers -ENOENT: no object. */
-        if (r == 0 && wr.answered != w->n_chains)
-                wr.same = false;
 out:
         free(buf);
         free(wr.seen);
