@@ -994,7 +994,7 @@ static int apply_flag(struct pstate *st, const struct flag_def *d, const char *v
                         st->o.proxy.nft_shards = -1;
                         break;
                 }
-                if (parse_uint(v, 10, &ul) < 0 || ul > NFTP_MAX_SHARDS || (ul & (ul - 1))) {
+                if (parse_uint(v, NFTP_MAX_SHARDS, &ul) < 0 || (ul & (ul - 1))) {
                         snprintf(why, WHYLEN, "must be auto, 0 or a power of two up to %d", NFTP_MAX_SHARDS);
                         r = -EINVAL;
                         break;
