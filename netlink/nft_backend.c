@@ -18,7 +18,9 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <libnftnl/chain.h>
 #include <libnftnl/rule.h>
+#include <libnftnl/table.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netlink.h>
@@ -58,6 +60,7 @@ struct nft_backend {
         bool companion;         /* the IPVS backend's companion ruleset */
         bool need_full;
         bool fail_next;         /* tests: make the kernel refuse the next batch */
+        bool race_next;         /* tests: another commit between the next full sync's read and batch */
 };
 
 static int open_mode(struct backend **ret, bool companion)
@@ -286,6 +289,38 @@ out:
         free(new_chain.v);
         free(write_chain.v);
         free(new_set.v);
+        return r;
+}
+
+/* Tests: what another agent might do between our read-back and our batch,
+ * in a transaction of its own: a chain added to our IPv4 table. */
+static int commit_foreign_chain(struct nft_backend *b)
+{
+        char err[NFT_TXN_ERRLEN];
+        struct nftnl_table *tb = nftnl_table_alloc();
+        struct nftnl_chain *c = nftnl_chain_alloc();
+        struct nft_txn *txn = NULL;
+        struct nlmsghdr *nlh;
+        int r = -ENOMEM;
+
+        if (!tb || !c || (r = nft_txn_begin(b->sock, 0, &txn)) < 0)
+                goto out;
+        nftnl_table_set_str(tb, NFTNL_TABLE_NAME, NFTP_TABLE_NAME);
+        nftnl_table_set_u32(tb, NFTNL_TABLE_FAMILY, NFPROTO_IPV4);
+        nlh = nft_txn_msg(txn, NFT_MSG_NEWTABLE, NFPROTO_IPV4, NLM_F_CREATE);
+        nftnl_table_nlmsg_build_payload(nlh, tb);
+        if ((r = nft_txn_push(txn)) < 0)
+                goto out;
+        nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, NFTP_TABLE_NAME);
+        nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, "nlproxy-test-race");
+        nlh = nft_txn_msg(txn, NFT_MSG_NEWCHAIN, NFPROTO_IPV4, NLM_F_CREATE);
+        nftnl_chain_nlmsg_build_payload(nlh, c);
+        if ((r = nft_txn_push(txn)) == 0)
+                r = nft_txn_commit(txn, err);
+out:
+        nft_txn_free(txn);
+        nftnl_table_free(tb);
+        nftnl_chain_free(c);
         return r;
 }
 
@@ -553,6 +588,10 @@ static int sync_full(struct nft_backend *b, struct table *t, char *err)
                 }
                 r = nft_full_encode(txn, p, st);
                 nft_state_free(st);
+                if (r == 0 && b->race_next) {
+                        b->race_next = false;
+                        r = commit_foreign_chain(b);
+                }
                 if (r == 0 && b->fail_next) {
                         /* A rule for a chain that does not exist: the kernel refuses
                          * the whole batch, as it would any bad change. */
@@ -840,6 +879,12 @@ static int nftb_cleanup(struct backend *base, const struct proxy_config *cfg, ch
         b->watch = NULL;
         b->need_full = true;
         return r;
+}
+
+void backend_nftables_race_next(struct backend *base)
+{
+        if (base->ops == &backend_nftables_ops)
+                ((struct nft_backend *)base)->race_next = true;
 }
 
 void backend_nftables_fail_next(struct backend *base)

@@ -52,6 +52,10 @@ struct backend_fake_stats *backend_fake_stats(struct backend *b);
 /* Tests: the next nftables batch carries a change the kernel refuses, to
  * show that a failed transaction leaves the previous rules in place. */
 void backend_nftables_fail_next(struct backend *b);
+/* Tests: between the next full sync's read-back and its batch, another
+ * transaction adds a chain to our table; the batch, made from a stale read,
+ * must be refused (the generation check) and the sync read again. */
+void backend_nftables_race_next(struct backend *b);
 /* An nftables backend that programs the IPVS companion ruleset
  * (nftplan_new_ipvs_companion) with the same full and partial syncs: what
  * the IPVS backend uses for its nftables part. */

@@ -208,6 +208,11 @@ def main():
                           ("table deleted", ["delete", "table", "ip6", "nlproxy"])):
             sh("ip", "netns", "exec", ns_k, "nft", *cmd)
             step(f"{what}: repaired", expect="full")
+        # Another agent commits (a chain into our table) between the full
+        # sync's read-back and its batch: the batch, made from a stale read,
+        # is refused by the generation check and the sync reads again.
+        st.cmd("race-next")
+        step("a commit between read-back and batch: read again", full=True)
         # An element added to a set is not seen by the check: the hourly
         # full sync repairs it.
         sh("ip", "netns", "exec", ns_k, "nft", "add", "element", "ip", "nlproxy", "cluster-ips", "{ 10.96.9.9 }")

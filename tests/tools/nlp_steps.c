@@ -14,6 +14,8 @@
  *                    the kernel's commit included: robust to a busy machine)
  *   dump FILE        the dry-run script of the current model into FILE
  *   fail-next        the next batch carries a change the kernel refuses
+ *   race-next        another commit lands between the next full sync's
+ *                    read-back and its batch
  *   cleanup          remove nlproxy's tables
  *   readback         time the full sync's read-back of nlproxy's tables
  *                    (netlink/nft_state.c) on a socket of its own; prints
@@ -173,6 +175,9 @@ int main(int argc, char **argv)
                                 r = -errno;
                         table_free(t);
                         printf(r < 0 ? "error %s\n" : "ok\n", strerror(-r));
+                } else if (!strcmp(cmd, "race-next")) {
+                        backend_nftables_race_next(b);
+                        printf("ok\n");
                 } else if (!strcmp(cmd, "fail-next")) {
                         backend_nftables_fail_next(b);
                         printf("ok\n");
