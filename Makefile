@@ -12,6 +12,8 @@ TEST_PKGS := cmocka
 DEB_BUILD := build-essential pkg-config libnl-3-dev libnl-genl-3-dev libmnl-dev libnftnl-dev \
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libcmocka-dev libmicrohttpd-dev
 DEB_TOOLS := nftables iproute2 python3 ipvsadm curl
+# tests/nft_encode.sh sorts the JSON listings it compares.
+DEB_TOOLS += jq
 # tests/watch.sh: a throwaway CA for the fake API server; tests/fuzz.sh: libFuzzer.
 DEB_TOOLS += openssl clang libclang-rt-14-dev
 # The demo's pods (examples/demo.sh part 2).

@@ -24,7 +24,10 @@
 # one endpoint change, one service added/removed, peak RSS) in scratch network
 # namespaces against `nft -f` of the dry-run script; appends to
 # bench/out/nft_results.md. NFT_BENCH_SIZES (default: BENCH_SIZES), see the
-# script's header for the rest; BENCH_NFT_SYNC=0 skips it.
+# script's header for the rest; BENCH_NFT_SYNC=0 skips it. With
+# NFT_BENCH_BASE_STEPS (a baseline build's build/tests/nlp_steps) also
+# bench/sync_kinds.py: full and periodic syncs against that build, written to
+# bench/out/sync_kinds.md.
 #
 # Then, as root too, bench/daemon_sync.py: the whole daemon's sync after one
 # change (a --manifests reload, a Node status update from tests/fakeapi.py)
@@ -276,6 +279,15 @@ else
         log "== nftables backend: bench/nft_sync.py"
         NFT_BENCH_SIZES="${NFT_BENCH_SIZES:-$SIZES}" NFT_BENCH_SEED="$SEED" "$PY" "$B/nft_sync.py" ||
                 log "== nft_sync.py failed (rc $?), see bench/out/nft_raw.txt"
+fi
+
+# --- full and periodic syncs against a baseline build: bench/sync_kinds.py ---
+if [ -z "${NFT_BENCH_BASE_STEPS:-}" ] || [ "$(id -u)" != 0 ]; then
+        log "== sync_kinds.py skipped: needs root and NFT_BENCH_BASE_STEPS (a baseline build's nlp_steps)"
+else
+        log "== full and periodic syncs: bench/sync_kinds.py"
+        NFT_BENCH_SEED="$SEED" "$PY" "$B/sync_kinds.py" >"$OUT/sync_kinds.md" ||
+                log "== sync_kinds.py failed (rc $?)"
 fi
 
 # --- the daemon's own sync after one small change (issue 11): a reload of

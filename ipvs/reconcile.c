@@ -1152,6 +1152,81 @@ int ipvs_reconcile_full(const struct ipvs_desired *d, const struct ipvs_state *c
         return 0;
 }
 
+bool ipvs_reconcile_services_same(const struct ipvs_desired *d, const struct ipvs_state *current)
+{
+        uint32_t *ci = malloc((current->n + 1) * sizeof(*ci));
+        size_t i = 0, j = 0;
+        bool same = true;
+
+        if (!ci)
+                return false;
+        for (size_t k = 0; k < current->n; k++)
+                ci[k] = (uint32_t)k;
+        if (current->n > 1)
+                qsort_r(ci, current->n, sizeof(*ci), state_idx_cmp, current->svcs);
+        while ((i < d->n || j < current->n) && same) {
+                const struct ipvs_vs *v = i < d->n ? &d->vs[d->sorted[i]] : NULL;
+                const struct ipvs_state_svc *cs = j < current->n ? &current->svcs[ci[j]] : NULL;
+                int c = !v ? 1 : !cs ? -1 : ipvs_service_key_cmp(&v->svc, &cs->svc);
+
+                if (c < 0)
+                        same = false;
+                else if (c > 0)
+                        same = !family_ours(d, cs->svc.af); /* the other family's proxier's */
+                else
+                        same = service_same(&v->svc, &cs->svc);
+                i += c <= 0;
+                j += c >= 0;
+        }
+        free(ci);
+        return same;
+}
+
+int ipvs_term_services(const struct ipvs_term *t, struct ipvs_service **ret, size_t *ret_n)
+{
+        struct ipvs_service *v = malloc((t->l.n + 1) * sizeof(*v));
+        size_t n = 0;
+
+        if (!v)
+                return -ENOMEM;
+        /* The list is sorted by service first. */
+        for (size_t i = 0; i < t->l.n; i++)
+                if (!n || ipvs_service_key_cmp(&v[n - 1], &t->l.v[i].svc))
+                        v[n++] = t->l.v[i].svc;
+        *ret = v;
+        *ret_n = n;
+        return 0;
+}
+
+int ipvs_reconcile_drained(struct ipvs_term *term, const struct ipvs_state *current, uint64_t now,
+                           struct ipvs_plan *plan)
+{
+        size_t k = 0;
+        int r = 0;
+
+        for (size_t i = 0; i < term->l.n; i++) {
+                const struct term_entry *e = &term->l.v[i];
+                const struct ipvs_state_svc *cs = NULL;
+                const struct ipvs_dest *h = NULL;
+                bool drop = false;
+
+                for (size_t j = 0; j < current->n && !cs; j++)
+                        if (!ipvs_service_key_cmp(&current->svcs[j].svc, &e->svc))
+                                cs = &current->svcs[j];
+                for (size_t j = 0; cs && j < cs->n_dests && !h; j++)
+                        if (!ipvs_dest_key_cmp(&cs->dests[j], &e->dest))
+                                h = &cs->dests[j];
+                if (r == 0 && h && (h->active_conns + h->inact_conns == 0 || term_expired(term, e->since, now)))
+                        drop = (r = ipvs_plan_add(plan, IPVS_OP_DEST_DEL, &e->svc, &e->dest)) == 0;
+                else if (cs && !h)
+                        drop = true; /* gone already */
+                if (!drop)
+                        term->l.v[k++] = *e;
+        }
+        term->l.n = k;
+        return r;
+}
+
 static int partial_dests(const struct ipvs_vs *ov, const struct ipvs_vs *nv, struct ipvs_term *term, uint64_t now,
                          struct ipvs_plan *plan)
 {

@@ -165,3 +165,20 @@ int ipvs_reconcile_partial(const struct ipvs_desired *old, const struct ipvs_des
                            uint64_t now, struct ipvs_plan *plan);
 /* Only the bound: deletes for the terminating real servers older than it. */
 int ipvs_reconcile_expire(struct ipvs_term *term, uint64_t now, struct ipvs_plan *plan);
+
+/* Whether current (a dump of the virtual servers; real servers not needed)
+ * holds exactly d's virtual servers in d's families, with d's settings:
+ * what a periodic partial sync checks before trusting its record of the
+ * kernel (someone's `ipvsadm -C`, `-D`, `-E`). Real servers are not
+ * compared; the hourly full reconcile sees them. */
+bool ipvs_reconcile_services_same(const struct ipvs_desired *d, const struct ipvs_state *current);
+/* The services of the terminating real servers, once each, in key order
+ * (*ret malloc'd). */
+int ipvs_term_services(const struct ipvs_term *t, struct ipvs_service **ret, size_t *ret_n);
+/* Between full reconciles (kube-proxy's graceful termination looks every
+ * minute): with current holding the real servers of some of those
+ * services, deletes the terminating real servers that have drained (no
+ * active and no inactive connection) or are past the bound, and forgets
+ * those already gone. Entries of services current does not hold stay. */
+int ipvs_reconcile_drained(struct ipvs_term *term, const struct ipvs_state *current, uint64_t now,
+                           struct ipvs_plan *plan);

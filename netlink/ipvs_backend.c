@@ -7,12 +7,16 @@
  * (nftplan_lb_local_mark), and the nftables companion ruleset (filtering,
  * REJECT/DROP verdicts, masquerade and LB marking) in the nlproxy tables.
  *
- * A full sync dumps the IPVS table and reconciles against it (the dump also
- * tells which terminating real servers have drained); a partial sync diffs
- * the desired set of the new table against the one last programmed and
- * reads nothing back. The companion ruleset goes through an nftables
- * backend in companion mode (nft_backend.c): replaced atomically by a full
- * sync, changed service by service by a partial one. */
+ * A full sync (at start, after a failure, hourly) dumps the IPVS table and
+ * reconciles against it (the dump also tells which terminating real
+ * servers have drained); a partial sync diffs the desired set of the new
+ * table against the one last programmed and reads back only the real
+ * servers of the services with terminating ones (kube-proxy's graceful
+ * termination looks every minute). A periodic sync with nothing to change
+ * dumps the virtual servers alone and turns into a full sync if someone
+ * changed them. The companion ruleset goes through an nftables backend in
+ * companion mode (nft_backend.c), with its own full and partial syncs and
+ * its own check for changes from outside. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -450,6 +454,68 @@ static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desire
         return b->comp->ops->sync(b->comp, t, true, err);
 }
 
+/* The real servers of the services with terminating ones: those drained
+ * (or past the bound) go, those already gone are forgotten. */
+static int drain(struct ipvs_backend *b, char *err)
+{
+        struct ipvs_service *svcs = NULL;
+        struct ipvs_state *st = NULL;
+        struct ipvs_plan *p = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!ipvs_term_count(b->term))
+                return 0;
+        if ((r = ipvs_term_services(b->term, &svcs, &n)) < 0 || (r = ipvs_state_new(&st)) < 0)
+                goto out;
+        for (size_t i = 0; i < n && r == 0; i++) {
+                struct dest_ctx x = { st, st->n };
+
+                if ((r = ipvs_state_add_service(st, &svcs[i])) == 0)
+                        r = ipvs_nl_dest_dump(b->nl, &svcs[i], dest_cb, &x);
+                if (r == -ESRCH) /* deleted by someone: its real servers with it */
+                        r = 0;
+        }
+        if (r == 0)
+                r = ipvs_plan_new(&p);
+        if (r == 0)
+                r = ipvs_reconcile_drained(b->term, st, now_s(), p);
+        if (r < 0) {
+                snprintf(err, BACKEND_ERRLEN, "reading the terminating real servers: %s", strerror(-r));
+                goto out;
+        }
+        r = plan_apply(b, p, err);
+out:
+        ipvs_plan_free(p);
+        ipvs_state_free(st);
+        free(svcs);
+        return r;
+}
+
+/* A periodic sync's look at what someone else may have changed: the
+ * virtual servers (not their real servers: the hourly full sync compares
+ * those) and kube-ipvs0. 1: as we left them, 0: not, or a negative errno. */
+static int unchanged(struct ipvs_backend *b, const struct table *t)
+{
+        struct ipvs_state *st = NULL;
+        int r = -EINTR, ifindex = 0;
+
+        if (rtnl_dummy_find(b->rt, RTNL_IPVS_DUMMY, &ifindex) < 0 || ifindex != b->ifindex)
+                return 0;
+        for (int tries = 0; tries < 5 && r == -EINTR; tries++) {
+                ipvs_state_free(st);
+                st = NULL;
+                if ((r = ipvs_state_new(&st)) == 0)
+                        r = ipvs_nl_service_dump(b->nl, svc_cb, st);
+        }
+        if (r == 0) {
+                prune_excluded(t, b->desired, st);
+                r = ipvs_reconcile_services_same(b->desired, st);
+        }
+        ipvs_state_free(st);
+        return r;
+}
+
 /* Host prefixes of a, for deletion. */
 static struct ipcidr *host_cidrs(const struct ipaddr *a, size_t n)
 {
@@ -563,6 +629,15 @@ static int ipvsb_sync(struct backend *base, struct table *t, bool full, char *er
 
         err[0] = '\0';
         full = full || b->need_full || !b->table || !b->desired || !b->vips || !table_same_context(b->table, t);
+        /* The daemon hands the same table when nothing changed: a periodic
+         * sync, which looks for changes from outside. */
+        if (!full && t == b->table) {
+                if ((r = unchanged(b, t)) < 0) {
+                        snprintf(err, BACKEND_ERRLEN, "reading the IPVS table: %s", strerror(-r));
+                        goto fail;
+                }
+                full = r == 0;
+        }
         /* NodePorts live on the node's own addresses: looked up at every
          * full sync (addresses come and go), reused by partial ones. */
         if (full && (r = refresh_node_addrs(b)) < 0) {
@@ -586,6 +661,8 @@ static int ipvsb_sync(struct backend *base, struct table *t, bool full, char *er
         ipvs_vip_changes_clear(&chg);
         if (r < 0)
                 goto fail;
+        /* The companion found its tables changed from outside and rebuilt them. */
+        full = full || r == BACKEND_SYNCED_FULL;
         ipvs_desired_free(b->desired);
         table_free(b->table);
         ipvs_vips_free(b->vips);
@@ -593,7 +670,12 @@ static int ipvsb_sync(struct backend *base, struct table *t, bool full, char *er
         b->table = table_ref(t);
         b->vips = vips;
         b->need_full = false;
-        return 0;
+        /* After the record is up to date: a failure here only retries. */
+        if (!full && (r = drain(b, err)) < 0) {
+                b->need_full = true;
+                return r;
+        }
+        return full ? BACKEND_SYNCED_FULL : 0;
 fail:
         ipvs_desired_free(d);
         ipvs_vips_free(vips);

@@ -1,27 +1,40 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The nftables backend: the plan of a table (proxy/nftplan.h) programmed
- * through one nf_tables transaction per sync. A full sync replaces both
- * tables atomically (traffic never meets an empty ruleset); a partial sync
- * diffs the new plan against the one last committed and touches only the
- * chains, sets and elements that differ. The last plan is our record of
- * what the kernel holds: nothing is read back, and the ruleset generation
- * (NFNL_BATCH_GENID) makes the kernel refuse a partial batch if anyone else
- * changed the ruleset meanwhile, which turns it into a full sync. */
+ * through one nf_tables transaction per sync. A full sync reads our tables
+ * back and converges them in place (netlink/nft_full.h), atomically, under
+ * the generation of that read: tables are never deleted, so the affinity
+ * sets keep their elements. A partial sync diffs the new plan against the
+ * one last committed and touches only the chains, sets and elements that
+ * differ; the last plan is its record of what the kernel holds, and
+ * nothing is read back. The ruleset generation (NFNL_BATCH_GENID) makes
+ * the kernel refuse a batch if anyone changed the ruleset meanwhile: then,
+ * and in a partial sync that finds the generation moved since our last
+ * commit, the cheap check of our tables (nft_watch) says whether the
+ * change touched them (a full sync follows) or not (another agent's table:
+ * the partial sync goes on). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include <libnftnl/chain.h>
 #include <libnftnl/rule.h>
+#include <libnftnl/table.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nf_tables.h>
 #include <linux/netlink.h>
 
 #include "backend.h"
 #include "nft_encode.h"
+#include "nft_full.h"
+#include "nft_state.h"
 #include "nft_txn.h"
 #include "nftplan.h"
+
+/* Attempts of one sync against other agents' commits (-ERESTART from the
+ * generation check) before it gives up; the daemon retries later. */
+#define GENID_TRIES 5
 
 /* How many services DNAT to each endpoint address: the shared hairpin set
  * holds an address while at least one does. */
@@ -42,10 +55,12 @@ struct nft_backend {
         struct table *table;    /* what the kernel holds after our last commit */
         struct hp_map hairpin[2];
         uint32_t shards;        /* of the committed plan: partial syncs keep it */
-        uint32_t genid;
+        uint32_t genid;         /* the ruleset generation our tables are known to be as we left them at */
+        struct nft_watch *watch; /* what they hold, for the cheap check */
         bool companion;         /* the IPVS backend's companion ruleset */
         bool need_full;
         bool fail_next;         /* tests: make the kernel refuse the next batch */
+        bool race_next;         /* tests: another commit between the next full sync's read and batch */
 };
 
 static int open_mode(struct backend **ret, bool companion)
@@ -93,6 +108,7 @@ static void nftb_close(struct backend *base)
         table_free(b->table);
         free(b->hairpin[0].slots);
         free(b->hairpin[1].slots);
+        nft_watch_free(b->watch);
         nft_sock_free(b->sock);
         free(b);
 }
@@ -273,6 +289,38 @@ out:
         free(new_chain.v);
         free(write_chain.v);
         free(new_set.v);
+        return r;
+}
+
+/* Tests: what another agent might do between our read-back and our batch,
+ * in a transaction of its own: a chain added to our IPv4 table. */
+static int commit_foreign_chain(struct nft_backend *b)
+{
+        char err[NFT_TXN_ERRLEN];
+        struct nftnl_table *tb = nftnl_table_alloc();
+        struct nftnl_chain *c = nftnl_chain_alloc();
+        struct nft_txn *txn = NULL;
+        struct nlmsghdr *nlh;
+        int r = -ENOMEM;
+
+        if (!tb || !c || (r = nft_txn_begin(b->sock, 0, &txn)) < 0)
+                goto out;
+        nftnl_table_set_str(tb, NFTNL_TABLE_NAME, NFTP_TABLE_NAME);
+        nftnl_table_set_u32(tb, NFTNL_TABLE_FAMILY, NFPROTO_IPV4);
+        nlh = nft_txn_msg(txn, NFT_MSG_NEWTABLE, NFPROTO_IPV4, NLM_F_CREATE);
+        nftnl_table_nlmsg_build_payload(nlh, tb);
+        if ((r = nft_txn_push(txn)) < 0)
+                goto out;
+        nftnl_chain_set_str(c, NFTNL_CHAIN_TABLE, NFTP_TABLE_NAME);
+        nftnl_chain_set_str(c, NFTNL_CHAIN_NAME, "nlproxy-test-race");
+        nlh = nft_txn_msg(txn, NFT_MSG_NEWCHAIN, NFPROTO_IPV4, NLM_F_CREATE);
+        nftnl_chain_nlmsg_build_payload(nlh, c);
+        if ((r = nft_txn_push(txn)) == 0)
+                r = nft_txn_commit(txn, err);
+out:
+        nft_txn_free(txn);
+        nftnl_table_free(tb);
+        nftnl_chain_free(c);
         return r;
 }
 
@@ -546,39 +594,109 @@ static int txn_finish(struct nft_txn *txn, int r, char *err)
         return r;
 }
 
+/* The generation our commit of a batch checked against genid made: the
+ * kernel counts commits, never 0. A batch that changed nothing leaves it
+ * at genid; the next check then looks at our tables once. */
+static uint32_t genid_after(uint32_t genid)
+{
+        return genid + 1 ? genid + 1 : 1;
+}
+
 static int sync_full(struct nft_backend *b, struct table *t, char *err)
 {
-        struct nft_txn *txn = NULL;
+        struct nft_watch *w = NULL;
         struct nftplan *p = NULL;
+        uint32_t genid = 0;
         int r;
 
         r = plan_of(b, t, true, &p);
+        if (r == 0)
+                r = nft_watch_new(p, &w);
         if (r < 0) {
                 snprintf(err, BACKEND_ERRLEN, "planning the ruleset: %s", strerror(-r));
-                return r;
+                goto out;
         }
-        r = nft_txn_begin(b->sock, 0, &txn);
-        if (r < 0) {
-                snprintf(err, BACKEND_ERRLEN, "starting a transaction: %s", strerror(-r));
-                nftplan_free(p);
-                return r;
+        /* Read what our tables hold, then change them under the generation
+         * of that read: if anyone commits in between, the kernel refuses
+         * the batch and we read again (nftables' cache does the same). */
+        for (int tries = 0; tries < GENID_TRIES; tries++) {
+                struct nft_state *st = NULL;
+                struct nft_txn *txn = NULL;
+
+                err[0] = '\0';
+                r = nft_state_read(b->sock, &st);
+                if (r == 0)
+                        r = nft_full_carry(b->sock, p, st);
+                if (r < 0) {
+                        nft_state_free(st);
+                        if (r == -EINTR)
+                                continue;
+                        snprintf(err, BACKEND_ERRLEN, "reading the nlproxy tables: %s", strerror(-r));
+                        goto out;
+                }
+                genid = st->genid;
+                r = nft_txn_begin(b->sock, genid, &txn);
+                if (r < 0) {
+                        nft_state_free(st);
+                        snprintf(err, BACKEND_ERRLEN, "starting a transaction: %s", strerror(-r));
+                        goto out;
+                }
+                r = nft_full_encode(txn, p, st);
+                nft_state_free(st);
+                if (r == 0 && b->race_next) {
+                        b->race_next = false;
+                        r = commit_foreign_chain(b);
+                }
+                if (r == 0 && b->fail_next) {
+                        /* A rule for a chain that does not exist: the kernel refuses
+                         * the whole batch, as it would any bad change. */
+                        b->fail_next = false;
+                        r = encode_rule_to_missing_chain(txn);
+                }
+                r = txn_finish(txn, r, err);
+                if (r != -ERESTART)
+                        break;
         }
-        r = nft_encode_plan(txn, p);
-        if (r == 0)
-                r = nft_encode_shards_remove(txn, nftplan_shards(p));
-        if (r == 0 && b->fail_next) {
-                /* A rule for a chain that does not exist: the kernel refuses
-                 * the whole batch, as it would any bad change. */
-                b->fail_next = false;
-                r = encode_rule_to_missing_chain(txn);
-        }
-        r = txn_finish(txn, r, err);
+        if (r == -ERESTART || r == -EINTR)
+                snprintf(err, BACKEND_ERRLEN, "the ruleset kept changing during %d attempts", GENID_TRIES);
         if (r == 0)
                 r = hp_rebuild(b, p, t);
-        if (r == 0)
+        if (r == 0) {
                 b->shards = nftplan_shards(p);
+                b->genid = genid_after(genid);
+                nft_watch_free(b->watch);
+                b->watch = w;
+                w = NULL;
+        }
+out:
+        nft_watch_free(w);
         nftplan_free(p);
         return r;
+}
+
+/* Whether our tables are as our last commit left them: at once when the
+ * ruleset generation has not moved; otherwise the cheap check, and if it
+ * passes, the generation it was taken at becomes ours. 0 or -EAGAIN (a full
+ * sync is needed), or a negative errno. */
+static int check_drift(struct nft_backend *b)
+{
+        uint32_t now;
+        int r;
+
+        if ((r = nft_sock_genid(b->sock, &now)) < 0)
+                return r;
+        if (now == b->genid)
+                return 0;
+        if (!b->watch)
+                return -EAGAIN;
+        /* Read after the generation: a change during the check moves it
+         * again, and the next check looks once more. */
+        if ((r = nft_watch_check(b->sock, b->watch)) < 0)
+                return r;
+        if (!r)
+                return -EAGAIN;
+        b->genid = now;
+        return 0;
 }
 
 /* A table of some services of t (indexes idx), sharing their entries, and
@@ -665,7 +783,7 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
         size_t n_gone[2] = { 0 }, n_come[2] = { 0 };
         struct table *mo = NULL, *mn = NULL;
         struct nftplan *po = NULL, *pn = NULL;
-        struct nft_txn *txn = NULL;
+        uint32_t n_tables;
         int r = 0;
 
         r = table_diff(o, t, &oi.v, &oi.n, &ni.v, &ni.n);
@@ -680,8 +798,12 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
         }
         if (r < 0)
                 goto out;
-        if (!oi.n && !ni.n && !n_gone[0] && !n_gone[1] && !n_come[0] && !n_come[1])
-                goto out; /* nothing changed */
+        if (!oi.n && !ni.n && !n_gone[0] && !n_gone[1] && !n_come[0] && !n_come[1]) {
+                /* Nothing to change: a periodic sync only looks whether
+                 * someone else changed our tables. */
+                r = check_drift(b);
+                goto out;
+        }
         r = -ENOMEM;
         mo = mini_table(o, oi.v, oi.n, gone, n_gone);
         mn = mini_table(t, ni.v, ni.n, come, n_come);
@@ -691,26 +813,44 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
                 snprintf(err, BACKEND_ERRLEN, "planning the ruleset: %s", strerror(-r));
                 goto out;
         }
-        r = nft_txn_begin(b->sock, b->genid, &txn);
-        if (r < 0) {
-                snprintf(err, BACKEND_ERRLEN, "starting a transaction: %s", strerror(-r));
-                goto out;
-        }
         for (int fi = 0; fi < 2 && r == 0; fi++)
                 if (nftplan_family(pn, fi)->enabled)
                         r = hp_changes(b, fi, po, mo->n_svcs, pn, mn->n_svcs, &hd[fi], &hp_del[fi], &hp_add[fi]);
-        /* The hairpin set is in the main tables (idx 0 and 1). */
-        for (uint32_t idx = 0; idx < nftplan_n_tables(pn) && r == 0; idx++)
-                r = encode_family_diff(txn, po, pn, (int)idx, idx < 2 ? &hp_del[idx] : &(struct idxvec){ 0 },
-                                       idx < 2 ? &hp_add[idx] : &(struct idxvec){ 0 });
-        if (r == 0 && b->fail_next) {
-                b->fail_next = false;
-                r = encode_rule_to_missing_chain(txn);
+        if (r < 0)
+                goto out;
+        n_tables = nftplan_n_tables(pn);
+        for (int tries = 0; tries < GENID_TRIES; tries++) {
+                struct nft_txn *txn = NULL;
+
+                err[0] = '\0';
+                /* Our record is only worth a diff if our tables are as we
+                 * left them. */
+                if ((r = check_drift(b)) < 0)
+                        break;
+                r = nft_txn_begin(b->sock, b->genid, &txn);
+                if (r < 0) {
+                        snprintf(err, BACKEND_ERRLEN, "starting a transaction: %s", strerror(-r));
+                        break;
+                }
+                /* The hairpin set is in the main tables (idx 0 and 1). */
+                for (uint32_t idx = 0; idx < n_tables && r == 0; idx++)
+                        r = encode_family_diff(txn, po, pn, (int)idx, idx < 2 ? &hp_del[idx] : &(struct idxvec){ 0 },
+                                               idx < 2 ? &hp_add[idx] : &(struct idxvec){ 0 });
+                if (r == 0 && b->fail_next) {
+                        b->fail_next = false;
+                        r = encode_rule_to_missing_chain(txn);
+                }
+                r = txn_finish(txn, r, err);
+                /* Another agent committed between our check and our batch. */
+                if (r != -ERESTART)
+                        break;
         }
-        r = txn_finish(txn, r, err);
-        if (r == 0)
+        if (r == 0) {
                 for (int idx = 0; idx < 2; idx++)
                         hp_apply(b, idx, &hd[idx]);
+                nft_watch_update(b->watch, po, pn);
+                b->genid = genid_after(b->genid);
+        }
 out:
         if (r == -ENOMEM && !err[0])
                 snprintf(err, BACKEND_ERRLEN, "out of memory");
@@ -742,10 +882,11 @@ static int nftb_sync(struct backend *base, struct table *t, bool full, char *err
                 r = sync_full(b, t, err);
         else {
                 r = sync_partial(b, t, err);
-                /* Someone else changed the ruleset (ERESTART from the
-                 * generation check), or the diff asked for it: rebuild. */
+                /* Someone else changed our tables (the cheap check), other
+                 * agents kept committing, or the diff asked for it: rebuild. */
                 if (r == -ERESTART || r == -EAGAIN) {
                         err[0] = '\0';
+                        full = true;
                         r = sync_full(b, t, err);
                 }
         }
@@ -756,9 +897,7 @@ static int nftb_sync(struct backend *base, struct table *t, bool full, char *err
         table_free(b->table);
         b->table = table_ref(t);
         b->need_full = false;
-        if (nft_sock_genid(b->sock, &b->genid) < 0)
-                b->genid = 0; /* the next partial batch then goes without the check */
-        return 0;
+        return full ? BACKEND_SYNCED_FULL : 0;
 }
 
 static int nftb_cleanup(struct backend *base, const struct proxy_config *cfg, char *err)
@@ -792,8 +931,16 @@ static int nftb_cleanup(struct backend *base, const struct proxy_config *cfg, ch
         nftplan_free(p);
         table_free(b->table);
         b->table = NULL;
+        nft_watch_free(b->watch);
+        b->watch = NULL;
         b->need_full = true;
         return r;
+}
+
+void backend_nftables_race_next(struct backend *base)
+{
+        if (base->ops == &backend_nftables_ops)
+                ((struct nft_backend *)base)->race_next = true;
 }
 
 void backend_nftables_fail_next(struct backend *base)

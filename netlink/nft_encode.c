@@ -23,6 +23,7 @@
 #include <linux/rtnetlink.h>
 
 #include "nft_encode.h"
+#include "nft_state.h"
 #include "nft_txn.h"
 
 /* nft's datatype ids (src/datatype.h) and the width of one field in a
@@ -103,6 +104,18 @@ int nft_encode_table_replace(struct nft_txn *t, const struct nftplan *p, int idx
         if ((r = table_msg(t, f, NFT_MSG_NEWTABLE, false)) < 0 || (r = table_msg(t, f, NFT_MSG_DELTABLE, false)) < 0)
                 return r;
         return table_msg(t, f, NFT_MSG_NEWTABLE, true);
+}
+
+int nft_encode_table_update(struct nft_txn *t, const struct nftplan *p, int idx)
+{
+        return table_msg(t, fam(p, idx), NFT_MSG_NEWTABLE, false);
+}
+
+int nft_encode_table_del_name(struct nft_txn *t, int af, const char *name)
+{
+        struct nftp_family f = { .name = name, .af = af };
+
+        return table_msg(t, &f, NFT_MSG_DELTABLE, false);
 }
 
 int nft_encode_table_remove(struct nft_txn *t, int af, const char *name)
@@ -272,6 +285,97 @@ int nft_encode_set_del(struct nft_txn *t, const struct nftplan *p, int idx, uint
         return nft_txn_push(t);
 }
 
+int nft_encode_set_flush(struct nft_txn *t, const struct nftplan *p, int idx, uint32_t set)
+{
+        const struct nftp_family *f = fam(p, idx);
+        struct nlmsghdr *nlh;
+
+        if (set >= f->n_sets)
+                return -EINVAL;
+        /* DELSETELEM without an element list removes them all. */
+        nlh = nft_txn_msg(t, NFT_MSG_DELSETELEM, nfproto(f), 0);
+        mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_TABLE, f->name);
+        mnl_attr_put_strz(nlh, NFTA_SET_ELEM_LIST_SET, f->sets[set].name);
+        return nft_txn_push(t);
+}
+
+static uint16_t af_proto(int af)
+{
+        return af == AF_INET6 ? NFPROTO_IPV6 : NFPROTO_IPV4;
+}
+
+/* A message naming one object of a table: its table and name attributes. */
+static int named_msg(struct nft_txn *t, uint16_t type, int af, uint16_t table_attr, const char *table,
+                     uint16_t name_attr, const char *name)
+{
+        struct nlmsghdr *nlh = nft_txn_msg(t, type, af_proto(af), 0);
+
+        mnl_attr_put_strz(nlh, table_attr, table);
+        mnl_attr_put_strz(nlh, name_attr, name);
+        return nft_txn_push(t);
+}
+
+int nft_encode_set_del_name(struct nft_txn *t, int af, const char *table, const char *set)
+{
+        return named_msg(t, NFT_MSG_DELSET, af, NFTA_SET_TABLE, table, NFTA_SET_NAME, set);
+}
+
+int nft_encode_chain_flush_name(struct nft_txn *t, int af, const char *table, const char *chain)
+{
+        return named_msg(t, NFT_MSG_DELRULE, af, NFTA_RULE_TABLE, table, NFTA_RULE_CHAIN, chain);
+}
+
+int nft_encode_chain_del_name(struct nft_txn *t, int af, const char *table, const char *chain)
+{
+        return named_msg(t, NFT_MSG_DELCHAIN, af, NFTA_CHAIN_TABLE, table, NFTA_CHAIN_NAME, chain);
+}
+
+int nft_encode_obj_del_name(struct nft_txn *t, int af, const char *table, uint32_t obj_type, const char *name)
+{
+        struct nlmsghdr *nlh;
+
+        if (!obj_type)
+                return named_msg(t, NFT_MSG_DELFLOWTABLE, af, NFTA_FLOWTABLE_TABLE, table, NFTA_FLOWTABLE_NAME,
+                                 name);
+        nlh = nft_txn_msg(t, NFT_MSG_DELOBJ, af_proto(af), 0);
+        mnl_attr_put_strz(nlh, NFTA_OBJ_TABLE, table);
+        mnl_attr_put_strz(nlh, NFTA_OBJ_NAME, name);
+        mnl_attr_put_u32(nlh, NFTA_OBJ_TYPE, htonl(obj_type));
+        return nft_txn_push(t);
+}
+
+static bool same_u32(const struct nftnl_set *a, const struct nftnl_set *b, uint16_t attr)
+{
+        return nftnl_set_is_set(a, attr) == nftnl_set_is_set(b, attr) &&
+               (!nftnl_set_is_set(a, attr) || nftnl_set_get_u32(a, attr) == nftnl_set_get_u32(b, attr));
+}
+
+bool nft_encode_set_same(const struct nftplan *p, int idx, uint32_t set, const struct nftnl_set *k)
+{
+        struct nftnl_set *ours;
+        const void *ua, *ub;
+        uint32_t la = 0, lb = 0;
+        bool same;
+
+        if (nft_encode_set_build(p, idx, set, &ours) < 0)
+                return false;
+        ua = nftnl_set_get_data(ours, NFTNL_SET_USERDATA, &la);
+        ub = nftnl_set_is_set(k, NFTNL_SET_USERDATA) ? nftnl_set_get_data(k, NFTNL_SET_USERDATA, &lb) : NULL;
+        /* The kernel keeps a verdict map's data length as its own verdict
+         * size, not the 0 nft sends: compare the data type only. */
+        /* The kernel dumps no flags attribute when they are 0. */
+        same = nftnl_set_get_u32(ours, NFTNL_SET_FLAGS) ==
+                       (nftnl_set_is_set(k, NFTNL_SET_FLAGS) ? nftnl_set_get_u32(k, NFTNL_SET_FLAGS) : 0) &&
+               same_u32(ours, k, NFTNL_SET_KEY_TYPE) &&
+               same_u32(ours, k, NFTNL_SET_KEY_LEN) && same_u32(ours, k, NFTNL_SET_DATA_TYPE) &&
+               nftnl_set_is_set(ours, NFTNL_SET_TIMEOUT) == nftnl_set_is_set(k, NFTNL_SET_TIMEOUT) &&
+               (!nftnl_set_is_set(ours, NFTNL_SET_TIMEOUT) ||
+                nftnl_set_get_u64(ours, NFTNL_SET_TIMEOUT) == nftnl_set_get_u64(k, NFTNL_SET_TIMEOUT)) &&
+               la == lb && (!la || (ub && !memcmp(ua, ub, la)));
+        nftnl_set_free(ours);
+        return same;
+}
+
 /* Elements. */
 
 struct elw {
@@ -282,6 +386,7 @@ struct elw {
         struct nlmsghdr *nlh;
         struct nlattr *list;
         size_t used;
+        uint64_t expires_ms; /* > 0: the next element's remaining time */
 };
 
 static void elw_open(struct elw *w)
@@ -330,6 +435,8 @@ static int elw_put(struct elw *w, const uint8_t *key, const uint8_t *key_end, ui
         put_data(w->nlh, NFTA_SET_ELEM_KEY, key, s->key_len);
         if (key_end)
                 put_data(w->nlh, NFTA_SET_ELEM_KEY_END, key_end, s->key_len);
+        if (w->expires_ms)
+                mnl_attr_put_u64(w->nlh, NFTA_SET_ELEM_EXPIRATION, htobe64(w->expires_ms));
         if (data && s->map && w->type == NFT_MSG_NEWSETELEM) {
                 struct nlattr *d = mnl_attr_nest_start(w->nlh, NFTA_SET_ELEM_DATA);
                 struct nlattr *v = mnl_attr_nest_start(w->nlh, NFTA_DATA_VERDICT);
@@ -475,6 +582,38 @@ out:
         return r;
 }
 
+int nft_encode_elems_carried(struct nft_txn *t, const struct nftplan *p, int idx, uint32_t set,
+                             const struct nfts_elem *v, size_t n)
+{
+        const struct nftp_family *f = fam(p, idx);
+        struct elw w = { 0 };
+        uint64_t max_ms;
+        int r = 0;
+
+        if (set >= f->n_sets)
+                return -EINVAL;
+        w.t = t;
+        w.f = f;
+        w.s = &f->sets[set];
+        w.type = NFT_MSG_NEWSETELEM;
+        if (!(w.s->flags & NFTP_SET_TIMEOUT) || w.s->n_fields != 1 || (w.s->flags & NFTP_SET_INTERVAL))
+                return -EINVAL;
+        /* The kernel refuses an expiration beyond the set's timeout
+         * (-ERANGE since 6.x), which a shorter new timeout would make. */
+        max_ms = (uint64_t) w.s->timeout * 1000;
+        for (size_t i = 0; i < n && r == 0; i++) {
+                /* Expired, or about to be: let it go rather than give it a
+                 * whole timeout again (0 means "the set's timeout"). */
+                if (!v[i].expires_ms)
+                        continue;
+                w.expires_ms = v[i].expires_ms < max_ms ? v[i].expires_ms : max_ms;
+                r = elw_put(&w, v[i].key, NULL, 0, NULL, false);
+        }
+        if (r == 0)
+                r = elw_close(&w);
+        return r;
+}
+
 /* Chains. */
 
 static const uint32_t hooknum[] = {
@@ -513,6 +652,20 @@ static int chain_msg(struct nft_txn *t, const struct nftp_family *f, uint32_t ch
 int nft_encode_chain_add(struct nft_txn *t, const struct nftplan *p, int idx, uint32_t chain)
 {
         return chain_msg(t, fam(p, idx), chain, NFT_MSG_NEWCHAIN, NLM_F_CREATE);
+}
+
+bool nft_encode_chain_same(const struct nftplan *p, int idx, uint32_t chain, const struct nfts_chain *k)
+{
+        const struct nftp_family *f = fam(p, idx);
+        const struct nftp_chain *c;
+
+        if (chain >= f->n_chains)
+                return false;
+        c = &f->chains[chain];
+        if (c->base != k->base)
+                return false;
+        return !c->base || (hooknum[c->hook] == k->hooknum && c->prio == k->prio && k->type &&
+                            !strcmp(c->type, k->type) && k->policy == NF_ACCEPT);
 }
 
 int nft_encode_chain_del(struct nft_txn *t, const struct nftplan *p, int idx, uint32_t chain)

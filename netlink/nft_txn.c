@@ -82,36 +82,109 @@ void nft_sock_free(struct nft_sock *s)
 static int gen_cb(const struct nlmsghdr *nlh, void *data)
 {
         struct nftnl_gen *g = nftnl_gen_alloc();
+
         if (!g)
-                return MNL_CB_ERROR;
+                return -ENOMEM;
         if (nftnl_gen_nlmsg_parse(nlh, g) == 0)
                 *(uint32_t *)data = nftnl_gen_get_u32(g, NFTNL_GEN_ID);
         nftnl_gen_free(g);
-        return MNL_CB_OK;
+        return 0;
 }
 
 int nft_sock_genid(struct nft_sock *s, uint32_t *ret)
 {
-        char buf[8192];
-        struct nlmsghdr *nlh;
-        uint32_t seq = ++s->seq, id = 0;
-        int n, r;
+        char buf[NFT_SOCK_REQ_MAX];
+        struct nlmsghdr *nlh = nft_sock_req(s, buf, NFT_MSG_GETGEN, AF_UNSPEC, 0);
+        uint32_t id = 0;
+        int r = nft_sock_query(s, nlh, nlh->nlmsg_len, 1, gen_cb, &id);
 
-        nlh = nftnl_nlmsg_build_hdr(buf, NFT_MSG_GETGEN, AF_UNSPEC, 0, seq);
-        if (mnl_socket_sendto(s->nl, nlh, nlh->nlmsg_len) < 0)
-                return -errno;
-        for (;;) {
-                n = mnl_socket_recvfrom(s->nl, buf, sizeof(buf));
-                if (n < 0)
-                        return -errno;
-                r = mnl_cb_run(buf, n, seq, s->portid, gen_cb, &id);
-                if (r < 0)
-                        return -errno;
-                if (r == MNL_CB_STOP || id)
-                        break;
-        }
+        if (r < 0)
+                return r;
+        if (!id)
+                return -EPROTO;
         *ret = id;
         return 0;
+}
+
+struct nlmsghdr *nft_sock_req(struct nft_sock *s, void *buf, uint16_t type, uint16_t family, uint16_t flags)
+{
+        return nftnl_nlmsg_build_hdr(buf, type, family, flags, ++s->seq);
+}
+
+/* Dump pages are at most 32 KiB (the kernel sizes them by our reads,
+ * capped there); a get's answer is one object. */
+#define QUERY_RECV_SIZE (64 * 1024)
+#define QUERY_TIMEOUT_MS 10000
+
+int nft_sock_query(struct nft_sock *s, const void *buf, size_t len, size_t n,
+                   int (*cb)(const struct nlmsghdr *nlh, void *data), void *data)
+{
+        const struct nlmsghdr *h = buf;
+        uint32_t first, last = 0;
+        size_t answered = 0;
+        int left = (int)len, fd = mnl_socket_get_fd(s->nl), r = 0;
+        char *rbuf;
+
+        if (!n)
+                return 0;
+        first = h->nlmsg_seq;
+        for (; mnl_nlmsg_ok(h, left); h = mnl_nlmsg_next(h, &left))
+                last = h->nlmsg_seq;
+        /* Pipelined answers queue up until we read them. */
+        if (s->rcvbuf < 4 * 1024 * 1024) {
+                int sz = 4 * 1024 * 1024;
+                if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) < 0)
+                        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+                s->rcvbuf = sz;
+        }
+        if (mnl_socket_sendto(s->nl, buf, len) < 0)
+                return -errno;
+        rbuf = malloc(QUERY_RECV_SIZE);
+        if (!rbuf)
+                return -ENOMEM;
+        while (answered < n) {
+                struct pollfd p = { .fd = fd, .events = POLLIN };
+                int got, k = poll(&p, 1, QUERY_TIMEOUT_MS);
+
+                if (k <= 0) {
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        r = k == 0 ? -ETIMEDOUT : -errno;
+                        break;
+                }
+                got = (int)recv(fd, rbuf, QUERY_RECV_SIZE, 0);
+                if (got < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        r = -errno;
+                        break;
+                }
+                for (h = (const struct nlmsghdr *)rbuf; mnl_nlmsg_ok(h, got); h = mnl_nlmsg_next(h, &got)) {
+                        /* Left over from an earlier query that gave up. */
+                        if (h->nlmsg_seq < first || h->nlmsg_seq > last || h->nlmsg_pid != s->portid)
+                                continue;
+                        if (h->nlmsg_flags & NLM_F_DUMP_INTR)
+                                r = r ? r : -EINTR;
+                        if (h->nlmsg_type == NLMSG_DONE) {
+                                answered++;
+                        } else if (h->nlmsg_type == NLMSG_ERROR) {
+                                const struct nlmsgerr *e = mnl_nlmsg_get_payload(h);
+
+                                answered++;
+                                if (h->nlmsg_len >= NLMSG_HDRLEN + sizeof(*e) && e->error && e->error != -ENOENT)
+                                        r = r ? r : e->error;
+                        } else {
+                                int c;
+
+                                if (!(h->nlmsg_flags & NLM_F_MULTI))
+                                        answered++;
+                                if (r == 0 && (c = cb(h, data)) < 0)
+                                        r = c;
+                        }
+                }
+        }
+        free(rbuf);
+        return r;
 }
 
 int nft_txn_begin(struct nft_sock *s, uint32_t genid, struct nft_txn **ret)
@@ -227,6 +300,9 @@ static void handle_error(struct ack_state *st, const struct nlmsghdr *nlh)
         const char *kmsg = NULL;
 
         if (plen < sizeof(*e))
+                return;
+        /* Not ours: an answer left over from a query that gave up. */
+        if (nlh->nlmsg_seq < st->first || nlh->nlmsg_seq > st->last + 1)
                 return;
         if (nlh->nlmsg_seq == st->last || nlh->nlmsg_seq == st->first)
                 st->done = true;

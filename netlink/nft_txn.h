@@ -20,6 +20,22 @@ void nft_sock_free(struct nft_sock *s);
 /* The ruleset generation: it changes on every committed transaction, ours or not. */
 int nft_sock_genid(struct nft_sock *s, uint32_t *ret);
 
+/* Queries (dumps and gets) on the same socket, between transactions.
+ * nft_sock_req writes a request header into buf (NFT_SOCK_REQ_MAX bytes
+ * from there on are the caller's to fill with libnftnl's *_nlmsg_build_payload
+ * or libmnl); several requests may follow each other in one buffer and go
+ * out in one sendmsg (pipelined gets). nft_sock_query sends len bytes
+ * holding n requests and calls cb for each object message of the answers;
+ * it returns when every request is answered (a dump by NLMSG_DONE, a get by
+ * its object or an error). A get answered -ENOENT is not an error (the
+ * object is missing: cb is not called). Returns 0, -EINTR if the ruleset
+ * changed during a dump (NLM_F_DUMP_INTR: read again), the first other
+ * error, or cb's negative return. */
+#define NFT_SOCK_REQ_MAX 512
+struct nlmsghdr *nft_sock_req(struct nft_sock *s, void *buf, uint16_t type, uint16_t family, uint16_t flags);
+int nft_sock_query(struct nft_sock *s, const void *buf, size_t len, size_t n,
+                   int (*cb)(const struct nlmsghdr *nlh, void *data), void *data);
+
 /* Starts a batch. With genid != 0 the kernel refuses the whole batch with
  * -ERESTART if the ruleset changed since that generation (NFNL_BATCH_GENID). */
 int nft_txn_begin(struct nft_sock *s, uint32_t genid, struct nft_txn **ret);

@@ -32,14 +32,20 @@ static int fake_sync(struct backend *b, struct table *t, bool full, char *err)
                 snprintf(err, BACKEND_ERRLEN, "fake failure: %s", strerror(-r));
                 return r;
         }
-        if (full)
+        if (!full && f->st.drift_next) {
+                f->st.drift_next = false;
                 f->st.full_syncs++;
-        else
+                r = BACKEND_SYNCED_FULL;
+        } else if (full) {
+                f->st.full_syncs++;
+                r = BACKEND_SYNCED_FULL;
+        } else {
                 f->st.partial_syncs++;
+        }
         table_free(f->last);
         f->last = table_ref(t);
         f->st.last = t;
-        return 0;
+        return r;
 }
 
 static int fake_cleanup(struct backend *b, const struct proxy_config *cfg, char *err)

@@ -38,6 +38,10 @@
  * refuses a batch is not hammered, and recovery is still quick. */
 #define BACKOFF_MIN_NS (1 * NS_PER_S)
 #define BACKOFF_MAX_NS (30 * NS_PER_S)
+/* kube-proxy's FullSyncPeriod (pkg/proxy/util): periodic syncs are partial
+ * (the backend looks for changes made by someone else and repairs them with
+ * a full sync), and a full resync of everything runs at least this often. */
+#define FULL_SYNC_PERIOD_NS (3600 * NS_PER_S)
 /* Editors and kubelet's ConfigMap updates touch a file several times in a
  * row: wait for a quiet moment, but never longer than the cap. */
 #define RELOAD_QUIET_NS (200 * NS_PER_MS)
@@ -338,8 +342,11 @@ static uint64_t sync_deadline(const struct daemon *d)
         if (d->failing)
                 t = d->retry_at;
         else {
+                /* BoundedFrequencyRunner's maxInterval: a sync at least every
+                 * --sync-period after the last one, whatever it was. */
                 if (d->period_ns)
-                        t = add_sat(d->last_full_ok, d->period_ns);
+                        t = add_sat(d->last_attempt, d->period_ns);
+                t = min_u64(t, add_sat(d->last_full_ok, FULL_SYNC_PERIOD_NS));
                 if (d->dirty || d->unapplied)
                         t = min_u64(t, d->last_attempt);
         }
@@ -608,7 +615,7 @@ static void after_sync(struct daemon *d, bool full)
 
 static void sync_now(struct daemon *d, uint64_t now)
 {
-        bool full = !d->attempted || d->need_full || (d->period_ns && now >= add_sat(d->last_full_ok, d->period_ns));
+        bool full = !d->attempted || d->need_full || now >= add_sat(d->last_full_ok, FULL_SYNC_PERIOD_NS);
         struct changes *c = &d->pending_changes;
         char err[BACKEND_ERRLEN] = "";
         uint64_t start, end, cpu0;
@@ -630,6 +637,12 @@ static void sync_now(struct daemon *d, uint64_t now)
                 r = d->b->ops->sync(d->b, d->table, full, err);
                 if (r < 0 && !err[0])
                         snprintf(err, sizeof(err), "%s", strerror(-r));
+                /* The backend found our rules changed by someone else and
+                 * rebuilt them: a full sync, for the metrics and the hour. */
+                if (r == BACKEND_SYNCED_FULL) {
+                        full = true;
+                        r = 0;
+                }
         }
         end = now_ns(d);
         secs = (double)(end - start) / 1e9;

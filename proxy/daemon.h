@@ -8,10 +8,13 @@
  * daemon with a fake clock.
  *
  * The sync runner follows kube-proxy's BoundedFrequencyRunner: changes
- * coalesce; syncs start at least --min-sync-period apart; a full sync runs
- * every --sync-period to repair drift; a failed sync is retried after an
- * exponential backoff (1 s doubling to 30 s) and the retry is full; the
- * first sync is full. */
+ * coalesce; syncs start at least --min-sync-period apart and at most
+ * --sync-period apart. Syncs are partial (only what changed; with nothing
+ * changed, the backend only looks whether someone else changed our rules,
+ * and then repairs them with a full sync); a full sync runs at start, after
+ * a failure (the retry, after an exponential backoff of 1 s doubling to
+ * 30 s), after a configuration reload, and at least hourly (kube-proxy's
+ * FullSyncPeriod). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

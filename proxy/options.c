@@ -994,7 +994,7 @@ static int apply_flag(struct pstate *st, const struct flag_def *d, const char *v
                         st->o.proxy.nft_shards = -1;
                         break;
                 }
-                if (parse_uint(v, 10, &ul) < 0 || ul > NFTP_MAX_SHARDS || (ul & (ul - 1))) {
+                if (parse_uint(v, NFTP_MAX_SHARDS, &ul) < 0 || (ul & (ul - 1))) {
                         snprintf(why, WHYLEN, "must be auto, 0 or a power of two up to %d", NFTP_MAX_SHARDS);
                         r = -EINVAL;
                         break;
@@ -1642,7 +1642,8 @@ void options_usage(FILE *out)
               "      --ipvs-exclude-cidrs CIDRS       virtual servers there are left alone\n"
               "      --ipvs-sync-period DURATION      --sync-period for IPVS mode, below --sync-period\n"
               "      --ipvs-min-sync-period DURATION  --min-sync-period for IPVS mode, likewise\n"
-              "      --sync-period DURATION           full resync interval, > 0 (default 30s)\n"
+              "      --sync-period DURATION           longest interval between syncs, > 0 (default 30s);\n"
+              "                                       a full resync runs hourly\n"
               "      --min-sync-period DURATION       minimum interval between syncs (default 1s)\n"
               "      --cluster-domain NAME            DNS domain of the cluster (default cluster.local)\n"
               "      --healthz-bind-address IP:PORT   health server, empty disables (default 0.0.0.0:10256)\n"

@@ -9,7 +9,9 @@ one): real TCP connections through a ClusterIP and a NodePort.
    elsewhere), and the real server is deleted once the connection is gone.
 3. Restart: stopping nlproxy leaves the virtual servers (an established
    connection keeps working), and a new nlproxy keeps them and the
-   connection; the virtual server is never absent in between.
+   connection; the virtual server is never absent in between. Periodic
+   syncs are partial (the metrics), and a virtual server someone else
+   deletes (ipvsadm -D) or edits (ipvsadm -E) is back at the next one.
 4. Load balancer IPs: not on kube-ipvs0 but local routes of table 95 that
    the fwmark rule consults; connections to them work, and a changed LB IP
    moves the route (partial sync).
@@ -179,6 +181,14 @@ def vs_lines():
     return vs
 
 
+def metric(name):
+    out = nsx("node", "curl", "-s", "--max-time", "5", "http://127.0.0.1:10249/metrics", check_rc=False)
+    for ln in out.splitlines():
+        if ln.startswith(name + " "):
+            return float(ln.split()[1])
+    return None
+
+
 def kube_ipvs0():
     out = nsx("node", "ip", "-o", "addr", "show", "dev", "kube-ipvs0", check_rc=False)
     return [f.split()[3].split("/")[0] for f in out.splitlines() if len(f.split()) > 3]
@@ -297,6 +307,24 @@ def main():
         check("the connection survives the restart", cl.cmd("ping") == live)
         check("new connections after the restart", cl.cmd(f"new {CIP} 80") == other)
         check("NodePort after the restart", cl.cmd(f"new {NODE_IP} {NODEPORT}") == other)
+
+        # 3b. Periodic syncs (--sync-period 3s) are partial; the virtual
+        # servers are checked by each, and a full sync repairs them.
+        full_n = "kubeproxy_sync_full_proxy_rules_duration_seconds_count"
+        part_n = "kubeproxy_sync_partial_proxy_rules_duration_seconds_count"
+        full0, part0 = metric(full_n), metric(part_n) or 0
+        time.sleep(7)
+        full1, part1 = metric(full_n), metric(part_n) or 0
+        check("periodic syncs are partial", full0 is not None and full0 == full1 and part1 >= part0 + 2,
+              (full0, full1, part0, part1))
+        nsx("node", "ipvsadm", "-D", "-t", f"{CIP}:80")
+        ok = wait_for("repaired", lambda: vs_lines().get(f"{CIP}:80") == before[f"{CIP}:80"], timeout=20)
+        check("a virtual server deleted by someone else is back at the next periodic sync",
+              ok and (metric(full_n) or 0) > full1, (vs_lines(), metric(full_n), full1))
+        nsx("node", "ipvsadm", "-E", "-t", f"{CIP}:80", "-s", "wlc")
+        ok = wait_for("repaired", lambda: " wlc" not in nsx("node", "ipvsadm", "-Ln", check_rc=False), timeout=20)
+        check("a virtual server edited by someone else is set back", ok, nsx("node", "ipvsadm", "-Ln"))
+        check("new connections after the repairs", cl.cmd(f"new {CIP} 80") == other)
 
         # 4. Load balancer IPs.
         check("the LB IP is not on kube-ipvs0", LB1 not in kube_ipvs0() and CIP in kube_ipvs0(), kube_ipvs0())

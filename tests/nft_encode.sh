@@ -2,11 +2,15 @@
 # The netlink encoder must program exactly what the dry-run script loads: for
 # every conformance case (nft mode and the IPVS companion) and the rich
 # example, one scratch namespace loads the script with `nft -f`, another
-# gets the same plan through netlink/nft_encode.c (tests/tools/nft_apply.c,
-# one transaction, as a full sync), and `nft -j list table` of both must
-# match once handles are removed. Cases run on top of each other in both
-# namespaces, so the table-replace idiom is exercised with and without an
-# existing table. Never touches the host's ruleset.
+# gets the same plan through the backend's full sync (tests/tools/nft_apply.c:
+# netlink/nft_encode.c under netlink/nft_full.c, one transaction), and `nft -j
+# list ruleset` of both must match once handles are removed. Cases run on top
+# of each other in both namespaces: the script replaces the tables (its
+# delete-table idiom, with and without an existing table), the full sync
+# converges the tables the previous case left in place, so the same content
+# arrives in another order (kept chains and sets stay where they were): the
+# comparison sorts objects by table, kind and name and keeps the order of
+# the rules within each chain. Never touches the host's ruleset.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=build/nlproxy
@@ -21,6 +25,7 @@ skip() {
 }
 [ -x "$bin" ] || { echo "nft_encode: $bin missing (make all)"; exit 1; }
 command -v nft >/dev/null || skip "nft is not installed (make deps)"
+command -v jq >/dev/null || skip "jq is not installed (make deps)"
 command -v python3 >/dev/null || skip "python3 is not installed (make deps)"
 [ "$(id -u)" = 0 ] || skip "needs root for scratch network namespaces"
 
@@ -44,18 +49,21 @@ trap 'exit 130' INT TERM
 ip netns add "$nsa" || skip "cannot create a network namespace"
 ip netns add "$nsb" || skip "cannot create a network namespace"
 
-# Handles differ between namespaces; everything else must not. sed, not a
-# JSON parser: python's start-up per dump was most of the run time.
+# Handles differ between namespaces; everything else must not. jq, not
+# python: python's start-up per dump was most of the run time. Objects
+# sorted by (family, table, kind, name); jq's sort is stable, so the rules of
+# a chain keep their order.
 norm() {
-	sed -E 's/"handle": [0-9]+, //g; s/, "handle": [0-9]+//g; s/\}, \{/},\n{/g'
+	jq -c '.nftables[] | select(has("metainfo") | not) | to_entries[0] | .value |= del(.handle)' |
+		jq -s -c 'sort_by(.value.family, (.value.table // .value.name), .key, (.value.chain // .value.name)) | .[]'
 }
 
 dump() { # ns out
 	# The whole ruleset (the main tables and any shard tables; the scratch
-	# namespace holds nothing else). The text listing too: JSON leaves out
-	# the table comment.
+	# namespace holds nothing else). The tables and their comments from the
+	# text listing too: JSON leaves out the table comment.
 	ip netns exec "$1" nft -j list ruleset | norm >"$2"
-	ip netns exec "$1" nft list ruleset >>"$2"
+	ip netns exec "$1" nft list ruleset | grep -E '^table |^\s+comment ' | sort >>"$2"
 }
 
 compare() { # name [expected number of tables]

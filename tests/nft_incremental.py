@@ -2,9 +2,14 @@
 """Partial syncs: after every step of a sequence of changes, the kernel
 ruleset programmed incrementally by the nftables backend must equal the
 dry-run of the same state (loaded with nft -f in a second scratch namespace).
-Also checks that a partial sync after a change from outside (a foreign rule
-added to our table) repairs it, and that a failed transaction keeps the old
-rules. Runs only in network namespaces it creates; never touches the host."""
+Before every sync another agent commits to a table of its own, so every
+partial sync runs the backend's cheap check of our tables (the ruleset
+generation moved): the sync must stay partial (the check's expectations,
+kept up to date by each partial sync, match the kernel). Also checks that a
+partial sync after a change from outside (a foreign rule added to our
+table) repairs it with a full sync, and that a failed transaction keeps the
+old rules. Runs only in network namespaces it creates; never touches the
+host."""
 import copy
 import json
 import os
@@ -105,6 +110,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="nlproxy-incr.")
     sh("ip", "netns", "add", ns_k)
     sh("ip", "netns", "add", ns_d)
+    sh("ip", "netns", "exec", ns_k, "nft", "add", "table", "ip", "bystander")
     st = None
     try:
         st = Steps(ns_k)
@@ -117,7 +123,12 @@ def main():
                 json.dump({"apiVersion": "v1", "kind": "List", "items": objs}, f)
             return path
 
-        def step(name, objs=None, delete=None, full=False):
+        bystander = [0]
+
+        def step(name, objs=None, delete=None, full=False, expect="partial"):
+            # Another agent's commit, in its own table.
+            bystander[0] += 1
+            sh("ip", "netns", "exec", ns_k, "nft", "add", "chain", "ip", "bystander", f"c{bystander[0]}")
             if objs:
                 for o in objs:
                     state[(o["kind"], o["metadata"]["name"])] = o
@@ -130,12 +141,14 @@ def main():
             st.cmd("dump " + dump)
             sh("ip", "netns", "exec", ns_d, "nft", "-f", dump)
             a, b = listing(ns_k), listing(ns_d)
-            check(f"{name} ({out.split(' ')[1] if out.startswith('synced') else out})",
-                  out.startswith("synced") and a == b, "" if a == b else diff(a, b))
+            a.pop("ip bystander", None)
+            kind = out.split(" ")[1] if out.startswith("synced") else out
+            check(f"{name} ({kind})", out.startswith("synced") and a == b and kind == ("full" if full else expect),
+                  "" if a == b else diff(a, b))
 
         step("empty start", full=True)
         shards = int(FLAGS[-1].split("=")[1]) if FLAGS[-1].startswith("--nftables-shards=") else 0
-        check(f"{2 + 2 * shards} tables programmed", len(listing(ns_k)) == 2 + 2 * shards, sorted(listing(ns_k)))
+        check(f"{2 + 2 * shards} tables programmed", len(listing(ns_k)) == 3 + 2 * shards, sorted(listing(ns_k)))
         step("add ClusterIP service without endpoints", [svc("a", "10.96.0.10", http)])
         step("add its endpoints", [eps("a-1", "a", [("10.244.0.5", "node-0"), ("10.244.1.5", "node-1")])])
         step("add a second endpoint slice", [eps("a-2", "a", [("10.244.2.5", "node-2")])])
@@ -219,7 +232,26 @@ def main():
         # A change from outside our process: partial sync must notice and repair.
         chain = "ipvs-masquerade" if os.environ.get("NLP_STEPS_COMPANION") == "1" else "services"
         sh("ip", "netns", "exec", ns_k, "nft", "add", "rule", "ip", "nlproxy", chain, "counter")
-        step("outside change repaired", [svc("d", "10.96.0.13", http)])
+        step("outside change repaired", [svc("d", "10.96.0.13", http)], expect="full")
+        # Other changes from outside, each found by the next (periodic) sync's
+        # check and repaired by a full sync in place.
+        for what, cmd in (("table made dormant", ["add", "table", "ip", "nlproxy", "{ flags dormant; }"]),
+                          ("counter added to our table", ["add", "counter", "ip", "nlproxy", "foreign"]),
+                          ("chain added to our table", ["add", "chain", "ip", "nlproxy", "foreign"]),
+                          ("stray shard table", ["add", "table", "ip", "nlproxy-svc-40"]),
+                          ("table flushed", ["flush", "table", "ip", "nlproxy"]),
+                          ("table deleted", ["delete", "table", "ip6", "nlproxy"])):
+            sh("ip", "netns", "exec", ns_k, "nft", *cmd)
+            step(f"{what}: repaired", expect="full")
+        # Another agent commits (a chain into our table) between the full
+        # sync's read-back and its batch: the batch, made from a stale read,
+        # is refused by the generation check and the sync reads again.
+        st.cmd("race-next")
+        step("a commit between read-back and batch: read again", full=True)
+        # An element added to a set is not seen by the check: the hourly
+        # full sync repairs it.
+        sh("ip", "netns", "exec", ns_k, "nft", "add", "element", "ip", "nlproxy", "cluster-ips", "{ 10.96.9.9 }")
+        step("element added from outside: a full sync repairs it", full=True)
 
         # A transaction the kernel refuses keeps the previous rules, and the
         # next sync (full, since the backend no longer trusts its record) repairs.
@@ -230,7 +262,7 @@ def main():
         after = listing(ns_k)
         check("failed transaction leaves the previous rules", out.startswith("error") and before == after, out)
         check("the kernel's refusal names the object", "nlproxy-test-missing-chain" in out, out)
-        step("next sync repairs")
+        step("next sync repairs", expect="full")
     finally:
         if st:
             st.close()

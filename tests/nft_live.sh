@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# UDP conntrack cleanup and restarts with live traffic (tests/nft_live.py).
+# UDP conntrack cleanup, restarts and session affinity with live traffic
+# (tests/nft_live.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec timeout 300 python3 tests/nft_live.py
+make -s build/tests/nlp_steps
+exec timeout 600 python3 tests/nft_live.py

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Test driver for the nftables encoder: computes the table from nlproxy's
- * own flags and manifests, builds the plan and either programs it in one
- * transaction (as the backend's full sync does), prints every rule as
- * libnftnl prints it (what `nft --debug=netlink` shows), or times plan build
- * and encoding without sending anything.
+ * own flags and manifests, builds the plan and either programs it with the
+ * backend's full sync (one transaction converging whatever nlproxy tables
+ * the namespace holds), prints every rule as libnftnl prints it (what `nft
+ * --debug=netlink` shows), or times plan build and encoding without sending
+ * anything.
  *
  *   nft_apply [--companion] [--rules|--bench N] NLPROXY-FLAGS... */
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <libnftnl/common.h>
 #include <libnftnl/rule.h>
 
+#include "backend.h"
 #include "manifest.h"
 #include "model.h"
 #include "nft_encode.h"
@@ -134,27 +136,18 @@ static int bench(const struct table *t, bool companion, int n)
         return r;
 }
 
-static int apply(const struct table *t, bool companion)
+static int apply(struct table *t, bool companion)
 {
-        char err[NFT_TXN_ERRLEN] = "";
-        struct nftplan *p = NULL;
-        struct nft_txn *tx = NULL;
-        struct nft_sock *s = NULL;
+        char err[BACKEND_ERRLEN] = "";
+        struct backend *b = NULL;
         int r;
 
-        r = companion ? nftplan_new_ipvs_companion(t, &p) : nftplan_new(t, &p);
-        if (r == 0)
-                r = nft_sock_open(&s);
-        if (r == 0)
-                r = nft_txn_begin(s, 0, &tx);
-        if (r == 0)
-                r = nft_encode_plan(tx, p);
-        if (r == 0 && (r = nft_txn_commit(tx, err)) < 0)
+        r = companion ? backend_nftables_companion_open(&b) : backend_nftables_ops.open(&b);
+        if (r == 0 && (r = b->ops->sync(b, t, true, err)) < 0)
                 fprintf(stderr, "nft_apply: %s\n", err[0] ? err : strerror(-r));
-        nft_txn_free(tx);
-        nft_sock_free(s);
-        nftplan_free(p);
-        return r;
+        if (b)
+                b->ops->close(b);
+        return r < 0 ? r : 0;
 }
 
 int main(int argc, char **argv)

@@ -8,11 +8,18 @@
  *   sync [full]      update the table from the services that changed and
  *                    sync (partial unless "full");
  *                    prints "synced full|partial compute_us sync_us cpu_us"
+ *                    (full also when the backend made it one: it found our
+ *                    tables changed by someone else)
  *                    (cpu_us: this thread's user + system time for both,
  *                    the kernel's commit included: robust to a busy machine)
  *   dump FILE        the dry-run script of the current model into FILE
  *   fail-next        the next batch carries a change the kernel refuses
+ *   race-next        another commit lands between the next full sync's
+ *                    read-back and its batch
  *   cleanup          remove nlproxy's tables
+ *   readback         time the full sync's read-back of nlproxy's tables
+ *                    (netlink/nft_state.c) on a socket of its own; prints
+ *                    "ok read_us tables chains sets"
  * Every command answers one line ("ok ..." or "error ...") and flushes, so a
  * test can compare the kernel with the dry-run after each step. */
 #include <errno.h>
@@ -23,6 +30,8 @@
 
 #include "backend.h"
 #include "manifest.h"
+#include "nft_state.h"
+#include "nft_txn.h"
 #include "model.h"
 #include "options.h"
 #include "process.h"
@@ -146,7 +155,7 @@ int main(int argc, char **argv)
                         if (r < 0) {
                                 printf("error %s\n", err);
                         } else {
-                                printf("synced %s %llu %llu %llu\n", full ? "full" : "partial",
+                                printf("synced %s %llu %llu %llu\n", full || r == BACKEND_SYNCED_FULL ? "full" : "partial",
                                        (unsigned long long)(t1 - t0), (unsigned long long)(t2 - t1),
                                        (unsigned long long)(cpu_us() - c0));
                         }
@@ -166,9 +175,32 @@ int main(int argc, char **argv)
                                 r = -errno;
                         table_free(t);
                         printf(r < 0 ? "error %s\n" : "ok\n", strerror(-r));
+                } else if (!strcmp(cmd, "race-next")) {
+                        backend_nftables_race_next(b);
+                        printf("ok\n");
                 } else if (!strcmp(cmd, "fail-next")) {
                         backend_nftables_fail_next(b);
                         printf("ok\n");
+                } else if (!strcmp(cmd, "readback")) {
+                        struct nft_sock *s = NULL;
+                        struct nft_state *st = NULL;
+                        size_t chains = 0, sets = 0;
+                        uint64_t t0 = now_us();
+
+                        r = nft_sock_open(&s);
+                        if (r == 0)
+                                r = nft_state_read(s, &st);
+                        t0 = now_us() - t0;
+                        for (size_t k = 0; st && k < st->n_tables; k++) {
+                                chains += st->tables[k].n_chains;
+                                sets += st->tables[k].n_sets;
+                        }
+                        if (r < 0)
+                                printf("error %s\n", strerror(-r));
+                        else
+                                printf("ok %llu %zu %zu %zu\n", (unsigned long long)t0, st->n_tables, chains, sets);
+                        nft_state_free(st);
+                        nft_sock_free(s);
                 } else if (!strcmp(cmd, "cleanup")) {
                         r = b->ops->cleanup(b, NULL, err);
                         printf(r < 0 ? "error %s\n" : "ok\n", err);

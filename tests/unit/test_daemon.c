@@ -189,20 +189,59 @@ static void test_min_sync_period(void **state)
         fx_stop(&f);
 }
 
-static void test_periodic_full_sync(void **state)
+static bool metrics_has(struct fx *f, const char *line);
+
+/* kube-proxy's FullSyncPeriod: periodic syncs every --sync-period are
+ * partial; a full one runs hourly, after a failure, and when the backend
+ * finds our rules changed by someone else (it reports the full sync it did,
+ * which restarts the hour). */
+static void test_periodic_syncs_partial_full_hourly(void **state)
 {
         struct fx f;
+        size_t partial;
 
         (void)state;
         fx_start(&f, &backend_fake_ops, false, 0);
         step(&f, 0);
         step(&f, 29 * S);
         assert_int_equal(stats(&f)->full_syncs, 1);
+        assert_int_equal(syncs(&f), 1);
         step(&f, 1 * S);
-        assert_int_equal(stats(&f)->full_syncs, 2);
+        assert_int_equal(stats(&f)->full_syncs, 1);
+        assert_int_equal(stats(&f)->partial_syncs, 1); /* periodic, nothing changed */
+        step(&f, 29 * S);
+        assert_int_equal(stats(&f)->partial_syncs, 1);
+        step(&f, 1 * S);
+        assert_int_equal(stats(&f)->partial_syncs, 2);
+        /* Up to an hour after the first sync: all partial. */
+        for (int i = 0; i < 200 && fake_now < 1000 * S + 3600 * S - 30 * S; i++)
+                step(&f, 30 * S);
+        assert_int_equal(stats(&f)->full_syncs, 1);
+        partial = stats(&f)->partial_syncs;
+        assert_true(partial > 100);
         step(&f, 30 * S);
+        assert_int_equal(stats(&f)->full_syncs, 2); /* hourly */
+        assert_int_equal(stats(&f)->partial_syncs, partial);
+        assert_true(metrics_has(&f, "kubeproxy_sync_full_proxy_rules_duration_seconds_count 2\n"));
+        /* A failed periodic sync: the retry is full. */
+        stats(&f)->fail_next = -EIO;
+        step(&f, 30 * S);
+        assert_int_equal(syncs(&f), partial + 2);
+        step(&f, 1 * S);
         assert_int_equal(stats(&f)->full_syncs, 3);
-        assert_int_equal(stats(&f)->partial_syncs, 0);
+        /* The backend finds our rules changed: its full sync counts as one. */
+        stats(&f)->drift_next = true;
+        step(&f, 30 * S);
+        assert_int_equal(stats(&f)->full_syncs, 4);
+        assert_int_equal(stats(&f)->partial_syncs, partial);
+        assert_true(metrics_has(&f, "kubeproxy_sync_full_proxy_rules_duration_seconds_count 4\n"));
+        assert_true(metrics_has(&f, "kubeproxy_sync_partial_proxy_rules_duration_seconds_count " ));
+        /* ... and the hour starts again from there. */
+        for (int i = 0; i < 119; i++)
+                step(&f, 30 * S);
+        assert_int_equal(stats(&f)->full_syncs, 4);
+        step(&f, 30 * S);
+        assert_int_equal(stats(&f)->full_syncs, 5);
         fx_stop(&f);
 }
 
@@ -496,7 +535,7 @@ static void test_sighup_rereads_config(void **state)
         step(&f, 0);
         assert_int_equal(stats(&f)->full_syncs, 1);
         step(&f, 10 * S);
-        assert_int_equal(stats(&f)->full_syncs, 1); /* 30 s period */
+        assert_int_equal(syncs(&f), 1); /* 30 s period */
         write_config(cfg, "5s");
         write_manifest(&f, node_ok, "hup", 80, 0, "node1", "2024-01-01T00:00:00Z");
         assert_int_equal(kill(getpid(), SIGHUP), 0);
@@ -505,14 +544,20 @@ static void test_sighup_rereads_config(void **state)
         assert_int_equal(stats(&f)->full_syncs, 2);
         assert_string_equal(daemon_table(f.d)->svcs[0].name, "hup");
         step(&f, 5 * S);
-        assert_int_equal(stats(&f)->full_syncs, 3); /* now every 5 s */
+        assert_int_equal(syncs(&f), 3); /* now every 5 s (partial) */
+        assert_int_equal(stats(&f)->full_syncs, 2);
         /* A broken configuration keeps the previous one. */
         write_config(cfg, "soon");
         assert_int_equal(kill(getpid(), SIGHUP), 0);
         step(&f, 0);
         step(&f, 0);
-        step(&f, 5 * S);
-        assert_int_equal(stats(&f)->full_syncs, 4);
+        step(&f, 1 * S); /* the reloaded manifests' sync, min-sync-period after the last */
+        assert_int_equal(syncs(&f), 4);
+        step(&f, 4999 * MS);
+        assert_int_equal(syncs(&f), 4);
+        step(&f, 1 * MS);
+        assert_int_equal(syncs(&f), 5); /* still every 5 s */
+        assert_int_equal(stats(&f)->full_syncs, 2);
         unlink(cfg);
         fx_stop(&f);
 }
@@ -651,7 +696,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_first_sync_full_and_coalescing),
                 cmocka_unit_test(test_min_sync_period),
-                cmocka_unit_test(test_periodic_full_sync),
+                cmocka_unit_test(test_periodic_syncs_partial_full_hourly),
                 cmocka_unit_test(test_failure_backoff_full_retry),
                 cmocka_unit_test(test_reload_failure_keeps_state),
                 cmocka_unit_test(test_health_state_machine),

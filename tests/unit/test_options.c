@@ -247,6 +247,27 @@ static void test_verbosity(void **state)
         PARSE_BAD("flag needs an argument: -v", NULL, "-v");
 }
 
+/* --nftables-shards: auto, 0 or a power of two up to 64 (16 to 64 were
+ * refused: the value was parsed with a maximum of 10). */
+static void test_nftables_shards(void **state)
+{
+        static char *const good[] = { "0", "1", "2", "8", "16", "32", "64" };
+        struct options o;
+
+        (void) state;
+        PARSE_OK(&o, "--nftables-shards", "auto");
+        assert_int_equal(o.proxy.nft_shards, -1);
+        options_free(&o);
+        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+                PARSE_OK(&o, "--nftables-shards", good[i]);
+                assert_int_equal(o.proxy.nft_shards, atoi(good[i]));
+                options_free(&o);
+        }
+        PARSE_BAD("--nftables-shards", "power of two up to 64", "--nftables-shards=128");
+        PARSE_BAD("--nftables-shards", "power of two up to 64", "--nftables-shards=12");
+        PARSE_BAD("--nftables-shards", "power of two up to 64", "--nftables-shards=x");
+}
+
 static void test_durations(void **state)
 {
         static const struct {
@@ -755,6 +776,7 @@ int main(void)
                 cmocka_unit_test(test_unknown),
                 cmocka_unit_test(test_verbosity),
                 cmocka_unit_test(test_durations),
+                cmocka_unit_test(test_nftables_shards),
                 cmocka_unit_test(test_node_ip),
                 cmocka_unit_test(test_cidrs),
                 cmocka_unit_test(test_nodeport),

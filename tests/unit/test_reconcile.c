@@ -933,6 +933,110 @@ static void test_partial_and_termination(void **state)
         table_free(t4);
 }
 
+/* Between full syncs: the periodic check of the virtual servers, and the
+ * terminating real servers looked at without a full dump. */
+static void test_services_same_and_drained(void **state)
+{
+        struct table *t = sample_table(), *t2 = tb_share(t);
+        struct ipvs_desired *d = desired(t), *d2;
+        struct ipvs_state *s = state_of(d), *part = NULL;
+        struct ipvs_plan *p = plan_new();
+        struct ipvs_term *term = term_new();
+        struct ipvs_service web = key(IPPROTO_TCP, "172.30.0.41", 80), extra = key(IPPROTO_TCP, "10.9.9.9", 80),
+                            v6 = key(IPPROTO_TCP, "fd00:30::10", 80), *svcs = NULL;
+        struct ipvs_dest web_ep = dest("10.180.0.2", 8080, 1);
+        struct ipvs_state_svc *cs;
+        size_t n = 0;
+        (void)state;
+
+        /* As programmed; extra virtual servers of a family we do not proxy
+         * are someone else's. */
+        assert_true(ipvs_reconcile_services_same(d, s));
+        if (!d->family_enabled[1]) {
+                assert_int_equal(ipvs_state_add_service(s, &v6), 0);
+                assert_true(ipvs_reconcile_services_same(d, s));
+                s->n--;
+        }
+        /* ipvsadm -A of our family, -D, -E: all seen. */
+        assert_int_equal(ipvs_state_add_service(s, &extra), 0);
+        assert_false(ipvs_reconcile_services_same(d, s));
+        s->n--;
+        cs = state_find(s, &web);
+        snprintf(cs->svc.sched_name, sizeof(cs->svc.sched_name), "wlc");
+        assert_false(ipvs_reconcile_services_same(d, s));
+        snprintf(cs->svc.sched_name, sizeof(cs->svc.sched_name), "%s", d->vs[0].svc.sched_name);
+        assert_true(ipvs_reconcile_services_same(d, s));
+        free(cs->dests);
+        *cs = s->svcs[--s->n];
+        assert_false(ipvs_reconcile_services_same(d, s));
+        ipvs_state_free(s);
+        s = state_of(d);
+
+        /* web loses a TCP endpoint: it drains (weight 0, on the list). */
+        drop_ep(tb_unshare(t2, 0), 1);
+        d2 = desired(t2);
+        assert_int_equal(ipvs_reconcile_partial(d, d2, term, 100, p), 0);
+        state_apply(s, p);
+        ipvs_plan_free(p);
+        assert_int_equal(ipvs_term_count(term), 1);
+        assert_int_equal(ipvs_term_services(term, &svcs, &n), 0);
+        assert_int_equal(n, 1);
+        assert_int_equal(ipvs_service_key_cmp(&svcs[0], &web), 0);
+        free(svcs);
+
+        /* A dump of that service alone: still connected, it stays. */
+        assert_int_equal(ipvs_state_new(&part), 0);
+        cs = state_find(s, &web);
+        assert_int_equal(ipvs_state_add_service(part, &cs->svc), 0);
+        for (size_t i = 0; i < cs->n_dests; i++)
+                assert_int_equal(ipvs_state_add_dest(part, 0, &cs->dests[i]), 0);
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_drained(term, part, 160, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 0);
+        assert_int_equal(ipvs_term_count(term), 1);
+        ipvs_plan_free(p);
+        /* Services the dump does not hold are left alone. */
+        p = plan_new();
+        {
+                struct ipvs_state *none = NULL;
+
+                assert_int_equal(ipvs_state_new(&none), 0);
+                assert_int_equal(ipvs_reconcile_drained(term, none, 170, p), 0);
+                ipvs_state_free(none);
+        }
+        assert_int_equal(ipvs_term_count(term), 1);
+        ipvs_plan_free(p);
+        /* Drained: deleted at once, a minute later, not at the next full sync. */
+        state_dest(&part->svcs[0], &web_ep)->active_conns = 0;
+        state_dest(&part->svcs[0], &web_ep)->inact_conns = 0;
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_drained(term, part, 220, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 1);
+        op_find(p, IPVS_OP_DEST_DEL, &web, &web_ep);
+        assert_int_equal(ipvs_term_count(term), 0);
+        ipvs_plan_free(p);
+
+        /* Draining again, then removed by someone else: forgotten, no delete. */
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_partial(d, d2, term, 300, p), 0);
+        ipvs_plan_free(p);
+        assert_int_equal(ipvs_term_count(term), 1);
+        *state_dest(&part->svcs[0], &web_ep) = part->svcs[0].dests[--part->svcs[0].n_dests];
+        p = plan_new();
+        assert_int_equal(ipvs_reconcile_drained(term, part, 310, p), 0);
+        assert_int_equal(ipvs_plan_count(p), 0);
+        assert_int_equal(ipvs_term_count(term), 0);
+        ipvs_plan_free(p);
+
+        ipvs_term_free(term);
+        ipvs_state_free(s);
+        ipvs_state_free(part);
+        ipvs_desired_free(d);
+        ipvs_desired_free(d2);
+        table_free(t);
+        table_free(t2);
+}
+
 static void test_full_other_family(void **state)
 {
         struct table *t = sample_table();
@@ -1483,6 +1587,7 @@ int main(void)
                 cmocka_unit_test(test_desired_node_addrs),
                 cmocka_unit_test(test_full_from_empty), cmocka_unit_test(test_full_identical),
                 cmocka_unit_test(test_full_drifted), cmocka_unit_test(test_full_other_family),
+                cmocka_unit_test(test_services_same_and_drained),
                 cmocka_unit_test(test_partial_unchanged), cmocka_unit_test(test_partial_and_termination),
                 cmocka_unit_test(test_update_equals_new), cmocka_unit_test(test_update_clash_moves),
                 cmocka_unit_test(test_update_only_changed), cmocka_unit_test(test_vips_update),

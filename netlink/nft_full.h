@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#pragma once
+/* The full sync's batch: our tables converge, in one transaction, from what
+ * they hold (a struct nft_state read just before, whose generation the
+ * batch carries) to a plan, without being deleted. As kube-proxy's
+ * nftables mode: every chain of ours is flushed and written again, every
+ * set but the affinity sets is flushed and filled again, what the plan no
+ * longer has (chains, sets, tables of shards no longer used, anything
+ * someone else added) is deleted, and an affinity set that already exists
+ * with the same definition is left alone, elements and timeouts included.
+ * An affinity set that moves to another table (the shard count changed) or
+ * changes definition (a new timeout) is created anew with the old one's
+ * elements and remaining times (nft_full_carry reads them first). Library
+ * code: no logging; 0 or a negative errno. */
+#include "nft_state.h"
+#include "nftplan.h"
+
+struct nft_sock;
+struct nft_txn;
+
+/* Reads the elements of the affinity sets whose elements must be carried
+ * over into the sets of p (into st). */
+int nft_full_carry(struct nft_sock *s, const struct nftplan *p, struct nft_state *st);
+/* Appends the batch that turns st into p. Tables of ours that p does not
+ * have are deleted; p's disabled families' tables too. */
+int nft_full_encode(struct nft_txn *t, const struct nftplan *p, const struct nft_state *st);
