@@ -373,22 +373,6 @@ static bool spec_equal(const struct tbl_svc *a, const struct tbl_svc *b)
         return true;
 }
 
-static bool eps_equal(const struct tbl_svc *a, const struct tbl_svc *b)
-{
-        if (a->n_eps != b->n_eps || a->n_cluster_eps != b->n_cluster_eps || a->n_local_eps != b->n_local_eps ||
-            a->has_endpoints != b->has_endpoints || a->internal != b->internal || a->external != b->external)
-                return false;
-        for (size_t i = 0; i < a->n_eps; i++) {
-                const struct tbl_endpoint *x = &a->eps[i], *y = &b->eps[i];
-
-                if (!ipaddr_equal(&x->addr, &y->addr) || x->port != y->port || x->local != y->local ||
-                    x->ready != y->ready || x->serving != y->serving || x->terminating != y->terminating)
-                        return false;
-        }
-        return (!a->n_cluster_eps || !memcmp(a->cluster_eps, b->cluster_eps, a->n_cluster_eps * sizeof(uint32_t))) &&
-               (!a->n_local_eps || !memcmp(a->local_eps, b->local_eps, a->n_local_eps * sizeof(uint32_t)));
-}
-
 /* A service's entries in a table, both families, in table order. */
 struct svc_entries {
         const struct table *t;
@@ -512,7 +496,7 @@ static void count_changes(const struct table *o, const struct table *n, const st
                                 if (a->shared && a->shared == b->shared)
                                         continue;
                                 spec = spec && spec_equal(a, b);
-                                eps = eps && eps_equal(a, b);
+                                eps = eps && tbl_svc_eps_equal(a, b);
                         }
                         c->changed += !spec;
                         c->endpoints += !eps;

@@ -914,6 +914,22 @@ static bool same_context(const struct table *p, const struct table *t)
                !strcmp(p->node_name, t->node_name) && (p->zone ? t->zone && !strcmp(p->zone, t->zone) : !t->zone);
 }
 
+bool tbl_svc_eps_equal(const struct tbl_svc *a, const struct tbl_svc *b)
+{
+        if (a->n_eps != b->n_eps || a->n_cluster_eps != b->n_cluster_eps || a->n_local_eps != b->n_local_eps ||
+            a->has_endpoints != b->has_endpoints || a->internal != b->internal || a->external != b->external)
+                return false;
+        for (size_t i = 0; i < a->n_eps; i++) {
+                const struct tbl_endpoint *e = &a->eps[i], *f = &b->eps[i];
+
+                if (!ipaddr_equal(&e->addr, &f->addr) || e->port != f->port || e->local != f->local ||
+                    e->ready != f->ready || e->serving != f->serving || e->terminating != f->terminating)
+                        return false;
+        }
+        return (!a->n_cluster_eps || !memcmp(a->cluster_eps, b->cluster_eps, a->n_cluster_eps * sizeof(uint32_t))) &&
+               (!a->n_local_eps || !memcmp(a->local_eps, b->local_eps, a->n_local_eps * sizeof(uint32_t)));
+}
+
 /* Entries equal in everything a consumer reads. The scalars compare as
  * bytes: build_port zeroes each entry before filling it and entries are
  * only ever copied whole, so their padding is equal too, and a scalar field
@@ -941,15 +957,7 @@ static bool svc_equal(const struct tbl_svc *a, const struct tbl_svc *b)
                 if (!ipaddr_equal(&a->source_ranges[i].addr, &b->source_ranges[i].addr) ||
                     a->source_ranges[i].prefix != b->source_ranges[i].prefix)
                         return false;
-        for (size_t i = 0; i < a->n_eps; i++) {
-                const struct tbl_endpoint *e = &a->eps[i], *f = &b->eps[i];
-
-                if (!ipaddr_equal(&e->addr, &f->addr) || e->port != f->port || e->local != f->local ||
-                    e->ready != f->ready || e->serving != f->serving || e->terminating != f->terminating)
-                        return false;
-        }
-        return (!a->n_cluster_eps || !memcmp(a->cluster_eps, b->cluster_eps, a->n_cluster_eps * sizeof(uint32_t))) &&
-               (!a->n_local_eps || !memcmp(a->local_eps, b->local_eps, a->n_local_eps * sizeof(uint32_t)));
+        return tbl_svc_eps_equal(a, b);
 }
 
 /* t computed from scratch shares with prev every entry that came out the

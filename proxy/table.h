@@ -188,6 +188,8 @@ int tbl_svc_cmp(const struct tbl_svc *a, const struct tbl_svc *b);
  * empty); untouched on failure. */
 int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old, size_t *ret_n_old,
                uint32_t **ret_new, size_t *ret_n_new);
+/* The same endpoints, their Cluster and Local selections and verdicts. */
+bool tbl_svc_eps_equal(const struct tbl_svc *a, const struct tbl_svc *b);
 /* Same table-wide settings for the backends (configuration, node IP and
  * name): only entries can differ, which a partial sync can program. A new
  * zone or cluster domain changes entries (topology, DNS) only. Tables built
