@@ -1059,6 +1059,19 @@ fail:
 
 /* ---- equality ---- */
 
+/* A tripwire for the rule in k8s.h: a field added to a decoded struct
+ * changes its size and stops the build here, until it is compared below
+ * (or said to be irrelevant) and the size updated. Sizes of x86_64 and the
+ * other LP64 targets. */
+#if defined(__LP64__)
+_Static_assert(sizeof(struct k8s_service) == 144, "compare the new field in k8s_service_equal");
+_Static_assert(sizeof(struct k8s_service_port) == 16, "compare the new field in k8s_service_equal");
+_Static_assert(sizeof(struct k8s_lb_ingress) == 18, "compare the new field in k8s_service_equal");
+_Static_assert(sizeof(struct k8s_endpoint_slice) == 80, "compare the new field in k8s_slice_equal");
+_Static_assert(sizeof(struct k8s_endpoint) == 88, "compare the new field in endpoint_same");
+_Static_assert(sizeof(struct k8s_slice_port) == 16, "compare the new field in k8s_slice_equal");
+#endif
+
 /* Both NULL, or the same text. */
 static bool str_same(const char *a, const char *b)
 {

@@ -798,6 +798,167 @@ static void test_proto_names(void **state)
         assert_string_equal(k8s_proto_name(IPPROTO_ICMP), "?");
 }
 
+/* Sets the member at a '/'-separated path (array indexes as numbers) to v;
+ * v NULL deletes it. */
+static void json_path_set(json_t *root, const char *path, json_t *v)
+{
+        char *p = strdup(path), *save = NULL, *tok, *next;
+        json_t *cur = root;
+
+        assert_non_null(p);
+        for (tok = strtok_r(p, "/", &save); tok; tok = next) {
+                next = strtok_r(NULL, "/", &save);
+                if (json_is_array(cur)) {
+                        size_t i = strtoul(tok, NULL, 10);
+
+                        if (!next) {
+                                assert_int_equal(v ? json_array_set_new(cur, i, v) : json_array_remove(cur, i), 0);
+                                break;
+                        }
+                        cur = json_array_get(cur, i);
+                } else {
+                        if (!next) {
+                                assert_int_equal(v ? json_object_set_new(cur, tok, v) : json_object_del(cur, tok), 0);
+                                break;
+                        }
+                        cur = json_object_get(cur, tok);
+                }
+                if (!cur)
+                        fail_msg("%s: no %s", path, tok);
+        }
+        free(p);
+}
+
+/* One change of a test object: "label:KEY" names a label (its key holds a
+ * '/'), anything else a path; value NULL deletes. */
+static void change(json_t *o, const char *path, const char *value)
+{
+        json_t *v = value ? J(value) : NULL;
+
+        if (!strncmp(path, "label:", 6)) {
+                json_t *labels = json_object_get(json_object_get(o, "metadata"), "labels");
+
+                assert_int_equal(v ? json_object_set_new(labels, path + 6, v) : json_object_del(labels, path + 6), 0);
+        } else {
+                json_path_set(o, path, v);
+        }
+}
+
+/* k8s_*_equal compare every decoded field but the resourceVersion and the
+ * trigger time: each field a proxy reads, changed alone, makes the objects
+ * differ (a field forgotten there would leave a change unsynced). */
+static void test_equal_fields(void **state)
+{
+        static const char *svc =
+                "{'apiVersion':'v1','kind':'Service','metadata':{'name':'s','namespace':'n','resourceVersion':'7',"
+                "'labels':{'service.kubernetes.io/service-proxy-name':'p','service.kubernetes.io/headless':''}},"
+                "'spec':{'type':'LoadBalancer','clusterIP':'10.96.0.1','clusterIPs':['10.96.0.1','fd00::1'],"
+                "'ipFamilies':['IPv4','IPv6'],'externalIPs':['192.0.2.1','192.0.2.2'],"
+                "'loadBalancerSourceRanges':['198.51.100.0/24'],'externalTrafficPolicy':'Local',"
+                "'internalTrafficPolicy':'Local','healthCheckNodePort':30001,'sessionAffinity':'ClientIP',"
+                "'sessionAffinityConfig':{'clientIP':{'timeoutSeconds':60}},"
+                "'ports':[{'name':'http','protocol':'TCP','port':80,'targetPort':8080,'nodePort':30080}]},"
+                "'status':{'loadBalancer':{'ingress':[{'ip':'203.0.113.1','ipMode':'VIP'}]}}}";
+        static const struct {
+                const char *path, *value; /* value NULL: deleted */
+        } svc_changes[] = {
+                { "metadata/name", "'t'" },
+                { "metadata/namespace", "'m'" },
+                { "label:service.kubernetes.io/service-proxy-name", NULL },
+                { "label:service.kubernetes.io/headless", NULL },
+                { "spec/type", "'NodePort'" },
+                { "spec/clusterIPs", "['10.96.0.1']" },
+                { "spec/externalIPs/1", "'192.0.2.3'" },
+                { "spec/loadBalancerSourceRanges/0", "'198.51.100.0/25'" },
+                { "spec/externalTrafficPolicy", "'Cluster'" },
+                { "spec/internalTrafficPolicy", "'Cluster'" },
+                { "spec/healthCheckNodePort", "30002" },
+                { "spec/sessionAffinity", "'None'" },
+                { "spec/sessionAffinityConfig/clientIP/timeoutSeconds", "61" },
+                { "spec/ports/0/name", "'web'" },
+                { "spec/ports/0/protocol", "'UDP'" },
+                { "spec/ports/0/port", "81" },
+                { "spec/ports/0/nodePort", "30081" },
+                { "status/loadBalancer/ingress/0/ip", "'203.0.113.2'" },
+                { "status/loadBalancer/ingress/0/ipMode", "'Proxy'" },
+        };
+        static const char *slice =
+                "{'apiVersion':'discovery.k8s.io/v1','kind':'EndpointSlice','addressType':'IPv4',"
+                "'metadata':{'name':'s-1','namespace':'n','resourceVersion':'8',"
+                "'labels':{'kubernetes.io/service-name':'s'},"
+                "'annotations':{'endpoints.kubernetes.io/last-change-trigger-time':'2026-01-01T00:00:00Z'}},"
+                "'endpoints':[{'addresses':['10.244.0.1'],'hostname':'h','nodeName':'a','zone':'z',"
+                "'conditions':{'ready':true,'serving':true,'terminating':false},"
+                "'hints':{'forZones':[{'name':'z'}],'forNodes':[{'name':'a'}]}}],"
+                "'ports':[{'name':'http','protocol':'TCP','port':8080}]}";
+        static const struct {
+                const char *path, *value;
+        } slice_changes[] = {
+                { "metadata/name", "'s-2'" },
+                { "metadata/namespace", "'m'" },
+                { "label:kubernetes.io/service-name", "'t'" },
+                { "endpoints/0/addresses/0", "'10.244.0.2'" },
+                { "endpoints/0/hostname", "'g'" },
+                { "endpoints/0/nodeName", "'b'" },
+                { "endpoints/0/zone", "'y'" },
+                { "endpoints/0/conditions/ready", "false" },
+                { "endpoints/0/conditions/serving", "false" },
+                { "endpoints/0/conditions/terminating", "true" },
+                { "endpoints/0/hints/forZones/0/name", "'y'" },
+                { "endpoints/0/hints/forNodes/0/name", "'b'" },
+                { "ports/0/name", "'web'" },
+                { "ports/0/protocol", "'UDP'" },
+                { "ports/0/port", "8081" },
+        };
+        struct k8s_service *a = NULL, *b = NULL;
+        struct k8s_endpoint_slice *x = NULL, *y = NULL;
+        char err[K8S_ERRLEN];
+        json_t *o;
+        (void)state;
+
+        o = J(svc);
+        assert_int_equal(k8s_service_decode(o, &a, err), 0);
+        json_path_set(o, "metadata/resourceVersion", json_string("9"));
+        assert_int_equal(k8s_service_decode(o, &b, err), 0);
+        assert_true(k8s_service_equal(a, b));
+        k8s_service_free(b);
+        json_decref(o);
+        for (size_t i = 0; i < sizeof(svc_changes) / sizeof(svc_changes[0]); i++) {
+                o = J(svc);
+                change(o, svc_changes[i].path, svc_changes[i].value);
+                b = NULL;
+                if (k8s_service_decode(o, &b, err) < 0)
+                        fail_msg("%s: %s", svc_changes[i].path, err);
+                if (k8s_service_equal(a, b))
+                        fail_msg("Service with %s changed compares equal", svc_changes[i].path);
+                k8s_service_free(b);
+                json_decref(o);
+        }
+        k8s_service_free(a);
+
+        o = J(slice);
+        assert_int_equal(k8s_slice_decode(o, &x, err), 0);
+        json_path_set(o, "metadata/resourceVersion", json_string("10"));
+        json_object_set_new(json_object_get(json_object_get(o, "metadata"), "annotations"),
+                            "endpoints.kubernetes.io/last-change-trigger-time", json_string("2026-01-02T00:00:00Z"));
+        assert_int_equal(k8s_slice_decode(o, &y, err), 0);
+        assert_true(k8s_slice_equal(x, y));
+        k8s_slice_free(y);
+        json_decref(o);
+        for (size_t i = 0; i < sizeof(slice_changes) / sizeof(slice_changes[0]); i++) {
+                o = J(slice);
+                change(o, slice_changes[i].path, slice_changes[i].value);
+                y = NULL;
+                if (k8s_slice_decode(o, &y, err) < 0)
+                        fail_msg("%s: %s", slice_changes[i].path, err);
+                if (k8s_slice_equal(x, y))
+                        fail_msg("EndpointSlice with %s changed compares equal", slice_changes[i].path);
+                k8s_slice_free(y);
+                json_decref(o);
+        }
+        k8s_slice_free(x);
+}
+
 static void test_free_null(void **state)
 {
         (void) state;
@@ -817,7 +978,7 @@ int main(void)
                 cmocka_unit_test(test_node_errors),    cmocka_unit_test(test_kind_of),
                 cmocka_unit_test(test_fixtures),       cmocka_unit_test(test_fixture_service_fields),
                 cmocka_unit_test(test_object_ref),     cmocka_unit_test(test_proto_names),
-                cmocka_unit_test(test_free_null),
+                cmocka_unit_test(test_free_null),      cmocka_unit_test(test_equal_fields),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
