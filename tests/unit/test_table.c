@@ -10,36 +10,10 @@
 #include "k8s.h"
 #include "manifest.h"
 #include "model.h"
+#include "modeltest.h"
 #include "table.h"
 
-static void put(struct model *m, const char *json)
-{
-        char err[K8S_ERRLEN];
-        json_error_t jerr;
-        json_t *o = json_loads(json, 0, &jerr);
-
-        if (!o)
-                fail_msg("bad test JSON: %s", jerr.text);
-        switch (k8s_kind_of(o)) {
-        case K8S_KIND_SERVICE: {
-                struct k8s_service *s;
-                if (k8s_service_decode(o, &s, err))
-                        fail_msg("service: %s", err);
-                assert_int_equal(model_service_put(m, s), 0);
-                break;
-        }
-        case K8S_KIND_ENDPOINT_SLICE: {
-                struct k8s_endpoint_slice *s;
-                if (k8s_slice_decode(o, &s, err))
-                        fail_msg("slice: %s", err);
-                assert_int_equal(model_slice_put(m, s), 0);
-                break;
-        }
-        default:
-                fail_msg("unexpected kind");
-        }
-        json_decref(o);
-}
+static void put(struct model *m, const char *json) { test_model_put_str(m, json); }
 
 #define SVC(ns, name, extra) \
         "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"" name "\",\"namespace\":\"" ns "\"}," extra "}"
