@@ -66,8 +66,8 @@ static inline struct table *tb_new(void)
         t->family_enabled[0] = t->family_enabled[1] = true;
         t->masquerade_mark = 0x4000;
         t->scheduler = xstrdup("rr");
-        t->cluster_cidr[0][t->n_cluster_cidr[0]++] = cidr("10.180.0.0/14");
-        t->cluster_cidr[1][t->n_cluster_cidr[1]++] = cidr("fd00:10::/64");
+        t->pod_cidr[0][t->n_pod_cidr[0]++] = cidr("10.180.0.0/14");
+        t->pod_cidr[1][t->n_pod_cidr[1]++] = cidr("fd00:10::/64");
         t->service_cidr[0][t->n_service_cidr[0]++] = cidr("172.30.0.0/16");
         t->service_cidr[0][t->n_service_cidr[0]++] = cidr("172.30.1.0/24");
         t->service_cidr[1][t->n_service_cidr[1]++] = cidr("fd00:30::/108");

@@ -334,7 +334,7 @@ static void test_nft_options(void **state)
 
         t->masquerade_all = true;
         t->masquerade_mark = 0x8000;
-        t->n_cluster_cidr[0] = 0;
+        t->n_pod_cidr[0] = 0;
         t->family_enabled[1] = false;
         out = render(render_nft, t);
         c = chain_body(out, "services");
@@ -598,7 +598,7 @@ static void test_json(void **state)
         cfg = json_object_get(root, "config");
         assert_int_equal(json_integer_value(json_object_get(cfg, "masqueradeMark")), 0x4000);
         assert_string_equal(json_string_value(json_object_get(cfg, "scheduler")), "rr");
-        assert_string_equal(json_string_value(json_array_get(json_object_get(cfg, "clusterCIDRs"), 1)),
+        assert_string_equal(json_string_value(json_array_get(json_object_get(cfg, "podCIDRs"), 1)),
                             "fd00:10::/64");
         assert_string_equal(json_string_value(json_array_get(json_object_get(cfg, "nodeIPs"), 0)),
                             "192.168.1.10");
