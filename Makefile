@@ -80,11 +80,11 @@ build/nlproxy: build/obj/proxy/main.o build/libnlproxy.a
 build/asan/nlproxy: build/asan/obj/proxy/main.o build/asan/libnlproxy.a
 	$(CC) $(SAN_FLAGS) -o $@ $^ $(LIBS)
 
-build/tests/%: tests/unit/%.c tests/unit/testutil.h build/libnlproxy.a
+build/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) build/libnlproxy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(CFLAGS) -Itests/unit -o $@ $< build/libnlproxy.a $(LIBS) $(TEST_LIBS)
 
-build/asan/tests/%: tests/unit/%.c tests/unit/testutil.h build/asan/libnlproxy.a
+build/asan/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) build/asan/libnlproxy.a
 	@mkdir -p $(dir $@)
 	$(CC) $(BASE_CFLAGS) $(SAN_FLAGS) -Itests/unit -o $@ $< build/asan/libnlproxy.a $(LIBS) $(TEST_LIBS)
 

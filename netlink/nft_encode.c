@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netinet/in.h>
 
 #include <libmnl/libmnl.h>
@@ -838,6 +839,27 @@ static void e_fib_local(struct rb *b, bool daddr)
         e_cmp_u32(b, NFT_CMP_EQ, RTN_LOCAL);
 }
 
+/* iifname "NAME" as nft encodes it: the name with its NUL padding to
+ * IFNAMSIZ, or for "PREFIX*" the prefix bytes alone. */
+static void e_iifname(struct rb *b, const char *iface, uint32_t op)
+{
+        char name[IFNAMSIZ] = { 0 };
+        size_t len = iface ? strlen(iface) : 0;
+
+        if (!len || len > IFNAMSIZ) {
+                b->err = -EINVAL;
+                return;
+        }
+        memcpy(name, iface, len);
+        e_meta(b, NFT_META_IIFNAME, NFT_REG_1, false);
+        if (iface[len - 1] == '*')
+                e_cmp(b, op, NFT_REG_1, name, (uint32_t)(len - 1));
+        else if (len < IFNAMSIZ)
+                e_cmp(b, op, NFT_REG_1, name, IFNAMSIZ);
+        else
+                b->err = -EINVAL;
+}
+
 /* X daddr . meta l4proto . th dport into consecutive registers. */
 static unsigned e_tuple(struct rb *b)
 {
@@ -987,6 +1009,14 @@ static void e_match(struct rb *b, const struct nftp_rule *r)
                 e_meta(b, NFT_META_MARK, NFT_REG_1, false);
                 e_bitwise(b, r->arg, 0);
                 e_cmp_u32(b, NFT_CMP_EQ, 0);
+                break;
+        case NFTP_M_IIFNAME:
+                e_iifname(b, r->iface, NFT_CMP_EQ);
+                break;
+        case NFTP_M_DADDR_IN_IIFNAME_NOT:
+                e_addr(b, true, NFT_REG_1);
+                e_lookup(b, r->set, false, false);
+                e_iifname(b, r->iface, NFT_CMP_NEQ);
                 break;
         default:
                 b->err = -EINVAL;

@@ -161,8 +161,10 @@ static json_t *build(const struct options *o, const char *mode)
                             json_pack("{s:i,s:b,s:o,s:o}", "MasqueradeBit", (int)p->masquerade_bit, "MasqueradeAll",
                                       p->masquerade_all, "SyncPeriod", dur(o->sync_period_ms), "MinSyncPeriod",
                                       dur(o->min_sync_period_ms)), &bad);
-        put(c, "DetectLocalMode", json_string("ClusterCIDR"), &bad);
-        put(c, "DetectLocal", json_pack("{s:s,s:s}", "BridgeInterface", "", "InterfaceNamePrefix", ""), &bad);
+        put(c, "DetectLocalMode", json_string(detect_local_mode_name(p->detect_local)), &bad);
+        put(c, "DetectLocal",
+                            json_pack("{s:s,s:s}", "BridgeInterface", p->pod_bridge_interface, "InterfaceNamePrefix",
+                                      p->pod_interface_prefix), &bad);
         /* A comma-separated string in the internal config. */
         for (int fi = 0; fi < 2; fi++) {
                 for (size_t i = 0; i < p->n_cluster_cidr[fi]; i++) {

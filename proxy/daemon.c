@@ -47,6 +47,9 @@
  * row: wait for a quiet moment, but never longer than the cap. */
 #define RELOAD_QUIET_NS (200 * NS_PER_MS)
 #define RELOAD_MAX_DELAY_NS (2 * NS_PER_S)
+/* kube-proxy (NodeCIDR detection) waits this long for the Node's PodCIDR
+ * at start, then fails (cmd/kube-proxy/app: timeoutForNodePodCIDR). */
+#define POD_CIDR_TIMEOUT_NS (300 * NS_PER_S)
 #define HC_MAX_ADDRS 8
 #define MAX_EVENTS 32
 
@@ -106,6 +109,11 @@ struct daemon {
 
         struct model *model;
         struct nodectx node;
+        /* NodeCIDR detection: the Node's podCIDRs last seen (kept when the
+         * Node loses them), and until they come, when to give up. */
+        struct ipcidr pod_cidr[2];
+        bool have_pod_cidrs, pod_cidrs_lost;
+        uint64_t pod_cidr_deadline;
         struct table *table;      /* the newest table computed */
         /* What conntrack and the hosts file last saw (references): the next
          * cleanup looks only at the entries changed since. */
@@ -221,23 +229,80 @@ int daemon_load_model(const struct options *o, struct model **ret)
 
 void daemon_nodectx(const struct options *o, const struct model *m, struct nodectx *ret)
 {
-        const struct k8s_node *kn = model_node_get(m);
+        nodectx_init(ret, o->hostname, o->node_ip, model_node_get(m));
+}
 
-        memset(ret, 0, sizeof(*ret));
-        ret->node_name = o->hostname;
-        if (kn)
-                ret->zone = kn->zone;
-        for (int fi = 0; fi < 2; fi++) {
-                ret->node_ip[fi] = o->node_ip[fi];
-                for (size_t i = 0; kn && !ret->node_ip[fi].family && i < kn->n_addrs; i++)
-                        if (ipfam_index(kn->addrs[i].family) == fi)
-                                ret->node_ip[fi] = kn->addrs[i];
+static bool cidr_same(const struct ipcidr *a, const struct ipcidr *b)
+{
+        return a->addr.family == b->addr.family && (!a->addr.family || (ipaddr_equal(&a->addr, &b->addr) &&
+                                                                        a->prefix == b->prefix));
+}
+
+static const char *pod_cidrs_text(const struct ipcidr c[2], char *buf, size_t len)
+{
+        char a[IPCIDR_STRLEN], b[IPCIDR_STRLEN];
+
+        snprintf(buf, len, "%s%s%s", c[0].addr.family ? ipcidr_format(&c[0], a) : "",
+                 c[0].addr.family && c[1].addr.family ? "," : "", c[1].addr.family ? ipcidr_format(&c[1], b) : "");
+        return buf;
+}
+
+static bool pod_cidr_waiting(const struct daemon *d)
+{
+        return d->o->proxy.detect_local == DETECT_LOCAL_NODE_CIDR && !d->have_pod_cidrs;
+}
+
+/* NodeCIDR detection takes the Node's spec.podCIDRs. Until the Node has
+ * some, nothing is synced, as kube-proxy waits for them before it starts
+ * (and ignores a Node being deleted meanwhile). A later change does not
+ * restart the process as it does kube-proxy (NodePodCIDRHandler exits):
+ * the node context changes, and with it the table's pod-cidrs set, which
+ * a full sync reprograms. A Node that loses its podCIDRs keeps the last
+ * ones: allocators never take them back from a live node, so that is an
+ * edit or a partial object, not a reason to drop the detector. */
+static void node_pod_cidrs(struct daemon *d)
+{
+        const struct k8s_node *kn = model_node_get(d->model);
+        struct ipcidr *now = d->node.pod_cidr;
+        char a[2 * IPCIDR_STRLEN], b[2 * IPCIDR_STRLEN];
+
+        if (d->o->proxy.detect_local != DETECT_LOCAL_NODE_CIDR) {
+                d->pod_cidr_deadline = NEVER;
+                return;
+        }
+        if ((now[0].addr.family || now[1].addr.family) && !(!d->have_pod_cidrs && kn && kn->deleting)) {
+                if (!d->have_pod_cidrs)
+                        log_info("Node %s: podCIDRs %s: NodeCIDR local-traffic detection", d->o->hostname,
+                                 pod_cidrs_text(now, a, sizeof(a)));
+                else if (!cidr_same(&now[0], &d->pod_cidr[0]) || !cidr_same(&now[1], &d->pod_cidr[1]))
+                        log_info("Node %s: podCIDRs changed from %s to %s: the local-traffic detector follows",
+                                 d->o->hostname, pod_cidrs_text(d->pod_cidr, a, sizeof(a)),
+                                 pod_cidrs_text(now, b, sizeof(b)));
+                memcpy(d->pod_cidr, now, sizeof(d->pod_cidr));
+                d->have_pod_cidrs = true;
+                d->pod_cidrs_lost = false;
+                d->pod_cidr_deadline = NEVER;
+                return;
+        }
+        if (d->have_pod_cidrs) {
+                if (!d->pod_cidrs_lost)
+                        log_warn("Node %s has no spec.podCIDRs any more: NodeCIDR detection keeps %s",
+                                 d->o->hostname, pod_cidrs_text(d->pod_cidr, a, sizeof(a)));
+                d->pod_cidrs_lost = true;
+                memcpy(now, d->pod_cidr, sizeof(d->pod_cidr));
+                return;
+        }
+        if (d->pod_cidr_deadline == NEVER) {
+                d->pod_cidr_deadline = add_sat(now_ns(d), POD_CIDR_TIMEOUT_NS);
+                log_info("Watching for node %s, awaiting podCIDR allocation (--detect-local-mode NodeCIDR)",
+                         d->o->hostname);
         }
 }
 
 static void build_node(struct daemon *d)
 {
         daemon_nodectx(d->o, d->model, &d->node);
+        node_pod_cidrs(d);
 }
 
 /* "2006-01-02T15:04:05[.frac](Z|+07:00)" into seconds since the epoch. */
@@ -339,8 +404,10 @@ static uint64_t sync_deadline(const struct daemon *d)
 {
         uint64_t t = NEVER;
 
-        /* Rules from half a list would drop traffic to what is not listed yet. */
-        if (d->api_waiting)
+        /* Rules from half a list would drop traffic to what is not listed
+         * yet; NodeCIDR rules without the podCIDRs would masquerade the
+         * node's own pods. */
+        if (d->api_waiting || pod_cidr_waiting(d))
                 return NEVER;
         if (!d->attempted)
                 return 0;
@@ -1408,7 +1475,8 @@ static int serve(struct daemon *d, struct source *s, const struct opt_hostport *
 int daemon_poll(struct daemon *d, int timeout_ms)
 {
         struct epoll_event ev[MAX_EVENTS];
-        uint64_t now = now_ns(d), next = min_u64(min_u64(sync_deadline(d), d->reload_at), d->listen_retry_at);
+        uint64_t now = now_ns(d), next = min_u64(min_u64(sync_deadline(d), d->reload_at),
+                                                 min_u64(d->listen_retry_at, d->pod_cidr_deadline));
         int wait = timeout_ms, n;
 
         if (next != NEVER) {
@@ -1456,6 +1524,12 @@ int daemon_poll(struct daemon *d, int timeout_ms)
                 d->listen_retry_at = NEVER;
                 serve(d, &d->healthz_src, &d->o->healthz, d->healthz_port0, healthz_handler, "healthz", true);
                 serve(d, &d->metrics_src, &d->o->metrics, d->metrics_port0, metrics_handler, "metrics", true);
+        }
+        if (pod_cidr_waiting(d) && now >= d->pod_cidr_deadline) {
+                log_error("timeout waiting for PodCIDR allocation to configure detect-local-mode NodeCIDR: the "
+                          "Node %s has no spec.podCIDRs after %llu s", d->o->hostname,
+                          (unsigned long long)(POD_CIDR_TIMEOUT_NS / NS_PER_S));
+                return -ETIMEDOUT;
         }
         if (now >= sync_deadline(d))
                 sync_now(d, now);
@@ -1661,6 +1735,7 @@ int daemon_new(const struct daemon_params *p, struct daemon **ret)
         d->epfd = d->sigfd = d->inofd = -1;
         d->reload_at = NEVER;
         d->listen_retry_at = NEVER;
+        d->pod_cidr_deadline = NEVER;
         d->need_full = true;
         d->min_ns = d->o->min_sync_period_ms * NS_PER_MS;
         d->period_ns = d->o->sync_period_ms * NS_PER_MS;
@@ -1816,7 +1891,8 @@ int daemon_run_params(const struct daemon_params *p)
                  (unsigned long long)o->min_sync_period_ms);
         while ((r = daemon_poll(d, -1)) == 0)
                 ;
-        if (r < 0)
+        /* A timeout has been told already. */
+        if (r < 0 && r != -ETIMEDOUT)
                 log_error("event loop: %s", strerror(-r));
         daemon_free(d);
         return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;

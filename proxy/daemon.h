@@ -54,7 +54,9 @@ void daemon_free(struct daemon *d);
 
 /* One turn of the loop: waits at most timeout_ms (-1: until something is
  * due), handles ready sources, then whatever deadline has passed. Returns 0,
- * 1 once a stop signal arrived, or a negative errno (epoll failed). */
+ * 1 once a stop signal arrived, or a negative errno (epoll failed; or
+ * -ETIMEDOUT: NodeCIDR detection and no podCIDRs on the Node after 5
+ * minutes, as kube-proxy gives up). */
 int daemon_poll(struct daemon *d, int timeout_ms);
 
 /* What SIGHUP does: reload every --manifests path into a fresh model (on

@@ -993,6 +993,61 @@ static int decode_node_addrs(const json_t *obj, struct k8s_node *n, char *err)
         return 0;
 }
 
+static int parse_cidr(const json_t *v, const char *path, struct ipcidr *ret, char *err)
+{
+        const char *s;
+        int r;
+
+        r = check_str(v, path, STR_MAX_LEN, &s, err);
+        if (r < 0)
+                return r;
+        if (ipcidr_parse(s, ret) < 0)
+                return fail(err, path, "not a CIDR: \"%s\"", s);
+        return 0;
+}
+
+/* spec.podCIDRs as the API server validates it (at most one CIDR per IP
+ * family), and spec.podCIDR, its first element, which older writers set
+ * alone. */
+static int decode_pod_cidrs(const json_t *spec, struct k8s_node *n, char *err)
+{
+        const json_t *arr = NULL, *one;
+        char path[PATH_LEN];
+        struct ipcidr first;
+        size_t len;
+        int r;
+
+        r = get_array(spec, "spec", "podCIDRs", &arr, err);
+        if (r < 0)
+                return r;
+        len = json_array_size(arr);
+        for (size_t i = 0; i < len; i++) {
+                struct ipcidr c;
+
+                join_index(path, "spec", "podCIDRs", i);
+                r = parse_cidr(json_array_get(arr, i), path, &c, err);
+                if (r < 0)
+                        return r;
+                for (size_t k = 0; k < n->n_pod_cidrs; k++)
+                        if (n->pod_cidrs[k].addr.family == c.addr.family)
+                                return fail(err, "spec.podCIDRs", "may specify no more than one CIDR for each IP family");
+                n->pod_cidrs[n->n_pod_cidrs++] = c;
+        }
+        one = field(spec, "podCIDR");
+        if (!one || (json_is_string(one) && !json_string_length(one)))
+                return 0;
+        r = parse_cidr(one, "spec.podCIDR", &first, err);
+        if (r < 0)
+                return r;
+        if (n->n_pod_cidrs == 0) {
+                n->pod_cidrs[n->n_pod_cidrs++] = first;
+                return 0;
+        }
+        if (!ipaddr_equal(&first.addr, &n->pod_cidrs[0].addr) || first.prefix != n->pod_cidrs[0].prefix)
+                return fail(err, "spec.podCIDR", "must be the first of spec.podCIDRs");
+        return 0;
+}
+
 int k8s_node_decode(const json_t *obj, struct k8s_node **ret, char *err)
 {
         const json_t *md, *spec = NULL, *taints = NULL;
@@ -1023,6 +1078,9 @@ int k8s_node_decode(const json_t *obj, struct k8s_node **ret, char *err)
         n->deleting = field(md, "deletionTimestamp") != NULL;
 
         r = get_obj(obj, "", "spec", &spec, err);
+        if (r < 0)
+                goto fail;
+        r = decode_pod_cidrs(spec, n, err);
         if (r < 0)
                 goto fail;
         r = get_array(spec, "spec", "taints", &taints, err);

@@ -86,6 +86,8 @@ struct k8s_node {
         char *zone;                /* label topology.kubernetes.io/zone, NULL if absent */
         struct ipaddr *addrs;      /* status.addresses of type InternalIP, then ExternalIP */
         size_t n_addrs;
+        struct ipcidr pod_cidrs[2]; /* spec.podCIDRs (or spec.podCIDR alone), in order, one per family */
+        size_t n_pod_cidrs;
         bool deleting;             /* metadata.deletionTimestamp set */
         bool tbd_taint;            /* ToBeDeletedByClusterAutoscaler taint */
         char *resource_version;

@@ -47,6 +47,17 @@ static int load(const struct options *o, struct model **ret_model, struct nodect
         daemon_nodectx(o, *ret_model, node);
         if (!model_node_get(*ret_model))
                 log_debug("no Node object named %s in the manifests", o->hostname);
+        /* What kube-proxy would wait for, and after a while fail without:
+         * a one-shot run has nothing to wait for. */
+        if (o->proxy.detect_local == DETECT_LOCAL_NODE_CIDR && !node->pod_cidr[0].addr.family &&
+            !node->pod_cidr[1].addr.family) {
+                log_error("--detect-local-mode NodeCIDR: %s Node %s in the manifests%s",
+                          model_node_get(*ret_model) ? "the" : "no", o->hostname,
+                          model_node_get(*ret_model) ? " has no spec.podCIDRs" : "");
+                model_free(*ret_model);
+                *ret_model = NULL;
+                return -EINVAL;
+        }
         return 0;
 }
 
@@ -357,7 +368,7 @@ static void print_trace(const struct options *o, const struct trace_result *res,
 static int run_trace(const struct options *o)
 {
         struct trace_packet pkt = { .src = o->trace.src, .dst = o->trace.dst, .proto = o->trace.proto,
-                                    .dport = o->trace.dport };
+                                    .dport = o->trace.dport, .iif = o->trace.iif };
         struct ipaddr loopback[2] = {}, *local = NULL;
         struct trace_result res;
         struct trace_node tn;

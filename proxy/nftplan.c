@@ -65,6 +65,7 @@ struct nftplan {
         uint32_t n_tables;
         struct famplan *fam;          /* n_tables, in script order */
         struct nftp_svc_objs *svc[2]; /* per family */
+        const char *pod_iface;        /* the local-traffic detector's IFACE (interface modes) */
         uint32_t *svc_shard;          /* per table svc index, with shards */
         struct arena_blk *arena;
 };
@@ -725,7 +726,7 @@ static int common_sets(struct build *b)
         set_end(b);
         if ((r = cidr_set(b, "service-cidrs", t->service_cidr[i], t->n_service_cidr[i])) < 0 ||
             (r = cidr_set(b, "nodeport-addrs", t->nodeport_cidr[i], t->n_nodeport_cidr[i])) < 0 ||
-            (r = cidr_set(b, "pod-cidrs", t->cluster_cidr[i], t->n_cluster_cidr[i])) < 0)
+            (r = cidr_set(b, "pod-cidrs", t->pod_cidr[i], t->n_pod_cidr[i])) < 0)
                 return r;
         if ((r = set_begin(b, "hairpin", false, 0, NFTP_NONE, 2, b->addr_type, b->addr_type)) < 0)
                 return r;
@@ -980,13 +981,35 @@ static int filter_chains(struct build *b, bool ct_dnat)
         return 0;
 }
 
+/* The local-traffic detector as a match: pods' traffic (match_local) or
+ * everyone else's. The interface modes match the input interface, which
+ * locally generated packets do not have: the node never counts as a pod. */
+static int detector_rule(struct build *b, bool match_local, uint8_t action, const char *chain)
+{
+        struct nftp_rule *r;
+
+        if (!table_local_by_iface(b->t))
+                return match_local ? rule(b, NFTP_M_SADDR_IN, action, chain, "pod-cidrs", NULL, 0)
+                                   : rule(b, NFTP_M_DADDR_IN_SADDR_NOT_IN, action, chain, "cluster-ips",
+                                          "pod-cidrs", 0);
+        if (!b->p->pod_iface)
+                return -EINVAL;
+        if (!(r = rule_new(b, match_local ? NFTP_M_IIFNAME : NFTP_M_DADDR_IN_IIFNAME_NOT, action)))
+                return -ENOMEM;
+        r->chain = chain;
+        r->set = match_local ? NULL : "cluster-ips";
+        r->iface = b->p->pod_iface;
+        return 0;
+}
+
 static int masquerade_rule(struct build *b)
 {
         if (b->t->masquerade_all)
                 return rule(b, NFTP_M_DADDR_IN, NFTP_A_JUMP, "mark-for-masquerade", "cluster-ips", NULL, 0);
-        if (b->t->n_cluster_cidr[b->idx])
-                return rule(b, NFTP_M_DADDR_IN_SADDR_NOT_IN, NFTP_A_JUMP, "mark-for-masquerade", "cluster-ips",
-                            "pod-cidrs", 0);
+        /* kube-proxy masquerades off-cluster traffic to a ClusterIP: what the
+         * detector does not call local (none without a detector). */
+        if (table_has_local_detector(b->t, b->idx))
+                return detector_rule(b, false, NFTP_A_JUMP, "mark-for-masquerade");
         return 0;
 }
 
@@ -1007,7 +1030,7 @@ static int ext_chain(struct build *b, uint32_t si)
         }
         /* Pods keep their source address and may use any endpoint; only
          * off-node clients are held to the local endpoints. */
-        if (b->t->n_cluster_cidr[b->idx] && (r = rule(b, NFTP_M_SADDR_IN, NFTP_A_GOTO, svc, "pod-cidrs", NULL, 0)) < 0)
+        if (table_has_local_detector(b->t, b->idx) && (r = detector_rule(b, true, NFTP_A_GOTO, svc)) < 0)
                 return r;
         if ((r = rule(b, NFTP_M_FIB_SADDR_LOCAL, NFTP_A_JUMP, "mark-for-masquerade", NULL, NULL, 0)) < 0 ||
             (r = rule(b, NFTP_M_FIB_SADDR_LOCAL, NFTP_A_GOTO, svc, NULL, NULL, 0)) < 0)
@@ -1156,7 +1179,7 @@ static int build_shard(struct build *b)
         int i = b->idx, r;
 
         if ((r = cidr_set(b, "nodeport-addrs", t->nodeport_cidr[i], t->n_nodeport_cidr[i])) < 0 ||
-            (r = cidr_set(b, "pod-cidrs", t->cluster_cidr[i], t->n_cluster_cidr[i])) < 0 ||
+            (r = cidr_set(b, "pod-cidrs", t->pod_cidr[i], t->n_pod_cidr[i])) < 0 ||
             (r = tuple_set(b, "service-ips", false, PICK_DNAT)) < 0 ||
             (r = tuple_set(b, "service-nodeports", true, PICK_DNAT)) < 0 || (r = affinity_sets(b)) < 0)
                 return r;
@@ -1296,7 +1319,7 @@ static int presize(struct build *b)
         bool main_tbl = b->shard == NFTP_NONE;
         size_t chains = 32, rules = 64, sets = 16, elems = 16;
 
-        elems += t->n_nodeport_cidr[b->idx] + t->n_cluster_cidr[b->idx];
+        elems += t->n_nodeport_cidr[b->idx] + t->n_pod_cidr[b->idx];
         for (size_t i = 0; i < b->disp.n; i++)
                 elems += main_tbl || in_table(b, b->disp.v[i].svc);
         if (main_tbl) {
@@ -1470,6 +1493,12 @@ static int plan_new(const struct table *t, bool companion, uint32_t shards, stru
         p->t = t;
         p->companion = companion;
         p->shards = shards;
+        if (table_local_by_iface(t) && t->pod_iface[0] &&
+            !(p->pod_iface = arena_cat(p, t->pod_iface, t->local_mode == DETECT_LOCAL_INTERFACE_PREFIX ? "*" : NULL,
+                                       NULL))) {
+                nftplan_free(p);
+                return -ENOMEM;
+        }
         p->n_tables = 2 + 2 * shards;
         p->fam = calloc(p->n_tables, sizeof(*p->fam));
         if (!p->fam) {
@@ -1662,7 +1691,8 @@ bool nftp_rule_equal(const struct nftp_rule *a, const struct nftp_rule *b)
                a->dnat_flags == b->dnat_flags && a->port == b->port && a->arg == b->arg &&
                a->addr.family == b->addr.family &&
                (!a->addr.family || memcmp(a->addr.bytes, b->addr.bytes, ipaddr_len(&a->addr)) == 0) &&
-               str_eq(a->chain, b->chain) && str_eq(a->set, b->set) && str_eq(a->set2, b->set2);
+               str_eq(a->chain, b->chain) && str_eq(a->set, b->set) && str_eq(a->set2, b->set2) &&
+               str_eq(a->iface, b->iface);
 }
 
 bool nftp_chain_equal(const struct nftp_family *fa, const struct nftp_chain *a, const struct nftp_family *fb,

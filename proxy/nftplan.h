@@ -103,6 +103,8 @@ enum nftp_match {
         NFTP_M_HAIRPIN,           /* X saddr . X daddr @set */
         NFTP_M_HAIRPIN_CT_DNAT,   /* ct status dnat X saddr . X daddr @set */
         NFTP_M_MARK_CLEAR,        /* meta mark and ARG == 0 */
+        NFTP_M_IIFNAME,           /* iifname IFACE */
+        NFTP_M_DADDR_IN_IIFNAME_NOT, /* X daddr @set iifname != IFACE */
 };
 
 enum nftp_action {
@@ -139,6 +141,9 @@ struct nftp_rule {
         struct ipaddr addr; /* DNAT address */
         const char *chain;  /* JUMP / GOTO target */
         const char *set, *set2;
+        /* IFACE: an interface name as nft writes it (without the quotes); a
+         * trailing '*' matches every name with that prefix. */
+        const char *iface;
 };
 
 enum nftp_hook { NFTP_HOOK_PREROUTING, NFTP_HOOK_INPUT, NFTP_HOOK_FORWARD, NFTP_HOOK_OUTPUT, NFTP_HOOK_POSTROUTING };

@@ -25,6 +25,7 @@ enum flag_id {
         F_IPVS_EXCLUDE, F_IPVS_SYNC, F_IPVS_MIN_SYNC, F_IPVS_SCHED_FLAGS,
         F_CT_MAX_PER_CORE, F_CT_MIN, F_CT_TCP_ESTABLISHED, F_CT_TCP_CLOSE_WAIT, F_CT_TCP_BE_LIBERAL, F_CT_UDP,
         F_CT_UDP_STREAM, F_OOM_SCORE_ADJ, F_INIT_ONLY, F_LOGGING_FORMAT, F_BIND_HARD_FAIL, F_FEATURE_GATES,
+        F_DETECT_LOCAL, F_POD_BRIDGE, F_POD_PREFIX, F_TRACE_IIF,
 };
 
 struct flag_def {
@@ -44,6 +45,9 @@ static const struct flag_def flag_defs[] = {
         { "hostname-override", 0, false, F_HOSTNAME },
         { "node-ip", 0, false, F_NODE_IP },
         { "cluster-cidr", 0, false, F_CLUSTER_CIDR },
+        { "detect-local-mode", 0, false, F_DETECT_LOCAL },
+        { "pod-bridge-interface", 0, false, F_POD_BRIDGE },
+        { "pod-interface-name-prefix", 0, false, F_POD_PREFIX },
         { "service-cluster-ip-range", 0, false, F_SERVICE_RANGE },
         { "nodeport-addresses", 0, false, F_NODEPORT },
         { "masquerade-all", 0, true, F_MASQ_ALL },
@@ -82,6 +86,8 @@ static const struct flag_def flag_defs[] = {
         { "logging-format", 0, false, F_LOGGING_FORMAT },
         { "bind-address-hard-fail", 0, true, F_BIND_HARD_FAIL },
         { "feature-gates", 0, false, F_FEATURE_GATES },
+        /* nlproxy's own: the trace command's input interface. */
+        { "iif", 0, false, F_TRACE_IIF },
         { "v", 'v', false, F_V },
         { "version", 0, true, F_VERSION },
         { "help", 'h', true, F_HELP },
@@ -101,7 +107,7 @@ struct cfg_dur {
 
 struct pstate {
         struct options o;
-        bool set_output, set_sync, set_min_sync, set_masq, nodeport_from_flag;
+        bool set_output, set_sync, set_min_sync, set_masq, nodeport_from_flag, set_iif;
         const char *sched_flag_sched;   /* the scheduler --ipvs-scheduler-flags names (sh, mh), or NULL */
         struct cfg_dur cfg_sync[SEC_N], cfg_min_sync[SEC_N];
         struct cfg_dur cfg_masq[SEC_N]; /* ms holds the boolean */
@@ -413,6 +419,66 @@ static int set_cluster_cidr(struct pstate *st, const char *v, char *why)
 {
         return parse_cidr_list(v, st->o.proxy.cluster_cidr[0], st->o.proxy.cluster_cidr[1], st->o.proxy.n_cluster_cidr,
                                4, why);
+}
+
+/* kube-proxy's LocalMode values; "" is the default, ClusterCIDR. */
+static int set_detect_local(struct pstate *st, const char *v, char *why)
+{
+        static const enum detect_local_mode modes[] = { DETECT_LOCAL_CLUSTER_CIDR, DETECT_LOCAL_NODE_CIDR,
+                                                        DETECT_LOCAL_BRIDGE, DETECT_LOCAL_INTERFACE_PREFIX };
+
+        if (!*v) {
+                st->o.proxy.detect_local = DETECT_LOCAL_CLUSTER_CIDR;
+                return 0;
+        }
+        for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++)
+                if (!strcmp(v, detect_local_mode_name(modes[i]))) {
+                        st->o.proxy.detect_local = modes[i];
+                        return 0;
+                }
+        snprintf(why, WHYLEN, "supported values: \"ClusterCIDR\", \"NodeCIDR\", \"BridgeInterface\", "
+                              "\"InterfaceNamePrefix\", \"\"");
+        return -EINVAL;
+}
+
+/* An interface name (prefix: the start of one) as the kernel accepts it
+ * (dev_valid_name: shorter than IFNAMSIZ, no '/', ':' or white space, not
+ * "." or ".."), and as nft can match it without quoting or wildcards: no
+ * '"', '\\' or '*', printable ASCII. Empty is "unset". kube-proxy only
+ * checks that the mode's interface is not empty; a longer or odd name
+ * would never match anything. */
+static int set_ifname(char dst[DETECT_LOCAL_IFNAMSIZ], const char *v, bool prefix, char *why)
+{
+        size_t len = strlen(v);
+
+        if (len >= DETECT_LOCAL_IFNAMSIZ) {
+                snprintf(why, WHYLEN, "an interface name%s has at most %d characters", prefix ? " prefix" : "",
+                         DETECT_LOCAL_IFNAMSIZ - 1);
+                return -EINVAL;
+        }
+        for (const char *c = v; *c; c++)
+                if (*c <= ' ' || *c >= 0x7f || strchr("/:\"\\*", *c)) {
+                        snprintf(why, WHYLEN, "not a valid interface name%s: no '/', ':', '\"', '\\', '*', white "
+                                              "space or control characters", prefix ? " prefix" : "");
+                        return -EINVAL;
+                }
+        if (!prefix && (!strcmp(v, ".") || !strcmp(v, ".."))) {
+                snprintf(why, WHYLEN, "not a valid interface name");
+                return -EINVAL;
+        }
+        memset(dst, 0, DETECT_LOCAL_IFNAMSIZ);
+        memcpy(dst, v, len);
+        return 0;
+}
+
+static int set_pod_bridge(struct pstate *st, const char *v, char *why)
+{
+        return set_ifname(st->o.proxy.pod_bridge_interface, v, false, why);
+}
+
+static int set_pod_prefix(struct pstate *st, const char *v, char *why)
+{
+        return set_ifname(st->o.proxy.pod_interface_prefix, v, true, why);
 }
 
 static int set_service_range(struct pstate *st, const char *v, char *why)
@@ -1071,6 +1137,19 @@ static int apply_flag(struct pstate *st, const struct flag_def *d, const char *v
         case F_SERVICE_RANGE:
                 r = set_service_range(st, v, why);
                 break;
+        case F_DETECT_LOCAL:
+                r = set_detect_local(st, v, why);
+                break;
+        case F_POD_BRIDGE:
+                r = set_pod_bridge(st, v, why);
+                break;
+        case F_POD_PREFIX:
+                r = set_pod_prefix(st, v, why);
+                break;
+        case F_TRACE_IIF:
+                r = set_ifname(st->o.trace.iif, v, false, why);
+                st->set_iif = true;
+                break;
         case F_NODEPORT:
                 r = set_nodeport_flag(st, v, why);
                 break;
@@ -1420,15 +1499,6 @@ static int cfg_set_kubeconfig(struct pstate *st, const char *v, char *why)
         return set_str(&st->o.kubeconfig, v);
 }
 
-static int cfg_set_detect_local(struct pstate *st, const char *v, char *why)
-{
-        (void) st;
-        if (strcmp(v, "ClusterCIDR") == 0)
-                return 0;
-        snprintf(why, WHYLEN, "only ClusterCIDR local-traffic detection is supported");
-        return -EINVAL;
-}
-
 static int cfg_nodeport_list(struct cfgctx *c, const json_t *root)
 {
         const json_t *v = json_object_get(root, "nodePortAddresses"), *e;
@@ -1502,7 +1572,9 @@ static int cfg_list(struct cfgctx *c, const json_t *obj, const char *key, const 
         return r;
 }
 
-/* v1alpha2 detectLocal.clusterCIDRs: a list where v1alpha1 had a string. */
+/* detectLocal: the interfaces of the interface modes (v1alpha1 and
+ * v1alpha2), and v1alpha2's clusterCIDRs, a list where v1alpha1 had the
+ * clusterCIDR string. */
 static int cfg_detect_local(struct cfgctx *c, const json_t *root)
 {
         const json_t *dl;
@@ -1510,6 +1582,9 @@ static int cfg_detect_local(struct cfgctx *c, const json_t *root)
 
         r = cfg_object(c, root, "detectLocal", &dl);
         if (r < 0 || !dl)
+                return r;
+        if ((r = cfg_apply(c, dl, "bridgeInterface", "detectLocal.bridgeInterface", set_pod_bridge)) < 0 ||
+            (r = cfg_apply(c, dl, "interfaceNamePrefix", "detectLocal.interfaceNamePrefix", set_pod_prefix)) < 0)
                 return r;
         return cfg_list(c, dl, "clusterCIDRs", "detectLocal.clusterCIDRs", set_cluster_cidr);
 }
@@ -1716,7 +1791,7 @@ static int cfg_root(struct cfgctx *c, const json_t *root)
         }
         if ((r = cfg_apply(c, root, "clusterCIDR", "clusterCIDR", set_cluster_cidr)) < 0 ||
             (r = cfg_detect_local(c, root)) < 0 ||
-            (r = cfg_apply(c, root, "detectLocalMode", "detectLocalMode", cfg_set_detect_local)) < 0 ||
+            (r = cfg_apply(c, root, "detectLocalMode", "detectLocalMode", set_detect_local)) < 0 ||
             (r = cfg_apply(c, root, "hostnameOverride", "hostnameOverride", set_hostname)) < 0 ||
             (r = cfg_apply(c, root, "healthzBindAddress", "healthzBindAddress", cfg_set_healthz)) < 0 ||
             (r = cfg_apply(c, root, "metricsBindAddress", "metricsBindAddress", cfg_set_metrics)) < 0 ||
@@ -1910,6 +1985,15 @@ static int resolve(struct pstate *st)
                 return fail(st, -EINVAL, "trace needs a source and a destination: nlproxy trace SRC DST:PORT[/PROTO]");
         if (st->o.command == OPT_CMD_TRACE && st->o.trace.src.family != st->o.trace.dst.family)
                 return fail(st, -EINVAL, "trace: source and destination must be of the same IP family");
+        if (st->set_iif && st->o.command != OPT_CMD_TRACE)
+                return fail(st, -EINVAL, "--iif is an option of the trace command");
+        /* kube-proxy's validation: the interface mode names its interface. */
+        if (st->o.proxy.detect_local == DETECT_LOCAL_BRIDGE && !st->o.proxy.pod_bridge_interface[0])
+                return fail(st, -EINVAL, "--detect-local-mode BridgeInterface needs --pod-bridge-interface "
+                                         "(detectLocal.bridgeInterface): must not be empty");
+        if (st->o.proxy.detect_local == DETECT_LOCAL_INTERFACE_PREFIX && !st->o.proxy.pod_interface_prefix[0])
+                return fail(st, -EINVAL, "--detect-local-mode InterfaceNamePrefix needs --pod-interface-name-prefix "
+                                         "(detectLocal.interfaceNamePrefix): must not be empty");
         st->o.proxy.cluster_domain = st->o.cluster_domain;
         return 0;
 }
@@ -1978,7 +2062,14 @@ void options_usage(FILE *out)
               "      --hostname-override NAME         node name (default: the host name, lowercased)\n"
               "      --node-ip IP[,IP]                node IP, at most one per family (repeatable)\n"
               "      --cluster-cidr CIDRS             pod CIDRs, comma-separated: traffic from elsewhere\n"
-              "                                       to a ClusterIP is masqueraded\n"
+              "                                       to a ClusterIP is masqueraded (ClusterCIDR mode)\n"
+              "      --detect-local-mode MODE         how local pod traffic is told apart: ClusterCIDR\n"
+              "                                       (default), NodeCIDR (the Node's spec.podCIDRs),\n"
+              "                                       BridgeInterface or InterfaceNamePrefix\n"
+              "      --pod-bridge-interface NAME      BridgeInterface: traffic entering from this bridge\n"
+              "      --pod-interface-name-prefix PREFIX\n"
+              "                                       InterfaceNamePrefix: traffic entering from an\n"
+              "                                       interface whose name starts with PREFIX\n"
               "      --service-cluster-ip-range CIDRS service CIDRs, comma-separated\n"
               "      --nodeport-addresses LIST        \"primary\" (default) or comma-separated CIDRs\n"
               "      --masquerade-all                 masquerade all service traffic\n"
@@ -2032,6 +2123,8 @@ void options_usage(FILE *out)
               "      --feature-gates NAME=BOOL,...    kube-proxy 1.26's feature gates: accepted and checked,\n"
               "                                       unknown ones refused (LoggingBetaOptions gates json logs)\n"
               "      --logging-format FORMAT          text (default) or json (klog's JSON lines)\n"
+              "      --iif NAME                       trace: the interface the packet enters the node by\n"
+              "                                       (for the interface modes of --detect-local-mode)\n"
               "  -v, --v N                            log verbosity, 0-10\n"
               "      --version                        print the version and exit\n"
               "  -h, --help                           print this help and exit\n",

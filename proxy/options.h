@@ -55,6 +55,7 @@ struct options {
                 struct ipaddr src, dst;
                 uint16_t dport;
                 uint8_t proto;  /* IPPROTO_TCP/UDP/SCTP */
+                char iif[DETECT_LOCAL_IFNAMSIZ]; /* --iif: the interface it enters by, "" = none */
         } trace;
 };
 

@@ -149,8 +149,17 @@ static json_t *jconfig(struct jb *b, const struct table *t)
 
         set(b, cfg, "masqueradeAll", json_boolean(t->masquerade_all));
         set(b, cfg, "masqueradeMark", json_integer(t->masquerade_mark));
-        set(b, cfg, "clusterCIDRs",
-            jcidrs_fams(b, t->cluster_cidr[0], t->n_cluster_cidr[0], t->cluster_cidr[1], t->n_cluster_cidr[1]));
+        /* The local-traffic detector: its pod CIDRs (--cluster-cidr or the
+         * Node's podCIDRs), or the interface as nft matches it. */
+        set(b, cfg, "detectLocalMode", json_string(detect_local_mode_name(t->local_mode)));
+        set(b, cfg, "podCIDRs", jcidrs_fams(b, t->pod_cidr[0], t->n_pod_cidr[0], t->pod_cidr[1], t->n_pod_cidr[1]));
+        if (table_local_by_iface(t)) {
+                char iface[DETECT_LOCAL_IFNAMSIZ + 1];
+
+                snprintf(iface, sizeof(iface), "%s%s", t->pod_iface,
+                         t->local_mode == DETECT_LOCAL_INTERFACE_PREFIX ? "*" : "");
+                set(b, cfg, "podInterface", json_string(iface));
+        }
         set(b, cfg, "serviceCIDRs",
             jcidrs_fams(b, t->service_cidr[0], t->n_service_cidr[0], t->service_cidr[1], t->n_service_cidr[1]));
         set(b, cfg, "nodePortAddresses",

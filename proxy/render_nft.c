@@ -258,6 +258,12 @@ static void put_rule(struct out *o, const struct nftp_family *f, const struct nf
                 o_hex(o, r->arg);
                 o_s(o, " == 0 ", NULL);
                 break;
+        case NFTP_M_IIFNAME:
+                o_s(o, "iifname \"", r->iface, "\" ", NULL);
+                break;
+        case NFTP_M_DADDR_IN_IIFNAME_NOT:
+                o_s(o, ip, " daddr @", r->set, " iifname != \"", r->iface, "\" ", NULL);
+                break;
         }
         switch (r->action) {
         case NFTP_A_JUMP:

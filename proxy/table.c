@@ -33,6 +33,54 @@ const char *tbl_verdict_name(enum tbl_verdict v)
         return "?";
 }
 
+void nodectx_init(struct nodectx *ret, const char *node_name, const struct ipaddr node_ip[2],
+                  const struct k8s_node *kn)
+{
+        memset(ret, 0, sizeof(*ret));
+        ret->node_name = node_name;
+        if (kn)
+                ret->zone = kn->zone;
+        for (int fi = 0; fi < 2; fi++) {
+                ret->node_ip[fi] = node_ip[fi];
+                for (size_t i = 0; kn && !ret->node_ip[fi].family && i < kn->n_addrs; i++)
+                        if (ipfam_index(kn->addrs[i].family) == fi)
+                                ret->node_ip[fi] = kn->addrs[i];
+        }
+        for (size_t i = 0; kn && i < kn->n_pod_cidrs; i++)
+                ret->pod_cidr[ipfam_index(kn->pod_cidrs[i].addr.family)] = kn->pod_cidrs[i];
+}
+
+const char *detect_local_mode_name(enum detect_local_mode m)
+{
+        switch (m) {
+        case DETECT_LOCAL_CLUSTER_CIDR: return "ClusterCIDR";
+        case DETECT_LOCAL_NODE_CIDR: return "NodeCIDR";
+        case DETECT_LOCAL_BRIDGE: return "BridgeInterface";
+        case DETECT_LOCAL_INTERFACE_PREFIX: return "InterfaceNamePrefix";
+        }
+        return "?";
+}
+
+bool table_local_traffic(const struct table *t, const struct ipaddr *src, const char *iif)
+{
+        int fi = ipfam_index(src->family);
+
+        switch (t->local_mode) {
+        case DETECT_LOCAL_BRIDGE:
+                return iif && !strcmp(iif, t->pod_iface);
+        case DETECT_LOCAL_INTERFACE_PREFIX:
+                /* nft compares the prefix bytes only: the prefix itself matches. */
+                return iif && !strncmp(iif, t->pod_iface, strlen(t->pod_iface));
+        case DETECT_LOCAL_CLUSTER_CIDR:
+        case DETECT_LOCAL_NODE_CIDR:
+                break;
+        }
+        for (size_t i = 0; i < t->n_pod_cidr[fi]; i++)
+                if (ipcidr_contains(&t->pod_cidr[fi][i], src))
+                        return true;
+        return false;
+}
+
 const char *tbl_vip_kind_name(enum tbl_vip_kind k)
 {
         switch (k) {
@@ -747,14 +795,26 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
 static void resolve_config(struct table *t, const struct nodectx *node, const struct proxy_config *cfg)
 {
         t->masquerade_all = cfg->masquerade_all;
+        t->local_mode = cfg->detect_local;
+        memset(t->pod_iface, 0, sizeof(t->pod_iface));
+        if (cfg->detect_local == DETECT_LOCAL_BRIDGE)
+                memcpy(t->pod_iface, cfg->pod_bridge_interface, sizeof(t->pod_iface) - 1);
+        else if (cfg->detect_local == DETECT_LOCAL_INTERFACE_PREFIX)
+                memcpy(t->pod_iface, cfg->pod_interface_prefix, sizeof(t->pod_iface) - 1);
         t->masquerade_mark = 1u << (cfg->masquerade_bit < 32 ? cfg->masquerade_bit : 14);
         t->nft_shards = cfg->nft_shards;
         t->ipvs = cfg->ipvs;
         for (int fi = 0; fi < 2; fi++) {
                 t->family_enabled[fi] = cfg->family_enabled[fi];
                 t->node_ip[fi] = node->node_ip[fi];
-                t->n_cluster_cidr[fi] = cfg->n_cluster_cidr[fi];
-                memcpy(t->cluster_cidr[fi], cfg->cluster_cidr[fi], sizeof(t->cluster_cidr[fi]));
+                t->n_pod_cidr[fi] = 0;
+                if (cfg->detect_local == DETECT_LOCAL_CLUSTER_CIDR) {
+                        t->n_pod_cidr[fi] = cfg->n_cluster_cidr[fi];
+                        memcpy(t->pod_cidr[fi], cfg->cluster_cidr[fi], sizeof(t->pod_cidr[fi]));
+                } else if (cfg->detect_local == DETECT_LOCAL_NODE_CIDR && node->pod_cidr[fi].addr.family) {
+                        t->pod_cidr[fi][0] = node->pod_cidr[fi];
+                        t->n_pod_cidr[fi] = 1;
+                }
                 t->n_service_cidr[fi] = cfg->n_service_cidr[fi];
                 memcpy(t->service_cidr[fi], cfg->service_cidr[fi], sizeof(t->service_cidr[fi]));
                 if (cfg->nodeport_primary) {
@@ -890,9 +950,9 @@ static bool same_backend_context(const struct table *p, const struct table *t)
 {
         for (int fi = 0; fi < 2; fi++)
                 if (p->family_enabled[fi] != t->family_enabled[fi] || !ipaddr_equal(&p->node_ip[fi], &t->node_ip[fi]) ||
-                    p->n_cluster_cidr[fi] != t->n_cluster_cidr[fi] || p->n_service_cidr[fi] != t->n_service_cidr[fi] ||
+                    p->n_pod_cidr[fi] != t->n_pod_cidr[fi] || p->n_service_cidr[fi] != t->n_service_cidr[fi] ||
                     p->n_nodeport_cidr[fi] != t->n_nodeport_cidr[fi] ||
-                    memcmp(p->cluster_cidr[fi], t->cluster_cidr[fi], p->n_cluster_cidr[fi] * sizeof(struct ipcidr)) ||
+                    memcmp(p->pod_cidr[fi], t->pod_cidr[fi], p->n_pod_cidr[fi] * sizeof(struct ipcidr)) ||
                     memcmp(p->service_cidr[fi], t->service_cidr[fi], p->n_service_cidr[fi] * sizeof(struct ipcidr)) ||
                     memcmp(p->nodeport_cidr[fi], t->nodeport_cidr[fi], p->n_nodeport_cidr[fi] * sizeof(struct ipcidr)))
                         return false;
@@ -901,7 +961,8 @@ static bool same_backend_context(const struct table *p, const struct table *t)
             p->ipvs.udp_timeout != t->ipvs.udp_timeout || p->ipvs.n_exclude_cidrs != t->ipvs.n_exclude_cidrs ||
             memcmp(p->ipvs.exclude_cidrs, t->ipvs.exclude_cidrs, p->ipvs.n_exclude_cidrs * sizeof(struct ipcidr)))
                 return false;
-        return p->masquerade_all == t->masquerade_all && p->masquerade_mark == t->masquerade_mark &&
+        return p->masquerade_all == t->masquerade_all && p->local_mode == t->local_mode &&
+               !strcmp(p->pod_iface, t->pod_iface) && p->masquerade_mark == t->masquerade_mark &&
                p->nft_shards == t->nft_shards && !strcmp(p->scheduler, t->scheduler);
 }
 

@@ -15,7 +15,32 @@ struct nodectx {
         const char *node_name;
         const char *zone;            /* from the Node's topology.kubernetes.io/zone label; NULL if none */
         struct ipaddr node_ip[2];    /* primary node IP per family index; family 0 = unknown */
+        /* The Node's spec.podCIDRs per family index (NodeCIDR detection);
+         * addr.family 0 = none. */
+        struct ipcidr pod_cidr[2];
 };
+
+struct k8s_node;
+/* The node context from the flags (node name, --node-ip per family, family
+ * 0 = not given) and this node's Node object (NULL: none): the node IPs the
+ * flags lack from the Node's addresses (InternalIP first), its zone and its
+ * podCIDRs. Points into node_name and kn. */
+void nodectx_init(struct nodectx *ret, const char *node_name, const struct ipaddr node_ip[2],
+                  const struct k8s_node *kn);
+
+/* kube-proxy's --detect-local-mode (LocalMode): how traffic from the pods
+ * of this node is told from the rest. The detector decides which ClusterIP
+ * traffic is masqueraded (all but the pods') and which sources the
+ * external chain of an externalTrafficPolicy Local service short-circuits
+ * to every endpoint. */
+enum detect_local_mode {
+        DETECT_LOCAL_CLUSTER_CIDR,    /* source in --cluster-cidr (the default) */
+        DETECT_LOCAL_NODE_CIDR,       /* source in this Node's spec.podCIDRs */
+        DETECT_LOCAL_BRIDGE,          /* entering from --pod-bridge-interface */
+        DETECT_LOCAL_INTERFACE_PREFIX, /* entering from an interface named --pod-interface-name-prefix... */
+};
+/* Interface names: IFNAMSIZ with the NUL. */
+#define DETECT_LOCAL_IFNAMSIZ 16
 
 /* IPVS mode settings (kube-proxy's KubeProxyIPVSConfiguration), carried by
  * the table to the IPVS backend; the other consumers ignore them. */
@@ -30,8 +55,11 @@ struct ipvs_config {
 /* Settings from flags/config that change the table. */
 struct proxy_config {
         bool masquerade_all;
-        struct ipcidr cluster_cidr[2][4];   /* per family index: local-traffic detector (--cluster-cidr) */
+        enum detect_local_mode detect_local; /* --detect-local-mode */
+        struct ipcidr cluster_cidr[2][4];   /* per family index: --cluster-cidr (ClusterCIDR detection) */
         size_t n_cluster_cidr[2];
+        char pod_bridge_interface[DETECT_LOCAL_IFNAMSIZ];  /* --pod-bridge-interface, "" if unset */
+        char pod_interface_prefix[DETECT_LOCAL_IFNAMSIZ];  /* --pod-interface-name-prefix, "" if unset */
         struct ipcidr service_cidr[2][4];   /* --service-cluster-ip-range */
         size_t n_service_cidr[2];
         struct ipcidr nodeport_cidr[2][16]; /* --nodeport-addresses, CIDRs */
@@ -103,7 +131,7 @@ struct tbl_svc {
 
 /* externalTrafficPolicy Local with endpoints on other nodes only: traffic to
  * the external addresses (externalIPs, LB IPs, the NodePort) from a pod
- * (--cluster-cidr) or from the node itself still goes to the cluster
+ * (the local-traffic detector) or from the node itself still goes to the cluster
  * endpoints, the node's masqueraded, and only the rest gets the DROP.
  * kube-proxy's external chain short-circuits those sources before the
  * no-endpoint filter (nftables/proxier.go: usesExternalTrafficChain is
@@ -138,8 +166,14 @@ struct table {
         bool masquerade_all;
         uint32_t masquerade_mark;
         int32_t nft_shards;
-        struct ipcidr cluster_cidr[2][4];
-        size_t n_cluster_cidr[2];
+        /* The local-traffic detector, resolved: pod_cidr in the CIDR modes
+         * (--cluster-cidr or the Node's podCIDRs; a family without one has
+         * no detector, as kube-proxy's no-op detector), pod_iface in the
+         * interface modes (both families). */
+        enum detect_local_mode local_mode;
+        struct ipcidr pod_cidr[2][4];
+        size_t n_pod_cidr[2];
+        char pod_iface[DETECT_LOCAL_IFNAMSIZ];
         struct ipcidr service_cidr[2][4];
         size_t n_service_cidr[2];
         struct ipcidr nodeport_cidr[2][16]; /* "primary" resolved to node IP /32 or /128 */
@@ -157,6 +191,28 @@ struct table {
         size_t n_skipped_services;
         size_t n_no_local_internal, n_no_local_external;
 };
+
+/* The detector matches the interface packets enter by (iifname), not their
+ * source address. */
+static inline bool table_local_by_iface(const struct table *t)
+{
+        return t->local_mode == DETECT_LOCAL_BRIDGE || t->local_mode == DETECT_LOCAL_INTERFACE_PREFIX;
+}
+
+/* Family fi has a local-traffic detector: without one there is no
+ * masquerade rule for ClusterIPs (but --masquerade-all's) and no pod
+ * short-circuit, as with kube-proxy's no-op detector. */
+static inline bool table_has_local_detector(const struct table *t, int fi)
+{
+        return table_local_by_iface(t) || t->n_pod_cidr[fi] > 0;
+}
+
+/* Whether a packet is local pod traffic: its source in the pod CIDRs, or
+ * (interface modes) its input interface iif the bridge or one whose name
+ * starts with the prefix. iif NULL or "": locally generated, or not known. */
+bool table_local_traffic(const struct table *t, const struct ipaddr *src, const char *iif);
+
+const char *detect_local_mode_name(enum detect_local_mode m);
 
 int table_compute(const struct model *m, const struct nodectx *node, const struct proxy_config *cfg,
                   struct table **ret);

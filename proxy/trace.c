@@ -102,8 +102,8 @@ static void no_endpoints(struct trace_result *r, const struct tbl_svc *s, bool c
         else if (cluster_ip)
                 r->why = "internalTrafficPolicy=Local and no local endpoint: dropped (no-endpoint-services)";
         else if (tbl_svc_ext_short_circuit(s))
-                r->why = "externalTrafficPolicy=Local, no local endpoint, source neither a pod (--cluster-cidr) "
-                         "nor the node: dropped (no-endpoint-services)";
+                r->why = "externalTrafficPolicy=Local, no local endpoint, source neither a local pod "
+                         "(--detect-local-mode) nor the node: dropped (no-endpoint-services)";
         else
                 r->why = "externalTrafficPolicy=Local and no local endpoint: dropped (no-endpoint-services)";
 }
@@ -136,7 +136,7 @@ void trace_packet_run(const struct table *t, const struct trace_node *node, cons
         if (is_cluster_ip(t, fi, &p->dst)) {
                 if (t->masquerade_all)
                         masq = true;
-                else if (t->n_cluster_cidr[fi] && !in_cidrs(t->cluster_cidr[fi], t->n_cluster_cidr[fi], &p->src))
+                else if (table_has_local_detector(t, fi) && !table_local_traffic(t, &p->src, p->iif))
                         masq = true;
         }
         if (s) {
@@ -155,7 +155,8 @@ void trace_packet_run(const struct table *t, const struct trace_node *node, cons
                         goto filter;
                 use_local = s->itp_local;
                 r->why = masq ? (t->masquerade_all ? "ClusterIP: DNAT, masquerade (--masquerade-all)"
-                                                   : "ClusterIP: DNAT, masquerade (source outside the cluster CIDR)")
+                                                   : "ClusterIP: DNAT, masquerade (not from a local pod: "
+                                                     "--detect-local-mode)")
                               : use_local ? "ClusterIP: DNAT to local endpoints (internalTrafficPolicy=Local)"
                                           : "ClusterIP: DNAT";
         } else {
@@ -168,7 +169,7 @@ void trace_packet_run(const struct table *t, const struct trace_node *node, cons
                         masq = true;
                         use_local = false;
                         r->why = "external traffic (externalTrafficPolicy=Cluster): DNAT, masquerade";
-                } else if (t->n_cluster_cidr[fi] && in_cidrs(t->cluster_cidr[fi], t->n_cluster_cidr[fi], &p->src)) {
+                } else if (table_has_local_detector(t, fi) && table_local_traffic(t, &p->src, p->iif)) {
                         use_local = false;
                         r->why = "externalTrafficPolicy=Local, source is a pod: short-circuit to all endpoints, "
                                  "no masquerade";

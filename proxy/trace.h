@@ -16,6 +16,10 @@ struct trace_packet {
         struct ipaddr src, dst;
         uint8_t proto;
         uint16_t dport;
+        /* The interface the packet enters the node by (what the interface
+         * modes of the local-traffic detector look at); NULL or "": none
+         * that matters (another interface, or the node's own traffic). */
+        const char *iif;
 };
 
 /* Addresses the node owns (what `fib daddr type local` answers). */

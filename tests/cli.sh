@@ -78,6 +78,11 @@ usage_error '--min-sync-period' --min-sync-period=1m --sync-period=30s
 usage_error '--node-ip' --node-ip 10.0.0.1 --node-ip 10.0.0.2
 usage_error '--nodeport-addresses' --nodeport-addresses primary,10.0.0.0/8
 usage_error '--cluster-cidr' --cluster-cidr 10.0.0.0/33
+usage_error 'supported values: "ClusterCIDR", "NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"' \
+	--detect-local-mode nodecidr
+usage_error '--pod-bridge-interface (detectLocal.bridgeInterface): must not be empty' --detect-local-mode BridgeInterface
+usage_error '--pod-interface-name-prefix' --detect-local-mode=InterfaceNamePrefix --pod-interface-name-prefix 'veth*'
+usage_error '--iif is an option of the trace command' --iif eth0
 usage_error '--ipvs-scheduler' --ipvs-scheduler fastest
 usage_error '--cluster-domain' --cluster-domain 'bad_domain'
 usage_error '--healthz-bind-address' --healthz-bind-address 0.0.0.0
@@ -238,6 +243,34 @@ run trace fd00::9 '[fd00:30::a]:53/UDP' --manifests "$MANIFEST" "${NODE[@]}"
 expect "trace over IPv6" 0 "[fd00:244::3]:5353" out
 run trace 10.0.0.2 172.30.0.41:81 --manifests "$MANIFEST" "${NODE[@]}"
 expect "trace to an unknown port of a ClusterIP: REJECT" 0 "REJECT" out
+
+# --- --detect-local-mode: the ruleset and the tracer ---
+DL=(--manifests tests/data/nftenc/detect.json --hostname-override node-a --cluster-cidr 10.244.0.0/16)
+run --dry-run --output nft "${DL[@]}" --detect-local-mode InterfaceNamePrefix --pod-interface-name-prefix veth
+expect "InterfaceNamePrefix: iifname in the masquerade rule" 0 \
+	'ip daddr @cluster-ips iifname != "veth*" jump mark-for-masquerade' out
+expect "InterfaceNamePrefix: iifname in the pod short-circuit" 0 'iifname "veth*" goto svc-dl/web/tcp/80' out
+run --dry-run --output ipvsadm "${DL[@]}" --detect-local-mode BridgeInterface --pod-bridge-interface cbr0
+expect "BridgeInterface: the IPVS companion's masquerade rule" 0 \
+	'ip6 daddr @cluster-ips iifname != "cbr0" jump mark-for-masquerade' out
+run --dry-run --output json "${DL[@]}" --detect-local-mode NodeCIDR
+expect "NodeCIDR: the Node's podCIDRs, not --cluster-cidr" 0 '"fd00:10:244:1::/64"' out
+expect "NodeCIDR: the mode in the JSON" 0 '"detectLocalMode": "NodeCIDR"' out
+run trace 10.244.2.5 172.30.0.12:443 "${DL[@]}"
+expect "trace, ClusterCIDR: a pod in --cluster-cidr keeps its source" 0 "masquerade: no" out
+run trace 10.244.2.5 172.30.0.12:443 "${DL[@]}" --detect-local-mode NodeCIDR
+expect "trace, NodeCIDR: a pod outside the Node's podCIDRs is masqueraded" 0 "masquerade: yes" out
+run trace 10.244.1.5 172.30.0.12:443 "${DL[@]}" --detect-local-mode NodeCIDR
+expect "trace, NodeCIDR: a pod of the Node's podCIDRs keeps its source" 0 "masquerade: no" out
+run trace 10.244.2.5 5.6.7.8:80 "${DL[@]}" --detect-local-mode BridgeInterface --pod-bridge-interface cbr0 --iif cbr0
+expect "trace, BridgeInterface: --iif cbr0 is a pod: short-circuit" 0 "source is a pod" out
+run trace 10.244.2.5 5.6.7.8:80 "${DL[@]}" --detect-local-mode BridgeInterface --pod-bridge-interface cbr0
+expect "trace, BridgeInterface: without --iif, not a pod: dropped" 0 "verdict:    DROP" out
+run trace 10.244.2.5 172.30.0.12:443 "${DL[@]}" --detect-local-mode InterfaceNamePrefix \
+	--pod-interface-name-prefix veth --iif veth1234
+expect "trace, InterfaceNamePrefix: --iif veth1234 keeps its source" 0 "masquerade: no" out
+run --dry-run --manifests "$MANIFEST" "${NODE[@]}" --detect-local-mode NodeCIDR
+expect "NodeCIDR without the Node's podCIDRs: an error" 1 "the Node node-a in the manifests has no spec.podCIDRs" err
 
 echo "$pass passed, $failed failed"
 [ "$failed" -eq 0 ]

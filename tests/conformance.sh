@@ -10,8 +10,10 @@ if [ "$(id -u)" != 0 ]; then
 	exit 0
 fi
 # The shared scenarios, then nlproxy's own (issue 11: eTP Local without a
-# local endpoint; the runner's affinity and legacy-address cases).
-files=(tests/data/scenarios.json tests/data/scenarios_etp_local.json tests/data/scenarios_runner.json)
+# local endpoint; the runner's affinity and legacy-address cases; issue 14:
+# each --detect-local-mode).
+files=(tests/data/scenarios.json tests/data/scenarios_etp_local.json tests/data/scenarios_runner.json
+	tests/data/scenarios_detect_local.json)
 tests/conformance/run --backend nftables -j 2 "${files[@]}" || exit 1
 # The same flows with the service dispatch split over shard tables (what
 # large clusters get; docs/nftables-ruleset.md): the masquerade marking in

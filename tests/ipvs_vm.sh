@@ -2,7 +2,7 @@
 # The IPVS backend on a real IPVS kernel: this machine's kernel has none, so
 # tests/vm/run boots Debian's (QEMU, software emulation) and runs, inside it,
 # every flow of every conformance scenario (the shared ones and nlproxy's own
-# tests/data/scenarios_etp_local.json) with --backend ipvs (the
+# tests/data/scenarios_*.json) with --backend ipvs (the
 # same expectations as nftables; the flows listed in tests/data/ipvs_xfail.txt
 # are reported with their reason) and tests/ipvs_live.py (ipvsadm-restore
 # equivalence, graceful termination, restart). Needs root and qemu (make
@@ -25,5 +25,6 @@ command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 is not inst
 # machine, so the runner's time limit is 50 min.
 exec tests/vm/run --timeout 3600 -e NLC_READY_TIMEOUT=60 -e CI="${CI:-}" \
 	'tests/conformance/run --backend ipvs -j 2 --time-limit 3000 --xfail-file tests/data/ipvs_xfail.txt \
-	   tests/data/scenarios.json tests/data/scenarios_etp_local.json tests/data/scenarios_runner.json; a=$?;
+	   tests/data/scenarios.json tests/data/scenarios_etp_local.json tests/data/scenarios_runner.json \
+	   tests/data/scenarios_detect_local.json; a=$?;
 	 python3 tests/ipvs_live.py; b=$?; [ $a = 0 ] && [ $b = 0 ]'

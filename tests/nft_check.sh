@@ -24,7 +24,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 ip netns add "$ns" || skip "cannot create a network namespace"
 
-for f in tests/data/scenarios.json tests/data/scenarios_etp_local.json; do
+for f in tests/data/scenarios.json tests/data/scenarios_etp_local.json tests/data/scenarios_detect_local.json; do
 	python3 tests/conformance/scenario_manifests.py "$f" "$work" >>"$work/cases" || exit 1
 done
 check() { # name file

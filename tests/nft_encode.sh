@@ -111,6 +111,8 @@ run() { # name manifests flagsfile companion(0/1) [extra flag] [expected tables]
 }
 
 python3 tests/conformance/scenario_manifests.py tests/data/scenarios.json "$work" >"$work/cases" || exit 1
+# The cases of each --detect-local-mode too (a Node's podCIDRs, iifname).
+python3 tests/conformance/scenario_manifests.py tests/data/scenarios_detect_local.json "$work" >>"$work/cases" || exit 1
 while read -r c; do
 	run "$c nft" "$work/$c/objects.json" "$work/$c/flags" 0
 	run "$c ipvs-companion" "$work/$c/objects.json" "$work/$c/flags" 1
@@ -118,12 +120,22 @@ done <"$work/cases"
 run "rich nft" tests/data/nftenc/rich.json tests/data/nftenc/rich.flags 0
 run "rich ipvs-companion" tests/data/nftenc/rich.json tests/data/nftenc/rich.flags 1
 run "cluster nft" tests/data/cli/cluster.yaml tests/data/nftenc/cluster.flags 0
+# Each --detect-local-mode (the pod-cidrs set, or iifname matches in its
+# place), one after the other: the full sync converges a mode's rules to
+# the next one's.
+for m in cluster node bridge prefix cluster; do
+	run "detect-$m nft" tests/data/nftenc/detect.json "tests/data/nftenc/detect-$m.flags" 0
+	run "detect-$m ipvs-companion" tests/data/nftenc/detect.json "tests/data/nftenc/detect-$m.flags" 1
+done
 # Sharded rulesets (docs/nftables-ruleset.md): main table plus shard tables
 # per family. Scenarios first on top of each other, then with fresh
 # namespaces so the number of tables is exact.
 while read -r c; do
 	run "$c nft shards=4" "$work/$c/objects.json" "$work/$c/flags" 0 --nftables-shards=4
 done <"$work/cases"
+for m in prefix node bridge; do
+	run "detect-$m nft shards=4" tests/data/nftenc/detect.json "tests/data/nftenc/detect-$m.flags" 0 --nftables-shards=4
+done
 fresh
 run "rich nft shards=8" tests/data/nftenc/rich.json tests/data/nftenc/rich.flags 0 --nftables-shards=8 18
 fresh

@@ -33,7 +33,7 @@ CONFIG_FIELDS = {
 }
 CONFIG_SUBFIELDS = {
     "clientConnection": {"kubeconfig"},
-    "detectLocal": {"clusterCIDRs"},
+    "detectLocal": {"clusterCIDRs", "bridgeInterface", "interfaceNamePrefix"},
     "ipvs": {"syncPeriod", "minSyncPeriod", "scheduler"},
     "nftables": {"syncPeriod", "minSyncPeriod", "masqueradeAll"},
     "iptables": {"masqueradeAll"},

@@ -13,8 +13,16 @@ import sys
 
 def node_flags(nc):
     flags = ["--hostname-override", nc["nodeName"], "--node-ip", nc["primaryNodeIP"]]
-    if nc.get("clusterCIDR") and nc.get("localTrafficDetector"):
+    mode = nc.get("localTrafficDetector")
+    if nc.get("clusterCIDR") and mode:
         flags += ["--cluster-cidr", nc["clusterCIDR"]]
+    # "None" (the shared scenarios): no detector, i.e. no --cluster-cidr
+    if mode in ("NodeCIDR", "BridgeInterface", "InterfaceNamePrefix"):
+        flags += ["--detect-local-mode", mode]
+    if nc.get("podBridgeInterface"):
+        flags += ["--pod-bridge-interface", nc["podBridgeInterface"]]
+    if nc.get("podInterfaceNamePrefix"):
+        flags += ["--pod-interface-name-prefix", nc["podInterfaceNamePrefix"]]
     if nc.get("serviceCIDRs"):
         flags += ["--service-cluster-ip-range", ",".join(nc["serviceCIDRs"])]
     if nc.get("nodePortAddresses"):
@@ -66,7 +74,10 @@ def write_case(d, nc, objs, flows):
     """Write objects.json, flags and flows.json of one case into directory d."""
     os.makedirs(d, exist_ok=True)
     items = list(objs.get("services", [])) + list(objs.get("endpointSlices", [])) + list(objs.get("nodes", []))
-    items.append(node_object(nc))
+    # the scenario's own Node object of this node (its podCIDRs for NodeCIDR
+    # detection) replaces the one made from the node context
+    if not any(n.get("metadata", {}).get("name") == nc["nodeName"] for n in objs.get("nodes", [])):
+        items.append(node_object(nc))
     with open(os.path.join(d, "objects.json"), "w") as f:
         json.dump({"apiVersion": "v1", "kind": "List", "items": items}, f, indent=1, sort_keys=True)
     with open(os.path.join(d, "flags"), "w") as f:

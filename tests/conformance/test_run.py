@@ -322,5 +322,60 @@ class Resends(unittest.TestCase):
             self.assertEqual((o["kind"], o.get("errno")), ("error", "ECONNREFUSED"), (proto, o))
 
 
+class DetectLocal(unittest.TestCase):
+    """The node context of the --detect-local-mode scenarios: the flags, the
+    scenario's own Node object, and the names of the pods' interfaces."""
+    NC = {"nodeName": "test-node", "primaryNodeIP": "192.168.0.2", "localAddresses": ["192.168.0.2"],
+          "clusterCIDR": "10.0.0.0/8"}
+
+    def nc(self, **kw):
+        return dict(self.NC, **kw)
+
+    def test_flags(self):
+        sm = run.sm
+        self.assertEqual(sm.node_flags(self.nc(localTrafficDetector="ClusterCIDR"))[4:],
+                         ["--cluster-cidr", "10.0.0.0/8"])
+        # the shared scenarios' "None": no detector at all
+        self.assertNotIn("--detect-local-mode", sm.node_flags(self.nc(localTrafficDetector="None", clusterCIDR=None)))
+        self.assertEqual(sm.node_flags(self.nc(localTrafficDetector="BridgeInterface", podBridgeInterface="cbr0"))[6:],
+                         ["--detect-local-mode", "BridgeInterface", "--pod-bridge-interface", "cbr0"])
+        self.assertEqual(sm.node_flags(self.nc(localTrafficDetector="InterfaceNamePrefix",
+                                               podInterfaceNamePrefix="veth"))[6:],
+                         ["--detect-local-mode", "InterfaceNamePrefix", "--pod-interface-name-prefix", "veth"])
+
+    def test_scenario_node_replaces_the_made_one(self):
+        import json
+        import tempfile
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "test-node"},
+                "spec": {"podCIDRs": ["10.0.1.0/24"]}}
+        with tempfile.TemporaryDirectory() as d:
+            for objs, want in (({"nodes": [node]}, [node["spec"]]), ({}, [None])):
+                run.sm.write_case(d, self.nc(localTrafficDetector="NodeCIDR"), objs, [])
+                with open(os.path.join(d, "objects.json")) as f:
+                    items = json.load(f)["items"]
+                self.assertEqual([i.get("spec") for i in items if i["kind"] == "Node"], want)
+
+    def topo(self, pod_ifs):
+        cases = [("c", self.nc(podInterfaces=pod_ifs), {"endpointSlices": [
+            {"endpoints": [{"addresses": ["10.180.0.5"], "nodeName": "test-node"}],
+             "ports": [{"port": 80, "protocol": "TCP"}]}]},
+                  [flow("172.30.0.1", 80, src="10.0.0.2"), flow("172.30.0.1", 80, src="10.0.0.3"),
+                   flow("172.30.0.1", 80, src="fd00::2")])]
+        return run.Topology(1, cases[0][1], cases)
+
+    def test_pod_interface_names(self):
+        t = self.topo({"10.0.0.2": "cbr0", "fd00:0::2": "veth6", "10.180.0.5": "veth5"})
+        names = {ips[0]: t.ifname[i] for i, _, _, ips in t.peers if ips}
+        self.assertEqual(names["10.0.0.2"], "cbr0")
+        self.assertEqual(names["fd00::2"], "veth6")
+        self.assertEqual(names["10.180.0.5"], "veth5")
+        self.assertRegex(names["10.0.0.3"], r"^n[0-9]+$")
+        self.assertTrue(all(t.ifname[i].startswith("n") for i, _, kind, _ in t.peers if kind in ("remote", "up")))
+        for bad in ({"10.0.0.2": "cbr0", "10.0.0.3": "cbr0"}, {"10.0.0.2": "n2"}, {"10.0.0.2": "a-name-too-long-x"},
+                    {"10.0.0.2": "br 0"}):
+            with self.assertRaises(RuntimeError):
+                self.topo(bad)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -41,7 +41,6 @@ static void warn_quiet(void *data, const char *msg)
 
 static int compute(const struct options *o, struct table **ret)
 {
-        const struct k8s_node *kn;
         struct nodectx node;
         struct model *m;
         int r = model_new(&m);
@@ -56,17 +55,7 @@ static int compute(const struct options *o, struct table **ret)
                         return r;
                 }
         }
-        memset(&node, 0, sizeof(node));
-        node.node_name = o->hostname;
-        kn = model_node_get(m);
-        if (kn)
-                node.zone = kn->zone;
-        for (int fi = 0; fi < 2; fi++) {
-                node.node_ip[fi] = o->node_ip[fi];
-                for (size_t i = 0; kn && !node.node_ip[fi].family && i < kn->n_addrs; i++)
-                        if (ipfam_index(kn->addrs[i].family) == fi)
-                                node.node_ip[fi] = kn->addrs[i];
-        }
+        nodectx_init(&node, o->hostname, o->node_ip, model_node_get(m));
         r = table_compute(m, &node, &o->proxy, ret);
         model_free(m);
         return r;

@@ -166,12 +166,38 @@ static void test_effective_values(void **state)
         json_decref(c);
 }
 
+/* The interface modes show their interfaces; the ones not in use stay "". */
+static void test_detect_local(void **state)
+{
+        char *bridge[] = { "nlproxy", "--detect-local-mode", "BridgeInterface", "--pod-bridge-interface", "cbr0", NULL };
+        char *prefix[] = { "nlproxy", "--detect-local-mode=InterfaceNamePrefix", "--pod-interface-name-prefix=veth",
+                           NULL };
+        char *node[] = { "nlproxy", "--detect-local-mode", "NodeCIDR", NULL };
+        json_t *c;
+
+        (void)state;
+        c = configz_of(5, bridge, "nftables");
+        assert_string_equal(STR(c, "DetectLocalMode"), "BridgeInterface");
+        assert_string_equal(STR(GET(c, "DetectLocal"), "BridgeInterface"), "cbr0");
+        assert_string_equal(STR(GET(c, "DetectLocal"), "InterfaceNamePrefix"), "");
+        json_decref(c);
+        c = configz_of(3, prefix, "nftables");
+        assert_string_equal(STR(c, "DetectLocalMode"), "InterfaceNamePrefix");
+        assert_string_equal(STR(GET(c, "DetectLocal"), "BridgeInterface"), "");
+        assert_string_equal(STR(GET(c, "DetectLocal"), "InterfaceNamePrefix"), "veth");
+        json_decref(c);
+        c = configz_of(3, node, "nftables");
+        assert_string_equal(STR(c, "DetectLocalMode"), "NodeCIDR");
+        json_decref(c);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_go_durations),
                 cmocka_unit_test(test_defaults),
                 cmocka_unit_test(test_effective_values),
+                cmocka_unit_test(test_detect_local),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

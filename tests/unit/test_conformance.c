@@ -18,6 +18,7 @@ static const char *const FILES[] = {
         "tests/data/scenarios.json",
         "tests/data/scenarios_etp_local.json", /* issue 11: eTP Local without a local endpoint */
         "tests/data/scenarios_runner.json",    /* issue 11: the runner's affinity and address cases */
+        "tests/data/scenarios_detect_local.json", /* issue 14: each --detect-local-mode */
 };
 #define N_FILES (sizeof(FILES) / sizeof(FILES[0]))
 
@@ -26,11 +27,32 @@ static int parse_addr(const char *s, struct ipaddr *a)
         return ipaddr_parse(s, a);
 }
 
-static void load_objects(struct model *m, const json_t *objects)
+struct ctx {
+        struct proxy_config cfg;
+        struct nodectx node;
+        struct ipaddr local[16];
+        size_t n_local;
+        const json_t *pod_ifs; /* podInterfaces: source address -> input interface */
+};
+
+/* The step's Services and EndpointSlices into m; this node's Node object,
+ * when the step has one, gives the node context its podCIDRs. */
+static void load_objects(struct model *m, const json_t *objects, struct ctx *c)
 {
         char err[K8S_ERRLEN];
         size_t i;
         json_t *o;
+
+        json_array_foreach(json_object_get(objects, "nodes"), i, o) {
+                struct k8s_node *n;
+
+                if (k8s_node_decode(o, &n, err) != 0)
+                        fail_msg("node decode: %s", err);
+                if (!strcmp(n->name, c->node.node_name))
+                        for (size_t k = 0; k < n->n_pod_cidrs; k++)
+                                c->node.pod_cidr[ipfam_index(n->pod_cidrs[k].addr.family)] = n->pod_cidrs[k];
+                k8s_node_free(n);
+        }
 
         json_array_foreach(json_object_get(objects, "services"), i, o) {
                 struct k8s_service *s;
@@ -44,13 +66,6 @@ static void load_objects(struct model *m, const json_t *objects)
                 assert_int_equal(model_slice_put(m, s), 0);
         }
 }
-
-struct ctx {
-        struct proxy_config cfg;
-        struct nodectx node;
-        struct ipaddr local[16];
-        size_t n_local;
-};
 
 static void add_cidrs(const json_t *list, struct ipcidr (*dst)[16], size_t *n, size_t max)
 {
@@ -76,6 +91,27 @@ static void ctx_from_node(struct ctx *c, const json_t *nc)
         c->node.node_name = json_string_value(json_object_get(nc, "nodeName"));
         c->node.zone = json_string_value(json_object_get(nc, "zone"));
         c->cfg.masquerade_all = json_is_true(json_object_get(nc, "masqueradeAll"));
+        v = json_object_get(nc, "localTrafficDetector");
+        /* "None": no detector (clusterCIDR null), kube-proxy's no-op one. */
+        if (json_is_string(v) && strcmp(json_string_value(v), "None")) {
+                static const enum detect_local_mode modes[] = { DETECT_LOCAL_CLUSTER_CIDR, DETECT_LOCAL_NODE_CIDR,
+                                                                DETECT_LOCAL_BRIDGE, DETECT_LOCAL_INTERFACE_PREFIX };
+                bool found = false;
+
+                for (size_t k = 0; k < sizeof(modes) / sizeof(modes[0]); k++)
+                        if (!strcmp(json_string_value(v), detect_local_mode_name(modes[k]))) {
+                                c->cfg.detect_local = modes[k];
+                                found = true;
+                        }
+                assert_true(found);
+        }
+        v = json_object_get(nc, "podBridgeInterface");
+        if (json_is_string(v))
+                snprintf(c->cfg.pod_bridge_interface, sizeof(c->cfg.pod_bridge_interface), "%s", json_string_value(v));
+        v = json_object_get(nc, "podInterfaceNamePrefix");
+        if (json_is_string(v))
+                snprintf(c->cfg.pod_interface_prefix, sizeof(c->cfg.pod_interface_prefix), "%s", json_string_value(v));
+        c->pod_ifs = json_object_get(nc, "podInterfaces");
         v = json_object_get(nc, "clusterCIDR");
         if (json_is_string(v)) {
                 struct ipcidr cc;
@@ -137,7 +173,7 @@ static int run_flows(const char *label, const json_t *objects, struct ctx *c, co
         json_t *f;
 
         assert_int_equal(model_new(&m), 0);
-        load_objects(m, objects);
+        load_objects(m, objects, c);
         assert_int_equal(table_compute(m, &c->node, &c->cfg, &t), 0);
         tn.local = c->local;
         tn.n_local = c->n_local;
@@ -153,6 +189,7 @@ static int run_flows(const char *label, const json_t *objects, struct ctx *c, co
                 assert_int_equal(parse_addr(json_string_value(json_object_get(f, "src")), &p.src), 0);
                 assert_int_equal(parse_addr(json_string_value(json_object_get(f, "dst")), &p.dst), 0);
                 p.dport = (uint16_t)json_integer_value(json_object_get(f, "dport"));
+                p.iif = json_string_value(json_object_get(c->pod_ifs, json_string_value(json_object_get(f, "src"))));
                 p.proto = proto_of(json_string_value(json_object_get(f, "proto")));
                 trace_packet_run(t, &tn, &p, &r);
                 (*n_flows)++;

@@ -5,44 +5,29 @@
 #include <netinet/in.h>
 
 #include "conntrack.h"
-#include "table.h"
+#include "tabletest.h"
 
-static struct ipaddr A(const char *s)
-{
-        struct ipaddr a;
-        assert_int_equal(ipaddr_parse(s, &a), 0);
-        return a;
-}
-
-/* A DNS-like service: ClusterIP 10.96.0.10:53/UDP, NodePort 30053, one
- * serving endpoint 10.244.1.2:5353 and one non-serving 10.244.1.3:5353. */
+/* A DNS-like service: ClusterIP 10.96.0.10:53/UDP, NodePort 30053 on
+ * 192.168.0.2 only, one serving endpoint 10.244.1.2:5353 and one
+ * non-serving 10.244.1.3:5353. */
 static struct table *dns_table(void)
 {
-        struct table *t = calloc(1, sizeof(*t));
-        struct tbl_svc *s = calloc(1, sizeof(*s));
+        struct table *t = tb_new();
+        struct tbl_svc *s;
 
-        t->svcs = s;
-        t->n_svcs = 1;
-        t->family_enabled[0] = true;
-        t->nodeport_cidr[0][0] = (struct ipcidr){ A("192.168.0.2"), 32 };
-        t->n_nodeport_cidr[0] = 1;
-        s->family = AF_INET;
-        s->proto = IPPROTO_UDP;
-        s->port = 53;
+        t->family_enabled[1] = false;
+        t->nodeport_cidr[0][0] = cidr("192.168.0.2/32");
+        s = tb_svc(t, "kube-system", "dns", "dns", IPPROTO_UDP, 53, "10.96.0.10");
         s->node_port = 30053;
-        s->vips = calloc(1, sizeof(*s->vips));
-        s->vips[0] = (struct tbl_vip){ A("10.96.0.10"), TBL_VIP_CLUSTER_IP };
-        s->n_vips = 1;
-        s->eps = calloc(2, sizeof(*s->eps));
-        s->eps[0] = (struct tbl_endpoint){ .addr = A("10.244.1.2"), .port = 5353, .ready = true, .serving = true };
-        s->eps[1] = (struct tbl_endpoint){ .addr = A("10.244.1.3"), .port = 5353 };
-        s->n_eps = 2;
+        tb_ep(s, "10.244.1.2", 5353, false);
+        tb_ep(s, "10.244.1.3", 5353, false);
+        s->eps[1].ready = s->eps[1].serving = false;
         return t;
 }
 
 static struct ct_flow flow(const char *dst, uint16_t dport, const char *reply_src, uint16_t reply_sport)
 {
-        return (struct ct_flow){ .orig_src = A("10.244.2.9"), .orig_dst = A(dst), .reply_src = A(reply_src),
+        return (struct ct_flow){ .orig_src = ip("10.244.2.9"), .orig_dst = ip(dst), .reply_src = ip(reply_src),
                                  .orig_sport = 40000, .orig_dport = dport, .reply_sport = reply_sport,
                                  .proto = IPPROTO_UDP };
 }
@@ -77,29 +62,20 @@ static void test_stale(void **state)
  * 30000 + i, one serving endpoint 10.244.0.i:5353. */
 static struct table *many_table(size_t n)
 {
-        struct table *t = calloc(1, sizeof(*t));
+        struct table *t = tb_new();
 
-        t->svcs = calloc(n, sizeof(*t->svcs));
-        t->n_svcs = n;
-        t->family_enabled[0] = true;
-        t->nodeport_cidr[0][0] = (struct ipcidr){ A("192.168.0.2"), 32 };
-        t->n_nodeport_cidr[0] = 1;
+        t->family_enabled[1] = false;
+        t->nodeport_cidr[0][0] = cidr("192.168.0.2/32");
         for (size_t i = 0; i < n; i++) {
-                struct tbl_svc *s = &t->svcs[i];
-                char a[32];
+                struct tbl_svc *s;
+                char name[32], a[32];
 
-                s->family = AF_INET;
-                s->proto = i == 3 ? IPPROTO_TCP : IPPROTO_UDP;
-                s->port = 53;
-                s->node_port = (uint16_t)(30000 + i);
-                s->vips = calloc(1, sizeof(*s->vips));
+                snprintf(name, sizeof(name), "s%04zu", i);
                 snprintf(a, sizeof(a), "10.96.%zu.%zu", i / 200, i % 200 + 1);
-                s->vips[0] = (struct tbl_vip){ A(a), TBL_VIP_CLUSTER_IP };
-                s->n_vips = 1;
-                s->eps = calloc(1, sizeof(*s->eps));
+                s = tb_svc(t, "ns", name, "dns", i == 3 ? IPPROTO_TCP : IPPROTO_UDP, 53, a);
+                s->node_port = (uint16_t)(30000 + i);
                 snprintf(a, sizeof(a), "10.244.%zu.%zu", i / 200, i % 200 + 1);
-                s->eps[0] = (struct tbl_endpoint){ .addr = A(a), .port = 5353, .ready = true, .serving = true };
-                s->n_eps = 1;
+                tb_ep(s, a, 5353, false);
         }
         return t;
 }

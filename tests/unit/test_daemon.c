@@ -19,6 +19,7 @@
 #include "model.h"
 #include "options.h"
 #include "table.h"
+#include "tabletest.h"
 
 #define MS 1000000ull
 #define S 1000000000ull
@@ -99,24 +100,38 @@ static unsigned free_port(void)
         return ntohs(sin.sin_port);
 }
 
-static void fx_start(struct fx *f, const struct backend_ops *ops, bool signals, unsigned hcport)
+/* The daemon on a manifest with this Node, the flags below plus extra
+ * (NULL-terminated, may be NULL). */
+static void fx_start_with(struct fx *f, const struct backend_ops *ops, bool signals, unsigned hcport,
+                          const char *node, char *const *extra)
 {
-        char *argv[] = { "nlproxy", "--manifests", f->dir, "--hostname-override", "node1", "--sync-period", "30s",
-                         "--min-sync-period", "1s", "--healthz-bind-address", "127.0.0.1:1",
-                         "--metrics-bind-address", "127.0.0.1:1" };
+        char *argv[32] = { "nlproxy", "--manifests", f->dir, "--hostname-override", "node1", "--sync-period", "30s",
+                           "--min-sync-period", "1s", "--healthz-bind-address", "127.0.0.1:1",
+                           "--metrics-bind-address", "127.0.0.1:1" };
         struct daemon_params p = { .ops = ops, .clock = fake_clock, .signals = signals, .http = true,
                                    .hc_addr = &f->lo, .healthz_port0 = true, .metrics_port0 = true };
+        int argc = 13;
         char err[256];
 
+        for (size_t i = 0; extra && extra[i]; i++) {
+                assert_true(argc < 32);
+                argv[argc++] = extra[i];
+        }
         snprintf(f->dir, sizeof(f->dir), "/tmp/nlproxy-daemon-XXXXXX");
         assert_non_null(mkdtemp(f->dir));
         snprintf(f->file, sizeof(f->file), "%s/cluster.json", f->dir);
-        write_manifest(f, node_ok, "web", 80, hcport, "node1", "2024-01-01T00:00:00Z");
-        assert_int_equal(options_parse(sizeof(argv) / sizeof(argv[0]), argv, &f->o, err, sizeof(err)), 0);
+        write_manifest(f, node, "web", 80, hcport, "node1", "2024-01-01T00:00:00Z");
+        if (options_parse(argc, argv, &f->o, err, sizeof(err)) != 0)
+                fail_msg("options: %s", err);
         assert_int_equal(ipaddr_parse("127.0.0.1", &f->lo), 0);
         p.opts = &f->o;
         fake_now = 1000 * S;
         assert_int_equal(daemon_new(&p, &f->d), 0);
+}
+
+static void fx_start(struct fx *f, const struct backend_ops *ops, bool signals, unsigned hcport)
+{
+        fx_start_with(f, ops, signals, hcport, node_ok, NULL);
 }
 
 static void fx_stop(struct fx *f)
@@ -718,17 +733,6 @@ static void test_api_unreachable(void **state)
         options_free(&o);
 }
 
-static size_t table_changes(const struct table *a, const struct table *b)
-{
-        uint32_t *oi, *ni;
-        size_t n_oi, n_ni;
-
-        assert_int_equal(table_diff(a, b, &oi, &n_oi, &ni, &n_ni), 0);
-        free(oi);
-        free(ni);
-        return n_oi + n_ni;
-}
-
 /* A reload of unchanged manifests, a Node update that changes only its
  * status: a sync that changes nothing, and the very same table (nothing
  * recomputed). A new zone recomputes, but every entry that came out the
@@ -765,7 +769,7 @@ static void test_unchanged_reload_keeps_table(void **state)
         t1 = table_ref((struct table *)daemon_table(f.d));
         assert_ptr_not_equal(t1, t0);
         assert_string_equal(t1->zone, "z2");
-        assert_int_equal(table_changes(t0, t1), 0);
+        assert_int_equal(tb_diff_count(t0, t1), 0);
         assert_true(table_same_context(t0, t1));
         assert_true(metrics_has(&f, "kubeproxy_sync_proxy_rules_service_changes_total 1\n"));
 
@@ -777,6 +781,96 @@ static void test_unchanged_reload_keeps_table(void **state)
         assert_false(table_same_context(t1, daemon_table(f.d)));
         table_free(t1);
         table_free(t0);
+        fx_stop(&f);
+}
+
+static const char node_pods_a[] = "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"node1\"},"
+                                  "\"spec\":{\"podCIDR\":\"10.244.1.0/24\",\"podCIDRs\":[\"10.244.1.0/24\"]},"
+                                  "\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"192.0.2.1\"}]}}\n";
+static const char node_pods_b[] = "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"node1\"},"
+                                  "\"spec\":{\"podCIDRs\":[\"10.244.9.0/24\",\"fd00:10:244:9::/64\"]},"
+                                  "\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"192.0.2.1\"}]}}\n";
+
+static void assert_pod_cidrs(const struct table *t, const char *v4, const char *v6)
+{
+        char buf[IPCIDR_STRLEN];
+
+        assert_int_equal(t->local_mode, DETECT_LOCAL_NODE_CIDR);
+        assert_int_equal(t->n_pod_cidr[0], v4 ? 1 : 0);
+        assert_int_equal(t->n_pod_cidr[1], v6 ? 1 : 0);
+        if (v4)
+                assert_string_equal(ipcidr_format(&t->pod_cidr[0][0], buf), v4);
+        if (v6)
+                assert_string_equal(ipcidr_format(&t->pod_cidr[1][0], buf), v6);
+}
+
+/* --detect-local-mode NodeCIDR: nothing is programmed before the Node has
+ * podCIDRs (kube-proxy waits for them); a change reaches the table-wide
+ * pod-cidrs set (a full sync, where kube-proxy restarts); a Node that
+ * loses them keeps the last ones. */
+static void test_node_cidr_wait_and_follow(void **state)
+{
+        char *extra[] = { "--detect-local-mode=NodeCIDR", "--cluster-cidr=10.0.0.0/8", NULL };
+        const struct table *t;
+        struct table *t1;
+        struct fx f;
+
+        (void)state;
+        fx_start_with(&f, &backend_fake_ops, false, 0, node_ok, extra);
+        step(&f, 0);
+        step(&f, 60 * S);
+        assert_int_equal(syncs(&f), 0);
+        assert_null(daemon_table(f.d));
+
+        write_manifest(&f, node_pods_a, "web", 80, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 1 * S);
+        assert_int_equal(stats(&f)->full_syncs, 1);
+        t1 = table_ref((struct table *)daemon_table(f.d));
+        /* The Node's, not --cluster-cidr. */
+        assert_pod_cidrs(t1, "10.244.1.0/24", NULL);
+
+        write_manifest(&f, node_pods_b, "web", 80, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 1 * S);
+        assert_int_equal(syncs(&f), 2);
+        t = daemon_table(f.d);
+        assert_pod_cidrs(t, "10.244.9.0/24", "fd00:10:244:9::/64");
+        /* Table-wide: the backends' sync is full. */
+        assert_false(table_same_context(t1, t));
+        table_free(t1);
+        t1 = table_ref((struct table *)t);
+
+        write_manifest(&f, node_ok, "web", 80, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 1 * S);
+        assert_int_equal(syncs(&f), 3);
+        assert_pod_cidrs(daemon_table(f.d), "10.244.9.0/24", "fd00:10:244:9::/64");
+        assert_true(table_same_context(t1, daemon_table(f.d)));
+        table_free(t1);
+        fx_stop(&f);
+}
+
+/* Without podCIDRs the daemon gives up after kube-proxy's 5 minutes. */
+static void test_node_cidr_timeout(void **state)
+{
+        char *extra[] = { "--detect-local-mode=NodeCIDR", NULL };
+        struct fx f;
+
+        (void)state;
+        fx_start_with(&f, &backend_fake_ops, false, 0, node_ok, extra);
+        step(&f, 0);
+        step(&f, 299 * S);
+        assert_int_equal(syncs(&f), 0);
+        fake_now += 2 * S;
+        assert_int_equal(daemon_poll(f.d, 0), -ETIMEDOUT);
+        assert_int_equal(syncs(&f), 0);
+        fx_stop(&f);
+
+        /* The other modes do not wait for the Node. */
+        fx_start_with(&f, &backend_fake_ops, false, 0, node_ok, NULL);
+        step(&f, 0);
+        assert_int_equal(syncs(&f), 1);
         fx_stop(&f);
 }
 
@@ -798,6 +892,8 @@ int main(void)
                 cmocka_unit_test(test_sighup_rereads_config),
                 cmocka_unit_test(test_api_unreachable),
                 cmocka_unit_test(test_unchanged_reload_keeps_table),
+                cmocka_unit_test(test_node_cidr_wait_and_follow),
+                cmocka_unit_test(test_node_cidr_timeout),
         };
 
         log_set_level(LOG_LVL_ERROR);

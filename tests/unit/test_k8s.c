@@ -570,6 +570,39 @@ static void test_node(void **state)
         o = J("{'apiVersion':'v1','kind':'Node','metadata':{'name':'n3'}}");
         assert_int_equal(k8s_node_decode(o, &n, err), 0);
         assert_null(n->zone);
+        assert_int_equal(n->n_pod_cidrs, 0);
+        k8s_node_free(n);
+        json_decref(o);
+}
+
+/* spec.podCIDRs (NodeCIDR local-traffic detection), and spec.podCIDR,
+ * which writers before dual-stack set alone. */
+static void test_node_pod_cidrs(void **state)
+{
+        struct k8s_node *n = NULL;
+        char err[K8S_ERRLEN], buf[IPCIDR_STRLEN];
+        json_t *o;
+
+        (void) state;
+        o = J("{'apiVersion':'v1','kind':'Node','metadata':{'name':'n'},"
+              " 'spec':{'podCIDR':'10.244.1.0/24','podCIDRs':['10.244.1.0/24','fd00:10:244:1::/64']}}");
+        assert_int_equal(k8s_node_decode(o, &n, err), 0);
+        assert_int_equal(n->n_pod_cidrs, 2);
+        assert_string_equal(ipcidr_format(&n->pod_cidrs[0], buf), "10.244.1.0/24");
+        assert_string_equal(ipcidr_format(&n->pod_cidrs[1], buf), "fd00:10:244:1::/64");
+        k8s_node_free(n);
+        json_decref(o);
+
+        o = J("{'apiVersion':'v1','kind':'Node','metadata':{'name':'n'},'spec':{'podCIDR':'10.244.2.7/24'}}");
+        assert_int_equal(k8s_node_decode(o, &n, err), 0);
+        assert_int_equal(n->n_pod_cidrs, 1);
+        assert_string_equal(ipcidr_format(&n->pod_cidrs[0], buf), "10.244.2.0/24");
+        k8s_node_free(n);
+        json_decref(o);
+
+        o = J("{'apiVersion':'v1','kind':'Node','metadata':{'name':'n'},'spec':{'podCIDR':'','podCIDRs':[]}}");
+        assert_int_equal(k8s_node_decode(o, &n, err), 0);
+        assert_int_equal(n->n_pod_cidrs, 0);
         k8s_node_free(n);
         json_decref(o);
 }
@@ -587,6 +620,17 @@ static void test_node_errors(void **state)
                 { "'status':{'addresses':[{'type':'InternalIP'}]}", "status.addresses[0].address: required" },
                 { "'spec':{'taints':[{'key':1}]}", "spec.taints[0].key: expected a string, got an integer" },
                 { "'spec':{'taints':['x']}", "spec.taints[0]: expected an object, got a string" },
+                { "'spec':{'podCIDRs':'10.0.0.0/24'}", "spec.podCIDRs: expected a list, got a string" },
+                { "'spec':{'podCIDRs':['10.0.0.0/24','10.0.0.300/24']}",
+                  "spec.podCIDRs[1]: not a CIDR: \"10.0.0.300/24\"" },
+                { "'spec':{'podCIDRs':['']}", "spec.podCIDRs[0]: not a CIDR: \"\"" },
+                { "'spec':{'podCIDRs':[7]}", "spec.podCIDRs[0]: expected a string, got an integer" },
+                { "'spec':{'podCIDRs':['10.0.0.0/24','10.0.1.0/24']}",
+                  "spec.podCIDRs: may specify no more than one CIDR for each IP family" },
+                { "'spec':{'podCIDR':'10.0.0.0/33'}", "spec.podCIDR: not a CIDR: \"10.0.0.0/33\"" },
+                { "'spec':{'podCIDR':['10.0.0.0/24']}", "spec.podCIDR: expected a string, got a list" },
+                { "'spec':{'podCIDR':'10.0.1.0/24','podCIDRs':['10.0.0.0/24']}",
+                  "spec.podCIDR: must be the first of spec.podCIDRs" },
         };
         char buf[1024], err[K8S_ERRLEN];
 
@@ -975,6 +1019,7 @@ int main(void)
                 cmocka_unit_test(test_service_errors), cmocka_unit_test(test_metadata_errors),
                 cmocka_unit_test(test_slice_full),     cmocka_unit_test(test_slice_variants),
                 cmocka_unit_test(test_slice_errors),   cmocka_unit_test(test_node),
+                cmocka_unit_test(test_node_pod_cidrs),
                 cmocka_unit_test(test_node_errors),    cmocka_unit_test(test_kind_of),
                 cmocka_unit_test(test_fixtures),       cmocka_unit_test(test_fixture_service_fields),
                 cmocka_unit_test(test_object_ref),     cmocka_unit_test(test_proto_names),

@@ -50,10 +50,7 @@ static struct table *load(const char *manifest, const char *flags_file)
         assert_int_equal(options_parse(argc, argv, &o, err, sizeof(err)), 0);
         assert_int_equal(model_new(&m), 0);
         assert_int_equal(manifest_load_path(m, manifest, o.hostname, warn_quiet, NULL, &(struct manifest_stats){ 0 }), 0);
-        memset(&node, 0, sizeof(node));
-        node.node_name = o.hostname;
-        node.node_ip[0] = o.node_ip[0];
-        node.node_ip[1] = o.node_ip[1];
+        nodectx_init(&node, o.hostname, o.node_ip, model_node_get(m));
         assert_int_equal(table_compute(m, &node, &o.proxy, &t), 0);
         model_free(m);
         options_free(&o);
@@ -503,6 +500,143 @@ static void test_disabled_family(void **state)
         table_free(t);
 }
 
+/* The rule of chain name, k-th, as libnftnl prints it (`nft --debug=netlink`). */
+static char *encode_one(const struct nftplan *p, int fi, const char *chain, uint32_t k)
+{
+        uint32_t c = nftplan_chain_find(p, fi, chain);
+        struct nftnl_rule *r;
+        char buf[4096];
+
+        assert_int_not_equal(c, NFTP_NONE);
+        assert_true(k < nftplan_family(p, fi)->chains[c].n_rules);
+        assert_int_equal(nft_encode_rule_build(p, fi, c, k, &r), 0);
+        nftnl_rule_snprintf(buf, sizeof(buf), r, NFTNL_OUTPUT_DEFAULT, 0);
+        nftnl_rule_free(r);
+        return strdup(buf);
+}
+
+static const struct nftp_rule *rule_at(const struct nftplan *p, int fi, const char *chain, uint32_t k)
+{
+        const struct nftp_family *f = nftplan_family(p, fi);
+        uint32_t c = nftplan_chain_find(p, fi, chain);
+
+        assert_int_not_equal(c, NFTP_NONE);
+        assert_true(k < f->chains[c].n_rules);
+        return &f->rules[f->chains[c].first_rule + k];
+}
+
+/* Each --detect-local-mode in both plans (nftables and the IPVS companion)
+ * and both families: the ClusterIP masquerade rule (first of "services" or
+ * "ipvs-masquerade") and the pod short-circuit of an externalTrafficPolicy
+ * Local service's ext- chain match the pod-cidrs set (--cluster-cidr or the
+ * Node's podCIDRs), or iifname in its place (the set stays, empty). The
+ * interface rules encoded as `nft --debug=netlink` shows `iifname "cbr0"` and
+ * `iifname != "veth*"`: the name padded to IFNAMSIZ, a prefix alone. */
+static void test_detect_local_plans(void **state)
+{
+        static const struct {
+                const char *flags, *cidr[2], *iface;
+                const char *eq, *neq; /* the cmp of iifname ==, != */
+        } modes[] = {
+                { "tests/data/nftenc/detect-cluster.flags", { "10.244.0.0/16", "fd00:10:244::/56" }, NULL, NULL, NULL },
+                { "tests/data/nftenc/detect-node.flags", { "10.244.1.0/24", "fd00:10:244:1::/64" }, NULL, NULL, NULL },
+                { "tests/data/nftenc/detect-bridge.flags", { NULL, NULL }, "cbr0",
+                  "[ meta load iifname => reg 1 ]\n  [ cmp eq reg 1 0x30726263 0x00000000 0x00000000 0x00000000 ]",
+                  "[ meta load iifname => reg 1 ]\n  [ cmp neq reg 1 0x30726263 0x00000000 0x00000000 0x00000000 ]" },
+                { "tests/data/nftenc/detect-prefix.flags", { NULL, NULL }, "veth*",
+                  "[ meta load iifname => reg 1 ]\n  [ cmp eq reg 1 0x68746576 ]",
+                  "[ meta load iifname => reg 1 ]\n  [ cmp neq reg 1 0x68746576 ]" },
+        };
+
+        (void) state;
+        for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+                struct table *t = load("tests/data/nftenc/detect.json", modes[i].flags);
+
+                for (int companion = 0; companion < 2; companion++) {
+                        struct nftplan *p;
+
+                        assert_int_equal(companion ? nftplan_new_ipvs_companion(t, &p) : nftplan_new_sharded(t, 0, &p),
+                                         0);
+                        for (int fi = 0; fi < 2; fi++) {
+                                const struct nftp_family *f = nftplan_family(p, fi);
+                                const struct nftp_set *set = &f->sets[nftplan_set_find(p, fi, "pod-cidrs")];
+                                const char *masq_chain = companion ? "ipvs-masquerade" : "services";
+                                const struct nftp_rule *m = rule_at(p, fi, masq_chain, 0);
+                                const struct nftp_rule *sc = rule_at(p, fi, "ext-dl/dual/udp/53", 0);
+                                char buf[IPCIDR_STRLEN], *enc;
+
+                                assert_int_equal(m->action, NFTP_A_JUMP);
+                                assert_string_equal(m->chain, "mark-for-masquerade");
+                                assert_string_equal(m->set, "cluster-ips");
+                                assert_int_equal(sc->action, NFTP_A_GOTO);
+                                assert_string_equal(sc->chain, "svc-dl/dual/udp/53");
+                                if (!modes[i].iface) {
+                                        struct ipcidr c;
+
+                                        assert_int_equal(set->n_elems, 1);
+                                        c.addr.family = (uint8_t) f->af;
+                                        memcpy(c.addr.bytes, f->elems[set->first_elem].key, fi ? 16 : 4);
+                                        c.prefix = f->elems[set->first_elem].prefix;
+                                        assert_string_equal(ipcidr_format(&c, buf), modes[i].cidr[fi]);
+                                        assert_int_equal(m->match, NFTP_M_DADDR_IN_SADDR_NOT_IN);
+                                        assert_string_equal(m->set2, "pod-cidrs");
+                                        assert_int_equal(sc->match, NFTP_M_SADDR_IN);
+                                        assert_string_equal(sc->set, "pod-cidrs");
+                                        assert_null(m->iface);
+                                        continue;
+                                }
+                                assert_int_equal(set->n_elems, 0);
+                                assert_int_equal(m->match, NFTP_M_DADDR_IN_IIFNAME_NOT);
+                                assert_string_equal(m->iface, modes[i].iface);
+                                assert_int_equal(sc->match, NFTP_M_IIFNAME);
+                                assert_string_equal(sc->iface, modes[i].iface);
+                                enc = encode_one(p, fi, masq_chain, 0);
+                                if (!strstr(enc, modes[i].neq))
+                                        fail_msg("%s: %s", modes[i].flags, enc);
+                                free(enc);
+                                enc = encode_one(p, fi, "ext-dl/dual/udp/53", 0);
+                                if (!strstr(enc, modes[i].eq))
+                                        fail_msg("%s: %s", modes[i].flags, enc);
+                                free(enc);
+                        }
+                        /* The IPv4-only service without a local endpoint:
+                         * its pods are short-circuited too. */
+                        assert_int_equal(rule_at(p, 0, "ext-dl/web/tcp/80", 0)->match,
+                                         modes[i].iface ? NFTP_M_IIFNAME : NFTP_M_SADDR_IN);
+                        nftplan_free(p);
+                }
+                table_free(t);
+        }
+}
+
+/* A family without a detector (ClusterCIDR without an IPv6 cluster CIDR,
+ * NodeCIDR and a Node without an IPv6 podCIDR) has neither the masquerade
+ * rule nor the short-circuit, as kube-proxy's no-op detector; the
+ * interface modes detect in both families. */
+static void test_detect_local_none(void **state)
+{
+        struct table *t = load("tests/data/nftenc/detect.json", "tests/data/nftenc/detect-node.flags");
+        struct nftplan *p;
+
+        (void) state;
+        t->n_pod_cidr[1] = 0;
+        assert_false(table_has_local_detector(t, 1));
+        assert_true(table_has_local_detector(t, 0));
+        assert_int_equal(nftplan_new_sharded(t, 0, &p), 0);
+        assert_int_equal(rule_at(p, 1, "services", 0)->match, NFTP_M_TUPLE);
+        assert_int_equal(rule_at(p, 1, "ext-dl/dual/udp/53", 0)->match, NFTP_M_FIB_SADDR_LOCAL);
+        assert_int_equal(rule_at(p, 0, "ext-dl/dual/udp/53", 0)->match, NFTP_M_SADDR_IN);
+        nftplan_free(p);
+        t->local_mode = DETECT_LOCAL_BRIDGE;
+        snprintf(t->pod_iface, sizeof(t->pod_iface), "cni0");
+        assert_true(table_has_local_detector(t, 1));
+        assert_int_equal(nftplan_new_sharded(t, 0, &p), 0);
+        assert_int_equal(rule_at(p, 1, "services", 0)->match, NFTP_M_DADDR_IN_IIFNAME_NOT);
+        assert_string_equal(rule_at(p, 1, "services", 0)->iface, "cni0");
+        nftplan_free(p);
+        table_free(t);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -516,6 +650,8 @@ int main(void)
                 cmocka_unit_test(test_encode_rich),
                 cmocka_unit_test(test_encode_rich_companion),
                 cmocka_unit_test(test_encode_cluster),
+                cmocka_unit_test(test_detect_local_plans),
+                cmocka_unit_test(test_detect_local_none),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -546,6 +546,17 @@ static void test_trace(void **state)
         PARSE_BAD("trace needs", NULL, "trace");
         PARSE_BAD("trace needs", NULL, "trace", "10.0.0.1");
         PARSE_BAD("same IP family", NULL, "trace", "10.0.0.1", "[fd00::1]:80");
+
+        /* --iif: the interface the traced packet enters by (nlproxy's own). */
+        PARSE_OK(&o, "trace", "10.0.0.2", "10.96.0.1:80", "--iif", "veth12ab");
+        assert_string_equal(o.trace.iif, "veth12ab");
+        options_free(&o);
+        PARSE_OK(&o, "trace", "10.0.0.2", "10.96.0.1:80");
+        assert_string_equal(o.trace.iif, "");
+        options_free(&o);
+        PARSE_BAD("--iif", "trace command", "--iif", "eth0");
+        PARSE_BAD("--iif", "at most 15", "trace", "10.0.0.2", "10.96.0.1:80", "--iif", "a-sixteen-chars!");
+        PARSE_BAD("--iif", "interface name", "trace", "10.0.0.2", "10.96.0.1:80", "--iif", "eth*");
 }
 
 static void test_config_file(void **state)
@@ -679,6 +690,92 @@ static void test_config_override(void **state)
         PARSE_BAD("--config", NULL, "--config=");
 }
 
+/* --detect-local-mode and its interfaces: kube-proxy's names, values and
+ * validation (the mode's interface must not be empty); interface names as
+ * the kernel and nft take them. */
+static void test_detect_local(void **state)
+{
+        struct options o;
+        char *path;
+
+        (void) state;
+        PARSE_OK(&o, "--cluster-cidr=10.0.0.0/8");
+        assert_int_equal(o.proxy.detect_local, DETECT_LOCAL_CLUSTER_CIDR);
+        assert_string_equal(o.proxy.pod_bridge_interface, "");
+        assert_string_equal(o.proxy.pod_interface_prefix, "");
+        options_free(&o);
+        PARSE_OK(&o, "--detect-local-mode=NodeCIDR");
+        assert_int_equal(o.proxy.detect_local, DETECT_LOCAL_NODE_CIDR);
+        options_free(&o);
+        /* "" is the default, as in kube-proxy's getDetectLocalMode. */
+        PARSE_OK(&o, "--detect-local-mode=NodeCIDR", "--detect-local-mode=");
+        assert_int_equal(o.proxy.detect_local, DETECT_LOCAL_CLUSTER_CIDR);
+        options_free(&o);
+        PARSE_OK(&o, "--detect-local-mode", "BridgeInterface", "--pod-bridge-interface", "cbr0");
+        assert_int_equal(o.proxy.detect_local, DETECT_LOCAL_BRIDGE);
+        assert_string_equal(o.proxy.pod_bridge_interface, "cbr0");
+        options_free(&o);
+        PARSE_OK(&o, "--detect-local-mode=InterfaceNamePrefix", "--pod-interface-name-prefix=veth",
+                 "--pod-bridge-interface=fifteen-chars-x");
+        assert_int_equal(o.proxy.detect_local, DETECT_LOCAL_INTERFACE_PREFIX);
+        assert_string_equal(o.proxy.pod_interface_prefix, "veth");
+        assert_string_equal(o.proxy.pod_bridge_interface, "fifteen-chars-x");
+        options_free(&o);
+        /* The other mode's interface is not needed. */
+        PARSE_OK(&o, "--pod-interface-name-prefix=.");
+        assert_string_equal(o.proxy.pod_interface_prefix, ".");
+        options_free(&o);
+
+        PARSE_BAD("invalid value \"nodecidr\" for --detect-local-mode", "\"NodeCIDR\", \"BridgeInterface\"",
+                  "--detect-local-mode=nodecidr");
+        PARSE_BAD("--pod-bridge-interface", "must not be empty", "--detect-local-mode=BridgeInterface");
+        PARSE_BAD("--pod-bridge-interface", "must not be empty", "--detect-local-mode=BridgeInterface",
+                  "--pod-interface-name-prefix=veth");
+        PARSE_BAD("--pod-interface-name-prefix", "must not be empty", "--detect-local-mode=InterfaceNamePrefix",
+                  "--pod-bridge-interface=cbr0");
+        PARSE_BAD("--pod-bridge-interface", "at most 15", "--pod-bridge-interface=sixteen-chars-xx");
+        PARSE_BAD("--pod-bridge-interface", "interface name", "--pod-bridge-interface=br 0");
+        PARSE_BAD("--pod-bridge-interface", "interface name", "--pod-bridge-interface=br/0");
+        PARSE_BAD("--pod-bridge-interface", "interface name", "--pod-bridge-interface=br:0");
+        PARSE_BAD("--pod-bridge-interface", "interface name", "--pod-bridge-interface=..");
+        PARSE_BAD("--pod-interface-name-prefix", "interface name", "--pod-interface-name-prefix=veth*");
+        PARSE_BAD("--pod-interface-name-prefix", "interface name", "--pod-interface-name-prefix=v\"eth");
+        PARSE_BAD("--pod-interface-name-prefix", "interface name", "--pod-interface-name-prefix=v\\eth");
+        PARSE_BAD("--pod-interface-name-prefix", "interface name", "--pod-interface-name-prefix=v\xc3\xa9th");
+
+        /* The config file's fields, v1alpha1 and v1alpha2; flags override them. */
+        path = write_tmp("dl.yaml", "apiVersion: kubeproxy.config.k8s.io/v1alpha1\n"
+                                    "kind: KubeProxyConfiguration\n"
+                                    "detectLocalMode: InterfaceNamePrefix\n"
+                                    "detectLocal:\n"
+                                    "  bridgeInterface: cbr0\n"
+                                    "  interfaceNamePrefix: cali\n");
+        PARSE_OK(&o, "--config", path);
+        assert_int_equal(o.proxy.detect_local, DETECT_LOCAL_INTERFACE_PREFIX);
+        assert_string_equal(o.proxy.pod_interface_prefix, "cali");
+        assert_string_equal(o.proxy.pod_bridge_interface, "cbr0");
+        options_free(&o);
+        PARSE_OK(&o, "--config", path, "--detect-local-mode=BridgeInterface");
+        assert_int_equal(o.proxy.detect_local, DETECT_LOCAL_BRIDGE);
+        options_free(&o);
+        path = write_tmp("dl2.yaml", "apiVersion: kubeproxy.config.k8s.io/v1alpha2\n"
+                                     "kind: KubeProxyConfiguration\n"
+                                     "detectLocalMode: NodeCIDR\n"
+                                     "detectLocal:\n"
+                                     "  clusterCIDRs: [10.1.0.0/16]\n");
+        PARSE_OK(&o, "--config", path);
+        assert_int_equal(o.proxy.detect_local, DETECT_LOCAL_NODE_CIDR);
+        assert_int_equal(o.proxy.n_cluster_cidr[0], 1);
+        options_free(&o);
+        /* An empty mode in the file is the default. */
+        path = write_tmp("dl3.yaml", "apiVersion: kubeproxy.config.k8s.io/v1alpha1\n"
+                                     "kind: KubeProxyConfiguration\n"
+                                     "detectLocalMode: \"\"\n");
+        PARSE_OK(&o, "--config", path);
+        assert_int_equal(o.proxy.detect_local, DETECT_LOCAL_CLUSTER_CIDR);
+        options_free(&o);
+}
+
 static void test_config_v1alpha2(void **state)
 {
         struct options o;
@@ -744,7 +841,14 @@ static void test_config_errors(void **state)
         config_bad(HDR "healthzBindAddress: 0.0.0.0\n", "bad.yaml: healthzBindAddress:", NULL);
         config_bad(HDR "metricsBindAddress: true\n", "bad.yaml: metricsBindAddress:", NULL);
         config_bad(HDR "clientConnection:\n  kubeconfig: 7\n", "bad.yaml: clientConnection.kubeconfig:", NULL);
-        config_bad(HDR "detectLocalMode: NodeCIDR\n", "bad.yaml: detectLocalMode:", "ClusterCIDR");
+        config_bad(HDR "detectLocalMode: Bridge\n", "bad.yaml: detectLocalMode:", "\"InterfaceNamePrefix\"");
+        config_bad(HDR "detectLocalMode: BridgeInterface\n", "detectLocal.bridgeInterface", "must not be empty");
+        config_bad(HDR "detectLocalMode: InterfaceNamePrefix\ndetectLocal:\n  bridgeInterface: cbr0\n",
+                   "detectLocal.interfaceNamePrefix", "must not be empty");
+        config_bad(HDR "detectLocal:\n  bridgeInterface: [cbr0]\n", "bad.yaml: detectLocal.bridgeInterface:", "string");
+        config_bad(HDR "detectLocal:\n  interfaceNamePrefix: \"ve th\"\n", "bad.yaml: detectLocal.interfaceNamePrefix:",
+                   "interface name");
+        config_bad(HDR "detectLocal: cbr0\n", "bad.yaml: detectLocal:", "object");
         config_bad(HDR "detectLocal:\n  clusterCIDRs: 10.0.0.0/8\n", "bad.yaml: detectLocal.clusterCIDRs:", NULL);
         config_bad(HDR "hostnameOverride: \"  \"\n", "bad.yaml: hostnameOverride:", NULL);
         config_bad(HDR "ipvs:\n  syncPeriod: 1s\n  minSyncPeriod: 5s\nmode: ipvs\n", "--min-sync-period", NULL);
@@ -1006,6 +1110,7 @@ int main(void)
                 cmocka_unit_test(test_trace),
                 cmocka_unit_test(test_config_file),
                 cmocka_unit_test(test_config_override),
+                cmocka_unit_test(test_detect_local),
                 cmocka_unit_test(test_config_v1alpha2),
                 cmocka_unit_test(test_config_errors),
                 cmocka_unit_test(test_flag_order_errors_first),

@@ -14,187 +14,8 @@
 #include "model.h"
 #include "reconcile.h"
 #include "render.h"
+#include "tabletest.h"
 #include "vips.h"
-
-/* ---- hand-built tables, freed by table_free ---- */
-
-static void *xrealloc(void *p, size_t n)
-{
-        p = realloc(p, n);
-        assert_non_null(p);
-        return p;
-}
-
-static char *xstrdup(const char *s)
-{
-        char *r = strdup(s);
-
-        assert_non_null(r);
-        return r;
-}
-
-static void *xmemdup(const void *p, size_t n)
-{
-        void *q = malloc(n ? n : 1);
-
-        assert_non_null(q);
-        if (n)
-                memcpy(q, p, n);
-        return q;
-}
-
-static struct ipaddr ip(const char *s)
-{
-        struct ipaddr a;
-
-        assert_int_equal(ipaddr_parse(s, &a), 0);
-        return a;
-}
-
-static struct ipcidr cidr(const char *s)
-{
-        struct ipcidr c;
-
-        assert_int_equal(ipcidr_parse(s, &c), 0);
-        return c;
-}
-
-static struct table *tb_new(void)
-{
-        struct table *t = calloc(1, sizeof(*t));
-
-        assert_non_null(t);
-        t->family_enabled[0] = t->family_enabled[1] = true;
-        t->masquerade_mark = 0x4000;
-        t->scheduler = xstrdup("rr");
-        t->cluster_cidr[0][t->n_cluster_cidr[0]++] = cidr("10.180.0.0/14");
-        t->cluster_cidr[1][t->n_cluster_cidr[1]++] = cidr("fd00:10::/64");
-        t->service_cidr[0][t->n_service_cidr[0]++] = cidr("172.30.0.0/16");
-        t->service_cidr[1][t->n_service_cidr[1]++] = cidr("fd00:30::/108");
-        t->nodeport_cidr[0][t->n_nodeport_cidr[0]++] = cidr("192.168.1.0/24");
-        t->nodeport_cidr[1][t->n_nodeport_cidr[1]++] = cidr("2001:db8:1::10/128");
-        t->node_ip[0] = ip("192.168.1.10");
-        t->node_ip[1] = ip("2001:db8:1::10");
-        return t;
-}
-
-static void tb_cluster_ip(struct table *t, const char *addr)
-{
-        struct ipaddr a = ip(addr);
-        int f = ipfam_index(a.family);
-
-        t->cluster_ips[f] = xrealloc(t->cluster_ips[f], (t->n_cluster_ips[f] + 1) * sizeof(a));
-        t->cluster_ips[f][t->n_cluster_ips[f]++] = a;
-}
-
-/* The returned pointer is valid until the next tb_svc. */
-static struct tbl_svc *tb_svc(struct table *t, const char *ns, const char *name, uint8_t proto, uint16_t port,
-                              const char *cluster_ip)
-{
-        struct tbl_svc *s;
-        char id[256];
-        struct ipaddr a = ip(cluster_ip);
-
-        t->svcs = xrealloc(t->svcs, (t->n_svcs + 1) * sizeof(*s));
-        s = &t->svcs[t->n_svcs++];
-        memset(s, 0, sizeof(*s));
-        s->ns = xstrdup(ns);
-        s->name = xstrdup(name);
-        s->port_name = xstrdup("p");
-        snprintf(id, sizeof(id), "%s/%s/%s/%u", ns, name, k8s_proto_lower(proto), (unsigned)port);
-        s->id = xstrdup(id);
-        s->family = a.family;
-        s->proto = proto;
-        s->port = port;
-        s->vips = xrealloc(NULL, sizeof(*s->vips));
-        s->vips[0].addr = a;
-        s->vips[0].kind = TBL_VIP_CLUSTER_IP;
-        s->n_vips = 1;
-        tb_cluster_ip(t, cluster_ip);
-        return s;
-}
-
-static void tb_vip(struct tbl_svc *s, const char *addr, enum tbl_vip_kind kind)
-{
-        s->vips = xrealloc(s->vips, (s->n_vips + 1) * sizeof(*s->vips));
-        s->vips[s->n_vips].addr = ip(addr);
-        s->vips[s->n_vips++].kind = kind;
-        s->ext_accessible = true;
-}
-
-/* Endpoints in (addr, port) order; local ones also serve the Local policy. */
-static void tb_ep(struct tbl_svc *s, const char *addr, uint16_t port, bool local)
-{
-        struct tbl_endpoint *e;
-
-        s->eps = xrealloc(s->eps, (s->n_eps + 1) * sizeof(*s->eps));
-        e = &s->eps[s->n_eps];
-        memset(e, 0, sizeof(*e));
-        e->addr = ip(addr);
-        e->port = port;
-        e->local = local;
-        e->ready = e->serving = true;
-        s->cluster_eps = xrealloc(s->cluster_eps, (s->n_cluster_eps + 1) * sizeof(uint32_t));
-        s->cluster_eps[s->n_cluster_eps++] = (uint32_t)s->n_eps;
-        if (local) {
-                s->local_eps = xrealloc(s->local_eps, (s->n_local_eps + 1) * sizeof(uint32_t));
-                s->local_eps[s->n_local_eps++] = (uint32_t)s->n_eps;
-        }
-        s->n_eps++;
-        s->has_endpoints = true;
-}
-
-/* A second table sharing every entry of t, as table_update makes them. */
-static struct table *tb_share(struct table *t)
-{
-        struct table *n = calloc(1, sizeof(*n));
-
-        assert_non_null(n);
-        *n = *t;
-        n->refcount = 0;
-        n->dns = NULL;
-        n->n_dns = 0;
-        n->cip_owners = NULL;
-        n->n_cip_owners = 0;
-        n->label_skipped = NULL;
-        n->n_label_skipped = 0;
-        n->cluster_domain = n->node_name = n->zone = NULL;
-        n->scheduler = xstrdup(t->scheduler);
-        for (int f = 0; f < 2; f++)
-                n->cluster_ips[f] = xmemdup(t->cluster_ips[f], t->n_cluster_ips[f] * sizeof(struct ipaddr));
-        for (size_t i = 0; i < t->n_svcs; i++)
-                if (!t->svcs[i].shared) {
-                        t->svcs[i].shared = malloc(sizeof(unsigned));
-                        assert_non_null(t->svcs[i].shared);
-                        *t->svcs[i].shared = 1;
-                }
-        n->svcs = xmemdup(t->svcs, t->n_svcs * sizeof(*t->svcs));
-        for (size_t i = 0; i < n->n_svcs; i++)
-                (*n->svcs[i].shared)++;
-        return n;
-}
-
-/* Entry i of t gets its own memory, to be changed (copy on write). */
-static struct tbl_svc *tb_unshare(struct table *t, size_t i)
-{
-        struct tbl_svc *s = &t->svcs[i], c = *s;
-
-        c.ns = xstrdup(s->ns);
-        c.name = xstrdup(s->name);
-        c.port_name = xstrdup(s->port_name);
-        c.id = xstrdup(s->id);
-        c.vips = xmemdup(s->vips, s->n_vips * sizeof(*s->vips));
-        c.source_ranges = NULL;
-        c.n_source_ranges = 0;
-        c.eps = xmemdup(s->eps, s->n_eps * sizeof(*s->eps));
-        c.cluster_eps = xmemdup(s->cluster_eps, s->n_cluster_eps * sizeof(uint32_t));
-        c.local_eps = xmemdup(s->local_eps, s->n_local_eps * sizeof(uint32_t));
-        c.shared = NULL;
-        if (s->shared)
-                (*s->shared)--;
-        *s = c;
-        return s;
-}
 
 /* Every kind of virtual server once. */
 static struct table *sample_table(void)
@@ -203,12 +24,12 @@ static struct table *sample_table(void)
         struct tbl_svc *s;
 
         /* 0: plain ClusterIP. */
-        s = tb_svc(t, "ns1", "web", IPPROTO_TCP, 80, "172.30.0.41");
+        s = tb_svc(t, "ns1", "web", "p", IPPROTO_TCP, 80, "172.30.0.41");
         tb_ep(s, "10.180.0.1", 8080, true);
         tb_ep(s, "10.180.0.2", 8080, false);
 
         /* 1: LoadBalancer with eTP Local, NodePort on the node IP, affinity. */
-        s = tb_svc(t, "ns2", "lb", IPPROTO_TCP, 443, "172.30.0.42");
+        s = tb_svc(t, "ns2", "lb", "p", IPPROTO_TCP, 443, "172.30.0.42");
         tb_vip(s, "203.0.113.10", TBL_VIP_LOAD_BALANCER);
         tb_vip(s, "192.0.2.5", TBL_VIP_EXTERNAL_IP);
         s->node_port = 30443;
@@ -218,13 +39,13 @@ static struct table *sample_table(void)
         tb_ep(s, "10.180.1.4", 8443, false);
 
         /* 2: no endpoints: REJECT, no virtual server at all. */
-        s = tb_svc(t, "ns3", "rej", IPPROTO_TCP, 80, "172.30.0.43");
+        s = tb_svc(t, "ns3", "rej", "p", IPPROTO_TCP, 80, "172.30.0.43");
         tb_vip(s, "192.0.2.200", TBL_VIP_EXTERNAL_IP);
         s->node_port = 30080;
         s->internal = s->external = TBL_REJECT;
 
         /* 3: eTP Local without a local endpoint: external DROP, ClusterIP only. */
-        s = tb_svc(t, "ns4", "dns", IPPROTO_UDP, 53, "172.30.0.44");
+        s = tb_svc(t, "ns4", "dns", "p", IPPROTO_UDP, 53, "172.30.0.44");
         tb_vip(s, "203.0.113.20", TBL_VIP_LOAD_BALANCER);
         s->node_port = 30053;
         s->etp_local = true;
@@ -232,7 +53,7 @@ static struct table *sample_table(void)
         s->external = TBL_DROP;
 
         /* 4: IPv6, iTP Local, an externalIP, a NodePort. */
-        s = tb_svc(t, "ns5", "web6", IPPROTO_TCP, 80, "fd00:30::10");
+        s = tb_svc(t, "ns5", "web6", "p", IPPROTO_TCP, 80, "fd00:30::10");
         tb_vip(s, "2001:db8::10", TBL_VIP_EXTERNAL_IP);
         s->node_port = 30081;
         s->itp_local = true;
@@ -603,7 +424,7 @@ static void test_desired_node_addrs(void **state)
         size_t nodeports = 0;
 
         (void)state;
-        s = tb_svc(t, "ns", "np", IPPROTO_TCP, 80, "172.30.0.50");
+        s = tb_svc(t, "ns", "np", "p", IPPROTO_TCP, 80, "172.30.0.50");
         s->node_port = 30080;
         tb_ep(s, "10.180.0.9", 8080, true);
         t->nodeport_cidr[0][0] = cidr("192.168.0.0/16");
@@ -1130,11 +951,6 @@ static unsigned rnd(unsigned n)
         return test_rnd(&rng, n);
 }
 
-static void put_json(struct model *m, json_t *o)
-{
-        test_model_put(m, o);
-}
-
 /* Few ports and addresses for many services: externalIPs on the node's
  * addresses and service ports in the NodePort range, so that an externalIP
  * and another service's NodePort claim the same virtual server, which the
@@ -1155,7 +971,7 @@ static void random_service(struct model *m, unsigned i)
                          "dns", "port", 53, "protocol", "UDP");
         if (kind == 7)
                 json_object_set_new(spec, "sessionAffinity", json_string("ClientIP"));
-        put_json(m, json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", "v1", "kind", "Service", "metadata",
+        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", "v1", "kind", "Service", "metadata",
                               "name", name, "namespace", "a", "spec", spec));
 }
 
@@ -1175,7 +991,7 @@ static void random_slice(struct model *m, unsigned i)
                                                      rnd(2) ? "node-a" : "node-b", "conditions", "ready",
                                                      (int)(rnd(5) > 0)));
         }
-        put_json(m, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i}, {s:s, s:i, s:s}], s:o}",
+        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i}, {s:s, s:i, s:s}], s:o}",
                               "apiVersion", "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata", "name", name,
                               "namespace", "a", "labels", "kubernetes.io/service-name", svc, "addressType", "IPv4",
                               "ports", "name", "http", "port", 8080, "name", "dns", "port", 5353, "protocol", "UDP",
@@ -1359,10 +1175,10 @@ static void test_update_clash_moves(void **state)
         struct tbl_svc *s;
         (void)state;
 
-        s = tb_svc(t, "ns", "a", IPPROTO_TCP, 30080, "172.30.0.1");
+        s = tb_svc(t, "ns", "a", "p", IPPROTO_TCP, 30080, "172.30.0.1");
         tb_vip(s, "192.168.1.10", TBL_VIP_EXTERNAL_IP);
         tb_ep(s, "10.180.0.1", 8080, true);
-        s = tb_svc(t, "ns", "b", IPPROTO_TCP, 80, "172.30.0.2");
+        s = tb_svc(t, "ns", "b", "p", IPPROTO_TCP, 80, "172.30.0.2");
         s->node_port = 30080;
         tb_ep(s, "10.180.0.2", 8080, true);
         d = desired(t);
@@ -1431,7 +1247,7 @@ static void test_update_only_changed(void **state)
         for (unsigned i = 0; i < 500; i++) {
                 snprintf(name, sizeof(name), "s%03u", i);
                 snprintf(cip, sizeof(cip), "172.30.%u.%u", i / 200, i % 200 + 1);
-                s = tb_svc(t, "ns", name, IPPROTO_TCP, 80, cip);
+                s = tb_svc(t, "ns", name, "p", IPPROTO_TCP, 80, cip);
                 s->node_port = (uint16_t)(30000 + i);
                 tb_ep(s, "10.180.0.1", 8080, true);
                 tb_ep(s, "10.180.0.2", 8080, false);
@@ -1475,7 +1291,7 @@ static void random_lb_service(struct model *m, unsigned i)
                         "type", "LoadBalancer", "clusterIP", pool[rnd(2)], "externalIPs", pool[rnd(5)], "ports",
                         "name", "http", "port", 80 + (int)rnd(2), "status", "loadBalancer", "ingress", "ip",
                         pool[rnd(5)], "ip", pool[2 + rnd(3)]);
-        put_json(m, svc);
+        test_model_put(m, svc);
 }
 
 static void addrs_assert(const struct ipaddr *a, size_t na, const struct ipaddr *b, size_t nb)

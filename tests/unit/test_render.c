@@ -6,140 +6,7 @@
 #include <jansson.h>
 #include "k8s.h"
 #include "render.h"
-
-/* ---- a hand-built table, freed by table_free ---- */
-
-static void *xrealloc(void *p, size_t n)
-{
-        p = realloc(p, n);
-        assert_non_null(p);
-        return p;
-}
-
-static char *xstrdup(const char *s)
-{
-        char *r = strdup(s);
-
-        assert_non_null(r);
-        return r;
-}
-
-static struct ipaddr ip(const char *s)
-{
-        struct ipaddr a;
-
-        assert_int_equal(ipaddr_parse(s, &a), 0);
-        return a;
-}
-
-static struct ipcidr cidr(const char *s)
-{
-        struct ipcidr c;
-
-        assert_int_equal(ipcidr_parse(s, &c), 0);
-        return c;
-}
-
-static struct table *tb_new(void)
-{
-        struct table *t = calloc(1, sizeof(*t));
-
-        assert_non_null(t);
-        t->family_enabled[0] = t->family_enabled[1] = true;
-        t->masquerade_mark = 0x4000;
-        t->scheduler = xstrdup("rr");
-        t->cluster_cidr[0][t->n_cluster_cidr[0]++] = cidr("10.180.0.0/14");
-        t->cluster_cidr[1][t->n_cluster_cidr[1]++] = cidr("fd00:10::/64");
-        t->service_cidr[0][t->n_service_cidr[0]++] = cidr("172.30.0.0/16");
-        /* Nested inside the first: must not reach the interval set. */
-        t->service_cidr[0][t->n_service_cidr[0]++] = cidr("172.30.1.0/24");
-        t->service_cidr[1][t->n_service_cidr[1]++] = cidr("fd00:30::/108");
-        t->nodeport_cidr[0][t->n_nodeport_cidr[0]++] = cidr("192.168.1.10/32");
-        t->nodeport_cidr[1][t->n_nodeport_cidr[1]++] = cidr("2001:db8:1::10/128");
-        t->node_ip[0] = ip("192.168.1.10");
-        t->node_ip[1] = ip("2001:db8:1::10");
-        return t;
-}
-
-static void tb_cluster_ip(struct table *t, const char *addr)
-{
-        struct ipaddr a = ip(addr);
-        int f = ipfam_index(a.family);
-
-        t->cluster_ips[f] = xrealloc(t->cluster_ips[f], (t->n_cluster_ips[f] + 1) * sizeof(a));
-        t->cluster_ips[f][t->n_cluster_ips[f]++] = a;
-}
-
-/* The returned pointer is valid until the next tb_svc. */
-static struct tbl_svc *tb_svc(struct table *t, const char *ns, const char *name, const char *port_name,
-                              uint8_t proto, uint16_t port, const char *cluster_ip)
-{
-        struct tbl_svc *s;
-        char id[256];
-        struct ipaddr a = ip(cluster_ip);
-
-        t->svcs = xrealloc(t->svcs, (t->n_svcs + 1) * sizeof(*s));
-        s = &t->svcs[t->n_svcs++];
-        memset(s, 0, sizeof(*s));
-        s->ns = xstrdup(ns);
-        s->name = xstrdup(name);
-        s->port_name = xstrdup(port_name);
-        snprintf(id, sizeof(id), "%s/%s/%s/%u", ns, name, k8s_proto_lower(proto), (unsigned) port);
-        s->id = xstrdup(id);
-        s->family = a.family;
-        s->proto = proto;
-        s->port = port;
-        s->vips = xrealloc(NULL, sizeof(*s->vips));
-        s->vips[0].addr = a;
-        s->vips[0].kind = TBL_VIP_CLUSTER_IP;
-        s->n_vips = 1;
-        tb_cluster_ip(t, cluster_ip);
-        return s;
-}
-
-static void tb_vip(struct tbl_svc *s, const char *addr, enum tbl_vip_kind kind)
-{
-        s->vips = xrealloc(s->vips, (s->n_vips + 1) * sizeof(*s->vips));
-        s->vips[s->n_vips].addr = ip(addr);
-        s->vips[s->n_vips++].kind = kind;
-        s->ext_accessible = true;
-}
-
-static void tb_range(struct tbl_svc *s, const char *c)
-{
-        s->source_ranges = xrealloc(s->source_ranges, (s->n_source_ranges + 1) * sizeof(*s->source_ranges));
-        s->source_ranges[s->n_source_ranges++] = cidr(c);
-}
-
-/* Endpoints in (addr, port) order; every endpoint is usable cluster-wide,
- * local ones also for the Local policy. */
-static void tb_ep(struct tbl_svc *s, const char *addr, uint16_t port, bool local)
-{
-        struct tbl_endpoint *e;
-
-        s->eps = xrealloc(s->eps, (s->n_eps + 1) * sizeof(*s->eps));
-        e = &s->eps[s->n_eps];
-        memset(e, 0, sizeof(*e));
-        e->addr = ip(addr);
-        e->port = port;
-        e->local = local;
-        e->ready = e->serving = true;
-        s->cluster_eps = xrealloc(s->cluster_eps, (s->n_cluster_eps + 1) * sizeof(uint32_t));
-        s->cluster_eps[s->n_cluster_eps++] = (uint32_t) s->n_eps;
-        if (local) {
-                s->local_eps = xrealloc(s->local_eps, (s->n_local_eps + 1) * sizeof(uint32_t));
-                s->local_eps[s->n_local_eps++] = (uint32_t) s->n_eps;
-        }
-        s->n_eps++;
-        s->has_endpoints = true;
-}
-
-static void tb_dns(struct table *t, const char *name, const char *addr)
-{
-        t->dns = xrealloc(t->dns, (t->n_dns + 1) * sizeof(*t->dns));
-        t->dns[t->n_dns].name = xstrdup(name);
-        t->dns[t->n_dns++].addr = ip(addr);
-}
+#include "tabletest.h"
 
 /* Every feature once: see the comments per service. */
 static struct table *sample_table(void)
@@ -467,7 +334,7 @@ static void test_nft_options(void **state)
 
         t->masquerade_all = true;
         t->masquerade_mark = 0x8000;
-        t->n_cluster_cidr[0] = 0;
+        t->n_pod_cidr[0] = 0;
         t->family_enabled[1] = false;
         out = render(render_nft, t);
         c = chain_body(out, "services");
@@ -731,7 +598,7 @@ static void test_json(void **state)
         cfg = json_object_get(root, "config");
         assert_int_equal(json_integer_value(json_object_get(cfg, "masqueradeMark")), 0x4000);
         assert_string_equal(json_string_value(json_object_get(cfg, "scheduler")), "rr");
-        assert_string_equal(json_string_value(json_array_get(json_object_get(cfg, "clusterCIDRs"), 1)),
+        assert_string_equal(json_string_value(json_array_get(json_object_get(cfg, "podCIDRs"), 1)),
                             "fd00:10::/64");
         assert_string_equal(json_string_value(json_array_get(json_object_get(cfg, "nodeIPs"), 0)),
                             "192.168.1.10");

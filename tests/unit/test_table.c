@@ -10,36 +10,10 @@
 #include "k8s.h"
 #include "manifest.h"
 #include "model.h"
+#include "modeltest.h"
 #include "table.h"
 
-static void put(struct model *m, const char *json)
-{
-        char err[K8S_ERRLEN];
-        json_error_t jerr;
-        json_t *o = json_loads(json, 0, &jerr);
-
-        if (!o)
-                fail_msg("bad test JSON: %s", jerr.text);
-        switch (k8s_kind_of(o)) {
-        case K8S_KIND_SERVICE: {
-                struct k8s_service *s;
-                if (k8s_service_decode(o, &s, err))
-                        fail_msg("service: %s", err);
-                assert_int_equal(model_service_put(m, s), 0);
-                break;
-        }
-        case K8S_KIND_ENDPOINT_SLICE: {
-                struct k8s_endpoint_slice *s;
-                if (k8s_slice_decode(o, &s, err))
-                        fail_msg("slice: %s", err);
-                assert_int_equal(model_slice_put(m, s), 0);
-                break;
-        }
-        default:
-                fail_msg("unexpected kind");
-        }
-        json_decref(o);
-}
+static void put(struct model *m, const char *json) { test_model_put_str(m, json); }
 
 #define SVC(ns, name, extra) \
         "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"" name "\",\"namespace\":\"" ns "\"}," extra "}"
@@ -296,6 +270,84 @@ static void test_fixtures_program_nothing(void **state)
         model_free(m);
 }
 
+static const char *fmt_cidr(const struct ipcidr *c)
+{
+        static char buf[4][IPCIDR_STRLEN];
+        static int i;
+        return ipcidr_format(c, buf[i++ % 4]);
+}
+
+/* The local-traffic detector the table resolves for each mode: the pod
+ * CIDRs from --cluster-cidr or from the Node (nodectx), or the interface;
+ * and which of them are table-wide settings (table_same_context: a full
+ * sync reprograms the pod-cidrs set or the iifname rules). */
+static void test_detect_local(void **state)
+{
+        struct nodectx node = { .node_name = "node-a" };
+        struct proxy_config cfg;
+        struct table *a, *b;
+        struct model *m;
+
+        (void)state;
+        assert_int_equal(model_new(&m), 0);
+        put(m, SVC("ns", "web", "\"spec\":{\"clusterIP\":\"10.96.0.5\",\"ports\":[{\"port\":80}]}"));
+        proxy_config_init(&cfg);
+        ipcidr_parse("10.0.0.0/8", &cfg.cluster_cidr[0][0]);
+        cfg.n_cluster_cidr[0] = 1;
+        ipcidr_parse("10.244.7.0/24", &node.pod_cidr[0]);
+        ipcidr_parse("fd00:10:244:7::/64", &node.pod_cidr[1]);
+        snprintf(cfg.pod_bridge_interface, sizeof(cfg.pod_bridge_interface), "cbr0");
+        snprintf(cfg.pod_interface_prefix, sizeof(cfg.pod_interface_prefix), "cali");
+
+        /* ClusterCIDR (the default): the Node's podCIDRs do not count. */
+        assert_int_equal(table_compute(m, &node, &cfg, &a), 0);
+        assert_int_equal(a->local_mode, DETECT_LOCAL_CLUSTER_CIDR);
+        assert_int_equal(a->n_pod_cidr[0], 1);
+        assert_int_equal(a->n_pod_cidr[1], 0);
+        assert_string_equal(fmt_cidr(&a->pod_cidr[0][0]), "10.0.0.0/8");
+        assert_string_equal(a->pod_iface, "");
+        ipcidr_parse("10.244.8.0/24", &node.pod_cidr[0]);
+        assert_int_equal(table_compute(m, &node, &cfg, &b), 0);
+        assert_true(table_same_context(a, b));
+        table_free(b);
+        table_free(a);
+
+        /* NodeCIDR: the Node's, per family; --cluster-cidr does not count. */
+        cfg.detect_local = DETECT_LOCAL_NODE_CIDR;
+        assert_int_equal(table_compute(m, &node, &cfg, &a), 0);
+        assert_int_equal(a->n_pod_cidr[0], 1);
+        assert_int_equal(a->n_pod_cidr[1], 1);
+        assert_string_equal(fmt_cidr(&a->pod_cidr[0][0]), "10.244.8.0/24");
+        assert_string_equal(fmt_cidr(&a->pod_cidr[1][0]), "fd00:10:244:7::/64");
+        ipcidr_parse("10.244.9.0/24", &node.pod_cidr[0]);
+        assert_int_equal(table_compute(m, &node, &cfg, &b), 0);
+        assert_false(table_same_context(a, b));
+        table_free(b);
+        node.pod_cidr[1].addr.family = 0;
+        assert_int_equal(table_compute(m, &node, &cfg, &b), 0);
+        assert_int_equal(b->n_pod_cidr[1], 0);
+        table_free(b);
+        table_free(a);
+
+        /* The interface modes: the mode's interface only, no CIDRs. */
+        cfg.detect_local = DETECT_LOCAL_BRIDGE;
+        assert_int_equal(table_compute(m, &node, &cfg, &a), 0);
+        assert_string_equal(a->pod_iface, "cbr0");
+        assert_int_equal(a->n_pod_cidr[0] + a->n_pod_cidr[1], 0);
+        cfg.detect_local = DETECT_LOCAL_INTERFACE_PREFIX;
+        assert_int_equal(table_compute(m, &node, &cfg, &b), 0);
+        assert_string_equal(b->pod_iface, "cali");
+        assert_false(table_same_context(a, b));
+        table_free(b);
+        snprintf(cfg.pod_interface_prefix, sizeof(cfg.pod_interface_prefix), "cbr0");
+        assert_int_equal(table_compute(m, &node, &cfg, &b), 0);
+        /* Same name, other mode: "cbr0" against "cbr0*". */
+        assert_false(table_same_context(a, b));
+        table_free(b);
+        table_free(a);
+        model_free(m);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -306,6 +358,7 @@ int main(void)
                 cmocka_unit_test(test_clashes_first_claim_wins),
                 cmocka_unit_test(test_replace_and_delete),
                 cmocka_unit_test(test_fixtures_program_nothing),
+                cmocka_unit_test(test_detect_local),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }

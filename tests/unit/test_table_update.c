@@ -12,17 +12,13 @@
 #include "model.h"
 #include "render.h"
 #include "table.h"
+#include "tabletest.h"
 
 static uint64_t rng = 0x2545f4914f6cdd1dULL;
 
 static unsigned rnd(unsigned n)
 {
         return test_rnd(&rng, n);
-}
-
-static void put_json(struct model *m, json_t *o)
-{
-        test_model_put(m, o);
 }
 
 static void random_service(struct model *m, unsigned i)
@@ -47,7 +43,7 @@ static void random_service(struct model *m, unsigned i)
                                  "externalIPs", ext, "externalTrafficPolicy", rnd(2) ? "Local" : "Cluster", "ports",
                                  "name", "http", "port", 80, "nodePort", kind < 5 ? 30000 + (int)rnd(5) : 0, "name",
                                  "dns", "port", 53, "protocol", "UDP");
-        put_json(m, json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind", "Service", "metadata", meta, "spec",
+        test_model_put(m, json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind", "Service", "metadata", meta, "spec",
                               spec));
 }
 
@@ -67,7 +63,7 @@ static void random_slice(struct model *m, unsigned i, unsigned part)
                                                      "nodeName", rnd(2) ? "node-a" : "node-b", "conditions", "ready",
                                                      (int)rnd(4)));
         }
-        put_json(m, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i}, {s:s, s:i, s:s}], s:o}",
+        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i}, {s:s, s:i, s:s}], s:o}",
                               "apiVersion", "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata", "name", name,
                               "namespace", rnd(2) ? "a" : "b", "labels", "kubernetes.io/service-name", svc,
                               "addressType", "IPv4", "ports", "name", "http", "port", 8080, "name", "dns", "port",
@@ -209,7 +205,7 @@ static void cluster_put(const struct cluster *c, struct model *m)
 {
         for (size_t i = 0; i < sizeof(c->objs) / sizeof(c->objs[0]); i++)
                 if (c->objs[i])
-                        put_json(m, json_deep_copy(c->objs[i]));
+                        test_model_put(m, json_deep_copy(c->objs[i]));
 }
 
 static size_t dirty_count(struct model *m)
@@ -220,17 +216,6 @@ static size_t dirty_count(struct model *m)
         assert_int_equal(model_dirty_take(m, &keys, &n), 0);
         model_keys_free(keys, n);
         return n;
-}
-
-static size_t diff_count(const struct table *a, const struct table *b)
-{
-        uint32_t *oi, *ni;
-        size_t n_oi, n_ni;
-
-        assert_int_equal(table_diff(a, b, &oi, &n_oi, &ni, &n_ni), 0);
-        free(oi);
-        free(ni);
-        return n_oi + n_ni;
 }
 
 /* A relist or a reload brings the same objects again: nothing to recompute,
@@ -309,7 +294,7 @@ static void test_recompute_shares_unchanged(void **state)
         cluster_put(&c, m);
         assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
         assert_int_equal(table_recompute(t, m, &node, &cfg, &t2), 0);
-        assert_int_equal(diff_count(t, t2), 0);
+        assert_int_equal(tb_diff_count(t, t2), 0);
         for (size_t i = 0; i < t->n_svcs; i++)
                 assert_ptr_equal(t->svcs[i].shared, t2->svcs[i].shared);
         table_free(t2);
@@ -321,7 +306,7 @@ static void test_recompute_shares_unchanged(void **state)
                 hinted += t3->svcs[i].shared != t->svcs[i].shared;
         assert_true(hinted > 0);
         assert_true(hinted < t3->n_svcs);
-        assert_int_equal(diff_count(t, t3), 2 * hinted);
+        assert_int_equal(tb_diff_count(t, t3), 2 * hinted);
         for (size_t i = 0; i < t3->n_svcs; i++)
                 if (t3->svcs[i].shared != t->svcs[i].shared)
                         assert_true(t3->svcs[i].n_cluster_eps != t->svcs[i].n_cluster_eps ||
