@@ -90,7 +90,11 @@ interrupted() {
                 kill -0 "$pid" 2>/dev/null || break
                 sleep 0.1
         done
-        kill -INT "$pid" 2>/dev/null
+        # To the whole process group, as a terminal's Ctrl-C: bash, waiting
+        # for a foreground command, acts on a SIGINT only when that command
+        # died of it too (a SIGINT to the script's PID alone was lost
+        # whenever it landed during a command, as it did under load).
+        kill -INT -- "-$pid" 2>/dev/null
         for ((i = 0; i < 300; i++)); do
                 kill -0 "$pid" 2>/dev/null || break
                 sleep 0.1
