@@ -31,7 +31,9 @@
 # (build/kubernetes), APISERVER_SERVICE_CIDR (10.96.0.0/16),
 # APISERVER_ADVERTISE (127.0.0.1: the API server then cannot publish the
 # kubernetes Service's endpoints, which it logs every 10 s; a test whose
-# nodes reach it elsewhere sets their address), APISERVER_EXTRA_ARGS (an
+# nodes reach it elsewhere sets their address), APISERVER_BIND (127.0.0.1:
+# the address it listens on and clients name; tests/cluster/cluster.sh gives
+# its bridge address, which its nodes reach), APISERVER_EXTRA_ARGS (an
 # array), APISERVER_START_TIMEOUT (60 s).
 
 _CLUSTER_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -39,6 +41,7 @@ K8S_SHARED_DIR=${K8S_SHARED_DIR:-$_CLUSTER_ROOT/../shared/kubernetes}
 K8S_BIN_DIR=${K8S_BIN_DIR:-$_CLUSTER_ROOT/build/kubernetes}
 APISERVER_SERVICE_CIDR=${APISERVER_SERVICE_CIDR:-10.96.0.0/16}
 APISERVER_ADVERTISE=${APISERVER_ADVERTISE:-127.0.0.1}
+APISERVER_BIND=${APISERVER_BIND:-127.0.0.1}
 APISERVER_START_TIMEOUT=${APISERVER_START_TIMEOUT:-60}
 [ -n "${APISERVER_EXTRA_ARGS+x}" ] || APISERVER_EXTRA_ARGS=()
 CLUSTER_DIR=
@@ -91,12 +94,13 @@ cluster_bin() {
         chmod 0755 "$tmp" && mv -f "$tmp" "$out" && echo "$want" >"$out.sha256" && echo "$out"
 }
 
-# A loopback TCP port that nothing listens on now.
+# cluster_free_port [ADDRESS]: a TCP port that nothing listens on now, on
+# ADDRESS (127.0.0.1).
 cluster_free_port() {
-        python3 -c 'import socket
+        python3 -c 'import socket, sys
 s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
+s.bind((sys.argv[1], 0))
+print(s.getsockname()[1])' "${1:-127.0.0.1}"
 }
 
 # The servers are disowned as soon as started: bash still reaps them, but
@@ -140,7 +144,7 @@ cluster_init() {
                 # shellcheck disable=SC2086
                 openssl req -x509 $ec -keyout ca.key -out ca.crt -days 2 -subj /CN=nlproxy-test-cluster-ca &&
                         openssl req $ec -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver &&
-                        printf '%s\n' "subjectAltName=IP:127.0.0.1,IP:${APISERVER_SERVICE_CIDR%.*/*}.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local${APISERVER_ADVERTISE:+,IP:$APISERVER_ADVERTISE}" \
+                        printf '%s\n' "subjectAltName=IP:127.0.0.1,IP:${APISERVER_SERVICE_CIDR%.*/*}.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:$APISERVER_ADVERTISE,IP:$APISERVER_BIND" \
                                 'basicConstraints=CA:FALSE' 'extendedKeyUsage=serverAuth' >apiserver.ext &&
                         openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
                                 -extfile apiserver.ext -out apiserver.crt &&
@@ -158,8 +162,8 @@ cluster_init() {
 
 # A new port for the API server, and the admin's kubeconfig naming it.
 _apiserver_port() {
-        APISERVER_PORT=$(cluster_free_port) || return 1
-        APISERVER_URL=https://127.0.0.1:$APISERVER_PORT
+        APISERVER_PORT=$(cluster_free_port "$APISERVER_BIND") || return 1
+        APISERVER_URL=https://$APISERVER_BIND:$APISERVER_PORT
         cat >"$ADMIN_KUBECONFIG" <<EOF
 apiVersion: v1
 kind: Config
@@ -275,7 +279,7 @@ _apiserver_start_once() {
         _CLUSTER_N=$((_CLUSTER_N + 1))
         log=$CLUSTER_DIR/logs/kube-apiserver.$_CLUSTER_N.log
         "$K8S_APISERVER" --etcd-servers "$ETCD_URL" \
-                --bind-address 127.0.0.1 --secure-port "$APISERVER_PORT" --advertise-address "$APISERVER_ADVERTISE" \
+                --bind-address "$APISERVER_BIND" --secure-port "$APISERVER_PORT" --advertise-address "$APISERVER_ADVERTISE" \
                 --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
                 --client-ca-file "$pki/ca.crt" --authorization-mode Node,RBAC \
                 --service-account-issuer https://kubernetes.default.svc.cluster.local \
