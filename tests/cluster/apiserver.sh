@@ -12,7 +12,10 @@
 #   etcd_snapshot FILE; etcd_restore FILE; etcd_wipe  (etcd stopped; then etcd_start)
 #
 # The API server is v1.26 from ../shared/kubernetes (xz-compressed, checked
-# against its SHA256SUMS, extracted once into build/kubernetes); etcd is
+# against its SHA256SUMS, extracted once into build/kubernetes), or from
+# KUBE_BIN_DIR: a folder of the same, or of plain binaries (an official
+# release's kubernetes/server/bin plus e2e.test; checked against a
+# SHA256SUMS there if there is one, used in place); etcd is
 # Debian's etcd-server (3.4), etcdctl from etcd-client. Everything listens on
 # 127.0.0.1 on ports the kernel hands out as free; the API server keeps its
 # port across restarts (kubeconfigs name it). Authentication: client
@@ -27,7 +30,7 @@
 # Variables: CLUSTER_DIR, CLUSTER_CA (the CA certificate), ADMIN_KUBECONFIG,
 # APISERVER_URL, APISERVER_PORT, ETCD_URL, ETCD_DATA, ETCD_PID, APISERVER_PID,
 # CLUSTER_MISSING (what cluster_prereqs found missing). Knobs, set before
-# cluster_init: K8S_SHARED_DIR (../shared/kubernetes), K8S_BIN_DIR
+# cluster_init: K8S_SHARED_DIR (KUBE_BIN_DIR, else ../shared/kubernetes), K8S_BIN_DIR
 # (build/kubernetes), APISERVER_SERVICE_CIDR (10.96.0.0/16),
 # APISERVER_ADVERTISE (127.0.0.1: the API server then cannot publish the
 # kubernetes Service's endpoints, which it logs every 10 s; a test whose
@@ -37,7 +40,7 @@
 # array), APISERVER_START_TIMEOUT (60 s).
 
 _CLUSTER_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-K8S_SHARED_DIR=${K8S_SHARED_DIR:-$_CLUSTER_ROOT/../shared/kubernetes}
+K8S_SHARED_DIR=${K8S_SHARED_DIR:-${KUBE_BIN_DIR:-$_CLUSTER_ROOT/../shared/kubernetes}}
 K8S_BIN_DIR=${K8S_BIN_DIR:-$_CLUSTER_ROOT/build/kubernetes}
 APISERVER_SERVICE_CIDR=${APISERVER_SERVICE_CIDR:-10.96.0.0/16}
 APISERVER_ADVERTISE=${APISERVER_ADVERTISE:-127.0.0.1}
@@ -67,7 +70,7 @@ cluster_prereqs() {
         for t in etcd etcdctl openssl curl python3 xz sha256sum; do
                 command -v "$t" >/dev/null || miss="$miss $t"
         done
-        [ -r "$K8S_SHARED_DIR/SHA256SUMS" ] || miss="$miss $K8S_SHARED_DIR"
+        [ -r "$K8S_SHARED_DIR/SHA256SUMS" ] || [ -x "$K8S_SHARED_DIR/kube-apiserver" ] || miss="$miss $K8S_SHARED_DIR"
         CLUSTER_MISSING=${miss:+needs$miss (make deps installs etcd-server and etcd-client)}
         [ -z "$miss" ]
 }
@@ -75,7 +78,16 @@ cluster_prereqs() {
 # cluster_bin NAME: the path of a Kubernetes binary, extracted on first use.
 cluster_bin() {
         local name=$1 want out=$K8S_BIN_DIR/$1 tmp
-        want=$(awk -v n="$name" '$2 == n {print $1}' "$K8S_SHARED_DIR/SHA256SUMS")
+        want=$(awk -v n="$name" '$2 == n {print $1}' "$K8S_SHARED_DIR/SHA256SUMS" 2>/dev/null)
+        if [ ! -e "$K8S_SHARED_DIR/$name.xz" ] && [ -x "$K8S_SHARED_DIR/$name" ]; then
+                # A plain binary (KUBE_BIN_DIR of a release): used where it is.
+                if [ -n "$want" ] && [ "$(sha256sum "$K8S_SHARED_DIR/$name" | cut -d' ' -f1)" != "$want" ]; then
+                        _cluster_log "$name: checksum mismatch"
+                        return 1
+                fi
+                echo "$K8S_SHARED_DIR/$name"
+                return 0
+        fi
         [ -n "$want" ] || { _cluster_log "no $name in $K8S_SHARED_DIR/SHA256SUMS"; return 1; }
         # The checksum of the extracted file is kept beside it: checking it
         # costs nothing, checking the binary would cost a second per use.

@@ -766,10 +766,12 @@ cluster_up() {
         APISERVER_ADVERTISE=$HOST_IP
         DNS_IP=${APISERVER_SERVICE_CIDR%.*/*}.10
         # Privileged pods (e2e's KubeProxy spec), the Node restriction for
-        # kubelets, kubelet client certificate for exec, logs and proxy.
+        # kubelets, kubelet client certificate for exec, logs and proxy;
+        # kubelets reached at their node IP (their names are nobody's DNS).
         APISERVER_EXTRA_ARGS+=(--allow-privileged=true --enable-admission-plugins NodeRestriction
                 --kubelet-client-certificate "$dir/pki/apiserver-kubelet.crt"
-                --kubelet-client-key "$dir/pki/apiserver-kubelet.key")
+                --kubelet-client-key "$dir/pki/apiserver-kubelet.key"
+                --kubelet-preferred-address-types InternalIP)
         cluster_init "$dir" || return 1
         K8S_CM=$(cluster_bin kube-controller-manager) && K8S_SCHED=$(cluster_bin kube-scheduler) &&
                 K8S_KUBELET=$(cluster_bin kubelet) || return 1
