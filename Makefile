@@ -32,6 +32,11 @@ DEB_TOOLS += gnuplot-nox
 # kube-apiserver of ../shared/kubernetes, whose binaries are xz-compressed.
 DEB_TOOLS += etcd-server etcd-client xz-utils
 
+# make e2e (tests/cluster): a real cluster's nodes (containerd + runc, the CNI bridge, host-local,
+# portmap and loopback plugins, iptables for the kubelet's and portmap's rules in the node's
+# namespace) and its DNS (dnsmasq).
+DEB_TOOLS += containerd runc containernetworking-plugins iptables dnsmasq-base
+
 HAVE_PKGS := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && command -v nft >/dev/null && echo yes)
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes \
@@ -53,7 +58,7 @@ SAN_OBJS := $(patsubst %.c,build/asan/obj/%.o,$(LIB_SRCS))
 TESTS := $(addprefix build/tests/,$(TEST_NAMES))
 SAN_TESTS := $(addprefix build/asan/tests/,$(TEST_NAMES))
 
-.PHONY: all deps ensure-deps check unit unit-asan demo bench clean install
+.PHONY: all deps ensure-deps check unit unit-asan demo bench clean install e2e
 .DELETE_ON_ERROR:
 
 all: build/nlproxy
@@ -109,6 +114,13 @@ unit-asan: $(SAN_TESTS)
 check: ensure-deps
 	$(MAKE) all unit unit-asan build/asan/nlproxy build/tests/nlp_steps
 	@set -e; for t in $(sort $(wildcard tests/*.sh)); do echo "== $$t"; bash $$t; done
+
+# Kubernetes' sig-network e2e specs against nlproxy deployed by its DaemonSet in a real cluster
+# (root; tests/cluster/README.md). E2E_FOCUS, E2E_SKIP, KUBE_BIN_DIR as there.
+e2e: ensure-deps
+	@if [ "$$(id -u)" = 0 ] && ! command -v containerd >/dev/null; then $(MAKE) deps; fi
+	$(MAKE) all
+	bash tests/cluster/e2e.sh
 
 # Part 2 of the demo (root) runs Debian's redis-server in network namespaces.
 demo: ensure-deps

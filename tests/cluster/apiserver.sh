@@ -172,7 +172,8 @@ cluster_init() {
         ETCD_DATA=$CLUSTER_DIR/etcd.0
 }
 
-# A new port for the API server, and the admin's kubeconfig naming it.
+# A new port for the API server, and the admin's kubeconfig naming it
+# (absolute paths: e2e.test does not resolve them against the file's folder).
 _apiserver_port() {
         APISERVER_PORT=$(cluster_free_port "$APISERVER_BIND") || return 1
         APISERVER_URL=https://$APISERVER_BIND:$APISERVER_PORT
@@ -181,8 +182,8 @@ apiVersion: v1
 kind: Config
 current-context: admin
 contexts: [{name: admin, context: {cluster: test, user: admin}}]
-clusters: [{name: test, cluster: {server: "$APISERVER_URL", certificate-authority: pki/ca.crt}}]
-users: [{name: admin, user: {client-certificate: pki/admin.crt, client-key: pki/admin.key}}]
+clusters: [{name: test, cluster: {server: "$APISERVER_URL", certificate-authority: $CLUSTER_DIR/pki/ca.crt}}]
+users: [{name: admin, user: {client-certificate: $CLUSTER_DIR/pki/admin.crt, client-key: $CLUSTER_DIR/pki/admin.key}}]
 EOF
 }
 

@@ -251,11 +251,14 @@ _cluster_kill_ns() {
         done
 }
 
-# The v1 hierarchies the kubelet uses (every mounted one but the unified).
+# _cgroup_dirs [all]: the v1 hierarchies the kubelet needs its root in
+# (every mounted one but the unified); with "all", the unified one too: in
+# this hybrid layout runc makes each container's cgroup there as well, so
+# the node's root appears in it and has to go at the end.
 _cgroup_dirs() {
         local m
         for m in /sys/fs/cgroup/*; do
-                [ "$m" = /sys/fs/cgroup/unified ] && continue
+                [ "$m" = /sys/fs/cgroup/unified ] && [ "${1:-}" != all ] && continue
                 mountpoint -q "$m" && echo "$m"
         done
 }
@@ -265,7 +268,7 @@ _cluster_kill_cgroup() {
         local c p try left
         for ((try = 0; try < 50; try++)); do
                 left=
-                for c in $(_cgroup_dirs); do
+                for c in $(_cgroup_dirs all); do
                         [ -d "$c/$1" ] || continue
                         for p in $(find "$c/$1" -name cgroup.procs -exec cat {} + 2>/dev/null); do
                                 kill -KILL "$p" 2>/dev/null && left=1
@@ -278,7 +281,7 @@ _cluster_kill_cgroup() {
 
 _cluster_rm_cgroup() {
         local c try
-        for c in $(_cgroup_dirs); do
+        for c in $(_cgroup_dirs all); do
                 [ -d "$c/$1" ] || continue
                 for ((try = 0; try < 50; try++)); do
                         find "$c/$1" -depth -type d -exec rmdir {} + 2>/dev/null
@@ -758,7 +761,7 @@ dns_stop() {
 # and removes): nodes Ready, DNS answering.
 cluster_up() {
         local dir=$1 nodes=${2:-1} i t0=$SECONDS
-        CLUSTER_RUN_ID=nl$(head -c 64 /dev/urandom | tr -dc 'a-z0-9' | head -c 5)
+        CLUSTER_RUN_ID=nl$(head -c 1024 /dev/urandom | tr -dc 'a-z0-9' | head -c 5)
         _slot_take || return 1
         _CLUSTER_UP=1
         _cluster_network || { _cluster_log "bridge"; return 1; }
