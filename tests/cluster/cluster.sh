@@ -202,6 +202,7 @@ _slot_take() {
                 _cluster_log "all 16 slots of $CLUSTER_REGISTRY are taken"
                 return 1
         fi
+        _CLUSTER_SLOT_TAKEN=$CLUSTER_SLOT
         echo "$$ $(_pid_start $$)" >"$CLUSTER_REGISTRY/slot.$CLUSTER_SLOT/owner"
         : >"$CLUSTER_REGISTRY/slot.$CLUSTER_SLOT/state"
         if [ ! -e "$CLUSTER_REGISTRY/sysctl.saved" ]; then
@@ -209,6 +210,7 @@ _slot_take() {
                         echo "$n $(sysctl -n "$n")"
                 done >"$CLUSTER_REGISTRY/sysctl.saved"
         fi
+        _CLUSTER_SYSCTL_SAVED=$(cat "$CLUSTER_REGISTRY/sysctl.saved")
         _registry_unlock
 }
 
@@ -808,6 +810,37 @@ cluster_logs() {
                 cp "${NODE_DIR[$i]}"/log/*.log "$1/${NODE_NAME[$i]}/" 2>/dev/null
                 cp -rL "${NODE_DIR[$i]}/log/pods" "$1/${NODE_NAME[$i]}/pods" 2>/dev/null
         done
+        return 0
+}
+
+# cluster_leftovers: what a cluster_down left behind, one line each (none:
+# nothing): links, namespaces, routes, cgroups, mounts and processes of this
+# run (by its run id and folder), its registry slot, and, when no other run
+# holds a slot, the kubelet's sysctls not back to their saved values.
+cluster_leftovers() {
+        local c p
+        [ -n "$CLUSTER_RUN_ID" ] || return 0
+        ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep "^$CLUSTER_RUN_ID" | sed 's/^/link /'
+        ip netns list | awk '{print $1}' | grep "^$CLUSTER_RUN_ID" | sed 's/^/netns /'
+        ip route show | grep -F "$CLUSTER_RUN_ID" | sed 's/^/route /'
+        for c in $(_cgroup_dirs all); do
+                ls -d "$c/$CLUSTER_RUN_ID"* 2>/dev/null | sed 's/^/cgroup /'
+        done
+        [ -n "$CLUSTER_DIR" ] && grep -F " $CLUSTER_DIR" /proc/self/mountinfo | awk '{print "mount " $5}'
+        if [ -n "$CLUSTER_DIR" ]; then
+                for p in /proc/[0-9]*; do
+                        tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$CLUSTER_DIR/" &&
+                                echo "process ${p#/proc/}: $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-100)"
+                done
+        fi
+        [ -n "${_CLUSTER_SLOT_TAKEN:-}" ] && [ -d "$CLUSTER_REGISTRY/slot.$_CLUSTER_SLOT_TAKEN" ] &&
+                [ "$(cut -d' ' -f1 "$CLUSTER_REGISTRY/slot.$_CLUSTER_SLOT_TAKEN/owner" 2>/dev/null)" = $$ ] &&
+                echo "registry slot.$_CLUSTER_SLOT_TAKEN"
+        if [ -n "${_CLUSTER_SYSCTL_SAVED:-}" ] && [ ! -d "$CLUSTER_REGISTRY" ]; then
+                while read -r c p; do
+                        [ "$(sysctl -n "$c")" = "$p" ] || echo "sysctl $c = $(sysctl -n "$c"), was $p"
+                done <<<"$_CLUSTER_SYSCTL_SAVED"
+        fi
         return 0
 }
 

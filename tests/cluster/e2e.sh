@@ -66,6 +66,16 @@ cleanup() {
                 fi
         fi
         cluster_down
+        # Nothing may stay behind: checked, not assumed.
+        left=$(cluster_leftovers)
+        if [ -n "$left" ]; then
+                log "left behind after the teardown:"
+                sed 's/^/  /' <<<"$left" >&2
+                echo "e2e: 0 passed, 1 failed (teardown)"
+                rc=1
+        elif [ -n "$CLUSTER_RUN_ID" ]; then
+                log "teardown: nothing left behind (run $CLUSTER_RUN_ID)"
+        fi
         [ -n "$TMP" ] && rm -rf --one-file-system "$TMP"
         exit "$rc"
 }
