@@ -297,7 +297,10 @@ fi
 # ---- busybox
 if has busybox; then
         printf '127.0.0.1 localhost boom-server\n' >"$T/hosts"
-        out=$(run_rm busybox "$IMAGE_BUSYBOX" --net-host --mount "type=bind,src=$T/hosts,dst=/etc/hosts,options=rbind:ro" -- \
+        # Our network namespace, joined without --net-host, which would mount
+        # the host's /etc/hosts over ours.
+        out=$(run_rm busybox "$IMAGE_BUSYBOX" --with-ns "network:/proc/$$/ns/net" \
+                --mount "type=bind,src=$T/hosts,dst=/etc/hosts,options=rbind:ro" -- \
                 sh -c 'echo Pausing start. && sleep 0.2 && printf "GET /hostname HTTP/1.0\r\n\r\n" | nc boom-server 18080')
         if has agnhost; then
                 [[ $out == "Pausing start."*"200 OK"* ]] && ok "busybox: sh, sleep, nc to a name from /etc/hosts (netexec answered)" ||
