@@ -132,7 +132,7 @@ images_prereqs() {
         done
         [ -x /bin/busybox ] || miss="$miss /bin/busybox"
         # gcc -static needs libc6-dev's libc.a (the name alone when it has none).
-        gcc -print-file-name=libc.a 2>/dev/null | grep -q / || miss="$miss libc.a"
+        gcc -print-file-name=libc.a 2>/dev/null | grep / >/dev/null || miss="$miss libc.a"
         [ -r "$K8S_SHARED_DIR/SHA256SUMS" ] || miss="$miss $K8S_SHARED_DIR"
         [ "$(id -u)" = 0 ] || miss="$miss root"
         IMAGES_MISSING=${miss:+needs$miss (make deps installs buildah, debootstrap, containerd, busybox-static, libc6-dev)}
@@ -288,7 +288,9 @@ _images_build_locked() {
         # What a killed build left: never a tree with something mounted in it.
         for d in "$IMAGES_CACHE"/tmp.*; do
                 [ -e "$d" ] || continue
-                if findmnt -rn -o TARGET | grep -qF "$d"; then
+                # grep reads to the end: under a caller's pipefail, an early
+                # exit (-q) would fail findmnt with SIGPIPE and hide a mount.
+                if findmnt -rn -o TARGET | grep -F "$d" >/dev/null; then
                         _images_log "$d still has mounts; leaving it"
                 else
                         rm -rf "$d"
@@ -436,7 +438,7 @@ _images_ns_image() {
                         ;;
                 regression-issue-74839) f=$(_images_k8s_bin regression-issue-74839) && cp "$f" "$ctx/" ;;
                 busybox)
-                        ! readelf -l /bin/busybox | grep -q INTERP || { echo "/bin/busybox is not static"; false; } &&
+                        ! readelf -l /bin/busybox | grep INTERP >/dev/null || { echo "/bin/busybox is not static"; false; } &&
                                 cp /bin/busybox "$ctx/"
                         ;;
                 nlproxy)

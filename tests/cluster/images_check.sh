@@ -67,10 +67,20 @@ if [ -z "$INNER" ]; then
                 printf '#   %-24s %-64s %4s MB\n' "$s" "$(images_name "$s")" "$(du -m "${IMAGES_ARCHIVE[$s]}" | cut -f1)"
         done
         T=$(mktemp -d /tmp/nlproxy-images-check.XXXXXX)
-        # What the inner part could not stop (it was killed): shims name our
-        # socket on their command line, and nothing else does.
+        ipid=
         outer_cleanup() {
-                local p
+                local p i
+                # The inner part stops its containers and containerd on TERM
+                # (timeout passes it on), within its bounded commands.
+                if [ -n "$ipid" ] && kill -0 "$ipid" 2>/dev/null; then
+                        kill -TERM "$ipid" 2>/dev/null
+                        for ((i = 0; i < 300; i++)); do
+                                kill -0 "$ipid" 2>/dev/null || break
+                                sleep 0.1
+                        done
+                fi
+                # What it could not stop (it was killed): containerd and the
+                # shims name our directory on their command line, nothing else does.
                 for p in /proc/[0-9]*; do
                         { tr '\0' ' ' <"$p/cmdline"; } 2>/dev/null | grep -qF "$T/" || continue
                         kill -KILL "${p#/proc/}" 2>/dev/null
@@ -79,8 +89,13 @@ if [ -z "$INNER" ]; then
         }
         trap outer_cleanup EXIT
         trap 'exit 130' INT TERM HUP
-        timeout 900 unshare --net --mount --propagation private -- bash "$0" --inner "$T" "${IMAGES_BUILT[@]}"
+        # In the background: a signal to this script is handled at once
+        # (bash runs traps only after a foreground command ends).
+        timeout 900 unshare --net --mount --propagation private -- bash "$0" --inner "$T" "${IMAGES_BUILT[@]}" &
+        ipid=$!
+        wait "$ipid"
         rc=$?
+        ipid=
         [ "$rc" = 0 ] || [ "$rc" = 1 ] || bad "the checks ran to their end" "exit status $rc"
         [ "$rc" = 0 ] || failed=$((failed + 1))
         exit "$([ "$failed" = 0 ] && echo 0 || echo 1)"
