@@ -31,6 +31,9 @@ DEB_TOOLS += gnuplot-nox
 # tests/watch_apiserver.sh (tests/cluster/apiserver.sh): etcd and etcdctl under the v1.26
 # kube-apiserver of ../shared/kubernetes, whose binaries are xz-compressed.
 DEB_TOOLS += etcd-server etcd-client xz-utils
+# tests/cluster/images.sh: the real cluster's images without a registry (buildah, a static
+# pause, busybox and conntrack in images), imported with containerd's ctr; runc runs them.
+DEB_TOOLS += buildah containerd runc busybox-static conntrack
 
 # make e2e (tests/cluster): a real cluster's nodes (containerd + runc, the CNI bridge, host-local,
 # portmap and loopback plugins, iptables for the kubelet's and portmap's rules in the node's
@@ -146,6 +149,12 @@ install: build/nlproxy
 
 clean:
 	rm -rf build
+
+# The pod sandbox's process of the real-cluster tests (tests/cluster/images.sh):
+# static, the only file of its from-scratch image.
+build/cluster/pause: tests/cluster/pause.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) -O2 -static -s -o $@ $<
 
 # Test and benchmark drivers linked against the library (not installed).
 build/tests/nlp_steps: tests/tools/nlp_steps.c build/libnlproxy.a
