@@ -407,6 +407,41 @@ static int ct_delete(struct ct_sock *s, const struct ct_attrs *c)
         return r < 0 ? -errno : 0;
 }
 
+int ct_module_load(void)
+{
+        char buf[8192];
+        struct ct_sock *s = NULL;
+        struct nlmsghdr *nlh;
+        uint32_t seq;
+        int n, r;
+
+        r = ct_sock_open(&s);
+        if (r < 0)
+                return r;
+        seq = ++s->seq;
+        nlh = ct_hdr(buf, IPCTNL_MSG_CT_GET_STATS, NLM_F_ACK, AF_UNSPEC, seq);
+        if (mnl_socket_sendto(s->nl, nlh, nlh->nlmsg_len) < 0) {
+                r = -errno;
+                goto out;
+        }
+        /* The statistics, then the ack (or only an error). */
+        for (;;) {
+                n = mnl_socket_recvfrom(s->nl, buf, sizeof(buf));
+                if (n < 0) {
+                        r = -errno;
+                        break;
+                }
+                r = mnl_cb_run(buf, n, seq, s->portid, NULL, NULL);
+                if (r <= MNL_CB_STOP) {
+                        r = r < 0 ? -errno : 0;
+                        break;
+                }
+        }
+out:
+        ct_sock_free(s);
+        return r;
+}
+
 int ct_udp_cleanup(struct ct_sock *s, const struct table *t, const uint32_t *idx, size_t n_idx, size_t *ret_deleted)
 {
         struct dump_ctx d = { 0 };

@@ -22,6 +22,11 @@ struct ct_flow {
 };
 
 int ct_sock_open(struct ct_sock **ret);
+/* Asks ctnetlink for its statistics, which makes the kernel load
+ * nf_conntrack_netlink and nf_conntrack if they are not (module autoload
+ * for a CAP_NET_ADMIN caller): their sysctls exist afterwards. Returns 0 or
+ * a negative errno. */
+int ct_module_load(void);
 void ct_sock_free(struct ct_sock *s);
 
 /* Pure: should this flow be deleted given the table? */

@@ -31,6 +31,7 @@
 #include "nftplan.h"
 #include "reconcile.h"
 #include "rtnl.h"
+#include "sysctl.h"
 #include "vips.h"
 
 /* Where LB IPs are local for marked packets: `ip rule` shows
@@ -128,32 +129,10 @@ static const struct {
 
 static int sysctl_set(const char *name, const char *value)
 {
-        char path[128], cur[32];
-        ssize_t n;
-        int fd, r = 0;
+        char path[128];
 
         snprintf(path, sizeof(path), "/proc/sys/%s", name);
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        n = read(fd, cur, sizeof(cur) - 1);
-        r = n < 0 ? -errno : 0;
-        close(fd);
-        if (r < 0)
-                return r;
-        cur[n] = '\0';
-        /* Opened for writing only when different: a read-only /proc/sys (a
-         * container without the privilege) refuses even to open a file for
-         * writing, and is fine if the host set the value. */
-        if (atoi(cur) == atoi(value))
-                return 0;
-        fd = open(path, O_WRONLY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        if (write(fd, value, strlen(value)) < 0)
-                r = -errno;
-        close(fd);
-        return r;
+        return sysctl_write_int(path, atoll(value), NULL);
 }
 
 /* kube-proxy's strictARP: answer ARP only for addresses of the receiving
@@ -178,7 +157,7 @@ static int sysctl_err(char *err, const char *name, const char *value, int r)
         return r;
 }
 
-static int apply_sysctls(const struct table *t, char *err)
+static int apply_sysctls(bool strict_arp_on, char *err)
 {
         for (size_t i = 0; i < sizeof(sysctls) / sizeof(sysctls[0]); i++) {
                 int r = sysctl_set(sysctls[i].name, sysctls[i].value);
@@ -188,7 +167,7 @@ static int apply_sysctls(const struct table *t, char *err)
                 if (r < 0)
                         return sysctl_err(err, sysctls[i].name, sysctls[i].value, r);
         }
-        for (size_t i = 0; t->ipvs.strict_arp && i < sizeof(strict_arp) / sizeof(strict_arp[0]); i++) {
+        for (size_t i = 0; strict_arp_on && i < sizeof(strict_arp) / sizeof(strict_arp[0]); i++) {
                 int r = sysctl_set(strict_arp[i].name, strict_arp[i].value);
 
                 if (r < 0)
@@ -402,7 +381,7 @@ static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desire
         size_t n_on_dummy = 0, n_routed = 0;
         int r;
 
-        if ((r = apply_sysctls(t, err)) < 0)
+        if ((r = apply_sysctls(t->ipvs.strict_arp, err)) < 0)
                 return r;
         if (t->ipvs.tcp_timeout || t->ipvs.tcpfin_timeout || t->ipvs.udp_timeout) {
                 struct ipvs_timeouts to = { .tcp = t->ipvs.tcp_timeout, .tcp_fin = t->ipvs.tcpfin_timeout,
@@ -762,9 +741,18 @@ out:
         return r;
 }
 
+/* --init-only: the sysctls IPVS mode needs, set by a privileged init
+ * container so that the proxy itself finds them set (kube-proxy's IPVS
+ * proxier sets them at creation, in init-only mode too). */
+static int ipvsb_node_setup(const struct proxy_config *cfg, char *err)
+{
+        return apply_sysctls(cfg->ipvs.strict_arp, err);
+}
+
 const struct backend_ops backend_ipvs_ops = {
         .name = "ipvs",
         .open = ipvsb_open,
+        .node_setup = ipvsb_node_setup,
         .sync = ipvsb_sync,
         .cleanup = ipvsb_cleanup,
         .close = ipvsb_close,

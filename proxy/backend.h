@@ -30,6 +30,10 @@ struct backend_ops {
          * configuration of the run (NULL: the defaults). */
         int (*cleanup)(struct backend *b, const struct proxy_config *cfg, char *err);
         void (*close)(struct backend *b);
+        /* --init-only: the node settings the mode needs (sysctls), without
+         * opening the backend; NULL when the mode needs none. Returns 0 or
+         * a negative errno with err naming the setting. */
+        int (*node_setup)(const struct proxy_config *cfg, char *err);
 };
 
 struct backend {

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "configz.h"
 #include "conntrack.h"
 #include "daemon.h"
 #include "httpd.h"
@@ -141,6 +142,10 @@ struct daemon {
                 *m_requests, *m_w_events, *m_w_relists, *m_w_failures, *m_w_resets;
 
         struct source healthz_src, metrics_src;
+        /* A server that could not listen is retried (kube-proxy retries
+         * every 5 s unless --bind-address-hard-fail). */
+        bool healthz_port0, metrics_port0;
+        uint64_t listen_retry_at;
         struct hc **hcs;
         size_t n_hcs;
         unsigned hc_gen;
@@ -815,6 +820,14 @@ static void config_reload(struct daemon *d)
             !streq0(n->master, o->master) || !streq0(n->hostname, o->hostname))
                 log_warn("re-reading the configuration: the mode, listen addresses, API server and node name take "
                          "effect after a restart");
+        /* As kube-proxy, which applies them once at start. */
+        if (n->conntrack.max_per_core != o->conntrack.max_per_core || n->conntrack.min != o->conntrack.min ||
+            n->conntrack.tcp_established_s != o->conntrack.tcp_established_s ||
+            n->conntrack.tcp_close_wait_s != o->conntrack.tcp_close_wait_s ||
+            n->conntrack.tcp_be_liberal != o->conntrack.tcp_be_liberal || n->conntrack.udp_s != o->conntrack.udp_s ||
+            n->conntrack.udp_stream_s != o->conntrack.udp_stream_s || n->oom_score_adj != o->oom_score_adj)
+                log_warn("re-reading the configuration: the conntrack settings and oom_score_adj take effect after a "
+                         "restart");
         /* The watcher watches the node it started with. */
         if (!streq0(n->hostname, o->hostname)) {
                 char *h = strdup(o->hostname);
@@ -1026,6 +1039,13 @@ static int write_table_cb(void *arg, FILE *f)
         return render_json(d->table, f);
 }
 
+static int write_configz_cb(void *arg, FILE *f)
+{
+        struct daemon *d = arg;
+
+        return configz_write(d->o, d->b ? d->b->ops->name : opt_mode_name(d->o->mode), f);
+}
+
 static void metrics_handler(void *data, const char *path, struct httpd_reply *rep)
 {
         struct daemon *d = data;
@@ -1038,6 +1058,8 @@ static void metrics_handler(void *data, const char *path, struct httpd_reply *re
                 reply_text(rep, 200, "text/plain; charset=utf-8", "ok");
         else if (strcmp(path, "/proxyMode") == 0)
                 reply_text(rep, 200, "text/plain; charset=utf-8", d->b ? d->b->ops->name : "dry-run");
+        else if (strcmp(path, "/configz") == 0)
+                stream_reply(rep, "application/json", write_configz_cb, d);
         else
                 reply_text(rep, 404, "text/plain; charset=utf-8", "404 page not found\n");
 }
@@ -1380,10 +1402,13 @@ static void run_if_due(struct source *s, void *arg)
                 http_run(s);
 }
 
+static int serve(struct daemon *d, struct source *s, const struct opt_hostport *hp, bool port0, httpd_handler h,
+                 const char *what, bool quiet);
+
 int daemon_poll(struct daemon *d, int timeout_ms)
 {
         struct epoll_event ev[MAX_EVENTS];
-        uint64_t now = now_ns(d), next = min_u64(sync_deadline(d), d->reload_at);
+        uint64_t now = now_ns(d), next = min_u64(min_u64(sync_deadline(d), d->reload_at), d->listen_retry_at);
         int wait = timeout_ms, n;
 
         if (next != NEVER) {
@@ -1426,6 +1451,11 @@ int daemon_poll(struct daemon *d, int timeout_ms)
         if (d->reload_at != NEVER && now >= d->reload_at) {
                 d->reload_at = NEVER;
                 daemon_reload(d);
+        }
+        if (now >= d->listen_retry_at) {
+                d->listen_retry_at = NEVER;
+                serve(d, &d->healthz_src, &d->o->healthz, d->healthz_port0, healthz_handler, "healthz", true);
+                serve(d, &d->metrics_src, &d->o->metrics, d->metrics_port0, metrics_handler, "metrics", true);
         }
         if (now >= sync_deadline(d))
                 sync_now(d, now);
@@ -1584,18 +1614,32 @@ static int epoll_add(struct daemon *d, int fd, struct source *s)
         return epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0 ? -errno : 0;
 }
 
+#define LISTEN_RETRY_NS (5 * NS_PER_S)
+
+/* A listen failure is fatal with --bind-address-hard-fail; otherwise it is
+ * logged and retried every 5 s, as kube-proxy's servers are (the proxy
+ * itself works without them). quiet: a retry, whose failure is not logged
+ * again. */
 static int serve(struct daemon *d, struct source *s, const struct opt_hostport *hp, bool port0, httpd_handler h,
-                 const char *what)
+                 const char *what, bool quiet)
 {
         char ip[IPADDR_STRLEN];
         int r;
 
-        if (!hp->set)
+        if (!hp->set || s->h)
                 return 0;
         r = src_open(d, s, &hp->addr, port0 ? 0 : hp->port, h, d);
         if (r < 0) {
-                log_error("cannot serve %s on %s: %s", what, hp->text ? hp->text : "?", strerror(-r));
-                return r;
+                if (d->o->bind_address_hard_fail) {
+                        log_error("starting the %s server failed: listen on %s: %s (--bind-address-hard-fail)", what,
+                                  hp->text ? hp->text : "?", strerror(-r));
+                        return r;
+                }
+                if (!quiet)
+                        log_error("starting the %s server failed: listen on %s: %s; retrying every 5 s", what,
+                                  hp->text ? hp->text : "?", strerror(-r));
+                d->listen_retry_at = min_u64(d->listen_retry_at, add_sat(now_ns(d), LISTEN_RETRY_NS));
+                return 0;
         }
         log_info("serving %s on %s%s%s:%u", what, hp->addr.family == AF_INET6 ? "[" : "",
                  ipaddr_format(&hp->addr, ip), hp->addr.family == AF_INET6 ? "]" : "", (unsigned)httpd_port(s->h));
@@ -1616,6 +1660,7 @@ int daemon_new(const struct daemon_params *p, struct daemon **ret)
         d->clock_data = p->clock_data;
         d->epfd = d->sigfd = d->inofd = -1;
         d->reload_at = NEVER;
+        d->listen_retry_at = NEVER;
         d->need_full = true;
         d->min_ns = d->o->min_sync_period_ms * NS_PER_MS;
         d->period_ns = d->o->sync_period_ms * NS_PER_MS;
@@ -1681,9 +1726,12 @@ int daemon_new(const struct daemon_params *p, struct daemon **ret)
                         log_warn("conntrack: %s; stale UDP entries will not be cleared", strerror(-r));
         }
         if (p->http) {
-                r = serve(d, &d->healthz_src, &d->o->healthz, p->healthz_port0, healthz_handler, "healthz");
+                d->healthz_port0 = p->healthz_port0;
+                d->metrics_port0 = p->metrics_port0;
+                r = serve(d, &d->healthz_src, &d->o->healthz, p->healthz_port0, healthz_handler, "healthz", false);
                 if (r == 0)
-                        r = serve(d, &d->metrics_src, &d->o->metrics, p->metrics_port0, metrics_handler, "metrics");
+                        r = serve(d, &d->metrics_src, &d->o->metrics, p->metrics_port0, metrics_handler, "metrics",
+                                  false);
                 if (r < 0)
                         goto fail;
         }

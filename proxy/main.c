@@ -18,6 +18,7 @@
 #include "log.h"
 #include "manifest.h"
 #include "model.h"
+#include "nodesetup.h"
 #include "options.h"
 #include "process.h"
 #include "render.h"
@@ -121,6 +122,34 @@ static const struct backend_ops *pick_backend(const struct options *o)
         return &backend_nftables_ops;
 }
 
+/* kube-proxy's start-up node settings (its platformSetup): the conntrack
+ * sysctls, before anything is programmed. A failure is fatal, as in
+ * kube-proxy: a node that silently keeps the kernel's conntrack settings
+ * is what kube-proxy users would not expect. */
+static int node_setup(const struct options *o)
+{
+        return nodesetup_conntrack(&o->conntrack, &nodesetup_default_paths, ct_module_load);
+}
+
+/* --init-only: what needs privilege, done by a privileged init container
+ * so that the proxy itself can run with CAP_NET_ADMIN only (kube-proxy's
+ * --init-only): the conntrack settings and the mode's own sysctls. */
+static int run_init_only(const struct options *o)
+{
+        const struct backend_ops *ops = pick_backend(o);
+        char err[BACKEND_ERRLEN];
+        int r;
+
+        if (!ops || node_setup(o) < 0)
+                return EXIT_FAILURE;
+        if (ops->node_setup && (r = ops->node_setup(&o->proxy, err)) < 0) {
+                log_error("%s mode: %s", ops->name, err);
+                return EXIT_FAILURE;
+        }
+        log_info("--init-only: the node settings of %s mode are applied", ops->name);
+        return EXIT_SUCCESS;
+}
+
 /* --once: one full sync of the manifests into the kernel, then the stale
  * UDP conntrack entries; the rules stay when we exit. */
 static int run_once(const struct options *o)
@@ -135,7 +164,7 @@ static int run_once(const struct options *o)
         size_t deleted = 0;
         int r, ret = EXIT_FAILURE;
 
-        if (!ops || load(o, &m, &node) < 0)
+        if (!ops || node_setup(o) < 0 || load(o, &m, &node) < 0)
                 return EXIT_FAILURE;
         r = table_compute(m, &node, &o->proxy, &t);
         if (r < 0) {
@@ -230,10 +259,13 @@ static int run_api(const struct options *o, int argc, char **argv)
                 log_error("the API server: %s", err);
                 return EXIT_FAILURE;
         }
-        if (!o->dry_run && !(p.ops = pick_backend(o))) {
+        if (!o->dry_run && (!(p.ops = pick_backend(o)) || node_setup(o) < 0)) {
                 kubeconfig_free(kc);
                 return EXIT_FAILURE;
         }
+        /* kube-proxy sets it when its server starts running. */
+        if (p.ops && !o->once)
+                nodesetup_oom_score_adj(o->oom_score_adj, &nodesetup_default_paths);
         p.kc = kc;
         ret = o->once ? run_api_once(o, p.ops, kc) : daemon_run_params(&p);
         kubeconfig_free(kc);
@@ -394,6 +426,21 @@ int main(int argc, char **argv)
                 goto out;
         }
         log_set_level(o.verbosity >= 2 ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+        log_set_json(o.log_format == OPT_LOG_JSON);
+        for (size_t i = 0; i < o.n_gates; i++) {
+                const struct feature_gate *g = o.gates[i].gate;
+
+                /* component-base's warning. */
+                if (g->stage == FG_GA || g->stage == FG_DEPRECATED)
+                        log_warn("Setting %s feature gate %s=%s. It will be removed in a future release.",
+                                 feature_gate_stage_name(g->stage), g->name, o.gates[i].value ? "true" : "false");
+                /* Accepted so that kube-proxy's flags carry over, but only
+                 * LoggingBetaOptions changes what nlproxy does. */
+                else if (o.gates[i].value != g->def && strcmp(g->name, "LoggingBetaOptions") != 0)
+                        log_warn("feature gate %s=%s is accepted but changes nothing: nlproxy behaves as kube-proxy "
+                                 "1.26 does with the default (%s)", g->name, o.gates[i].value ? "true" : "false",
+                                 g->def ? "true" : "false");
+        }
 
         if ((o.command == OPT_CMD_TRACE || o.dry_run) && o.n_manifests == 0) {
                 if (o.command == OPT_CMD_TRACE && (o.kubeconfig || o.master)) {
@@ -417,6 +464,10 @@ int main(int argc, char **argv)
                 ret = run_cleanup(&o);
                 goto out;
         }
+        if (o.init_only) {
+                ret = run_init_only(&o);
+                goto out;
+        }
         if (o.command == OPT_CMD_PROXY && api_source(&o)) {
                 ret = run_api(&o, argc, argv);
                 goto out;
@@ -430,7 +481,12 @@ int main(int argc, char **argv)
                 struct daemon_params p = { .opts = &o, .ops = pick_backend(&o), .signals = true, .conntrack = true,
                                            .http = true, .argc = argc, .argv = argv };
 
-                ret = p.ops ? daemon_run_params(&p) : EXIT_FAILURE;
+                if (!p.ops || node_setup(&o) < 0) {
+                        ret = EXIT_FAILURE;
+                        goto out;
+                }
+                nodesetup_oom_score_adj(o.oom_score_adj, &nodesetup_default_paths);
+                ret = daemon_run_params(&p);
                 goto out;
         }
         /* --- end of the daemon dispatch --- */

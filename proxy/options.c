@@ -23,6 +23,8 @@ enum flag_id {
         F_CONFIG, F_CLEANUP, F_DRY_RUN, F_OUTPUT, F_ONCE, F_HEADLESS_HOSTS, F_V, F_VERSION, F_HELP,
         F_NFT_SHARDS, F_IPVS_STRICT_ARP, F_IPVS_TCP_TIMEOUT, F_IPVS_TCPFIN_TIMEOUT, F_IPVS_UDP_TIMEOUT,
         F_IPVS_EXCLUDE, F_IPVS_SYNC, F_IPVS_MIN_SYNC, F_IPVS_SCHED_FLAGS,
+        F_CT_MAX_PER_CORE, F_CT_MIN, F_CT_TCP_ESTABLISHED, F_CT_TCP_CLOSE_WAIT, F_CT_TCP_BE_LIBERAL, F_CT_UDP,
+        F_CT_UDP_STREAM, F_OOM_SCORE_ADJ, F_INIT_ONLY, F_LOGGING_FORMAT, F_BIND_HARD_FAIL, F_FEATURE_GATES,
 };
 
 struct flag_def {
@@ -68,6 +70,18 @@ static const struct flag_def flag_defs[] = {
         { "headless-hosts-file", 0, false, F_HEADLESS_HOSTS },
         /* nlproxy's own: kube-proxy has one table per family. */
         { "nftables-shards", 0, false, F_NFT_SHARDS },
+        { "conntrack-max-per-core", 0, false, F_CT_MAX_PER_CORE },
+        { "conntrack-min", 0, false, F_CT_MIN },
+        { "conntrack-tcp-timeout-established", 0, false, F_CT_TCP_ESTABLISHED },
+        { "conntrack-tcp-timeout-close-wait", 0, false, F_CT_TCP_CLOSE_WAIT },
+        { "conntrack-tcp-be-liberal", 0, true, F_CT_TCP_BE_LIBERAL },
+        { "conntrack-udp-timeout", 0, false, F_CT_UDP },
+        { "conntrack-udp-timeout-stream", 0, false, F_CT_UDP_STREAM },
+        { "oom-score-adj", 0, false, F_OOM_SCORE_ADJ },
+        { "init-only", 0, true, F_INIT_ONLY },
+        { "logging-format", 0, false, F_LOGGING_FORMAT },
+        { "bind-address-hard-fail", 0, true, F_BIND_HARD_FAIL },
+        { "feature-gates", 0, false, F_FEATURE_GATES },
         { "v", 'v', false, F_V },
         { "version", 0, true, F_VERSION },
         { "help", 'h', true, F_HELP },
@@ -727,6 +741,154 @@ bad:
         return -EINVAL;
 }
 
+/* Go's strconv.ParseInt(s, 10, 32), what pflag's Int32 flags take. */
+static int parse_int32(const char *s, int32_t *ret)
+{
+        bool neg = false;
+        unsigned long v;
+
+        if (*s == '+' || *s == '-')
+                neg = *s++ == '-';
+        if (parse_uint(s, neg ? 2147483648ul : 2147483647ul, &v) < 0)
+                return -EINVAL;
+        *ret = neg ? (int32_t)(-(int64_t)v) : (int32_t)v;
+        return 0;
+}
+
+/* kube-proxy's validation: "must be greater than or equal to 0". */
+static int set_ct_count(const char *v, int32_t *ret, char *why)
+{
+        int32_t n;
+
+        if (parse_int32(v, &n) < 0) {
+                snprintf(why, WHYLEN, "must be an integer");
+                return -EINVAL;
+        }
+        if (n < 0) {
+                snprintf(why, WHYLEN, "must be greater than or equal to 0");
+                return -EINVAL;
+        }
+        *ret = n;
+        return 0;
+}
+
+/* A conntrack timeout in whole seconds, as kube-proxy writes it. The kernel
+ * keeps it in jiffies in an int (HZ up to 1000); a value that would round
+ * down to 0 s, which kube-proxy would write, is refused instead. */
+static int set_ct_timeout(const char *v, uint32_t *ret, char *why)
+{
+        uint64_t ms;
+
+        if (opt_parse_duration_ms(v, &ms) < 0) {
+                snprintf(why, WHYLEN, "must be a duration such as 1h or 90s, greater than or equal to 0 (0 leaves "
+                         "the kernel's)");
+                return -EINVAL;
+        }
+        if (ms > 0 && ms < 1000) {
+                snprintf(why, WHYLEN, "must be 0 (leave the kernel's) or at least 1s");
+                return -EINVAL;
+        }
+        if (ms / 1000 > 2147483) {
+                snprintf(why, WHYLEN, "must be at most 2147483s");
+                return -EINVAL;
+        }
+        *ret = (uint32_t)(ms / 1000);
+        return 0;
+}
+
+static int set_oom_score_adj(struct pstate *st, const char *v, char *why)
+{
+        int32_t n;
+
+        if (parse_int32(v, &n) < 0) {
+                snprintf(why, WHYLEN, "must be an integer");
+                return -EINVAL;
+        }
+        if (n < -1000 || n > 1000) {
+                snprintf(why, WHYLEN, "must be within the range [-1000, 1000]");
+                return -EINVAL;
+        }
+        st->o.oom_score_adj = n;
+        return 0;
+}
+
+static int set_log_format(struct pstate *st, const char *v, char *why)
+{
+        if (strcmp(v, "text") == 0)
+                st->o.log_format = OPT_LOG_TEXT;
+        else if (strcmp(v, "json") == 0)
+                st->o.log_format = OPT_LOG_JSON;
+        else {
+                snprintf(why, WHYLEN, "Unsupported log format: must be text or json");
+                return -EINVAL;
+        }
+        return 0;
+}
+
+static char *trim(char *s)
+{
+        size_t l;
+
+        while (isspace((unsigned char)*s))
+                s++;
+        for (l = strlen(s); l && isspace((unsigned char)s[l - 1]); l--)
+                s[l - 1] = '\0';
+        return s;
+}
+
+/* component-base's MapStringBool: "Name=bool,..." (empty items skipped),
+ * then each gate checked as SetFromMap checks it. All or nothing. */
+static int set_feature_gates(struct pstate *st, const char *v, char *why)
+{
+        struct feature_gate_value *list = NULL;
+        size_t n = 0;
+        char *copy = strdup(v), *save = NULL;
+        int r = 0;
+
+        if (!copy)
+                return -ENOMEM;
+        if (st->o.n_gates) {
+                list = malloc(st->o.n_gates * sizeof(*list));
+                if (!list) {
+                        free(copy);
+                        return -ENOMEM;
+                }
+                memcpy(list, st->o.gates, st->o.n_gates * sizeof(*list));
+                n = st->o.n_gates;
+        }
+        for (char *tok = strtok_r(copy, ",", &save); tok && r == 0; tok = strtok_r(NULL, ",", &save)) {
+                char *item = trim(tok), *eq, *key, *val;
+                bool b;
+
+                if (!*item)
+                        continue;
+                eq = strchr(item, '=');
+                if (!eq) {
+                        snprintf(why, WHYLEN, "malformed pair, expect string=bool");
+                        r = -EINVAL;
+                        break;
+                }
+                *eq = '\0';
+                key = trim(item);
+                val = trim(eq + 1);
+                if (parse_bool(val, &b) < 0) {
+                        snprintf(why, WHYLEN, "invalid value of %s=%s: must be true or false", key, val);
+                        r = -EINVAL;
+                        break;
+                }
+                r = feature_gates_set(&list, &n, key, b, why, WHYLEN);
+        }
+        free(copy);
+        if (r < 0) {
+                free(list);
+                return r;
+        }
+        free(st->o.gates);
+        st->o.gates = list;
+        st->o.n_gates = n;
+        return 0;
+}
+
 static int set_output(struct pstate *st, const char *v, char *why)
 {
         static const struct {
@@ -1000,6 +1162,42 @@ static int apply_flag(struct pstate *st, const struct flag_def *d, const char *v
                         break;
                 }
                 st->o.proxy.nft_shards = (int32_t) ul;
+                break;
+        case F_CT_MAX_PER_CORE:
+                r = set_ct_count(v, &st->o.conntrack.max_per_core, why);
+                break;
+        case F_CT_MIN:
+                r = set_ct_count(v, &st->o.conntrack.min, why);
+                break;
+        case F_CT_TCP_ESTABLISHED:
+                r = set_ct_timeout(v, &st->o.conntrack.tcp_established_s, why);
+                break;
+        case F_CT_TCP_CLOSE_WAIT:
+                r = set_ct_timeout(v, &st->o.conntrack.tcp_close_wait_s, why);
+                break;
+        case F_CT_TCP_BE_LIBERAL:
+                st->o.conntrack.tcp_be_liberal = b;
+                break;
+        case F_CT_UDP:
+                r = set_ct_timeout(v, &st->o.conntrack.udp_s, why);
+                break;
+        case F_CT_UDP_STREAM:
+                r = set_ct_timeout(v, &st->o.conntrack.udp_stream_s, why);
+                break;
+        case F_OOM_SCORE_ADJ:
+                r = set_oom_score_adj(st, v, why);
+                break;
+        case F_INIT_ONLY:
+                st->o.init_only = b;
+                break;
+        case F_LOGGING_FORMAT:
+                r = set_log_format(st, v, why);
+                break;
+        case F_BIND_HARD_FAIL:
+                st->o.bind_address_hard_fail = b;
+                break;
+        case F_FEATURE_GATES:
+                r = set_feature_gates(st, v, why);
                 break;
         case F_V:
                 if (parse_uint(v, 10, &ul) < 0) {
@@ -1358,6 +1556,134 @@ static int cfg_section(struct cfgctx *c, const json_t *root, const char *key, en
         return r;
 }
 
+/* An integer field; absent and null leave *ret. */
+static int cfg_int(struct cfgctx *c, const json_t *obj, const char *key, const char *field, long long min,
+                   long long max, const char *range, int64_t *ret)
+{
+        const json_t *v = json_object_get(obj, key);
+        json_int_t n;
+
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_integer(v))
+                return cfg_fail(c, field, "must be an integer");
+        n = json_integer_value(v);
+        if (n < min || n > max)
+                return cfg_fail(c, field, "invalid value %lld: %s", (long long)n, range);
+        *ret = n;
+        return 0;
+}
+
+/* A *metav1.Duration of the conntrack settings: absent or null keep the
+ * default; unlike the sync periods, an explicit 0 stays 0 (leave the
+ * kernel's), as in kube-proxy. */
+static int cfg_ct_timeout(struct cfgctx *c, const json_t *obj, const char *key, const char *field, uint32_t *ret)
+{
+        const json_t *v = json_object_get(obj, key);
+        char why[WHYLEN];
+
+        if (!v || json_is_null(v))
+                return 0;
+        if (!json_is_string(v))
+                return cfg_fail(c, field, "must be a duration string such as 1h");
+        if (set_ct_timeout(json_string_value(v), ret, why) < 0)
+                return cfg_fail(c, field, "invalid value \"%s\": %s", json_string_value(v), why);
+        return 0;
+}
+
+/* conntrack (v1alpha1) or linux.conntrack (v1alpha2). */
+static int cfg_conntrack(struct cfgctx *c, const json_t *parent, const char *prefix)
+{
+        struct conntrack_config *ct = &c->st->o.conntrack;
+        const json_t *o = json_object_get(parent, "conntrack");
+        struct cfg_dur liberal = { 0 };
+        char f[8][64];
+        int64_t n;
+        int r;
+
+        if (!o || json_is_null(o))
+                return 0;
+        snprintf(f[0], sizeof(f[0]), "%sconntrack", prefix);
+        if (!json_is_object(o))
+                return cfg_fail(c, f[0], "must be an object");
+        snprintf(f[1], sizeof(f[1]), "%sconntrack.maxPerCore", prefix);
+        snprintf(f[2], sizeof(f[2]), "%sconntrack.min", prefix);
+        snprintf(f[3], sizeof(f[3]), "%sconntrack.tcpEstablishedTimeout", prefix);
+        snprintf(f[4], sizeof(f[4]), "%sconntrack.tcpCloseWaitTimeout", prefix);
+        snprintf(f[5], sizeof(f[5]), "%sconntrack.tcpBeLiberal", prefix);
+        snprintf(f[6], sizeof(f[6]), "%sconntrack.udpTimeout", prefix);
+        snprintf(f[7], sizeof(f[7]), "%sconntrack.udpStreamTimeout", prefix);
+        n = ct->max_per_core;
+        if ((r = cfg_int(c, o, "maxPerCore", f[1], 0, INT32_MAX, "must be greater than or equal to 0", &n)) < 0)
+                return r;
+        ct->max_per_core = (int32_t)n;
+        n = ct->min;
+        if ((r = cfg_int(c, o, "min", f[2], 0, INT32_MAX, "must be greater than or equal to 0", &n)) < 0)
+                return r;
+        ct->min = (int32_t)n;
+        if ((r = cfg_ct_timeout(c, o, "tcpEstablishedTimeout", f[3], &ct->tcp_established_s)) < 0 ||
+            (r = cfg_ct_timeout(c, o, "tcpCloseWaitTimeout", f[4], &ct->tcp_close_wait_s)) < 0 ||
+            (r = cfg_bool(c, o, "tcpBeLiberal", f[5], &liberal)) < 0 ||
+            (r = cfg_ct_timeout(c, o, "udpTimeout", f[6], &ct->udp_s)) < 0 ||
+            (r = cfg_ct_timeout(c, o, "udpStreamTimeout", f[7], &ct->udp_stream_s)) < 0)
+                return r;
+        if (liberal.has)
+                ct->tcp_be_liberal = liberal.ms != 0;
+        return 0;
+}
+
+static int cfg_oom(struct cfgctx *c, const json_t *parent, const char *field)
+{
+        int64_t n = c->st->o.oom_score_adj;
+        int r = cfg_int(c, parent, "oomScoreAdj", field, -1000, 1000, "must be within the range [-1000, 1000]", &n);
+
+        c->st->o.oom_score_adj = (int32_t)n;
+        return r;
+}
+
+static int cfg_feature_gates(struct cfgctx *c, const json_t *root)
+{
+        const json_t *o = json_object_get(root, "featureGates"), *v;
+        const char *name;
+        char why[WHYLEN];
+
+        if (!o || json_is_null(o))
+                return 0;
+        if (!json_is_object(o))
+                return cfg_fail(c, "featureGates", "must be a map of feature names to true or false");
+        json_object_foreach((json_t *)o, name, v) {
+                char field[128];
+                int r;
+
+                snprintf(field, sizeof(field), "featureGates.%s", name);
+                if (!json_is_boolean(v))
+                        return cfg_fail(c, field, "must be true or false");
+                r = feature_gates_set(&c->st->o.gates, &c->st->o.n_gates, name, json_is_true(v), why, sizeof(why));
+                if (r == -EINVAL)
+                        return cfg_fail(c, "featureGates", "%s", why);
+                if (r < 0)
+                        return fail(c->st, r, "%s: featureGates: %s", c->path, strerror(-r));
+        }
+        return 0;
+}
+
+static int cfg_logging(struct cfgctx *c, const json_t *root)
+{
+        const json_t *lg;
+        int64_t verbosity = -1;
+        int r;
+
+        r = cfg_object(c, root, "logging", &lg);
+        if (r < 0 || !lg)
+                return r;
+        if ((r = cfg_apply(c, lg, "format", "logging.format", set_log_format)) < 0 ||
+            (r = cfg_int(c, lg, "verbosity", "logging.verbosity", 0, 10, "must be from 0 to 10", &verbosity)) < 0)
+                return r;
+        if (verbosity >= 0)
+                c->st->o.verbosity = (int)verbosity;
+        return 0;
+}
+
 static int cfg_root(struct cfgctx *c, const json_t *root)
 {
         const json_t *cc;
@@ -1402,6 +1728,22 @@ static int cfg_root(struct cfgctx *c, const json_t *root)
                 return r;
         if (cc && (r = cfg_apply(c, cc, "kubeconfig", "clientConnection.kubeconfig", cfg_set_kubeconfig)) < 0)
                 return r;
+
+        {
+                struct cfg_dur hard = { 0 };
+                const json_t *lx;
+
+                if ((r = cfg_feature_gates(c, root)) < 0 || (r = cfg_logging(c, root)) < 0 ||
+                    (r = cfg_bool(c, root, "bindAddressHardFail", "bindAddressHardFail", &hard)) < 0 ||
+                    (r = cfg_oom(c, root, "oomScoreAdj")) < 0 || (r = cfg_conntrack(c, root, "")) < 0 ||
+                    (r = cfg_object(c, root, "linux", &lx)) < 0)
+                        return r;
+                /* v1alpha2 moved them under linux. */
+                if (lx && ((r = cfg_oom(c, lx, "linux.oomScoreAdj")) < 0 || (r = cfg_conntrack(c, lx, "linux.")) < 0))
+                        return r;
+                if (hard.has)
+                        c->st->o.bind_address_hard_fail = hard.ms != 0;
+        }
 
         if ((r = cfg_duration(c, root, "syncPeriod", "syncPeriod", &c->st->cfg_sync[SEC_TOP])) < 0 ||
             (r = cfg_duration(c, root, "minSyncPeriod", "minSyncPeriod", &c->st->cfg_min_sync[SEC_TOP])) < 0 ||
@@ -1501,6 +1843,8 @@ static int defaults(struct pstate *st)
         st->o.mode = OPT_MODE_AUTO;
         st->o.sync_period_ms = 30000;
         st->o.min_sync_period_ms = 1000;
+        conntrack_config_init(&st->o.conntrack);
+        st->o.oom_score_adj = -999;
         if (set_cluster_domain(st, "cluster.local", why) < 0 || set_hostport(&st->o.healthz, "0.0.0.0:10256", why) < 0 ||
             set_hostport(&st->o.metrics, "127.0.0.1:10249", why) < 0)
                 return fail(st, -ENOMEM, "%s", strerror(ENOMEM));
@@ -1555,6 +1899,13 @@ static int resolve(struct pstate *st)
         if (st->o.min_sync_period_ms > st->o.sync_period_ms)
                 return fail(st, -EINVAL, "--min-sync-period (%llums) must not be longer than --sync-period (%llums)",
                             (unsigned long long) st->o.min_sync_period_ms, (unsigned long long) st->o.sync_period_ms);
+        /* component-base: a format other than text is gated. */
+        if (st->o.log_format == OPT_LOG_JSON && !feature_gates_enabled(st->o.gates, st->o.n_gates, "LoggingBetaOptions"))
+                return fail(st, -EINVAL, "--logging-format json: Log format json is BETA and disabled, see "
+                            "LoggingBetaOptions feature");
+        if (st->o.init_only && (st->o.dry_run || st->o.once || st->o.command == OPT_CMD_TRACE))
+                return fail(st, -EINVAL, "--init-only sets the node's sysctls and exits: it cannot be combined with "
+                            "%s", st->o.dry_run ? "--dry-run" : st->o.once ? "--once" : "trace");
         if (st->o.command == OPT_CMD_TRACE && st->n_positional < 3)
                 return fail(st, -EINVAL, "trace needs a source and a destination: nlproxy trace SRC DST:PORT[/PROTO]");
         if (st->o.command == OPT_CMD_TRACE && st->o.trace.src.family != st->o.trace.dst.family)
@@ -1602,6 +1953,7 @@ void options_free(struct options *o)
         free(o->metrics.text);
         free(o->config_path);
         free(o->headless_hosts_file);
+        free(o->gates);
         memset(o, 0, sizeof(*o));
 }
 
@@ -1659,6 +2011,27 @@ void options_usage(FILE *out)
               "      --headless-hosts-file FILE       write headless services' DNS records as a hosts file\n"
               "      --nftables-shards N|auto         split the nftables service dispatch over N tables per\n"
               "                                       family (0 = none; auto = by cluster size, the default)\n"
+              "      --conntrack-max-per-core N       nf_conntrack_max per CPU, raised to at least\n"
+              "                                       --conntrack-min (default 32768; 0 leaves it)\n"
+              "      --conntrack-min N                floor of nf_conntrack_max (default 131072)\n"
+              "      --conntrack-tcp-timeout-established DURATION\n"
+              "                                       idle timeout of established TCP connections\n"
+              "                                       (default 24h; 0 leaves it)\n"
+              "      --conntrack-tcp-timeout-close-wait DURATION\n"
+              "                                       NAT timeout in CLOSE_WAIT (default 1h; 0 leaves it)\n"
+              "      --conntrack-tcp-be-liberal       nf_conntrack_tcp_be_liberal=1: out-of-window TCP\n"
+              "                                       packets are not marked INVALID\n"
+              "      --conntrack-udp-timeout DURATION idle timeout of UNREPLIED UDP entries (0 leaves it)\n"
+              "      --conntrack-udp-timeout-stream DURATION\n"
+              "                                       idle timeout of ASSURED UDP entries (0 leaves it)\n"
+              "      --oom-score-adj N                oom_score_adj of the daemon, -1000..1000 (default -999)\n"
+              "      --init-only                      apply the node settings (conntrack and the mode's\n"
+              "                                       sysctls) and exit: for a privileged init container\n"
+              "      --bind-address-hard-fail         exit when the healthz or metrics server cannot listen\n"
+              "                                       (otherwise retried every 5 s)\n"
+              "      --feature-gates NAME=BOOL,...    kube-proxy 1.26's feature gates: accepted and checked,\n"
+              "                                       unknown ones refused (LoggingBetaOptions gates json logs)\n"
+              "      --logging-format FORMAT          text (default) or json (klog's JSON lines)\n"
               "  -v, --v N                            log verbosity, 0-10\n"
               "      --version                        print the version and exit\n"
               "  -h, --help                           print this help and exit\n",

@@ -6,12 +6,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include "featuregates.h"
 #include "ipaddr.h"
+#include "nodesetup.h"
 #include "table.h"
 
 enum opt_command { OPT_CMD_PROXY, OPT_CMD_TRACE };
 enum opt_mode { OPT_MODE_AUTO, OPT_MODE_IPVS, OPT_MODE_NFTABLES };
 enum opt_output { OPT_OUTPUT_NFT, OPT_OUTPUT_IPVSADM, OPT_OUTPUT_JSON, OPT_OUTPUT_TABLE };
+enum opt_log_format { OPT_LOG_TEXT, OPT_LOG_JSON };
 
 /* A listen address; set == false when the server is disabled (empty flag). */
 struct opt_hostport {
@@ -40,7 +43,14 @@ struct options {
         char *config_path;      /* NULL if no --config */
         char *headless_hosts_file;
         bool cleanup, dry_run, once, version, help;
+        bool init_only;         /* --init-only: apply the node settings and exit */
+        bool bind_address_hard_fail; /* a healthz/metrics listen failure exits (else retried) */
         int verbosity;          /* -v, 0..10 */
+        enum opt_log_format log_format;
+        struct conntrack_config conntrack;
+        int32_t oom_score_adj;  /* -1000..1000, default -999 */
+        struct feature_gate_value *gates; /* --feature-gates and featureGates, as given */
+        size_t n_gates;
         struct {
                 struct ipaddr src, dst;
                 uint16_t dport;

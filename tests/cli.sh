@@ -89,12 +89,33 @@ usage_error 'trace needs' trace 10.0.0.1
 usage_error '"icmp"' trace 10.0.0.1 10.96.0.1:80/icmp
 usage_error '--dry-run needs --manifests' --dry-run
 usage_error 'trace needs --manifests' trace 10.0.0.1 10.96.0.1:80
+# kube-proxy's settings: its names, validation and messages.
+usage_error 'invalid value "-1" for --conntrack-max-per-core: must be greater than or equal to 0' \
+        --conntrack-max-per-core -1
+usage_error 'invalid value "many" for --conntrack-min: must be an integer' --conntrack-min many
+usage_error 'invalid value "-1h" for --conntrack-tcp-timeout-close-wait: must be a duration' \
+        --conntrack-tcp-timeout-close-wait=-1h
+usage_error 'invalid value "500ms" for --conntrack-udp-timeout: must be 0 (leave the kernel'"'"'s) or at least 1s' \
+        --conntrack-udp-timeout 500ms
+usage_error 'must be within the range [-1000, 1000]' --oom-score-adj 1001
+usage_error 'Unsupported log format' --logging-format xml
+usage_error 'unrecognized feature gate: NoSuchGate' --feature-gates NoSuchGate=true
+usage_error 'malformed pair, expect string=bool' --feature-gates TopologyAwareHints
+usage_error 'cannot set feature gate PodSecurity to false, feature is locked to true' --feature-gates PodSecurity=false
+usage_error 'LoggingBetaOptions' --logging-format json --feature-gates LoggingBetaOptions=false
+usage_error '--init-only sets the node'"'"'s sysctls and exits: it cannot be combined with --dry-run' \
+        --init-only --dry-run --manifests "$MANIFEST"
+usage_error 'invalid value "sometimes" for --bind-address-hard-fail: must be true or false' \
+        --bind-address-hard-fail=sometimes
 
 printf 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeletConfiguration\n' >"$tmp/kind.yaml"
 usage_error "$tmp/kind.yaml: kind:" --config "$tmp/kind.yaml"
 printf 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nipvs:\n  scheduler: 3\n' \
         >"$tmp/type.yaml"
 usage_error "$tmp/type.yaml: ipvs.scheduler:" --config "$tmp/type.yaml"
+printf 'apiVersion: kubeproxy.config.k8s.io/v1alpha1\nkind: KubeProxyConfiguration\nfeatureGates:\n  Nope: true\n' \
+        >"$tmp/gate.yaml"
+usage_error "$tmp/gate.yaml: featureGates: unrecognized feature gate: Nope" --config "$tmp/gate.yaml"
 
 # --- version and help ---
 run --version
@@ -181,6 +202,30 @@ if [ -f "$tmp/hosts" ] && head -n1 "$tmp/hosts" | grep -q '^#' &&
         ok "hosts file written, no temporary left behind"
 else
         bad "hosts file" "$(cat "$tmp/hosts" 2>/dev/null | head -5)"
+fi
+
+# --- --logging-format json: component-base's JSON lines on stderr ---
+run --dry-run --manifests "$tmp/does-not-exist.yaml" "${NODE[@]}" --logging-format json --feature-gates \
+        EndpointSliceTerminatingCondition=true
+if [ "$rc" -eq 1 ] && python3 - "$tmp/err" <<'PY'
+import json, re, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert lines, "no log line"
+for l in lines:
+    o = json.loads(l)
+    assert list(o)[:3] == ["ts", "caller", "msg"], l
+    assert isinstance(o["ts"], float) and o["ts"] > 1.5e12, l
+    assert re.fullmatch(r"proxy/[a-z_]+\.c:\d+", o["caller"]), l
+# The GA gate's warning (an info line at v 0), then the error (no "v").
+assert any("Setting GA feature gate EndpointSliceTerminatingCondition=true" in json.loads(l)["msg"]
+           and json.loads(l)["v"] == 0 for l in lines), lines
+err = [json.loads(l) for l in lines if "does-not-exist.yaml" in json.loads(l)["msg"]]
+assert err and "v" not in err[-1], lines
+PY
+then
+        ok "--logging-format json: every stderr line is {ts, caller, msg[, v]}; errors carry no v"
+else
+        bad "--logging-format json" "exit $rc: $(head -c 400 "$tmp/err")"
 fi
 
 # --- trace ---

@@ -2,8 +2,10 @@
 # SPDX-License-Identifier: Apache-2.0
 # The long-running daemon against the real kernel, in a scratch network
 # namespace: /healthz, /metrics, /debug/table, a healthCheckNodePort server,
-# a manifest edit reaching the nftables ruleset, SIGHUP, and SIGTERM leaving
-# the rules in place. Needs root; skips otherwise (fails under CI=true).
+# a manifest edit reaching the nftables ruleset, SIGHUP, SIGTERM leaving
+# the rules in place, /proxyMode and /configz, and a metrics port taken by
+# another process (retried, or fatal with --bind-address-hard-fail). Needs
+# root; skips otherwise (fails under CI=true).
 set -u
 
 cd "$(dirname "$0")/.."
@@ -13,6 +15,7 @@ PASS=0
 FAIL=0
 PID=    # the daemon
 IPPID=  # `ip netns exec`, which forks the daemon and returns its exit status
+HOLDER= # a python process holding a port
 TMP=
 
 ok() { PASS=$((PASS + 1)); echo "ok   $1"; }
@@ -39,6 +42,7 @@ cleanup() {
                 kill -KILL "$PID" 2>/dev/null
         fi
         [ -n "$IPPID" ] && wait "$IPPID" 2>/dev/null
+        [ -n "$HOLDER" ] && kill "$HOLDER" 2>/dev/null
         ip netns del "$NS" 2>/dev/null
         [ -n "$TMP" ] && rm -rf "$TMP"
 }
@@ -131,6 +135,28 @@ done
 r=$(http http://127.0.0.1:10249/debug/table)
 grep -q '"web"' <<<"$r" && ok "/debug/table lists the service" || bad "/debug/table" "$(head -c 300 <<<"$r")"
 
+# kube-proxy's /proxyMode and /configz (the e2e "should check kube-proxy urls" reads the former).
+r=$(http http://127.0.0.1:10249/proxyMode)
+[ "$r" = "$(printf 'nftables\n200')" ] && ok "/proxyMode: nftables" || bad "/proxyMode" "$r"
+r=$(http http://127.0.0.1:10249/configz)
+if [ "$(code_of "$r")" = 200 ] && head -n -1 <<<"$r" | python3 -c '
+import json, sys
+c = json.load(sys.stdin)
+assert list(c) == ["kubeproxy.config.k8s.io"], list(c)
+k = c["kubeproxy.config.k8s.io"]
+assert k["Mode"] == "nftables" and k["HostnameOverride"] == "node1", k
+assert k["MetricsBindAddress"] == "127.0.0.1:10249" and k["HealthzBindAddress"] == "127.0.0.1:10256", k
+assert k["NFTables"]["SyncPeriod"] == "2s" and k["NFTables"]["MinSyncPeriod"] == "100ms", k["NFTables"]
+ct = k["Conntrack"]
+assert (ct["MaxPerCore"], ct["Min"], ct["TCPEstablishedTimeout"], ct["TCPCloseWaitTimeout"]) == \
+       (32768, 131072, "24h0m0s", "1h0m0s"), ct
+assert k["OOMScoreAdj"] == -999 and k["FeatureGates"] == {}, k
+'; then
+        ok "/configz: {\"kubeproxy.config.k8s.io\": the effective configuration}"
+else
+        bad "/configz" "$(head -c 400 <<<"$r")"
+fi
+
 if wait_for 5 ruleset_has "10.96.0.10 . tcp . 80 :"; then ok "the ruleset has the service"; else
         bad "ruleset" "$(in_ns nft list table ip nlproxy 2>&1 | head -20)"; fi
 
@@ -167,6 +193,42 @@ done
 PID=
 IPPID=
 ruleset_has "10.96.0.10 . tcp . 8080 :" && ok "the rules stay after exit" || bad "rules after exit"
+
+# --- a metrics port taken: retried every 5 s, or fatal with --bind-address-hard-fail ---
+in_ns python3 -c 'import os, socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 10249)); s.listen(1); print(os.getpid(), flush=True); time.sleep(30)' >"$TMP/holder" 2>/dev/null &
+disown $!  # no "Terminated" notice when it is killed
+wait_for 5 test -s "$TMP/holder" || bad "port holder" "did not start"
+HOLDER=$(cat "$TMP/holder")
+in_ns timeout 10 "$BIN" --manifests "$TMP/m" --hostname-override node1 --node-ip 192.0.2.1 \
+        --healthz-bind-address 127.0.0.1:10256 --metrics-bind-address 127.0.0.1:10249 --bind-address-hard-fail \
+        2>"$TMP/hard.log"
+rc=$?
+[ "$rc" = 1 ] && grep -q "starting the metrics server failed: listen on 127.0.0.1:10249: Address already in use" \
+        "$TMP/hard.log" && ok "--bind-address-hard-fail: a taken metrics port exits 1" ||
+        bad "--bind-address-hard-fail" "exit $rc; $(tail -3 "$TMP/hard.log")"
+in_ns sh -c 'echo $$ >"$0/pid"; exec "$@"' "$TMP" "$BIN" --manifests "$TMP/m" --hostname-override node1 \
+        --node-ip 192.0.2.1 --healthz-bind-address 127.0.0.1:10256 --metrics-bind-address 127.0.0.1:10249 \
+        2>"$TMP/retry.log" &
+IPPID=$!
+rm -f "$TMP/pid"
+wait_for 5 test -s "$TMP/pid" && PID=$(cat "$TMP/pid")
+metrics_up() { [ "$(code_of "$(http http://127.0.0.1:10249/metrics)")" = 200 ]; }
+if wait_for 10 healthz_up && grep -q "listen on 127.0.0.1:10249: Address already in use; retrying every 5 s" \
+        "$TMP/retry.log"; then
+        ok "without it: logged, and the proxy and /healthz go on"
+else
+        bad "listen retry" "$(tail -3 "$TMP/retry.log")"
+fi
+kill "$HOLDER" 2>/dev/null
+HOLDER=
+wait_for 8 metrics_up && ok "the metrics server comes up once the port is free" ||
+        bad "metrics after retry" "$(tail -3 "$TMP/retry.log")"
+kill -TERM "$PID" 2>/dev/null
+wait "$IPPID" 2>/dev/null
+PID=
+IPPID=
 
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" = 0 ]

@@ -2,7 +2,9 @@
 """Checks packaging/kubernetes: every YAML parses, the objects carry what
 issue 6 asks of them (RBAC limited to what the proxy reads, a DaemonSet on
 the host network, node-critical, tolerating every taint, NET_ADMIN and not
-privileged, probes on /livez and /healthz, requests, rolling update), the
+privileged, probes on /livez and /healthz, requests, rolling update; a
+privileged init container running nlproxy --init-only on the same
+configuration, for the sysctls), the
 pieces refer to each other consistently, and nlproxy itself accepts the
 ConfigMap's config file and the DaemonSet's arguments.
 
@@ -26,7 +28,8 @@ MANIFESTS = "examples/redis"
 CONFIG_FIELDS = {
     "apiVersion", "kind", "mode", "clusterCIDR", "detectLocal", "detectLocalMode", "hostnameOverride",
     "healthzBindAddress", "metricsBindAddress", "nodePortAddresses", "clientConnection", "syncPeriod",
-    "minSyncPeriod", "ipvs", "nftables", "iptables",
+    "minSyncPeriod", "ipvs", "nftables", "iptables", "conntrack", "oomScoreAdj", "featureGates", "logging",
+    "bindAddressHardFail", "linux",
 }
 CONFIG_SUBFIELDS = {
     "clientConnection": {"kubeconfig"},
@@ -34,6 +37,10 @@ CONFIG_SUBFIELDS = {
     "ipvs": {"syncPeriod", "minSyncPeriod", "scheduler"},
     "nftables": {"syncPeriod", "minSyncPeriod", "masqueradeAll"},
     "iptables": {"masqueradeAll"},
+    "conntrack": {"maxPerCore", "min", "tcpEstablishedTimeout", "tcpCloseWaitTimeout", "tcpBeLiberal", "udpTimeout",
+                  "udpStreamTimeout"},
+    "logging": {"format", "verbosity"},
+    "linux": {"conntrack", "oomScoreAdj"},
 }
 # Capabilities the DaemonSet may add; NET_ADMIN is required.
 ALLOWED_CAPS = {"NET_ADMIN", "NET_RAW", "SYS_MODULE"}
@@ -167,11 +174,29 @@ def check_daemonset(ds, sa, cm):
     data = cm.get("data") or {}
     check("container: --config is the ConfigMap's config.conf",
           cfg and cm_dir and cfg[0] == os.path.join(cm_dir, "config.conf") and "config.conf" in data, str(cfg))
+    # The init container: kube-proxy's --init-only with the same configuration,
+    # privileged (a writable /proc/sys and /sys), the only privileged part.
+    inits = pod.get("initContainers") or []
+    check("DaemonSet: one init container", len(inits) == 1, f"{len(inits)}")
+    if inits:
+        ic = inits[0]
+        iargs = list(ic.get("command") or [])[1:] + list(ic.get("args") or [])
+        imounts = {m.get("name"): m for m in ic.get("volumeMounts") or []}
+        check("init container: runs nlproxy --init-only",
+              (ic.get("command") or [None])[0] == (c.get("command") or [None])[0] and "--init-only" in iargs,
+              str(iargs))
+        check("init container: the proxy's image", ic.get("image") == c.get("image"), str(ic.get("image")))
+        check("init container: the proxy's --config",
+              cfg and [a for a in iargs if a.startswith("--config=")] == ["--config=" + cfg[0]], str(iargs))
+        check("init container: the ConfigMap mounted as in the proxy container",
+              cmv and imounts.get(cmv[0], {}).get("mountPath") == cm_dir, str(imounts))
+        check("init container: privileged (writes /proc/sys and /sys)",
+              (ic.get("securityContext") or {}).get("privileged") is True)
     env = {e.get("name"): e for e in c.get("env") or []}
     check("container: --hostname-override from the downward API spec.nodeName",
           "--hostname-override=$(NODE_NAME)" in args and
           ((env.get("NODE_NAME") or {}).get("valueFrom") or {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName")
-    return c, cm_dir
+    return c, cm_dir, (inits[0] if inits else None)
 
 
 def check_config(cm, cm_dir):
@@ -241,7 +266,7 @@ def main():
     ds = one(objs, "DaemonSet")
     cm = one(objs, "ConfigMap")
     res = check_daemonset(ds, sa, cm)
-    c, cm_dir = res if res else (None, None)
+    c, cm_dir, ic = res if res else (None, None, None)
     conf = check_config(cm, cm_dir)
     check_kustomization(files, c)
     if conf is not None:
@@ -257,6 +282,16 @@ def main():
                 args = [("--config=" + path) if a.startswith("--config=") else a for a in args]
                 run_nlproxy("nlproxy accepts the DaemonSet's arguments (--dry-run)",
                             args + ["--dry-run", "--manifests", MANIFESTS])
+            if ic:
+                # --init-only would change this host's sysctls: --help checks the
+                # command line (nlproxy parses all of it first) and exits.
+                iargs = [("--config=" + path) if a.startswith("--config=") else a for a in (ic.get("args") or [])]
+                try:
+                    r = subprocess.run([NLPROXY] + iargs + ["--help"], capture_output=True, text=True, timeout=60)
+                    check("nlproxy accepts the init container's arguments", r.returncode == 0,
+                          f"exit {r.returncode}: {r.stderr.strip()[-400:]}")
+                except (OSError, subprocess.TimeoutExpired) as e:
+                    check("nlproxy accepts the init container's arguments", False, str(e))
     print(f"{passed} passed, {failed} failed")
     return 1 if failed else 0
 

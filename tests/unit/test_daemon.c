@@ -422,8 +422,97 @@ static void test_http_servers(void **state)
         assert_non_null(strstr(body, "kubeproxy_proxy_healthz_total{code=\"200\"} 1\n"));
         assert_int_equal(http_get(f.d, daemon_metrics_port(f.d), "/debug/table", body, 1 << 20), 200);
         assert_non_null(strstr(body, "\"web\""));
+        assert_int_equal(http_get(f.d, daemon_metrics_port(f.d), "/proxyMode", body, 1 << 20), 200);
+        assert_string_equal(body, "fake");
+        /* kube-proxy's /configz, beside /proxyMode. */
+        assert_int_equal(http_get(f.d, daemon_metrics_port(f.d), "/configz", body, 1 << 20), 200);
+        assert_true(strncmp(body, "{\"kubeproxy.config.k8s.io\":{", 28) == 0);
+        assert_non_null(strstr(body, "\"Mode\":\"fake\""));
+        assert_non_null(strstr(body, "\"HostnameOverride\":\"node1\""));
+        assert_non_null(strstr(body, "\"TCPCloseWaitTimeout\":\"1h0m0s\""));
         fx_stop(&f);
         free(body);
+}
+
+/* Holds a TCP port on 127.0.0.1 (listening) and returns the socket. */
+static int hold_port(unsigned *port)
+{
+        struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+        socklen_t len = sizeof(sin);
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+        assert_true(fd >= 0);
+        assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+        assert_int_equal(listen(fd, 1), 0);
+        assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+        *port = ntohs(sin.sin_port);
+        return fd;
+}
+
+/* kube-proxy: a server that cannot listen is logged and retried every 5 s;
+ * with --bind-address-hard-fail the proxy exits instead. */
+static void test_listen_failure(void **state)
+{
+        char dir[] = "/tmp/nlproxy-daemon-XXXXXX", file[96], metrics[32], err[256];
+        struct daemon_params p = { .ops = &backend_fake_ops, .clock = fake_clock, .http = true,
+                                   .healthz_port0 = true };
+        struct daemon *d = NULL;
+        struct options o;
+        unsigned port;
+        int held;
+        FILE *f;
+
+        (void)state;
+        assert_non_null(mkdtemp(dir));
+        snprintf(file, sizeof(file), "%s/node.json", dir);
+        f = fopen(file, "w");
+        assert_non_null(f);
+        fputs(node_ok, f);
+        assert_int_equal(fclose(f), 0);
+        held = hold_port(&port);
+        snprintf(metrics, sizeof(metrics), "127.0.0.1:%u", port);
+        {
+                char *argv[] = { "nlproxy", "--manifests", dir, "--hostname-override", "node1",
+                                 "--healthz-bind-address", "127.0.0.1:1", "--metrics-bind-address", metrics };
+
+                assert_int_equal(options_parse(sizeof(argv) / sizeof(argv[0]), argv, &o, err, sizeof(err)), 0);
+        }
+        p.opts = &o;
+        fake_now = 1000 * S;
+        assert_int_equal(daemon_new(&p, &d), 0);
+        assert_true(daemon_healthz_port(d) > 0);
+        assert_int_equal(daemon_metrics_port(d), 0);
+        fake_now += 4 * S;
+        assert_int_equal(daemon_poll(d, 0), 0);
+        assert_int_equal(daemon_metrics_port(d), 0);
+        /* Still busy at the first retry; free at the second. */
+        fake_now += 1 * S;
+        assert_int_equal(daemon_poll(d, 0), 0);
+        assert_int_equal(daemon_metrics_port(d), 0);
+        close(held);
+        fake_now += 5 * S;
+        assert_int_equal(daemon_poll(d, 0), 0);
+        assert_int_equal(daemon_metrics_port(d), port);
+        daemon_free(d);
+        options_free(&o);
+
+        held = hold_port(&port);
+        snprintf(metrics, sizeof(metrics), "127.0.0.1:%u", port);
+        {
+                char *argv[] = { "nlproxy", "--manifests", dir, "--hostname-override", "node1",
+                                 "--healthz-bind-address", "127.0.0.1:1", "--metrics-bind-address", metrics,
+                                 "--bind-address-hard-fail" };
+
+                assert_int_equal(options_parse(sizeof(argv) / sizeof(argv[0]), argv, &o, err, sizeof(err)), 0);
+        }
+        p.opts = &o;
+        d = NULL;
+        assert_int_equal(daemon_new(&p, &d), -EADDRINUSE);
+        assert_null(d);
+        close(held);
+        options_free(&o);
+        unlink(file);
+        rmdir(dir);
 }
 
 static void test_health_check_node_port(void **state)
@@ -701,6 +790,7 @@ int main(void)
                 cmocka_unit_test(test_reload_failure_keeps_state),
                 cmocka_unit_test(test_health_state_machine),
                 cmocka_unit_test(test_http_servers),
+                cmocka_unit_test(test_listen_failure),
                 cmocka_unit_test(test_health_check_node_port),
                 cmocka_unit_test(test_inotify_reload),
                 cmocka_unit_test(test_signals),

@@ -582,7 +582,14 @@ static void test_config_file(void **state)
                                       "  masqueradeAll: false\n"
                                       "conntrack:\n"
                                       "  maxPerCore: 1\n"
-                                      "featureGates: {Foo: true}\n");
+                                      "  tcpCloseWaitTimeout: 0s\n"
+                                      "  tcpEstablishedTimeout: null\n"
+                                      "  udpTimeout: 1m\n"
+                                      "  tcpBeLiberal: true\n"
+                                      "oomScoreAdj: -500\n"
+                                      "bindAddressHardFail: true\n"
+                                      "logging: {format: json, verbosity: 3}\n"
+                                      "featureGates: {TopologyAwareHints: false, LoggingBetaOptions: true}\n");
         PARSE_OK(&o, "--config", path);
         assert_string_equal(o.config_path, path);
         assert_int_equal(o.mode, OPT_MODE_IPVS);
@@ -607,6 +614,20 @@ static void test_config_file(void **state)
         assert_int_equal(o.sync_period_ms, 45000);
         assert_int_equal(o.min_sync_period_ms, 2000);
         assert_true(o.proxy.masquerade_all);
+        /* conntrack: an explicit 0 leaves the kernel's, null keeps the default. */
+        assert_int_equal(o.conntrack.max_per_core, 1);
+        assert_int_equal(o.conntrack.min, 131072);
+        assert_int_equal(o.conntrack.tcp_close_wait_s, 0);
+        assert_int_equal(o.conntrack.tcp_established_s, 86400);
+        assert_int_equal(o.conntrack.udp_s, 60);
+        assert_int_equal(o.conntrack.udp_stream_s, 0);
+        assert_true(o.conntrack.tcp_be_liberal);
+        assert_int_equal(o.oom_score_adj, -500);
+        assert_true(o.bind_address_hard_fail);
+        assert_int_equal(o.log_format, OPT_LOG_JSON);
+        assert_int_equal(o.verbosity, 3);
+        assert_int_equal(o.n_gates, 2);
+        assert_false(feature_gates_enabled(o.gates, o.n_gates, "TopologyAwareHints"));
         options_free(&o);
 }
 
@@ -750,6 +771,206 @@ static void test_flag_order_errors_first(void **state)
         PARSE_BAD("unexpected argument \"--mode\"", NULL, "--", "--mode");
 }
 
+static void test_node_settings_defaults(void **state)
+{
+        struct options o;
+
+        (void) state;
+        PARSE_OK(&o, "--dry-run");
+        /* kube-proxy's defaults. */
+        assert_int_equal(o.conntrack.max_per_core, 32768);
+        assert_int_equal(o.conntrack.min, 131072);
+        assert_int_equal(o.conntrack.tcp_established_s, 86400);
+        assert_int_equal(o.conntrack.tcp_close_wait_s, 3600);
+        assert_false(o.conntrack.tcp_be_liberal);
+        assert_int_equal(o.conntrack.udp_s, 0);
+        assert_int_equal(o.conntrack.udp_stream_s, 0);
+        assert_int_equal(o.oom_score_adj, -999);
+        assert_false(o.init_only);
+        assert_false(o.bind_address_hard_fail);
+        assert_int_equal(o.log_format, OPT_LOG_TEXT);
+        assert_int_equal(o.n_gates, 0);
+        options_free(&o);
+}
+
+static void test_conntrack_flags(void **state)
+{
+        struct options o;
+
+        (void) state;
+        PARSE_OK(&o, "--conntrack-max-per-core", "0", "--conntrack-min=262144",
+                 "--conntrack-tcp-timeout-established", "2h30m", "--conntrack-tcp-timeout-close-wait=90s",
+                 "--conntrack-tcp-be-liberal", "--conntrack-udp-timeout", "45s", "--conntrack-udp-timeout-stream=3m",
+                 "--oom-score-adj", "-1000", "--init-only", "--bind-address-hard-fail");
+        assert_int_equal(o.conntrack.max_per_core, 0);
+        assert_int_equal(o.conntrack.min, 262144);
+        assert_int_equal(o.conntrack.tcp_established_s, 9000);
+        assert_int_equal(o.conntrack.tcp_close_wait_s, 90);
+        assert_true(o.conntrack.tcp_be_liberal);
+        assert_int_equal(o.conntrack.udp_s, 45);
+        assert_int_equal(o.conntrack.udp_stream_s, 180);
+        assert_int_equal(o.oom_score_adj, -1000);
+        assert_true(o.init_only);
+        assert_true(o.bind_address_hard_fail);
+        options_free(&o);
+
+        /* 0 leaves the kernel's; booleans take =false. */
+        PARSE_OK(&o, "--conntrack-tcp-timeout-established=0", "--conntrack-tcp-be-liberal=false",
+                 "--oom-score-adj=+1000");
+        assert_int_equal(o.conntrack.tcp_established_s, 0);
+        assert_false(o.conntrack.tcp_be_liberal);
+        assert_int_equal(o.oom_score_adj, 1000);
+        options_free(&o);
+
+        PARSE_BAD("--conntrack-max-per-core", "greater than or equal to 0", "--conntrack-max-per-core", "-1");
+        PARSE_BAD("--conntrack-min", "integer", "--conntrack-min", "lots");
+        PARSE_BAD("--conntrack-min", "integer", "--conntrack-min", "2147483648");
+        PARSE_BAD("--conntrack-tcp-timeout-close-wait", "at least 1s", "--conntrack-tcp-timeout-close-wait", "500ms");
+        PARSE_BAD("--conntrack-udp-timeout", NULL, "--conntrack-udp-timeout", "-1s");
+        PARSE_BAD("--conntrack-udp-timeout-stream", "duration", "--conntrack-udp-timeout-stream", "30");
+        PARSE_BAD("--conntrack-tcp-timeout-established", "2147483s", "--conntrack-tcp-timeout-established", "1000h");
+        PARSE_BAD("--conntrack-tcp-be-liberal", NULL, "--conntrack-tcp-be-liberal=maybe");
+        PARSE_BAD("--oom-score-adj", "[-1000, 1000]", "--oom-score-adj", "1001");
+        PARSE_BAD("--oom-score-adj", "[-1000, 1000]", "--oom-score-adj=-1001");
+        PARSE_BAD("--oom-score-adj", "integer", "--oom-score-adj", "-");
+        PARSE_BAD("--init-only", "--dry-run", "--init-only", "--dry-run");
+        PARSE_BAD("--init-only", "--once", "--init-only", "--once");
+}
+
+static void test_logging_and_gates(void **state)
+{
+        struct options o;
+
+        (void) state;
+        PARSE_OK(&o, "--logging-format", "json");
+        assert_int_equal(o.log_format, OPT_LOG_JSON);
+        options_free(&o);
+        PARSE_OK(&o, "--logging-format=text");
+        assert_int_equal(o.log_format, OPT_LOG_TEXT);
+        options_free(&o);
+        PARSE_BAD("--logging-format", "Unsupported log format", "--logging-format", "xml");
+        /* component-base: json is gated by LoggingBetaOptions. */
+        PARSE_BAD("LoggingBetaOptions", NULL, "--logging-format", "json", "--feature-gates", "LoggingBetaOptions=false");
+
+        /* Several flags merge; a later value of a gate wins; spaces and empty items are fine. */
+        PARSE_OK(&o, "--feature-gates", "TopologyAwareHints=false, MinimizeIPTablesRestore=true,",
+                 "--feature-gates=TopologyAwareHints=true,ServiceInternalTrafficPolicy=true");
+        assert_int_equal(o.n_gates, 3);
+        assert_true(feature_gates_enabled(o.gates, o.n_gates, "TopologyAwareHints"));
+        assert_true(feature_gates_enabled(o.gates, o.n_gates, "MinimizeIPTablesRestore"));
+        assert_true(feature_gates_enabled(o.gates, o.n_gates, "ProxyTerminatingEndpoints"));
+        options_free(&o);
+
+        /* kube-proxy's messages (component-base featuregate, cliflag MapStringBool). */
+        PARSE_BAD("--feature-gates", "unrecognized feature gate: NoSuchGate", "--feature-gates", "NoSuchGate=true");
+        PARSE_BAD("unrecognized feature gate: topologyawarehints", NULL, "--feature-gates=topologyawarehints=true");
+        PARSE_BAD("--feature-gates", "malformed pair, expect string=bool", "--feature-gates", "TopologyAwareHints");
+        PARSE_BAD("--feature-gates", "invalid value of TopologyAwareHints=maybe", "--feature-gates",
+                  "TopologyAwareHints=maybe");
+        PARSE_BAD("cannot set feature gate CPUManager to false, feature is locked to true", NULL, "--feature-gates",
+                  "CPUManager=false");
+        /* A gate kube-proxy 1.26 did not know yet. */
+        PARSE_BAD("unrecognized feature gate: NFTablesProxyMode", NULL, "--feature-gates", "NFTablesProxyMode=true");
+        PARSE_OK(&o, "--feature-gates", "CPUManager=true,AllAlpha=true");
+        assert_true(feature_gates_enabled(o.gates, o.n_gates, "MinimizeIPTablesRestore"));
+        assert_false(feature_gates_enabled(o.gates, o.n_gates, "AllBeta"));
+        assert_true(feature_gates_enabled(o.gates, o.n_gates, "TopologyAwareHints"));
+        options_free(&o);
+}
+
+static void test_feature_gate_table(void **state)
+{
+        const struct feature_gate *g;
+        struct feature_gate_value *list = NULL;
+        size_t n = 0;
+        char why[256];
+
+        (void) state;
+        g = feature_gate_find("MinimizeIPTablesRestore");
+        assert_non_null(g);
+        assert_int_equal(g->stage, FG_ALPHA);
+        assert_false(g->def);
+        g = feature_gate_find("TopologyAwareHints");
+        assert_non_null(g);
+        assert_int_equal(g->stage, FG_BETA);
+        assert_true(g->def);
+        g = feature_gate_find("EndpointSliceTerminatingCondition");
+        assert_non_null(g);
+        assert_true(g->locked);
+        assert_null(feature_gate_find("KubeProxyDrainingTerminatingNodes")); /* 1.28 */
+        assert_null(feature_gate_find(""));
+        /* AllBeta=false turns the beta gates off unless set themselves. */
+        assert_int_equal(feature_gates_set(&list, &n, "AllBeta", false, why, sizeof(why)), 0);
+        assert_false(feature_gates_enabled(list, n, "TopologyAwareHints"));
+        assert_int_equal(feature_gates_set(&list, &n, "TopologyAwareHints", true, why, sizeof(why)), 0);
+        assert_true(feature_gates_enabled(list, n, "TopologyAwareHints"));
+        assert_true(feature_gates_enabled(list, n, "ExecProbeTimeout")); /* GA: not beta */
+        assert_int_equal(feature_gates_set(&list, &n, "Nope", true, why, sizeof(why)), -EINVAL);
+        assert_string_equal(why, "unrecognized feature gate: Nope");
+        assert_int_equal(n, 2);
+        free(list);
+}
+
+static void test_config_node_settings(void **state)
+{
+        struct options o;
+        char *path;
+
+        (void) state;
+        /* v1alpha2 moved conntrack and oomScoreAdj under linux. */
+        path = write_tmp("linux.yaml", "apiVersion: kubeproxy.config.k8s.io/v1alpha2\n"
+                                       "kind: KubeProxyConfiguration\n"
+                                       "linux:\n"
+                                       "  oomScoreAdj: 10\n"
+                                       "  conntrack:\n"
+                                       "    maxPerCore: 0\n"
+                                       "    min: 0\n"
+                                       "    tcpEstablishedTimeout: 0s\n"
+                                       "    tcpCloseWaitTimeout: 2h\n"
+                                       "    udpStreamTimeout: 5m\n");
+        PARSE_OK(&o, "--config", path);
+        assert_int_equal(o.oom_score_adj, 10);
+        assert_int_equal(o.conntrack.max_per_core, 0);
+        assert_int_equal(o.conntrack.min, 0);
+        assert_int_equal(o.conntrack.tcp_established_s, 0);
+        assert_int_equal(o.conntrack.tcp_close_wait_s, 7200);
+        assert_int_equal(o.conntrack.udp_stream_s, 300);
+        options_free(&o);
+        /* Flags override the file; gates merge. */
+        path = write_tmp("ct.yaml", HDR "conntrack: {maxPerCore: 8, tcpCloseWaitTimeout: 2h}\n"
+                                        "featureGates: {TopologyAwareHints: false}\n"
+                                        "bindAddressHardFail: true\noomScoreAdj: 5\n");
+        PARSE_OK(&o, "--config", path, "--conntrack-tcp-timeout-close-wait=1h", "--bind-address-hard-fail=false",
+                 "--feature-gates=MinimizeIPTablesRestore=true", "--oom-score-adj=-3");
+        assert_int_equal(o.conntrack.max_per_core, 8);
+        assert_int_equal(o.conntrack.tcp_close_wait_s, 3600);
+        assert_false(o.bind_address_hard_fail);
+        assert_int_equal(o.oom_score_adj, -3);
+        assert_int_equal(o.n_gates, 2);
+        assert_false(feature_gates_enabled(o.gates, o.n_gates, "TopologyAwareHints"));
+        options_free(&o);
+
+        config_bad(HDR "conntrack: {maxPerCore: -1}\n", "bad.yaml: conntrack.maxPerCore:", "greater than or equal to 0");
+        config_bad(HDR "conntrack: {min: lots}\n", "bad.yaml: conntrack.min:", "integer");
+        config_bad(HDR "conntrack: {tcpCloseWaitTimeout: 500ms}\n", "bad.yaml: conntrack.tcpCloseWaitTimeout:",
+                   "at least 1s");
+        config_bad(HDR "conntrack: {udpTimeout: 30}\n", "bad.yaml: conntrack.udpTimeout:", "duration");
+        config_bad(HDR "conntrack: {tcpBeLiberal: 1}\n", "bad.yaml: conntrack.tcpBeLiberal:", NULL);
+        config_bad(HDR "conntrack: 5\n", "bad.yaml: conntrack:", "object");
+        config_bad(HDR "linux: {conntrack: {udpStreamTimeout: -5s}}\n", "bad.yaml: linux.conntrack.udpStreamTimeout:",
+                   NULL);
+        config_bad(HDR "oomScoreAdj: -1001\n", "bad.yaml: oomScoreAdj:", "[-1000, 1000]");
+        config_bad(HDR "linux: {oomScoreAdj: 2000}\n", "bad.yaml: linux.oomScoreAdj:", "[-1000, 1000]");
+        config_bad(HDR "featureGates: {Foo: true}\n", "bad.yaml: featureGates:", "unrecognized feature gate: Foo");
+        config_bad(HDR "featureGates: {TopologyAwareHints: yes please}\n", "bad.yaml: featureGates.TopologyAwareHints:",
+                   NULL);
+        config_bad(HDR "featureGates: [a]\n", "bad.yaml: featureGates:", NULL);
+        config_bad(HDR "featureGates: {PodSecurity: false}\n", "bad.yaml: featureGates:", "locked to true");
+        config_bad(HDR "bindAddressHardFail: 1\n", "bad.yaml: bindAddressHardFail:", NULL);
+        config_bad(HDR "logging: {format: xml}\n", "bad.yaml: logging.format:", "Unsupported log format");
+        config_bad(HDR "logging: {verbosity: 11}\n", "bad.yaml: logging.verbosity:", NULL);
+}
+
 static int setup(void **state)
 {
         (void) state;
@@ -788,6 +1009,11 @@ int main(void)
                 cmocka_unit_test(test_config_v1alpha2),
                 cmocka_unit_test(test_config_errors),
                 cmocka_unit_test(test_flag_order_errors_first),
+                cmocka_unit_test(test_node_settings_defaults),
+                cmocka_unit_test(test_conntrack_flags),
+                cmocka_unit_test(test_logging_and_gates),
+                cmocka_unit_test(test_feature_gate_table),
+                cmocka_unit_test(test_config_node_settings),
         };
 
         return cmocka_run_group_tests(tests, setup, teardown);
