@@ -58,9 +58,16 @@
 # oom_score_adj, so containerd runs with restrict_oom_score_adj (the kubelet
 # then logs harmless errors about OOM scores and rlimits).
 #
-# The kubelet changes global sysctls (vm.overcommit_memory, vm.panic_on_oom,
-# kernel.panic, kernel.panic_on_oops): the first run in the registry saves
-# them, the last one out restores them.
+# Host-global settings a cluster may change: the kubelet's sysctls
+# (vm.overcommit_memory, vm.panic_on_oom, kernel.panic, kernel.panic_on_oops,
+# kernel.keys.root_maxkeys and root_maxbytes), and the conntrack settings
+# that kube-proxy (and nlproxy --init-only, the DaemonSet's privileged init
+# container) raises: net.netfilter.nf_conntrack_max (writable only from the
+# host's network namespace, so a node namespace's nlproxy leaves it) and the
+# hash size /sys/module/nf_conntrack/parameters/hashsize (global, writable
+# from any namespace by a privileged container). The first run in the
+# registry saves them (sysctl.saved: names, sysfs.saved: paths), the last one
+# out restores them, and cluster_leftovers reports any that differ.
 #
 # Teardown (cluster_down, for EXIT traps; safe at any point of cluster_up and
 # twice): kubelets stopped, every container of a node's containerd killed
@@ -105,8 +112,11 @@ declare -a NODE_NAME NODE_IP NODE_NETNS NODE_DIR NODE_POD_CIDR CONTAINERD_PID CO
 declare -a _NODE_MNTNS
 _CLUSTER_BRIDGE=
 _CLUSTER_UP=
-_CLUSTER_SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops"
+_CLUSTER_SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
+kernel.keys.root_maxbytes net.netfilter.nf_conntrack_max"
+_CLUSTER_SYSFS="/sys/module/nf_conntrack/parameters/hashsize"
 _CLUSTER_SELF=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+_CLUSTER_PYTHON=
 
 # Whether this machine can run nodes; CLUSTER_MISSING says what it lacks.
 cluster_node_prereqs() {
@@ -205,13 +215,37 @@ _slot_take() {
         _CLUSTER_SLOT_TAKEN=$CLUSTER_SLOT
         echo "$$ $(_pid_start $$)" >"$CLUSTER_REGISTRY/slot.$CLUSTER_SLOT/owner"
         : >"$CLUSTER_REGISTRY/slot.$CLUSTER_SLOT/state"
+        # A setting that does not exist (nf_conntrack not loaded) is not
+        # saved: there is nothing to put back.
         if [ ! -e "$CLUSTER_REGISTRY/sysctl.saved" ]; then
                 for n in $_CLUSTER_SYSCTLS; do
-                        echo "$n $(sysctl -n "$n")"
+                        d=$(sysctl -n "$n" 2>/dev/null) && echo "$n $d"
                 done >"$CLUSTER_REGISTRY/sysctl.saved"
         fi
+        if [ ! -e "$CLUSTER_REGISTRY/sysfs.saved" ]; then
+                for n in $_CLUSTER_SYSFS; do
+                        d=$(cat "$n" 2>/dev/null) && echo "$n $d"
+                done >"$CLUSTER_REGISTRY/sysfs.saved"
+        fi
         _CLUSTER_SYSCTL_SAVED=$(cat "$CLUSTER_REGISTRY/sysctl.saved")
+        _CLUSTER_SYSFS_SAVED=$(cat "$CLUSTER_REGISTRY/sysfs.saved")
         _registry_unlock
+}
+
+# _host_settings_changed: "KEY = NOW, was SAVED" for each saved host-global
+# setting that differs (sysctls by name, /sys files by path).
+_host_settings_changed() {
+        local k v now
+        while read -r k v; do
+                [ -n "$k" ] || continue
+                now=$(sysctl -n "$k" 2>/dev/null)
+                [ "$now" = "$v" ] || echo "sysctl $k = $now, was $v"
+        done <<<"${_CLUSTER_SYSCTL_SAVED:-}"
+        while read -r k v; do
+                [ -n "$k" ] || continue
+                now=$(cat "$k" 2>/dev/null)
+                [ "$now" = "$v" ] || echo "sysfs $k = $now, was $v"
+        done <<<"${_CLUSTER_SYSFS_SAVED:-}"
 }
 
 # _slot_release: the slot freed; the last run out restores the sysctls and
@@ -226,8 +260,14 @@ _slot_release() {
         if [ -z "$others" ]; then
                 if [ -r "$CLUSTER_REGISTRY/sysctl.saved" ]; then
                         while read -r k v; do
-                                [ "$(sysctl -n "$k")" = "$v" ] || sysctl -q -w "$k=$v" >/dev/null
+                                [ "$(sysctl -n "$k" 2>/dev/null)" = "$v" ] || sysctl -q -w "$k=$v" >/dev/null
                         done <"$CLUSTER_REGISTRY/sysctl.saved"
+                fi
+                if [ -r "$CLUSTER_REGISTRY/sysfs.saved" ]; then
+                        while read -r k v; do
+                                [ "$(cat "$k" 2>/dev/null)" = "$v" ] || echo "$v" >"$k" ||
+                                        _cluster_log "could not restore $k to $v"
+                        done <"$CLUSTER_REGISTRY/sysfs.saved"
                 fi
                 rm -rf "$CLUSTER_REGISTRY"
         fi
@@ -713,12 +753,17 @@ dns_start() {
         mkdir -p "$d" || return 1
         _CLUSTER_N=$((_CLUSTER_N + 1))
         log=$CLUSTER_DIR/logs/dnsfeed.$_CLUSTER_N.log
-        _cluster_spawn "$log" DNS_PID python3 "$_CLUSTER_SELF/dnsfeed.py" --server "$APISERVER_URL" \
+        # The interpreter itself, not what PATH names: a wrapper (pyenv's
+        # shim execs the real one) is not the executable that _cluster_stop
+        # then finds behind the PID, and a stop that cannot prove the PID
+        # ours leaves the process running (make e2e's leftover check caught
+        # dnsfeed.py, its dnsmasq and its nlproxy that way).
+        _CLUSTER_PYTHON=$(readlink -f "$(python3 -c 'import sys; print(sys.executable)')") &&
+                [ -x "$_CLUSTER_PYTHON" ] || { _cluster_log "no python3"; return 1; }
+        _cluster_spawn "$log" DNS_PID "$_CLUSTER_PYTHON" "$_CLUSTER_SELF/dnsfeed.py" --server "$APISERVER_URL" \
                 --ca "$CLUSTER_CA" --cert "$CLUSTER_DIR/pki/admin.crt" --key "$CLUSTER_DIR/pki/admin.key" \
                 --listen "$HOST_IP" --dir "$d" --domain "$CLUSTER_DOMAIN" \
                 --nlproxy "$_CLUSTER_ROOT/build/nlproxy" --kubeconfig "$ADMIN_KUBECONFIG" || return 1
-        sed -i "s|^pid $DNS_PID .*|pid $DNS_PID $(readlink -f "$(command -v python3)")|" \
-                "$CLUSTER_REGISTRY/slot.$CLUSTER_SLOT/state"
         kubectl_admin apply -f - >>"$CLUSTER_DIR/logs/kubectl.log" 2>&1 <<EOF || return 1
 apiVersion: v1
 kind: Service
@@ -753,7 +798,7 @@ EOF
 
 dns_stop() {
         # dnsfeed.py stops its dnsmasq and its nlproxy on SIGTERM.
-        _cluster_stop "$DNS_PID" "$(command -v python3)" 10
+        _cluster_stop "$DNS_PID" "${_CLUSTER_PYTHON:-python3}" 10
         DNS_PID=
 }
 
@@ -816,7 +861,8 @@ cluster_logs() {
 # cluster_leftovers: what a cluster_down left behind, one line each (none:
 # nothing): links, namespaces, routes, cgroups, mounts and processes of this
 # run (by its run id and folder), its registry slot, and, when no other run
-# holds a slot, the kubelet's sysctls not back to their saved values.
+# holds a slot, the host-global settings (the kubelet's sysctls, conntrack's maximum and
+# hash size) not back to their saved values.
 cluster_leftovers() {
         local c p
         [ -n "$CLUSTER_RUN_ID" ] || return 0
@@ -829,18 +875,15 @@ cluster_leftovers() {
         [ -n "$CLUSTER_DIR" ] && grep -F " $CLUSTER_DIR" /proc/self/mountinfo | awk '{print "mount " $5}'
         if [ -n "$CLUSTER_DIR" ]; then
                 for p in /proc/[0-9]*; do
-                        tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$CLUSTER_DIR/" &&
-                                echo "process ${p#/proc/}: $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-100)"
+                        # 2>/dev/null first: a process may be gone before its file is opened.
+                        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF "$CLUSTER_DIR/" &&
+                                echo "process ${p#/proc/}: $(tr '\0' ' ' 2>/dev/null <"$p/cmdline" | cut -c1-100)"
                 done
         fi
         [ -n "${_CLUSTER_SLOT_TAKEN:-}" ] && [ -d "$CLUSTER_REGISTRY/slot.$_CLUSTER_SLOT_TAKEN" ] &&
                 [ "$(cut -d' ' -f1 "$CLUSTER_REGISTRY/slot.$_CLUSTER_SLOT_TAKEN/owner" 2>/dev/null)" = $$ ] &&
                 echo "registry slot.$_CLUSTER_SLOT_TAKEN"
-        if [ -n "${_CLUSTER_SYSCTL_SAVED:-}" ] && [ ! -d "$CLUSTER_REGISTRY" ]; then
-                while read -r c p; do
-                        [ "$(sysctl -n "$c")" = "$p" ] || echo "sysctl $c = $(sysctl -n "$c"), was $p"
-                done <<<"$_CLUSTER_SYSCTL_SAVED"
-        fi
+        [ -d "$CLUSTER_REGISTRY" ] || _host_settings_changed
         return 0
 }
 
