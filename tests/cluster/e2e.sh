@@ -65,9 +65,21 @@ cleanup() {
                         log "logs kept in $E2E_OUT/logs"
                 fi
         fi
+        local t=$SECONDS
         cluster_down
         # Nothing may stay behind: checked, not assumed.
         left=$(cluster_leftovers)
+        TIMES[teardown]=$((SECONDS - t))
+        log "teardown in ${TIMES[teardown]} s"
+        # The summary is written before the teardown; its time is added after.
+        [ -s "$E2E_OUT/summary.json" ] && python3 - "$E2E_OUT/summary.json" "${TIMES[teardown]}" "$((SECONDS - T0))" <<'EOF'
+import json, sys
+f, td, total = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+s = json.load(open(f))
+s.setdefault("seconds", {}).update(teardown=td, total=total)
+json.dump(s, open(f, "w"), indent=1)
+open(f, "a").write("\n")
+EOF
         if [ -n "$left" ]; then
                 log "left behind after the teardown:"
                 sed 's/^/  /' <<<"$left" >&2

@@ -105,7 +105,7 @@ def main():
             if state == "passed":
                 summary["passed"].append({"name": name, "seconds": secs})
             elif state == "skipped":
-                summary["skipped"].append({"name": name, "reason": msg})
+                summary["skipped"].append({"name": name, "reason": msg, "seconds": secs})
             else:
                 summary["failed"].append({"name": name, "state": state, "reason": msg, "seconds": secs})
     for k in ("passed", "failed", "skipped"):
