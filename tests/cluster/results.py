@@ -6,7 +6,10 @@ phase timings) and every spec of the focus, passed, failed or skipped, with
 the reason of each skip and failure, and why it is not nlproxy's when it is
 not.
 
-    python3 tests/cluster/results.py build/e2e/summary.json >tests/cluster/RESULTS.md
+    python3 tests/cluster/results.py build/e2e/summary.json [OTHER/summary.json...] >tests/cluster/RESULTS.md
+
+The first summary is the run of record (`make e2e`'s defaults); each other
+one (another node count, say) adds a column with its result of each spec.
 
 NOTES maps a pattern of a skip's or failure's message (or of a spec's
 name) to what it means for nlproxy; a message nothing matches is shown as
@@ -18,7 +21,7 @@ import sys
 
 # (regexp on "name: reason", explanation).
 NOTES = [
-    (r"Requires at least 2 nodes|at least two ready nodes|requires at least 2 nodes",
+    (r"(?i)requires at least (2|two)( ready)? nodes|requires >= 2 Ready nodes",
      "needs 2 nodes (the default run has one; `E2E_NODES=2` runs it)"),
     (r"Only supported for providers|Only supported for node OS distro",
      "cloud provider only: the suite runs with `--provider=local`"),
@@ -48,10 +51,18 @@ def cell(s):
     return (s or "").replace("|", "\\|").replace("\n", " ")
 
 
+def states(s):
+    r = {x["name"]: "passed" for x in s["passed"]}
+    r.update({x["name"]: "FAILED" for x in s["failed"]})
+    r.update({x["name"]: "skipped" for x in s["skipped"]})
+    return r
+
+
 def main():
-    if len(sys.argv) != 2:
-        sys.exit("usage: results.py build/e2e/summary.json")
+    if len(sys.argv) < 2:
+        sys.exit("usage: results.py build/e2e/summary.json [OTHER/summary.json...]")
     s = json.load(open(sys.argv[1]))
+    others = [json.load(open(f)) for f in sys.argv[2:]]
     out = []
     w = out.append
     w("# Kubernetes' sig-network e2e specs against nlproxy (`make e2e`)")
@@ -92,11 +103,23 @@ def main():
     rows.sort(key=lambda r: r[0])
     w("## Every spec of the focus")
     w("")
-    w("| spec | result | s | reason |")
-    w("|---|---|---|---|")
+    extra = "".join(" %s nodes |" % o.get("nodes") for o in others)
+    w("| spec | result (%s node%s) | s | reason |%s" % (s.get("nodes"), "" if s.get("nodes") == 1 else "s", extra))
+    w("|---|---|---|---|%s" % ("---|" * len(others)))
+    ostates = [states(o) for o in others]
     for name, res, sec, why in rows:
-        w("| %s | %s | %s | %s |" % (cell(name), res, "" if sec is None else "%.0f" % sec, cell(why)))
+        w("| %s | %s | %s | %s |%s" % (cell(name), res, "" if sec is None else "%.0f" % sec, cell(why),
+                                       "".join(" %s |" % o.get(name, "not run") for o in ostates)))
     w("")
+    for o in others:
+        w("## The run with %s nodes" % o.get("nodes"))
+        w("")
+        w("%s, commit `%s`: %d passed, %d failed, %d skipped; seconds: %s." % (
+            o.get("date", ""), o.get("commit", ""), o["passed_count"], o["failed_count"], o["skipped_count"],
+            ", ".join("%s %s" % (k, o.get("seconds", {})[k]) for k, _ in PHASES if k in o.get("seconds", {}))))
+        for x in o["failed"] + o["skipped"]:
+            w("- %s: %s" % (x["name"], note(x["name"], x.get("reason", ""))))
+        w("")
     print("\n".join(out))
 
 
