@@ -31,6 +31,14 @@ DEB_TOOLS += gnuplot-nox
 # tests/watch_apiserver.sh (tests/cluster/apiserver.sh): etcd and etcdctl under the v1.26
 # kube-apiserver of ../shared/kubernetes, whose binaries are xz-compressed.
 DEB_TOOLS += etcd-server etcd-client xz-utils
+# tests/cluster/images.sh: the real cluster's images without a registry (buildah, a static
+# pause, busybox and conntrack in images), imported with containerd's ctr; runc runs them.
+DEB_TOOLS += buildah containerd runc busybox-static conntrack
+
+# make e2e (tests/cluster): a real cluster's nodes (containerd + runc, the CNI bridge, host-local,
+# portmap and loopback plugins, iptables for the kubelet's and portmap's rules in the node's
+# namespace) and its DNS (dnsmasq).
+DEB_TOOLS += containerd runc containernetworking-plugins iptables dnsmasq-base
 
 HAVE_PKGS := $(shell pkg-config --exists $(PKGS) $(TEST_PKGS) 2>/dev/null && command -v nft >/dev/null && echo yes)
 
@@ -53,7 +61,7 @@ SAN_OBJS := $(patsubst %.c,build/asan/obj/%.o,$(LIB_SRCS))
 TESTS := $(addprefix build/tests/,$(TEST_NAMES))
 SAN_TESTS := $(addprefix build/asan/tests/,$(TEST_NAMES))
 
-.PHONY: all deps ensure-deps check unit unit-asan demo bench clean install
+.PHONY: all deps ensure-deps check unit unit-asan demo bench clean install e2e
 .DELETE_ON_ERROR:
 
 all: build/nlproxy
@@ -110,6 +118,13 @@ check: ensure-deps
 	$(MAKE) all unit unit-asan build/asan/nlproxy build/tests/nlp_steps
 	@set -e; for t in $(sort $(wildcard tests/*.sh)); do echo "== $$t"; bash $$t; done
 
+# Kubernetes' sig-network e2e specs against nlproxy deployed by its DaemonSet in a real cluster
+# (root; tests/cluster/README.md). E2E_FOCUS, E2E_SKIP, KUBE_BIN_DIR as there.
+e2e: ensure-deps
+	@if [ "$$(id -u)" = 0 ] && ! command -v containerd >/dev/null; then $(MAKE) deps; fi
+	$(MAKE) all
+	bash tests/cluster/e2e.sh
+
 # Part 2 of the demo (root) runs Debian's redis-server in network namespaces.
 demo: ensure-deps
 	@if [ "$$(id -u)" = 0 ] && ! command -v redis-server >/dev/null; then $(MAKE) deps; fi
@@ -134,6 +149,12 @@ install: build/nlproxy
 
 clean:
 	rm -rf build
+
+# The pod sandbox's process of the real-cluster tests (tests/cluster/images.sh):
+# static, the only file of its from-scratch image.
+build/cluster/pause: tests/cluster/pause.c
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -D_GNU_SOURCE $(WARN) -O2 -static -s -o $@ $<
 
 # Test and benchmark drivers linked against the library (not installed).
 build/tests/nlp_steps: tests/tools/nlp_steps.c build/libnlproxy.a

@@ -160,10 +160,11 @@ def check_daemonset(ds, sa, cm):
     check("container: resource requests for cpu and memory", req.get("cpu") and req.get("memory"), str(req))
     mounts = {m.get("name"): m for m in c.get("volumeMounts") or []}
     vols = {v.get("name"): v for v in pod.get("volumes") or []}
-    lm = [n for n, v in vols.items() if (v.get("hostPath") or {}).get("path") == "/lib/modules"]
-    check("pod: /lib/modules hostPath volume", lm)
-    check("container: /lib/modules mounted read-only",
-          lm and mounts.get(lm[0], {}).get("mountPath") == "/lib/modules" and mounts[lm[0]].get("readOnly") is True)
+    # nlproxy reads no file of the node; a hostPath that the node lacks
+    # (/lib/modules where every module is built in) keeps the pod from
+    # starting, as the real cluster of tests/cluster showed.
+    hp = [n for n, v in vols.items() if v.get("hostPath")]
+    check("pod: no hostPath volume", not hp, str(hp))
     cmv = [n for n, v in vols.items() if (v.get("configMap") or {}).get("name") == cm.get("metadata", {}).get("name")]
     check("pod: the ConfigMap is a volume", cmv)
     cm_dir = mounts.get(cmv[0], {}).get("mountPath") if cmv else None

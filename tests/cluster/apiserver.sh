@@ -12,7 +12,10 @@
 #   etcd_snapshot FILE; etcd_restore FILE; etcd_wipe  (etcd stopped; then etcd_start)
 #
 # The API server is v1.26 from ../shared/kubernetes (xz-compressed, checked
-# against its SHA256SUMS, extracted once into build/kubernetes); etcd is
+# against its SHA256SUMS, extracted once into build/kubernetes), or from
+# KUBE_BIN_DIR: a folder of the same, or of plain binaries (an official
+# release's kubernetes/server/bin plus e2e.test; checked against a
+# SHA256SUMS there if there is one, used in place); etcd is
 # Debian's etcd-server (3.4), etcdctl from etcd-client. Everything listens on
 # 127.0.0.1 on ports the kernel hands out as free; the API server keeps its
 # port across restarts (kubeconfigs name it). Authentication: client
@@ -27,18 +30,21 @@
 # Variables: CLUSTER_DIR, CLUSTER_CA (the CA certificate), ADMIN_KUBECONFIG,
 # APISERVER_URL, APISERVER_PORT, ETCD_URL, ETCD_DATA, ETCD_PID, APISERVER_PID,
 # CLUSTER_MISSING (what cluster_prereqs found missing). Knobs, set before
-# cluster_init: K8S_SHARED_DIR (../shared/kubernetes), K8S_BIN_DIR
+# cluster_init: K8S_SHARED_DIR (KUBE_BIN_DIR, else ../shared/kubernetes), K8S_BIN_DIR
 # (build/kubernetes), APISERVER_SERVICE_CIDR (10.96.0.0/16),
 # APISERVER_ADVERTISE (127.0.0.1: the API server then cannot publish the
 # kubernetes Service's endpoints, which it logs every 10 s; a test whose
-# nodes reach it elsewhere sets their address), APISERVER_EXTRA_ARGS (an
+# nodes reach it elsewhere sets their address), APISERVER_BIND (127.0.0.1:
+# the address it listens on and clients name; tests/cluster/cluster.sh gives
+# its bridge address, which its nodes reach), APISERVER_EXTRA_ARGS (an
 # array), APISERVER_START_TIMEOUT (60 s).
 
 _CLUSTER_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-K8S_SHARED_DIR=${K8S_SHARED_DIR:-$_CLUSTER_ROOT/../shared/kubernetes}
+K8S_SHARED_DIR=${K8S_SHARED_DIR:-${KUBE_BIN_DIR:-$_CLUSTER_ROOT/../shared/kubernetes}}
 K8S_BIN_DIR=${K8S_BIN_DIR:-$_CLUSTER_ROOT/build/kubernetes}
 APISERVER_SERVICE_CIDR=${APISERVER_SERVICE_CIDR:-10.96.0.0/16}
 APISERVER_ADVERTISE=${APISERVER_ADVERTISE:-127.0.0.1}
+APISERVER_BIND=${APISERVER_BIND:-127.0.0.1}
 APISERVER_START_TIMEOUT=${APISERVER_START_TIMEOUT:-60}
 [ -n "${APISERVER_EXTRA_ARGS+x}" ] || APISERVER_EXTRA_ARGS=()
 CLUSTER_DIR=
@@ -64,7 +70,7 @@ cluster_prereqs() {
         for t in etcd etcdctl openssl curl python3 xz sha256sum; do
                 command -v "$t" >/dev/null || miss="$miss $t"
         done
-        [ -r "$K8S_SHARED_DIR/SHA256SUMS" ] || miss="$miss $K8S_SHARED_DIR"
+        [ -r "$K8S_SHARED_DIR/SHA256SUMS" ] || [ -x "$K8S_SHARED_DIR/kube-apiserver" ] || miss="$miss $K8S_SHARED_DIR"
         CLUSTER_MISSING=${miss:+needs$miss (make deps installs etcd-server and etcd-client)}
         [ -z "$miss" ]
 }
@@ -72,7 +78,16 @@ cluster_prereqs() {
 # cluster_bin NAME: the path of a Kubernetes binary, extracted on first use.
 cluster_bin() {
         local name=$1 want out=$K8S_BIN_DIR/$1 tmp
-        want=$(awk -v n="$name" '$2 == n {print $1}' "$K8S_SHARED_DIR/SHA256SUMS")
+        want=$(awk -v n="$name" '$2 == n {print $1}' "$K8S_SHARED_DIR/SHA256SUMS" 2>/dev/null)
+        if [ ! -e "$K8S_SHARED_DIR/$name.xz" ] && [ -x "$K8S_SHARED_DIR/$name" ]; then
+                # A plain binary (KUBE_BIN_DIR of a release): used where it is.
+                if [ -n "$want" ] && [ "$(sha256sum "$K8S_SHARED_DIR/$name" | cut -d' ' -f1)" != "$want" ]; then
+                        _cluster_log "$name: checksum mismatch"
+                        return 1
+                fi
+                echo "$K8S_SHARED_DIR/$name"
+                return 0
+        fi
         [ -n "$want" ] || { _cluster_log "no $name in $K8S_SHARED_DIR/SHA256SUMS"; return 1; }
         # The checksum of the extracted file is kept beside it: checking it
         # costs nothing, checking the binary would cost a second per use.
@@ -91,12 +106,13 @@ cluster_bin() {
         chmod 0755 "$tmp" && mv -f "$tmp" "$out" && echo "$want" >"$out.sha256" && echo "$out"
 }
 
-# A loopback TCP port that nothing listens on now.
+# cluster_free_port [ADDRESS]: a TCP port that nothing listens on now, on
+# ADDRESS (127.0.0.1).
 cluster_free_port() {
-        python3 -c 'import socket
+        python3 -c 'import socket, sys
 s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
+s.bind((sys.argv[1], 0))
+print(s.getsockname()[1])' "${1:-127.0.0.1}"
 }
 
 # The servers are disowned as soon as started: bash still reaps them, but
@@ -140,7 +156,7 @@ cluster_init() {
                 # shellcheck disable=SC2086
                 openssl req -x509 $ec -keyout ca.key -out ca.crt -days 2 -subj /CN=nlproxy-test-cluster-ca &&
                         openssl req $ec -keyout apiserver.key -out apiserver.csr -subj /CN=kube-apiserver &&
-                        printf '%s\n' "subjectAltName=IP:127.0.0.1,IP:${APISERVER_SERVICE_CIDR%.*/*}.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local${APISERVER_ADVERTISE:+,IP:$APISERVER_ADVERTISE}" \
+                        printf '%s\n' "subjectAltName=IP:127.0.0.1,IP:${APISERVER_SERVICE_CIDR%.*/*}.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,IP:$APISERVER_ADVERTISE,IP:$APISERVER_BIND" \
                                 'basicConstraints=CA:FALSE' 'extendedKeyUsage=serverAuth' >apiserver.ext &&
                         openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
                                 -extfile apiserver.ext -out apiserver.crt &&
@@ -156,17 +172,18 @@ cluster_init() {
         ETCD_DATA=$CLUSTER_DIR/etcd.0
 }
 
-# A new port for the API server, and the admin's kubeconfig naming it.
+# A new port for the API server, and the admin's kubeconfig naming it
+# (absolute paths: e2e.test does not resolve them against the file's folder).
 _apiserver_port() {
-        APISERVER_PORT=$(cluster_free_port) || return 1
-        APISERVER_URL=https://127.0.0.1:$APISERVER_PORT
+        APISERVER_PORT=$(cluster_free_port "$APISERVER_BIND") || return 1
+        APISERVER_URL=https://$APISERVER_BIND:$APISERVER_PORT
         cat >"$ADMIN_KUBECONFIG" <<EOF
 apiVersion: v1
 kind: Config
 current-context: admin
 contexts: [{name: admin, context: {cluster: test, user: admin}}]
-clusters: [{name: test, cluster: {server: "$APISERVER_URL", certificate-authority: pki/ca.crt}}]
-users: [{name: admin, user: {client-certificate: pki/admin.crt, client-key: pki/admin.key}}]
+clusters: [{name: test, cluster: {server: "$APISERVER_URL", certificate-authority: $CLUSTER_DIR/pki/ca.crt}}]
+users: [{name: admin, user: {client-certificate: $CLUSTER_DIR/pki/admin.crt, client-key: $CLUSTER_DIR/pki/admin.key}}]
 EOF
 }
 
@@ -275,7 +292,7 @@ _apiserver_start_once() {
         _CLUSTER_N=$((_CLUSTER_N + 1))
         log=$CLUSTER_DIR/logs/kube-apiserver.$_CLUSTER_N.log
         "$K8S_APISERVER" --etcd-servers "$ETCD_URL" \
-                --bind-address 127.0.0.1 --secure-port "$APISERVER_PORT" --advertise-address "$APISERVER_ADVERTISE" \
+                --bind-address "$APISERVER_BIND" --secure-port "$APISERVER_PORT" --advertise-address "$APISERVER_ADVERTISE" \
                 --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
                 --client-ca-file "$pki/ca.crt" --authorization-mode Node,RBAC \
                 --service-account-issuer https://kubernetes.default.svc.cluster.local \
