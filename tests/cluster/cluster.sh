@@ -101,6 +101,7 @@ DNS_IP=
 CM_PID=
 SCHED_PID=
 DNS_PID=
+_DNS_EXE=
 declare -a NODE_NAME NODE_IP NODE_NETNS NODE_DIR NODE_POD_CIDR CONTAINERD_PID CONTAINERD_SOCK KUBELET_PID
 declare -a _NODE_MNTNS
 _CLUSTER_BRIDGE=
@@ -748,12 +749,17 @@ endpoints:
   - addresses: [$HOST_IP]
     conditions: {ready: true}
 EOF
-        _cluster_spawn_wait "$DNS_PID" 30 "$log" grep -q '^ready' "$d/status"
+        _cluster_spawn_wait "$DNS_PID" 30 "$log" grep -q '^ready' "$d/status" || return 1
+        # The interpreter that runs it now: python3 may be a wrapper that
+        # execs another program (pyenv's shim), which dns_stop would then
+        # not recognize as ours.
+        _DNS_EXE=$(readlink -f "/proc/$DNS_PID/exe") || return 1
+        sed -i "s|^pid $DNS_PID .*|pid $DNS_PID $_DNS_EXE|" "$CLUSTER_REGISTRY/slot.$CLUSTER_SLOT/state"
 }
 
 dns_stop() {
         # dnsfeed.py stops its dnsmasq and its nlproxy on SIGTERM.
-        _cluster_stop "$DNS_PID" "$(command -v python3)" 10
+        _cluster_stop "$DNS_PID" "${_DNS_EXE:-$(command -v python3)}" 10
         DNS_PID=
 }
 
