@@ -82,7 +82,9 @@
 # (cluster.local), CLUSTER_PAUSE_IMAGE (registry.k8s.io/pause:3.9),
 # CLUSTER_IMAGES_HOOK (a function called with the node index and its
 # containerd address once containerd runs, before the kubelet starts: import
-# images there), CLUSTER_NODE_TIMEOUT (180 s: a node Ready), CLUSTER_NICE (10).
+# images there), CLUSTER_NODE_TIMEOUT (180 s: a node Ready), CLUSTER_NICE (10),
+# CLUSTER_CM_EXTRA_ARGS (an array: more kube-controller-manager arguments,
+# e.g. a higher --kube-api-qps for a benchmark).
 # shellcheck source=tests/cluster/apiserver.sh
 . "$(dirname "${BASH_SOURCE[0]}")/apiserver.sh"
 
@@ -92,6 +94,7 @@ CLUSTER_PAUSE_IMAGE=${CLUSTER_PAUSE_IMAGE:-registry.k8s.io/pause:3.9}
 CLUSTER_IMAGES_HOOK=${CLUSTER_IMAGES_HOOK:-}
 CLUSTER_NODE_TIMEOUT=${CLUSTER_NODE_TIMEOUT:-180}
 CLUSTER_NICE=${CLUSTER_NICE:-10}
+[ -n "${CLUSTER_CM_EXTRA_ARGS+x}" ] || CLUSTER_CM_EXTRA_ARGS=()
 CLUSTER_RUN_ID=
 CLUSTER_SLOT=
 CLUSTER_NODES=0
@@ -373,7 +376,8 @@ controller_manager_start() {
                 --service-cluster-ip-range "$APISERVER_SERVICE_CIDR" \
                 --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
                 --use-service-account-credentials --controllers '*' --profiling=false \
-                --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" || return 1
+                --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+                "${CLUSTER_CM_EXTRA_ARGS[@]}" || return 1
         _cluster_spawn_wait "$CM_PID" 60 "$log" curl -sfk -m 2 "https://127.0.0.1:$port/healthz"
 }
 
