@@ -839,8 +839,8 @@ cluster_leftovers() {
         [ -n "$CLUSTER_DIR" ] && grep -F " $CLUSTER_DIR" /proc/self/mountinfo | awk '{print "mount " $5}'
         if [ -n "$CLUSTER_DIR" ]; then
                 for p in /proc/[0-9]*; do
-                        tr '\0' ' ' <"$p/cmdline" 2>/dev/null | grep -qF "$CLUSTER_DIR/" &&
-                                echo "process ${p#/proc/}: $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null | cut -c1-100)"
+                        tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -qF "$CLUSTER_DIR/" &&
+                                echo "process ${p#/proc/}: $(tr '\0' ' ' 2>/dev/null <"$p/cmdline" | cut -c1-100)"
                 done
         fi
         [ -n "${_CLUSTER_SLOT_TAKEN:-}" ] && [ -d "$CLUSTER_REGISTRY/slot.$_CLUSTER_SLOT_TAKEN" ] &&
