@@ -830,7 +830,7 @@ cluster_logs() {
 cluster_leftovers() {
         local c p
         [ -n "$CLUSTER_RUN_ID" ] || return 0
-        ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep "^$CLUSTER_RUN_ID" | sed 's/^/link /'
+        ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | grep "^$CLUSTER_RUN_ID" | sed 's/^/link /'
         ip netns list | awk '{print $1}' | grep "^$CLUSTER_RUN_ID" | sed 's/^/netns /'
         ip route show | grep -F "$CLUSTER_RUN_ID" | sed 's/^/route /'
         for c in $(_cgroup_dirs all); do
