@@ -153,7 +153,7 @@ check_rolling_update() {
 }
 
 check_kill_9() {
-        local ok=0 pid exe conv=- r0 t0 i r
+        local ok=0 pid exe conv=- r0 t0 i r up netprog
         pid=$(nlproxy_pod_pid 1)
         [ -n "$pid" ] || { result kill-9 1 "no nlproxy process found through containerd"; return; }
         # Proven ours before the kill: in this node's cgroup root, the
@@ -181,7 +181,16 @@ check_kill_9() {
         client_loop_stop "$NS" kill9 || ok=1
         loop_ok || ok=1
         new_service after-kill || ok=1
-        result kill-9 "$ok" "$(loop_numbers); PID $pid killed, restarted and Ready in $conv s; new Service reached in $NEW_WAITED s"
+        # The new process's network programming latencies: none longer
+        # than it has lived (kube-proxy ignores trigger times from before
+        # its start; the slices it lists at start are older than that).
+        up=$(_secs_since "$t0")
+        netprog=$(node_exec 1 curl -sf -m 5 http://127.0.0.1:10249/metrics |
+                awk '$1 == "kubeproxy_network_programming_duration_seconds_sum" {s = $2}
+                     $1 == "kubeproxy_network_programming_duration_seconds_count" {c = $2}
+                     END {if (c != "") printf "%d observations, %.1f s in all", c, s}')
+        awk -v up="$up" -v l="$netprog" 'BEGIN {split(l, a, " "); exit !(a[1] != "" && a[3] + 0 <= a[1] * up)}' || ok=1
+        result kill-9 "$ok" "$(loop_numbers); PID $pid killed, restarted and Ready in $conv s; new Service reached in $NEW_WAITED s; latencies of the new process: ${netprog:-none scraped} in its $up s"
 }
 
 check_apiserver() {
