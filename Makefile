@@ -61,7 +61,7 @@ SAN_OBJS := $(patsubst %.c,build/asan/obj/%.o,$(LIB_SRCS))
 TESTS := $(addprefix build/tests/,$(TEST_NAMES))
 SAN_TESTS := $(addprefix build/asan/tests/,$(TEST_NAMES))
 
-.PHONY: all deps ensure-deps check unit unit-asan demo bench clean install e2e
+.PHONY: all deps ensure-deps check unit unit-asan demo bench clean install e2e e2e-disruption
 .DELETE_ON_ERROR:
 
 all: build/nlproxy
@@ -124,6 +124,13 @@ e2e: ensure-deps
 	@if [ "$$(id -u)" = 0 ] && ! command -v containerd >/dev/null; then $(MAKE) deps; fi
 	$(MAKE) all
 	bash tests/cluster/e2e.sh
+
+# Disruption checks in a real cluster (root; tests/cluster/disruption.sh): a rolling update,
+# kill -9 of nlproxy, API server and kubelet restarts, a Service made while nlproxy is away.
+e2e-disruption: ensure-deps
+	@if [ "$$(id -u)" = 0 ] && ! command -v containerd >/dev/null; then $(MAKE) deps; fi
+	$(MAKE) all
+	bash tests/cluster/disruption.sh
 
 # Part 2 of the demo (root) runs Debian's redis-server in network namespaces.
 demo: ensure-deps

@@ -342,6 +342,12 @@ static int parse_rfc3339(const char *s, double *ret)
 
 static void trigger_add(struct daemon *d, double when)
 {
+        /* As kube-proxy (its EndpointChangeTracker's trackerStartTime): a
+         * trigger time from before this process started is the time of a
+         * change an earlier one programmed. Every slice of the first list
+         * after a restart carries one, and its age is no latency. */
+        if (when < d->wall0)
+                return;
         if (d->n_triggers == d->cap_triggers) {
                 size_t cap = d->cap_triggers ? 2 * d->cap_triggers : 16;
                 double *n = realloc(d->triggers, cap * sizeof(*n));

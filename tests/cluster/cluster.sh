@@ -89,7 +89,9 @@
 # (cluster.local), CLUSTER_PAUSE_IMAGE (registry.k8s.io/pause:3.9),
 # CLUSTER_IMAGES_HOOK (a function called with the node index and its
 # containerd address once containerd runs, before the kubelet starts: import
-# images there), CLUSTER_NODE_TIMEOUT (180 s: a node Ready), CLUSTER_NICE (10).
+# images there), CLUSTER_NODE_TIMEOUT (180 s: a node Ready), CLUSTER_NICE (10),
+# CLUSTER_CM_EXTRA_ARGS (an array: more kube-controller-manager arguments,
+# e.g. a higher --kube-api-qps for a benchmark).
 # shellcheck source=tests/cluster/apiserver.sh
 . "$(dirname "${BASH_SOURCE[0]}")/apiserver.sh"
 
@@ -99,6 +101,7 @@ CLUSTER_PAUSE_IMAGE=${CLUSTER_PAUSE_IMAGE:-registry.k8s.io/pause:3.9}
 CLUSTER_IMAGES_HOOK=${CLUSTER_IMAGES_HOOK:-}
 CLUSTER_NODE_TIMEOUT=${CLUSTER_NODE_TIMEOUT:-180}
 CLUSTER_NICE=${CLUSTER_NICE:-10}
+[ -n "${CLUSTER_CM_EXTRA_ARGS+x}" ] || CLUSTER_CM_EXTRA_ARGS=()
 CLUSTER_RUN_ID=
 CLUSTER_SLOT=
 CLUSTER_NODES=0
@@ -412,7 +415,8 @@ controller_manager_start() {
                 --service-cluster-ip-range "$APISERVER_SERVICE_CIDR" \
                 --service-account-private-key-file "$pki/sa.key" --root-ca-file "$pki/ca.crt" \
                 --use-service-account-credentials --controllers '*' --profiling=false \
-                --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" || return 1
+                --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+                "${CLUSTER_CM_EXTRA_ARGS[@]}" || return 1
         _cluster_spawn_wait "$CM_PID" 60 "$log" curl -sfk -m 2 "https://127.0.0.1:$port/healthz"
 }
 
@@ -793,7 +797,7 @@ endpoints:
   - addresses: [$HOST_IP]
     conditions: {ready: true}
 EOF
-        _cluster_spawn_wait "$DNS_PID" 30 "$log" grep -q '^ready' "$d/status"
+        _cluster_spawn_wait "$DNS_PID" 30 "$log" grep -q '^ready' "$d/status" || return 1
 }
 
 dns_stop() {
@@ -866,7 +870,7 @@ cluster_logs() {
 cluster_leftovers() {
         local c p
         [ -n "$CLUSTER_RUN_ID" ] || return 0
-        ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | grep "^$CLUSTER_RUN_ID" | sed 's/^/link /'
+        ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | sed 's/@.*//' | grep "^$CLUSTER_RUN_ID" | sed 's/^/link /'
         ip netns list | awk '{print $1}' | grep "^$CLUSTER_RUN_ID" | sed 's/^/netns /'
         ip route show | grep -F "$CLUSTER_RUN_ID" | sed 's/^/route /'
         for c in $(_cgroup_dirs all); do

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon.h"
@@ -98,6 +99,17 @@ static unsigned free_port(void)
         assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
         close(fd);
         return ntohs(sin.sin_port);
+}
+
+/* An RFC 3339 time AHEAD seconds from now (wall clock): a trigger time
+ * after the daemon's start. */
+static void rfc3339_from_now(char *buf, size_t len, long ahead)
+{
+        time_t t = time(NULL) + ahead;
+        struct tm tm;
+
+        assert_non_null(gmtime_r(&t, &tm));
+        assert_true(strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm) > 0);
 }
 
 /* The daemon on a manifest with this Node, the flags below plus extra
@@ -533,7 +545,7 @@ static void test_listen_failure(void **state)
 static void test_health_check_node_port(void **state)
 {
         unsigned port = free_port(), port2;
-        char body[1024];
+        char body[1024], trigger[32];
         struct fx f;
 
         (void)state;
@@ -544,9 +556,10 @@ static void test_health_check_node_port(void **state)
         assert_string_equal(body, "{\n\t\"service\": {\n\t\t\"namespace\": \"default\",\n\t\t\"name\": \"web\"\n\t},\n"
                                   "\t\"localEndpoints\": 1,\n\t\"serviceProxyHealthy\": true\n}");
         /* The endpoint moves to another node: 503. */
-        write_manifest(&f, node_ok, "web", 80, port, "node2", "2024-01-01T00:00:01Z");
+        rfc3339_from_now(trigger, sizeof(trigger), 1);
+        write_manifest(&f, node_ok, "web", 80, port, "node2", trigger);
         assert_int_equal(daemon_reload(f.d), 0);
-        step(&f, 1 * S);
+        step(&f, 2 * S);
         assert_int_equal(http_get(f.d, port, "/", body, sizeof(body)), 503);
         assert_non_null(strstr(body, "\"localEndpoints\": 0,"));
         assert_true(metrics_has(&f, "kubeproxy_network_programming_duration_seconds_count 1\n"));
@@ -561,6 +574,34 @@ static void test_health_check_node_port(void **state)
         assert_int_equal(daemon_reload(f.d), 0);
         step(&f, 1 * S);
         assert_int_equal(daemon_hc_port(f.d, "default", "web"), 0);
+        fx_stop(&f);
+}
+
+/* kube-proxy ignores last-change-trigger-times from before it started
+ * (its EndpointChangeTracker's trackerStartTime): a slice it first sees
+ * then, as every slice of the initial list after a restart, carries the
+ * time of a change an earlier process programmed, and its age is no
+ * programming latency. Changes made after the start are observed. */
+static void test_netprog_ignores_triggers_before_start(void **state)
+{
+        char trigger[32];
+        struct fx f;
+
+        (void)state;
+        fx_start(&f, &backend_fake_ops, false, 0);
+        step(&f, 0);
+        write_manifest(&f, node_ok, "web", 80, 0, "node2", "2024-01-01T00:00:01Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 2 * S);
+        assert_true(metrics_has(&f, "kubeproxy_network_programming_duration_seconds_count 0\n"));
+        /* The daemon's clock is 2 s past its start now: a change at +3 s
+         * (whole seconds, as the API writes them), synced at +4 s. */
+        rfc3339_from_now(trigger, sizeof(trigger), 3);
+        write_manifest(&f, node_ok, "web", 80, 0, "node1", trigger);
+        assert_int_equal(daemon_reload(f.d), 0);
+        step(&f, 2 * S);
+        assert_true(metrics_has(&f, "kubeproxy_network_programming_duration_seconds_count 1\n"));
+        assert_true(metrics_has(&f, "kubeproxy_network_programming_duration_seconds_bucket{le=\"2\"} 1\n"));
         fx_stop(&f);
 }
 
@@ -886,6 +927,7 @@ int main(void)
                 cmocka_unit_test(test_http_servers),
                 cmocka_unit_test(test_listen_failure),
                 cmocka_unit_test(test_health_check_node_port),
+                cmocka_unit_test(test_netprog_ignores_triggers_before_start),
                 cmocka_unit_test(test_inotify_reload),
                 cmocka_unit_test(test_signals),
                 cmocka_unit_test(test_dry_run),
