@@ -118,12 +118,15 @@ check: ensure-deps
 	$(MAKE) all unit unit-asan build/asan/nlproxy build/tests/nlp_steps
 	@set -e; for t in $(sort $(wildcard tests/*.sh)); do echo "== $$t"; bash $$t; done
 
-# Kubernetes' sig-network e2e specs against nlproxy deployed by its DaemonSet in a real cluster
-# (root; tests/cluster/README.md). E2E_FOCUS, E2E_SKIP, KUBE_BIN_DIR as there.
+# Kubernetes' sig-network e2e specs against nlproxy deployed by its DaemonSet in a real cluster,
+# then the disruption checks below (root; tests/cluster/README.md). E2E_FOCUS, E2E_SKIP,
+# KUBE_BIN_DIR as there; E2E_DISRUPTION=0 leaves the disruption checks out.
 e2e: ensure-deps
 	@if [ "$$(id -u)" = 0 ] && ! command -v containerd >/dev/null; then $(MAKE) deps; fi
 	$(MAKE) all
-	bash tests/cluster/e2e.sh
+	@rc=0; bash tests/cluster/e2e.sh || rc=1; \
+	if [ "$(E2E_DISRUPTION)" = 0 ]; then echo "e2e: disruption checks left out (E2E_DISRUPTION=0)"; \
+	else bash tests/cluster/disruption.sh || rc=1; fi; exit $$rc
 
 # Disruption checks in a real cluster (root; tests/cluster/disruption.sh): a rolling update,
 # kill -9 of nlproxy, API server and kubelet restarts, a Service made while nlproxy is away.

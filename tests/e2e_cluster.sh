@@ -1,8 +1,9 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
-# make check's way into make e2e (tests/cluster/e2e.sh): Kubernetes' own
-# sig-network e2e specs against nlproxy, deployed by its DaemonSet in a real
-# one-node cluster. Runs when the Kubernetes binaries are there
+# make check's way into make e2e: Kubernetes' own sig-network e2e specs
+# against nlproxy, deployed by its DaemonSet in a real one-node cluster
+# (tests/cluster/e2e.sh), then the disruption checks in a cluster of their
+# own (tests/cluster/disruption.sh). Runs when the Kubernetes binaries are there
 # (../shared/kubernetes, or KUBE_BIN_DIR) and says so in one line when they
 # are not (a failure under CI=true, which must not skip).
 set -u
@@ -21,4 +22,7 @@ skip() {
 [ -r "$K8S_SHARED_DIR/SHA256SUMS" ] || [ -x "$K8S_SHARED_DIR/kube-apiserver" ] ||
         skip "no Kubernetes binaries in $K8S_SHARED_DIR (set KUBE_BIN_DIR): make e2e not run"
 [ "$(id -u)" = 0 ] || skip "make e2e needs root (network namespaces, containerd, kubelet)"
-exec bash tests/cluster/e2e.sh
+rc=0
+bash tests/cluster/e2e.sh || rc=1
+bash tests/cluster/disruption.sh || rc=1
+exit $rc
