@@ -30,7 +30,8 @@
 #
 # Knobs (environment): DISRUPT_CHECKS (the checks run, in this order by
 # default: rolling-update kill-9 apiserver kubelet down), DISRUPT_OUT
-# (build/e2e-disruption: logs of a failed run, or with E2E_KEEP_LOGS=1),
+# (build/e2e-disruption: results.txt, the checks' lines for
+# tests/cluster/results.py; logs/ of a failed run, or with E2E_KEEP_LOGS=1),
 # DISRUPT_TIMEOUT (120 s: each wait for convergence), CLIENT_INTERVAL (0.2
 # s between requests), CLIENT_MAX, CLIENT_MAX_SECONDS (the loop's bounds),
 # KUBE_BIN_DIR as e2e.sh.
@@ -68,7 +69,7 @@ cleanup() {
         client_loops_kill
         if [ "$FAILED" != 0 ] || [ "$rc" != 0 ] || [ -n "${E2E_KEEP_LOGS:-}" ]; then
                 if [ -n "$CLUSTER_DIR" ]; then
-                        rm -rf "$DISRUPT_OUT"
+                        rm -rf "$DISRUPT_OUT/logs"
                         mkdir -p "$DISRUPT_OUT"
                         nlproxy_logs "$DISRUPT_OUT/logs/nlproxy"
                         cluster_logs "$DISRUPT_OUT/logs"
@@ -82,6 +83,7 @@ cleanup() {
                 log "left behind after the teardown:"
                 sed 's/^/  /' <<<"$left" >&2
                 echo "disruption: FAIL teardown"
+                echo "FAIL teardown: left behind: $(tr '\n' ';' <<<"$left")" >>"$DISRUPT_OUT/results.txt"
                 rc=1
         elif [ -n "$CLUSTER_RUN_ID" ]; then
                 log "teardown: nothing left behind (run $CLUSTER_RUN_ID)"
@@ -93,15 +95,24 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# The checks' lines of this run, for tests/cluster/results.py.
+rm -rf "$DISRUPT_OUT"
+mkdir -p "$DISRUPT_OUT" || die "cannot write $DISRUPT_OUT"
+printf 'date %s\ncommit %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse HEAD 2>/dev/null)" \
+        >"$DISRUPT_OUT/results.txt"
+
 # result NAME OK DETAILS: the check's line.
 result() {
+        local line
         if [ "$2" = 0 ]; then
-                echo "disruption: PASS $1: $3"
+                line="PASS $1: $3"
                 PASSED=$((PASSED + 1))
         else
-                echo "disruption: FAIL $1: $3"
+                line="FAIL $1: $3"
                 FAILED=$((FAILED + 1))
         fi
+        echo "disruption: $line"
+        echo "$line" >>"$DISRUPT_OUT/results.txt"
 }
 
 nlproxy_restarts() {

@@ -6,10 +6,12 @@ phase timings) and every spec of the focus, passed, failed or skipped, with
 the reason of each skip and failure, and why it is not nlproxy's when it is
 not.
 
-    python3 tests/cluster/results.py build/e2e/summary.json [OTHER/summary.json...] >tests/cluster/RESULTS.md
+    python3 tests/cluster/results.py [--disruption build/e2e-disruption/results.txt] \
+        build/e2e/summary.json [OTHER/summary.json...] >tests/cluster/RESULTS.md
 
 The first summary is the run of record (`make e2e`'s defaults); each other
 one (another node count, say) adds a column with its result of each spec.
+--disruption adds the lines of tests/cluster/disruption.sh's run.
 
 NOTES maps a pattern of a skip's or failure's message (or of a spec's
 name) to what it means for nlproxy; a message nothing matches is shown as
@@ -59,10 +61,15 @@ def states(s):
 
 
 def main():
-    if len(sys.argv) < 2:
-        sys.exit("usage: results.py build/e2e/summary.json [OTHER/summary.json...]")
-    s = json.load(open(sys.argv[1]))
-    others = [json.load(open(f)) for f in sys.argv[2:]]
+    args = sys.argv[1:]
+    disruption = None
+    if len(args) >= 2 and args[0] == "--disruption":
+        disruption = open(args[1]).read().splitlines()
+        args = args[2:]
+    if not args:
+        sys.exit("usage: results.py [--disruption results.txt] build/e2e/summary.json [OTHER/summary.json...]")
+    s = json.load(open(args[0]))
+    others = [json.load(open(f)) for f in args[1:]]
     out = []
     w = out.append
     w("# Kubernetes' sig-network e2e specs against nlproxy (`make e2e`)")
@@ -119,6 +126,23 @@ def main():
             ", ".join("%s %s" % (k, o.get("seconds", {})[k]) for k, _ in PHASES if k in o.get("seconds", {}))))
         for x in o["failed"] + o["skipped"]:
             w("- %s: %s" % (x["name"], note(x["name"], x.get("reason", ""))))
+        w("")
+    if disruption is not None:
+        meta = dict(l.split(" ", 1) for l in disruption if l.startswith(("date ", "commit ")))
+        checks = [l for l in disruption if l.startswith(("PASS ", "FAIL "))]
+        w("## Disruption checks (`tests/cluster/disruption.sh`)")
+        w("")
+        w("%s, commit `%s`: %d passed, %d failed. A client pod connects to a ClusterIP Service in a bounded"
+          % (meta.get("date", ""), meta.get("commit", ""), sum(l.startswith("PASS") for l in checks),
+             sum(l.startswith("FAIL") for l in checks)))
+        w("loop during each disruption; `tried` and `failed` count its requests.")
+        w("")
+        w("| check | result | details |")
+        w("|---|---|---|")
+        for l in checks:
+            res, rest = l.split(" ", 1)
+            name, _, det = rest.partition(": ")
+            w("| %s | %s | %s |" % (cell(name), "passed" if res == "PASS" else "FAILED", cell(det)))
         w("")
     print("\n".join(out))
 
