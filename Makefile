@@ -120,11 +120,12 @@ check: ensure-deps
 
 # Kubernetes' sig-network e2e specs against nlproxy deployed by its DaemonSet in a real cluster,
 # then the disruption checks below (root; tests/cluster/README.md). E2E_FOCUS, E2E_SKIP,
-# KUBE_BIN_DIR as there; E2E_DISRUPTION=0 leaves the disruption checks out.
+# KUBE_BIN_DIR as there; NODES (or E2E_NODES) the node count; E2E_DISRUPTION=0 leaves the
+# disruption checks out.
 e2e: ensure-deps
 	@if [ "$$(id -u)" = 0 ] && ! command -v containerd >/dev/null; then $(MAKE) deps; fi
 	$(MAKE) all
-	@rc=0; bash tests/cluster/e2e.sh || rc=1; \
+	@rc=0; $(if $(NODES),E2E_NODES=$(NODES)) bash tests/cluster/e2e.sh || rc=1; \
 	if [ "$(E2E_DISRUPTION)" = 0 ]; then echo "e2e: disruption checks left out (E2E_DISRUPTION=0)"; \
 	else bash tests/cluster/disruption.sh || rc=1; fi; exit $$rc
 

@@ -1,7 +1,7 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 # make check's way into make e2e: Kubernetes' own sig-network e2e specs
-# against nlproxy, deployed by its DaemonSet in a real one-node cluster
+# against nlproxy, deployed by its DaemonSet in a real two-node cluster
 # (tests/cluster/e2e.sh), then the disruption checks in a cluster of their
 # own (tests/cluster/disruption.sh). Runs when the Kubernetes binaries are there
 # (../shared/kubernetes, or KUBE_BIN_DIR) and says so in one line when they

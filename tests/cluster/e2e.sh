@@ -1,8 +1,8 @@
 #!/bin/bash
 # SPDX-License-Identifier: Apache-2.0
 # make e2e: Kubernetes' own sig-network e2e specs against nlproxy in a real
-# cluster. Brings up the cluster of tests/cluster/cluster.sh (one node by
-# default), builds the images (tests/cluster/images.sh: pause, agnhost, the
+# cluster. Brings up the cluster of tests/cluster/cluster.sh (two nodes by
+# default: a third of the focus needs a second node), builds the images (tests/cluster/images.sh: pause, agnhost, the
 # suite's other images, nlproxy from packaging/docker/Dockerfile) and
 # imports them into each node's containerd, installs nlproxy with
 # `kubectl apply -k` (tests/cluster/deploy.sh), waits for its DaemonSet to be
@@ -10,7 +10,7 @@
 # tears everything down. Root only.
 #
 # Knobs (environment): E2E_FOCUS, E2E_SKIP (ginkgo regexps; defaults below),
-# E2E_NODES (1), E2E_OUT (build/e2e), E2E_TIMEOUT (ginkgo's, 90m),
+# E2E_NODES (2), E2E_OUT (build/e2e), E2E_TIMEOUT (ginkgo's, 90m),
 # KUBE_BIN_DIR (the Kubernetes binaries: ../shared/kubernetes),
 # E2E_KEEP_LOGS=1 (keep the logs of a run that passed too).
 #
@@ -27,7 +27,7 @@ ROOT=$PWD
 
 E2E_FOCUS=${E2E_FOCUS:-'\[sig-network\] (Services|Conntrack|KubeProxy|Networking|HostPort)'}
 E2E_SKIP=${E2E_SKIP:-'Serial|Disruptive|Feature|Slow|LoadBalancer|IPv6|DualStack|NetworkPolicy|DNS|Flaky'}
-E2E_NODES=${E2E_NODES:-1}
+E2E_NODES=${E2E_NODES:-2}
 E2E_OUT=${E2E_OUT:-build/e2e}
 E2E_TIMEOUT=${E2E_TIMEOUT:-90m}
 case $E2E_OUT in /*) ;; *) E2E_OUT=$ROOT/$E2E_OUT ;; esac
