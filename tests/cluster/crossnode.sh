@@ -46,7 +46,7 @@
 # (120 s: each wait for a pod or a Service), CROSS_UDP_BOUND (10 s: the
 # switch after the new pod is Ready), KUBE_BIN_DIR as e2e.sh.
 set -u
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
 
 CROSS_CHECKS=${CROSS_CHECKS:-etp-local health-check etp-cluster udp-move}
@@ -295,7 +295,7 @@ svc_field() { kubectl_admin -n "$NS" get service "$1" -o jsonpath="{$2}"; }
 # --- the checks ---
 
 check_etp_local() {
-        local ok=0 np cip seen on1 rc2 tries=5 i dropped=0 n2
+        local ok=0 np cip seen on1 rc2 tries=5 i t0 dropped=0 n2
         np=$(svc_field local .spec.ports[0].nodePort)
         cip=$(svc_field local .spec.clusterIP)
         # Node 1: answered, the client's address seen.
@@ -311,7 +311,8 @@ check_etp_local() {
         # it): a request to its NodePort that is not answered then proves
         # the policy, not a node that has not caught up.
         n2=-
-        for ((i = 0; i < CROSS_TIMEOUT * 2; i++)); do
+        t0=$SECONDS
+        while [ $((SECONDS - t0)) -lt "$CROSS_TIMEOUT" ]; do
                 if [[ $(node_exec 2 timeout 10 curl -sS --connect-timeout 2 -m 3 "http://$cip/hostname" 2>/dev/null) == pinned ]]; then
                         n2=ok
                         break
