@@ -292,11 +292,22 @@ EOF
 
 svc_field() { kubectl_admin -n "$NS" get service "$1" -o jsonpath="{$2}"; }
 
+# ct_count NODE_INDEX FILTER...: how many conntrack entries of the node's
+# match ("?" when conntrack did not say).
+ct_count() {
+        local i=$1 n
+        shift
+        n=$(node_exec "$i" timeout 10 conntrack -L "$@" 2>&1 >/dev/null |
+                sed -n 's/.*: \([0-9]*\) flow entries have been shown.*/\1/p')
+        echo "${n:-?}"
+}
+
 # --- the checks ---
 
 check_etp_local() {
-        local ok=0 np cip seen on1 rc2 tries=5 i t0 dropped=0 n2
+        local ok=0 np cip seen on1 rc2 tries=5 i t0 dropped=0 n2 fwd pod_ip
         np=$(svc_field local .spec.ports[0].nodePort)
+        pod_ip=$(kubectl_admin -n "$NS" get pod pinned -o jsonpath='{.status.podIP}')
         cip=$(svc_field local .spec.clusterIP)
         # Node 1: answered, the client's address seen.
         if xwait "http://${NODE_IP[1]}:$np/clientip" "$CROSS_TIMEOUT"; then
@@ -328,7 +339,12 @@ check_etp_local() {
                 [ "$rc2" = 28 ] || log "etp-local: node 2's NodePort: curl exit $rc2"
         done
         [ "$dropped" = "$tries" ] || ok=1
-        result etp-local "$ok" "NodePort $np; client $XIP; $on1; node 2 reaches the ClusterIP $cip itself: $n2; node 2's NodePort: $dropped of $tries requests dropped (timed out)"
+        # Not forwarded either (a forward without masquerade would time out
+        # too, the backend's answer going back through node 1): node 2 has
+        # no conntrack entry of the client's to the backend.
+        fwd=$(ct_count 2 -s "$XIP" --reply-src "$pod_ip")
+        [ "$fwd" = 0 ] || ok=1
+        result etp-local "$ok" "NodePort $np; client $XIP; $on1; node 2 reaches the ClusterIP $cip itself: $n2; node 2's NodePort: $dropped of $tries requests dropped (timed out), $fwd conntrack entries on node 2 from the client to the backend $pod_ip"
 }
 
 # hc_get NODE_INDEX PORT: "STATUS LOCALENDPOINTS" of GET / from the client.
@@ -447,7 +463,7 @@ check_udp_move() {
         unset "_CLIENT_PID[udp]"
         # Conntrack entries of node 1 still to the old pod (informational:
         # what kube-proxy's cleanup removes).
-        stale=$(node_exec 1 timeout 10 conntrack -L -p udp --reply-src "$old_ip" 2>/dev/null | grep -c 'dport=8081')
+        stale=$(ct_count 1 -p udp --reply-src "$old_ip" --dport 8081)
         first=$(awk '$2 == "udp-2" {print $1; exit}' "$log")
         last_old=$(awk '$2 == "udp-1" {t = $1} END {print t}' "$log")
         n_before=$(awk -v t="$t_del" '$1 ~ /^[0-9]/ && $1 < t && $2 != "-"' "$log" | wc -l)
