@@ -4,7 +4,9 @@
 # nodes, and the e2e suite does not check, in a two-node cluster of
 # tests/cluster/cluster.sh with nlproxy installed by its DaemonSet
 # (deploy.sh). One agnhost netexec backend ("pinned") runs on node 1 behind
-# two NodePort Services, and an external client (a network namespace of this
+# two Services reached at their NodePort (the Local one is of type
+# LoadBalancer, without a load balancer: only that type gets a
+# healthCheckNodePort), and an external client (a network namespace of this
 # script's own on the harness's node bridge, at an address of this run's
 # slot that no node uses) makes the requests:
 #
@@ -264,7 +266,9 @@ apiVersion: v1
 kind: Service
 metadata: {name: local, namespace: $NS}
 spec:
-  type: NodePort
+  # Only a LoadBalancer Service gets a healthCheckNodePort; no load
+  # balancer here: its NodePort is what the client reaches.
+  type: LoadBalancer
   externalTrafficPolicy: Local
   selector: {app: pinned}
   ports: [{name: http, port: 80, targetPort: 8080}]
