@@ -61,7 +61,7 @@ SAN_OBJS := $(patsubst %.c,build/asan/obj/%.o,$(LIB_SRCS))
 TESTS := $(addprefix build/tests/,$(TEST_NAMES))
 SAN_TESTS := $(addprefix build/asan/tests/,$(TEST_NAMES))
 
-.PHONY: all deps ensure-deps check unit unit-asan demo bench clean install e2e e2e-disruption
+.PHONY: all deps ensure-deps check unit unit-asan demo bench clean install e2e e2e-disruption e2e-crossnode
 .DELETE_ON_ERROR:
 
 all: build/nlproxy
@@ -135,6 +135,14 @@ e2e-disruption: ensure-deps
 	@if [ "$$(id -u)" = 0 ] && ! command -v containerd >/dev/null; then $(MAKE) deps; fi
 	$(MAKE) all
 	bash tests/cluster/disruption.sh
+
+# Cross-node checks in a two-node cluster (root; tests/cluster/crossnode.sh): externalTrafficPolicy
+# Local and Cluster NodePorts from an external client (source address, drop, healthCheckNodePort),
+# a UDP endpoint moving between nodes under a client's traffic.
+e2e-crossnode: ensure-deps
+	@if [ "$$(id -u)" = 0 ] && ! command -v containerd >/dev/null; then $(MAKE) deps; fi
+	$(MAKE) all
+	bash tests/cluster/crossnode.sh
 
 # Part 2 of the demo (root) runs Debian's redis-server in network namespaces.
 demo: ensure-deps
