@@ -68,19 +68,9 @@ UDP_MAX_SECONDS=300
 . tests/cluster/images.sh
 . tests/cluster/workload.sh
 
-log() { echo "crossnode: $*" >&2; }
-die() {
-        log "$*"
-        echo "crossnode: FAIL setup: $*"
-        echo "FAIL setup: $*" >>"$CROSS_OUT/results.txt"
-        exit 1
-}
-
-# The checks' lines of this run, as disruption.sh's (tests/cluster/results.py).
-rm -rf "$CROSS_OUT"
-mkdir -p "$CROSS_OUT" || { echo "crossnode: FAIL setup: cannot write $CROSS_OUT"; exit 1; }
-printf 'date %s\ncommit %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse HEAD 2>/dev/null)" \
-        >"$CROSS_OUT/results.txt"
+CHECKS_NAME=crossnode
+CHECKS_OUT=$CROSS_OUT
+. tests/cluster/checks.sh
 
 cluster_node_prereqs || die "$CLUSTER_MISSING"
 [ -x build/nlproxy ] || die "build/nlproxy not built (make all)"
@@ -164,57 +154,12 @@ xwait() {
 
 # --- run, teardown ---
 
-TMP=
-FAILED=0
-PASSED=0
-cleanup() {
-        local rc=$? left
-        trap - EXIT INT TERM
-        client_loops_kill
-        if [ "$FAILED" != 0 ] || [ "$rc" != 0 ] || [ -n "${E2E_KEEP_LOGS:-}" ]; then
-                if [ -n "$CLUSTER_DIR" ]; then
-                        rm -rf "$CROSS_OUT/logs"
-                        mkdir -p "$CROSS_OUT"
-                        nlproxy_logs "$CROSS_OUT/logs/nlproxy"
-                        cluster_logs "$CROSS_OUT/logs"
-                        cp "$CLUSTER_DIR"/client-*.log "$CROSS_OUT/logs/" 2>/dev/null
-                        kubectl_admin get pods,services,endpointslices -n "$NS" -o wide \
-                                >"$CROSS_OUT/logs/objects.txt" 2>&1
-                        log "logs kept in $CROSS_OUT/logs"
-                fi
-        fi
-        xclient_down
-        cluster_down
-        left=$(cluster_leftovers; xclient_leftovers)
-        if [ -n "$left" ]; then
-                log "left behind after the teardown:"
-                sed 's/^/  /' <<<"$left" >&2
-                echo "crossnode: FAIL teardown"
-                echo "FAIL teardown: left behind: $(tr '\n' ';' <<<"$left")" >>"$CROSS_OUT/results.txt"
-                rc=1
-        elif [ -n "$CLUSTER_RUN_ID" ]; then
-                log "teardown: nothing left behind (run $CLUSTER_RUN_ID)"
-        fi
-        [ -n "$TMP" ] && rm -rf --one-file-system "$TMP"
-        exit "$rc"
+checks_logs_extra() {
+        kubectl_admin get pods,services,endpointslices -n "$NS" -o wide >"$1/objects.txt" 2>&1
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# result NAME OK DETAILS: the check's line.
-result() {
-        local line
-        if [ "$2" = 0 ]; then
-                line="PASS $1: $3"
-                PASSED=$((PASSED + 1))
-        else
-                line="FAIL $1: $3"
-                FAILED=$((FAILED + 1))
-        fi
-        echo "crossnode: $line"
-        echo "$line" >>"$CROSS_OUT/results.txt"
-}
+checks_down_extra() { xclient_down; }
+checks_leftovers_extra() { xclient_leftovers; }
+checks_start
 
 # --- the workload ---
 
@@ -513,5 +458,4 @@ for c in $CROSS_CHECKS; do
         *) result "$c" 1 "no such check (etp-local health-check etp-cluster udp-move)" ;;
         esac
 done
-echo "crossnode: $PASSED passed, $FAILED failed"
-[ "$FAILED" = 0 ]
+checks_end

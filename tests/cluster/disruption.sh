@@ -50,70 +50,13 @@ NS=nlproxy-disruption
 . tests/cluster/images.sh
 . tests/cluster/workload.sh
 
-log() { echo "disruption: $*" >&2; }
-die() {
-        log "$*"
-        echo "disruption: FAIL setup: $*"
-        exit 1
-}
+CHECKS_NAME=disruption
+CHECKS_OUT=$DISRUPT_OUT
+. tests/cluster/checks.sh
 
 cluster_node_prereqs || die "$CLUSTER_MISSING"
 [ -x build/nlproxy ] || die "build/nlproxy not built (make all)"
-
-TMP=
-FAILED=0
-PASSED=0
-cleanup() {
-        local rc=$? left
-        trap - EXIT INT TERM
-        client_loops_kill
-        if [ "$FAILED" != 0 ] || [ "$rc" != 0 ] || [ -n "${E2E_KEEP_LOGS:-}" ]; then
-                if [ -n "$CLUSTER_DIR" ]; then
-                        rm -rf "$DISRUPT_OUT/logs"
-                        mkdir -p "$DISRUPT_OUT"
-                        nlproxy_logs "$DISRUPT_OUT/logs/nlproxy"
-                        cluster_logs "$DISRUPT_OUT/logs"
-                        cp "$CLUSTER_DIR"/client-*.log "$DISRUPT_OUT/logs/" 2>/dev/null
-                        log "logs kept in $DISRUPT_OUT/logs"
-                fi
-        fi
-        cluster_down
-        left=$(cluster_leftovers)
-        if [ -n "$left" ]; then
-                log "left behind after the teardown:"
-                sed 's/^/  /' <<<"$left" >&2
-                echo "disruption: FAIL teardown"
-                echo "FAIL teardown: left behind: $(tr '\n' ';' <<<"$left")" >>"$DISRUPT_OUT/results.txt"
-                rc=1
-        elif [ -n "$CLUSTER_RUN_ID" ]; then
-                log "teardown: nothing left behind (run $CLUSTER_RUN_ID)"
-        fi
-        [ -n "$TMP" ] && rm -rf --one-file-system "$TMP"
-        exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# The checks' lines of this run, for tests/cluster/results.py.
-rm -rf "$DISRUPT_OUT"
-mkdir -p "$DISRUPT_OUT" || die "cannot write $DISRUPT_OUT"
-printf 'date %s\ncommit %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(git rev-parse HEAD 2>/dev/null)" \
-        >"$DISRUPT_OUT/results.txt"
-
-# result NAME OK DETAILS: the check's line.
-result() {
-        local line
-        if [ "$2" = 0 ]; then
-                line="PASS $1: $3"
-                PASSED=$((PASSED + 1))
-        else
-                line="FAIL $1: $3"
-                FAILED=$((FAILED + 1))
-        fi
-        echo "disruption: $line"
-        echo "$line" >>"$DISRUPT_OUT/results.txt"
-}
+checks_start
 
 nlproxy_restarts() {
         kubectl_admin -n kube-system get pods -l app.kubernetes.io/name=nlproxy \
@@ -284,7 +227,6 @@ check_down() {
         result down "$ok" "$(loop_numbers); Service made while down $early; reached $conv s after nlproxy was let back"
 }
 
-mkdir -p "$DISRUPT_OUT" || die "cannot create $DISRUPT_OUT"
 t=$SECONDS
 images_build pause agnhost nlproxy || die "images_build failed"
 log "images built in $((SECONDS - t)) s; nlproxy image $IMAGE_NLPROXY"
@@ -314,5 +256,4 @@ for c in $DISRUPT_CHECKS; do
         *) result "$c" 1 "no such check (rolling-update kill-9 apiserver kubelet down)" ;;
         esac
 done
-echo "disruption: $PASSED passed, $FAILED failed"
-[ "$FAILED" = 0 ]
+checks_end
