@@ -119,15 +119,20 @@ check: ensure-deps
 	@set -e; for t in $(sort $(wildcard tests/*.sh)); do echo "== $$t"; bash $$t; done
 
 # Kubernetes' sig-network e2e specs against nlproxy deployed by its DaemonSet in a real cluster,
-# then the disruption checks below (root; tests/cluster/README.md). E2E_FOCUS, E2E_SKIP,
-# KUBE_BIN_DIR as there; NODES (or E2E_NODES) the node count; E2E_DISRUPTION=0 leaves the
-# disruption checks out.
+# then the disruption and cross-node checks below (root; tests/cluster/README.md). E2E_FOCUS,
+# E2E_SKIP, KUBE_BIN_DIR as there; NODES (or E2E_NODES) the node count; E2E_DISRUPTION=0 and
+# E2E_CROSSNODE=0 leave those checks out. MODE=ipvs: IPVS mode, its node a
+# QEMU guest (tests/vm), the Services conformance specs, no disruption or cross-node checks.
 e2e: ensure-deps
 	@if [ "$$(id -u)" = 0 ] && ! command -v containerd >/dev/null; then $(MAKE) deps; fi
 	$(MAKE) all
-	@rc=0; $(if $(NODES),E2E_NODES=$(NODES)) bash tests/cluster/e2e.sh || rc=1; \
+	@rc=0; $(if $(NODES),E2E_NODES=$(NODES)) $(if $(MODE),E2E_MODE=$(MODE)) bash tests/cluster/e2e.sh || rc=1; \
+	if [ -n "$(MODE)" ] && [ "$(MODE)" != nftables ]; then \
+		echo "e2e: disruption and cross-node checks left out (they run in nftables mode)"; exit $$rc; fi; \
 	if [ "$(E2E_DISRUPTION)" = 0 ]; then echo "e2e: disruption checks left out (E2E_DISRUPTION=0)"; \
-	else bash tests/cluster/disruption.sh || rc=1; fi; exit $$rc
+	else bash tests/cluster/disruption.sh || rc=1; fi; \
+	if [ "$(E2E_CROSSNODE)" = 0 ]; then echo "e2e: cross-node checks left out (E2E_CROSSNODE=0)"; \
+	else bash tests/cluster/crossnode.sh || rc=1; fi; exit $$rc
 
 # Disruption checks in a real cluster (root; tests/cluster/disruption.sh): a rolling update,
 # kill -9 of nlproxy, API server and kubelet restarts, a Service made while nlproxy is away.

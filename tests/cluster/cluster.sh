@@ -79,6 +79,17 @@
 # its teardown (SIGKILL) leaves its state file in the registry; the next run
 # that finds its owner gone cleans it up (_cluster_reap).
 #
+# A node in a VM (CLUSTER_VM_NODES, for IPVS, which this machine's kernel
+# lacks): the node is the QEMU guest of tests/vm/run, booted with Debian's
+# kernel, with a virtio card on a tap device ${RUN_ID}t$i on the bridge
+# (same address plan), the cluster's folder shared read-write at its own
+# path, and tests/cluster/vmnode.sh as its command: it configures eth0,
+# starts containerd and the kubelet with the configurations made here,
+# imports CLUSTER_VM_IMAGES and dumps the node's IPVS table and ruleset into
+# the node's log folder. Everything the node writes lives in the guest's
+# memory. Stopped by stopping the VM (tests/vm/run's PID, then QEMU's, both
+# recorded); node_exec and node_ctr do not reach into it.
+#
 # Variables (after cluster_up): CLUSTER_RUN_ID, CLUSTER_SLOT, CLUSTER_NODES,
 # HOST_IP, NODE_NAME[i], NODE_IP[i], NODE_NETNS[i], NODE_DIR[i],
 # NODE_POD_CIDR[i], CONTAINERD_PID[i], CONTAINERD_SOCK[i], KUBELET_PID[i],
@@ -91,7 +102,9 @@
 # containerd address once containerd runs, before the kubelet starts: import
 # images there), CLUSTER_NODE_TIMEOUT (180 s: a node Ready), CLUSTER_NICE (10),
 # CLUSTER_CM_EXTRA_ARGS (an array: more kube-controller-manager arguments,
-# e.g. a higher --kube-api-qps for a benchmark).
+# e.g. a higher --kube-api-qps for a benchmark), CLUSTER_VM_NODES (the indexes
+# of the nodes run in a VM, e.g. "1"), CLUSTER_VM_IMAGES (the image archives a
+# VM node imports), CLUSTER_VM_MEM (MiB, 4096), CLUSTER_VM_SMP (2).
 # shellcheck source=tests/cluster/apiserver.sh
 . "$(dirname "${BASH_SOURCE[0]}")/apiserver.sh"
 
@@ -101,6 +114,11 @@ CLUSTER_PAUSE_IMAGE=${CLUSTER_PAUSE_IMAGE:-registry.k8s.io/pause:3.9}
 CLUSTER_IMAGES_HOOK=${CLUSTER_IMAGES_HOOK:-}
 CLUSTER_NODE_TIMEOUT=${CLUSTER_NODE_TIMEOUT:-180}
 CLUSTER_NICE=${CLUSTER_NICE:-10}
+CLUSTER_VM_NODES=${CLUSTER_VM_NODES:-}
+CLUSTER_VM_IMAGES=${CLUSTER_VM_IMAGES:-}
+CLUSTER_VM_MEM=${CLUSTER_VM_MEM:-4096}
+CLUSTER_VM_SMP=${CLUSTER_VM_SMP:-2}
+CLUSTER_VM_TIMEOUT=${CLUSTER_VM_TIMEOUT:-900}
 [ -n "${CLUSTER_CM_EXTRA_ARGS+x}" ] || CLUSTER_CM_EXTRA_ARGS=()
 CLUSTER_RUN_ID=
 CLUSTER_SLOT=
@@ -112,7 +130,7 @@ CM_PID=
 SCHED_PID=
 DNS_PID=
 declare -a NODE_NAME NODE_IP NODE_NETNS NODE_DIR NODE_POD_CIDR CONTAINERD_PID CONTAINERD_SOCK KUBELET_PID
-declare -a _NODE_MNTNS
+declare -a _NODE_MNTNS NODE_VM VM_PID QEMU_PID
 _CLUSTER_BRIDGE=
 _CLUSTER_UP=
 _CLUSTER_SYSCTLS="vm.overcommit_memory vm.panic_on_oom kernel.panic kernel.panic_on_oops kernel.keys.root_maxkeys
@@ -480,11 +498,12 @@ _node_routes() {
         local i=$1 j
         ip route replace "${NODE_POD_CIDR[$i]}" via "${NODE_IP[$i]}" dev "$_CLUSTER_BRIDGE" || return 1
         for ((j = 1; j <= CLUSTER_NODES; j++)); do
-                [ "$j" = "$i" ] || [ -z "${CONTAINERD_PID[$j]:-}" ] ||
+                [ "$j" = "$i" ] || [ -z "${CONTAINERD_PID[$j]:-}" ] || [ -n "${NODE_VM[$j]:-}" ] ||
                         ip -n "${NODE_NETNS[$j]}" route replace "${NODE_POD_CIDR[$i]}" via "${NODE_IP[$i]}" || return 1
         done
+        [ -n "${NODE_VM[$i]:-}" ] && return 0
         for ((j = 1; j < i; j++)); do
-                [ -n "${NODE_POD_CIDR[$j]:-}" ] &&
+                [ -n "${NODE_POD_CIDR[$j]:-}" ] && [ -z "${NODE_VM[$j]:-}" ] &&
                         { ip -n "${NODE_NETNS[$i]}" route replace "${NODE_POD_CIDR[$j]}" via "${NODE_IP[$j]}" || return 1; }
         done
         return 0
@@ -493,17 +512,27 @@ _node_routes() {
 # --- containerd ---
 
 _containerd_config() {
-        local i=$1 d=${NODE_DIR[$1]}
-        mkdir -p "$d/containerd/root" "$d/containerd/state" "$d/containerd/opt" "$d/cni" "$d/log" || return 1
+        local i=$1 d=${NODE_DIR[$1]} root state opt sock cni
+        mkdir -p "$d/cni" "$d/log" || return 1
+        if [ -n "${NODE_VM[$i]:-}" ]; then
+                # The guest's own tmpfs (overlayfs cannot sit on 9p), and a
+                # CNI folder of its own (vmnode.sh).
+                root=/var/lib/containerd state=/run/containerd opt=/var/lib/containerd-opt
+                sock=/run/containerd/containerd.sock cni=/run/vmnode/cni
+        else
+                root=$d/containerd/root state=$d/containerd/state opt=$d/containerd/opt
+                sock=${CONTAINERD_SOCK[$i]} cni=$d/cni
+                mkdir -p "$root" "$state" "$opt" || return 1
+        fi
         cat >"$d/containerd.toml" <<EOF
 version = 2
-root = "$d/containerd/root"
-state = "$d/containerd/state"
+root = "$root"
+state = "$state"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper", "io.containerd.snapshotter.v1.aufs", "io.containerd.internal.v1.tracing", "io.containerd.tracing.processor.v1.otlp"]
 [grpc]
-  address = "${CONTAINERD_SOCK[$i]}"
+  address = "$sock"
 [plugins."io.containerd.internal.v1.opt"]
-  path = "$d/containerd/opt"
+  path = "$opt"
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "$CLUSTER_PAUSE_IMAGE"
   # runc cannot lower a sandbox's oom_score_adj without CAP_SYS_RESOURCE,
@@ -520,7 +549,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
         SystemdCgroup = false
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = "/usr/lib/cni"
-    conf_dir = "$d/cni"
+    conf_dir = "$cni"
     max_conf_num = 1
 EOF
 }
@@ -702,6 +731,12 @@ node_add() {
         NODE_DIR[$i]=$CLUSTER_DIR/n$i
         CONTAINERD_SOCK[$i]=${NODE_DIR[$i]}/containerd.sock
         [ "$i" -le 13 ] || { _cluster_log "at most 13 nodes"; return 1; }
+        case " $CLUSTER_VM_NODES " in *" $i "*)
+                NODE_VM[$i]=1
+                _vm_node_add "$i"
+                return
+                ;;
+        esac
         _node_network "$i" || { _cluster_log "node $i: network"; return 1; }
         # The kubelet's cgroup root in every v1 hierarchy; cpuset's needs
         # cpus and mems before anything can join it.
@@ -722,15 +757,66 @@ node_add() {
                 _node_cni "$i" && break
                 sleep 0.5
         done
+        _node_ready "$i"
+}
+
+# _node_ready I: node I's pod CIDR routed, the node Ready.
+_node_ready() {
+        local i=$1
         [ -n "${NODE_POD_CIDR[$i]:-}" ] || { _cluster_log "node $i: no podCIDR"; return 1; }
         _node_routes "$i" || { _cluster_log "node $i: routes"; return 1; }
         kubectl_admin wait --for=condition=Ready "node/${NODE_NAME[$i]}" --timeout "${CLUSTER_NODE_TIMEOUT}s" >/dev/null ||
                 { _cluster_log "node $i: not Ready: $(grep -E '^E' "${NODE_DIR[$i]}"/log/kubelet.*.log | tail -3)"; return 1; }
 }
 
+# _vm_node_add I: node I as a QEMU guest (see the top of this file).
+_vm_node_add() {
+        local i=$1 d=${NODE_DIR[$1]} tap=${CLUSTER_RUN_ID}t$1 log t
+        CONTAINERD_SOCK[$i]=
+        _cluster_state link "$tap"
+        ip tuntap add dev "$tap" mode tap &&
+                ip link set "$tap" master "$_CLUSTER_BRIDGE" up || { _cluster_log "node $i: tap $tap"; return 1; }
+        _containerd_config "$i" && _kubelet_config "$i" || { _cluster_log "node $i: configuration"; return 1; }
+        {
+                printf 'NODE_NAME=%q\nNODE_IP=%q\nHOST_IP=%q\n' "${NODE_NAME[$i]}" "${NODE_IP[$i]}" "$HOST_IP"
+                printf 'KUBELET=%q\nPAUSE_IMAGE=%q\nIMAGES=%q\n' "$K8S_KUBELET" "$CLUSTER_PAUSE_IMAGE" "$CLUSTER_VM_IMAGES"
+        } >"$d/vmnode.env"
+        _CLUSTER_N=$((_CLUSTER_N + 1))
+        log=$d/log/vm.$_CLUSTER_N.log
+        # Emulated (TCG), so slow: the VM outlives any run (the harness stops
+        # it), and the node gets longer to be Ready.
+        _cluster_spawn "$log" "VM_PID[$i]" bash "$_CLUSTER_ROOT/tests/vm/run" --timeout 86400 \
+                -m "$CLUSTER_VM_MEM" --smp "$CLUSTER_VM_SMP" --tap "$tap" --share "$CLUSTER_DIR" \
+                bash tests/cluster/vmnode.sh "$d" || return 1
+        for ((t = 0; t < 100; t++)); do
+                QEMU_PID[$i]=$(cat "/proc/${VM_PID[$i]}/task/${VM_PID[$i]}/children" 2>/dev/null | tr ' ' '\n' |
+                        while read -r p; do [ -n "$p" ] && [ "$(readlink "/proc/$p/exe")" = "$(readlink -f "$(command -v qemu-system-x86_64)")" ] && echo "$p"; done)
+                [ -n "${QEMU_PID[$i]}" ] && break
+                kill -0 "${VM_PID[$i]}" 2>/dev/null || break
+                sleep 0.2
+        done
+        [ -n "${QEMU_PID[$i]}" ] || { _cluster_log "node $i: no VM: $(tail -5 "$log")"; return 1; }
+        _cluster_state pid "${QEMU_PID[$i]} $(readlink -f "$(command -v qemu-system-x86_64)")"
+        for ((t = 0; t < CLUSTER_VM_TIMEOUT * 2; t++)); do
+                kill -0 "${VM_PID[$i]}" 2>/dev/null || { _cluster_log "node $i: the VM stopped: $(tail -5 "$log")"; return 1; }
+                _node_cni "$i" && break
+                sleep 0.5
+        done
+        _node_ready "$i" || { _cluster_log "node $i: $(tail -5 "$log")"; return 1; }
+        _cluster_log "node $i (VM) Ready after $((t / 2)) s: $(grep -c . "$log") lines in $log"
+}
+
 # _node_remove I: node I's processes, cgroups and network gone.
 _node_remove() {
         local i=$1
+        if [ -n "${NODE_VM[$i]:-}" ]; then
+                _cluster_stop "${VM_PID[$i]:-}" "$(command -v bash)" 15
+                _cluster_stop "${QEMU_PID[$i]:-}" "$(command -v qemu-system-x86_64)" 5
+                VM_PID[$i]= QEMU_PID[$i]=
+                ip link del "${CLUSTER_RUN_ID}t$i" 2>/dev/null
+                [ -n "${NODE_POD_CIDR[$i]:-}" ] && ip route del "${NODE_POD_CIDR[$i]}" 2>/dev/null
+                return 0
+        fi
         kubelet_stop "$i"
         _containerd_drain "$i"
         containerd_stop "$i"
@@ -856,7 +942,7 @@ cluster_logs() {
         cp -r "$CLUSTER_DIR/logs" "$1/control-plane" 2>/dev/null
         for ((i = 1; i <= CLUSTER_NODES; i++)); do
                 mkdir -p "$1/${NODE_NAME[$i]}"
-                cp "${NODE_DIR[$i]}"/log/*.log "$1/${NODE_NAME[$i]}/" 2>/dev/null
+                cp "${NODE_DIR[$i]}"/log/*.log "${NODE_DIR[$i]}"/log/*.txt "$1/${NODE_NAME[$i]}/" 2>/dev/null
                 cp -rL "${NODE_DIR[$i]}/log/pods" "$1/${NODE_NAME[$i]}/pods" 2>/dev/null
         done
         return 0

@@ -9,8 +9,16 @@
 # Ready through the readiness probe, runs `e2e.test --provider=local`, and
 # tears everything down. Root only.
 #
+# E2E_MODE=ipvs (make e2e MODE=ipvs): nlproxy in IPVS mode, which this
+# machine's kernel lacks. The one node is then the QEMU guest of tests/vm/run
+# (Debian's kernel, emulated: cluster.sh's CLUSTER_VM_NODES), the control
+# plane stays on the host, the ConfigMap says `mode: ipvs`, and the default
+# focus is the Services conformance specs. Before the suite runs, the node's
+# IPVS table must hold the `kubernetes` Service: proof that the mode is real.
+#
 # Knobs (environment): E2E_FOCUS, E2E_SKIP (ginkgo regexps; defaults below),
-# E2E_NODES (2), E2E_OUT (build/e2e), E2E_TIMEOUT (ginkgo's, 90m),
+# E2E_MODE (nftables), E2E_NODES (2; 1 with ipvs), E2E_OUT (build/e2e;
+# build/e2e-ipvs with ipvs), E2E_TIMEOUT (ginkgo's, 90m),
 # KUBE_BIN_DIR (the Kubernetes binaries: ../shared/kubernetes),
 # E2E_KEEP_LOGS=1 (keep the logs of a run that passed too).
 #
@@ -25,10 +33,31 @@ set -u
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
-E2E_FOCUS=${E2E_FOCUS:-'\[sig-network\] (Services|Conntrack|KubeProxy|Networking|HostPort)'}
+E2E_MODE=${E2E_MODE:-nftables}
 E2E_SKIP=${E2E_SKIP:-'Serial|Disruptive|Feature|Slow|LoadBalancer|IPv6|DualStack|NetworkPolicy|DNS|Flaky'}
-E2E_NODES=${E2E_NODES:-2}
-E2E_OUT=${E2E_OUT:-build/e2e}
+case $E2E_MODE in
+nftables)
+        E2E_FOCUS=${E2E_FOCUS:-'\[sig-network\] (Services|Conntrack|KubeProxy|Networking|HostPort)'}
+        E2E_NODES=${E2E_NODES:-2}
+        E2E_OUT=${E2E_OUT:-build/e2e}
+        ;;
+ipvs)
+        E2E_FOCUS=${E2E_FOCUS:-'\[sig-network\] Services.*\[Conformance\]'}
+        E2E_NODES=${E2E_NODES:-1}
+        E2E_OUT=${E2E_OUT:-build/e2e-ipvs}
+        # Every node in a VM; what the Services specs start, and nlproxy.
+        CLUSTER_VM_NODES=$(seq -s ' ' 1 "$E2E_NODES")
+        IMAGES_WANT=${IMAGES_WANT:-pause agnhost busybox nlproxy}
+        # Emulated: a pod starts in tens of seconds, not in one.
+        NLPROXY_READY_TIMEOUT=${NLPROXY_READY_TIMEOUT:-900}
+        NLPROXY_MODE=ipvs
+        ;;
+*)
+        echo "e2e: E2E_MODE must be nftables or ipvs, not $E2E_MODE" >&2
+        echo "e2e: 0 passed, 1 failed"
+        exit 1
+        ;;
+esac
 E2E_TIMEOUT=${E2E_TIMEOUT:-90m}
 case $E2E_OUT in /*) ;; *) E2E_OUT=$ROOT/$E2E_OUT ;; esac
 
@@ -106,6 +135,10 @@ log "images built in ${TIMES[images]} s; nlproxy image $IMAGE_NLPROXY"
 
 _import() { images_import "$2"; }
 CLUSTER_IMAGES_HOOK=_import
+CLUSTER_VM_IMAGES=
+for s in "${IMAGES_BUILT[@]}"; do
+        CLUSTER_VM_IMAGES+="${CLUSTER_VM_IMAGES:+ }${IMAGES_ARCHIVE[$s]}"
+done
 TMP=$(mktemp -d /tmp/nlproxy-e2e.XXXXXX)
 t=$SECONDS
 cluster_up "$TMP" "$E2E_NODES" || die "the cluster did not come up"
@@ -114,6 +147,17 @@ TIMES[cluster]=$((SECONDS - t))
 t=$SECONDS
 nlproxy_deploy "$IMAGE_NLPROXY" || die "nlproxy did not become Ready"
 TIMES[deploy]=$((SECONDS - t))
+if [ "$E2E_MODE" = ipvs ]; then
+        # The guest dumps its IPVS table every few seconds (vmnode.sh).
+        kip=$(kubectl_admin get service kubernetes -o jsonpath='{.spec.clusterIP}')
+        for ((i = 0; i < 120; i++)); do
+                grep -q "TCP  $kip:443" "${NODE_DIR[1]}/log/ipvs.txt" 2>/dev/null && break
+                sleep 1
+        done
+        grep -q "TCP  $kip:443" "${NODE_DIR[1]}/log/ipvs.txt" 2>/dev/null ||
+                die "IPVS mode: no virtual server $kip:443 in the node's IPVS table: $(head -c 600 "${NODE_DIR[1]}/log/ipvs.txt" 2>&1)"
+        log "IPVS mode: the node's IPVS table holds $(grep -c '^TCP\|^UDP\|^SCTP' "${NODE_DIR[1]}/log/ipvs.txt") virtual servers"
+fi
 
 log "running e2e.test: focus '$E2E_FOCUS', skip '$E2E_SKIP'"
 t=$SECONDS
@@ -142,6 +186,8 @@ python3 tests/cluster/summary.py --report "$E2E_OUT/report.json" --out "$E2E_OUT
         --kubernetes "$("$K8S_KUBECTL" version --client -o json 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])' 2>/dev/null)" \
         --overlay "$NLPROXY_OVERLAY/kustomization.yaml" \
         --times "$(for k in "${!TIMES[@]}"; do printf '%s=%s,' "$k" "${TIMES[$k]}"; done)" \
+        --mode "$(kubectl_admin -n kube-system get configmap nlproxy -o jsonpath='{.data.config\.conf}' 2>/dev/null |
+                sed -n 's/^mode:[[:space:]]*//p')" \
         --daemonset - <<<"$nlproxy_info"
 SUMMARY_RC=$?
 log "times (s): $(for k in images cluster deploy e2e total; do printf '%s %s  ' "$k" "${TIMES[$k]}"; done)"

@@ -7,11 +7,13 @@ the reason of each skip and failure, and why it is not nlproxy's when it is
 not.
 
     python3 tests/cluster/results.py [--disruption build/e2e-disruption/results.txt] \
+        [--crossnode build/e2e-crossnode/results.txt] \
         build/e2e/summary.json [OTHER/summary.json...] >tests/cluster/RESULTS.md
 
 The first summary is the run of record (`make e2e`'s defaults); each other
-one (another node count, say) adds a column with its result of each spec.
---disruption adds the lines of tests/cluster/disruption.sh's run.
+one (another node count or mode, say) adds a column with its result of each
+spec. --disruption and --crossnode add the lines of the runs of
+tests/cluster/disruption.sh and tests/cluster/crossnode.sh.
 
 NOTES maps a pattern of a skip's or failure's message (or of a spec's
 name) to what it means for nlproxy; a message nothing matches is shown as
@@ -54,7 +56,38 @@ def cell(s):
 
 
 def nodes(s):
-    return "%s node%s" % (s.get("nodes"), "" if s.get("nodes") == 1 else "s")
+    n = "%s node%s" % (s.get("nodes"), "" if s.get("nodes") == 1 else "s")
+    if s.get("mode", "nftables") != "nftables":
+        n += ", %s" % s["mode"]
+    return n
+
+
+CHECKS = {
+    "--disruption": ("Disruption checks (`tests/cluster/disruption.sh`)",
+                     "A client pod connects to a ClusterIP Service in a bounded loop during each disruption; "
+                     "`tried` and `failed` count its requests."),
+    "--crossnode": ("Cross-node checks (`tests/cluster/crossnode.sh`)",
+                    "A two-node cluster and a client outside it, in a network namespace of its own on the "
+                    "node bridge."),
+}
+
+
+def checks_section(w, title, what, lines):
+    meta = dict(l.split(" ", 1) for l in lines if l.startswith(("date ", "commit ")))
+    checks = [l for l in lines if l.startswith(("PASS ", "FAIL "))]
+    w("## %s" % title)
+    w("")
+    w("%s, commit `%s`: %d passed, %d failed. %s" % (
+        meta.get("date", ""), meta.get("commit", ""), sum(l.startswith("PASS") for l in checks),
+        sum(l.startswith("FAIL") for l in checks), what))
+    w("")
+    w("| check | result | details |")
+    w("|---|---|---|")
+    for l in checks:
+        res, rest = l.split(" ", 1)
+        name, _, det = rest.partition(": ")
+        w("| %s | %s | %s |" % (cell(name), "passed" if res == "PASS" else "FAILED", cell(det)))
+    w("")
 
 
 def states(s):
@@ -66,12 +99,13 @@ def states(s):
 
 def main():
     args = sys.argv[1:]
-    disruption = None
-    if len(args) >= 2 and args[0] == "--disruption":
-        disruption = open(args[1]).read().splitlines()
+    checks = {}
+    while len(args) >= 2 and args[0] in CHECKS:
+        checks[args[0]] = open(args[1]).read().splitlines()
         args = args[2:]
-    if not args:
-        sys.exit("usage: results.py [--disruption results.txt] build/e2e/summary.json [OTHER/summary.json...]")
+    if not args or args[0].startswith("--"):
+        sys.exit("usage: results.py [--disruption results.txt] [--crossnode results.txt] "
+                 "build/e2e/summary.json [OTHER/summary.json...]")
     s = json.load(open(args[0]))
     others = [json.load(open(f)) for f in args[1:]]
     out = []
@@ -125,29 +159,19 @@ def main():
     for o in others:
         w("## The run with %s" % nodes(o))
         w("")
+        if o.get("mode") == "ipvs":
+            w("IPVS mode (`make e2e MODE=ipvs`): the node is the QEMU guest of `tests/vm` (Debian's kernel,")
+            w("emulated by TCG), the control plane on the host; focus `%s`." % cell(o.get("focus")))
+            w("")
         w("%s, commit `%s`: %d passed, %d failed, %d skipped; seconds: %s." % (
             o.get("date", ""), o.get("commit", ""), o["passed_count"], o["failed_count"], o["skipped_count"],
             ", ".join("%s %s" % (k, o.get("seconds", {})[k]) for k, _ in PHASES if k in o.get("seconds", {}))))
         for x in o["failed"] + o["skipped"]:
             w("- %s: %s" % (x["name"], note(x["name"], x.get("reason", ""))))
         w("")
-    if disruption is not None:
-        meta = dict(l.split(" ", 1) for l in disruption if l.startswith(("date ", "commit ")))
-        checks = [l for l in disruption if l.startswith(("PASS ", "FAIL "))]
-        w("## Disruption checks (`tests/cluster/disruption.sh`)")
-        w("")
-        w("%s, commit `%s`: %d passed, %d failed. A client pod connects to a ClusterIP Service in a bounded"
-          % (meta.get("date", ""), meta.get("commit", ""), sum(l.startswith("PASS") for l in checks),
-             sum(l.startswith("FAIL") for l in checks)))
-        w("loop during each disruption; `tried` and `failed` count its requests.")
-        w("")
-        w("| check | result | details |")
-        w("|---|---|---|")
-        for l in checks:
-            res, rest = l.split(" ", 1)
-            name, _, det = rest.partition(": ")
-            w("| %s | %s | %s |" % (cell(name), "passed" if res == "PASS" else "FAILED", cell(det)))
-        w("")
+    for opt, (title, what) in CHECKS.items():
+        if opt in checks:
+            checks_section(w, title, what, checks[opt])
     print("\n".join(out))
 
 

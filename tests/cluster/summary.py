@@ -39,6 +39,7 @@ def main():
     p.add_argument("--overlay", default="")
     p.add_argument("--times", default="")
     p.add_argument("--daemonset", default="")
+    p.add_argument("--mode", default="", help="the mode of the deployed ConfigMap")
     a = p.parse_args()
 
     summary = {
@@ -82,6 +83,8 @@ def main():
                 summary["mode"] = mode.group(1)
         except (ValueError, KeyError, IndexError, OSError):
             pass
+    if a.mode:
+        summary["mode"] = a.mode
 
     focus, skip = re.compile(a.focus), re.compile(a.skip)
     try:
