@@ -812,7 +812,7 @@ _node_remove() {
         if [ -n "${NODE_VM[$i]:-}" ]; then
                 _cluster_stop "${VM_PID[$i]:-}" "$(command -v bash)" 15
                 _cluster_stop "${QEMU_PID[$i]:-}" "$(command -v qemu-system-x86_64)" 5
-                VM_PID[$i]= QEMU_PID[$i]=
+                VM_PID[$i]='' QEMU_PID[$i]=''
                 ip link del "${CLUSTER_RUN_ID}t$i" 2>/dev/null
                 [ -n "${NODE_POD_CIDR[$i]:-}" ] && ip route del "${NODE_POD_CIDR[$i]}" 2>/dev/null
                 return 0
