@@ -88,7 +88,9 @@
 # imports CLUSTER_VM_IMAGES and dumps the node's IPVS table and ruleset into
 # the node's log folder. Everything the node writes lives in the guest's
 # memory. Stopped by stopping the VM (tests/vm/run's PID, then QEMU's, both
-# recorded); node_exec and node_ctr do not reach into it.
+# recorded); node_exec and node_ctr do not reach into it. The guest routes
+# everything via the host, which does not forward: a cluster is all VM nodes
+# or none (make e2e MODE=ipvs runs one).
 #
 # Variables (after cluster_up): CLUSTER_RUN_ID, CLUSTER_SLOT, CLUSTER_NODES,
 # HOST_IP, NODE_NAME[i], NODE_IP[i], NODE_NETNS[i], NODE_DIR[i],
