@@ -20,16 +20,29 @@
 #     no packaging can know it, and the `kubernetes` Service cannot stand in
 #     for it (its ClusterIP is what nlproxy provides);
 #   - the mode (`mode:` of the ConfigMap's config.conf), NLPROXY_MODE, only
-#     when a test asks for another one than the packaged nftables.
+#     when a test asks for another one than the packaged nftables;
+#   - `conntrack.tcpBeLiberal: true` (NLPROXY_TCP_BE_LIBERAL=false leaves it
+#     out), as Kubernetes' own CI configures kube-proxy's nftables mode
+#     (kubernetes/test-infra#31591): like that mode (kubernetes#122663),
+#     nlproxy does not drop packets conntrack calls INVALID, and the suite's
+#     "Conntrack should drop INVALID conntrack entries" spec needs one of the
+#     two. Its boom-server pairs an ACK with the last SYN seen from the
+#     client's address, not port: when a closing connection's last ACK lands
+#     between a new connection's SYN and ACK, the out-of-window packet goes
+#     to the old connection with the new one's numbers, conntrack calls it
+#     INVALID, it reaches the client un-NATed and the client answers RST
+#     (seen once, in a loaded CI run; nlproxy had not synced for a minute).
 # The clusterCIDR stays the packaged 10.244.0.0/16: cluster.sh allocates its
 # pod CIDRs inside it. Authentication is the pod's service account token,
 # authorization the packaged ClusterRole.
 #
 # Variables: NLPROXY_OVERLAY (the overlay's folder), NLPROXY_READY_TIMEOUT
-# (180 s: the DaemonSet Ready on every node), NLPROXY_MODE (nftables or ipvs).
+# (180 s: the DaemonSet Ready on every node), NLPROXY_MODE (nftables or ipvs),
+# NLPROXY_TCP_BE_LIBERAL (true).
 
 NLPROXY_READY_TIMEOUT=${NLPROXY_READY_TIMEOUT:-180}
 NLPROXY_MODE=${NLPROXY_MODE:-nftables}
+NLPROXY_TCP_BE_LIBERAL=${NLPROXY_TCP_BE_LIBERAL:-true}
 NLPROXY_OVERLAY=
 
 # nlproxy_overlay IMAGE: the overlay, in $CLUSTER_DIR/overlay.
@@ -39,10 +52,10 @@ nlproxy_overlay() {
         # The patches are computed from the packaged files: the index of the
         # argument in the DaemonSet, the kubeconfig with only `server:` changed.
         python3 - "$_CLUSTER_ROOT/packaging/kubernetes" "$1" "$APISERVER_SERVICE_CIDR" "$APISERVER_URL" \
-                "$NLPROXY_OVERLAY" "$NLPROXY_MODE" \
+                "$NLPROXY_OVERLAY" "$NLPROXY_MODE" "$NLPROXY_TCP_BE_LIBERAL" \
                 >"$NLPROXY_OVERLAY/kustomization.yaml" <<'EOF' || return 1
 import json, os, re, sys, yaml
-pkg, image, cidr, server, here, mode = sys.argv[1:]
+pkg, image, cidr, server, here, mode, liberal = sys.argv[1:]
 ds = yaml.safe_load(open(pkg + "/daemonset.yaml"))
 args = ds["spec"]["template"]["spec"]["containers"][0]["args"]
 idx = [i for i, a in enumerate(args) if a.startswith("--service-cluster-ip-range=")]
@@ -56,6 +69,10 @@ if n != 1:
 conf, n = re.subn(r"(?m)^mode:\s*\S+\s*$", "mode: " + mode, cm["data"]["config.conf"])
 if n != 1:
     sys.exit("configmap.yaml: no single mode: line in config.conf")
+if liberal == "true":
+    conf, n = re.subn(r"(?m)^conntrack:\n(\s+)", lambda m: m.group(0) + "tcpBeLiberal: true\n" + m.group(1), conf)
+    if n != 1:
+        sys.exit("configmap.yaml: no single conntrack: block in config.conf")
 name, _, tag = image.rpartition(":")
 if not name or "/" in tag:
     name, tag = image, "latest"
