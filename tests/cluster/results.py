@@ -159,6 +159,9 @@ def main():
     for o in others:
         w("## The run with %s" % nodes(o))
         w("")
+        if o.get("note"):
+            w("%s." % o["note"])
+            w("")
         if o.get("mode") == "ipvs":
             w("IPVS mode (`make e2e MODE=ipvs`): the node is the QEMU guest of `tests/vm` (Debian's kernel,")
             w("emulated by TCG), the control plane on the host; focus `%s`." % cell(o.get("focus")))

@@ -85,6 +85,13 @@ def main():
             pass
     if a.mode:
         summary["mode"] = a.mode
+    # What the overlay changed beyond the cluster's own values (deploy.sh).
+    extra = [x for x, pat in (("mode: ipvs", r"mode:\s+ipvs"),
+                              ("conntrack.tcpBeLiberal: true", r"tcpBeLiberal:\s+true"))
+             if re.search(pat, summary["nlproxy"].get("overlay", ""))]
+    if extra:
+        summary["nlproxy"]["installed"] = summary["nlproxy"]["installed"].replace(
+            "API server)", "API server; " + ", ".join(extra) + ")")
 
     focus, skip = re.compile(a.focus), re.compile(a.skip)
     try:
