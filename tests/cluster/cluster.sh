@@ -121,6 +121,8 @@ CLUSTER_VM_IMAGES=${CLUSTER_VM_IMAGES:-}
 CLUSTER_VM_MEM=${CLUSTER_VM_MEM:-4096}
 CLUSTER_VM_SMP=${CLUSTER_VM_SMP:-2}
 CLUSTER_VM_TIMEOUT=${CLUSTER_VM_TIMEOUT:-900}
+# A VM node's containerd socket, in the guest's own /run.
+_VM_CONTAINERD_SOCK=/run/containerd/containerd.sock
 [ -n "${CLUSTER_CM_EXTRA_ARGS+x}" ] || CLUSTER_CM_EXTRA_ARGS=()
 CLUSTER_RUN_ID=
 CLUSTER_SLOT=
@@ -520,7 +522,7 @@ _containerd_config() {
                 # The guest's own tmpfs (overlayfs cannot sit on 9p), and a
                 # CNI folder of its own (vmnode.sh).
                 root=/var/lib/containerd state=/run/containerd opt=/var/lib/containerd-opt
-                sock=/run/containerd/containerd.sock cni=/run/vmnode/cni
+                sock=$_VM_CONTAINERD_SOCK cni=/run/vmnode/cni
         else
                 root=$d/containerd/root state=$d/containerd/state opt=$d/containerd/opt
                 sock=${CONTAINERD_SOCK[$i]} cni=$d/cni
@@ -666,16 +668,23 @@ EOF
 }
 
 # kubelet_start I: node I's kubelet in its containerd's namespaces.
+# _kubelet_args I SOCKET ROOTDIR: node I's kubelet command line in
+# _KUBELET_ARGS, for kubelet_start and for a VM node's vmnode.sh alike.
+_kubelet_args() {
+        local i=$1 d=${NODE_DIR[$1]}
+        _KUBELET_ARGS=("$K8S_KUBELET" --config "$d/kubelet.yaml" --kubeconfig "$d/kubelet.kubeconfig"
+                --container-runtime-endpoint "unix://$2" --root-dir "$3" --cert-dir "$d/kubelet-pki"
+                --hostname-override "${NODE_NAME[$i]}" --node-ip "${NODE_IP[$i]}"
+                --pod-infra-container-image "$CLUSTER_PAUSE_IMAGE" --v 2)
+}
+
 kubelet_start() {
         local i=$1 d=${NODE_DIR[$1]} log
         _CLUSTER_N=$((_CLUSTER_N + 1))
         log=$d/log/kubelet.$_CLUSTER_N.log
+        _kubelet_args "$i" "${CONTAINERD_SOCK[$i]}" "$d/kubelet"
         _cluster_spawn "$log" "KUBELET_PID[$i]" nsenter --target "${CONTAINERD_PID[$i]}" --mount --uts --net -- \
-                "$K8S_KUBELET" --config "$d/kubelet.yaml" --kubeconfig "$d/kubelet.kubeconfig" \
-                --container-runtime-endpoint "unix://${CONTAINERD_SOCK[$i]}" \
-                --root-dir "$d/kubelet" --cert-dir "$d/kubelet-pki" \
-                --hostname-override "${NODE_NAME[$i]}" --node-ip "${NODE_IP[$i]}" \
-                --pod-infra-container-image "$CLUSTER_PAUSE_IMAGE" --v 2 || return 1
+                "${_KUBELET_ARGS[@]}" || return 1
         sed -i "s|^pid ${KUBELET_PID[$i]} .*|pid ${KUBELET_PID[$i]} $(readlink -f "$K8S_KUBELET")|" \
                 "$CLUSTER_REGISTRY/slot.$CLUSTER_SLOT/state"
         _cluster_spawn_wait "${KUBELET_PID[$i]}" 60 "$log" node_exec "$i" curl -sf -m 2 http://127.0.0.1:10248/healthz
@@ -773,15 +782,18 @@ _node_ready() {
 
 # _vm_node_add I: node I as a QEMU guest (see the top of this file).
 _vm_node_add() {
-        local i=$1 d=${NODE_DIR[$1]} tap=${CLUSTER_RUN_ID}t$1 log t
+        local i=$1 d=${NODE_DIR[$1]} tap=${CLUSTER_RUN_ID}t$1 log t qemu
         CONTAINERD_SOCK[$i]=
         _cluster_state link "$tap"
         ip tuntap add dev "$tap" mode tap &&
                 ip link set "$tap" master "$_CLUSTER_BRIDGE" up || { _cluster_log "node $i: tap $tap"; return 1; }
         _containerd_config "$i" && _kubelet_config "$i" || { _cluster_log "node $i: configuration"; return 1; }
+        # The guest's containerd socket and the kubelet's root on its tmpfs.
+        _kubelet_args "$i" "$_VM_CONTAINERD_SOCK" /var/lib/kubelet
         {
-                printf 'NODE_NAME=%q\nNODE_IP=%q\nHOST_IP=%q\n' "${NODE_NAME[$i]}" "${NODE_IP[$i]}" "$HOST_IP"
-                printf 'KUBELET=%q\nPAUSE_IMAGE=%q\nIMAGES=%q\n' "$K8S_KUBELET" "$CLUSTER_PAUSE_IMAGE" "$CLUSTER_VM_IMAGES"
+                printf 'NODE_NAME=%q\nNODE_IP=%q\nHOST_IP=%q\nIMAGES=%q\nSOCK=%q\n' "${NODE_NAME[$i]}" "${NODE_IP[$i]}" \
+                        "$HOST_IP" "$CLUSTER_VM_IMAGES" "$_VM_CONTAINERD_SOCK"
+                printf 'KUBELET_ARGS=(%s)\n' "$(printf '%q ' "${_KUBELET_ARGS[@]}")"
         } >"$d/vmnode.env"
         _CLUSTER_N=$((_CLUSTER_N + 1))
         log=$d/log/vm.$_CLUSTER_N.log
@@ -790,15 +802,16 @@ _vm_node_add() {
         _cluster_spawn "$log" "VM_PID[$i]" bash "$_CLUSTER_ROOT/tests/vm/run" --timeout 86400 \
                 -m "$CLUSTER_VM_MEM" --smp "$CLUSTER_VM_SMP" --tap "$tap" --share "$CLUSTER_DIR" \
                 bash tests/cluster/vmnode.sh "$d" || return 1
+        qemu=$(readlink -f "$(command -v qemu-system-x86_64)")
         for ((t = 0; t < 100; t++)); do
                 QEMU_PID[$i]=$(cat "/proc/${VM_PID[$i]}/task/${VM_PID[$i]}/children" 2>/dev/null | tr ' ' '\n' |
-                        while read -r p; do [ -n "$p" ] && [ "$(readlink "/proc/$p/exe")" = "$(readlink -f "$(command -v qemu-system-x86_64)")" ] && echo "$p"; done)
+                        while read -r p; do [ -n "$p" ] && [ "$(readlink "/proc/$p/exe")" = "$qemu" ] && echo "$p"; done)
                 [ -n "${QEMU_PID[$i]}" ] && break
                 kill -0 "${VM_PID[$i]}" 2>/dev/null || break
                 sleep 0.2
         done
         [ -n "${QEMU_PID[$i]}" ] || { _cluster_log "node $i: no VM: $(tail -5 "$log")"; return 1; }
-        _cluster_state pid "${QEMU_PID[$i]} $(readlink -f "$(command -v qemu-system-x86_64)")"
+        _cluster_state pid "${QEMU_PID[$i]} $qemu"
         for ((t = 0; t < CLUSTER_VM_TIMEOUT * 2; t++)); do
                 kill -0 "${VM_PID[$i]}" 2>/dev/null || { _cluster_log "node $i: the VM stopped: $(tail -5 "$log")"; return 1; }
                 _node_cni "$i" && break

@@ -8,7 +8,8 @@
 #   tests/vm/run --tap TAP --share CLUSTER_DIR ... bash tests/cluster/vmnode.sh NODE_DIR
 #
 # NODE_DIR (on the shared folder, written by the host) holds vmnode.env (the
-# node's name, address, gateway, kubelet binary, image archives), the
+# node's name, address, gateway, image archives, containerd socket, kubelet
+# command line), the
 # containerd and kubelet configurations, and log/, where this script writes
 # containerd's and the kubelet's logs and, every VMNODE_DUMP_EVERY seconds,
 # the node's IPVS table and nftables ruleset (the harness cannot enter the
@@ -43,7 +44,7 @@ for c in cpuset cpu io memory pids hugetlb; do
         echo "+$c" >"/sys/fs/cgroup/$NODE_NAME/cgroup.subtree_control" 2>/dev/null
 done
 
-sock=/run/containerd/containerd.sock
+sock=$SOCK
 containerd --config "$d/containerd.toml" >"$d/log/containerd.log" 2>&1 &
 for ((i = 0; i < 240; i++)); do
         ctr --address "$sock" version >/dev/null 2>&1 && break
@@ -57,11 +58,8 @@ for a in $IMAGES; do
 done
 log "images imported"
 
-"$KUBELET" --config "$d/kubelet.yaml" --kubeconfig "$d/kubelet.kubeconfig" \
-        --container-runtime-endpoint "unix://$sock" \
-        --root-dir /var/lib/kubelet --cert-dir "$d/kubelet-pki" \
-        --hostname-override "$NODE_NAME" --node-ip "$NODE_IP" \
-        --pod-infra-container-image "$PAUSE_IMAGE" --v 2 >"$d/log/kubelet.log" 2>&1 &
+# The command line cluster.sh's kubelet_start runs (_kubelet_args).
+"${KUBELET_ARGS[@]}" >"$d/log/kubelet.log" 2>&1 &
 kubelet=$!
 log "kubelet started"
 
