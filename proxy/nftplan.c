@@ -80,7 +80,7 @@ struct build {
         uint8_t addr_type;
         struct entries disp; /* service-ips, no-endpoint-*, service-nodeports */
         struct entries fw;   /* firewall-ips */
-        struct entries masq; /* companion: external-masq, nodeport-masq */
+        struct entries masq; /* external-masq, nodeport-masq */
         struct entries lb;   /* companion: load-balancer-local */
         uint8_t *flags;      /* per t->svcs index */
         struct ipaddr *hairpin;
@@ -364,6 +364,13 @@ static int build_entries(struct build *b)
                  * endpoints; what falls through is dropped after DNAT by the
                  * no-endpoint maps, which name the same tuples. */
                 bool short_circuit = tbl_svc_ext_short_circuit(s);
+                /* An externalTrafficPolicy Cluster service's external
+                 * tuples go straight to its svc- chain: the masquerade mark
+                 * that kube-proxy's external chain sets comes from the
+                 * external-masq and nodeport-masq sets, looked up in the
+                 * main table's services chain before any DNAT. Chains cost
+                 * every commit a visit, whatever the batch holds. */
+                uint8_t ext_tg = s->etp_local ? TG_EXT : TG_SVC;
                 uint32_t si = (uint32_t) i;
 
                 if (s->family != b->af)
@@ -377,7 +384,7 @@ static int build_entries(struct build *b)
                         if (v->kind == TBL_VIP_CLUSTER_IP)
                                 tg = verdict_target(s->internal, s->itp_local ? TG_LOCAL : TG_SVC);
                         else
-                                tg = verdict_target(s->external, TG_EXT);
+                                tg = verdict_target(s->external, ext_tg);
                         if ((r = entries_add(&b->disp, si, s, &v->addr, s->port, tg)) < 0)
                                 return r;
                         if (v->kind != TBL_VIP_CLUSTER_IP && short_circuit &&
@@ -395,7 +402,7 @@ static int build_entries(struct build *b)
                 }
                 if (s->node_port) {
                         if ((r = entries_add(&b->disp, si, s, NULL, s->node_port,
-                                             verdict_target(s->external, TG_EXT))) < 0)
+                                             verdict_target(s->external, ext_tg))) < 0)
                                 return r;
                         if (short_circuit && (r = entries_add(&b->disp, si, s, NULL, s->node_port, TG_EXT)) < 0)
                                 return r;
@@ -596,7 +603,7 @@ enum pick {
         PICK_DNAT,      /* service-ips / service-nodeports: this table's services with endpoints */
         PICK_NO_EP,     /* no-endpoint-*: REJECT and DROP verdicts */
         PICK_EXT_LOCAL, /* IPVS companion local-policy-*: external tuples of services keeping an ext- chain */
-        PICK_MASQ,      /* IPVS companion external-masq / nodeport-masq (a set, from b->masq) */
+        PICK_MASQ,      /* external-masq / nodeport-masq (a set, from b->masq) */
         PICK_LB,        /* IPVS companion load-balancer-local (a set, from b->lb) */
 };
 
@@ -1013,6 +1020,21 @@ static int masquerade_rule(struct build *b)
         return 0;
 }
 
+/* kube-proxy masquerades external traffic to an externalTrafficPolicy
+ * Cluster service (its external chain's first rule). The sets hold exactly
+ * the tuples whose dispatch goes to such a service's svc- chain, and the
+ * NodePort rule matches what the NodePort dispatch matches. */
+static int ext_masq_rules(struct build *b)
+{
+        int r;
+
+        if ((r = rule(b, NFTP_M_TUPLE, NFTP_A_JUMP, "mark-for-masquerade", "external-masq", NULL, 0)) < 0 ||
+            (r = rule(b, NFTP_M_NODEPORT, NFTP_A_JUMP, "mark-for-masquerade", "nodeport-masq", "nodeport-addrs",
+                      0)) < 0)
+                return r;
+        return 0;
+}
+
 static int ext_chain(struct build *b, uint32_t si)
 {
         const struct tbl_svc *s = &b->t->svcs[si];
@@ -1021,15 +1043,10 @@ static int ext_chain(struct build *b, uint32_t si)
 
         if (r < 0 || !svc)
                 return r < 0 ? r : -ENOMEM;
-        if (!s->etp_local) {
-                if ((r = rule(b, NFTP_M_NONE, NFTP_A_JUMP, "mark-for-masquerade", NULL, NULL, 0)) < 0 ||
-                    (r = rule(b, NFTP_M_NONE, NFTP_A_GOTO, svc, NULL, NULL, 0)) < 0)
-                        return r;
-                chain_end(b);
-                return 0;
-        }
-        /* Pods keep their source address and may use any endpoint; only
-         * off-node clients are held to the local endpoints. */
+        /* Only externalTrafficPolicy Local services have one (ext_masq_rules
+         * marks the others' traffic). Pods keep their source address and
+         * may use any endpoint; only off-node clients are held to the local
+         * endpoints. */
         if (table_has_local_detector(b->t, b->idx) && (r = detector_rule(b, true, NFTP_A_GOTO, svc)) < 0)
                 return r;
         if ((r = rule(b, NFTP_M_FIB_SADDR_LOCAL, NFTP_A_JUMP, "mark-for-masquerade", NULL, NULL, 0)) < 0 ||
@@ -1157,14 +1174,18 @@ static int build_main(struct build *b)
                     (r = tuple_set(b, "service-nodeports", true, PICK_DNAT)) < 0))
                 return r;
         if ((r = tuple_set(b, "no-endpoint-services", false, PICK_NO_EP)) < 0 ||
-            (r = tuple_set(b, "no-endpoint-nodeports", true, PICK_NO_EP)) < 0)
+            (r = tuple_set(b, "no-endpoint-nodeports", true, PICK_NO_EP)) < 0 ||
+            (r = tuple_set(b, "external-masq", false, PICK_MASQ)) < 0 ||
+            (r = tuple_set(b, "nodeport-masq", true, PICK_MASQ)) < 0)
                 return r;
         if (all && (r = affinity_sets(b)) < 0)
                 return r;
         if ((r = nat_chains(b, "services", !all, true)) < 0 || (r = filter_chains(b, true)) < 0)
                 return r;
+        /* With shards, these run in the main table before the shards' DNAT
+         * (nat_chains); the mark is only read at postrouting. */
         if ((r = chain_begin(b, "services", NFTP_NONE)) < 0 || (r = masquerade_rule(b)) < 0 ||
-            (all && (r = dispatch_rules(b)) < 0))
+            (r = ext_masq_rules(b)) < 0 || (all && (r = dispatch_rules(b)) < 0))
                 return r;
         chain_end(b);
         return all ? svc_chains(b) : 0;
@@ -1256,9 +1277,7 @@ static int build_companion(struct build *b)
             (r = filter_chains(b, false)) < 0)
                 return r;
         if ((r = chain_begin(b, "ipvs-masquerade", NFTP_NONE)) < 0 || (r = masquerade_rule(b)) < 0 ||
-            (r = rule(b, NFTP_M_TUPLE, NFTP_A_JUMP, "mark-for-masquerade", "external-masq", NULL, 0)) < 0 ||
-            (r = rule(b, NFTP_M_NODEPORT, NFTP_A_JUMP, "mark-for-masquerade", "nodeport-masq", "nodeport-addrs",
-                      0)) < 0 ||
+            (r = ext_masq_rules(b)) < 0 ||
             (r = rule(b, NFTP_M_TUPLE, NFTP_A_VMAP, NULL, "local-policy-ips", NULL, 0)) < 0 ||
             (r = rule(b, NFTP_M_NODEPORT, NFTP_A_VMAP, NULL, "local-policy-nodeports", "nodeport-addrs", 0)) < 0)
                 return r;

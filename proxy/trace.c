@@ -132,7 +132,10 @@ void trace_packet_run(const struct table *t, const struct trace_node *node, cons
                 return;
         }
 
-        /* 2. nat: the ClusterIP masquerade rule runs first, then dispatch. */
+        /* 2. nat: the masquerade rules run first (the ClusterIP one here;
+         * external-masq and nodeport-masq, the external tuples of
+         * externalTrafficPolicy Cluster services with endpoints, below), then
+         * dispatch. */
         if (is_cluster_ip(t, fi, &p->dst)) {
                 if (t->masquerade_all)
                         masq = true;
@@ -160,12 +163,15 @@ void trace_packet_run(const struct table *t, const struct trace_node *node, cons
                               : use_local ? "ClusterIP: DNAT to local endpoints (internalTrafficPolicy=Local)"
                                           : "ClusterIP: DNAT";
         } else {
-                /* A DROP still runs the ext- chain's short-circuits; only
-                 * what falls through meets the no-endpoint drop. */
+                /* A DROP still runs the ext- chain's short-circuits
+                 * (externalTrafficPolicy Local only); only what falls
+                 * through meets the no-endpoint drop. */
                 if (s->external != TBL_DNAT && !tbl_svc_ext_short_circuit(s))
                         goto filter;
                 masq = false;
                 if (!s->etp_local) {
+                        /* external-masq / nodeport-masq, then straight to
+                         * the svc- chain: no ext- chain. */
                         masq = true;
                         use_local = false;
                         r->why = "external traffic (externalTrafficPolicy=Cluster): DNAT, masquerade";

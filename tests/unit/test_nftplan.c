@@ -21,6 +21,7 @@
 #include "nftplan.h"
 #include "options.h"
 #include "table.h"
+#include "tabletest.h"
 
 static void warn_quiet(void *data, const char *msg)
 {
@@ -624,6 +625,7 @@ static void test_detect_local_none(void **state)
         assert_true(table_has_local_detector(t, 0));
         assert_int_equal(nftplan_new_sharded(t, 0, &p), 0);
         assert_int_equal(rule_at(p, 1, "services", 0)->match, NFTP_M_TUPLE);
+        assert_string_equal(rule_at(p, 1, "services", 0)->set, "external-masq");
         assert_int_equal(rule_at(p, 1, "ext-dl/dual/udp/53", 0)->match, NFTP_M_FIB_SADDR_LOCAL);
         assert_int_equal(rule_at(p, 0, "ext-dl/dual/udp/53", 0)->match, NFTP_M_SADDR_IN);
         nftplan_free(p);
@@ -634,6 +636,154 @@ static void test_detect_local_none(void **state)
         assert_int_equal(rule_at(p, 1, "services", 0)->match, NFTP_M_DADDR_IN_IIFNAME_NOT);
         assert_string_equal(rule_at(p, 1, "services", 0)->iface, "cni0");
         nftplan_free(p);
+        table_free(t);
+}
+
+/* The element of set name in table idx with this tuple key (addr of family
+ * af, or none for a NodePort), or NULL. */
+static const struct nftp_elem *tuple_elem(const struct nftplan *p, int idx, const char *name, const char *addr,
+                                          uint8_t proto, uint16_t port)
+{
+        const struct nftp_family *f = nftplan_family(p, idx);
+        uint32_t set = nftplan_set_find(p, idx, name);
+        uint8_t key[NFTP_KEY_MAX] = { 0 };
+        size_t off = 0;
+
+        if (set == NFTP_NONE)
+                fail_msg("table %d has no set %s", idx, name);
+        if (addr) {
+                struct ipaddr a = ip(addr);
+
+                memcpy(key, a.bytes, ipaddr_len(&a));
+                off = ipaddr_len(&a);
+        }
+        key[off] = proto;
+        key[off + 4] = (uint8_t) (port >> 8);
+        key[off + 5] = (uint8_t) port;
+        for (uint32_t e = f->sets[set].first_elem; e < f->sets[set].first_elem + f->sets[set].n_elems; e++)
+                if (!memcmp(f->elems[e].key, key, f->sets[set].key_len))
+                        return &f->elems[e];
+        return NULL;
+}
+
+/* An externalTrafficPolicy Cluster service's external tuples (LB IP,
+ * externalIP, NodePort) dispatch straight to its svc- chain, without an
+ * ext- chain: the main table's services chain marks them for masquerade
+ * through the external-masq and nodeport-masq sets, before any dispatch
+ * (and, with shards, before the shards' DNAT). An externalTrafficPolicy
+ * Local service keeps its ext- chain and stays out of those sets, as does a
+ * service without endpoints. */
+static void test_ext_masq_sets(void **state)
+{
+        struct table *t = tb_new();
+        struct tbl_svc *s;
+
+        (void) state;
+        s = tb_svc(t, "a", "np", "", IPPROTO_TCP, 80, "172.30.0.1");
+        tb_vip(s, "203.0.113.1", TBL_VIP_LOAD_BALANCER);
+        s->node_port = 30080;
+        tb_ep(s, "10.180.0.1", 80, false);
+        s = tb_svc(t, "b", "lbl", "", IPPROTO_TCP, 443, "172.30.0.2");
+        tb_vip(s, "192.0.2.2", TBL_VIP_EXTERNAL_IP);
+        tb_vip(s, "203.0.113.2", TBL_VIP_LOAD_BALANCER);
+        s->node_port = 30443;
+        s->etp_local = true;
+        tb_ep(s, "10.180.0.2", 8443, true);
+        s = tb_svc(t, "d", "rej", "", IPPROTO_UDP, 53, "172.30.0.4");
+        tb_vip(s, "192.0.2.4", TBL_VIP_EXTERNAL_IP);
+        s->node_port = 30053;
+        s->internal = s->external = TBL_REJECT;
+        s = tb_svc(t, "c", "v6", "", IPPROTO_TCP, 80, "fd00:30::1");
+        tb_vip(s, "2001:db8::1", TBL_VIP_EXTERNAL_IP);
+        s->node_port = 30081;
+        tb_ep(s, "fd00:10::1", 80, false);
+
+        for (uint32_t shards = 0; shards <= 2; shards += 2) {
+                struct nftplan *p;
+
+                assert_int_equal(nftplan_new_sharded(t, shards, &p), 0);
+                for (int fi = 0; fi < 2; fi++) {
+                        const struct nftp_family *m = nftplan_family(p, fi);
+                        uint32_t c = nftplan_chain_find(p, fi, "services"), em, nm;
+                        const struct nftp_rule *r;
+
+                        /* Plain sets in the main table, two rules in services
+                         * right after the ClusterIP masquerade rule. */
+                        em = nftplan_set_find(p, fi, "external-masq");
+                        nm = nftplan_set_find(p, fi, "nodeport-masq");
+                        assert_int_not_equal(em, NFTP_NONE);
+                        assert_int_not_equal(nm, NFTP_NONE);
+                        assert_false(m->sets[em].map);
+                        assert_false(m->sets[nm].map);
+                        assert_int_equal(m->sets[em].n_fields, 3);
+                        assert_int_equal(m->sets[nm].n_fields, 2);
+                        assert_int_equal(m->sets[em].n_elems, 1);
+                        assert_int_equal(m->sets[nm].n_elems, 1);
+                        assert_int_not_equal(c, NFTP_NONE);
+                        assert_true(m->chains[c].n_rules >= 3);
+                        r = &m->rules[m->chains[c].first_rule + 1];
+                        assert_int_equal(r->match, NFTP_M_TUPLE);
+                        assert_int_equal(r->action, NFTP_A_JUMP);
+                        assert_string_equal(r->set, "external-masq");
+                        assert_string_equal(r->chain, "mark-for-masquerade");
+                        r++;
+                        assert_int_equal(r->match, NFTP_M_NODEPORT);
+                        assert_int_equal(r->action, NFTP_A_JUMP);
+                        assert_string_equal(r->set, "nodeport-masq");
+                        assert_string_equal(r->set2, "nodeport-addrs");
+                        assert_string_equal(r->chain, "mark-for-masquerade");
+                        if (shards)
+                                assert_int_equal(m->chains[c].n_rules, 3);
+                        for (int k = 0; k < (int) nftplan_n_tables(p); k++)
+                                for (uint32_t j = 0; j < nftplan_family(p, k)->n_chains; j++)
+                                        if (!strncmp(nftplan_family(p, k)->chains[j].name, "ext-", 4))
+                                                assert_string_equal(nftplan_family(p, k)->chains[j].name,
+                                                                    "ext-b/lbl/tcp/443");
+                }
+                /* IPv4: a (Cluster) in the sets, dispatched to svc-; b (Local)
+                 * keeps ext-; d (REJECT) in neither. */
+                {
+                        int idx = nftplan_svc_table(p, 0, 0);
+                        const struct nftp_elem *e;
+
+                        assert_non_null(e = tuple_elem(p, 0, "external-masq", "203.0.113.1", IPPROTO_TCP, 80));
+                        assert_int_equal(e->svc, 0);
+                        assert_non_null(e = tuple_elem(p, 0, "nodeport-masq", NULL, IPPROTO_TCP, 30080));
+                        assert_int_equal(e->svc, 0);
+                        assert_null(tuple_elem(p, 0, "external-masq", "172.30.0.1", IPPROTO_TCP, 80));
+                        assert_null(tuple_elem(p, 0, "external-masq", "192.0.2.2", IPPROTO_TCP, 443));
+                        assert_null(tuple_elem(p, 0, "nodeport-masq", NULL, IPPROTO_TCP, 30443));
+                        assert_null(tuple_elem(p, 0, "external-masq", "192.0.2.4", IPPROTO_UDP, 53));
+                        assert_null(tuple_elem(p, 0, "nodeport-masq", NULL, IPPROTO_UDP, 30053));
+                        assert_int_equal(nftplan_chain_find(p, idx, "ext-a/np/tcp/80"), NFTP_NONE);
+                        assert_int_not_equal(nftplan_chain_find(p, idx, "svc-a/np/tcp/80"), NFTP_NONE);
+                        assert_non_null(e = tuple_elem(p, idx, "service-ips", "203.0.113.1", IPPROTO_TCP, 80));
+                        assert_string_equal(e->chain, "svc-a/np/tcp/80");
+                        assert_non_null(e = tuple_elem(p, idx, "service-nodeports", NULL, IPPROTO_TCP, 30080));
+                        assert_string_equal(e->chain, "svc-a/np/tcp/80");
+
+                        idx = nftplan_svc_table(p, 0, 1);
+                        assert_int_not_equal(nftplan_chain_find(p, idx, "ext-b/lbl/tcp/443"), NFTP_NONE);
+                        assert_non_null(e = tuple_elem(p, idx, "service-ips", "192.0.2.2", IPPROTO_TCP, 443));
+                        assert_string_equal(e->chain, "ext-b/lbl/tcp/443");
+                        assert_non_null(e = tuple_elem(p, idx, "service-nodeports", NULL, IPPROTO_TCP, 30443));
+                        assert_string_equal(e->chain, "ext-b/lbl/tcp/443");
+                }
+                /* IPv6: c, eTP=Cluster. */
+                {
+                        int idx = nftplan_svc_table(p, 1, 3);
+                        const struct nftp_elem *e;
+
+                        assert_non_null(e = tuple_elem(p, 1, "external-masq", "2001:db8::1", IPPROTO_TCP, 80));
+                        assert_int_equal(e->svc, 3);
+                        assert_non_null(e = tuple_elem(p, 1, "nodeport-masq", NULL, IPPROTO_TCP, 30081));
+                        assert_int_equal(e->svc, 3);
+                        assert_int_equal(nftplan_chain_find(p, idx, "ext-c/v6/tcp/80"), NFTP_NONE);
+                        assert_non_null(e = tuple_elem(p, idx, "service-ips", "2001:db8::1", IPPROTO_TCP, 80));
+                        assert_string_equal(e->chain, "svc-c/v6/tcp/80");
+                }
+                nftplan_free(p);
+        }
         table_free(t);
 }
 
@@ -652,6 +802,7 @@ int main(void)
                 cmocka_unit_test(test_encode_cluster),
                 cmocka_unit_test(test_detect_local_plans),
                 cmocka_unit_test(test_detect_local_none),
+                cmocka_unit_test(test_ext_masq_sets),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

@@ -202,8 +202,16 @@ static void test_nft_layout(void **state)
         assert_has(v4, "\n\tchain filter-forward {\n\t\ttype filter hook forward priority filter - 10; "
                        "policy accept;\n\t\tct state new jump service-endpoints-check\n"
                        "\t\tct state new jump cluster-ips-check\n\t}\n");
+        /* The masquerade mark of eTP=Cluster external traffic comes from
+         * two set lookups before the dispatch, not from an ext- chain (none
+         * here: ns2 and ns4 are Local, ns3 has no endpoints). */
+        assert_has(v4, "\tset external-masq {\n\t\ttype ipv4_addr . inet_proto . inet_service\n\t}\n");
+        assert_has(v4, "\tset nodeport-masq {\n\t\ttype inet_proto . inet_service\n\t}\n");
         assert_has(v4, "\n\tchain services {\n"
                        "\t\tip daddr @cluster-ips ip saddr != @pod-cidrs jump mark-for-masquerade\n"
+                       "\t\tip daddr . meta l4proto . th dport @external-masq jump mark-for-masquerade\n"
+                       "\t\tip daddr != 127.0.0.0/8 fib daddr type local ip daddr @nodeport-addrs "
+                       "meta l4proto . th dport @nodeport-masq jump mark-for-masquerade\n"
                        "\t\tip daddr . meta l4proto . th dport vmap @service-ips\n"
                        "\t\tip daddr != 127.0.0.0/8 fib daddr type local ip daddr @nodeport-addrs "
                        "meta l4proto . th dport vmap @service-nodeports\n\t}\n");
@@ -305,14 +313,16 @@ static void test_nft_ipv6(void **state)
         assert_lacks(v6, "ipv4_addr");
         assert_lacks(v6, "ip daddr");
         assert_has(v6, "\t\t\tfd00:30::10 . tcp . 80 : goto local-ns5/web6/tcp/80,\n"
-                       "\t\t\t2001:db8::10 . tcp . 80 : goto ext-ns5/web6/tcp/80\n");
+                       "\t\t\t2001:db8::10 . tcp . 80 : goto svc-ns5/web6/tcp/80\n");
         assert_has(v6, "\t\tip6 daddr != ::1 fib daddr type local ip6 daddr @nodeport-addrs "
                        "meta l4proto . th dport vmap @service-nodeports\n");
         assert_has(v6, "\tset affinity-ns5/web6/tcp/80__fd00.10..1/8080 {\n\t\ttype ipv6_addr\n"
                        "\t\tflags dynamic,timeout\n\t\ttimeout 60s\n\t}\n");
-        c = chain_body(v6, "ext-ns5/web6/tcp/80");
-        assert_string_equal(c, "\t\tjump mark-for-masquerade\n\t\tgoto svc-ns5/web6/tcp/80\n");
-        free(c);
+        /* eTP=Cluster: no ext- chain; its external tuple is marked for
+         * masquerade in services. */
+        assert_lacks(v6, "chain ext-ns5/");
+        assert_has(v6, "\tset external-masq {\n\t\ttype ipv6_addr . inet_proto . inet_service\n"
+                       "\t\telements = {\n\t\t\t2001:db8::10 . tcp . 80\n\t\t}\n\t}\n");
         c = chain_body(v6, "local-ns5/web6/tcp/80");
         assert_string_equal(c,
                 "\t\tip6 saddr @affinity-ns5/web6/tcp/80__fd00.10..1/8080 update @affinity-ns5/web6/tcp/80__fd00.10..1/8080"
@@ -320,7 +330,10 @@ static void test_nft_ipv6(void **state)
                 "\t\tmeta l4proto tcp update @affinity-ns5/web6/tcp/80__fd00.10..1/8080 { ip6 saddr } "
                 "dnat to [fd00:10::1]:8080\n");
         free(c);
-        assert_has(v6, "\n\tchain services {\n\t\tip6 daddr @cluster-ips ip6 saddr != @pod-cidrs jump mark-for-masquerade\n");
+        assert_has(v6, "\n\tchain services {\n\t\tip6 daddr @cluster-ips ip6 saddr != @pod-cidrs jump mark-for-masquerade\n"
+                       "\t\tip6 daddr . meta l4proto . th dport @external-masq jump mark-for-masquerade\n"
+                       "\t\tip6 daddr != ::1 fib daddr type local ip6 daddr @nodeport-addrs "
+                       "meta l4proto . th dport @nodeport-masq jump mark-for-masquerade\n");
         free(v6);
         free(out);
         table_free(t);
@@ -377,9 +390,13 @@ static void test_nft_duplicate_keys(void **state)
         t->n_cluster_ips[1] = 0;
         out = render(render_nft, t);
         /* The first claim wins, and the loser's chains are not emitted. */
-        assert_int_equal(count(out, "192.0.2.1 . tcp . 80"), 1);
-        assert_has(out, "192.0.2.1 . tcp . 80 : goto ext-a/one/tcp/80");
+        assert_int_equal(count(out, "192.0.2.1 . tcp . 80 :"), 1);
+        assert_has(out, "192.0.2.1 . tcp . 80 : goto svc-a/one/tcp/80");
         assert_has(out, "172.30.0.2 . tcp . 80 : goto reject-chain");
+        /* Once in the masquerade set too (the winner's, eTP=Cluster). */
+        assert_has(out, "\tset external-masq {\n\t\ttype ipv4_addr . inet_proto . inet_service\n"
+                        "\t\telements = {\n\t\t\t192.0.2.1 . tcp . 80\n\t\t}\n\t}\n");
+        assert_lacks(out, "chain ext-");
         /* Empty sets have no element list. */
         assert_has(out, "\tset firewall-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service\n\t}\n");
         assert_has(out, "\tset cluster-ips {\n\t\ttype ipv6_addr\n\t}\n");
