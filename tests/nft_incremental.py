@@ -60,6 +60,18 @@ def listing(ns):
     return {k: sorted(v, key=lambda x: (x[0], x[1])) for k, v in tables.items()}
 
 
+def masq_elems(ns):
+    """The kernel's external-masq and nodeport-masq elements (main IPv4
+    table), as "addr . proto . port" and "proto . port" strings."""
+    out = set()
+    for name in ("external-masq", "nodeport-masq"):
+        doc = json.loads(sh("ip", "netns", "exec", ns, "nft", "-j", "list", "set", "ip", "nlproxy", name))
+        for o in doc["nftables"]:
+            for e in o.get("set", {}).get("elem", []):
+                out.add(" . ".join(str(x) for x in e["concat"]))
+    return out
+
+
 class Steps:
     def __init__(self, ns):
         self.p = subprocess.Popen(["ip", "netns", "exec", ns, STEPS] + FLAGS, stdin=subprocess.PIPE,
@@ -166,13 +178,37 @@ def main():
                        loadBalancerSourceRanges=["203.0.113.0/25"]),
                    status={"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}}),
               eps("c-1", "c", [("10.244.3.7", "node-3")])])
+        # externalTrafficPolicy Cluster: no ext- chain, the external tuples
+        # are marked for masquerade through two sets, which partial syncs
+        # keep up to date as external addresses and NodePorts come and go.
+        lb = dict(svc("c", "10.96.0.12", [dict(http[0], nodePort=30081)], "LoadBalancer",
+                      loadBalancerSourceRanges=["203.0.113.0/25"]),
+                  status={"loadBalancer": {"ingress": [{"ip": "198.51.100.7"}]}})
+        m = masq_elems(ns_k)
+        check("LB IP and NodePort in the masquerade sets", {"198.51.100.7 . tcp . 80", "tcp . 30081"} <= m, m)
+        step("externalIP added", [dict(lb, spec=dict(lb["spec"], externalIPs=["192.0.2.50"]))])
+        m = masq_elems(ns_k)
+        check("externalIP in external-masq", "192.0.2.50 . tcp . 80" in m, m)
+        step("externalIP removed", [lb])
+        m = masq_elems(ns_k)
+        check("externalIP out of external-masq", "192.0.2.50 . tcp . 80" not in m and "tcp . 30081" in m, m)
         step("session affinity on", [svc("a", "10.96.0.10", http, sessionAffinity="ClientIP")])
         step("endpoint replaced", [eps("a-1", "a", [("10.244.0.9", "node-0"), ("10.244.1.5", "node-1")])])
         step("session affinity off", [svc("a", "10.96.0.10", http)])
         step("remove a slice", delete=[("EndpointSlice", "a-2")])
         step("all endpoints gone (REJECT)", delete=[("EndpointSlice", "a-1")])
         step("remove the LoadBalancer", delete=[("Service", "c"), ("EndpointSlice", "c-1")])
+        step("NodePort service back to eTP Cluster", [svc("b", "10.96.0.11", [dict(http[0], nodePort=30080)],
+                                                          "NodePort")])
+        m = masq_elems(ns_k)
+        check("NodePort in nodeport-masq", "tcp . 30080" in m, m)
+        step("its NodePort removed (ClusterIP)", [svc("b", "10.96.0.11", http)])
+        m = masq_elems(ns_k)
+        check("NodePort out of nodeport-masq", "tcp . 30080" not in m, m)
+        step("NodePort again", [svc("b", "10.96.0.11", [dict(http[0], nodePort=30080)], "NodePort")])
         step("remove the NodePort service", delete=[("Service", "b")])
+        m = masq_elems(ns_k)
+        check("removed service out of nodeport-masq", "tcp . 30080" not in m, m)
         step("periodic full sync", full=True)
 
         # Random changes: endpoints shared between services (the hairpin set
