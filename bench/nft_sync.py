@@ -27,6 +27,19 @@ NFT_BENCH_SEED, default 1):
  5. peak RSS of nlp_steps (VmHWM) at the end of the size's run, read before
     its stdin is closed.
 
+The kernel's share, from nlp_steps' split of each sync (nft_txn_stats:
+commit_us = sendmsg until the kernel's final ack): the cold sync's plan /
+encode / commit and batch size; the floor (nlp_steps `floor`: median
+commit_us of NFT_BENCH_FLOOR_ROUNDS=21 one-element add/delete batches in a
+scratch table, right after the cold sync: what any commit costs with that
+ruleset in place, since nf_tables_commit visits every chain of every table);
+commit_us p50/p99 of the changes; user and system CPU (RUSAGE_THREAD).
+
+Input: bench/gen's YAML stream as one file (the same file as run.sh's), or
+with NFT_BENCH_SPLIT_MIB=N a directory of files of at most N MiB each
+(bench/gen --split-bytes), what a user with a large cluster would give
+--manifests.
+
 Every kernel operation runs in scratch namespaces "nlbs-<pid>-<k>" that this
 script creates and deletes (also on failure, Ctrl-C and SIGTERM); it never
 touches the host's ruleset. Processes are started and killed by PID only;
@@ -72,6 +85,8 @@ REPS_SMALL = int(os.environ.get("NFT_BENCH_REPS_SMALL", "3"))
 REPS_LARGE = int(os.environ.get("NFT_BENCH_REPS_LARGE", "1"))
 TIMEOUT = float(os.environ.get("NFT_BENCH_TIMEOUT", "900"))
 PERF_SIZE = os.environ.get("NFT_BENCH_PERF", "")
+FLOOR_ROUNDS = int(os.environ.get("NFT_BENCH_FLOOR_ROUNDS", "21"))
+SPLIT_MIB = float(os.environ.get("NFT_BENCH_SPLIT_MIB", "0"))
 CLONE_NEWNET = 0x40000000
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -162,24 +177,34 @@ def ratio(a, b):
 
 def gen_yaml(n, m):
     head = "# nlproxy bench/gen --services %d --endpoints %d --format yaml --seed %d\n" % (n, m, SEED)
+    split = int(SPLIT_MIB * 2**20)
+    name = "s%dx%d.yaml" % (n, m) if not split else "s%dx%d.split%d" % (n, m, split)
     for d in (INPUTS, OUT):
-        path = os.path.join(d, "s%dx%d.yaml" % (n, m))
+        path = os.path.join(d, name)
         try:
-            with open(path, encoding="utf-8") as f:
+            # A directory is reused only when bench/gen finished it (the stamp).
+            with open(os.path.join(path, "done") if split else path, encoding="utf-8") as f:
                 if f.readline() == head:   # deterministic generator: reuse run.sh's file
                     return path
         except OSError:
             pass
     log("== s%dx%d: generating %s" % (n, m, path))
     subprocess.run([os.path.join(B, "gen"), "--services", str(n), "--endpoints", str(m),
-                    "--format", "yaml", "--seed", str(SEED), path], check=True, timeout=TIMEOUT)
+                    "--format", "yaml", "--seed", str(SEED)] + (["--split-bytes", str(split)] if split else []) +
+                   [path], check=True, timeout=TIMEOUT)
+    if split:
+        with open(os.path.join(path, "done"), "w", encoding="utf-8") as f:
+            f.write(head)
     return path
 
 
 def yaml_docs(path):
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    return text.split("\n---\n")[1:]
+    docs = []
+    for p in ([os.path.join(path, x) for x in sorted(os.listdir(path)) if x.endswith(".yaml")]
+              if os.path.isdir(path) else [path]):
+        with open(p, encoding="utf-8") as f:
+            docs += f.read().split("\n---\n")[1:]
+    return docs
 
 
 class Steps:
@@ -216,10 +241,19 @@ class Steps:
             raise RuntimeError("nlp_steps: %r -> %s" % (line, ans))
         return ans
 
+    SPLIT = ("plan", "encode", "commit", "bytes", "msgs", "user", "sys")
+
     def sync(self, full=False):
+        # "synced kind compute sync cpu plan encode commit bytes msgs user sys"
         a = self.cmd("sync full" if full else "sync").split()
         self.last_cpu = int(a[4]) if len(a) > 4 else 0
+        self.last = dict(zip(self.SPLIT, (int(x) for x in a[5:12])))
         return int(a[2]), int(a[3])
+
+    def floor(self):
+        """"ok floor_us add_us del_us rounds" -> (floor, add, del)."""
+        a = self.cmd("floor %d" % FLOOR_ROUNDS).split()
+        return int(a[1]), int(a[2]), int(a[3])
 
     def hwm_kib(self):
         with open("/proc/%d/status" % self.p.pid) as f:
@@ -398,7 +432,7 @@ def bench_size(n, m, raw):
     raw.write("RAW %s baseline_s %s\n" % (tag, " ".join("%.4f" % w for w in walls)))
 
     # 2. cold sync (the last namespace goes on to 3-5)
-    cold, loads = [], []
+    cold, loads, cold_split = [], [], []
     for r in range(reps):
         ns = ns_add()
         st = None
@@ -410,6 +444,7 @@ def bench_size(n, m, raw):
             loads.append(time.monotonic() - t0)
             c, s = st.sync(full=True)
             cold.append((c, s))
+            cold_split.append(st.last)
             if not any("nlproxy" in t for t in tables_in(ns)):
                 raise RuntimeError("sync full left no nlproxy table")
             res["cold_hwm_kib"] = st.hwm_kib()
@@ -418,6 +453,8 @@ def bench_size(n, m, raw):
                 st = None
                 ns_del(ns)
                 continue
+            log("== %s: kernel floor (%d rounds)" % (tag, FLOOR_ROUNDS))
+            res["floor_us"] = st.floor()
             res.update(incremental(st, tag, n, y, raw))
             res["hwm_kib"] = st.hwm_kib()     # before stdin is closed
             st.close()
@@ -429,10 +466,14 @@ def bench_size(n, m, raw):
     tot = sorted(c + s for c, s in cold)
     mid = min(cold, key=lambda cs: abs((cs[0] + cs[1]) - statistics.median(tot)))
     res["cold_compute_us"], res["cold_sync_us"] = mid
+    res["cold_split"] = cold_split[cold.index(mid)]
     res["cold_us"] = statistics.median(tot)
     res["load_s"] = statistics.median(loads)
     raw.write("RAW %s cold_compute_sync_us %s load_s %s\n" % (
         tag, " ".join("%d+%d" % cs for cs in cold), " ".join("%.3f" % x for x in loads)))
+    raw.write("RAW %s cold_split %s\n" % (tag, json.dumps(cold_split)))
+    if "floor_us" in res:
+        raw.write("RAW %s floor_us %d add %d del %d\n" % ((tag,) + tuple(res["floor_us"])))
     return res
 
 
@@ -446,10 +487,12 @@ def incremental(st, tag, n, y, raw):
     # 3. one endpoint change
     log("== %s: %d endpoint changes" % (tag, ITERS))
     ch, cpu = [], {"chg": [], "add": [], "rem": []}
+    split = {"chg": [], "add": [], "rem": []}
     for p in chg:
         st.cmd("apply " + p)
         ch.append(st.sync())
         cpu["chg"].append(st.last_cpu)
+        split["chg"].append(st.last)
     if pp:
         res["perf_top"] = perf_stop(pp)
     # 4. one new service, then removed
@@ -459,10 +502,12 @@ def incremental(st, tag, n, y, raw):
         st.cmd("apply " + p)
         add.append(st.sync())
         cpu["add"].append(st.last_cpu)
+        split["add"].append(st.last)
         st.cmd("delete-service ns-00 " + name)
         st.cmd("delete-slice ns-00 %s-0" % name)
         rem.append(st.sync())
         cpu["rem"].append(st.last_cpu)
+        split["rem"].append(st.last)
     # a final no-op partial sync: the floor of a sync with nothing to do
     res["noop"] = st.sync()
     for key, v in (("chg", ch), ("add", add), ("rem", rem)):
@@ -471,7 +516,15 @@ def incremental(st, tag, n, y, raw):
         res[key] = {"p50": pct(tot, 50), "p99": pct(tot, 99), "sync_p50": pct(syn, 50),
                     "sync_p99": pct(syn, 99), "compute_p50": pct([c for c, s in v], 50),
                     "max": max(tot), "cpu_p50": pct(cpu[key], 50), "cpu_p99": pct(cpu[key], 99)}
+        xs = [x.get("commit", 0) for x in split[key]]
+        res[key]["commit_p50"], res[key]["commit_p99"] = pct(xs, 50), pct(xs, 99)
+        # Means, not percentiles: the kernel splits a thread's CPU time into
+        # user and system by the ticks that landed in each, so one short
+        # sync's split is 0 or a whole tick; the mean over many is sound.
+        for f in ("user", "sys"):
+            res[key][f + "_mean"] = statistics.mean(x.get(f, 0) for x in split[key])
         raw.write("RAW %s %s compute+sync_us %s\n" % (tag, key, " ".join("%d+%d" % cs for cs in v)))
+        raw.write("RAW %s %s commit_us %s\n" % (tag, key, " ".join(str(x.get("commit", 0)) for x in split[key])))
     raw.write("RAW %s noop compute+sync_us %d+%d\n" % ((tag,) + res["noop"]))
     return res
 
@@ -509,6 +562,45 @@ def table(results):
             "%.1f" % (r["hwm_kib"] / 1024) if r.get("hwm_kib") else "NA",
             "%.1f" % (r["cold_hwm_kib"] / 1024) if r.get("cold_hwm_kib") else "NA", r["load_s"],
             " / ".join(pc(k) for k in ("chg", "add", "rem"))))
+    return lines
+
+
+def table_kernel(results):
+    """The kernel's share: what user space cannot win back."""
+    lines = [
+        "| size | **kernel floor ms** (add / delete) | cold plan / encode / **commit** ms | cold batch MiB / msgs "
+        "| change commit p50 / p99 ms (share of sync p50) | add svc commit p50 / p99 ms | remove svc commit p50 / p99 ms "
+        "| user / sys CPU ms, mean change · add · remove (cold) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if "error" in r:
+            continue
+        fl = r.get("floor_us")
+        cs = r.get("cold_split") or {}
+
+        def cq(k, share=False):
+            d = r.get(k)
+            if not d or "commit_p50" not in d:
+                return "NA"
+            out = "%s / **%s**" % (fmt_ms(d["commit_p50"], 2), fmt_ms(d["commit_p99"], 2))
+            if share and d.get("sync_p50"):
+                out += " (%.0f %%)" % (100.0 * d["commit_p50"] / d["sync_p50"])
+            return out
+
+        def us(k):
+            d = r.get(k)
+            if not d or "user_mean" not in d:
+                return "NA"
+            return "%s / %s" % (fmt_ms(d["user_mean"], 2), fmt_ms(d["sys_mean"], 2))
+        lines.append("| %d × %d | %s | %s | %s | %s | %s | %s | %s |" % (
+            r["n"], r["m"],
+            "**%s** (%s / %s)" % (fmt_ms(fl[0], 2), fmt_ms(fl[1], 2), fmt_ms(fl[2], 2)) if fl else "NA",
+            "%s / %s / **%s**" % (fmt_ms(cs.get("plan")), fmt_ms(cs.get("encode")), fmt_ms(cs.get("commit")))
+            if cs else "NA",
+            "%.1f / %d" % (cs["bytes"] / 2**20, cs["msgs"]) if cs else "NA",
+            cq("chg", True), cq("add"), cq("rem"), " · ".join(us(k) for k in ("chg", "add", "rem")) +
+            (" (cold %s / %s)" % (fmt_ms(cs.get("user")), fmt_ms(cs.get("sys"))) if cs else "")))
     return lines
 
 
@@ -551,7 +643,7 @@ def main():
     date = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results = []
     raw = open(os.path.join(OUT, "ipvs_raw.txt" if IPVS else "nft_raw.txt"), "a")
-    raw.write("# %s sizes=%s iters=%d seed=%d\n" % (date, " ".join(SIZES), ITERS, SEED))
+    raw.write("# %s sizes=%s iters=%d seed=%d split_mib=%s\n" % (date, " ".join(SIZES), ITERS, SEED, SPLIT_MIB))
     try:
         for size in SIZES:
             n, m = (int(x) for x in size.split("x"))
@@ -568,8 +660,9 @@ def main():
         cleanup_all()
     up1 = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     rep = ["", "## %s backend, %s" % ("IPVS" if IPVS else "nftables", date), "",
-           "Command: `python3 bench/nft_sync.py` (NFT_BENCH_SIZES=\"%s\", %d iterations, seed %d); git %s%s."
-           % (" ".join(SIZES), ITERS, SEED, git, " + uncommitted changes to tracked files (%s)" % ", ".join(
+           "Command: `python3 bench/nft_sync.py` (NFT_BENCH_SIZES=\"%s\", %d iterations, seed %d%s); git %s%s."
+           % (" ".join(SIZES), ITERS, SEED, ", input split into files of <= %g MiB" % SPLIT_MIB if SPLIT_MIB else "",
+              git, " + uncommitted changes to tracked files (%s)" % ", ".join(
                ln[3:] for ln in dirty.splitlines()) if dirty.strip() else ""),
            "Machine: %d CPUs, %s." % (os.cpu_count(), os.uname().release),
            "Load before: `%s`; after: `%s`." % (up0, up1)]
@@ -587,6 +680,15 @@ def main():
             "syncs as thread CPU time (user + system, the kernel's commit included), which a busy machine "
             "inflates far less than wall time." % ITERS, ""]
     rep += table(results)
+    rep += ["", "Kernel share: floor = nlp_steps `floor` after the cold sync, median commit (sendmsg to the "
+            "kernel's final ack) of %d one-element add and %d delete batches in a scratch table beside the "
+            "ruleset (nf_tables_commit visits every chain of every table: no change can commit faster); cold "
+            "plan / encode / commit = the cold sync's split (plan includes the read-back); commit p50 / p99 = "
+            "the same partial syncs as above, their batch's commit alone; CPU = getrusage(RUSAGE_THREAD) of "
+            "the sync (compute included), user and system (mostly the kernel's commit) apart, means (the kernel "
+            "splits by ticks: one short sync's split is 0 or a tick)."
+            % (FLOOR_ROUNDS, FLOOR_ROUNDS), ""]
+    rep += table_kernel(results)
     print("\n".join(rep))
     # For bench/plot.gp: services, cold sync s, baseline s (2 endpoints per
     # service only, the sizes the plot compares). Printed too, so that a run

@@ -18,7 +18,11 @@
 #
 # Environment: BENCH_REPS (K, default 5), BENCH_SIZES (default
 # "1000x2 10000x2 30000x2 5000x50"), BENCH_NFT_SIZES (sizes that get the
-# nft -c baseline, default "1000x2 10000x2"), BENCH_SEED (default 1).
+# nft -c baseline, default "1000x2 10000x2"), BENCH_SEED (default 1),
+# BENCH_TREE_MAX (default 30000: above that many services the in-memory
+# references, python's json.load and the yaml_to_json tree, are skipped:
+# they hold the whole cluster as objects, over a GiB at 100k; the loader
+# itself streams). 100k: BENCH_SIZES="1000x2 10000x2 30000x2 100000x2 5000x50".
 #
 # Then, as root only, bench/nft_sync.py: the real nftables backend (cold sync,
 # one endpoint change, one service added/removed, peak RSS) in scratch network
@@ -42,6 +46,7 @@ K=${BENCH_REPS:-5}
 SIZES=${BENCH_SIZES:-"1000x2 10000x2 30000x2 5000x50"}
 SEED=${BENCH_SEED:-1}
 NFT_SIZES=${BENCH_NFT_SIZES:-"1000x2 10000x2"}
+TREE_MAX=${BENCH_TREE_MAX:-30000}
 NLPROXY=$TOP/build/nlproxy
 FLAGS=(--node-ip 192.168.0.10 --cluster-cidr 10.0.0.0/8 --service-cluster-ip-range 10.96.0.0/12,fd00:96::/108
        --hostname-override node-0)
@@ -71,7 +76,7 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) {print "NA"; exit} if (NR%2
 maxof() { sort -g | tail -n1; }
 # field NAME from the bench_table line of PHASE in FILE
 bt() { awk -v p="phase=$2" -v f="$3=" '$0 ~ "^BENCH " && index($0, " " p " ") {for (i=1;i<=NF;i++) if (index($i,f)==1) {print substr($i, length(f)+1); exit}}' "$1"; }
-ms() { awk -v s="$1" 'BEGIN {printf "%.1f", s*1000}'; }
+ms() { awk -v s="$1" 'BEGIN {if (s=="NA") print "NA"; else printf "%.1f", s*1000}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a=="NA"||b=="NA"||b==0) print "NA"; else printf "%.2f", a/b}'; }
 mib() { awk -v k="$1" 'BEGIN {if (k=="NA"||k=="") print "NA"; else printf "%.1f", k/1024}'; }
 now() { echo "$EPOCHREALTIME"; }
@@ -130,10 +135,16 @@ for size in $SIZES; do
         BY=$OUT/$tag.bench-yaml.txt
         "$BT" -k "$K" --label "$tag-yaml" "${BT_FLAGS[@]}" "$Y" >"$BY" 2>"$BY.err" || true
         cat "$BY" "$BY.err" >>"$RAW"
-        log "== $tag: yaml_to_json alone (YAML stream, x$(( K < 3 ? K : 3 )))"
         BD=$OUT/$tag.bench-tree.txt
-        "$BT" -k $(( K < 3 ? K : 3 )) --dom-only --label "$tag-tree" "$Y" >"$BD" 2>&1 || true
-        cat "$BD" >>"$RAW"
+        heavy=1
+        [ "$n" -le "$TREE_MAX" ] || heavy=0
+        if [ "$heavy" = 1 ]; then
+                log "== $tag: yaml_to_json alone (YAML stream, x$(( K < 3 ? K : 3 )))"
+                "$BT" -k $(( K < 3 ? K : 3 )) --dom-only --label "$tag-tree" "$Y" >"$BD" 2>&1 || true
+                cat "$BD" >>"$RAW"
+        else
+                : >"$BD"
+        fi
         log "== $tag: bench_table (JSON List, K=$K)"
         BJ=$OUT/$tag.bench-json.txt
         json_ok=1
@@ -150,11 +161,17 @@ for size in $SIZES; do
                 read -r dry_j dry_j_rss < <(time_cmd "$K" "$NLPROXY" --manifests "$J" --dry-run --output nft "${FLAGS[@]}" ||
                         echo "NA NA")
         fi
-        log "== $tag: baseline python json.load x$K"
-        read -r py py_rss < <(time_cmd "$K" "$PY" -c 'import json; json.load(open("'"$J"'"))')
-        py_in=$(for ((i = 0; i < K; i++)); do
-                "$PY" -c 'import json,sys,time; t=time.monotonic(); json.load(open(sys.argv[1])); print(time.monotonic()-t)' "$J"
-        done | median)
+        py=NA py_rss=NA py_in=NA
+        if [ "$heavy" = 1 ]; then
+                log "== $tag: baseline python json.load x$K"
+                read -r py py_rss < <(time_cmd "$K" "$PY" -c 'import json; json.load(open("'"$J"'"))')
+                py_in=$(for ((i = 0; i < K; i++)); do
+                        "$PY" -c 'import json,sys,time; t=time.monotonic(); json.load(open(sys.argv[1])); print(time.monotonic()-t)' "$J"
+                done | median)
+        else
+                log "== $tag: python json.load and yaml_to_json alone skipped (> BENCH_TREE_MAX=$TREE_MAX services)"
+                TARGETS+=("- $n × $m: python json.load and yaml_to_json alone not run (over BENCH_TREE_MAX=$TREE_MAX services: they hold the whole cluster in memory)")
+        fi
 
         nftc=NA nft_bytes=NA
         if [ "$HAVE_NFT" = 1 ] && [[ " $NFT_SIZES " == *" $size "* ]]; then
@@ -191,7 +208,7 @@ for size in $SIZES; do
         row+=" ${c:-NA} | ${rn:-NA} | **${cn}** | ${rj:-NA} | ${ri:-NA} |"
         row+=" $(mib "${rss:-NA}") | $(mib "${tree_rss:-NA}") | $(mib "${model_rss:-NA}") |"
         ROWS+=("$row")
-        row="| $n × $m | **$dry_y** | $dry_j | $(mib "$dry_y_rss") | $py | $(awk -v s="$py_in" 'BEGIN{printf "%.3f", s}') |"
+        row="| $n × $m | **$dry_y** | $dry_j | $(mib "$dry_y_rss") | $py | $(awk -v s="$py_in" 'BEGIN{if (s=="NA") print s; else printf "%.3f", s}') |"
         row+=" $(mib "$py_rss") | $(ratio "$dry_y" "$py") | $(ratio "$pr" "$py_ms") | $(ratio "$dry_y_rss" "$py_rss") |"
         row+=" $nftc | $(ratio "$dry_y" "$nftc") |"
         ROWS2+=("$row")

@@ -38,7 +38,22 @@ struct nft_txn {
         struct nftnl_batch *batch;
         uint32_t first_seq, last_seq;
         size_t n_msgs;
+        uint64_t begin_us;
 };
+
+static _Thread_local struct nft_txn_stats stats;
+
+static uint64_t mono_us(void)
+{
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
+void nft_txn_stats_get(struct nft_txn_stats *ret)
+{
+        *ret = stats;
+}
 
 int nft_sock_open(struct nft_sock **ret)
 {
@@ -195,6 +210,7 @@ int nft_txn_begin(struct nft_sock *s, uint32_t genid, struct nft_txn **ret)
         if (!t)
                 return -ENOMEM;
         t->s = s;
+        t->begin_us = mono_us();
         t->batch = nftnl_batch_alloc(BATCH_PAGE, BATCH_OVERRUN);
         if (!t->batch) {
                 free(t);
@@ -331,6 +347,7 @@ int nft_txn_commit(struct nft_txn *t, char *err)
         struct sockaddr_nl snl = { .nl_family = AF_NETLINK };
         struct iovec *iov;
         size_t total = 0;
+        uint64_t t0;
         char *buf;
         int n_iov, r, fd = mnl_socket_get_fd(s->nl);
 
@@ -379,17 +396,25 @@ int nft_txn_commit(struct nft_txn *t, char *err)
         msg.msg_namelen = sizeof(snl);
         msg.msg_iov = iov;
         msg.msg_iovlen = n_iov;
+        t0 = mono_us();
+        stats.commits++;
+        stats.fill_us += t0 - t->begin_us;
+        stats.bytes += total;
+        stats.msgs += t->n_msgs;
         r = sendmsg(fd, &msg, 0) < 0 ? -errno : 0;
         free(iov);
         if (r < 0) {
+                stats.commit_us += mono_us() - t0;
                 snprintf(err, NFT_TXN_ERRLEN, "sending a batch of %zu changes (%zu bytes): %s", t->n_msgs, total,
                          strerror(-r));
                 return r;
         }
 
         buf = malloc(MNL_SOCKET_BUFFER_SIZE * 4);
-        if (!buf)
+        if (!buf) {
+                stats.commit_us += mono_us() - t0;
                 return -ENOMEM;
+        }
         while (!st.done) {
                 struct pollfd p = { .fd = fd, .events = POLLIN };
                 int n;
@@ -400,6 +425,7 @@ int nft_txn_commit(struct nft_txn *t, char *err)
                         if (r == -EINTR)
                                 continue;
                         snprintf(err, NFT_TXN_ERRLEN, "waiting for the kernel's verdict: %s", strerror(-r));
+                        stats.commit_us += mono_us() - t0;
                         free(buf);
                         return r;
                 }
@@ -409,6 +435,7 @@ int nft_txn_commit(struct nft_txn *t, char *err)
                         if (r == -EINTR)
                                 continue;
                         snprintf(err, NFT_TXN_ERRLEN, "reading the kernel's verdict: %s", strerror(-r));
+                        stats.commit_us += mono_us() - t0;
                         free(buf);
                         return r;
                 }
@@ -417,6 +444,7 @@ int nft_txn_commit(struct nft_txn *t, char *err)
                                 handle_error(&st, h);
                 }
         }
+        stats.commit_us += mono_us() - t0;
         free(buf);
         return st.error;
 }

@@ -49,3 +49,16 @@ size_t nft_txn_count(const struct nft_txn *t);
  * No such file or directory") in err (NFT_TXN_ERRLEN). */
 int nft_txn_commit(struct nft_txn *t, char *err);
 void nft_txn_free(struct nft_txn *t);
+
+/* What the transactions of the calling thread cost, summed since it
+ * started (take the difference of two reads around what you measure):
+ * for benchmarks, which want the kernel's share of a sync apart from
+ * ours. Per thread, as getrusage(RUSAGE_THREAD) is. */
+struct nft_txn_stats {
+        uint64_t commits;   /* batches sent, refused ones included */
+        uint64_t fill_us;   /* nft_txn_begin until nft_txn_commit: encoding the changes */
+        uint64_t commit_us; /* sendmsg until the kernel's final ack: the kernel's commit (or abort) */
+        uint64_t bytes;     /* of the batches, begin and end markers included */
+        uint64_t msgs;      /* change messages (nft_txn_count) */
+};
+void nft_txn_stats_get(struct nft_txn_stats *ret);

@@ -24,7 +24,18 @@
  * otherwise blow a small file up exponentially ("billion laughs"). Plain
  * nodes are not counted: the input size bounds them. */
 #define YAML_MAX_ALIAS_NODES (1u << 20)
-#define MANIFEST_MAX_FILE (64u << 20)
+/* What one document, or one item of a List, may span in the input: the
+ * loader holds one of them at a time (the tree of a whole file never), so
+ * this, not the file size, bounds its memory. etcd refuses objects over
+ * 1.5 MiB (--max-request-bytes); 8 MiB leaves room for hand-written
+ * documents (a List of lists) and kubectl's pretty-printing. Counted in
+ * characters, as libyaml marks positions (the same as bytes for ASCII). */
+#define MANIFEST_MAX_OBJECT ((size_t) 8 << 20)
+/* libyaml hands out a scalar whole, so one value is held before the
+ * builder sees its size: what libyaml may read between two events, in
+ * units of max_object (64 MiB by default, the file cap this replaces). */
+#define MANIFEST_READ_GAP 8
+static size_t max_object = MANIFEST_MAX_OBJECT;
 #define LIST_MAX_DEPTH 4
 
 #define TAG_PREFIX "tag:yaml.org,2002:"
@@ -62,6 +73,12 @@ struct yaml_sink {
         bool (*items_start)(void *data, const json_t *root);
         /* An element of a streamed "items". Borrowed. */
         int (*item)(void *data, json_t *item, size_t index);
+        /* Optional: a document (index SIZE_MAX), or item index of a
+         * streamed "items" (item: what it was so far, or NULL), spans more
+         * than the limit:
+         * it is dropped whole and parsing goes on after it. root is the
+         * document so far, or NULL. Without it, the limit is not checked. */
+        int (*too_large)(void *data, const json_t *root, const json_t *item, size_t index, size_t line);
         /* Optional: a document is broken ("line N: problem" in msg). With
          * it, the rest of that document is skipped and parsing goes on
          * with the next one (a syntax error still ends the stream);
@@ -78,6 +95,11 @@ struct builder {
         json_t *doc;
         bool have_doc;
         size_t alias_nodes;
+        /* The document, or the streamed item, being built began here (a
+         * libyaml mark index); while skipping, the event being skipped. */
+        size_t unit_start;
+        size_t item_skip; /* > 0: collections still open in a dropped item */
+        size_t last_end;  /* where the last event ended (a mark index) */
         const struct yaml_sink *sink;
         char *err;
         size_t errlen;
@@ -130,6 +152,7 @@ static void builder_reset_doc(struct builder *b)
         b->doc = NULL;
         b->have_doc = false;
         b->alias_nodes = 0;
+        b->item_skip = 0;
 }
 
 static const struct anchor *anchor_find(const struct builder *b, const char *name)
@@ -542,6 +565,91 @@ static int on_alias(struct builder *b, const yaml_event_t *ev)
         return set_key(b, key, json_string_length(a->value), key, false);
 }
 
+static bool node_event(yaml_event_type_t t)
+{
+        return t == YAML_SCALAR_EVENT || t == YAML_SEQUENCE_START_EVENT || t == YAML_MAPPING_START_EVENT ||
+               t == YAML_ALIAS_EVENT;
+}
+
+/* The root's streamed "items" is stack[1]; its items are built above it. */
+static bool in_streamed(const struct builder *b)
+{
+        return b->depth >= 2 && b->stack[1].streamed;
+}
+
+/* Whether ev takes the document or the streamed item being built past the
+ * limit. Moves unit_start where a new unit begins. */
+static bool unit_check(struct builder *b, const yaml_event_t *ev)
+{
+        /* Complete: what follows the last node (comments) holds nothing. */
+        if (ev->type == YAML_DOCUMENT_END_EVENT)
+                return false;
+        if (in_streamed(b) && b->depth == 2) {
+                if (node_event(ev->type))
+                        b->unit_start = ev->start_mark.index;
+                else
+                        /* The end of "items": the keys after it are measured from here. */
+                        b->unit_start = ev->end_mark.index;
+        }
+        return ev->end_mark.index - b->unit_start > max_object;
+}
+
+/* The kind and metadata of the object built at stack[i], to name it: its
+ * metadata may still be open above it. NULL if none. */
+static json_t *partial_ref(const struct builder *b, size_t i)
+{
+        const struct frame *f = &b->stack[i];
+        json_t *o, *kind, *md;
+
+        if (b->depth <= i || !json_is_object(f->node) || !(o = json_object()))
+                return NULL;
+        kind = json_object_get(f->node, "kind");
+        md = json_object_get(f->node, "metadata");
+        if (!md && b->depth > i + 1 && f->key && f->key_len == 8 && memcmp(f->key, "metadata", 8) == 0)
+                md = b->stack[i + 1].node;
+        if ((kind && json_object_set(o, "kind", kind) < 0) || (md && json_object_set(o, "metadata", md) < 0)) {
+                json_decref(o);
+                return NULL;
+        }
+        return o;
+}
+
+/* Drops the document, or the streamed item, that ev took past the limit
+ * (ev is the first event dropped), then the item's events up to its end. */
+static int item_skip(struct builder *b, const yaml_event_t *ev, bool *skip_doc)
+{
+        int r = 0;
+
+        b->unit_start = ev->start_mark.index;
+        if (!b->item_skip) {
+                json_t *ref;
+
+                b->line = ev->start_mark.line + 1;
+                if (!in_streamed(b) || (b->depth == 2 && !node_event(ev->type))) {
+                        ref = partial_ref(b, 0);
+                        r = b->sink->too_large(b->sink->data, ref, NULL, SIZE_MAX, b->line);
+                        json_decref(ref);
+                        builder_reset_doc(b);
+                        *skip_doc = ev->type != YAML_DOCUMENT_END_EVENT;
+                        return r;
+                }
+                ref = partial_ref(b, 2);
+                r = b->sink->too_large(b->sink->data, b->stack[0].node, ref, b->stack[1].n_items, b->line);
+                json_decref(ref);
+                while (b->depth > 2) {
+                        frame_clear(&b->stack[--b->depth]);
+                        b->item_skip++;
+                }
+        }
+        if (ev->type == YAML_SEQUENCE_START_EVENT || ev->type == YAML_MAPPING_START_EVENT)
+                b->item_skip++;
+        else if (ev->type == YAML_SEQUENCE_END_EVENT || ev->type == YAML_MAPPING_END_EVENT)
+                b->item_skip--;
+        if (!b->item_skip)
+                b->stack[1].n_items++;
+        return r;
+}
+
 static int parser_fail(struct builder *b, const yaml_parser_t *parser)
 {
         b->line = parser->problem_mark.line + 1;
@@ -574,14 +682,25 @@ static int parse_stream(struct builder *b, yaml_parser_t *parser)
                         break;
                 }
                 b->line = ev.start_mark.line + 1;
+                b->last_end = ev.end_mark.index;
                 if (ev.type == YAML_STREAM_END_EVENT) {
                         yaml_event_delete(&ev);
                         break;
                 }
                 type = ev.type;
                 if (skip) {
+                        b->unit_start = ev.start_mark.index;
                         skip = type != YAML_DOCUMENT_END_EVENT;
                         yaml_event_delete(&ev);
+                        continue;
+                }
+                if (type == YAML_DOCUMENT_START_EVENT)
+                        b->unit_start = ev.start_mark.index;
+                if (b->item_skip || (b->sink->too_large && unit_check(b, &ev))) {
+                        r = item_skip(b, &ev, &skip);
+                        yaml_event_delete(&ev);
+                        if (r < 0)
+                                break;
                         continue;
                 }
                 switch (type) {
@@ -1063,6 +1182,53 @@ static int stream_doc(void *data, json_t *root)
         return r;
 }
 
+/* "8 MiB" or "1000 bytes" (tests lower the limit). */
+static const char *limit_str(char *buf, size_t len)
+{
+        if (max_object % ((size_t) 1 << 20) == 0)
+                snprintf(buf, len, "%zu MiB", max_object >> 20);
+        else
+                snprintf(buf, len, "%zu bytes", max_object);
+        return buf;
+}
+
+static int stream_too_large(void *data, const json_t *root, const json_t *item, size_t index, size_t line)
+{
+        struct stream *s = data;
+        const struct loader *l = s->l;
+        char ref[K8S_ERRLEN], lref[K8S_ERRLEN], lim[32];
+
+        limit_str(lim, sizeof(lim));
+        l->st->skipped++;
+        if (index != SIZE_MAX) {
+                /* kubectl's lists name their kind after the items. */
+                if (json_object_get(root, "kind"))
+                        k8s_object_ref(root, lref, sizeof(lref));
+                else
+                        snprintf(lref, sizeof(lref), "a List");
+                /* An item: the List goes on with the next one. */
+                if (json_is_object(item) && json_object_get(item, "kind") && json_object_get(item, "metadata"))
+                        lwarn(l, "%s: line %zu: skipping %s (item %zu of %s): larger than %s, the limit per object",
+                              l->name, line, k8s_object_ref(item, ref, sizeof(ref)), index, lref, lim);
+                else
+                        lwarn(l, "%s: line %zu: skipping item %zu of %s: larger than %s, the limit per object",
+                              l->name, line, index, lref, lim);
+                return 0;
+        }
+        /* The whole document goes, as a broken one does. */
+        deferred_clear(&s->def);
+        s->items = ITEMS_NONE;
+        s->root = NULL;
+        s->n_docs++;
+        if (root && json_object_get(root, "kind") && json_object_get(root, "metadata"))
+                lwarn(l, "%s: line %zu: skipping %s: larger than %s, the limit per object", l->name, line,
+                      k8s_object_ref(root, ref, sizeof(ref)), lim);
+        else
+                lwarn(l, "%s: line %zu: skipping document %zu: larger than %s, the limit per object", l->name, line,
+                      s->n_docs, lim);
+        return 0;
+}
+
 static int stream_error(void *data, const char *msg)
 {
         struct stream *s = data;
@@ -1074,8 +1240,16 @@ static int stream_error(void *data, const char *msg)
         s->items = ITEMS_NONE;
         s->root = NULL;
         s->n_docs++;
-        if (s->input_err)
-                lwarn(s->l, "%s: %s", s->l->name, s->input_err == EFBIG ? "file too large" : strerror(s->input_err));
+        if (s->input_err == EFBIG) {
+                char lim[32];
+
+                snprintf(lim, sizeof(lim), "%zu MiB", MANIFEST_READ_GAP * max_object >> 20);
+                if (MANIFEST_READ_GAP * max_object % ((size_t) 1 << 20))
+                        snprintf(lim, sizeof(lim), "%zu bytes", MANIFEST_READ_GAP * max_object);
+                lwarn(s->l, "%s: a single value or comment larger than %s; the rest of the file is not read",
+                      s->l->name, lim);
+        } else if (s->input_err)
+                lwarn(s->l, "%s: %s", s->l->name, strerror(s->input_err));
         else
                 lwarn(s->l, "%s: %s", s->l->name, msg);
         return 0;
@@ -1085,7 +1259,8 @@ struct fd_input {
         int fd;
         const char *pre; /* read already, to be handed out first */
         size_t pre_len;
-        size_t total;
+        const yaml_parser_t *parser;
+        const size_t *last_end; /* the builder's */
         int *err;
 };
 
@@ -1110,9 +1285,11 @@ static int read_handler(void *data, unsigned char *buf, size_t size, size_t *siz
                 *in->err = errno;
                 return 0;
         }
-        in->total += (size_t) n;
-        /* Pipes have no size to check beforehand. */
-        if (in->total > MANIFEST_MAX_FILE) {
+        /* The builder refuses a large object once an event shows its size,
+         * but libyaml collects a scalar whole before its event: a value of
+         * gigabytes would be held before that. (Long comments count too:
+         * the reader cannot tell them apart.) */
+        if (in->parser && in->parser->mark.index - *in->last_end > MANIFEST_READ_GAP * max_object) {
                 *in->err = EFBIG;
                 return 0;
         }
@@ -1128,6 +1305,7 @@ static int load_stream(const struct loader *l, struct stream *s, const char *buf
                 .doc = stream_doc,
                 .items_start = stream_items_start,
                 .item = stream_item,
+                .too_large = stream_too_large,
                 .error = stream_error,
                 .data = s,
         };
@@ -1146,6 +1324,8 @@ static int load_stream(const struct loader *l, struct stream *s, const char *buf
         b->sink = &sink;
         if (in) {
                 if (yaml_parser_initialize(&parser)) {
+                        in->parser = &parser;
+                        in->last_end = &b->last_end;
                         yaml_parser_set_input(&parser, read_handler, in);
                         r = parse_stream(b, &parser);
                         yaml_parser_delete(&parser);
@@ -1190,7 +1370,6 @@ static int load_file(const struct loader *l, const char *path)
         struct stream s = { .l = &fl };
         struct fd_input in = { .err = &s.input_err };
         char pre[4096];
-        struct stat st;
         ssize_t n;
         int r;
 
@@ -1202,27 +1381,20 @@ static int load_file(const struct loader *l, const char *path)
                 return r;
         }
         r = 0;
-        if (fstat(in.fd, &st) == 0 && S_ISREG(st.st_mode) && (uintmax_t) st.st_size > MANIFEST_MAX_FILE)
-                r = -EFBIG;
-        else {
-                do
-                        n = read(in.fd, pre, sizeof(pre));
-                while (n < 0 && errno == EINTR);
-                if (n < 0)
-                        r = -errno;
-                else {
-                        /* Read as parsed, through libyaml's own small buffer
-                         * (JSON is YAML): memory does not grow with the file. */
-                        in.pre = pre;
-                        in.pre_len = (size_t) n;
-                        in.total = (size_t) n;
-                }
-        }
-        if (r < 0) {
+        do
+                n = read(in.fd, pre, sizeof(pre));
+        while (n < 0 && errno == EINTR);
+        if (n < 0) {
+                r = -errno;
                 close(in.fd);
-                lwarn(l, "%s: %s", path, r == -EFBIG ? "file too large" : strerror(-r));
+                lwarn(l, "%s: %s", path, strerror(-r));
                 return r;
         }
+        /* Read as parsed, through libyaml's own small buffer (JSON is
+         * YAML): memory does not grow with the file, only with the largest
+         * object (max_object). */
+        in.pre = pre;
+        in.pre_len = (size_t) n;
         r = load_stream(&fl, &s, NULL, 0, &in);
         close(in.fd);
         return r;
@@ -1341,4 +1513,12 @@ int manifest_load_path(struct model *m, const char *path, const char *node_name,
         if (S_ISDIR(st.st_mode))
                 return load_dir(&l, path);
         return load_file(&l, path);
+}
+
+size_t manifest_max_object_set(size_t n)
+{
+        size_t old = max_object;
+
+        max_object = n ? n : MANIFEST_MAX_OBJECT;
+        return old;
 }

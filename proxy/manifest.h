@@ -25,13 +25,18 @@ struct manifest_stats {
 /* Loads a file, or every *.yaml, *.yml and *.json file of a directory in
  * name order (not recursive). node_name selects which Node object is ours
  * (others are ignored). Each document, and each item of a List, goes into
- * the model as soon as it is parsed: memory does not grow with the file.
+ * the model as soon as it is parsed: memory does not grow with the file,
+ * and no file is too large; a document or List item over 8 MiB is skipped.
  * A broken document is reported and skipped, except that a YAML syntax
  * error ends its file; what was loaded before stays. Returns 0, or negative
  * errno when the path cannot be read or a file is not YAML/JSON at all or
  * in part (message through warn). */
 int manifest_load_path(struct model *m, const char *path, const char *node_name, manifest_warn_fn warn,
                        void *data, struct manifest_stats *stats);
+/* Tests: the limit on one document or List item (default 8 MiB; 0 restores
+ * it); returns the previous one. A larger one is skipped like a bad object
+ * (one warning naming it, counted as skipped); the rest loads. */
+size_t manifest_max_object_set(size_t n);
 /* Same for an in-memory buffer; name is used in messages. */
 int manifest_load_buffer(struct model *m, const char *buf, size_t len, const char *name, const char *node_name,
                          manifest_warn_fn warn, void *data, struct manifest_stats *stats);

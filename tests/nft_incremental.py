@@ -157,6 +157,7 @@ def main():
             kind = out.split(" ")[1] if out.startswith("synced") else out
             check(f"{name} ({kind})", out.startswith("synced") and a == b and kind == ("full" if full else expect),
                   "" if a == b else diff(a, b))
+            return out
 
         step("empty start", full=True)
         shards = int(FLAGS[-1].split("=")[1]) if FLAGS[-1].startswith("--nftables-shards=") else 0
@@ -210,6 +211,22 @@ def main():
         m = masq_elems(ns_k)
         check("removed service out of nodeport-masq", "tcp . 30080" not in m, m)
         step("periodic full sync", full=True)
+
+        # The sync's cost split (bench/nft_sync.py's columns): "synced kind
+        # compute sync cpu plan encode commit bytes msgs user sys".
+        f = step("instrumented sync", [eps("a-1", "a", [("10.244.0.7", "node-0")])]).split()
+        v = [int(x) for x in f[2:]] if len(f) == 12 else []
+        check("sync reports plan, encode, commit, batch and CPU split",
+              len(v) == 10 and v[5] > 0 and v[6] > 0 and v[7] > 0 and v[3] + v[4] + v[5] == v[1], f)
+        v = [int(x) for x in st.cmd("sync").split()[2:]]
+        check("a sync with nothing to do sends no batch", len(v) == 10 and v[5] == v[6] == v[7] == 0, v)
+        # The kernel's per-commit floor, measured beside our tables in a
+        # table of its own that it removes again.
+        before = listing(ns_k)
+        f = st.cmd("floor 3").split()
+        check("floor: medians of one-element commits",
+              len(f) == 5 and f[0] == "ok" and all(x.isdigit() for x in f[1:]) and int(f[1]) > 0 and f[4] == "3", f)
+        check("floor leaves the ruleset as it was", listing(ns_k) == before)
 
         # Random changes: endpoints shared between services (the hairpin set
         # counts them), clashing externalIPs and NodePorts, deletions.

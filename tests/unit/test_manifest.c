@@ -761,6 +761,171 @@ static void test_load_big_files(void **state)
         free(json);
 }
 
+/* A document or List item over the limit is skipped like a bad object;
+ * the documents and items around it load. The file size is no limit. */
+static char *padded_service(const char *name, size_t pad, bool json)
+{
+        size_t cap = pad + 256;
+        char *buf = malloc(cap), *p;
+        int n;
+
+        assert_non_null(buf);
+        n = json ? snprintf(buf, cap, "{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"%s\","
+                                      "\"namespace\":\"big\",\"annotations\":{\"pad\":\"", name)
+                 : snprintf(buf, cap, "---\napiVersion: v1\nkind: Service\nmetadata:\n  name: %s\n  namespace: big\n"
+                                      "  annotations:\n    pad: \"", name);
+        p = buf + n;
+        memset(p, 'x', pad);
+        p += pad;
+        snprintf(p, cap - (size_t) (p - buf), json ? "\"}},\"spec\":{\"ports\":[{\"port\":80}]}}"
+                                                   : "\"\nspec:\n  ports:\n  - port: 80\n");
+        return buf;
+}
+
+static void test_load_object_limit(void **state)
+{
+        size_t old = manifest_max_object_set(2000);
+        struct manifest_stats st;
+        struct warnings w = {};
+        struct model *m;
+        char buf[16384];
+
+        (void) state;
+        /* A YAML stream: the middle document is too large. */
+        {
+                char *a = padded_service("a", 100, false), *b = padded_service("b", 3000, false),
+                     *c = padded_service("c", 1500, false);
+
+                snprintf(buf, sizeof(buf), "%s%s%s", a, b, c);
+                m = new_model();
+                assert_int_equal(manifest_load_buffer(m, buf, strlen(buf), "s.yaml", NULL, collect, &w, &st), 0);
+                dump_warnings(&w);
+                assert_int_equal(w.n, 1);
+                assert_string_equal(w.msg[0], "s.yaml: line 19: skipping Service big/b: larger than 2000 bytes, "
+                                              "the limit per object");
+                assert_int_equal(st.services, 2);
+                assert_int_equal(st.skipped, 1);
+                assert_non_null(model_service_get(m, "big", "a"));
+                assert_null(model_service_get(m, "big", "b"));
+                assert_non_null(model_service_get(m, "big", "c"));
+                warnings_clear(&w);
+                model_free(m);
+                free(a);
+                free(b);
+                free(c);
+        }
+        /* A List: only the large item goes, whether the List's kind comes
+         * before its items or after them (kubectl). */
+        for (int kind_last = 0; kind_last <= 1; kind_last++) {
+                char *it[4];
+                const char *head = kind_last ? "{\"apiVersion\":\"v1\",\"items\":[" :
+                                   "{\"apiVersion\":\"v1\",\"kind\":\"List\",\"metadata\":{\"name\":\"l\"},\"items\":[";
+
+                for (int i = 0; i < 4; i++) {
+                        char name[16];
+
+                        snprintf(name, sizeof(name), "i%d", i);
+                        it[i] = padded_service(name, i == 2 ? 2500 : 1000, true);
+                }
+                snprintf(buf, sizeof(buf), "%s%s,\n%s,\n%s,\n%s]%s\n", head, it[0], it[1], it[2], it[3],
+                         kind_last ? ",\"kind\":\"List\",\"metadata\":{\"name\":\"l\"}}" : "}");
+                m = new_model();
+                assert_int_equal(manifest_load_buffer(m, buf, strlen(buf), "l.json", NULL, collect, &w, &st), 0);
+                dump_warnings(&w);
+                assert_int_equal(w.n, 1);
+                assert_string_equal(w.msg[0], kind_last ? "l.json: line 3: skipping Service big/i2 (item 2 of a List): "
+                                                          "larger than 2000 bytes, the limit per object"
+                                                        : "l.json: line 3: skipping Service big/i2 (item 2 of List "
+                                                          "default/l): larger than 2000 bytes, the limit per object");
+                assert_int_equal(st.services, 3);
+                assert_int_equal(st.skipped, 1);
+                assert_non_null(model_service_get(m, "big", "i1"));
+                assert_null(model_service_get(m, "big", "i2"));
+                assert_non_null(model_service_get(m, "big", "i3"));
+                warnings_clear(&w);
+                model_free(m);
+                for (int i = 0; i < 4; i++)
+                        free(it[i]);
+        }
+        manifest_max_object_set(old);
+}
+
+/* One value so large that libyaml would hold it whole before the loader
+ * sees it: the file stops there (what came before stays). */
+static void test_load_huge_value(void **state)
+{
+        size_t old = manifest_max_object_set(2000);
+        char dir[] = "/tmp/nlproxy-manifest-XXXXXX", path[256];
+        char *a = padded_service("a", 10, false), *b = padded_service("b", 3 << 20, false);
+        struct manifest_stats st;
+        struct warnings w = {};
+        struct model *m = new_model();
+        FILE *f;
+
+        (void) state;
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/huge.yaml", dir);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(a, f);
+        fputs(b, f);
+        assert_int_equal(fclose(f), 0);
+        assert_int_equal(manifest_load_path(m, path, NULL, collect, &w, &st), -EFBIG);
+        dump_warnings(&w);
+        assert_int_equal(w.n, 1);
+        assert_non_null(strstr(w.msg[0], "huge.yaml: a single value or comment larger than 16000 bytes; the rest of "
+                                         "the file is not read"));
+        assert_non_null(model_service_get(m, "big", "a"));
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+        warnings_clear(&w);
+        model_free(m);
+        free(a);
+        free(b);
+        manifest_max_object_set(old);
+}
+
+/* No file is too large: 65 MiB (over the 64 MiB file cap this replaces),
+ * mostly comments, with a Service every MiB. */
+static void test_load_file_over_64mib(void **state)
+{
+        char dir[] = "/tmp/nlproxy-manifest-XXXXXX", path[256], line[1024];
+        struct manifest_stats st;
+        struct warnings w = {};
+        struct model *m = new_model();
+        char *a = padded_service("first", 10, false), *b = padded_service("last", 10, false);
+        FILE *f;
+
+        (void) state;
+        assert_non_null(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/big.yaml", dir);
+        f = fopen(path, "w");
+        assert_non_null(f);
+        fputs(a, f);
+        memset(line, ' ', sizeof(line));
+        line[0] = '#';
+        line[sizeof(line) - 1] = '\n';
+        for (int i = 0; i < 65 * 1024; i++) {
+                assert_int_equal(fwrite(line, sizeof(line), 1, f), 1);
+                if (i % 1024 == 1023)
+                        fprintf(f, "---\napiVersion: v1\nkind: Service\nmetadata: {name: m%d, namespace: big}\n"
+                                   "spec: {ports: [{port: 80}]}\n", i / 1024);
+        }
+        fputs(b, f);
+        assert_int_equal(fclose(f), 0);
+        assert_int_equal(manifest_load_path(m, path, NULL, collect, &w, &st), 0);
+        dump_warnings(&w);
+        assert_int_equal(w.n, 0);
+        assert_int_equal(st.services, 2 + 65);
+        assert_non_null(model_service_get(m, "big", "m64"));
+        assert_non_null(model_service_get(m, "big", "last"));
+        assert_int_equal(unlink(path), 0);
+        assert_int_equal(rmdir(dir), 0);
+        model_free(m);
+        free(a);
+        free(b);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -772,7 +937,8 @@ int main(void)
                 cmocka_unit_test(test_load_failures), cmocka_unit_test(test_load_big_list),
                 cmocka_unit_test(test_load_list_bad_item), cmocka_unit_test(test_load_list_key_order),
                 cmocka_unit_test(test_load_doc_errors), cmocka_unit_test(test_json_like_yaml),
-                cmocka_unit_test(test_load_big_files),
+                cmocka_unit_test(test_load_big_files), cmocka_unit_test(test_load_object_limit),
+                cmocka_unit_test(test_load_huge_value), cmocka_unit_test(test_load_file_over_64mib),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
