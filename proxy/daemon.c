@@ -26,6 +26,7 @@
 #include "log.h"
 #include "manifest.h"
 #include "metrics.h"
+#include "mfiles.h"
 #include "model.h"
 #include "process.h"
 #include "render.h"
@@ -136,6 +137,10 @@ struct daemon {
         /* Reload debounce; SIGHUP also re-reads the command line and --config. */
         uint64_t reload_at, reload_first;
         bool reload_config;
+        /* What each --manifests file gave the model: a reload re-reads the
+         * files that changed. */
+        struct mfiles *mfiles;
+        bool mfiles_full; /* the records do not match the model: load all */
         struct watch *watches;
         size_t n_watches;
 
@@ -388,6 +393,16 @@ static int trigger_svc_cb(const struct k8s_service *svc, void *data)
                         trigger_add(w->d, when);
         }
         return 0;
+}
+
+static void trigger_slice_cb(void *data, const struct k8s_endpoint_slice *s, const struct k8s_endpoint_slice *old)
+{
+        struct daemon *d = data;
+        double when;
+
+        if (s->trigger_time && !(old && old->trigger_time && strcmp(old->trigger_time, s->trigger_time) == 0) &&
+            parse_rfc3339(s->trigger_time, &when) == 0)
+                trigger_add(d, when);
 }
 
 /* ---- the sync runner ---- */
@@ -924,10 +939,43 @@ static void config_reload(struct daemon *d)
         log_info("re-read the configuration%s%s", n->config_path ? " from " : "", n->config_path ? n->config_path : "");
 }
 
-int daemon_reload(struct daemon *d)
+/* Every file into a new model, which replaces the daemon's: what differs is
+ * found by content (model_dirty_since). */
+static int manifests_load_all(struct daemon *d, struct mfiles_stats *st)
 {
         struct trigger_walk w = { .d = d };
-        struct model *m = NULL;
+        struct model *m;
+        int r;
+
+        mfiles_reset(d->mfiles);
+        d->mfiles_full = true;
+        r = model_new(&m);
+        if (r < 0)
+                return r;
+        r = mfiles_reload(d->mfiles, m, d->o->manifests, d->o->n_manifests, d->o->hostname, manifest_warn, NULL, NULL,
+                          st);
+        if (r < 0) {
+                model_free(m);
+                mfiles_reset(d->mfiles);
+                return r;
+        }
+        d->mfiles_full = false;
+        w.old = d->model;
+        d->model = m;
+        if (w.old) {
+                model_service_foreach(m, trigger_svc_cb, &w);
+                /* The services that differ from the old model, by content: the
+                 * table is updated for them only, as for watch events. */
+                model_dirty_since(m, w.old);
+                model_free((struct model *)w.old);
+        }
+        return 0;
+}
+
+int daemon_reload(struct daemon *d)
+{
+        bool full = d->reload_config || d->mfiles_full;
+        struct mfiles_stats st = { 0 };
         int r;
 
         if (d->reload_config && d->argv)
@@ -936,24 +984,24 @@ int daemon_reload(struct daemon *d)
         /* The API watcher owns the model's content. */
         if (d->watcher)
                 return 0;
-        r = daemon_load_model(d->o, &m);
+        /* Only the files that changed are read, into the model in place; a
+         * key that two files give needs every file, in order. */
+        r = full ? 1
+                 : mfiles_reload(d->mfiles, d->model, d->o->manifests, d->o->n_manifests, d->o->hostname,
+                                 manifest_warn, trigger_slice_cb, d, &st);
+        if (r == 1)
+                r = manifests_load_all(d, &st);
         watch_all(d); /* replaced files are new inodes */
         if (r < 0) {
                 log_error("reloading the manifests failed; keeping the previous state");
                 return r;
         }
-        w.old = d->model;
-        d->model = m;
-        model_service_foreach(m, trigger_svc_cb, &w);
-        /* The services that differ from the old model, by content: the
-         * table is updated for them only, as for watch events. */
-        model_dirty_since(m, w.old);
-        model_free((struct model *)w.old);
         process_malloc_consolidate();
         build_node(d);
         queue_change(d);
-        log_info("reloaded manifests: %zu services, %zu endpoint slices", model_service_count(m),
-                 model_slice_count(m));
+        log_info("reloaded manifests: %zu services, %zu endpoint slices (%zu of %zu files read%s)",
+                 model_service_count(d->model), model_slice_count(d->model), st.read, st.files,
+                 full ? ", all" : "");
         return 0;
 }
 
@@ -1787,7 +1835,10 @@ int daemon_new(const struct daemon_params *p, struct daemon **ret)
         d->argc = p->argc;
         d->argv = p->argv;
         d->print_changes = p->print_changes;
-        r = p->kc ? model_new(&d->model) : daemon_load_model(d->o, &d->model);
+        if (p->kc)
+                r = model_new(&d->model);
+        else if ((r = mfiles_new(&d->mfiles)) == 0 && (r = manifests_load_all(d, NULL)) < 0)
+                log_error("cannot load the manifests: %s", strerror(-r));
         if (r < 0)
                 goto fail;
         if (p->kc && (r = api_open(d, p->kc)) < 0)
@@ -1840,6 +1891,7 @@ void daemon_free(struct daemon *d)
         table_free(d->hosts_table);
         table_free(d->table);
         model_free(d->model);
+        mfiles_free(d->mfiles);
         watch_clear(d);
         free(d->triggers);
         metrics_free(d->metrics);

@@ -1418,24 +1418,41 @@ static int cmp_names(const void *a, const void *b)
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-static int load_dir(const struct loader *l, const char *path)
+void manifest_files_free(char **files, size_t n)
+{
+        for (size_t i = 0; files && i < n; i++)
+                free(files[i]);
+        free(files);
+}
+
+int manifest_path_files(const char *path, char ***ret, size_t *ret_n)
 {
         char **names = NULL, **nn;
-        size_t n = 0, cap = 0;
+        size_t n = 0, cap = 0, kept = 0;
         struct dirent *de;
-        int r = 0, ret = 0;
+        struct stat st;
+        int r = 0;
         DIR *d;
 
-        d = opendir(path);
-        if (!d) {
-                r = -errno;
-                lwarn(l, "%s: %s", path, strerror(-r));
-                return r;
+        if (stat(path, &st) < 0)
+                return -errno;
+        if (!S_ISDIR(st.st_mode)) {
+                names = calloc(2, sizeof(*names));
+                if (!names || !(names[0] = strdup(path))) {
+                        free(names);
+                        return -ENOMEM;
+                }
+                *ret = names;
+                *ret_n = 1;
+                return 0;
         }
+        d = opendir(path);
+        if (!d)
+                return -errno;
         while ((errno = 0, de = readdir(d))) {
                 if (!manifest_name(de->d_name))
                         continue;
-                if (n == cap) {
+                if (n + 1 >= cap) {
                         cap = cap ? cap * 2 : 16;
                         nn = realloc(names, cap * sizeof(*names));
                         if (!nn) {
@@ -1444,49 +1461,63 @@ static int load_dir(const struct loader *l, const char *path)
                         }
                         names = nn;
                 }
-                names[n] = strdup(de->d_name);
-                if (!names[n]) {
+                if (asprintf(&names[n], "%s/%s", path, de->d_name) < 0) {
                         r = -ENOMEM;
                         goto out;
                 }
-                n++;
+                names[++n] = NULL;
         }
         if (errno) {
                 r = -errno;
-                lwarn(l, "%s: %s", path, strerror(-r));
                 goto out;
         }
         if (n)
                 qsort(names, n, sizeof(*names), cmp_names);
-
+        /* stat, not lstat: ConfigMap volumes are all symlinks. */
         for (size_t i = 0; i < n; i++) {
-                struct stat st;
-                char *p;
-
-                if (asprintf(&p, "%s/%s", path, names[i]) < 0) {
-                        r = -ENOMEM;
-                        goto out;
-                }
-                /* stat, not lstat: ConfigMap volumes are all symlinks. */
-                if (stat(p, &st) < 0 || !S_ISREG(st.st_mode)) {
-                        free(p);
+                if (stat(names[i], &st) < 0 || !S_ISREG(st.st_mode)) {
+                        free(names[i]);
                         continue;
                 }
-                r = load_file(l, p);
-                free(p);
+                names[kept++] = names[i];
+        }
+        if (!names && !(names = calloc(1, sizeof(*names)))) {
+                r = -ENOMEM;
+                goto out;
+        }
+        names[kept] = NULL;
+        n = kept;
+        *ret = names;
+        *ret_n = n;
+        names = NULL;
+        n = 0;
+out:
+        closedir(d);
+        manifest_files_free(names, n);
+        return r;
+}
+
+static int load_dir(const struct loader *l, const char *path)
+{
+        char **files;
+        size_t n;
+        int r, ret = 0;
+
+        r = manifest_path_files(path, &files, &n);
+        if (r < 0) {
+                lwarn(l, "%s: %s", path, strerror(-r));
+                return r;
+        }
+        for (size_t i = 0; i < n; i++) {
+                r = load_file(l, files[i]);
                 if (r == -ENOMEM)
-                        goto out;
+                        break;
                 /* Keep going so that every broken file gets reported at once. */
                 if (r < 0 && ret == 0)
                         ret = r;
         }
-        r = ret;
-out:
-        for (size_t i = 0; i < n; i++)
-                free(names[i]);
-        free(names);
-        closedir(d);
-        return r;
+        manifest_files_free(files, n);
+        return r == -ENOMEM ? r : ret;
 }
 
 int manifest_load_path(struct model *m, const char *path, const char *node_name, manifest_warn_fn warn, void *data,

@@ -37,6 +37,12 @@ int manifest_load_path(struct model *m, const char *path, const char *node_name,
  * it); returns the previous one. A larger one is skipped like a bad object
  * (one warning naming it, counted as skipped); the rest loads. */
 size_t manifest_max_object_set(size_t n);
+/* The files manifest_load_path reads for path, in its order: path itself
+ * when it is not a directory, else the directory's *.yaml, *.yml and *.json
+ * regular files (symlinks followed), by name. *ret holds n malloc'd paths
+ * and a NULL; free it with manifest_files_free. Returns 0 or negative errno. */
+int manifest_path_files(const char *path, char ***ret, size_t *ret_n);
+void manifest_files_free(char **files, size_t n);
 /* Same for an in-memory buffer; name is used in messages. */
 int manifest_load_buffer(struct model *m, const char *buf, size_t len, const char *name, const char *node_name,
                          manifest_warn_fn warn, void *data, struct manifest_stats *stats);

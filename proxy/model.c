@@ -451,6 +451,62 @@ void model_node_set(struct model *m, struct k8s_node *obj)
         m->node = obj;
 }
 
+struct k8s_node *model_node_take(struct model *m)
+{
+        struct k8s_node *n = m->node;
+
+        m->node = NULL;
+        return n;
+}
+
+struct collect_ctx {
+        void **objs;
+        size_t n;
+};
+
+static void collect_walk(const void *nodep, VISIT which, void *closure)
+{
+        struct collect_ctx *c = closure;
+
+        if (which == postorder || which == leaf)
+                c->objs[c->n++] = *(void *const *)nodep;
+}
+
+static void no_free(void *p) { (void)p; }
+
+int model_move(struct model *dst, struct model *src)
+{
+        struct collect_ctx svcs = { 0 }, slices = { 0 };
+        int r = 0;
+
+        svcs.objs = malloc((src->n_services + 1) * sizeof(void *));
+        slices.objs = malloc((src->n_slices + 1) * sizeof(void *));
+        if (!svcs.objs || !slices.objs) {
+                free(svcs.objs);
+                free(slices.objs);
+                return -ENOMEM;
+        }
+        twalk_r(src->services, collect_walk, &svcs);
+        twalk_r(src->slices, collect_walk, &slices);
+        /* The objects change hands; only src's tree nodes and groups go. */
+        tdestroy(src->services, no_free);
+        tdestroy(src->slices, no_free);
+        tdestroy(src->groups, group_free_node);
+        tdestroy(src->dirty, key_free_node);
+        src->services = src->slices = src->groups = src->dirty = NULL;
+        src->n_services = src->n_slices = src->n_dirty = 0;
+        src->dirty_oom = false;
+        for (size_t i = 0; i < svcs.n; i++)
+                if (model_service_put(dst, svcs.objs[i]) < 0)
+                        r = -ENOMEM;
+        for (size_t i = 0; i < slices.n; i++)
+                if (model_slice_put(dst, slices.objs[i]) < 0)
+                        r = -ENOMEM;
+        free(svcs.objs);
+        free(slices.objs);
+        return r;
+}
+
 const struct k8s_node *model_node_get(const struct model *m) { return m->node; }
 size_t model_service_count(const struct model *m) { return m->n_services; }
 size_t model_slice_count(const struct model *m) { return m->n_slices; }

@@ -19,6 +19,14 @@ int model_slice_put(struct model *m, struct k8s_endpoint_slice *obj);
 /* The node is the proxy's own Node; replaced wholesale. NULL clears it. */
 void model_node_set(struct model *m, struct k8s_node *obj);
 
+/* Moves every Service and EndpointSlice of src into dst, each as a put (so
+ * dst marks what differs from what it had); src is left without them. Its
+ * Node stays. Returns 0, or -ENOMEM (an object that could not be kept is
+ * freed, as a put does). */
+int model_move(struct model *dst, struct model *src);
+/* Hands the Node over to the caller (NULL if none); the model has none after. */
+struct k8s_node *model_node_take(struct model *m);
+
 /* Returns 0, or -ENOENT when absent. */
 int model_service_del(struct model *m, const char *ns, const char *name);
 int model_slice_del(struct model *m, const char *ns, const char *name);

@@ -825,6 +825,43 @@ static void test_unchanged_reload_keeps_table(void **state)
         fx_stop(&f);
 }
 
+/* A reload reads only the files that changed: the objects of an unchanged
+ * file stay the very same; SIGHUP's reload reads every file. */
+static void test_reload_reads_changed_files(void **state)
+{
+        const struct k8s_service *other;
+        char path[128];
+        struct fx f;
+        FILE *out;
+
+        (void)state;
+        fx_start(&f, &backend_fake_ops, false, 0);
+        step(&f, 0);
+        snprintf(path, sizeof(path), "%s/other.json", f.dir);
+        out = fopen(path, "w");
+        assert_non_null(out);
+        fputs("{\"apiVersion\":\"v1\",\"kind\":\"Service\",\"metadata\":{\"name\":\"other\",\"namespace\":"
+              "\"default\"},\"spec\":{\"clusterIP\":\"10.96.0.11\",\"ports\":[{\"port\":53}]}}\n",
+              out);
+        assert_int_equal(fclose(out), 0);
+        assert_int_equal(daemon_reload(f.d), 0);
+        other = model_service_get(daemon_model(f.d), "default", "other");
+        assert_non_null(other);
+        write_manifest(&f, node_ok, "web", 90, 0, "node1", "2024-01-01T00:00:00Z");
+        assert_int_equal(daemon_reload(f.d), 0);
+        assert_ptr_equal(model_service_get(daemon_model(f.d), "default", "other"), other);
+        assert_int_equal(model_service_get(daemon_model(f.d), "default", "web")->ports[0].port, 90);
+        step(&f, 1 * S);
+        assert_int_equal(stats(&f)->partial_syncs, 1);
+        assert_int_equal(stats(&f)->last->n_svcs, 2);
+        unlink(path);
+        assert_int_equal(daemon_reload(f.d), 0);
+        assert_null(model_service_get(daemon_model(f.d), "default", "other"));
+        step(&f, 1 * S);
+        assert_int_equal(stats(&f)->last->n_svcs, 1);
+        fx_stop(&f);
+}
+
 static const char node_pods_a[] = "{\"apiVersion\":\"v1\",\"kind\":\"Node\",\"metadata\":{\"name\":\"node1\"},"
                                   "\"spec\":{\"podCIDR\":\"10.244.1.0/24\",\"podCIDRs\":[\"10.244.1.0/24\"]},"
                                   "\"status\":{\"addresses\":[{\"type\":\"InternalIP\",\"address\":\"192.0.2.1\"}]}}\n";
@@ -934,6 +971,7 @@ int main(void)
                 cmocka_unit_test(test_sighup_rereads_config),
                 cmocka_unit_test(test_api_unreachable),
                 cmocka_unit_test(test_unchanged_reload_keeps_table),
+                cmocka_unit_test(test_reload_reads_changed_files),
                 cmocka_unit_test(test_node_cidr_wait_and_follow),
                 cmocka_unit_test(test_node_cidr_timeout),
         };
