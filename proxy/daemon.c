@@ -976,6 +976,7 @@ int daemon_reload(struct daemon *d)
 {
         bool full = d->reload_config || d->mfiles_full;
         struct mfiles_stats st = { 0 };
+        uint64_t t0 = mono_clock(NULL), c0 = thread_cpu_ns();
         int r;
 
         if (d->reload_config && d->argv)
@@ -999,9 +1000,10 @@ int daemon_reload(struct daemon *d)
         process_malloc_consolidate();
         build_node(d);
         queue_change(d);
-        log_info("reloaded manifests: %zu services, %zu endpoint slices (%zu of %zu files read%s)",
+        log_info("reloaded manifests: %zu services, %zu endpoint slices (%zu of %zu files read%s) in %.3f s, "
+                 "%.3f s of CPU",
                  model_service_count(d->model), model_slice_count(d->model), st.read, st.files,
-                 full ? ", all" : "");
+                 full ? ", all" : "", (double)(mono_clock(NULL) - t0) / 1e9, (double)(thread_cpu_ns() - c0) / 1e9);
         return 0;
 }
 
