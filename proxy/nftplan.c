@@ -62,6 +62,8 @@ struct nftplan {
         const struct table *t;
         bool companion;
         uint32_t shards;
+        uint64_t built;               /* shard k's tables are built if bit k is set */
+        _Static_assert(NFTP_MAX_SHARDS <= 64, "one bit of built per shard");
         uint32_t n_tables;
         struct famplan *fam;          /* n_tables, in script order */
         struct nftp_svc_objs *svc[2]; /* per family */
@@ -1499,6 +1501,10 @@ static int build_family(struct nftplan *p, int idx)
                 uint32_t shard = k == p->shards ? NFTP_NONE : k;
                 struct famplan *fp = &p->fam[table_idx(idx, shard)];
 
+                if (shard != NFTP_NONE && !(p->built >> shard & 1)) {
+                        fp->pub.svc = fp->svc;
+                        continue;
+                }
                 if (p->t->family_enabled[idx]) {
                         fp->pub.enabled = true;
                         b.fp = fp;
@@ -1573,7 +1579,7 @@ static int shard_lists(struct nftplan *p)
         return 0;
 }
 
-static int plan_new(const struct table *t, bool companion, uint32_t shards, struct nftplan **ret)
+static int plan_new(const struct table *t, bool companion, uint32_t shards, uint64_t built, struct nftplan **ret)
 {
         struct nftplan *p;
         int r;
@@ -1586,6 +1592,7 @@ static int plan_new(const struct table *t, bool companion, uint32_t shards, stru
         p->t = t;
         p->companion = companion;
         p->shards = shards;
+        p->built = built;
         if (table_local_by_iface(t) && t->pod_iface[0] &&
             !(p->pod_iface = arena_cat(p, t->pod_iface, t->local_mode == DETECT_LOCAL_INTERFACE_PREFIX ? "*" : NULL,
                                        NULL))) {
@@ -1624,17 +1631,22 @@ int nftplan_new(const struct table *t, struct nftplan **ret)
 {
         uint32_t k = t->nft_shards < 0 ? nftplan_auto_shards(t) : (uint32_t) t->nft_shards;
 
-        return plan_new(t, false, k, ret);
+        return plan_new(t, false, k, UINT64_MAX, ret);
 }
 
 int nftplan_new_sharded(const struct table *t, uint32_t shards, struct nftplan **ret)
 {
-        return plan_new(t, false, shards, ret);
+        return plan_new(t, false, shards, UINT64_MAX, ret);
+}
+
+int nftplan_new_partial(const struct table *t, uint32_t shards, uint64_t built, struct nftplan **ret)
+{
+        return plan_new(t, false, shards, built, ret);
 }
 
 int nftplan_new_ipvs_companion(const struct table *t, struct nftplan **ret)
 {
-        return plan_new(t, true, 0, ret);
+        return plan_new(t, true, 0, UINT64_MAX, ret);
 }
 
 uint32_t nftplan_shards(const struct nftplan *p)
