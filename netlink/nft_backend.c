@@ -721,6 +721,8 @@ static struct table *mini_table(const struct table *t, const uint32_t *idx, size
         m->n_cip_owners = 0;
         m->label_skipped = NULL;
         m->n_label_skipped = 0;
+        m->clashed = NULL;
+        m->n_clashed = 0;
         m->cluster_domain = m->node_name = m->zone = NULL;
         m->scheduler = strdup(t->scheduler ? t->scheduler : "rr");
         for (int fi = 0; fi < 2; fi++) {
