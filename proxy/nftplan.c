@@ -464,32 +464,32 @@ static const struct entry *own_entry(const struct build *b, size_t k)
         return &b->disp.v[b->own_disp ? b->own_disp[k] : k];
 }
 
-/* Per-shard lists of the family's dispatch entries, by a counting sort
- * that keeps their order. */
-static int shard_disp(struct build *b)
+/* Items 0..n-1 by shard, in their order within each (a counting sort):
+ * item i is service i of the table, or with v the dispatch entry v[i].
+ * Shard k's are (*ret_idx)[(*ret_first)[k] .. (*ret_first)[k + 1]). */
+static int shard_sort(const struct nftplan *p, const struct entry *v, size_t n, uint32_t **ret_first,
+                      uint32_t **ret_idx)
 {
-        uint32_t shards = b->p->shards;
-        uint32_t *first = calloc(shards + 1, sizeof(*first));
-        uint32_t *idx = malloc((b->disp.n ? b->disp.n : 1) * sizeof(*idx));
+        uint32_t *first = calloc(p->shards + 1, sizeof(*first));
+        uint32_t *idx = malloc((n ? n : 1) * sizeof(*idx));
+        uint32_t *at = malloc(p->shards * sizeof(*at));
 
-        b->disp_first = first;
-        b->disp_idx = idx;
-        if (!first || !idx)
-                return -ENOMEM;
-        for (size_t i = 0; i < b->disp.n; i++)
-                first[b->p->svc_shard[b->disp.v[i].svc] + 1]++;
-        for (uint32_t k = 0; k < shards; k++)
-                first[k + 1] += first[k];
-        {
-                uint32_t *at = malloc((shards ? shards : 1) * sizeof(*at));
-
-                if (!at)
-                        return -ENOMEM;
-                memcpy(at, first, shards * sizeof(*at));
-                for (size_t i = 0; i < b->disp.n; i++)
-                        idx[at[b->p->svc_shard[b->disp.v[i].svc]]++] = (uint32_t) i;
+        if (!first || !idx || !at) {
+                free(first);
+                free(idx);
                 free(at);
+                return -ENOMEM;
         }
+        for (size_t i = 0; i < n; i++)
+                first[p->svc_shard[v ? v[i].svc : i] + 1]++;
+        for (uint32_t k = 0; k < p->shards; k++)
+                first[k + 1] += first[k];
+        memcpy(at, first, p->shards * sizeof(*at));
+        for (size_t i = 0; i < n; i++)
+                idx[at[p->svc_shard[v ? v[i].svc : i]]++] = (uint32_t) i;
+        free(at);
+        *ret_first = first;
+        *ret_idx = idx;
         return 0;
 }
 
@@ -689,10 +689,9 @@ static int tuple_set(struct build *b, const char *name, bool nodeports, enum pic
 {
         const struct entries *from = pick == PICK_MASQ ? &b->masq : pick == PICK_LB ? &b->lb : &b->disp;
         bool map = pick != PICK_MASQ && pick != PICK_LB;
+        size_t n = pick == PICK_DNAT ? b->n_own_disp : from->n;
         int r = nodeports ? set_begin(b, name, map, 0, NFTP_NONE, 2, NFTP_T_PROTO, NFTP_T_SERVICE)
                           : set_begin(b, name, map, 0, NFTP_NONE, 3, b->addr_type, NFTP_T_PROTO, NFTP_T_SERVICE);
-
-        size_t n = pick == PICK_DNAT ? b->n_own_disp : from->n;
 
         if (r < 0)
                 return r;
@@ -1492,7 +1491,7 @@ static int build_family(struct nftplan *p, int idx)
                 if (r == 0 && p->companion)
                         companion_flags(&b);
                 if (r == 0 && p->shards)
-                        r = shard_disp(&b);
+                        r = shard_sort(p, b.disp.v, b.disp.n, &b.disp_first, &b.disp_idx);
         }
         /* Shards first: the main table is last in this loop only so that
          * its presize sees the final entries; the order of tables in the
@@ -1555,30 +1554,6 @@ uint32_t nftplan_auto_shards(const struct table *t)
         return k;
 }
 
-/* The services of each shard, by a counting sort that keeps table order. */
-static int shard_lists(struct nftplan *p)
-{
-        const struct table *t = p->t;
-        uint32_t *at;
-
-        p->shard_first = calloc(p->shards + 1, sizeof(*p->shard_first));
-        p->shard_svcs = malloc((t->n_svcs ? t->n_svcs : 1) * sizeof(*p->shard_svcs));
-        at = malloc(p->shards * sizeof(*at));
-        if (!p->shard_first || !p->shard_svcs || !at) {
-                free(at);
-                return -ENOMEM;
-        }
-        for (size_t i = 0; i < t->n_svcs; i++)
-                p->shard_first[p->svc_shard[i] + 1]++;
-        for (uint32_t k = 0; k < p->shards; k++)
-                p->shard_first[k + 1] += p->shard_first[k];
-        memcpy(at, p->shard_first, p->shards * sizeof(*at));
-        for (size_t i = 0; i < t->n_svcs; i++)
-                p->shard_svcs[at[p->svc_shard[i]]++] = (uint32_t) i;
-        free(at);
-        return 0;
-}
-
 static int plan_new(const struct table *t, bool companion, uint32_t shards, uint64_t built, struct nftplan **ret)
 {
         struct nftplan *p;
@@ -1613,7 +1588,7 @@ static int plan_new(const struct table *t, bool companion, uint32_t shards, uint
                 }
                 for (size_t i = 0; i < t->n_svcs; i++)
                         p->svc_shard[i] = nftplan_shard_of(t->svcs[i].id, shards);
-                if ((r = shard_lists(p)) < 0) {
+                if ((r = shard_sort(p, NULL, t->n_svcs, &p->shard_first, &p->shard_svcs)) < 0) {
                         nftplan_free(p);
                         return r;
                 }
