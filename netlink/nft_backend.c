@@ -92,12 +92,15 @@ int backend_nftables_companion_open(struct backend **ret)
         return open_mode(ret, true);
 }
 
-/* The plan of a table: ours, or the IPVS companion's (never sharded). */
-static int plan_of(const struct nft_backend *b, const struct table *t, bool full, struct nftplan **ret)
+/* The plan of a table: ours, or the IPVS companion's (never sharded). A
+ * partial sync's plans have the committed shard count and only the shard
+ * tables in built. */
+static int plan_of(const struct nft_backend *b, const struct table *t, bool full, uint64_t built,
+                   struct nftplan **ret)
 {
         if (b->companion)
                 return nftplan_new_ipvs_companion(t, ret);
-        return full ? nftplan_new(t, ret) : nftplan_new_sharded(t, b->shards, ret);
+        return full ? nftplan_new(t, ret) : nftplan_new_partial(t, b->shards, built, ret);
 }
 
 static void nftb_close(struct backend *base)
@@ -609,7 +612,7 @@ static int sync_full(struct nft_backend *b, struct table *t, char *err)
         uint32_t genid = 0;
         int r;
 
-        r = plan_of(b, t, true, &p);
+        r = plan_of(b, t, true, UINT64_MAX, &p);
         if (r == 0)
                 r = nft_watch_new(p, &w);
         if (r < 0) {
@@ -718,6 +721,8 @@ static struct table *mini_table(const struct table *t, const uint32_t *idx, size
         m->n_cip_owners = 0;
         m->label_skipped = NULL;
         m->n_label_skipped = 0;
+        m->clashed = NULL;
+        m->n_clashed = 0;
         m->cluster_domain = m->node_name = m->zone = NULL;
         m->scheduler = strdup(t->scheduler ? t->scheduler : "rr");
         for (int fi = 0; fi < 2; fi++) {
@@ -738,6 +743,16 @@ static struct table *mini_table(const struct table *t, const uint32_t *idx, size
                         (*m->svcs[i].shared)++;
                 m->n_svcs++;
         }
+        return m;
+}
+
+/* The shards of the services of t at idx (bit k: shard k). */
+static uint64_t shards_of(const struct table *t, const uint32_t *idx, size_t n, uint32_t shards)
+{
+        uint64_t m = 0;
+
+        for (size_t i = 0; i < n && shards; i++)
+                m |= UINT64_C(1) << nftplan_shard_of(t->svcs[idx[i]].id, shards);
         return m;
 }
 
@@ -784,6 +799,7 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
         struct table *mo = NULL, *mn = NULL;
         struct nftplan *po = NULL, *pn = NULL;
         uint32_t n_tables;
+        uint64_t touched;
         int r = 0;
 
         r = table_diff(o, t, &oi.v, &oi.n, &ni.v, &ni.n);
@@ -809,7 +825,10 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
         mn = mini_table(t, ni.v, ni.n, come, n_come);
         if (!mo || !mn)
                 goto out;
-        if ((r = plan_of(b, mo, false, &po)) < 0 || (r = plan_of(b, mn, false, &pn)) < 0) {
+        /* Both plans build the shards of the old and the new entries: a
+         * shard left out of one would read as emptied or filled. */
+        touched = shards_of(o, oi.v, oi.n, b->shards) | shards_of(t, ni.v, ni.n, b->shards);
+        if ((r = plan_of(b, mo, false, touched, &po)) < 0 || (r = plan_of(b, mn, false, touched, &pn)) < 0) {
                 snprintf(err, BACKEND_ERRLEN, "planning the ruleset: %s", strerror(-r));
                 goto out;
         }
@@ -832,10 +851,14 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
                         snprintf(err, BACKEND_ERRLEN, "starting a transaction: %s", strerror(-r));
                         break;
                 }
-                /* The hairpin set is in the main tables (idx 0 and 1). */
-                for (uint32_t idx = 0; idx < n_tables && r == 0; idx++)
+                /* The hairpin set is in the main tables (idx 0 and 1); shard k's
+                 * tables are 2 + 2k and 3 + 2k. */
+                for (uint32_t idx = 0; idx < n_tables && r == 0; idx++) {
+                        if (idx >= 2 && !(touched >> ((idx - 2) / 2) & 1))
+                                continue;
                         r = encode_family_diff(txn, po, pn, (int)idx, idx < 2 ? &hp_del[idx] : &(struct idxvec){ 0 },
                                                idx < 2 ? &hp_add[idx] : &(struct idxvec){ 0 });
+                }
                 if (r == 0 && b->fail_next) {
                         b->fail_next = false;
                         r = encode_rule_to_missing_chain(txn);

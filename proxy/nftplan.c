@@ -62,11 +62,17 @@ struct nftplan {
         const struct table *t;
         bool companion;
         uint32_t shards;
+        uint64_t built;               /* shard k's tables are built if bit k is set */
+        _Static_assert(NFTP_MAX_SHARDS <= 64, "one bit of built per shard");
         uint32_t n_tables;
         struct famplan *fam;          /* n_tables, in script order */
         struct nftp_svc_objs *svc[2]; /* per family */
         const char *pod_iface;        /* the local-traffic detector's IFACE (interface modes) */
         uint32_t *svc_shard;          /* per table svc index, with shards */
+        /* With shards: the svc indexes of shard k, ascending, are
+         * shard_svcs[shard_first[k] .. shard_first[k + 1]), so building a
+         * shard walks its own services, not the whole table once per shard. */
+        uint32_t *shard_svcs, *shard_first;
         struct arena_blk *arena;
 };
 
@@ -86,6 +92,13 @@ struct build {
         struct ipaddr *hairpin;
         size_t n_hairpin;
         const char **names;  /* per svc: svc-, local-, ext- chain names */
+        /* With shards: indexes into disp of shard k's entries, ascending,
+         * disp_idx[disp_first[k] .. disp_first[k + 1]). */
+        uint32_t *disp_idx, *disp_first;
+        /* What the table being built holds: its services (own NULL: svc i is
+         * own index i) and its dispatch entries (own_disp NULL: every entry). */
+        const uint32_t *own, *own_disp;
+        size_t n_own, n_own_disp;
 };
 
 static const char *const fam_ip[2] = { "ip", "ip6" };
@@ -442,6 +455,69 @@ static void build_free(struct build *b)
         free(b->flags);
         free(b->hairpin);
         free(b->names);
+        free(b->disp_idx);
+        free(b->disp_first);
+}
+
+/* The k-th service of the table being built. */
+static uint32_t own_svc(const struct build *b, size_t k)
+{
+        return b->own ? b->own[k] : (uint32_t) k;
+}
+
+/* The k-th dispatch entry of the table being built. */
+static const struct entry *own_entry(const struct build *b, size_t k)
+{
+        return &b->disp.v[b->own_disp ? b->own_disp[k] : k];
+}
+
+/* Items 0..n-1 by shard, in their order within each (a counting sort):
+ * item i is service i of the table, or with v the dispatch entry v[i].
+ * Shard k's are (*ret_idx)[(*ret_first)[k] .. (*ret_first)[k + 1]). */
+static int shard_sort(const struct nftplan *p, const struct entry *v, size_t n, uint32_t **ret_first,
+                      uint32_t **ret_idx)
+{
+        uint32_t *first = calloc(p->shards + 1, sizeof(*first));
+        uint32_t *idx = malloc((n ? n : 1) * sizeof(*idx));
+        uint32_t *at = malloc(p->shards * sizeof(*at));
+
+        if (!first || !idx || !at) {
+                free(first);
+                free(idx);
+                free(at);
+                return -ENOMEM;
+        }
+        for (size_t i = 0; i < n; i++)
+                first[p->svc_shard[v ? v[i].svc : i] + 1]++;
+        for (uint32_t k = 0; k < p->shards; k++)
+                first[k + 1] += first[k];
+        memcpy(at, first, p->shards * sizeof(*at));
+        for (size_t i = 0; i < n; i++)
+                idx[at[p->svc_shard[v ? v[i].svc : i]]++] = (uint32_t) i;
+        free(at);
+        *ret_first = first;
+        *ret_idx = idx;
+        return 0;
+}
+
+/* Which services and dispatch entries the table being built holds. */
+static void own_set(struct build *b)
+{
+        uint32_t k = b->shard;
+
+        if (!b->p->shards) {
+                b->own = b->own_disp = NULL;
+                b->n_own = b->t->n_svcs;
+                b->n_own_disp = b->disp.n;
+        } else if (k == NFTP_NONE) {
+                b->own = b->own_disp = NULL;
+                b->n_own = b->n_own_disp = 0;
+        } else {
+                b->own = b->p->shard_svcs + b->p->shard_first[k];
+                b->n_own = b->p->shard_first[k + 1] - b->p->shard_first[k];
+                b->own_disp = b->disp_idx ? b->disp_idx + b->disp_first[k] : NULL;
+                b->n_own_disp = b->disp_idx ? b->disp_first[k + 1] - b->disp_first[k] : 0;
+        }
 }
 
 /* Chain names of a service, made once: elements and rules share them. */
@@ -453,13 +529,6 @@ static const char *svc_chain_name(struct build *b, uint32_t si, uint8_t target)
         if (!*n)
                 *n = arena_cat(b->p, prefix[target], b->t->svcs[si].id, NULL);
         return *n;
-}
-
-/* Whether service si's dispatch, chains and sets belong in the table being
- * built: without shards everything is in the main table. */
-static bool in_table(const struct build *b, uint32_t si)
-{
-        return !b->p->shards || b->p->svc_shard[si] == b->shard;
 }
 
 /* Sets. */
@@ -600,7 +669,7 @@ static int elem_target(struct build *b, struct nftp_elem *x, const struct entry 
 
 /* Which entries a tuple set or map holds. */
 enum pick {
-        PICK_DNAT,      /* service-ips / service-nodeports: this table's services with endpoints */
+        PICK_DNAT,      /* service-ips / service-nodeports: this table's services with endpoints (own_disp) */
         PICK_NO_EP,     /* no-endpoint-*: REJECT and DROP verdicts */
         PICK_EXT_LOCAL, /* IPVS companion local-policy-*: external tuples of services keeping an ext- chain */
         PICK_MASQ,      /* external-masq / nodeport-masq (a set, from b->masq) */
@@ -611,7 +680,7 @@ static bool picked(const struct build *b, const struct entry *e, enum pick pick)
 {
         switch (pick) {
         case PICK_DNAT:
-                return e->target <= TG_EXT && in_table(b, e->svc);
+                return e->target <= TG_EXT;
         case PICK_NO_EP:
                 return e->target > TG_EXT;
         case PICK_EXT_LOCAL:
@@ -627,13 +696,14 @@ static int tuple_set(struct build *b, const char *name, bool nodeports, enum pic
 {
         const struct entries *from = pick == PICK_MASQ ? &b->masq : pick == PICK_LB ? &b->lb : &b->disp;
         bool map = pick != PICK_MASQ && pick != PICK_LB;
+        size_t n = pick == PICK_DNAT ? b->n_own_disp : from->n;
         int r = nodeports ? set_begin(b, name, map, 0, NFTP_NONE, 2, NFTP_T_PROTO, NFTP_T_SERVICE)
                           : set_begin(b, name, map, 0, NFTP_NONE, 3, b->addr_type, NFTP_T_PROTO, NFTP_T_SERVICE);
 
         if (r < 0)
                 return r;
-        for (size_t i = 0; i < from->n; i++) {
-                const struct entry *e = &from->v[i];
+        for (size_t i = 0; i < n; i++) {
+                const struct entry *e = pick == PICK_DNAT ? own_entry(b, i) : &from->v[i];
                 struct nftp_elem *x;
 
                 if (e->dup || (e->addr.family == 0) != nodeports || !picked(b, e, pick))
@@ -779,11 +849,10 @@ static int affinity_sets(struct build *b)
         size_t cap = 0;
         int r = 0;
 
-        for (size_t i = 0; i < t->n_svcs; i++) {
+        for (size_t k = 0; k < b->n_own; k++) {
+                uint32_t i = own_svc(b, k);
                 const struct tbl_svc *s = &t->svcs[i];
 
-                if (!in_table(b, (uint32_t) i))
-                        continue;
                 fp->svc[i].first_set = (uint32_t) fp->n_sets;
                 if (!s->affinity_timeout || !(b->flags[i] & (F_SVC | F_LOCAL)) || !s->n_eps)
                         continue;
@@ -805,7 +874,7 @@ static int affinity_sets(struct build *b)
                         if (!used[j])
                                 continue;
                         r = set_begin(b, affinity_name(b, s, &s->eps[j]), false, NFTP_SET_DYNAMIC | NFTP_SET_TIMEOUT,
-                                      (uint32_t) i, 1, b->addr_type);
+                                      i, 1, b->addr_type);
                         if (r < 0)
                                 goto out;
                         fp->sets[fp->n_sets - 1].timeout = s->affinity_timeout;
@@ -1132,12 +1201,10 @@ static int svc_chains(struct build *b)
         struct famplan *fp = b->fp;
         int r;
 
-        for (size_t i = 0; i < t->n_svcs; i++) {
+        for (size_t k = 0; k < b->n_own; k++) {
+                uint32_t si = own_svc(b, k), i = si;
                 const struct tbl_svc *s = &t->svcs[i];
-                uint32_t si = (uint32_t) i;
 
-                if (!in_table(b, si))
-                        continue;
                 fp->svc[i].first_chain = (uint32_t) fp->n_chains;
                 if ((b->flags[i] & F_EXT) && (r = ext_chain(b, si)) < 0)
                         return r;
@@ -1339,8 +1406,7 @@ static int presize(struct build *b)
         size_t chains = 32, rules = 64, sets = 16, elems = 16;
 
         elems += t->n_nodeport_cidr[b->idx] + t->n_pod_cidr[b->idx];
-        for (size_t i = 0; i < b->disp.n; i++)
-                elems += main_tbl || in_table(b, b->disp.v[i].svc);
+        elems += main_tbl ? b->disp.n : b->n_own_disp;
         if (main_tbl) {
                 elems += b->n_hairpin + b->masq.n + b->lb.n + t->n_cluster_ips[b->idx] + t->n_service_cidr[b->idx];
                 for (size_t i = 0; i < b->fw.n; i++) {
@@ -1349,11 +1415,12 @@ static int presize(struct build *b)
                         elems += 1 + s->n_source_ranges + s->n_vips;
                 }
         }
-        for (size_t i = 0; i < t->n_svcs; i++) {
+        for (size_t k = 0; k < b->n_own; k++) {
+                uint32_t i = own_svc(b, k);
                 const struct tbl_svc *s = &t->svcs[i];
                 size_t eps = s->n_cluster_eps + s->n_local_eps;
 
-                if (!b->flags[i] || !in_table(b, (uint32_t) i))
+                if (!b->flags[i])
                         continue;
                 chains += 3;
                 rules += 8 + eps * (s->affinity_timeout ? 2 : 1);
@@ -1442,6 +1509,8 @@ static int build_family(struct nftplan *p, int idx)
                                                          ((b.flags[i] & F_LOCAL) ? NFTP_DNAT_LOCAL : 0));
                 if (r == 0 && p->companion)
                         companion_flags(&b);
+                if (r == 0 && p->shards)
+                        r = shard_sort(p, b.disp.v, b.disp.n, &b.disp_first, &b.disp_idx);
         }
         /* Shards first: the main table is last in this loop only so that
          * its presize sees the final entries; the order of tables in the
@@ -1450,10 +1519,15 @@ static int build_family(struct nftplan *p, int idx)
                 uint32_t shard = k == p->shards ? NFTP_NONE : k;
                 struct famplan *fp = &p->fam[table_idx(idx, shard)];
 
+                if (shard != NFTP_NONE && !(p->built >> shard & 1)) {
+                        fp->pub.svc = fp->svc;
+                        continue;
+                }
                 if (p->t->family_enabled[idx]) {
                         fp->pub.enabled = true;
                         b.fp = fp;
                         b.shard = shard;
+                        own_set(&b);
                         if ((r = presize(&b)) < 0)
                                 break;
                         if (p->companion)
@@ -1499,7 +1573,7 @@ uint32_t nftplan_auto_shards(const struct table *t)
         return k;
 }
 
-static int plan_new(const struct table *t, bool companion, uint32_t shards, struct nftplan **ret)
+static int plan_new(const struct table *t, bool companion, uint32_t shards, uint64_t built, struct nftplan **ret)
 {
         struct nftplan *p;
         int r;
@@ -1512,6 +1586,7 @@ static int plan_new(const struct table *t, bool companion, uint32_t shards, stru
         p->t = t;
         p->companion = companion;
         p->shards = shards;
+        p->built = built;
         if (table_local_by_iface(t) && t->pod_iface[0] &&
             !(p->pod_iface = arena_cat(p, t->pod_iface, t->local_mode == DETECT_LOCAL_INTERFACE_PREFIX ? "*" : NULL,
                                        NULL))) {
@@ -1532,6 +1607,10 @@ static int plan_new(const struct table *t, bool companion, uint32_t shards, stru
                 }
                 for (size_t i = 0; i < t->n_svcs; i++)
                         p->svc_shard[i] = nftplan_shard_of(t->svcs[i].id, shards);
+                if ((r = shard_sort(p, NULL, t->n_svcs, &p->shard_first, &p->shard_svcs)) < 0) {
+                        nftplan_free(p);
+                        return r;
+                }
         }
         for (int i = 0; i < 2; i++)
                 if ((r = build_family(p, i)) < 0) {
@@ -1546,17 +1625,22 @@ int nftplan_new(const struct table *t, struct nftplan **ret)
 {
         uint32_t k = t->nft_shards < 0 ? nftplan_auto_shards(t) : (uint32_t) t->nft_shards;
 
-        return plan_new(t, false, k, ret);
+        return plan_new(t, false, k, UINT64_MAX, ret);
 }
 
 int nftplan_new_sharded(const struct table *t, uint32_t shards, struct nftplan **ret)
 {
-        return plan_new(t, false, shards, ret);
+        return plan_new(t, false, shards, UINT64_MAX, ret);
+}
+
+int nftplan_new_partial(const struct table *t, uint32_t shards, uint64_t built, struct nftplan **ret)
+{
+        return plan_new(t, false, shards, built, ret);
 }
 
 int nftplan_new_ipvs_companion(const struct table *t, struct nftplan **ret)
 {
-        return plan_new(t, true, 0, ret);
+        return plan_new(t, true, 0, UINT64_MAX, ret);
 }
 
 uint32_t nftplan_shards(const struct nftplan *p)
@@ -1597,6 +1681,8 @@ void nftplan_free(struct nftplan *p)
         free(p->svc[0]);
         free(p->svc[1]);
         free(p->svc_shard);
+        free(p->shard_svcs);
+        free(p->shard_first);
         while (p->arena) {
                 struct arena_blk *n = p->arena->next;
 

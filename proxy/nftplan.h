@@ -184,7 +184,8 @@ struct nftp_family {
         const char *comment;
         uint32_t shard;     /* NFTP_NONE for the main table */
         int fi;             /* family index: 0 = IPv4, 1 = IPv6 */
-        bool enabled;       /* false: the table is only deleted */
+        bool enabled;       /* false: the table is only deleted (or, in a
+                             * partial plan, not built: nftplan_new_partial) */
         int af;             /* AF_INET / AF_INET6; NFPROTO_IPV4/6 have the same values */
         const char *ip;     /* "ip" / "ip6": table family and match keyword */
         const struct nftp_set *sets;
@@ -216,6 +217,11 @@ int nftplan_new(const struct table *t, struct nftplan **ret);
  * not every chain of the ruleset (docs/nftables-ruleset.md). shards must be
  * 0 or a power of two <= NFTP_MAX_SHARDS. */
 int nftplan_new_sharded(const struct table *t, uint32_t shards, struct nftplan **ret);
+/* nftplan_new_sharded building only the shard tables in built (bit k: shard
+ * k) besides the main tables: a partial sync's plans of a few services,
+ * which would otherwise build every shard's fixed sets and chains. The
+ * others are left empty and not enabled. */
+int nftplan_new_partial(const struct table *t, uint32_t shards, uint64_t built, struct nftplan **ret);
 /* Weight of a table: each service port counts one plus its endpoints. No
  * shards up to four times NFTP_SHARD_WEIGHT (about 2000 services with two
  * endpoints), then the power of two that keeps shards under it (10k x 2:

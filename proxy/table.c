@@ -136,6 +136,7 @@ void table_free(struct table *t)
         free(t->dns);
         free(t->cip_owners);
         free(t->label_skipped);
+        free(t->clashed);
         free(t->cluster_domain);
         free(t->node_name);
         free(t->zone);
@@ -727,6 +728,12 @@ static int add_claims(struct claim **c, size_t *n, size_t *cap, const struct tab
         return 0;
 }
 
+static int u32_order(const void *a, const void *b)
+{
+        uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+        return x < y ? -1 : x > y;
+}
+
 /* fresh (sorted indexes into t->svcs, or NULL for all): the entries built
  * for this table. The others come from a resolved table and cannot clash
  * among themselves, so only tuples some fresh entry claims are looked at:
@@ -762,6 +769,9 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
         }
         if (n)
                 qsort(c, n, sizeof(*c), claim_order);
+        free(t->clashed);
+        t->clashed = NULL;
+        t->n_clashed = 0;
         for (size_t i = 1; i < n; i++) {
                 if (ipaddr_cmp(&c[i].addr, &c[i - 1].addr) || c[i].proto != c[i - 1].proto ||
                     c[i].port != c[i - 1].port)
@@ -777,17 +787,29 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
                 else
                         s->vips[c[i].vip].addr.family = 0; /* compacted below */
                 t->n_skipped_services++;
+                if (!t->clashed && !(t->clashed = malloc(n * sizeof(*t->clashed)))) {
+                        free(c);
+                        return -ENOMEM;
+                }
+                t->clashed[t->n_clashed++] = c[i].svc;
+        }
+        if (t->n_clashed) {
+                size_t k = 0;
+
+                qsort(t->clashed, t->n_clashed, sizeof(*t->clashed), u32_order);
+                for (size_t i = 0; i < t->n_clashed; i++)
+                        if (!k || t->clashed[k - 1] != t->clashed[i])
+                                t->clashed[k++] = t->clashed[i];
+                t->n_clashed = k;
         }
         free(c);
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                struct tbl_svc *s = &t->svcs[i];
-                size_t k = 0;
-                if (!s->clashed)
-                        continue;
+        for (size_t k = 0; k < t->n_clashed; k++) {
+                struct tbl_svc *s = &t->svcs[t->clashed[k]];
+                size_t j = 0;
                 for (size_t v = 0; v < s->n_vips; v++)
                         if (s->vips[v].addr.family)
-                                s->vips[k++] = s->vips[v];
-                s->n_vips = k;
+                                s->vips[j++] = s->vips[v];
+                s->n_vips = j;
         }
         return 0;
 }
@@ -846,7 +868,27 @@ static int cip_order(const void *a, const void *b)
         return r ? r : x->owner < y->owner ? -1 : x->owner > y->owner;
 }
 
-/* The table-wide lists derived from the service entries, and the counters. */
+/* Entry s's part of the counters, added or taken away. resolve_clashes
+ * changes none of the fields they read. */
+static void no_local_count(struct table *t, const struct tbl_svc *s, bool add)
+{
+        size_t in, ex;
+
+        if (!s->has_endpoints)
+                return;
+        in = s->internal == TBL_DROP;
+        ex = s->ext_accessible && s->external == TBL_DROP;
+        if (add) {
+                t->n_no_local_internal += in;
+                t->n_no_local_external += ex;
+        } else {
+                t->n_no_local_internal -= in;
+                t->n_no_local_external -= ex;
+        }
+}
+
+/* The table-wide lists derived from the service entries, and the counters
+ * (fresh NULL: recounted; see resolve_clashes for fresh). */
 static int finish(struct table *t, const uint32_t *fresh, size_t n_fresh)
 {
         size_t k = 0;
@@ -878,13 +920,11 @@ static int finish(struct table *t, const uint32_t *fresh, size_t n_fresh)
                 t->dns[k++] = t->dns[i];
         }
         t->n_dns = k;
-        t->n_no_local_internal = t->n_no_local_external = 0;
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                const struct tbl_svc *s = &t->svcs[i];
-                if (!s->has_endpoints)
-                        continue;
-                t->n_no_local_internal += s->internal == TBL_DROP;
-                t->n_no_local_external += s->ext_accessible && s->external == TBL_DROP;
+        /* table_update keeps the counters as it merges (no_local_count). */
+        if (!fresh) {
+                t->n_no_local_internal = t->n_no_local_external = 0;
+                for (size_t i = 0; i < t->n_svcs; i++)
+                        no_local_count(t, &t->svcs[i], true);
         }
         return 0;
 }
@@ -1180,7 +1220,9 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
 }
 
 /* Merges the kept entries of prev (owner not rebuilt) with the rebuilt ones
- * (sorted) into one sorted array; elem_keep copies a kept entry. */
+ * (sorted) into one sorted array; keep_stmt follows the copy of a kept
+ * entry, new_stmt that of a rebuilt one, drop_stmt sees (p_) a prev entry
+ * left out. */
 /* Kept services' counts are incremented: fetched ahead, as in table_free. */
 #define AHEAD_SVC(e) ((e)->shared ? __builtin_prefetch((e)->shared, 1) : (void)0)
 #define AHEAD_NONE(e) ((void)(e))
@@ -1188,7 +1230,7 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
 /* Kept entries go out in runs: the end of each run (the first prev entry
  * after the next new one) is found by binary search, so the kept entries,
  * most of the table, are copied without comparing their names. */
-#define MERGE_KEPT(T, prev_arr, prev_n, new_arr, new_n, order, keep_stmt, out, out_n, new_stmt, ahead) \
+#define MERGE_KEPT(T, prev_arr, prev_n, new_arr, new_n, order, keep_stmt, out, out_n, new_stmt, drop_stmt, ahead) \
         do {                                                                                  \
                 size_t i_ = 0, j_ = 0, lim_ = 0;                                              \
                 bool have_lim_ = false;                                                       \
@@ -1197,6 +1239,7 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
                         if (i_ + 16 < (prev_n))                                               \
                                 ahead(&(prev_arr)[i_ + 16]);                                  \
                         if (p_ && owner_in(rebuilt, n_rebuilt, p_->owner)) {                  \
+                                drop_stmt;                                                    \
                                 i_++;                                                         \
                                 continue;                                                     \
                         }                                                                     \
@@ -1254,14 +1297,13 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         }
         /* What to rebuild: the dirty services, and those that lost a clash
          * before (the winner may be gone now). */
-        rebuilt = malloc((n_dirty + prev->n_svcs + 1) * sizeof(*rebuilt));
+        rebuilt = malloc((n_dirty + prev->n_clashed + 1) * sizeof(*rebuilt));
         if (!rebuilt)
                 goto fail;
         for (size_t i = 0; i < n_dirty; i++)
                 rebuilt[n_rebuilt++] = owner_hash(dirty[i].ns, dirty[i].name);
-        for (size_t i = 0; i < prev->n_svcs; i++)
-                if (prev->svcs[i].clashed)
-                        rebuilt[n_rebuilt++] = prev->svcs[i].owner;
+        for (size_t k = 0; k < prev->n_clashed; k++)
+                rebuilt[n_rebuilt++] = prev->svcs[prev->clashed[k]].owner;
         qsort(rebuilt, n_rebuilt, sizeof(*rebuilt), owner_order);
         for (size_t i = 0; i < n_dirty; i++) {
                 const struct k8s_service *svc = model_service_get(m, dirty[i].ns, dirty[i].name);
@@ -1269,18 +1311,18 @@ int table_update(const struct table *prev, const struct model *m, const struct n
                         goto fail;
         }
         /* Each service that lost a clash, once, unless it is dirty anyway. */
-        for (size_t i = 0; i < prev->n_svcs; i++) {
-                const struct tbl_svc *s = &prev->svcs[i];
+        for (size_t i = 0; i < prev->n_clashed; i++) {
+                const struct tbl_svc *s = &prev->svcs[prev->clashed[i]];
                 const struct k8s_service *svc;
                 bool done = false;
 
-                if (!s->clashed)
-                        continue;
                 for (size_t d = 0; d < n_dirty && !done; d++)
                         done = !strcmp(dirty[d].ns, s->ns) && !strcmp(dirty[d].name, s->name);
-                for (size_t k = 0; k < i && !done; k++)
-                        done = prev->svcs[k].clashed && prev->svcs[k].owner == s->owner &&
-                               !strcmp(prev->svcs[k].ns, s->ns) && !strcmp(prev->svcs[k].name, s->name);
+                for (size_t k = 0; k < i && !done; k++) {
+                        const struct tbl_svc *e = &prev->svcs[prev->clashed[k]];
+
+                        done = e->owner == s->owner && !strcmp(e->ns, s->ns) && !strcmp(e->name, s->name);
+                }
                 svc = done ? NULL : model_service_get(m, s->ns, s->name);
                 if (svc && (r = build_service(svc, &b)) < 0)
                         goto fail;
@@ -1305,22 +1347,27 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         if (!fresh)
                 goto fail;
         n = 0;
+        /* The counters follow the entries that go and come. */
+        b.t->n_no_local_internal = prev->n_no_local_internal;
+        b.t->n_no_local_external = prev->n_no_local_external;
         MERGE_KEPT(struct tbl_svc, prev->svcs, prev->n_svcs, b.t->svcs, b.t->n_svcs, svc_order,
-                   (*svcs[n].shared)++, svcs, n, fresh[n_fresh++] = (uint32_t)(n - 1), AHEAD_SVC);
+                   (*svcs[n].shared)++, svcs, n,
+                   (fresh[n_fresh++] = (uint32_t)(n - 1), no_local_count(b.t, &svcs[n - 1], true)),
+                   no_local_count(b.t, p_, false), AHEAD_SVC);
         free(b.t->svcs);
         b.t->svcs = svcs;
         b.t->n_svcs = n;
         svcs = NULL;
         n = 0;
         MERGE_KEPT(struct tbl_cip_owner, prev->cip_owners, prev->n_cip_owners, b.t->cip_owners, b.t->n_cip_owners,
-                   cip_order, (void)0, cips, n, (void)0, AHEAD_NONE);
+                   cip_order, (void)0, cips, n, (void)0, (void)0, AHEAD_NONE);
         free(b.t->cip_owners);
         b.t->cip_owners = cips;
         b.t->n_cip_owners = n;
         cips = NULL;
         n = 0;
         MERGE_KEPT(struct tbl_dns, prev->dns, prev->n_dns, b.t->dns, b.t->n_dns, dns_order,
-                   dns[n].name = strdup(p_->name), dns, n, (void)0, AHEAD_NONE);
+                   dns[n].name = strdup(p_->name), dns, n, (void)0, (void)0, AHEAD_NONE);
         free(b.t->dns);
         b.t->dns = dns;
         b.t->n_dns = n;

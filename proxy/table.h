@@ -187,6 +187,10 @@ struct table {
         char *cluster_domain, *node_name, *zone; /* what it was computed for */
         uint64_t *label_skipped;  /* owners of services skipped for their labels, sorted */
         size_t n_label_skipped;
+        /* Indexes of the entries with clashed set, ascending: table_update
+         * rebuilds them without looking at every entry. */
+        uint32_t *clashed;
+        size_t n_clashed;
         /* Counters for metrics/logs. */
         size_t n_skipped_services;
         size_t n_no_local_internal, n_no_local_external;

@@ -370,6 +370,62 @@ static void test_plan_shards(void **state)
         table_free(t);
 }
 
+/* A partial plan builds the shard tables it is asked for exactly as the
+ * full plan does, and leaves the others out (not enabled, empty). */
+static void test_plan_partial(void **state)
+{
+        struct table *t = load("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags");
+        uint64_t built = (1u << 1) | (1u << 3);
+        struct nftplan *p, *q;
+
+        (void) state;
+        assert_int_equal(nftplan_new_sharded(t, 4, &p), 0);
+        assert_int_equal(nftplan_new_partial(t, 4, built, &q), 0);
+        assert_int_equal(nftplan_n_tables(q), nftplan_n_tables(p));
+        for (uint32_t idx = 0; idx < nftplan_n_tables(p); idx++) {
+                const struct nftp_family *a = nftplan_family(p, (int) idx), *b = nftplan_family(q, (int) idx);
+
+                assert_string_equal(a->name, b->name);
+                assert_int_equal(a->shard, b->shard);
+                if (idx >= 2 && !(built >> a->shard & 1)) {
+                        assert_false(b->enabled);
+                        assert_int_equal(b->n_sets + b->n_elems + b->n_chains + b->n_rules, 0);
+                        assert_int_equal(nftplan_chain_find(q, (int) idx, "services"), NFTP_NONE);
+                        assert_int_equal(nftplan_set_find(q, (int) idx, "service-ips"), NFTP_NONE);
+                        continue;
+                }
+                assert_true(b->enabled);
+                assert_int_equal(a->n_sets, b->n_sets);
+                assert_int_equal(a->n_elems, b->n_elems);
+                assert_int_equal(a->n_chains, b->n_chains);
+                assert_int_equal(a->n_rules, b->n_rules);
+                for (uint32_t i = 0; i < a->n_sets; i++) {
+                        assert_true(nftp_set_def_equal(&a->sets[i], &b->sets[i]));
+                        assert_int_equal(a->sets[i].first_elem, b->sets[i].first_elem);
+                        assert_int_equal(a->sets[i].n_elems, b->sets[i].n_elems);
+                }
+                for (uint32_t i = 0; i < a->n_elems; i++)
+                        assert_true(nftp_elem_equal(&a->elems[i], &b->elems[i]));
+                for (uint32_t i = 0; i < a->n_chains; i++)
+                        assert_true(nftp_chain_equal(a, &a->chains[i], b, &b->chains[i]));
+        }
+        /* rich.json has services in the built shards and in the others. */
+        {
+                size_t in = 0, out = 0;
+
+                for (size_t i = 0; i < t->n_svcs; i++) {
+                        if (built >> nftplan_shard_of(t->svcs[i].id, 4) & 1)
+                                in++;
+                        else
+                                out++;
+                }
+                assert_true(in > 0 && out > 0);
+        }
+        nftplan_free(q);
+        nftplan_free(p);
+        table_free(t);
+}
+
 /* The automatic count follows services plus endpoints. */
 static void test_auto_shards(void **state)
 {
@@ -792,6 +848,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_plan_shape),
                 cmocka_unit_test(test_plan_shards),
+                cmocka_unit_test(test_plan_partial),
                 cmocka_unit_test(test_companion_lb_mark),
                 cmocka_unit_test(test_auto_shards),
                 cmocka_unit_test(test_plan_equal),

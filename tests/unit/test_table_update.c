@@ -83,11 +83,27 @@ static char *render_all(const struct table *t)
         return buf;
 }
 
+/* The clashed list names exactly the entries with clashed set, ascending. */
+static void assert_clashed_list(const struct table *t)
+{
+        size_t k = 0;
+
+        for (size_t i = 0; i < t->n_svcs; i++) {
+                if (!t->svcs[i].clashed)
+                        continue;
+                assert_true(k < t->n_clashed);
+                assert_int_equal(t->clashed[k], i);
+                k++;
+        }
+        assert_int_equal(k, t->n_clashed);
+}
+
 static void test_update_equals_compute(void **state)
 {
         struct nodectx node = { .node_name = "node-a" };
         struct proxy_config cfg;
         struct table *prev = NULL;
+        size_t clashed_steps = 0, no_local_steps = 0;
         struct model *m;
         (void)state;
 
@@ -126,6 +142,12 @@ static void test_update_equals_compute(void **state)
                         fail_msg("step %u: incremental table differs from a full computation", step);
                 assert_int_equal(inc->n_skipped_services, full->n_skipped_services);
                 assert_int_equal(inc->n_no_local_external, full->n_no_local_external);
+                assert_int_equal(inc->n_no_local_internal, full->n_no_local_internal);
+                assert_clashed_list(inc);
+                assert_clashed_list(full);
+                assert_int_equal(inc->n_clashed, full->n_clashed);
+                clashed_steps += inc->n_clashed > 0;
+                no_local_steps += inc->n_no_local_internal + inc->n_no_local_external > 0;
                 free(a);
                 free(b);
                 table_free(full);
@@ -133,6 +155,9 @@ static void test_update_equals_compute(void **state)
                 prev = inc;
         }
         assert_true(prev->n_svcs > 10);
+        /* The sequence exercises what it checks. */
+        assert_true(clashed_steps > 0);
+        assert_true(no_local_steps > 0);
         table_free(prev);
         model_free(m);
 }
