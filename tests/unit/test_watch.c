@@ -259,6 +259,161 @@ static void test_resume_after_check(void **state)
         assert_int_equal(watch_resume_after_check(NULL, "500"), WATCH_RESUME_UNORDERED);
 }
 
+/* ---- the per-event arena ---- */
+
+struct decoded {
+        char *name[400], *rv[400];
+        size_t n;
+        bool outside; /* a tree made before begin, freed inside */
+};
+
+/* As the watcher's event_cb: parse inside the arena, copy what is kept,
+ * free the tree, end. */
+static int arena_cb(void *data, const char *frame, size_t len)
+{
+        struct decoded *d = data;
+        enum watch_event_type t;
+        json_t *obj, *before = d->outside ? json_pack("{s:[i,i,s]}", "x", 1, 2, "outside") : NULL;
+
+        assert_true(d->n < 400);
+        json_arena_begin();
+        assert_int_equal(watch_event_parse(frame, len, &t, &obj), 0);
+        assert_int_equal(t, WATCH_MODIFIED);
+        d->name[d->n] = strdup(json_string_value(json_object_get(json_object_get(obj, "metadata"), "name")));
+        d->rv[d->n] = strdup(json_string_value(json_object_get(json_object_get(obj, "metadata"), "resourceVersion")));
+        d->n++;
+        json_decref(before);
+        json_decref(obj);
+        assert_int_equal(json_arena_end(), 0);
+        return 0;
+}
+
+/* n events, the i-th with i + extra endpoints. */
+static char *event_stream(size_t n, size_t extra, size_t *ret_len)
+{
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *f = open_memstream(&buf, &len);
+
+        assert_non_null(f);
+        for (size_t i = 0; i < n; i++) {
+                fprintf(f, "{\"type\":\"MODIFIED\",\"object\":{\"metadata\":{\"name\":\"s-%zu\",\"namespace\":\"n\","
+                           "\"resourceVersion\":\"%zu\"},\"endpoints\":[", i, 1000 + i);
+                for (size_t e = 0; e < i % 7 + extra; e++)
+                        fprintf(f, "%s{\"addresses\":[\"10.0.%zu.%zu\"],\"conditions\":{\"ready\":true}}", e ? "," : "",
+                                e / 256, e % 256);
+                fprintf(f, "]}}\n");
+        }
+        assert_int_equal(fclose(f), 0);
+        *ret_len = len;
+        return buf;
+}
+
+static void check_decoded(struct decoded *d, size_t n)
+{
+        char want[32];
+
+        assert_int_equal(d->n, n);
+        for (size_t i = 0; i < n; i++) {
+                snprintf(want, sizeof(want), "s-%zu", i);
+                assert_string_equal(d->name[i], want);
+                snprintf(want, sizeof(want), "%zu", 1000 + i);
+                assert_string_equal(d->rv[i], want);
+                free(d->name[i]);
+                free(d->rv[i]);
+        }
+        d->n = 0;
+}
+
+/* Events split anywhere over reads, each parsed in the arena: every one
+ * decodes to its own values although they all reuse the same memory. */
+static void test_arena_split_events(void **state)
+{
+        struct json_arena_stats st0, st1;
+        struct decoded d = {};
+        size_t len, pos;
+        char *s = event_stream(300, 0, &len);
+        unsigned seed = 777;
+        struct json_framer *f;
+
+        (void)state;
+        json_arena_stats(&st0);
+        assert_int_equal(json_framer_new(1 << 20, &f), 0);
+        for (pos = 0; pos < len;) {
+                size_t n = (size_t)(rand_r(&seed) % 700);
+
+                if (n > len - pos)
+                        n = len - pos;
+                assert_int_equal(json_framer_feed(f, s + pos, n, arena_cb, &d), 0);
+                pos += n;
+        }
+        assert_int_equal(json_framer_pending(f), 0);
+        check_decoded(&d, 300);
+        json_arena_stats(&st1);
+        /* Served from the buffer, not the heap. */
+        assert_true(st1.allocs - st0.allocs >= 300 * 10);
+        assert_int_equal(st1.heap, st0.heap);
+        /* A tree made outside the arena and freed inside goes back to the heap
+         * (ASan: no leak, no bad free). */
+        d.outside = true;
+        assert_int_equal(json_framer_feed(f, s, len, arena_cb, &d), 0);
+        check_decoded(&d, 300);
+        json_framer_free(f);
+        free(s);
+}
+
+/* An event larger than the buffer: the rest from the heap, then the buffer
+ * grows and the next such event fits. */
+static void test_arena_big_event(void **state)
+{
+        struct json_arena_stats st0, st1, st2;
+        struct decoded d = {};
+        size_t len;
+        char *s = event_stream(1, 3000, &len);
+        struct json_framer *f;
+
+        (void)state;
+        assert_int_equal(json_framer_new(1 << 20, &f), 0);
+        json_arena_stats(&st0);
+        assert_int_equal(json_framer_feed(f, s, len, arena_cb, &d), 0);
+        check_decoded(&d, 1);
+        json_arena_stats(&st1);
+        assert_true(st1.heap > st0.heap);
+        assert_true(st1.cap > st0.cap);
+        assert_int_equal(json_framer_feed(f, s, len, arena_cb, &d), 0);
+        check_decoded(&d, 1);
+        json_arena_stats(&st2);
+        assert_int_equal(st2.heap, st1.heap);
+        assert_true(st2.allocs > st1.allocs);
+        json_framer_free(f);
+        free(s);
+}
+
+/* A tree kept past the end: the buffer is left alone for good (the tree
+ * stays readable and its free does nothing), and the arena is off. Last:
+ * it turns the arena off for the rest of the process. */
+static void test_arena_outlived(void **state)
+{
+        const char ev[] = "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"kept\"}}}";
+        struct json_arena_stats st0, st1;
+        enum watch_event_type t;
+        json_t *obj, *other;
+
+        (void)state;
+        json_arena_begin();
+        assert_int_equal(watch_event_parse(ev, strlen(ev), &t, &obj), 0);
+        assert_int_equal(json_arena_end(), -EBUSY);
+        json_arena_stats(&st0);
+        json_arena_begin();
+        other = json_pack("{s:s}", "a", "b");
+        assert_int_equal(json_arena_end(), 0);
+        json_arena_stats(&st1);
+        assert_int_equal(st1.allocs, st0.allocs);
+        assert_string_equal(json_string_value(json_object_get(json_object_get(obj, "metadata"), "name")), "kept");
+        json_decref(other);
+        json_decref(obj);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -266,6 +421,8 @@ int main(void)
                 cmocka_unit_test(test_framer_splits), cmocka_unit_test(test_framer_errors),
                 cmocka_unit_test(test_event_parse),   cmocka_unit_test(test_backoff),
                 cmocka_unit_test(test_rv_order),      cmocka_unit_test(test_resume_after_check),
+                cmocka_unit_test(test_arena_split_events), cmocka_unit_test(test_arena_big_event),
+                cmocka_unit_test(test_arena_outlived),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
