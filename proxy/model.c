@@ -316,7 +316,10 @@ static int group_add(struct model *m, const struct k8s_endpoint_slice *s)
         return 0;
 }
 
-/* An equal slice takes the place of the stored one, in its group too. */
+static bool streq_opt(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
+
+/* A slice of the same (ns, name) and service takes the place of the stored
+ * one, in its group too. */
 static void slice_swap_equal(struct model *m, struct k8s_endpoint_slice **slot, struct k8s_endpoint_slice *obj)
 {
         struct k8s_endpoint_slice *old = *slot;
@@ -346,6 +349,14 @@ int model_slice_put(struct model *m, struct k8s_endpoint_slice *obj)
                 return 0;
         }
         mark_dirty(m, obj->ns, obj->service_name);
+        if (*slot != obj && obj->service_name && streq_opt((*slot)->service_name, obj->service_name)) {
+                /* The usual update: same service, so the same group and, the
+                 * name being equal, the same place in it. Removing the slice
+                 * and adding it back would delete and remake a one-slice
+                 * group on every event. */
+                slice_swap_equal(m, slot, obj);
+                return 0;
+        }
         if (*slot != obj) {
                 struct k8s_endpoint_slice *old = *slot;
                 mark_dirty(m, old->ns, old->service_name);
