@@ -72,19 +72,27 @@ static void mark_dirty(struct model *m, const char *ns, const char *name)
 {
         struct model_key key = { .ns = (char *)ns, .name = (char *)name }, *k, **slot;
 
-        if (!name || m->dirty_oom || tfind(&key, &m->dirty, key_cmp))
+        if (!name || m->dirty_oom)
+                return;
+        /* One descent: the key on the stack goes in, and if it was not
+         * there it is replaced by its copy (equal, so the order holds). */
+        slot = tsearch(&key, &m->dirty, key_cmp);
+        if (slot && *slot != &key)
                 return;
         k = calloc(1, sizeof(*k));
         if (k) {
                 k->ns = strdup(ns);
                 k->name = strdup(name);
         }
-        if (!k || !k->ns || !k->name || !(slot = tsearch(k, &m->dirty, key_cmp))) {
+        if (!slot || !k || !k->ns || !k->name) {
+                if (slot)
+                        tdelete(&key, &m->dirty, key_cmp);
                 if (k)
                         key_free_node(k);
                 m->dirty_oom = true;
                 return;
         }
+        *slot = k;
         m->n_dirty++;
 }
 
