@@ -6,7 +6,7 @@
  * and each is parsed, decoded and put into the model as proxy/watch.c does
  * (apply() without the daemon's callback). The dirty set is taken every
  * 5000 events, as the syncs of bench/watch.sh would. Prints the CPU time of
- * the updates and events per CPU second, best of REPS runs.
+ * the updates and events per CPU second, best of REPS runs (default 5).
  *
  *   make -C bench out/watch_events && bench/out/watch_events [SERVICES [UPDATES [REPS]]]
  *
@@ -85,6 +85,8 @@ static void put_event(FILE *f, const char *type, size_t i, unsigned gen, unsigne
         fprintf(f, "], \"ports\": [{\"port\": 8080, \"name\": \"\", \"protocol\": \"TCP\"}]}}\n");
 }
 
+static int name_cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
 static double cpu_now(void)
 {
         struct timespec ts;
@@ -112,39 +114,37 @@ int main(int argc, char **argv)
 {
         size_t svc = argc > 1 ? strtoul(argv[1], NULL, 10) : 100000;
         size_t upd = argc > 2 ? strtoul(argv[2], NULL, 10) : 100000;
-        int reps = argc > 3 ? atoi(argv[3]) : 3;
+        int reps = argc > 3 ? atoi(argv[3]) : 5;
         double best = 0;
+        char *init = NULL, *burst = NULL;
+        size_t init_len = 0, burst_len = 0;
+        FILE *f = open_memstream(&init, &init_len);
+        unsigned long rv = 100;
+        char **names = calloc(svc, sizeof(*names));
 
+        if (!f || !names)
+                return 1;
+        for (size_t i = 0; i < svc; i++)
+                put_event(f, "ADDED", i, 0, ++rv);
+        fclose(f);
+        /* /burst walks the slices in (namespace, name) order. */
+        f = open_memstream(&burst, &burst_len);
+        for (size_t i = 0; i < svc; i++)
+                if (asprintf(&names[i], "svc-%zu-abcde", i) < 0)
+                        return 1;
+        qsort(names, svc, sizeof(*names), name_cmp);
+        for (size_t u = 0; u < upd; u++)
+                put_event(f, "MODIFIED", strtoul(names[u % svc] + 4, NULL, 10), (unsigned)(u / svc + 1), ++rv);
+        for (size_t i = 0; i < svc; i++)
+                free(names[i]);
+        free(names);
+        fclose(f);
         for (int rep = 0; rep < reps; rep++) {
-                char *init = NULL, *burst = NULL;
-                size_t init_len = 0, burst_len = 0;
-                FILE *f = open_memstream(&init, &init_len);
                 struct ctx c = { 0 };
                 struct json_framer *fr;
-                unsigned long rv = 100;
                 unsigned seed = 42;
                 double t0, t;
 
-                for (size_t i = 0; i < svc; i++)
-                        put_event(f, "ADDED", i, 0, ++rv);
-                fclose(f);
-                /* /burst walks the slices in (namespace, name) order. */
-                f = open_memstream(&burst, &burst_len);
-                {
-                        char **names = calloc(svc, sizeof(*names));
-
-                        for (size_t i = 0; i < svc; i++)
-                                if (asprintf(&names[i], "svc-%zu-abcde", i) < 0)
-                                        return 1;
-                        qsort(names, svc, sizeof(*names), (int (*)(const void *, const void *))strcmp);
-                        for (size_t u = 0; u < upd; u++)
-                                put_event(f, "MODIFIED", strtoul(names[u % svc] + 4, NULL, 10),
-                                          (unsigned)(u / svc + 1), ++rv);
-                        for (size_t i = 0; i < svc; i++)
-                                free(names[i]);
-                        free(names);
-                }
-                fclose(f);
                 if (model_new(&c.m) < 0 || json_framer_new(64u << 20, &fr) < 0)
                         return 1;
                 feed(fr, init, init_len, &c, &seed);
@@ -160,9 +160,9 @@ int main(int argc, char **argv)
                 json_framer_free(fr);
                 model_free(c.m);
                 free(c.rv);
-                free(init);
-                free(burst);
         }
+        free(init);
+        free(burst);
         printf("%zu slices, %zu updates (%s): %.3f s CPU, %.0f events per CPU second (best of %d)\n", svc, upd,
                json_arena_begin ? "event arena" : "no event arena", best, (double)upd / best, reps);
         return 0;
