@@ -164,136 +164,6 @@ int json_framer_feed(struct json_framer *f, const char *buf, size_t len, json_fr
         return 0;
 }
 
-/* ---- a per-event allocator for jansson ---- */
-
-/* A watch event's jansson tree is a malloc per value and a hashtable per
- * object, all freed a few microseconds later when the event has been
- * decoded into the model's own structures: at 100k events a second, malloc
- * and free were a fifth of the watcher's time. Between begin and end,
- * jansson's allocations come from one buffer, bumped, and its frees of them
- * do nothing; end rewinds the buffer. Nothing jansson allocates between
- * begin and end may outlive end (the decoders copy what they keep). An
- * event larger than the buffer takes the rest from the heap, and the buffer
- * grows for the next one, up to ARENA_MAX. */
-#define ARENA_MIN (64u << 10)
-#define ARENA_MAX (4u << 20)
-#define ARENA_ALIGN 16u
-
-static struct {
-        char *buf;
-        size_t cap, used;
-        size_t want;          /* bytes asked for since begin, the heap's share included */
-        size_t live;          /* arena blocks not freed yet */
-        bool installed, active, broken;
-        struct json_arena_stats st;
-} arena;
-
-#if defined(__SANITIZE_ADDRESS__)
-#define ARENA_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define ARENA_ASAN 1
-#endif
-#endif
-#ifdef ARENA_ASAN
-#include <sanitizer/asan_interface.h>
-#define ARENA_POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
-#define ARENA_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
-#else
-#define ARENA_POISON(p, n) ((void)(p), (void)(n))
-#define ARENA_UNPOISON(p, n) ((void)(p), (void)(n))
-#endif
-
-static bool in_arena(const void *p)
-{
-        return arena.buf && (const char *)p >= arena.buf && (const char *)p < arena.buf + arena.cap;
-}
-
-static void *arena_malloc(size_t n)
-{
-        size_t a = (n + ARENA_ALIGN - 1) & ~(size_t)(ARENA_ALIGN - 1);
-
-        if (!arena.active)
-                return malloc(n);
-        arena.want += a;
-        if (a < n || a > arena.cap - arena.used) {
-                arena.st.heap++;
-                return malloc(n);
-        }
-        void *p = arena.buf + arena.used;
-
-        arena.used += a;
-        arena.live++;
-        arena.st.allocs++;
-        ARENA_UNPOISON(p, n);
-        return p;
-}
-
-static void arena_free(void *p)
-{
-        if (!in_arena(p)) {
-                free(p);
-                return;
-        }
-        arena.live--;
-}
-
-void json_arena_begin(void)
-{
-        if (!arena.installed) {
-                json_set_alloc_funcs(arena_malloc, arena_free);
-                arena.installed = true;
-        }
-        if (arena.broken || arena.active)
-                return;
-        if (!arena.buf) {
-                arena.buf = malloc(ARENA_MIN);
-                if (!arena.buf)
-                        return;
-                arena.cap = ARENA_MIN;
-                ARENA_POISON(arena.buf, arena.cap);
-        }
-        arena.used = arena.want = 0;
-        arena.active = true;
-}
-
-int json_arena_end(void)
-{
-        size_t cap;
-        char *nb;
-
-        if (!arena.active)
-                return 0;
-        arena.active = false;
-        if (arena.live) {
-                /* A tree outlived its event: its blocks must stay where they
-                 * are, so this buffer is never reused, and the arena is off
-                 * for good (frees of those blocks still do nothing). */
-                arena.broken = true;
-                return -EBUSY;
-        }
-        ARENA_POISON(arena.buf, arena.used);
-        arena.used = 0;
-        if (arena.want > arena.cap && arena.cap < ARENA_MAX) {
-                for (cap = arena.cap; cap < arena.want && cap < ARENA_MAX;)
-                        cap *= 2;
-                nb = malloc(cap);
-                if (nb) {
-                        free(arena.buf);
-                        arena.buf = nb;
-                        arena.cap = cap;
-                        ARENA_POISON(arena.buf, arena.cap);
-                }
-        }
-        return 0;
-}
-
-void json_arena_stats(struct json_arena_stats *ret)
-{
-        *ret = arena.st;
-        ret->cap = arena.cap;
-}
-
 /* ---- events ---- */
 
 int watch_event_parse(const char *frame, size_t len, enum watch_event_type *ret_type, json_t **ret_obj)
@@ -806,8 +676,9 @@ static bool too_large_rv(const char *msg)
         return msg && strcasestr(msg, "too large resource version");
 }
 
-static int event_handle(struct reflector *r, const char *frame, size_t len)
+static int event_cb(void *data, const char *frame, size_t len)
 {
+        struct reflector *r = data;
         struct watcher *w = r->w;
         enum watch_event_type type;
         json_t *obj = NULL;
@@ -860,18 +731,6 @@ static int event_handle(struct reflector *r, const char *frame, size_t len)
         }
         json_decref(obj);
         return 0;
-}
-
-static int event_cb(void *data, const char *frame, size_t len)
-{
-        struct reflector *r = data;
-        int rc;
-
-        json_arena_begin();
-        rc = event_handle(r, frame, len);
-        if (json_arena_end() < 0)
-                log_error("watching %s: a JSON tree outlived its event; the event allocation arena is off", r->what);
-        return rc;
 }
 
 static size_t write_cb(char *p, size_t size, size_t n, void *data)

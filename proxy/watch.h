@@ -46,20 +46,6 @@ void json_framer_reset(struct json_framer *f);
 
 /* ---- watch events ---- */
 
-/* jansson's allocations between json_arena_begin and json_arena_end come
- * from one reused buffer (see watch.c); every tree made in between must be
- * freed before the end. json_arena_end returns -EBUSY if one was not: that
- * buffer is then never reused and the arena stays off. The first begin
- * installs the allocator for the whole process (a pass-through outside). */
-struct json_arena_stats {
-        size_t cap;     /* the buffer's size now */
-        uint64_t allocs; /* blocks served from the buffer */
-        uint64_t heap;   /* blocks asked for while active that did not fit */
-};
-void json_arena_begin(void);
-int json_arena_end(void);
-void json_arena_stats(struct json_arena_stats *ret);
-
 enum watch_event_type { WATCH_ADDED, WATCH_MODIFIED, WATCH_DELETED, WATCH_BOOKMARK, WATCH_ERROR };
 
 /* {"type": ..., "object": {...}}: *ret_obj is a new reference to object.
