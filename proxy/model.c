@@ -72,19 +72,27 @@ static void mark_dirty(struct model *m, const char *ns, const char *name)
 {
         struct model_key key = { .ns = (char *)ns, .name = (char *)name }, *k, **slot;
 
-        if (!name || m->dirty_oom || tfind(&key, &m->dirty, key_cmp))
+        if (!name || m->dirty_oom)
+                return;
+        /* One descent: the key on the stack goes in, and if it was not
+         * there it is replaced by its copy (equal, so the order holds). */
+        slot = tsearch(&key, &m->dirty, key_cmp);
+        if (slot && *slot != &key)
                 return;
         k = calloc(1, sizeof(*k));
         if (k) {
                 k->ns = strdup(ns);
                 k->name = strdup(name);
         }
-        if (!k || !k->ns || !k->name || !(slot = tsearch(k, &m->dirty, key_cmp))) {
+        if (!slot || !k || !k->ns || !k->name) {
+                if (slot)
+                        tdelete(&key, &m->dirty, key_cmp);
                 if (k)
                         key_free_node(k);
                 m->dirty_oom = true;
                 return;
         }
+        *slot = k;
         m->n_dirty++;
 }
 
@@ -316,7 +324,10 @@ static int group_add(struct model *m, const struct k8s_endpoint_slice *s)
         return 0;
 }
 
-/* An equal slice takes the place of the stored one, in its group too. */
+static bool streq_opt(const char *a, const char *b) { return a && b && strcmp(a, b) == 0; }
+
+/* A slice of the same (ns, name) and service takes the place of the stored
+ * one, in its group too. */
 static void slice_swap_equal(struct model *m, struct k8s_endpoint_slice **slot, struct k8s_endpoint_slice *obj)
 {
         struct k8s_endpoint_slice *old = *slot;
@@ -346,6 +357,14 @@ int model_slice_put(struct model *m, struct k8s_endpoint_slice *obj)
                 return 0;
         }
         mark_dirty(m, obj->ns, obj->service_name);
+        if (*slot != obj && obj->service_name && streq_opt((*slot)->service_name, obj->service_name)) {
+                /* The usual update: same service, so the same group and, the
+                 * name being equal, the same place in it. Removing the slice
+                 * and adding it back would delete and remake a one-slice
+                 * group on every event. */
+                slice_swap_equal(m, slot, obj);
+                return 0;
+        }
         if (*slot != obj) {
                 struct k8s_endpoint_slice *old = *slot;
                 mark_dirty(m, old->ns, old->service_name);

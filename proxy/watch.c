@@ -508,7 +508,7 @@ static void apply(struct reflector *r, const json_t *obj)
 
                 if (k8s_slice_decode(obj, &s, err) < 0)
                         break;
-                old = model_slice_get(w->model, s->ns, s->name);
+                old = s->trigger_time ? model_slice_get(w->model, s->ns, s->name) : NULL;
                 fresh = s->trigger_time &&
                         (!old || !old->trigger_time || strcmp(old->trigger_time, s->trigger_time) != 0);
                 if (model_slice_put(w->model, s) == 0)

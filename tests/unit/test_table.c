@@ -243,6 +243,53 @@ static void test_replace_and_delete(void **state)
         model_free(m);
 }
 
+#define EP(ip) "{\"addresses\":[\"" ip "\"]}"
+
+/* An update of a slice that stays with its service: the group holds the new
+ * object in the old one's place, even when it is the group's only slice,
+ * and only that service is dirty. */
+static void test_slice_update_in_group(void **state)
+{
+        const struct k8s_endpoint_slice *const *sl;
+        struct model_key *keys;
+        struct model *m;
+        size_t n;
+        (void)state;
+
+        assert_int_equal(model_new(&m), 0);
+        put(m, SLICE("ns", "s-a", "s", "\"addressType\":\"IPv4\",\"endpoints\":[" EP("10.0.0.1") "]"));
+        put(m, SLICE("ns", "s-b", "s", "\"addressType\":\"IPv4\",\"endpoints\":[" EP("10.0.0.2") "]"));
+        put(m, SLICE("ns", "t-a", "t", "\"addressType\":\"IPv4\",\"endpoints\":[" EP("10.0.1.1") "]"));
+        assert_true(model_dirty_take(m, &keys, &n) >= 0);
+        model_keys_free(keys, n);
+        put(m, SLICE("ns", "s-a", "s", "\"addressType\":\"IPv4\",\"endpoints\":[" EP("10.0.0.3") "]"));
+        put(m, SLICE("ns", "t-a", "t", "\"addressType\":\"IPv4\",\"endpoints\":[" EP("10.0.1.2") "]"));
+        assert_int_equal(model_slices_for(m, "ns", "s", &sl), 2);
+        assert_ptr_equal(sl[0], model_slice_get(m, "ns", "s-a"));
+        assert_string_equal(fmt(&sl[0]->endpoints[0].addr), "10.0.0.3");
+        assert_string_equal(sl[1]->name, "s-b");
+        assert_int_equal(model_slices_for(m, "ns", "t", &sl), 1);
+        assert_ptr_equal(sl[0], model_slice_get(m, "ns", "t-a"));
+        assert_string_equal(fmt(&sl[0]->endpoints[0].addr), "10.0.1.2");
+        assert_int_equal(model_slice_count(m), 3);
+        assert_int_equal(model_dirty_take(m, &keys, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(keys[0].name, "s");
+        assert_string_equal(keys[1].name, "t");
+        model_keys_free(keys, n);
+        /* Moved to another service: both are dirty, each group right. */
+        put(m, SLICE("ns", "s-b", "t", "\"addressType\":\"IPv4\",\"endpoints\":[" EP("10.0.0.2") "]"));
+        assert_int_equal(model_slices_for(m, "ns", "s", &sl), 1);
+        assert_string_equal(sl[0]->name, "s-a");
+        assert_int_equal(model_slices_for(m, "ns", "t", &sl), 2);
+        assert_string_equal(sl[0]->name, "s-b");
+        assert_string_equal(sl[1]->name, "t-a");
+        assert_int_equal(model_dirty_take(m, &keys, &n), 0);
+        assert_int_equal(n, 2);
+        model_keys_free(keys, n);
+        model_free(m);
+}
+
 static void count_warning(void *data, const char *msg)
 {
         (void)msg;
@@ -357,6 +404,7 @@ int main(void)
                 cmocka_unit_test(test_dual_stack_and_families),
                 cmocka_unit_test(test_clashes_first_claim_wins),
                 cmocka_unit_test(test_replace_and_delete),
+                cmocka_unit_test(test_slice_update_in_group),
                 cmocka_unit_test(test_fixtures_program_nothing),
                 cmocka_unit_test(test_detect_local),
         };
