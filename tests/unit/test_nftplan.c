@@ -952,6 +952,83 @@ static void test_endpoint_maps(void **state)
         table_free(t);
 }
 
+/* The endpoint maps' set user data, byte for byte what nft 1.0.6 writes
+ * for `typeof [X daddr .] meta l4proto . th dport . numgen random mod 3 :
+ * X daddr . th dport` (dumped with NFT_MSG_GETSET after `nft -f`): nft
+ * lists these maps back only from it. */
+static void test_endpoint_map_udata(void **state)
+{
+        static const struct {
+                int fi;
+                const char *set, *hex;
+        } want[] = {
+                { 0, "epmap-3",
+                  "000400000000010400000000036000040d00000001580014000407000000010c"
+                  "00040c00000001040c000000010e000409000000010600041000000002140004"
+                  "07000000010c00040b000000010402000000031a000417000000011200040100"
+                  "0000010403000000020400000000043400040d000000012c0014000407000000"
+                  "010c00040c00000001040c0000000114000407000000010c00040b0000000104"
+                  "02000000060400000000" },
+                { 0, "npmap-3",
+                  "000400000000010400000000034a00040d0000000142000e0004090000000106"
+                  "0004100000000114000407000000010c00040b000000010402000000021a0004"
+                  "170000000112000401000000010403000000020400000000043400040d000000"
+                  "012c0014000407000000010c00040c00000001040c0000000114000407000000"
+                  "010c00040b000000010402000000060400000000" },
+                { 1, "epmap-3",
+                  "000400000000010400000000036000040d00000001580014000407000000010c"
+                  "00040d000000010409000000010e000409000000010600041000000002140004"
+                  "07000000010c00040b000000010402000000031a000417000000011200040100"
+                  "0000010403000000020400000000043400040d000000012c0014000407000000"
+                  "010c00040d0000000104090000000114000407000000010c00040b0000000104"
+                  "02000000060400000000" },
+                { 1, "npmap-3",
+                  "000400000000010400000000034a00040d0000000142000e0004090000000106"
+                  "0004100000000114000407000000010c00040b000000010402000000021a0004"
+                  "170000000112000401000000010403000000020400000000043400040d000000"
+                  "012c0014000407000000010c00040d0000000104090000000114000407000000"
+                  "010c00040b000000010402000000060400000000" },
+        };
+        struct table *t = tb_new();
+        struct tbl_svc *s;
+        struct nftplan *p;
+
+        (void) state;
+        s = tb_svc(t, "a", "v4", "", IPPROTO_TCP, 80, "172.30.0.1");
+        s->node_port = 30080;
+        tb_ep(s, "10.180.0.1", 80, false);
+        tb_ep(s, "10.180.0.2", 80, false);
+        tb_ep(s, "10.180.0.3", 80, false);
+        s = tb_svc(t, "b", "v6", "", IPPROTO_TCP, 80, "fd00:30::1");
+        s->node_port = 30081;
+        tb_ep(s, "fd00:10::1", 80, false);
+        tb_ep(s, "fd00:10::2", 80, false);
+        tb_ep(s, "fd00:10::3", 80, false);
+        assert_int_equal(nftplan_new_sharded(t, 0, &p), 0);
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+                uint32_t set = nftplan_set_find(p, want[i].fi, want[i].set), len = 0;
+                size_t n = strlen(want[i].hex) / 2;
+                struct nftnl_set *ns;
+                const uint8_t *ud;
+                uint8_t exp[256];
+
+                assert_int_not_equal(set, NFTP_NONE);
+                for (size_t k = 0; k < n; k++)
+                        assert_int_equal(sscanf(want[i].hex + 2 * k, "%2hhx", &exp[k]), 1);
+                assert_int_equal(nft_encode_set_build(p, want[i].fi, set, &ns), 0);
+                ud = nftnl_set_get_data(ns, NFTNL_SET_USERDATA, &len);
+                assert_int_equal(len, n);
+                assert_memory_equal(ud, exp, n);
+                assert_int_equal(nftnl_set_get_u32(ns, NFTNL_SET_FLAGS), NFT_SET_MAP);
+                assert_int_equal(nftnl_set_get_u32(ns, NFTNL_SET_KEY_LEN), want[i].fi ? (i == 2 ? 28 : 12)
+                                                                                      : (i == 0 ? 16 : 12));
+                assert_int_equal(nftnl_set_get_u32(ns, NFTNL_SET_DATA_LEN), want[i].fi ? 20 : 8);
+                nftnl_set_free(ns);
+        }
+        nftplan_free(p);
+        table_free(t);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -969,6 +1046,7 @@ int main(void)
                 cmocka_unit_test(test_detect_local_none),
                 cmocka_unit_test(test_ext_masq_sets),
                 cmocka_unit_test(test_endpoint_maps),
+                cmocka_unit_test(test_endpoint_map_udata),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
