@@ -394,9 +394,10 @@ netns_demo() {
              !skip' "$MANIFESTS/10-redis.yaml" >"$RUN/10-redis.yaml.new"
         diff -u "$MANIFESTS/10-redis.yaml" "$RUN/10-redis.yaml.new" | sed -n '3,$p' || true
         mv "$RUN/10-redis.yaml.new" "$RUN/manifests/10-redis.yaml"
-        wait_for 10 ruleset_lacks "dnat to 10.244.1.10:6379" ||
+        wait_for 10 ruleset_lacks "10.244.1.10 . 6379" ||
                 die "nlproxy did not remove the endpoint within 10 s: $(tail -3 "$RUN/nlproxy.log")"
-        run ip netns exec "$NS_NODE_A" nft list chain ip nlproxy svc-default/redis/tcp/6379
+        # One endpoint left: the service moved to the map of one-endpoint services.
+        run ip netns exec "$NS_NODE_A" nft list map ip nlproxy epmap-1
         say "20 new connections to $CLUSTER_IP:6379:"
         answers=$(whoami_through_service 20 | sort | uniq -c)
         printf '%s\n' "$answers"

@@ -49,8 +49,18 @@ struct hp_map {
         size_t cap, used;
 };
 
+/* The endpoint maps (and their ep-/np- chains) a table holds: elements of
+ * epmap-<n> at 2n, of npmap-<n> at 2n + 1. A partial sync creates a map
+ * and its chain with its first element and deletes them with its last, as
+ * the plan has them only for the counts its services use. */
+struct ep_have {
+        uint32_t *v;
+        size_t cap;
+};
+
 struct nft_backend {
         struct backend base;
+        struct ep_have ep_have[2 + 2 * NFTP_MAX_SHARDS]; /* per plan table index */
         struct nft_sock *sock;
         struct table *table;    /* what the kernel holds after our last commit */
         struct hp_map hairpin[2];
@@ -109,6 +119,8 @@ static void nftb_close(struct backend *base)
         if (!b)
                 return;
         table_free(b->table);
+        for (size_t i = 0; i < sizeof(b->ep_have) / sizeof(b->ep_have[0]); i++)
+                free(b->ep_have[i].v);
         free(b->hairpin[0].slots);
         free(b->hairpin[1].slots);
         nft_watch_free(b->watch);
@@ -188,16 +200,85 @@ static int diff_elems(struct nftplan *oldp, struct nftplan *newp, int idx, uint3
 
 #define HAIRPIN_SET "hairpin"
 
+static size_t ep_slot(const struct nftp_set *s)
+{
+        return 2 * (size_t)s->numgen + (s->n_fields == 3); /* npmap: no address field */
+}
+
+static uint32_t ep_count(const struct ep_have *h, const struct nftp_set *s)
+{
+        return ep_slot(s) < h->cap ? h->v[ep_slot(s)] : 0;
+}
+
+/* Adds sign times the endpoint map elements of every table of p to what the
+ * kernel holds (after a commit); with reset, the counts are p's alone. */
+static int ep_record(struct nft_backend *b, const struct nftplan *p, int sign, bool reset)
+{
+        for (uint32_t idx = 0; idx < nftplan_n_tables(p) && idx < 2 + 2 * NFTP_MAX_SHARDS; idx++) {
+                const struct nftp_family *f = nftplan_family(p, (int)idx);
+                struct ep_have *h = &b->ep_have[idx];
+
+                if (reset && h->cap)
+                        memset(h->v, 0, h->cap * sizeof(*h->v));
+                for (uint32_t i = 0; f->enabled && i < f->n_sets; i++) {
+                        const struct nftp_set *st = &f->sets[i];
+                        size_t k = ep_slot(st);
+
+                        if (!st->numgen)
+                                continue;
+                        if (k >= h->cap) {
+                                size_t cap = k * 2 + 8;
+                                uint32_t *v = realloc(h->v, cap * sizeof(*v));
+
+                                if (!v)
+                                        return -ENOMEM;
+                                memset(v + h->cap, 0, (cap - h->cap) * sizeof(*v));
+                                h->v = v;
+                                h->cap = cap;
+                        }
+                        h->v[k] = (uint32_t)((int64_t)h->v[k] + sign * (int64_t)st->n_elems);
+                }
+        }
+        return 0;
+}
+
+/* epmap-<n> -> ep-<n>, npmap-<n> -> np-<n>. */
+static uint32_t ep_chain_of(struct nftplan *p, int idx, const char *set)
+{
+        char chain[32];
+
+        if (strlen(set) + 1 > sizeof(chain) || strlen(set) < 5)
+                return NFTP_NONE;
+        snprintf(chain, sizeof(chain), "%.2s%s", set, set + 5);
+        return nftplan_chain_find(p, idx, chain);
+}
+
+/* An endpoint map the kernel lacks comes with its chain, in the batch that
+ * first uses it: the set, then the chain and its rule (which names the set). */
+static int ep_create(struct nftplan *newp, int idx, uint32_t set, struct idxvec *new_set, struct idxvec *new_chain,
+                     struct idxvec *write_chain)
+{
+        uint32_t c = ep_chain_of(newp, idx, nftplan_family(newp, idx)->sets[set].name);
+        int r;
+
+        if (c == NFTP_NONE)
+                return -EINVAL;
+        if ((r = idxvec_push(new_set, set)) < 0 || (r = idxvec_push(new_chain, c)) < 0)
+                return r;
+        return idxvec_push(write_chain, c);
+}
+
 /* The partial sync of one family, in the order the kernel's reference
  * counting needs: stale elements out (they may point at chains about to
  * go), changed and removed chains flushed, removed chains and affinity sets
  * deleted, new sets and chains created, rules written, new elements in. */
 static int encode_family_diff(struct nft_txn *txn, struct nftplan *oldp, struct nftplan *newp, int idx,
-                              const struct idxvec *hp_del, const struct idxvec *hp_add)
+                              const struct idxvec *hp_del, const struct idxvec *hp_add, const struct ep_have *have,
+                              int *ret_objs)
 {
         const struct nftp_family *fo = nftplan_family(oldp, idx), *fn = nftplan_family(newp, idx);
         struct idxvec *dels = NULL, *adds = NULL, flush_old = { 0 }, del_chain = { 0 }, del_set = { 0 },
-                      new_chain = { 0 }, write_chain = { 0 }, new_set = { 0 };
+                      new_chain = { 0 }, write_chain = { 0 }, new_set = { 0 }, ep_gone = { 0 };
         int r = 0;
 
         if (!fn->enabled)
@@ -243,13 +324,58 @@ static int encode_family_diff(struct nft_txn *txn, struct nftplan *oldp, struct 
         for (uint32_t j = 0; j < fo->n_sets && r == 0; j++)
                 if (fo->sets[j].svc != NFTP_NONE && nftplan_set_find(newp, idx, fo->sets[j].name) == NFTP_NONE)
                         r = idxvec_push(&del_set, j);
-        /* Shared sets' elements. */
+        /* Shared sets' elements. The endpoint maps of a mini plan are those
+         * its services use: one only in the new plan has all its elements
+         * added (created first, with its chain, if the kernel lacks it), one
+         * only in the old plan all its elements deleted. */
         for (uint32_t i = 0; i < fn->n_sets && r == 0; i++) {
                 const struct nftp_set *s = &fn->sets[i];
+                uint32_t so;
+
                 if (s->svc != NFTP_NONE || ((s->flags & NFTP_SET_INTERVAL) && s->n_fields == 1) ||
                     !strcmp(s->name, HAIRPIN_SET))
                         continue;
-                r = diff_elems(oldp, newp, idx, nftplan_set_find(oldp, idx, s->name), i, &dels[i], &adds[i]);
+                so = nftplan_set_find(oldp, idx, s->name);
+                if (s->numgen && !ep_count(have, s)) {
+                        if ((r = ep_create(newp, idx, i, &new_set, &new_chain, &write_chain)) < 0)
+                                break;
+                        *ret_objs += 2;
+                }
+                if (so != NFTP_NONE) {
+                        r = diff_elems(oldp, newp, idx, so, i, &dels[i], &adds[i]);
+                        continue;
+                }
+                if (!s->numgen) {
+                        r = -EINVAL;
+                        break;
+                }
+                for (uint32_t k = 0; k < s->n_elems && r == 0; k++)
+                        r = idxvec_push(&adds[i], s->first_elem + k);
+        }
+        /* A map whose last elements go is deleted with its chain (after the
+         * dispatch elements that go to the chain, and the chain's rule that
+         * names the map), as the plan has them only for the counts in use. */
+        for (uint32_t j = 0; j < fo->n_sets && r == 0; j++) {
+                const struct nftp_set *s = &fo->sets[j];
+                uint32_t sn, c;
+                int64_t left;
+
+                if (!s->numgen)
+                        continue;
+                sn = nftplan_set_find(newp, idx, s->name);
+                left = (int64_t)ep_count(have, s) - s->n_elems + (sn != NFTP_NONE ? fn->sets[sn].n_elems : 0);
+                if (sn == NFTP_NONE && (r = idxvec_push(&ep_gone, j)) < 0)
+                        break;
+                if (left > 0)
+                        continue;
+                if ((c = ep_chain_of(oldp, idx, s->name)) == NFTP_NONE) {
+                        r = -EINVAL;
+                        break;
+                }
+                if ((r = idxvec_push(&flush_old, c)) < 0 || (r = idxvec_push(&del_chain, c)) < 0 ||
+                    (r = idxvec_push(&del_set, j)) < 0)
+                        break;
+                *ret_objs -= 2;
         }
         if (r < 0)
                 goto out;
@@ -258,6 +384,8 @@ static int encode_family_diff(struct nft_txn *txn, struct nftplan *oldp, struct 
                 if (dels[i].n)
                         r = nft_encode_elems(txn, oldp, idx, nftplan_set_find(oldp, idx, fn->sets[i].name), dels[i].v,
                                              dels[i].n, true, false);
+        for (size_t k = 0; k < ep_gone.n && r == 0; k++)
+                r = nft_encode_elems(txn, oldp, idx, ep_gone.v[k], NULL, 0, true, false);
         if (r == 0 && hp_del->n)
                 r = nft_encode_elems(txn, oldp, idx, nftplan_set_find(oldp, idx, HAIRPIN_SET), hp_del->v, hp_del->n,
                                      true, false);
@@ -292,6 +420,7 @@ out:
         free(new_chain.v);
         free(write_chain.v);
         free(new_set.v);
+        free(ep_gone.v);
         return r;
 }
 
@@ -664,6 +793,8 @@ static int sync_full(struct nft_backend *b, struct table *t, char *err)
                 snprintf(err, BACKEND_ERRLEN, "the ruleset kept changing during %d attempts", GENID_TRIES);
         if (r == 0)
                 r = hp_rebuild(b, p, t);
+        if (r == 0)
+                r = ep_record(b, p, 1, true);
         if (r == 0) {
                 b->shards = nftplan_shards(p);
                 b->genid = genid_after(genid);
@@ -798,6 +929,7 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
         size_t n_gone[2] = { 0 }, n_come[2] = { 0 };
         struct table *mo = NULL, *mn = NULL;
         struct nftplan *po = NULL, *pn = NULL;
+        int objs[2 + 2 * NFTP_MAX_SHARDS];
         uint32_t n_tables;
         uint64_t touched;
         int r = 0;
@@ -854,10 +986,12 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
                 /* The hairpin set is in the main tables (idx 0 and 1); shard k's
                  * tables are 2 + 2k and 3 + 2k. */
                 for (uint32_t idx = 0; idx < n_tables && r == 0; idx++) {
+                        objs[idx] = 0;
                         if (idx >= 2 && !(touched >> ((idx - 2) / 2) & 1))
                                 continue;
                         r = encode_family_diff(txn, po, pn, (int)idx, idx < 2 ? &hp_del[idx] : &(struct idxvec){ 0 },
-                                               idx < 2 ? &hp_add[idx] : &(struct idxvec){ 0 });
+                                               idx < 2 ? &hp_add[idx] : &(struct idxvec){ 0 }, &b->ep_have[idx],
+                                               &objs[idx]);
                 }
                 if (r == 0 && b->fail_next) {
                         b->fail_next = false;
@@ -872,6 +1006,10 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
                 for (int idx = 0; idx < 2; idx++)
                         hp_apply(b, idx, &hd[idx]);
                 nft_watch_update(b->watch, po, pn);
+                for (uint32_t idx = 0; idx < n_tables; idx++)
+                        nft_watch_table_objs(b->watch, idx, objs[idx]);
+                if (ep_record(b, po, -1, false) < 0 || ep_record(b, pn, 1, false) < 0)
+                        b->need_full = true; /* out of memory: forget what we know */
                 b->genid = genid_after(b->genid);
         }
 out:

@@ -33,12 +33,26 @@
 #define NFT_TYPE_IPV6 8
 #define NFT_TYPE_PROTO 12
 #define NFT_TYPE_SERVICE 13
+#define NFT_TYPE_INTEGER 4
 #define NFT_TYPE_BITS 6
 /* nft's enum byteorder and the expression type of a concatenation, as
  * stored in the set's user data for `nft list` to decode keys. */
 #define NFT_BYTEORDER_INVALID 0
 #define NFT_BYTEORDER_BIG_ENDIAN 2
 #define NFT_EXPR_CONCAT 13
+/* nft's expression types (src/expression.h: EXPR_PAYLOAD...) and the ids
+ * of the typeof description of a `typeof` set (src/payload.c, meta.c,
+ * numgen.c: their *_build_udata), for the endpoint maps. */
+#define NFT_EXPR_PAYLOAD 7
+#define NFT_EXPR_META 9
+#define NFT_EXPR_NUMGEN 23
+#define NFT_PROTO_IP 12  /* proto_ip in nft's payload descriptions */
+#define NFT_PROTO_IP6 13
+#define NFT_PROTO_TH 11
+#define NFT_IPHDR_DADDR 12
+#define NFT_IP6HDR_DADDR 9
+#define NFT_THDR_DPORT 2
+#define NFT_META_L4PROTO_KEY 16
 
 /* The kernel's attribute length is 16 bits: an element list nest must stay
  * below 64 KiB, so messages are cut well before. */
@@ -154,6 +168,8 @@ static uint32_t field_type(uint8_t t)
                 return NFT_TYPE_IPV6;
         case NFTP_T_PROTO:
                 return NFT_TYPE_PROTO;
+        case NFTP_T_NUMGEN:
+                return NFT_TYPE_INTEGER;
         default:
                 return NFT_TYPE_SERVICE;
         }
@@ -189,6 +205,81 @@ static size_t ud_u32(uint8_t *b, size_t n, uint8_t type, uint32_t v)
         return n + 6;
 }
 
+/* A nest of nftnl_udata TLVs: type, length byte, content. */
+static size_t ud_nest_end(uint8_t *b, size_t start, size_t n)
+{
+        b[start + 1] = (uint8_t) (n - start - 2);
+        return n;
+}
+
+static size_t ud_nest_start(uint8_t *b, size_t n, uint8_t type)
+{
+        b[n] = type;
+        return n + 2;
+}
+
+/* One expression of a typeof concatenation: { 0: type, 1: { 0: a, 1: b, [2: c] } }. */
+static size_t ud_expr(uint8_t *b, size_t n, uint8_t idx, uint32_t type, int na, uint32_t a0, uint32_t a1, uint32_t a2)
+{
+        size_t e = n, d;
+
+        n = ud_nest_start(b, n, idx);
+        n = ud_u32(b, n, 0, type);
+        d = n;
+        n = ud_nest_start(b, n, 1);
+        n = ud_u32(b, n, 0, a0);
+        if (na > 1)
+                n = ud_u32(b, n, 1, a1);
+        if (na > 2)
+                n = ud_u32(b, n, 2, a2);
+        n = ud_nest_end(b, d, n);
+        return ud_nest_end(b, e, n);
+}
+
+static size_t ud_daddr(const struct nftp_family *f, uint8_t *b, size_t n, uint8_t idx)
+{
+        bool v6 = f->af == AF_INET6;
+
+        return ud_expr(b, n, idx, NFT_EXPR_PAYLOAD, 2, v6 ? NFT_PROTO_IP6 : NFT_PROTO_IP,
+                       v6 ? NFT_IP6HDR_DADDR : NFT_IPHDR_DADDR, 0);
+}
+
+/* What nft 1.0.6 writes for an endpoint map's declaration, `typeof [X
+ * daddr .] meta l4proto . th dport . numgen random mod N : X daddr . th
+ * dport`: byte orders, then the key's and the data's expressions (a
+ * concatenation nest listing each one with its own description, which is
+ * how `nft list` prints the typeof back), and the data interval flag. */
+static size_t set_udata_typeof(const struct nftp_family *f, const struct nftp_set *s, uint8_t *b)
+{
+        size_t n = 0, k, c;
+        uint8_t i = 0;
+
+        n = ud_u32(b, n, NFTNL_UDATA_SET_KEYBYTEORDER, NFT_BYTEORDER_INVALID);
+        n = ud_u32(b, n, NFTNL_UDATA_SET_DATABYTEORDER, NFT_BYTEORDER_INVALID);
+        k = n;
+        n = ud_nest_start(b, n, NFTNL_UDATA_SET_KEY_TYPEOF);
+        n = ud_u32(b, n, NFTNL_UDATA_SET_TYPEOF_EXPR, NFT_EXPR_CONCAT);
+        c = n;
+        n = ud_nest_start(b, n, NFTNL_UDATA_SET_TYPEOF_DATA);
+        if (s->n_fields == 4)
+                n = ud_daddr(f, b, n, i++);
+        n = ud_expr(b, n, i++, NFT_EXPR_META, 1, NFT_META_L4PROTO_KEY, 0, 0);
+        n = ud_expr(b, n, i++, NFT_EXPR_PAYLOAD, 2, NFT_PROTO_TH, NFT_THDR_DPORT, 0);
+        n = ud_expr(b, n, i++, NFT_EXPR_NUMGEN, 3, NFT_NG_RANDOM, s->numgen, 0);
+        n = ud_nest_end(b, c, n);
+        n = ud_nest_end(b, k, n);
+        k = n;
+        n = ud_nest_start(b, n, NFTNL_UDATA_SET_DATA_TYPEOF);
+        n = ud_u32(b, n, NFTNL_UDATA_SET_TYPEOF_EXPR, NFT_EXPR_CONCAT);
+        c = n;
+        n = ud_nest_start(b, n, NFTNL_UDATA_SET_TYPEOF_DATA);
+        n = ud_daddr(f, b, n, 0);
+        n = ud_expr(b, n, 1, NFT_EXPR_PAYLOAD, 2, NFT_PROTO_TH, NFT_THDR_DPORT, 0);
+        n = ud_nest_end(b, c, n);
+        n = ud_nest_end(b, k, n);
+        return ud_u32(b, n, NFTNL_UDATA_SET_DATA_INTERVAL, 0);
+}
+
 /* What nft 1.0.6 writes for a `type a . b` declaration: the key byte order
  * (big endian for an address, none for a concatenation), for maps the data
  * byte order, for concatenations a "typeof" nest naming only the expression
@@ -221,7 +312,7 @@ int nft_encode_set_build(const struct nftplan *p, int idx, uint32_t set, struct 
         const struct nftp_set *s;
         struct nftnl_set *ns;
         uint32_t type = 0;
-        uint8_t ud[64];
+        uint8_t ud[256];
 
         if (set >= f->n_sets)
                 return -EINVAL;
@@ -237,7 +328,12 @@ int nft_encode_set_build(const struct nftplan *p, int idx, uint32_t set, struct 
         nftnl_set_set_u32(ns, NFTNL_SET_FLAGS, set_kernel_flags(s));
         nftnl_set_set_u32(ns, NFTNL_SET_KEY_TYPE, type);
         nftnl_set_set_u32(ns, NFTNL_SET_KEY_LEN, s->key_len);
-        if (s->map) {
+        if (s->numgen) {
+                /* X daddr . th dport: an address and a port register. */
+                nftnl_set_set_u32(ns, NFTNL_SET_DATA_TYPE,
+                                  (f->af == AF_INET6 ? NFT_TYPE_IPV6 : NFT_TYPE_IPV4) << NFT_TYPE_BITS | NFT_TYPE_SERVICE);
+                nftnl_set_set_u32(ns, NFTNL_SET_DATA_LEN, f->af == AF_INET6 ? 20 : 8);
+        } else if (s->map) {
                 nftnl_set_set_u32(ns, NFTNL_SET_DATA_TYPE, NFT_DATA_VERDICT);
                 nftnl_set_set_u32(ns, NFTNL_SET_DATA_LEN, 0);
         }
@@ -254,7 +350,8 @@ int nft_encode_set_build(const struct nftplan *p, int idx, uint32_t set, struct 
                         len[i] = (uint8_t) nftp_type_len(s->fields[i]);
                 nftnl_set_set_data(ns, NFTNL_SET_DESC_CONCAT, len, s->n_fields);
         }
-        nftnl_set_set_data(ns, NFTNL_SET_USERDATA, ud, (uint32_t) set_udata(s, ud));
+        nftnl_set_set_data(ns, NFTNL_SET_USERDATA, ud,
+                           (uint32_t) (s->numgen ? set_udata_typeof(f, s, ud) : set_udata(s, ud)));
         *ret = ns;
         return 0;
 }
@@ -421,7 +518,9 @@ static int elw_put(struct elw *w, const uint8_t *key, const uint8_t *key_end, ui
                    const struct nftp_elem *data, bool open_end)
 {
         const struct nftp_set *s = w->s;
-        size_t est = 64 + 2 * (size_t) s->key_len + (data && data->chain ? strlen(data->chain) : 0);
+        size_t est = 64 + 2 * (size_t) s->key_len +
+                     (data && data->verdict == NFTP_V_DATA ? data->data_len
+                                                          : data && data->chain ? strlen(data->chain) : 0);
         struct nlattr *e;
         int r;
 
@@ -438,7 +537,9 @@ static int elw_put(struct elw *w, const uint8_t *key, const uint8_t *key_end, ui
                 put_data(w->nlh, NFTA_SET_ELEM_KEY_END, key_end, s->key_len);
         if (w->expires_ms)
                 mnl_attr_put_u64(w->nlh, NFTA_SET_ELEM_EXPIRATION, htobe64(w->expires_ms));
-        if (data && s->map && w->type == NFT_MSG_NEWSETELEM) {
+        if (data && data->verdict == NFTP_V_DATA && w->type == NFT_MSG_NEWSETELEM) {
+                put_data(w->nlh, NFTA_SET_ELEM_DATA, data->data, data->data_len);
+        } else if (data && s->map && w->type == NFT_MSG_NEWSETELEM) {
                 struct nlattr *d = mnl_attr_nest_start(w->nlh, NFTA_SET_ELEM_DATA);
                 struct nlattr *v = mnl_attr_nest_start(w->nlh, NFTA_DATA_VERDICT);
 
@@ -884,6 +985,18 @@ static void e_dynset_update(struct rb *b, const char *set)
         nftnl_expr_set_str(e, NFTNL_EXPR_DYNSET_SET_NAME, set);
 }
 
+static void e_numgen(struct rb *b, uint32_t dreg, uint32_t mod)
+{
+        struct nftnl_expr *e = ex(b, "numgen");
+
+        if (!e)
+                return;
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NG_DREG, dreg);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NG_MODULUS, mod);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NG_TYPE, NFT_NG_RANDOM);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NG_OFFSET, 0);
+}
+
 static void e_dnat(struct rb *b, const struct nftp_rule *r)
 {
         struct nftnl_expr *e;
@@ -898,13 +1011,7 @@ static void e_dnat(struct rb *b, const struct nftp_rule *r)
         e_meta(b, NFT_META_L4PROTO, NFT_REG_1, false);
         e_cmp(b, NFT_CMP_EQ, NFT_REG_1, &proto, 1);
         if (r->arg) {
-                e = ex(b, "numgen");
-                if (!e)
-                        return;
-                nftnl_expr_set_u32(e, NFTNL_EXPR_NG_DREG, NFT_REG_1);
-                nftnl_expr_set_u32(e, NFTNL_EXPR_NG_MODULUS, r->arg);
-                nftnl_expr_set_u32(e, NFTNL_EXPR_NG_TYPE, NFT_NG_RANDOM);
-                nftnl_expr_set_u32(e, NFTNL_EXPR_NG_OFFSET, 0);
+                e_numgen(b, NFT_REG_1, r->arg);
                 e_cmp_u32(b, NFT_CMP_EQ, 0);
         }
         if (r->dnat_flags & NFTP_DNAT_AFFINITY_UPDATE)
@@ -920,6 +1027,37 @@ static void e_dnat(struct rb *b, const struct nftp_rule *r)
         nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
         nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_PROTO_MIN, NFT_REG_2);
         nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FLAGS, NF_NAT_RANGE_PROTO_SPECIFIED);
+}
+
+/* The endpoint map lookup as nft linearizes it: the key concatenation in
+ * consecutive registers from reg 1, the data (address, then port) back
+ * into reg 1 onwards, and a nat expression naming both, without flags
+ * (the kernel sets "proto specified" itself for a proto register). */
+static void e_dnat_map(struct rb *b, const struct nftp_rule *r)
+{
+        struct nftnl_expr *e;
+        unsigned a = 0;
+
+        if (!(r->dnat_flags & NFTP_DNAT_NODEPORT)) {
+                a = addr_len(b) / 4;
+                e_addr(b, true, reg(0));
+        }
+        e_meta(b, NFT_META_L4PROTO, reg(a), false);
+        e_payload(b, NFT_PAYLOAD_TRANSPORT_HEADER, 2, 2, reg(a + 1));
+        e_numgen(b, reg(a + 2), r->arg);
+        e = ex(b, "lookup");
+        if (!e)
+                return;
+        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_SREG, NFT_REG_1);
+        nftnl_expr_set_str(e, NFTNL_EXPR_LOOKUP_SET, r->set);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_LOOKUP_DREG, NFT_REG_1);
+        e = ex(b, "nat");
+        if (!e)
+                return;
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_TYPE, NFT_NAT_DNAT);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_FAMILY, nfproto(b->f));
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_ADDR_MIN, NFT_REG_1);
+        nftnl_expr_set_u32(e, NFTNL_EXPR_NAT_REG_PROTO_MIN, reg(addr_len(b) / 4));
 }
 
 static void e_match(struct rb *b, const struct nftp_rule *r)
@@ -1067,6 +1205,9 @@ static void e_action(struct rb *b, const struct nftp_rule *r)
                 break;
         case NFTP_A_DNAT:
                 e_dnat(b, r);
+                break;
+        case NFTP_A_DNAT_MAP:
+                e_dnat_map(b, r);
                 break;
         default:
                 b->err = -EINVAL;

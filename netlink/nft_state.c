@@ -500,6 +500,14 @@ static void watch_count(struct nft_watch *w, const struct nftplan *p, uint32_t i
         w->tables[w->by_idx[idx]].use = (uint32_t)((int64_t)w->tables[w->by_idx[idx]].use + sign * objs);
 }
 
+/* Fixed chains are watched; the endpoint map chains (ep-<n>, np-<n>) come
+ * and go with partial syncs, like the services' own chains, and are not. */
+static bool watch_chain_of(const struct nftp_family *f, const struct nftp_chain *c)
+{
+        return c->svc == NFTP_NONE &&
+               !(c->n_rules == 1 && f->rules[c->first_rule].action == NFTP_A_DNAT_MAP);
+}
+
 int nft_watch_new(const struct nftplan *p, struct nft_watch **ret)
 {
         struct nft_watch *w = calloc(1, sizeof(*w));
@@ -512,7 +520,7 @@ int nft_watch_new(const struct nftplan *p, struct nft_watch **ret)
                 const struct nftp_family *f = nftplan_family(p, (int)i);
 
                 for (uint32_t c = 0; f->enabled && c < f->n_chains; c++)
-                        n_chains += f->chains[c].svc == NFTP_NONE;
+                        n_chains += watch_chain_of(f, &f->chains[c]);
         }
         w->tables = calloc(n + 1, sizeof(*w->tables));
         w->by_idx = calloc(n + 1, sizeof(*w->by_idx));
@@ -533,7 +541,7 @@ int nft_watch_new(const struct nftplan *p, struct nft_watch **ret)
                 w->by_idx[i] = ti;
                 w->n_tables++;
                 for (uint32_t c = 0; c < f->n_chains; c++) {
-                        if (f->chains[c].svc != NFTP_NONE)
+                        if (!watch_chain_of(f, &f->chains[c]))
                                 continue;
                         w->chains[w->n_chains] = (struct watch_chain){ .table = ti, .name = strdup(f->chains[c].name) };
                         if (!w->chains[w->n_chains].name)
@@ -562,6 +570,13 @@ void nft_watch_free(struct nft_watch *w)
         free(w->by_idx);
         free(w->names);
         free(w);
+}
+
+void nft_watch_table_objs(struct nft_watch *w, uint32_t idx, int delta)
+{
+        if (!w || !delta || idx >= w->n_idx || w->by_idx[idx] == NFTP_NONE)
+                return;
+        w->tables[w->by_idx[idx]].use = (uint32_t)((int64_t)w->tables[w->by_idx[idx]].use + delta);
 }
 
 void nft_watch_update(struct nft_watch *w, const struct nftplan *po, const struct nftplan *pn)

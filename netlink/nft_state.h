@@ -100,5 +100,8 @@ void nft_watch_free(struct nft_watch *w);
 /* After a partial sync from mini plan po to pn (same shard count): what
  * their services own left (po) and came (pn). */
 void nft_watch_update(struct nft_watch *w, const struct nftplan *po, const struct nftplan *pn);
+/* After a partial sync that created delta shared objects (an endpoint map
+ * and its chain) in table idx of the plan. */
+void nft_watch_table_objs(struct nft_watch *w, uint32_t idx, int delta);
 /* 1: the kernel matches the expectations; 0: it does not. */
 int nft_watch_check(struct nft_sock *s, const struct nft_watch *w);

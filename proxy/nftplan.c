@@ -14,8 +14,11 @@
 /* Per-service chain targets. */
 enum target { TG_SVC, TG_LOCAL, TG_EXT, TG_REJECT, TG_DROP };
 
-/* Chains a service port needs, derived from what actually references them. */
-enum { F_SVC = 1, F_LOCAL = 2, F_EXT = 4 };
+/* Chains a service port needs, derived from what actually references them.
+ * F_EPMAP: the svc- chain is not made; the dispatch goes to the shared
+ * ep-<n> (np-<n>) chain and the endpoints are elements of epmap-<n>
+ * (npmap-<n>). */
+enum { F_SVC = 1, F_LOCAL = 2, F_EXT = 4, F_EPMAP = 8 };
 
 /* One dispatch tuple (addr, proto, port); addr.family == 0 for NodePorts. */
 struct entry {
@@ -99,6 +102,9 @@ struct build {
          * own index i) and its dispatch entries (own_disp NULL: every entry). */
         const uint32_t *own, *own_disp;
         size_t n_own, n_own_disp;
+        const char **ep_names; /* ep-<n> at 2n, np-<n> at 2n + 1, n <= max_eps */
+        uint32_t max_eps;    /* most endpoints of an F_EPMAP service */
+        uint8_t *ep_used;    /* per n: 1 epmap-<n>, 2 npmap-<n> in the table being built */
 };
 
 static const char *const fam_ip[2] = { "ip", "ip6" };
@@ -112,6 +118,8 @@ size_t nftp_type_len(enum nftp_type t)
                 return 16;
         case NFTP_T_PROTO:
                 return 1;
+        case NFTP_T_NUMGEN:
+                return 4;
         case NFTP_T_SERVICE:
         default:
                 return 2;
@@ -127,6 +135,8 @@ const char *nftp_type_name(enum nftp_type t)
                 return "ipv6_addr";
         case NFTP_T_PROTO:
                 return "inet_proto";
+        case NFTP_T_NUMGEN:
+                return "integer";
         case NFTP_T_SERVICE:
         default:
                 return "inet_service";
@@ -443,6 +453,27 @@ static int build_entries(struct build *b)
         for (size_t i = 0; i < t->n_svcs; i++)
                 if (b->flags[i] & F_EXT)
                         b->flags[i] |= F_SVC | (t->svcs[i].etp_local && t->svcs[i].n_local_eps ? F_LOCAL : 0);
+        /* A plain DNAT to one of n endpoints is data: the service's tuples
+         * and endpoints become elements of a map shared by the services
+         * with n endpoints, and a change of endpoints is an element
+         * replace, which the kernel commits without validating the
+         * table's chains. Session affinity (per-endpoint sets and two rules
+         * each) and the local-policy chains keep their own chains. */
+        for (size_t i = 0; i < t->n_svcs && !b->p->companion; i++) {
+                const struct tbl_svc *s = &t->svcs[i];
+
+                if (b->flags[i] != F_SVC || s->affinity_timeout || !s->n_cluster_eps)
+                        continue;
+                b->flags[i] |= F_EPMAP;
+                if (s->n_cluster_eps > b->max_eps)
+                        b->max_eps = (uint32_t) s->n_cluster_eps;
+        }
+        if (b->max_eps) {
+                b->ep_names = calloc(2 * ((size_t) b->max_eps + 1), sizeof(*b->ep_names));
+                b->ep_used = calloc((size_t) b->max_eps + 1, 1);
+                if (!b->ep_names || !b->ep_used)
+                        return -ENOMEM;
+        }
         return build_hairpin(b);
 }
 
@@ -457,6 +488,30 @@ static void build_free(struct build *b)
         free(b->names);
         free(b->disp_idx);
         free(b->disp_first);
+        free(b->ep_names);
+        free(b->ep_used);
+}
+
+static const char *u32_text(struct nftplan *p, const char *prefix, uint32_t v)
+{
+        char num[11];
+        size_t i = sizeof(num) - 1;
+
+        num[i] = '\0';
+        do
+                num[--i] = (char) ('0' + v % 10);
+        while (v /= 10);
+        return arena_cat(p, prefix, num + i, NULL);
+}
+
+/* ep-<n> (np-<n> for NodePorts), epmap-<n> and npmap-<n>. */
+static const char *ep_name(struct build *b, uint32_t n, bool nodeport)
+{
+        const char **x = &b->ep_names[2 * n + nodeport];
+
+        if (!*x)
+                *x = u32_text(b->p, nodeport ? "np-" : "ep-", n);
+        return *x;
 }
 
 /* The k-th service of the table being built. */
@@ -652,6 +707,12 @@ static int elem_target(struct build *b, struct nftp_elem *x, const struct entry 
 {
         switch (e->target) {
         case TG_SVC:
+                if (b->flags[e->svc] & F_EPMAP) {
+                        x->verdict = NFTP_V_GOTO;
+                        x->chain = ep_name(b, (uint32_t) b->t->svcs[e->svc].n_cluster_eps, !e->addr.family);
+                        return x->chain ? 0 : -ENOMEM;
+                }
+                /* fall through */
         case TG_LOCAL:
         case TG_EXT:
                 x->verdict = NFTP_V_GOTO;
@@ -716,6 +777,100 @@ static int tuple_set(struct build *b, const char *name, bool nodeports, enum pic
         }
         set_end(b);
         return 0;
+}
+
+struct ep_ord {
+        const struct entry *v;
+        const struct table *t;
+};
+
+static int ep_entry_cmp(const void *x, const void *y, void *arg)
+{
+        const struct ep_ord *o = arg;
+        uint32_t i = *(const uint32_t *) x, j = *(const uint32_t *) y;
+        const struct entry *a = &o->v[i], *c = &o->v[j];
+        size_t na = o->t->svcs[a->svc].n_cluster_eps, nc = o->t->svcs[c->svc].n_cluster_eps;
+
+        if (!a->addr.family != !c->addr.family)
+                return a->addr.family ? -1 : 1;
+        if (na != nc)
+                return na < nc ? -1 : 1;
+        return i < j ? -1 : i > j;
+}
+
+/* The endpoint maps of the table being built: for each endpoint count n
+ * its services use, epmap-<n> (then the NodePorts' npmap-<n>) with one
+ * element per tuple going to ep-<n> and endpoint k: VIP . proto . port . k
+ * : address . port of the k-th endpoint, in the order the svc- chain's
+ * cascade would have tried them (numgen picks k uniformly, like it). */
+static int endpoint_maps(struct build *b)
+{
+        const struct table *t = b->t;
+        struct ep_ord ord = { b->disp.v, t };
+        uint32_t *idx;
+        size_t n = 0;
+        int r = 0;
+
+        if (!b->max_eps)
+                return 0;
+        memset(b->ep_used, 0, (size_t) b->max_eps + 1);
+        idx = malloc((b->disp.n ? b->disp.n : 1) * sizeof(*idx));
+        if (!idx)
+                return -ENOMEM;
+        for (size_t k = 0; k < b->n_own_disp; k++) {
+                uint32_t i = b->own_disp ? b->own_disp[k] : (uint32_t) k;
+                const struct entry *e = &b->disp.v[i];
+
+                if (e->dup || e->target != TG_SVC || !(b->flags[e->svc] & F_EPMAP))
+                        continue;
+                idx[n++] = i;
+                b->ep_used[t->svcs[e->svc].n_cluster_eps] |= e->addr.family ? 1 : 2;
+        }
+        qsort_r(idx, n, sizeof(*idx), ep_entry_cmp, &ord);
+        for (size_t i = 0; i < n && r == 0;) {
+                const struct entry *e0 = &b->disp.v[idx[i]];
+                bool np = !e0->addr.family;
+                uint32_t eps = (uint32_t) t->svcs[e0->svc].n_cluster_eps;
+                const char *name = u32_text(b->p, np ? "npmap-" : "epmap-", eps);
+
+                r = np ? set_begin(b, name, true, 0, NFTP_NONE, 3, NFTP_T_PROTO, NFTP_T_SERVICE, NFTP_T_NUMGEN)
+                       : set_begin(b, name, true, 0, NFTP_NONE, 4, b->addr_type, NFTP_T_PROTO, NFTP_T_SERVICE,
+                                   NFTP_T_NUMGEN);
+                if (r < 0)
+                        break;
+                b->fp->sets[b->fp->n_sets - 1].numgen = eps;
+                for (; i < n; i++) {
+                        const struct entry *e = &b->disp.v[idx[i]];
+                        const struct tbl_svc *s = &t->svcs[e->svc];
+
+                        if (!e->addr.family != np || s->n_cluster_eps != eps)
+                                break;
+                        for (uint32_t k = 0; k < eps; k++) {
+                                const struct tbl_endpoint *ep = &s->eps[s->cluster_eps[k]];
+                                size_t alen = ipaddr_len(&ep->addr);
+                                struct nftp_elem *x = elem_new(b, e->svc);
+                                uint8_t *d = arena_alloc(b->p, alen + 4);
+
+                                if (!x || !d) {
+                                        r = -ENOMEM;
+                                        goto out;
+                                }
+                                /* numgen's value is a host-order register. */
+                                memcpy(x->key + put_tuple(x->key, e), &k, sizeof(k));
+                                memcpy(d, ep->addr.bytes, alen);
+                                d[alen] = (uint8_t) (ep->port >> 8);
+                                d[alen + 1] = (uint8_t) ep->port;
+                                d[alen + 2] = d[alen + 3] = 0;
+                                x->verdict = NFTP_V_DATA;
+                                x->data = d;
+                                x->data_len = (uint8_t) (alen + 4);
+                        }
+                }
+                set_end(b);
+        }
+out:
+        free(idx);
+        return r;
 }
 
 static int firewall_sets(struct build *b)
@@ -1194,6 +1349,30 @@ static int endpoint_chain(struct build *b, uint32_t si, uint8_t target, const ui
         return 0;
 }
 
+/* ep-<n> and np-<n>: one rule, the endpoint map lookup. */
+static int endpoint_map_chains(struct build *b)
+{
+        int r;
+
+        for (int np = 0; np < 2; np++)
+                for (uint32_t n = 1; n <= b->max_eps; n++) {
+                        struct nftp_rule *x;
+
+                        if (!(b->ep_used[n] & (np ? 2 : 1)))
+                                continue;
+                        if ((r = chain_begin(b, ep_name(b, n, np), NFTP_NONE)) < 0)
+                                return r;
+                        if (!(x = rule_new(b, NFTP_M_NONE, NFTP_A_DNAT_MAP)))
+                                return -ENOMEM;
+                        x->arg = n;
+                        x->dnat_flags = np ? NFTP_DNAT_NODEPORT : 0;
+                        if (!(x->set = u32_text(b->p, np ? "npmap-" : "epmap-", n)))
+                                return -ENOMEM;
+                        chain_end(b);
+                }
+        return 0;
+}
+
 /* The per-service chains of the services in the table being built. */
 static int svc_chains(struct build *b)
 {
@@ -1201,6 +1380,8 @@ static int svc_chains(struct build *b)
         struct famplan *fp = b->fp;
         int r;
 
+        if ((r = endpoint_map_chains(b)) < 0)
+                return r;
         for (size_t k = 0; k < b->n_own; k++) {
                 uint32_t si = own_svc(b, k), i = si;
                 const struct tbl_svc *s = &t->svcs[i];
@@ -1208,7 +1389,7 @@ static int svc_chains(struct build *b)
                 fp->svc[i].first_chain = (uint32_t) fp->n_chains;
                 if ((b->flags[i] & F_EXT) && (r = ext_chain(b, si)) < 0)
                         return r;
-                if ((b->flags[i] & F_SVC) &&
+                if ((b->flags[i] & (F_SVC | F_EPMAP)) == F_SVC &&
                     (r = endpoint_chain(b, si, TG_SVC, s->cluster_eps, s->n_cluster_eps)) < 0)
                         return r;
                 if ((b->flags[i] & F_LOCAL) &&
@@ -1238,7 +1419,7 @@ static int build_main(struct build *b)
         if ((r = common_sets(b)) < 0)
                 return r;
         if (all && ((r = tuple_set(b, "service-ips", false, PICK_DNAT)) < 0 ||
-                    (r = tuple_set(b, "service-nodeports", true, PICK_DNAT)) < 0))
+                    (r = tuple_set(b, "service-nodeports", true, PICK_DNAT)) < 0 || (r = endpoint_maps(b)) < 0))
                 return r;
         if ((r = tuple_set(b, "no-endpoint-services", false, PICK_NO_EP)) < 0 ||
             (r = tuple_set(b, "no-endpoint-nodeports", true, PICK_NO_EP)) < 0 ||
@@ -1269,7 +1450,8 @@ static int build_shard(struct build *b)
         if ((r = cidr_set(b, "nodeport-addrs", t->nodeport_cidr[i], t->n_nodeport_cidr[i])) < 0 ||
             (r = cidr_set(b, "pod-cidrs", t->pod_cidr[i], t->n_pod_cidr[i])) < 0 ||
             (r = tuple_set(b, "service-ips", false, PICK_DNAT)) < 0 ||
-            (r = tuple_set(b, "service-nodeports", true, PICK_DNAT)) < 0 || (r = affinity_sets(b)) < 0)
+            (r = tuple_set(b, "service-nodeports", true, PICK_DNAT)) < 0 || (r = endpoint_maps(b)) < 0 ||
+            (r = affinity_sets(b)) < 0)
                 return r;
         if ((r = nat_chains(b, "services", false, false)) < 0)
                 return r;
@@ -1406,7 +1588,11 @@ static int presize(struct build *b)
         size_t chains = 32, rules = 64, sets = 16, elems = 16;
 
         elems += t->n_nodeport_cidr[b->idx] + t->n_pod_cidr[b->idx];
-        elems += main_tbl ? b->disp.n : b->n_own_disp;
+        for (size_t k = 0; k < (main_tbl ? b->disp.n : b->n_own_disp); k++) {
+                const struct entry *e = main_tbl ? &b->disp.v[k] : own_entry(b, k);
+
+                elems += 1 + ((b->flags[e->svc] & F_EPMAP) ? b->t->svcs[e->svc].n_cluster_eps : 0);
+        }
         if (main_tbl) {
                 elems += b->n_hairpin + b->masq.n + b->lb.n + t->n_cluster_ips[b->idx] + t->n_service_cidr[b->idx];
                 for (size_t i = 0; i < b->fw.n; i++) {
@@ -1751,6 +1937,8 @@ bool nftp_elem_equal(const struct nftp_elem *a, const struct nftp_elem *b)
                 return false;
         if (a->verdict == NFTP_V_GOTO || a->verdict == NFTP_V_JUMP)
                 return strcmp(a->chain, b->chain) == 0;
+        if (a->verdict == NFTP_V_DATA)
+                return a->data_len == b->data_len && memcmp(a->data, b->data, a->data_len) == 0;
         return true;
 }
 
@@ -1817,5 +2005,5 @@ bool nftp_set_def_equal(const struct nftp_set *a, const struct nftp_set *b)
 {
         return str_eq(a->name, b->name) && a->n_fields == b->n_fields &&
                memcmp(a->fields, b->fields, a->n_fields) == 0 && a->map == b->map && a->flags == b->flags &&
-               a->timeout == b->timeout;
+               a->timeout == b->timeout && a->numgen == b->numgen;
 }

@@ -36,6 +36,7 @@ enum nftp_type {
         NFTP_T_IPV6,    /* ipv6_addr */
         NFTP_T_PROTO,   /* inet_proto */
         NFTP_T_SERVICE, /* inet_service */
+        NFTP_T_NUMGEN,  /* integer: `numgen random mod N`, a host-order u32 */
 };
 
 /* Set flags, as nft's `flags` line; the kernel flags follow from them
@@ -60,6 +61,10 @@ struct nftp_set {
         uint32_t timeout;                /* seconds, NFTP_SET_TIMEOUT */
         uint32_t first_elem, n_elems;    /* range of nftp_family.elems */
         uint32_t svc;                    /* table svc index (affinity sets) or NFTP_NONE */
+        /* An endpoint map (epmap-N, npmap-N): its last key field is
+         * `numgen random mod numgen` and its data `X daddr . th dport`, the
+         * address and port of endpoint k of the tuple. 0 for the others. */
+        uint32_t numgen;
 };
 
 enum nftp_verdict {
@@ -69,6 +74,7 @@ enum nftp_verdict {
         NFTP_V_RETURN,
         NFTP_V_JUMP,
         NFTP_V_GOTO,
+        NFTP_V_DATA,   /* endpoint maps: data_len bytes at data */
 };
 
 /* One element. The key is what the kernel gets: concatenated fields in
@@ -79,10 +85,15 @@ struct nftp_elem {
         uint8_t key[NFTP_KEY_MAX];
         uint8_t prefix;      /* interval sets: prefix of the last field; full length for an address */
         bool cidr;           /* the text writes "/prefix" (a CIDR from configuration) */
-        uint8_t verdict;     /* enum nftp_verdict; maps: NFTP_V_GOTO or NFTP_V_DROP */
-        uint8_t pad;
+        uint8_t verdict;     /* enum nftp_verdict; maps: NFTP_V_GOTO, NFTP_V_DROP or NFTP_V_DATA */
+        uint8_t data_len;    /* NFTP_V_DATA */
         uint32_t svc;        /* table svc index that owns it or NFTP_NONE */
-        const char *chain;   /* NFTP_V_GOTO target */
+        union {
+                const char *chain;   /* NFTP_V_GOTO target */
+                /* NFTP_V_DATA: the endpoint address, then its port in
+                 * network order in a 4-byte register (in the plan's arena). */
+                const uint8_t *data;
+        };
 };
 
 /* Rules: a match and an action, with parameters. Every rule of the ruleset
@@ -124,11 +135,17 @@ enum nftp_action {
          *   [update @set { X saddr }]                   NFTP_DNAT_AFFINITY_UPDATE
          *   dnat to ADDR:PORT */
         NFTP_A_DNAT,
+        /* Endpoint map DNAT, match NFTP_M_NONE, ARG the modulus:
+         *   dnat X to X daddr . meta l4proto . th dport . numgen random mod ARG map @set
+         * or with NFTP_DNAT_NODEPORT (npmap-N):
+         *   dnat X to meta l4proto . th dport . numgen random mod ARG map @set */
+        NFTP_A_DNAT_MAP,
 };
 
 enum {
         NFTP_DNAT_AFFINITY_HIT = 1,
         NFTP_DNAT_AFFINITY_UPDATE = 2,
+        NFTP_DNAT_NODEPORT = 4,
 };
 
 struct nftp_rule {

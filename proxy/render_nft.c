@@ -124,16 +124,33 @@ static void put_key(struct out *o, const struct nftp_family *f, const struct nft
                 case NFTP_T_PROTO:
                         o_s(o, k8s_proto_lower(k[0]), NULL);
                         break;
+                case NFTP_T_NUMGEN: {
+                        uint32_t v;
+
+                        memcpy(&v, k, sizeof(v));
+                        o_u(o, v);
+                        break;
+                }
                 default:
                         o_u(o, (unsigned long) k[0] << 8 | k[1]);
                         break;
                 }
                 off += (nftp_type_len(s->fields[i]) + 3) & ~(size_t) 3;
         }
-        (void) f;
         if (!s->map)
                 return;
-        if (e->verdict == NFTP_V_GOTO)
+        if (e->verdict == NFTP_V_DATA) {
+                struct ipaddr a;
+                size_t alen = f->af == AF_INET6 ? 16 : 4;
+
+                memset(&a, 0, sizeof(a));
+                a.family = (uint8_t) f->af;
+                memcpy(a.bytes, e->data, alen);
+                o_s(o, " : ", NULL);
+                o_addr(o, &a);
+                o_s(o, " . ", NULL);
+                o_u(o, (unsigned long) e->data[alen] << 8 | e->data[alen + 1]);
+        } else if (e->verdict == NFTP_V_GOTO)
                 o_s(o, " : goto ", e->chain, NULL);
         else if (e->verdict == NFTP_V_JUMP)
                 o_s(o, " : jump ", e->chain, NULL);
@@ -145,11 +162,22 @@ static void put_set(struct out *o, const struct nftp_family *f, const struct nft
 {
         const char *sep = "";
 
-        o_s(o, "\t", s->map ? "map " : "set ", s->name, " {\n\t\ttype ", NULL);
-        for (int i = 0; i < s->n_fields; i++) {
-                o_s(o, i ? " . " : "", nftp_type_name(s->fields[i]), NULL);
+        o_s(o, "\t", s->map ? "map " : "set ", s->name, " {\n\t\t", NULL);
+        if (s->numgen) {
+                /* nft 1.0.6 refuses `type ... . integer : ipv4_addr . inet_service`
+                 * and lists these maps back only as typeof. */
+                o_s(o, "typeof ", NULL);
+                if (s->n_fields == 4)
+                        o_s(o, f->ip, " daddr . ", NULL);
+                o_s(o, "meta l4proto . th dport . numgen random mod ", NULL);
+                o_u(o, s->numgen);
+                o_s(o, " : ", f->ip, " daddr . th dport\n", NULL);
+        } else {
+                o_s(o, "type ", NULL);
+                for (int i = 0; i < s->n_fields; i++)
+                        o_s(o, i ? " . " : "", nftp_type_name(s->fields[i]), NULL);
+                o_s(o, s->map ? " : verdict\n" : "\n", NULL);
         }
-        o_s(o, s->map ? " : verdict\n" : "\n", NULL);
         if (s->flags) {
                 o_s(o, "\t\tflags ", NULL);
                 if (s->flags & NFTP_SET_INTERVAL) {
@@ -293,6 +321,14 @@ static void put_rule(struct out *o, const struct nftp_family *f, const struct nf
                 break;
         case NFTP_A_DNAT:
                 put_dnat(o, f, r);
+                break;
+        case NFTP_A_DNAT_MAP:
+                o_s(o, "dnat ", f->ip, " to ", NULL);
+                if (!(r->dnat_flags & NFTP_DNAT_NODEPORT))
+                        o_s(o, f->ip, " daddr . ", NULL);
+                o_s(o, "meta l4proto . th dport . numgen random mod ", NULL);
+                o_u(o, r->arg);
+                o_s(o, " map @", r->set, NULL);
                 break;
         }
         o_mem(o, "\n", 1);

@@ -171,7 +171,8 @@ void trace_packet_run(const struct table *t, const struct trace_node *node, cons
                 masq = false;
                 if (!s->etp_local) {
                         /* external-masq / nodeport-masq, then straight to
-                         * the svc- chain: no ext- chain. */
+                         * the cluster endpoints (ep-<n> and its endpoint
+                         * map, or the svc- chain): no ext- chain. */
                         masq = true;
                         use_local = false;
                         r->why = "external traffic (externalTrafficPolicy=Cluster): DNAT, masquerade";
@@ -191,6 +192,8 @@ void trace_packet_run(const struct table *t, const struct trace_node *node, cons
                         r->why = "externalTrafficPolicy=Local: DNAT to local endpoints, source preserved";
                 }
         }
+        /* The endpoints the DNAT picks from, uniformly: an endpoint map's
+         * elements k < n or a chain's cascade, both in this order. */
         if (use_local)
                 set_eps(r, s, s->local_eps, s->n_local_eps);
         else

@@ -212,6 +212,34 @@ def main():
         check("removed service out of nodeport-masq", "tcp . 30080" not in m, m)
         step("periodic full sync", full=True)
 
+        # Endpoint maps (docs/nftables-ruleset.md, "Endpoint selection"): a
+        # change of endpoint count moves the service between epmap-<n> maps
+        # (ep-<n> chains created with their first element and deleted with
+        # their last, in every table they are in), a change that keeps the
+        # count replaces its map elements and nothing else. A NodePort
+        # service has its npmap-<n> too.
+        def kep(addrs, port=8080):
+            return eps("k-1", "k", [(f"10.244.7.{i}", "node-1") for i in addrs], port)
+
+        step("endpoint maps: service with 2 endpoints",
+             [svc("k", "10.96.0.30", [dict(http[0], nodePort=30090)], "NodePort"), kep([1, 2])])
+        step("endpoint maps: 2 -> 3 endpoints", [kep([1, 2, 3])])
+        step("endpoint maps: 3 -> 1 endpoint", [kep([3])])
+        step("endpoint maps: 1 -> 0 endpoints (REJECT)", [kep([])])
+        step("endpoint maps: 0 -> 2 endpoints", [kep([4, 5])])
+        f = step("endpoint maps: same count, other endpoint", [kep([4, 6])]).split()
+        v = [int(x) for x in f[2:]] if len(f) == 12 else []
+        # One element out and in for each map, and the hairpin set's
+        # address; the IPVS companion has no endpoint maps (IPVS DNATs).
+        companion = os.environ.get("NLP_STEPS_COMPANION") == "1"
+        check("same count, other endpoint: elements only (epmap, npmap, hairpin)",
+              len(v) == 10 and v[7] == (2 if companion else 6), f)
+        f = step("endpoint maps: same count, other ports", [kep([4, 6], 8081)]).split()
+        v = [int(x) for x in f[2:]] if len(f) == 12 else []
+        check("same count, other ports: the two maps' elements only",
+              len(v) == 10 and v[7] == (0 if companion else 4), f)
+        step("endpoint maps: service removed", delete=[("Service", "k"), ("EndpointSlice", "k-1")])
+
         # The sync's cost split (bench/nft_sync.py's columns): "synced kind
         # compute sync cpu plan encode commit bytes msgs user sys".
         f = step("instrumented sync", [eps("a-1", "a", [("10.244.0.7", "node-0")])]).split()

@@ -723,7 +723,8 @@ static const struct nftp_elem *tuple_elem(const struct nftplan *p, int idx, cons
 }
 
 /* An externalTrafficPolicy Cluster service's external tuples (LB IP,
- * externalIP, NodePort) dispatch straight to its svc- chain, without an
+ * externalIP, NodePort) dispatch straight to its endpoints (here the
+ * shared ep-1 / np-1 chains of the endpoint maps), without an
  * ext- chain: the main table's services chain marks them for masquerade
  * through the external-masq and nodeport-masq sets, before any dispatch
  * (and, with shards, before the shards' DNAT). An externalTrafficPolicy
@@ -796,8 +797,8 @@ static void test_ext_masq_sets(void **state)
                                                 assert_string_equal(nftplan_family(p, k)->chains[j].name,
                                                                     "ext-b/lbl/tcp/443");
                 }
-                /* IPv4: a (Cluster) in the sets, dispatched to svc-; b (Local)
-                 * keeps ext-; d (REJECT) in neither. */
+                /* IPv4: a (Cluster) in the sets, dispatched to ep-1 / np-1; b
+                 * (Local) keeps ext-; d (REJECT) in neither. */
                 {
                         int idx = nftplan_svc_table(p, 0, 0);
                         const struct nftp_elem *e;
@@ -812,11 +813,11 @@ static void test_ext_masq_sets(void **state)
                         assert_null(tuple_elem(p, 0, "external-masq", "192.0.2.4", IPPROTO_UDP, 53));
                         assert_null(tuple_elem(p, 0, "nodeport-masq", NULL, IPPROTO_UDP, 30053));
                         assert_int_equal(nftplan_chain_find(p, idx, "ext-a/np/tcp/80"), NFTP_NONE);
-                        assert_int_not_equal(nftplan_chain_find(p, idx, "svc-a/np/tcp/80"), NFTP_NONE);
+                        assert_int_equal(nftplan_chain_find(p, idx, "svc-a/np/tcp/80"), NFTP_NONE);
                         assert_non_null(e = tuple_elem(p, idx, "service-ips", "203.0.113.1", IPPROTO_TCP, 80));
-                        assert_string_equal(e->chain, "svc-a/np/tcp/80");
+                        assert_string_equal(e->chain, "ep-1");
                         assert_non_null(e = tuple_elem(p, idx, "service-nodeports", NULL, IPPROTO_TCP, 30080));
-                        assert_string_equal(e->chain, "svc-a/np/tcp/80");
+                        assert_string_equal(e->chain, "np-1");
 
                         idx = nftplan_svc_table(p, 0, 1);
                         assert_int_not_equal(nftplan_chain_find(p, idx, "ext-b/lbl/tcp/443"), NFTP_NONE);
@@ -836,10 +837,251 @@ static void test_ext_masq_sets(void **state)
                         assert_int_equal(e->svc, 3);
                         assert_int_equal(nftplan_chain_find(p, idx, "ext-c/v6/tcp/80"), NFTP_NONE);
                         assert_non_null(e = tuple_elem(p, idx, "service-ips", "2001:db8::1", IPPROTO_TCP, 80));
-                        assert_string_equal(e->chain, "svc-c/v6/tcp/80");
+                        assert_string_equal(e->chain, "ep-1");
                 }
                 nftplan_free(p);
         }
+        table_free(t);
+}
+
+/* The element of endpoint map name in table idx for a tuple (addr NULL: a
+ * NodePort) and endpoint k, or NULL. */
+static const struct nftp_elem *ep_elem(const struct nftplan *p, int idx, const char *name, const char *addr,
+                                       uint8_t proto, uint16_t port, uint32_t k)
+{
+        const struct nftp_family *f = nftplan_family(p, idx);
+        uint32_t set = nftplan_set_find(p, idx, name);
+        uint8_t key[NFTP_KEY_MAX] = { 0 };
+        size_t off = 0;
+
+        if (set == NFTP_NONE)
+                fail_msg("table %d has no set %s", idx, name);
+        if (addr) {
+                struct ipaddr a = ip(addr);
+
+                memcpy(key, a.bytes, ipaddr_len(&a));
+                off = ipaddr_len(&a);
+        }
+        key[off] = proto;
+        key[off + 4] = (uint8_t) (port >> 8);
+        key[off + 5] = (uint8_t) port;
+        memcpy(key + off + 8, &k, sizeof(k)); /* numgen: host order */
+        for (uint32_t e = f->sets[set].first_elem; e < f->sets[set].first_elem + f->sets[set].n_elems; e++)
+                if (!memcmp(f->elems[e].key, key, f->sets[set].key_len))
+                        return &f->elems[e];
+        return NULL;
+}
+
+static void assert_ep_data(const struct nftp_elem *e, const char *addr, uint16_t port)
+{
+        struct ipaddr a = ip(addr);
+        size_t n = ipaddr_len(&a);
+
+        assert_non_null(e);
+        assert_int_equal(e->verdict, NFTP_V_DATA);
+        assert_int_equal(e->data_len, n + 4);
+        assert_memory_equal(e->data, a.bytes, n);
+        assert_int_equal(e->data[n], port >> 8);
+        assert_int_equal(e->data[n + 1], port & 0xff);
+}
+
+/* Shape B: a service port without session affinity or local policy has no
+ * chain of its own; its tuples go to the shared ep-<n> (NodePorts np-<n>)
+ * chain of its endpoint count, and its endpoints are the elements of
+ * epmap-<n> (npmap-<n>), k in the order of the endpoint list. Affinity and
+ * internalTrafficPolicy Local keep their svc- / local- chains. Each shard
+ * table has the maps and chains of the counts its own services use. */
+static void test_endpoint_maps(void **state)
+{
+        struct table *t = tb_new();
+        struct tbl_svc *s;
+
+        (void) state;
+        s = tb_svc(t, "a", "web", "", IPPROTO_TCP, 80, "172.30.0.1");
+        s->node_port = 30080;
+        tb_ep(s, "10.180.0.1", 8080, false);
+        tb_ep(s, "10.180.0.2", 8081, false);
+        s = tb_svc(t, "b", "sticky", "", IPPROTO_TCP, 80, "172.30.0.2");
+        s->affinity_timeout = 10800;
+        tb_ep(s, "10.180.0.3", 80, false);
+        tb_ep(s, "10.180.0.4", 80, false);
+        s = tb_svc(t, "c", "itp", "", IPPROTO_UDP, 53, "172.30.0.3");
+        s->itp_local = true;
+        tb_ep(s, "10.180.0.5", 53, true);
+        s = tb_svc(t, "d", "three", "", IPPROTO_UDP, 53, "172.30.0.4");
+        tb_ep(s, "10.180.0.6", 53, false);
+        tb_ep(s, "10.180.0.7", 53, false);
+        tb_ep(s, "10.180.0.8", 5353, false);
+        s = tb_svc(t, "e", "v6", "", IPPROTO_TCP, 443, "fd00:30::5");
+        tb_ep(s, "fd00:10::1", 8443, false);
+        tb_ep(s, "fd00:10::2", 8443, false);
+
+        for (uint32_t shards = 0; shards <= 4; shards += 4) {
+                struct nftplan *p;
+                int ia, id, ie;
+                const struct nftp_family *f;
+                const struct nftp_elem *e;
+                const struct nftp_rule *r;
+                uint32_t c, m;
+
+                assert_int_equal(nftplan_new_sharded(t, shards, &p), 0);
+                ia = nftplan_svc_table(p, 0, 0);
+                id = nftplan_svc_table(p, 0, 3);
+                ie = nftplan_svc_table(p, 1, 4);
+                /* a: no svc- chain, ep-2 / np-2 with its endpoints. */
+                assert_int_equal(nftplan_chain_find(p, ia, "svc-a/web/tcp/80"), NFTP_NONE);
+                assert_non_null(e = tuple_elem(p, ia, "service-ips", "172.30.0.1", IPPROTO_TCP, 80));
+                assert_int_equal(e->verdict, NFTP_V_GOTO);
+                assert_string_equal(e->chain, "ep-2");
+                assert_non_null(e = tuple_elem(p, ia, "service-nodeports", NULL, IPPROTO_TCP, 30080));
+                assert_string_equal(e->chain, "np-2");
+                f = nftplan_family(p, ia);
+                m = nftplan_set_find(p, ia, "epmap-2");
+                assert_int_not_equal(m, NFTP_NONE);
+                assert_true(f->sets[m].map);
+                assert_int_equal(f->sets[m].numgen, 2);
+                assert_int_equal(f->sets[m].n_fields, 4);
+                assert_int_equal(f->sets[m].fields[3], NFTP_T_NUMGEN);
+                assert_int_equal(f->sets[m].key_len, 16);
+                assert_int_equal(f->sets[m].svc, NFTP_NONE);
+                assert_ep_data(e = ep_elem(p, ia, "epmap-2", "172.30.0.1", IPPROTO_TCP, 80, 0), "10.180.0.1", 8080);
+                assert_int_equal(e->svc, 0);
+                assert_ep_data(ep_elem(p, ia, "epmap-2", "172.30.0.1", IPPROTO_TCP, 80, 1), "10.180.0.2", 8081);
+                assert_null(ep_elem(p, ia, "epmap-2", "172.30.0.1", IPPROTO_TCP, 80, 2));
+                assert_ep_data(ep_elem(p, ia, "npmap-2", NULL, IPPROTO_TCP, 30080, 0), "10.180.0.1", 8080);
+                assert_ep_data(ep_elem(p, ia, "npmap-2", NULL, IPPROTO_TCP, 30080, 1), "10.180.0.2", 8081);
+                c = nftplan_chain_find(p, ia, "ep-2");
+                assert_int_not_equal(c, NFTP_NONE);
+                assert_int_equal(f->chains[c].n_rules, 1);
+                assert_int_equal(f->chains[c].svc, NFTP_NONE);
+                r = &f->rules[f->chains[c].first_rule];
+                assert_int_equal(r->action, NFTP_A_DNAT_MAP);
+                assert_int_equal(r->arg, 2);
+                assert_int_equal(r->dnat_flags, 0);
+                assert_string_equal(r->set, "epmap-2");
+                c = nftplan_chain_find(p, ia, "np-2");
+                assert_int_not_equal(c, NFTP_NONE);
+                r = &f->rules[f->chains[c].first_rule];
+                assert_int_equal(r->dnat_flags, NFTP_DNAT_NODEPORT);
+                assert_string_equal(r->set, "npmap-2");
+                /* The hairpin set still holds a's endpoints. */
+                {
+                        const struct nftp_family *mf = nftplan_family(p, 0);
+                        uint32_t h = nftplan_set_find(p, 0, "hairpin");
+                        struct ipaddr a = ip("10.180.0.2");
+                        bool found = false;
+
+                        assert_int_not_equal(h, NFTP_NONE);
+                        for (uint32_t k = 0; k < mf->sets[h].n_elems; k++)
+                                found |= !memcmp(mf->elems[mf->sets[h].first_elem + k].key, a.bytes, 4);
+                        assert_true(found);
+                }
+                /* b (affinity) and c (iTP Local) keep their chains. */
+                assert_int_not_equal(nftplan_chain_find(p, nftplan_svc_table(p, 0, 1), "svc-b/sticky/tcp/80"),
+                                     NFTP_NONE);
+                assert_string_equal(tuple_elem(p, nftplan_svc_table(p, 0, 1), "service-ips", "172.30.0.2",
+                                               IPPROTO_TCP, 80)->chain, "svc-b/sticky/tcp/80");
+                assert_int_not_equal(nftplan_chain_find(p, nftplan_svc_table(p, 0, 2), "local-c/itp/udp/53"),
+                                     NFTP_NONE);
+                /* d: three endpoints, its own count. */
+                assert_string_equal(tuple_elem(p, id, "service-ips", "172.30.0.4", IPPROTO_UDP, 53)->chain, "ep-3");
+                assert_ep_data(ep_elem(p, id, "epmap-3", "172.30.0.4", IPPROTO_UDP, 53, 2), "10.180.0.8", 5353);
+                assert_int_equal(nftplan_family(p, id)->sets[nftplan_set_find(p, id, "epmap-3")].n_elems, 3);
+                /* Only the counts a table's services use. */
+                for (int k = 0; k < (int) nftplan_n_tables(p); k++) {
+                        bool has_a = k == ia, has_d = k == id || (k == ia && ia == id);
+
+                        if (nftplan_family(p, k)->fi != 0)
+                                continue;
+                        assert_int_equal(nftplan_set_find(p, k, "epmap-3") != NFTP_NONE, has_d);
+                        assert_int_equal(nftplan_chain_find(p, k, "ep-3") != NFTP_NONE, has_d);
+                        assert_int_equal(nftplan_set_find(p, k, "npmap-2") != NFTP_NONE, has_a);
+                        assert_int_equal(nftplan_set_find(p, k, "epmap-1") != NFTP_NONE, false);
+                }
+                /* e: IPv6, 28-byte keys and 20-byte data. */
+                m = nftplan_set_find(p, ie, "epmap-2");
+                assert_int_not_equal(m, NFTP_NONE);
+                assert_int_equal(nftplan_family(p, ie)->sets[m].key_len, 28);
+                assert_ep_data(ep_elem(p, ie, "epmap-2", "fd00:30::5", IPPROTO_TCP, 443, 1), "fd00:10::2", 8443);
+                nftplan_free(p);
+        }
+        table_free(t);
+}
+
+/* The endpoint maps' set user data, byte for byte what nft 1.0.6 writes
+ * for `typeof [X daddr .] meta l4proto . th dport . numgen random mod 3 :
+ * X daddr . th dport` (dumped with NFT_MSG_GETSET after `nft -f`): nft
+ * lists these maps back only from it. */
+static void test_endpoint_map_udata(void **state)
+{
+        static const struct {
+                int fi;
+                const char *set, *hex;
+        } want[] = {
+                { 0, "epmap-3",
+                  "000400000000010400000000036000040d00000001580014000407000000010c"
+                  "00040c00000001040c000000010e000409000000010600041000000002140004"
+                  "07000000010c00040b000000010402000000031a000417000000011200040100"
+                  "0000010403000000020400000000043400040d000000012c0014000407000000"
+                  "010c00040c00000001040c0000000114000407000000010c00040b0000000104"
+                  "02000000060400000000" },
+                { 0, "npmap-3",
+                  "000400000000010400000000034a00040d0000000142000e0004090000000106"
+                  "0004100000000114000407000000010c00040b000000010402000000021a0004"
+                  "170000000112000401000000010403000000020400000000043400040d000000"
+                  "012c0014000407000000010c00040c00000001040c0000000114000407000000"
+                  "010c00040b000000010402000000060400000000" },
+                { 1, "epmap-3",
+                  "000400000000010400000000036000040d00000001580014000407000000010c"
+                  "00040d000000010409000000010e000409000000010600041000000002140004"
+                  "07000000010c00040b000000010402000000031a000417000000011200040100"
+                  "0000010403000000020400000000043400040d000000012c0014000407000000"
+                  "010c00040d0000000104090000000114000407000000010c00040b0000000104"
+                  "02000000060400000000" },
+                { 1, "npmap-3",
+                  "000400000000010400000000034a00040d0000000142000e0004090000000106"
+                  "0004100000000114000407000000010c00040b000000010402000000021a0004"
+                  "170000000112000401000000010403000000020400000000043400040d000000"
+                  "012c0014000407000000010c00040d0000000104090000000114000407000000"
+                  "010c00040b000000010402000000060400000000" },
+        };
+        struct table *t = tb_new();
+        struct tbl_svc *s;
+        struct nftplan *p;
+
+        (void) state;
+        s = tb_svc(t, "a", "v4", "", IPPROTO_TCP, 80, "172.30.0.1");
+        s->node_port = 30080;
+        tb_ep(s, "10.180.0.1", 80, false);
+        tb_ep(s, "10.180.0.2", 80, false);
+        tb_ep(s, "10.180.0.3", 80, false);
+        s = tb_svc(t, "b", "v6", "", IPPROTO_TCP, 80, "fd00:30::1");
+        s->node_port = 30081;
+        tb_ep(s, "fd00:10::1", 80, false);
+        tb_ep(s, "fd00:10::2", 80, false);
+        tb_ep(s, "fd00:10::3", 80, false);
+        assert_int_equal(nftplan_new_sharded(t, 0, &p), 0);
+        for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+                uint32_t set = nftplan_set_find(p, want[i].fi, want[i].set), len = 0;
+                size_t n = strlen(want[i].hex) / 2;
+                struct nftnl_set *ns;
+                const uint8_t *ud;
+                uint8_t exp[256];
+
+                assert_int_not_equal(set, NFTP_NONE);
+                for (size_t k = 0; k < n; k++)
+                        assert_int_equal(sscanf(want[i].hex + 2 * k, "%2hhx", &exp[k]), 1);
+                assert_int_equal(nft_encode_set_build(p, want[i].fi, set, &ns), 0);
+                ud = nftnl_set_get_data(ns, NFTNL_SET_USERDATA, &len);
+                assert_int_equal(len, n);
+                assert_memory_equal(ud, exp, n);
+                assert_int_equal(nftnl_set_get_u32(ns, NFTNL_SET_FLAGS), NFT_SET_MAP);
+                assert_int_equal(nftnl_set_get_u32(ns, NFTNL_SET_KEY_LEN), want[i].fi ? (i == 2 ? 28 : 12)
+                                                                                      : (i == 0 ? 16 : 12));
+                assert_int_equal(nftnl_set_get_u32(ns, NFTNL_SET_DATA_LEN), want[i].fi ? 20 : 8);
+                nftnl_set_free(ns);
+        }
+        nftplan_free(p);
         table_free(t);
 }
 
@@ -860,6 +1102,8 @@ int main(void)
                 cmocka_unit_test(test_detect_local_plans),
                 cmocka_unit_test(test_detect_local_none),
                 cmocka_unit_test(test_ext_masq_sets),
+                cmocka_unit_test(test_endpoint_maps),
+                cmocka_unit_test(test_endpoint_map_udata),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

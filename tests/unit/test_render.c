@@ -177,7 +177,7 @@ static void test_nft_layout(void **state)
                        "\t\t\t10.180.2.5 . 10.180.2.5\n\t\t}\n\t}\n");
         assert_has(v4, "\tmap service-ips {\n\t\ttype ipv4_addr . inet_proto . inet_service : verdict\n"
                        "\t\telements = {\n"
-                       "\t\t\t172.30.0.41 . tcp . 80 : goto svc-ns1/svc1/tcp/80,\n"
+                       "\t\t\t172.30.0.41 . tcp . 80 : goto ep-2,\n"
                        "\t\t\t172.30.0.42 . tcp . 443 : goto svc-ns2/lb/tcp/443,\n"
                        "\t\t\t203.0.113.10 . tcp . 443 : goto ext-ns2/lb/tcp/443,\n"
                        "\t\t\t203.0.113.11 . tcp . 443 : goto ext-ns2/lb/tcp/443,\n"
@@ -236,10 +236,17 @@ static void test_nft_service_chains(void **state)
         char *out = render(render_nft, t), *c;
         (void) state;
 
-        c = chain_body(out, "svc-ns1/svc1/tcp/80");
-        assert_string_equal(c, "\t\tmeta l4proto tcp numgen random mod 2 == 0 dnat to 10.180.0.1:80\n"
-                               "\t\tmeta l4proto tcp dnat to 10.180.0.2:80\n");
+        /* A plain service port: no chain of its own, its endpoints in the
+         * map of its endpoint count, which nft loads only as typeof. */
+        assert_lacks(out, "chain svc-ns1/");
+        c = chain_body(out, "ep-2");
+        assert_string_equal(c, "\t\tdnat ip to ip daddr . meta l4proto . th dport . numgen random mod 2 map @epmap-2\n");
         free(c);
+        assert_has(out, "\tmap epmap-2 {\n\t\ttypeof ip daddr . meta l4proto . th dport . numgen random mod 2 : "
+                        "ip daddr . th dport\n\t\telements = {\n"
+                        "\t\t\t172.30.0.41 . tcp . 80 . 0 : 10.180.0.1 . 80,\n"
+                        "\t\t\t172.30.0.41 . tcp . 80 . 1 : 10.180.0.2 . 80\n\t\t}\n\t}\n");
+        assert_lacks(out, "npmap-");
         /* ClusterIP-only and REJECT services get no ext/local chains. */
         assert_lacks(out, "chain ext-ns1/");
         assert_lacks(out, "chain local-ns1/");
@@ -391,7 +398,8 @@ static void test_nft_duplicate_keys(void **state)
         out = render(render_nft, t);
         /* The first claim wins, and the loser's chains are not emitted. */
         assert_int_equal(count(out, "192.0.2.1 . tcp . 80 :"), 1);
-        assert_has(out, "192.0.2.1 . tcp . 80 : goto svc-a/one/tcp/80");
+        assert_has(out, "192.0.2.1 . tcp . 80 : goto ep-1");
+        assert_int_equal(count(out, "192.0.2.1 . tcp . 80 . 0 : 10.180.0.1 . 80"), 1);
         assert_has(out, "172.30.0.2 . tcp . 80 : goto reject-chain");
         /* Once in the masquerade set too (the winner's, eTP=Cluster). */
         assert_has(out, "\tset external-masq {\n\t\ttype ipv4_addr . inet_proto . inet_service\n"
