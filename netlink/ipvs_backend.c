@@ -300,8 +300,10 @@ static void vip_err(char *err, const char *what, const struct ipaddr *a, int r)
 
         if (a->family)
                 ipaddr_format(a, buf);
-        snprintf(err, BACKEND_ERRLEN, "%s the local route of %s (table local, proto %d): %s", what, buf,
-                 RTNL_PROTO_NLPROXY, strerror(-r));
+        /* IPv6 refuses a route on a down device, and lo holds IPv6's. */
+        snprintf(err, BACKEND_ERRLEN, "%s the local route of %s (table local, proto %d): %s%s", what, buf,
+                 RTNL_PROTO_NLPROXY, strerror(-r),
+                 r == -ENETDOWN && a->family == AF_INET6 ? " (IPv6 VIPs are routes of lo, which is down)" : "");
 }
 
 /* The VIPs' local routes, and no address left on kube-ipvs0: an older
