@@ -106,6 +106,9 @@ def ns_add():
     name = "nlbs-%d-%d" % (os.getpid(), _ns_seq[0])
     subprocess.run(["ip", "netns", "add", name], check=True, timeout=60)
     _namespaces.append(name)
+    # As on any node: IPVS mode's IPv6 VIPs are local routes of lo, which
+    # the kernel refuses on a down device.
+    subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=60)
     return name
 
 

@@ -3,9 +3,10 @@
 /* Which addresses the IPVS mode makes local, and how. Pure: no sockets, 0
  * or a negative errno.
  *
- * ClusterIPs and externalIPs of the proxied families are bound to
- * kube-ipvs0 (kube-proxy binds every one, whatever its verdict: REJECT and
- * DROP are the companion ruleset's and need the address to be local). A
+ * ClusterIPs and externalIPs of the proxied families are made local by a
+ * route each in table local ("dummy" below: kube-proxy binds every one to
+ * kube-ipvs0 as an address, whatever its verdict: REJECT and DROP are the
+ * companion ruleset's and need the address to be local). A
  * load balancer IP that is neither gets a local route in the backend's
  * table for marked packets instead (nftplan_lb_local_mark). Each address
  * counts the table entries that use it either way, so that a partial sync
@@ -27,7 +28,7 @@ struct ipvs_vips {
         size_t n;
 };
 
-/* The addresses whose place changed: to add to / delete from kube-ipvs0,
+/* The addresses whose place changed: VIP routes to add / delete (kube-ipvs0's),
  * and the local routes to add / delete. */
 struct ipvs_vip_changes {
         struct ipaddr *dummy_add, *dummy_del, *lb_add, *lb_del;
@@ -44,7 +45,7 @@ int ipvs_vips_update(const struct ipvs_vips *old, const struct table *o, const u
                      struct ipvs_vip_changes *ret_changes);
 void ipvs_vips_free(struct ipvs_vips *v);
 void ipvs_vip_changes_clear(struct ipvs_vip_changes *c);
-/* The addresses of kube-ipvs0 and of the local routes, sorted, as new
+/* The VIPs made local (table local) and the LB IPs (table 95), sorted, as new
  * arrays (never NULL on success). */
 int ipvs_vips_lists(const struct ipvs_vips *v, struct ipaddr **ret_dummy, size_t *ret_n_dummy,
                     struct ipaddr **ret_lb, size_t *ret_n_lb);

@@ -1,8 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The IPVS backend, kube-proxy's IPVS mode: one virtual server per service
  * VIP (and NodePort on the node IP) with the endpoints as masqueraded real
- * servers (ipvs/reconcile.h), the ClusterIPs and externalIPs bound to the
- * dummy interface kube-ipvs0 so the host accepts their traffic, load
+ * servers (ipvs/reconcile.h), the ClusterIPs and externalIPs made local by
+ * local routes of table local on the dummy interface kube-ipvs0 (lo for
+ * IPv6) so the host accepts their traffic (rtnl_vip_route_sync: kube-proxy
+ * binds them to kube-ipvs0 as addresses, quadratic in the kernel), load
  * balancer IPs as local routes of a table that only marked packets consult
  * (nftplan_lb_local_mark), and the nftables companion ruleset (filtering,
  * REJECT/DROP verdicts, masquerade and LB marking) in the nlproxy tables.
@@ -51,7 +53,7 @@ struct ipvs_backend {
         /* What the kernel holds after our last successful sync. */
         struct table *table;
         struct ipvs_desired *desired; /* of table */
-        struct ipvs_vips *vips;       /* kube-ipvs0's addresses and IPVS_LB_TABLE's routes */
+        struct ipvs_vips *vips;       /* the VIPs' local routes and IPVS_LB_TABLE's routes */
         uint32_t lb_mark;             /* of the fwmark rules, 0 = none yet */
         bool lb_rule[2];              /* the family's fwmark rule is installed */
         int ifindex;
@@ -292,6 +294,50 @@ static void addr_err(char *err, const char *what, const struct ipaddr *a, int r)
         snprintf(err, BACKEND_ERRLEN, "%s %s on " RTNL_IPVS_DUMMY ": %s", what, buf, strerror(-r));
 }
 
+static void vip_err(char *err, const char *what, const struct ipaddr *a, int r)
+{
+        char buf[IPADDR_STRLEN] = "?";
+
+        if (a->family)
+                ipaddr_format(a, buf);
+        /* IPv6 refuses a route on a down device, and lo holds IPv6's. */
+        snprintf(err, BACKEND_ERRLEN, "%s the local route of %s (table local, proto %d): %s%s", what, buf,
+                 RTNL_PROTO_NLPROXY, strerror(-r),
+                 r == -ENETDOWN && a->family == AF_INET6 ? " (IPv6 VIPs are routes of lo, which is down)" : "");
+}
+
+/* The VIPs' local routes, and no address left on kube-ipvs0: an older
+ * nlproxy or kube-proxy bound the VIPs there, which is harmless (the
+ * kernel's local routes of those addresses sit beside ours) but stale. The
+ * routes first, so that no VIP stops being local meanwhile; the last IPv4
+ * address takes every route of the device with it, so they are synced
+ * again after. */
+static int vip_routes_full(struct ipvs_backend *b, const struct ipaddr *want, size_t n, char *err)
+{
+        struct ipaddr failed = { 0 };
+        struct ipcidr *stale = NULL;
+        size_t n_stale = 0;
+        int r;
+
+        if ((r = rtnl_vip_route_sync(b->rt, b->ifindex, want, n, &failed)) < 0) {
+                vip_err(err, "setting", &failed, r);
+                return r;
+        }
+        if ((r = rtnl_ifaddr_list(b->rt, b->ifindex, &stale, &n_stale)) < 0) {
+                snprintf(err, BACKEND_ERRLEN, "listing the addresses of " RTNL_IPVS_DUMMY ": %s", strerror(-r));
+                return r;
+        }
+        if (n_stale) {
+                r = rtnl_ifaddr_change(b->rt, b->ifindex, NULL, 0, stale, n_stale, &failed);
+                if (r < 0)
+                        addr_err(err, "removing", &failed, r);
+                else if ((r = rtnl_vip_route_sync(b->rt, b->ifindex, want, n, &failed)) < 0)
+                        vip_err(err, "setting", &failed, r);
+        }
+        free(stale);
+        return r;
+}
+
 static void lb_err(char *err, const char *what, const struct ipaddr *a, int r)
 {
         char buf[IPADDR_STRLEN] = "?";
@@ -402,9 +448,7 @@ static int sync_full(struct ipvs_backend *b, struct table *t, struct ipvs_desire
                 snprintf(err, BACKEND_ERRLEN, "out of memory");
                 return r;
         }
-        r = rtnl_ifaddr_sync(b->rt, b->ifindex, on_dummy, n_on_dummy, &failed);
-        if (r < 0)
-                addr_err(err, "binding", &failed, r);
+        r = vip_routes_full(b, on_dummy, n_on_dummy, err);
         if (r == 0)
                 r = lb_rules_ensure(b, t, routed, n_routed, true, err);
         if (r == 0 && (r = rtnl_local_route_sync(b->rt, IPVS_LB_TABLE, routed, n_routed, &failed)) < 0)
@@ -521,9 +565,9 @@ static int sync_partial(struct ipvs_backend *b, struct table *t, struct ipvs_des
         /* New VIPs first: the virtual servers below may already get traffic. */
         r = 0;
         if (c->n_dummy_add + c->n_dummy_del &&
-            (r = rtnl_ifaddr_change(b->rt, b->ifindex, c->dummy_add, c->n_dummy_add, dummy_del, c->n_dummy_del,
-                                    &failed)) < 0) {
-                addr_err(err, "changing", &failed, r);
+            (r = rtnl_vip_route_change(b->rt, b->ifindex, c->dummy_add, c->n_dummy_add, dummy_del,
+                                       c->n_dummy_del, &failed)) < 0) {
+                vip_err(err, "changing", &failed, r);
                 goto out;
         }
         if ((r = lb_rules_ensure(b, t, c->lb_add, c->n_lb_add, false, err)) < 0)
@@ -698,6 +742,11 @@ static int ipvsb_cleanup(struct backend *base, const struct proxy_config *cfg, c
         r = rtnl_dummy_del(b->rt, RTNL_IPVS_DUMMY);
         if (r < 0) {
                 snprintf(err, BACKEND_ERRLEN, "deleting " RTNL_IPVS_DUMMY ": %s", strerror(-r));
+                goto out;
+        }
+        /* kube-ipvs0 took its IPv4 routes along; IPv6's are on lo. */
+        if ((r = rtnl_vip_route_sync(b->rt, 0, NULL, 0, &failed)) < 0) {
+                vip_err(err, "deleting", &failed, r);
                 goto out;
         }
         r = rtnl_local_route_change(b->rt, IPVS_LB_TABLE, NULL, 0, routes, n_routes, &failed);

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* kube-ipvs0 and its addresses, local routes and fwmark rules over
+/* kube-ipvs0, the VIPs' local routes, addresses, the local routes of a
+ * table and fwmark rules over
  * rtnetlink: see rtnl.h. */
 #include <errno.h>
 #include <stdbool.h>
@@ -365,8 +366,10 @@ int rtnl_ifaddr_list(struct rtnl_sock *s, int ifindex, struct ipcidr **ret, size
  * same pipelined add/delete and list/diff serve both. */
 struct holder {
         bool route;
-        int ifindex;      /* addresses: the interface; routes: lo */
+        int ifindex;      /* addresses: the interface; routes: lo (VIP routes: IPv4's device) */
+        int ifindex6;     /* VIP routes: IPv6's device (lo) */
         uint32_t table;   /* routes */
+        uint8_t proto;    /* routes: rtm_protocol, which also selects ours in dumps (0: any) */
 };
 
 /* One RTM_NEWADDR / RTM_DELADDR for a host address (or del's own prefix). */
@@ -388,24 +391,33 @@ static void addr_msg(struct rtnl_sock *s, void *buf, bool add, int ifindex, cons
                 mnl_attr_put_u32(nlh, IFA_FLAGS, IFA_F_NODAD);
 }
 
-/* One RTM_NEWROUTE / RTM_DELROUTE: `local ADDR/prefix dev lo table T`. */
+/* One RTM_NEWROUTE / RTM_DELROUTE: `local ADDR/prefix dev DEV table T`. */
 static void route_msg(struct rtnl_sock *s, void *buf, bool add, const struct holder *h, const struct ipaddr *a,
                       uint8_t prefix)
 {
+        /* VIP routes share table local with the kernel's own local route of
+         * an address (an older nlproxy's or kube-proxy's on kube-ipvs0, until
+         * the full sync removes it): without NLM_F_EXCL ours goes in beside a
+         * different route there, and only an identical one answers EEXIST. */
+        uint16_t excl = h->proto == RTNL_PROTO_NLPROXY ? 0 : NLM_F_EXCL;
         struct nlmsghdr *nlh = msg_start(s, buf, add ? RTM_NEWROUTE : RTM_DELROUTE,
-                                         NLM_F_ACK | (add ? NLM_F_CREATE | NLM_F_EXCL : 0));
+                                         NLM_F_ACK | (add ? NLM_F_CREATE | excl : 0));
         struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
 
         rtm->rtm_family = a->family;
         rtm->rtm_dst_len = prefix;
         /* Tables above 255 exist only as RTA_TABLE. */
         rtm->rtm_table = h->table < 256 ? (uint8_t)h->table : RT_TABLE_UNSPEC;
-        rtm->rtm_protocol = RTPROT_STATIC;
+        rtm->rtm_protocol = h->proto ? h->proto : RTPROT_STATIC;
         rtm->rtm_scope = RT_SCOPE_HOST;
         rtm->rtm_type = RTN_LOCAL;
         mnl_attr_put_u32(nlh, RTA_TABLE, h->table);
         mnl_attr_put(nlh, RTA_DST, ipaddr_len(a), a->bytes);
-        mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)h->ifindex);
+        /* A deletion names no device: our route goes wherever it is (the
+         * protocol keeps the kernel's own local routes out of the match). */
+        if (add || !h->proto)
+                mnl_attr_put_u32(nlh, RTA_OIF, (uint32_t)(a->family == AF_INET6 && h->ifindex6 ? h->ifindex6
+                                                                                                : h->ifindex));
 }
 
 static int holder_change(struct rtnl_sock *s, const struct holder *h, const struct ipaddr *add, size_t n_add,
@@ -482,7 +494,8 @@ static int holder_sync(struct rtnl_sock *s, const struct holder *h, const struct
         size_t nh = 0, nw = 0, n_add = 0, n_del = 0, i = 0, j = 0;
         int r;
 
-        r = h->route ? rtnl_local_route_list(s, h->table, &have, &nh) : rtnl_ifaddr_list(s, h->ifindex, &have, &nh);
+        r = !h->route ? rtnl_ifaddr_list(s, h->ifindex, &have, &nh)
+            : h->proto ? rtnl_vip_route_list(s, &have, &nh) : rtnl_local_route_list(s, h->table, &have, &nh);
         if (r < 0)
                 return r;
         r = -ENOMEM;
@@ -533,6 +546,7 @@ int rtnl_ifaddr_sync(struct rtnl_sock *s, int ifindex, const struct ipaddr *want
 
 struct route_list {
         uint32_t table;
+        uint8_t proto;    /* 0: any */
         struct cidr_vec out;
 };
 
@@ -563,7 +577,8 @@ static int route_cb(const struct nlmsghdr *nlh, void *data)
 
         if (nlh->nlmsg_type != RTM_NEWROUTE || nlh->nlmsg_len < mnl_nlmsg_size(sizeof(*rtm)))
                 return 0;
-        if ((rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6) || rtm->rtm_type != RTN_LOCAL)
+        if ((rtm->rtm_family != AF_INET && rtm->rtm_family != AF_INET6) || rtm->rtm_type != RTN_LOCAL ||
+            (l->proto && rtm->rtm_protocol != l->proto))
                 return 0;
         if (mnl_attr_parse(nlh, sizeof(*rtm), route_attr_cb, &a) < 0)
                 return -EINVAL;
@@ -623,6 +638,50 @@ int rtnl_local_route_sync(struct rtnl_sock *s, uint32_t table, const struct ipad
         int r;
 
         if ((r = lo_holder(s, table, &h)) < 0)
+                return r;
+        return holder_sync(s, &h, want, n, ret_failed);
+}
+
+/* ---- local routes of the VIPs ---- */
+
+int rtnl_vip_route_list(struct rtnl_sock *s, struct ipcidr **ret, size_t *ret_n)
+{
+        struct route_list l = { .table = RT_TABLE_LOCAL, .proto = RTNL_PROTO_NLPROXY };
+
+        return cidr_dump(s, RTM_GETROUTE, sizeof(struct rtmsg), route_cb, &l, &l.out, ret, ret_n);
+}
+
+static int vip_holder(struct rtnl_sock *s, int ifindex, struct holder *ret)
+{
+        int lo = 0, r = rtnl_dummy_find(s, "lo", &lo);
+
+        if (r < 0)
+                return r;
+        *ret = (struct holder){ .route = true, .ifindex = ifindex, .ifindex6 = lo, .table = RT_TABLE_LOCAL,
+                                .proto = RTNL_PROTO_NLPROXY };
+        return 0;
+}
+
+int rtnl_vip_route_change(struct rtnl_sock *s, int ifindex, const struct ipaddr *add, size_t n_add,
+                          const struct ipcidr *del, size_t n_del, struct ipaddr *ret_failed)
+{
+        struct holder h;
+        int r;
+
+        if (!n_add && !n_del)
+                return 0;
+        if ((r = vip_holder(s, ifindex, &h)) < 0)
+                return r;
+        return holder_change(s, &h, add, n_add, del, n_del, ret_failed);
+}
+
+int rtnl_vip_route_sync(struct rtnl_sock *s, int ifindex, const struct ipaddr *want, size_t n,
+                        struct ipaddr *ret_failed)
+{
+        struct holder h;
+        int r;
+
+        if ((r = vip_holder(s, ifindex, &h)) < 0)
                 return r;
         return holder_sync(s, &h, want, n, ret_failed);
 }

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #pragma once
 /* The few rtnetlink requests the IPVS mode needs (libmnl): the dummy
- * interface kube-ipvs0 that holds the virtual IPs, so the host accepts
- * traffic for them and IPVS sees it in LOCAL_IN, and its addresses; the
- * local routes of a routing table and the fwmark rule that consults it,
+ * interface kube-ipvs0 and the local routes of the virtual IPs, so the host
+ * accepts traffic for them and IPVS sees it in LOCAL_IN; interface
+ * addresses; the local routes of a routing table and the fwmark rule that
+ * consults it,
  * which deliver marked traffic for load balancer IPs locally. One
  * socket, opened once; address changes are pipelined (a window of requests
  * per sendmsg, their acks collected afterwards). Library code: no logging,
@@ -15,6 +16,11 @@
 #include "ipaddr.h"
 
 #define RTNL_IPVS_DUMMY "kube-ipvs0"
+/* The rtm_protocol of the VIPs' local routes (`ip route show table local
+ * proto 95`): how a dump tells ours from the kernel's own local routes of
+ * addresses (RTPROT_KERNEL) and from anyone else's. 95 as the LB table and
+ * rule; no value iproute2's rt_protos names. */
+#define RTNL_PROTO_NLPROXY 95
 
 struct rtnl_sock;
 
@@ -58,6 +64,27 @@ int rtnl_local_route_change(struct rtnl_sock *s, uint32_t table, const struct ip
  * allowed). */
 int rtnl_local_route_sync(struct rtnl_sock *s, uint32_t table, const struct ipaddr *want, size_t n,
                           struct ipaddr *ret_failed);
+
+/* The VIPs' local routes: `local ADDR dev DEV table local proto 95`, DEV
+ * the interface ifindex (kube-ipvs0) for IPv4 and lo for IPv6.
+ *
+ * kube-proxy binds each VIP to kube-ipvs0 as an address instead, which
+ * the kernel makes local the same way (a local route in table local, of
+ * protocol kernel), but inserting an address walks the device's whole
+ * address list: 30k take 46 s (IPv6: 130 s), a local route is a fib insert
+ * (30k: 1 s). A local route of a down device stays (IPv4; kube-ipvs0 is
+ * left down); IPv6 refuses one on a down device and drops it when the
+ * device goes down, hence lo. Every route of an interface goes when its
+ * last IPv4 address does: a sync after deleting addresses restores ours.
+ *
+ * The list is every such route of table local, any device, sorted by
+ * ipaddr_cmp; change and sync as rtnl_local_route_change and _sync (an
+ * address routed by the kernel's own local route still gets ours). */
+int rtnl_vip_route_list(struct rtnl_sock *s, struct ipcidr **ret, size_t *ret_n);
+int rtnl_vip_route_change(struct rtnl_sock *s, int ifindex, const struct ipaddr *add, size_t n_add,
+                          const struct ipcidr *del, size_t n_del, struct ipaddr *ret_failed);
+int rtnl_vip_route_sync(struct rtnl_sock *s, int ifindex, const struct ipaddr *want, size_t n,
+                        struct ipaddr *ret_failed);
 
 /* The rule `priority P: fwmark MARK/MARK lookup TABLE` of family AF_INET or
  * AF_INET6: added unless there (MARK != 0); deleted (every copy; with MARK

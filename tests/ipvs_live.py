@@ -12,11 +12,15 @@ one): real TCP connections through a ClusterIP and a NodePort.
    connection; the virtual server is never absent in between. Periodic
    syncs are partial (the metrics), and a virtual server someone else
    deletes (ipvsadm -D) or edits (ipvsadm -E) is back at the next one.
+0. VIPs: local routes of table local (proto 95) on kube-ipvs0, not its
+   addresses; addresses an older nlproxy or kube-proxy left there go. The
+   node reaches a ClusterIP, a pod does, a hostNetwork socket binds one and
+   it answers ping.
 4. Load balancer IPs: not on kube-ipvs0 but local routes of table 95 that
    the fwmark rule consults; connections to them work, and a changed LB IP
    moves the route (partial sync).
 5. --cleanup removes the virtual servers, kube-ipvs0, the routes and the
-   rules.
+   rules (IPv6 VIP routes, on lo, too).
 6. kube-proxy's IPVS settings, in a namespace of their own: scheduler flags
    (the dry-run still equals the real sync), --ipvs-strict-arp, the three
    timeouts, and --ipvs-exclude-cidrs (a foreign virtual server there
@@ -194,6 +198,42 @@ def kube_ipvs0():
     return [f.split()[3].split("/")[0] for f in out.splitlines() if len(f.split()) > 3]
 
 
+def vip_routes(ns="node", fam="-4"):
+    """The VIPs' local routes: {address: device}."""
+    out = nsx(ns, "ip", fam, "route", "show", "table", "local", "proto", "95", check_rc=False)
+    return {f.split()[1]: f.split()[f.split().index("dev") + 1] for f in out.splitlines()
+            if f.startswith("local ") and "dev" in f.split()}
+
+
+PING = r"""
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP); s.settimeout(3)
+p = struct.pack("!BBHHH", 8, 0, 0, 77, 1) + b"nl"
+c = sum(struct.unpack("!5H", p)); c = (c >> 16) + (c & 0xffff); c = ~(c + (c >> 16)) & 0xffff
+s.sendto(p[:2] + struct.pack("!H", c) + p[4:], (sys.argv[1], 0))
+for _ in range(5):
+    d, a = s.recvfrom(200)
+    if a[0] == sys.argv[1] and d[20] == 0:
+        print("reply"); break
+"""
+
+# bind() and listen() on a VIP, as a hostNetwork pod may; a connection to
+# that port is the companion's (cluster-ips-check rejects it, as
+# kube-proxy's KUBE-IPVS-FILTER does).
+BIND = r"""
+import socket, sys
+for port in (80, 9999):
+    s = socket.socket(); s.bind((sys.argv[1], port)); s.listen(1); s.close()
+print("bound")
+"""
+
+NODE_CONNECT = r"""
+import socket, sys
+with socket.create_connection((sys.argv[1], 80), timeout=3) as c:
+    c.settimeout(3); c.sendall(b"?\n"); print(c.recv(100).decode().strip())
+"""
+
+
 def lb_routes():
     out = nsx("node", "ip", "route", "show", "table", LB_TABLE, check_rc=False)
     return sorted(f.split()[1] for f in out.splitlines() if f.startswith("local "))
@@ -250,6 +290,11 @@ def main():
         topology()
         for k in EPS:
             spawn(k, "python3", "-c", SERVER, k)
+        # What an older nlproxy or kube-proxy leaves: the VIPs as addresses
+        # of kube-ipvs0, one of them stale.
+        nsx("node", "ip", "link", "add", "kube-ipvs0", "type", "dummy")
+        for a in (CIP, "10.96.99.99"):
+            nsx("node", "ip", "addr", "add", f"{a}/32", "dev", "kube-ipvs0")
         manifest(path, list(EPS.values()))
         d = start_daemon(path)
         want = {f"{CIP}:80": 2, f"{NODE_IP}:{NODEPORT}": 2, f"{LB1}:80": 2}
@@ -257,6 +302,20 @@ def main():
         check("daemon programs the ClusterIP, NodePort and LB virtual servers", ok, vs_lines())
         if not ok:
             return 1
+
+        # 0. VIPs as local routes.
+        check("the ClusterIP is a local route of table local on kube-ipvs0, proto 95",
+              vip_routes() == {CIP: "kube-ipvs0"}, vip_routes())
+        check("kube-ipvs0 keeps no address (an older proxy's are removed)", kube_ipvs0() == [], kube_ipvs0())
+        local = nsx("node", "ip", "route", "show", "table", "local", check_rc=False)
+        check("the stale address's local route is gone", "10.96.99.99" not in local, local)
+        out = nsx("node", "python3", "-c", NODE_CONNECT, CIP, check_rc=False).strip()
+        check("a TCP connection from the node to the ClusterIP", out in EPS, out)
+        r = subprocess.run(["ip", "netns", "exec", NS["node"], "python3", "-c", BIND, CIP], capture_output=True,
+                           text=True, timeout=30)
+        check("a hostNetwork socket binds the ClusterIP", r.stdout.strip() == "bound", r.stderr)
+        out = nsx("client", "python3", "-c", PING, CIP, check_rc=False).strip()
+        check("the ClusterIP answers ping from a pod", out == "reply", out)
 
         # 1. ipvsadm-restore of the dry-run equals the real sync.
         dry = sh(NLPROXY, *FLAGS, "--manifests", path, "--dry-run", "--output", "ipvsadm")
@@ -271,7 +330,7 @@ def main():
         # 2. Graceful termination.
         cl = Client()
         first = cl.cmd(f"open {CIP} 80")
-        check("a long-lived connection through the ClusterIP", first in EPS, first)
+        check("a long-lived connection from a pod through the ClusterIP", first in EPS, first)
         if first not in EPS:
             return 1
         other = "e2" if first == "e1" else "e1"
@@ -327,7 +386,7 @@ def main():
         check("new connections after the repairs", cl.cmd(f"new {CIP} 80") == other)
 
         # 4. Load balancer IPs.
-        check("the LB IP is not on kube-ipvs0", LB1 not in kube_ipvs0() and CIP in kube_ipvs0(), kube_ipvs0())
+        check("the LB IP is not a VIP route of kube-ipvs0", vip_routes() == {CIP: "kube-ipvs0"}, vip_routes())
         check(f"the LB IP is a local route of table {LB_TABLE}", lb_routes() == [LB1], lb_routes())
         rules = nsx("node", "ip", "rule", "show")
         check(f"the fwmark rule routes marked packets to table {LB_TABLE}",
@@ -349,6 +408,7 @@ def main():
         rules = nsx("node", "ip", "rule", "show")
         check("--cleanup removes the LB routes and the fwmark rule", not lb_routes() and f"lookup {LB_TABLE}" not in rules,
               (lb_routes(), rules))
+        check("--cleanup removes the VIP routes", not vip_routes(), vip_routes())
 
         # 6. IPVS settings.
         opts = ["--ipvs-scheduler", "sh", "--ipvs-scheduler-flags", "sh-fallback,sh-port", "--ipvs-strict-arp",
@@ -410,6 +470,14 @@ endpoints:
         check("--ipvs-strict-arp sets arp_ignore=1 and arp_announce=2", arp == ["1", "2"], arp)
         tmo = nsx("opts", "ipvsadm", "-Ln", "--timeout").strip()
         check("the IPVS timeouts are set", tmo.endswith("3600 120 45"), tmo)
+        # IPv6 refuses a local route on a down device: lo holds that family's.
+        v6 = vip_routes("opts", "-6")
+        check("IPv6: the ClusterIP is a local route of table local on lo, proto 95",
+              v6.get("fd00:96::10") == "lo" and LB6 not in v6, v6)
+        r = subprocess.run(["ip", "netns", "exec", NS["opts"], NLPROXY, *FLAGS, *opts, "--cleanup"],
+                           capture_output=True, text=True, timeout=60)
+        check("--cleanup removes the IPv6 VIP routes", r.returncode == 0 and not vip_routes("opts", "-6")
+              and not vip_routes("opts"), (r.stderr, vip_routes("opts", "-6")))
     finally:
         for p in procs:
             if p.poll() is None:
