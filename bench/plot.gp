@@ -10,6 +10,7 @@ set title "Cold sync (whole ruleset, one transaction) vs. the same rules loaded 
 set xlabel "services (2 endpoints each)"
 set ylabel "seconds"
 set logscale xy
+set xrange [500:200000]
 set grid
 set key top left
 nft = dir."/nft_plot.dat"
