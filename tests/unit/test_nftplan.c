@@ -695,10 +695,11 @@ static void test_detect_local_none(void **state)
         table_free(t);
 }
 
-/* The element of set name in table idx with this tuple key (addr of family
- * af, or none for a NodePort), or NULL. */
-static const struct nftp_elem *tuple_elem(const struct nftplan *p, int idx, const char *name, const char *addr,
-                                          uint8_t proto, uint16_t port)
+/* The element of set name in table idx whose key is the tuple (addr NULL:
+ * a NodePort), then, with k, an endpoint index (numgen's value, a
+ * host-order register); or NULL. */
+static const struct nftp_elem *find_elem(const struct nftplan *p, int idx, const char *name, const char *addr,
+                                         uint8_t proto, uint16_t port, const uint32_t *k)
 {
         const struct nftp_family *f = nftplan_family(p, idx);
         uint32_t set = nftplan_set_find(p, idx, name);
@@ -716,10 +717,18 @@ static const struct nftp_elem *tuple_elem(const struct nftplan *p, int idx, cons
         key[off] = proto;
         key[off + 4] = (uint8_t) (port >> 8);
         key[off + 5] = (uint8_t) port;
+        if (k)
+                memcpy(key + off + 8, k, sizeof(*k));
         for (uint32_t e = f->sets[set].first_elem; e < f->sets[set].first_elem + f->sets[set].n_elems; e++)
                 if (!memcmp(f->elems[e].key, key, f->sets[set].key_len))
                         return &f->elems[e];
         return NULL;
+}
+
+static const struct nftp_elem *tuple_elem(const struct nftplan *p, int idx, const char *name, const char *addr,
+                                          uint8_t proto, uint16_t port)
+{
+        return find_elem(p, idx, name, addr, proto, port, NULL);
 }
 
 /* An externalTrafficPolicy Cluster service's external tuples (LB IP,
@@ -849,27 +858,7 @@ static void test_ext_masq_sets(void **state)
 static const struct nftp_elem *ep_elem(const struct nftplan *p, int idx, const char *name, const char *addr,
                                        uint8_t proto, uint16_t port, uint32_t k)
 {
-        const struct nftp_family *f = nftplan_family(p, idx);
-        uint32_t set = nftplan_set_find(p, idx, name);
-        uint8_t key[NFTP_KEY_MAX] = { 0 };
-        size_t off = 0;
-
-        if (set == NFTP_NONE)
-                fail_msg("table %d has no set %s", idx, name);
-        if (addr) {
-                struct ipaddr a = ip(addr);
-
-                memcpy(key, a.bytes, ipaddr_len(&a));
-                off = ipaddr_len(&a);
-        }
-        key[off] = proto;
-        key[off + 4] = (uint8_t) (port >> 8);
-        key[off + 5] = (uint8_t) port;
-        memcpy(key + off + 8, &k, sizeof(k)); /* numgen: host order */
-        for (uint32_t e = f->sets[set].first_elem; e < f->sets[set].first_elem + f->sets[set].n_elems; e++)
-                if (!memcmp(f->elems[e].key, key, f->sets[set].key_len))
-                        return &f->elems[e];
-        return NULL;
+        return find_elem(p, idx, name, addr, proto, port, &k);
 }
 
 static void assert_ep_data(const struct nftp_elem *e, const char *addr, uint16_t port)
