@@ -201,8 +201,9 @@ check_runs() {
         else
                 bad "$name: chroot nlproxy --version" "$out"
         fi
-        if out=$(in_root "$dir" 60 "$DRY" 2>&1) && grep -q 'dnat to 10.244.1.10:6379' <<<"$out" &&
-                grep -q 'dnat to 10.244.2.11:6379' <<<"$out"; then
+        # Both endpoints, as elements of the service's endpoint map (docs/nftables-ruleset.md).
+        if out=$(in_root "$dir" 60 "$DRY" 2>&1) && grep -Eq '10\.96\.0\.10 \. tcp \. 6379 \. [01] : 10\.244\.1\.10 \. 6379' <<<"$out" &&
+                grep -Eq '10\.96\.0\.10 \. tcp \. 6379 \. [01] : 10\.244\.2\.11 \. 6379' <<<"$out"; then
                 ok "$name: chroot dry run of examples/redis ($(wc -l <<<"$out") lines of nft)"
         else
                 bad "$name: chroot dry run of examples/redis" "$(tail -n 5 <<<"$out")"
