@@ -399,7 +399,7 @@ int main(int argc, char **argv)
                         return 1;
                 }
         }
-        report("compute", v, k, (long long) t->n_svcs);
+        report("compute", v, k, (long long) table_n_svcs(t));
 
 #if HAVE_RENDER_NFT
         if (bench_render("nft", render_nft, t, k, v) < 0)
@@ -422,7 +422,7 @@ int main(int argc, char **argv)
 
         printf("BENCH label=%s phase=total services=%zu slices=%zu nodes=%zu skipped=%zu tbl_svcs=%zu "
                "warnings=%zu maxrss_kib=%ld\n",
-               label, st.services, st.slices, st.nodes, st.skipped, t->n_svcs, n_warnings, maxrss_kib());
+               label, st.services, st.slices, st.nodes, st.skipped, table_n_svcs(t), n_warnings, maxrss_kib());
         table_free(t);
         model_free(m);
         free(v);

@@ -1089,6 +1089,63 @@ static void share_equal(const struct table *prev, struct table *t)
         }
 }
 
+struct tbl_svc *table_add_svc(struct table *t)
+{
+        struct tbl_svc *v = realloc(t->svcs, (t->n_svcs + 1) * sizeof(*v)), *s;
+
+        if (!v)
+                return NULL;
+        t->svcs = v;
+        s = &v[t->n_svcs];
+        memset(s, 0, sizeof(*s));
+        s->shared = malloc(sizeof(*s->shared));
+        if (!s->shared)
+                return NULL;
+        *s->shared = 1;
+        t->n_svcs++;
+        return s;
+}
+
+struct tbl_svc *table_svc_mut(struct table *t, size_t i)
+{
+        return svc_unshare(&t->svcs[i]) < 0 ? NULL : &t->svcs[i];
+}
+
+struct table *table_subset(const struct table *t, const uint32_t *idx, size_t n)
+{
+        struct table *m = malloc(sizeof(*m));
+
+        if (!m)
+                return NULL;
+        *m = *t;
+        m->refcount = 1;
+        m->svcs = calloc(n + 1, sizeof(*m->svcs));
+        m->n_svcs = 0;
+        m->dns = NULL;
+        m->n_dns = 0;
+        m->cip_owners = NULL;
+        m->n_cip_owners = 0;
+        m->label_skipped = NULL;
+        m->n_label_skipped = 0;
+        m->clashed = NULL;
+        m->n_clashed = 0;
+        m->cluster_ips[0] = m->cluster_ips[1] = NULL;
+        m->n_cluster_ips[0] = m->n_cluster_ips[1] = 0;
+        m->cluster_domain = m->node_name = m->zone = NULL;
+        m->scheduler = strdup(t->scheduler ? t->scheduler : "rr");
+        if (!m->svcs || !m->scheduler) {
+                table_free(m);
+                return NULL;
+        }
+        for (size_t i = 0; i < n; i++) {
+                m->svcs[i] = t->svcs[idx ? idx[i] : i];
+                if (m->svcs[i].shared)
+                        (*m->svcs[i].shared)++;
+                m->n_svcs++;
+        }
+        return m;
+}
+
 int table_recompute(const struct table *prev, const struct model *m, const struct nodectx *node,
                     const struct proxy_config *cfg, struct table **ret)
 {

@@ -196,6 +196,40 @@ struct table {
         size_t n_no_local_internal, n_no_local_external;
 };
 
+/* The entries, in table order. Consumers go through these (never through
+ * the fields), so that how a table holds its entries can change. */
+static inline size_t table_n_svcs(const struct table *t)
+{
+        return t->n_svcs;
+}
+
+/* Entry i (< table_n_svcs): valid as long as the table. */
+static inline const struct tbl_svc *table_svc(const struct table *t, size_t i)
+{
+        return &t->svcs[i];
+}
+
+/* A walk over every entry in table order:
+ *     for (TABLE_EACH(it, t)) use(it.i, it.s);
+ * cheaper than table_svc per index once entries are not one array. */
+struct table_iter {
+        const struct table *t;
+        size_t i;
+        const struct tbl_svc *s; /* entry i; NULL past the end */
+};
+
+static inline struct table_iter table_iter_at(const struct table *t, size_t i)
+{
+        return (struct table_iter){ t, i, i < table_n_svcs(t) ? table_svc(t, i) : NULL };
+}
+
+static inline void table_iter_next(struct table_iter *it)
+{
+        *it = table_iter_at(it->t, it->i + 1);
+}
+
+#define TABLE_EACH(it, t) struct table_iter it = table_iter_at((t), 0); it.s; table_iter_next(&it)
+
 /* The detector matches the interface packets enter by (iifname), not their
  * source address. */
 static inline bool table_local_by_iface(const struct table *t)
@@ -238,10 +272,28 @@ int table_update(const struct table *prev, const struct model *m, const struct n
  * the backend's record of what it programmed): table_free drops one. */
 struct table *table_ref(struct table *t);
 void table_free(struct table *t);
-/* The order of table->svcs: (family, namespace, name, protocol, port). */
+/* Tables built by hand (tests, benchmarks) rather than computed. A zeroed
+ * entry appended to t (the caller keeps table order), its arrays the
+ * caller's to malloc; NULL if out of memory. */
+struct tbl_svc *table_add_svc(struct table *t);
+/* Entry i of t, made t's own first (copy on write): to change an entry of
+ * a table made by table_subset or table_update. NULL if out of memory. */
+struct tbl_svc *table_svc_mut(struct table *t, size_t i);
+/* A table with t's settings and its entries at idx[0..n) (idx NULL: the
+ * first n), shared: no DNS records, ClusterIPs or clash lists. What a
+ * partial sync plans and diffs. NULL if out of memory. */
+struct table *table_subset(const struct table *t, const uint32_t *idx, size_t n);
+/* The same entry: shared by two tables (table_update keeps unchanged
+ * entries, table_recompute shares equal ones), so equal without a look at
+ * its fields. */
+static inline bool tbl_svc_same(const struct tbl_svc *a, const struct tbl_svc *b)
+{
+        return a == b || (a->shared && a->shared == b->shared);
+}
+/* The table order of entries: (family, namespace, name, protocol, port). */
 int tbl_svc_cmp(const struct tbl_svc *a, const struct tbl_svc *b);
-/* The entries that differ between o and t: indexes into o->svcs of those
- * gone or changed (*ret_old) and into t->svcs of those new or changed
+/* The entries that differ between o and t: indexes of o's entries of those
+ * gone or changed (*ret_old) and into t's of those new or changed
  * (*ret_new), ascending. Entries shared by tables made by table_update
  * compare by pointer, without their names; tables computed from scratch
  * share nothing, so every entry differs. Both arrays malloc'd (possibly
@@ -255,7 +307,7 @@ bool tbl_svc_eps_equal(const struct tbl_svc *a, const struct tbl_svc *b);
  * zone or cluster domain changes entries (topology, DNS) only. Tables built
  * by hand (no node name) never match. */
 bool table_same_context(const struct table *a, const struct table *b);
-/* The entries of service ns/name in one family: t->svcs[*ret_lo, *ret_hi),
+/* The entries of service ns/name in one family: entries [*ret_lo, *ret_hi),
  * empty when it has none. Binary search. */
 void table_service_range(const struct table *t, int family, const char *ns, const char *name, size_t *ret_lo,
                          size_t *ret_hi);

@@ -88,8 +88,8 @@ static void assert_clashed_list(const struct table *t)
 {
         size_t k = 0;
 
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                if (!t->svcs[i].clashed)
+        for (size_t i = 0; i < table_n_svcs(t); i++) {
+                if (!table_svc(t, i)->clashed)
                         continue;
                 assert_true(k < t->n_clashed);
                 assert_int_equal(t->clashed[k], i);
@@ -154,7 +154,7 @@ static void test_update_equals_compute(void **state)
                 table_free(prev);
                 prev = inc;
         }
-        assert_true(prev->n_svcs > 10);
+        assert_true(table_n_svcs(prev) > 10);
         /* The sequence exercises what it checks. */
         assert_true(clashed_steps > 0);
         assert_true(no_local_steps > 0);
@@ -260,7 +260,7 @@ static void test_equal_objects_change_nothing(void **state)
         cluster_put(&c, m);
         assert_true(dirty_count(m) > 10);
         assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
-        assert_true(t->n_svcs > 10);
+        assert_true(table_n_svcs(t) > 10);
         /* The relist: every object again. */
         cluster_put(&c, m);
         assert_int_equal(dirty_count(m), 0);
@@ -320,23 +320,23 @@ static void test_recompute_shares_unchanged(void **state)
         assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
         assert_int_equal(table_recompute(t, m, &node, &cfg, &t2), 0);
         assert_int_equal(tb_diff_count(t, t2), 0);
-        for (size_t i = 0; i < t->n_svcs; i++)
-                assert_ptr_equal(t->svcs[i].shared, t2->svcs[i].shared);
+        for (size_t i = 0; i < table_n_svcs(t); i++)
+                assert_true(tbl_svc_same(table_svc(t, i), table_svc(t2, i)));
         table_free(t2);
         /* Zone z2: only entries whose cluster endpoints follow hints differ. */
         node.zone = "z2";
         assert_int_equal(table_update(t, m, &node, &cfg, NULL, 0, &t3), 0);
         assert_true(table_same_context(t, t3));
-        for (size_t i = 0; i < t3->n_svcs; i++)
-                hinted += t3->svcs[i].shared != t->svcs[i].shared;
+        for (size_t i = 0; i < table_n_svcs(t3); i++)
+                hinted += !tbl_svc_same(table_svc(t3, i), table_svc(t, i));
         assert_true(hinted > 0);
-        assert_true(hinted < t3->n_svcs);
+        assert_true(hinted < table_n_svcs(t3));
         assert_int_equal(tb_diff_count(t, t3), 2 * hinted);
-        for (size_t i = 0; i < t3->n_svcs; i++)
-                if (t3->svcs[i].shared != t->svcs[i].shared)
-                        assert_true(t3->svcs[i].n_cluster_eps != t->svcs[i].n_cluster_eps ||
-                                    memcmp(t3->svcs[i].cluster_eps, t->svcs[i].cluster_eps,
-                                           t->svcs[i].n_cluster_eps * sizeof(uint32_t)));
+        for (size_t i = 0; i < table_n_svcs(t3); i++)
+                if (!tbl_svc_same(table_svc(t3, i), table_svc(t, i)))
+                        assert_true(table_svc(t3, i)->n_cluster_eps != table_svc(t, i)->n_cluster_eps ||
+                                    memcmp(table_svc(t3, i)->cluster_eps, table_svc(t, i)->cluster_eps,
+                                           table_svc(t, i)->n_cluster_eps * sizeof(uint32_t)));
         {
                 char *a = render_all(t3), *b;
                 struct table *full;
