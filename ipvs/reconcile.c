@@ -1273,7 +1273,7 @@ out:
 }
 
 /* Tables are immutable and table_update shares unchanged entries: the same
- * entry (or the same shared counter) means the same endpoints. */
+ * entry (the same pointer) means the same endpoints. */
 static bool vs_unchanged(const struct ipvs_vs *a, const struct ipvs_vs *b)
 {
         return tbl_svc_same(a->src, b->src) && a->local == b->local &&

@@ -91,11 +91,9 @@ const char *tbl_vip_kind_name(enum tbl_vip_kind k)
         return "?";
 }
 
-static void svc_clear(struct tbl_svc *s)
+/* The arrays and strings of a loose entry (being built, or built by hand). */
+static void svc_free_parts(struct tbl_svc *s)
 {
-        if (s->shared && --*s->shared > 0)
-                return;
-        free(s->shared);
         free(s->ns);
         free(s->name);
         free(s->port_name);
@@ -105,6 +103,76 @@ static void svc_clear(struct tbl_svc *s)
         free(s->eps);
         free(s->cluster_eps);
         free(s->local_eps);
+}
+
+static void svc_unref(struct tbl_svc *s)
+{
+        if (!s || --s->refs > 0)
+                return;
+        if (s->loose)
+                svc_free_parts(s);
+        free(s);
+}
+
+/* Space for n bytes at *off in a block, aligned to a. */
+static size_t blk_take(size_t *off, size_t n, size_t a)
+{
+        size_t at = (*off + a - 1) / a * a;
+
+        *off = at + n;
+        return at;
+}
+
+static char *blk_str(char *base, size_t at, const char *str)
+{
+        if (!str)
+                return NULL;
+        return strcpy(base + at, str);
+}
+
+static void *blk_mem(char *base, size_t at, const void *p, size_t n)
+{
+        if (!n)
+                return NULL;
+        return memcpy(base + at, p, n);
+}
+
+/* s as one allocation (struct, arrays, strings) with one reference: what a
+ * table holds. One malloc and one free per entry, and an entry's fields and
+ * endpoints on neighbouring cache lines. NULL if out of memory. */
+static struct tbl_svc *svc_block(const struct tbl_svc *s)
+{
+        size_t off = sizeof(*s), lens[4] = { 0 }, at[9];
+        const char *strs[4] = { s->ns, s->name, s->port_name, s->id };
+        struct tbl_svc *c;
+        char *base;
+
+        at[0] = blk_take(&off, s->n_vips * sizeof(*s->vips), _Alignof(struct tbl_vip));
+        at[1] = blk_take(&off, s->n_source_ranges * sizeof(*s->source_ranges), _Alignof(struct ipcidr));
+        at[2] = blk_take(&off, s->n_eps * sizeof(*s->eps), _Alignof(struct tbl_endpoint));
+        at[3] = blk_take(&off, s->n_cluster_eps * sizeof(uint32_t), _Alignof(uint32_t));
+        at[4] = blk_take(&off, s->n_local_eps * sizeof(uint32_t), _Alignof(uint32_t));
+        for (int k = 0; k < 4; k++) {
+                lens[k] = strs[k] ? strlen(strs[k]) + 1 : 0;
+                at[5 + k] = blk_take(&off, lens[k], 1);
+        }
+        base = malloc(off);
+        if (!base)
+                return NULL;
+        c = (struct tbl_svc *)base;
+        memcpy(c, s, sizeof(*c)); /* padding included: see svc_equal */
+        c->refs = 1;
+        c->loose = false;
+        c->vips = blk_mem(base, at[0], s->vips, s->n_vips * sizeof(*s->vips));
+        c->source_ranges = blk_mem(base, at[1], s->source_ranges, s->n_source_ranges * sizeof(*s->source_ranges));
+        c->eps = blk_mem(base, at[2], s->eps, s->n_eps * sizeof(*s->eps));
+        c->cluster_eps = blk_mem(base, at[3], s->cluster_eps, s->n_cluster_eps * sizeof(uint32_t));
+        c->local_eps = blk_mem(base, at[4], s->local_eps, s->n_local_eps * sizeof(uint32_t));
+        c->ns = blk_str(base, at[5], s->ns);
+        c->name = blk_str(base, at[6], s->name);
+        c->port_name = blk_str(base, at[7], s->port_name);
+        c->id = blk_str(base, at[8], s->id);
+        return c;
 }
 
 struct table *table_ref(struct table *t)
@@ -124,11 +192,11 @@ void table_free(struct table *t)
                 return;
         }
         for (size_t i = 0; i < t->n_svcs; i++) {
-                /* Each count is its own allocation: a cache miss per entry
-                 * unless fetched ahead (30k entries per sync). */
-                if (i + 16 < t->n_svcs && t->svcs[i + 16].shared)
-                        __builtin_prefetch(t->svcs[i + 16].shared, 1);
-                svc_clear(&t->svcs[i]);
+                /* Each count is in its entry: a cache miss per entry unless
+                 * fetched ahead (30k entries per sync). */
+                if (i + 16 < t->n_svcs)
+                        __builtin_prefetch(t->svcs[i + 16], 1);
+                svc_unref(t->svcs[i]);
         }
         free(t->svcs);
         for (size_t i = 0; i < t->n_dns; i++)
@@ -387,25 +455,17 @@ static bool vip_present(const struct tbl_svc *s, const struct ipaddr *a)
         return false;
 }
 
-static int build_port(struct builder *b, const struct k8s_service *svc, const struct k8s_service_port *sp,
-                      const struct ipaddr *cip, int fi)
+/* Fills s, a zeroed loose entry: on failure what it holds is the
+ * caller's to free. */
+static int fill_port(struct builder *b, const struct k8s_service *svc, const struct k8s_service_port *sp,
+                     const struct ipaddr *cip, int fi, struct tbl_svc *s)
 {
-        struct table *t = b->t;
         int family = ipfam_from_index(fi);
         struct ep_hints *hints = NULL;
-        struct tbl_svc *s;
         size_t n_eps;
         bool ext_type, ext_port, uses_cluster, uses_local;
         int r;
 
-        if (grow((void **)&t->svcs, &b->cap_svcs, t->n_svcs + 1, sizeof(*t->svcs)) < 0)
-                return -ENOMEM;
-        s = &t->svcs[t->n_svcs];
-        memset(s, 0, sizeof(*s));
-        s->shared = malloc(sizeof(*s->shared));
-        if (!s->shared)
-                return -ENOMEM;
-        *s->shared = 1;
         s->owner = b->owner;
         s->family = family;
         s->proto = sp->proto;
@@ -418,8 +478,6 @@ static int build_port(struct builder *b, const struct k8s_service *svc, const st
                 s->id = NULL;
         s->vips = calloc(1 + svc->n_external_ips + svc->n_lb_ingress, sizeof(*s->vips));
         s->source_ranges = calloc(svc->n_source_ranges + 1, sizeof(*s->source_ranges));
-        /* Counted now so that svc_clear frees it whatever happens next. */
-        t->n_svcs++;
         if (!s->ns || !s->name || !s->port_name || !s->id || !s->vips || !s->source_ranges)
                 return -ENOMEM;
 
@@ -505,6 +563,28 @@ static int build_port(struct builder *b, const struct k8s_service *svc, const st
                 s->external = (s->etp_local && s->n_local_eps == 0) ? TBL_DROP : TBL_DNAT;
         }
         return 0;
+}
+
+static int build_port(struct builder *b, const struct k8s_service *svc, const struct k8s_service_port *sp,
+                      const struct ipaddr *cip, int fi)
+{
+        struct table *t = b->t;
+        struct tbl_svc d;
+        int r;
+
+        /* Zeroed padding too: svc_equal compares the scalars as bytes. */
+        memset(&d, 0, sizeof(d));
+        d.loose = true;
+        r = fill_port(b, svc, sp, cip, fi, &d);
+
+        if (r == 0 && grow((void **)&t->svcs, &b->cap_svcs, t->n_svcs + 1, sizeof(*t->svcs)) < 0)
+                r = -ENOMEM;
+        if (r == 0 && !(t->svcs[t->n_svcs] = svc_block(&d)))
+                r = -ENOMEM;
+        if (r == 0)
+                t->n_svcs++;
+        svc_free_parts(&d);
+        return r;
 }
 
 static int add_dns(struct builder *b, char *name, const struct ipaddr *a)
@@ -606,6 +686,12 @@ static int svc_order(const void *a, const void *b)
         return (int)x->port - (int)y->port;
 }
 
+/* svc_order for arrays of entry pointers. */
+static int svc_porder(const void *a, const void *b)
+{
+        return svc_order(*(struct tbl_svc *const *)a, *(struct tbl_svc *const *)b);
+}
+
 static int dns_order(const void *a, const void *b)
 {
         const struct tbl_dns *x = a, *y = b;
@@ -654,33 +740,62 @@ static void *dup_mem(const void *p, size_t n)
         return q;
 }
 
-/* Copy on write: an entry shared with another table gets its own memory
- * before it is changed. */
-static int svc_unshare(struct tbl_svc *s)
+static char *dup_str(const char *str, bool *fail)
 {
-        struct tbl_svc c = *s;
+        char *c = str ? strdup(str) : NULL;
 
-        if (!s->shared || *s->shared == 1)
-                return 0;
-        c.shared = malloc(sizeof(*c.shared));
-        c.ns = strdup(s->ns);
-        c.name = strdup(s->name);
-        c.port_name = strdup(s->port_name);
-        c.id = strdup(s->id);
-        c.vips = dup_mem(s->vips, s->n_vips * sizeof(*s->vips));
-        c.source_ranges = dup_mem(s->source_ranges, s->n_source_ranges * sizeof(*s->source_ranges));
-        c.eps = dup_mem(s->eps, s->n_eps * sizeof(*s->eps));
-        c.cluster_eps = dup_mem(s->cluster_eps, s->n_cluster_eps * sizeof(*s->cluster_eps));
-        c.local_eps = dup_mem(s->local_eps, s->n_local_eps * sizeof(*s->local_eps));
-        if (!c.shared || !c.ns || !c.name || !c.port_name || !c.id || !c.vips || !c.source_ranges || !c.eps ||
-            !c.cluster_eps || !c.local_eps) {
-                c.shared = NULL; /* sole owner of what was copied */
-                svc_clear(&c);
-                return -ENOMEM;
+        *fail |= str && !c;
+        return c;
+}
+
+static void *dup_arr(const void *p, size_t n, bool *fail)
+{
+        void *q = n ? dup_mem(p, n) : NULL;
+
+        *fail |= n && !q;
+        return q;
+}
+
+/* s as a loose entry with one reference, for tests to change. */
+static struct tbl_svc *svc_loose(const struct tbl_svc *s)
+{
+        struct tbl_svc *c = malloc(sizeof(*c));
+        bool fail = false;
+
+        if (!c)
+                return NULL;
+        memcpy(c, s, sizeof(*c));
+        c->refs = 1;
+        c->loose = true;
+        c->ns = dup_str(s->ns, &fail);
+        c->name = dup_str(s->name, &fail);
+        c->port_name = dup_str(s->port_name, &fail);
+        c->id = dup_str(s->id, &fail);
+        c->vips = dup_arr(s->vips, s->n_vips * sizeof(*s->vips), &fail);
+        c->source_ranges = dup_arr(s->source_ranges, s->n_source_ranges * sizeof(*s->source_ranges), &fail);
+        c->eps = dup_arr(s->eps, s->n_eps * sizeof(*s->eps), &fail);
+        c->cluster_eps = dup_arr(s->cluster_eps, s->n_cluster_eps * sizeof(uint32_t), &fail);
+        c->local_eps = dup_arr(s->local_eps, s->n_local_eps * sizeof(uint32_t), &fail);
+        if (fail) {
+                svc_unref(c);
+                return NULL;
         }
-        *c.shared = 1;
-        (*s->shared)--;
-        *s = c;
+        return c;
+}
+
+/* Copy on write: an entry other tables hold too is replaced in *sp by a
+ * copy of its own (loose or one block) before it is changed. */
+static int svc_unshare(struct tbl_svc **sp, bool loose)
+{
+        struct tbl_svc *c;
+
+        if ((*sp)->refs <= 1)
+                return 0;
+        c = loose ? svc_loose(*sp) : svc_block(*sp);
+        if (!c)
+                return -ENOMEM;
+        (*sp)->refs--;
+        *sp = c;
         return 0;
 }
 
@@ -702,7 +817,7 @@ static uint32_t claim_bit(const struct claim *x)
 static int add_claims(struct claim **c, size_t *n, size_t *cap, const struct table *t, size_t i,
                       const struct claim *filter, size_t n_filter, const uint8_t *bits)
 {
-        const struct tbl_svc *s = &t->svcs[i];
+        const struct tbl_svc *s = t->svcs[i];
 
         if (grow((void **)c, cap, *n + s->n_vips + 1, sizeof(**c)) < 0)
                 return -ENOMEM;
@@ -756,9 +871,9 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
                         bits[claim_bit(&f[k]) / 8] |= (uint8_t)(1u << (claim_bit(&f[k]) % 8));
         }
         for (size_t i = 0; i < t->n_svcs && r == 0 && (!fresh || n_f); i++) {
-                /* Each entry's VIPs are their own allocation. */
+                /* Each entry is its own allocation. */
                 if (i + 8 < t->n_svcs)
-                        __builtin_prefetch(t->svcs[i + 8].vips);
+                        __builtin_prefetch(t->svcs[i + 8]);
                 r = add_claims(&c, &n, &cap, t, i, fresh ? f : NULL, n_f, bits);
         }
         free(bits);
@@ -776,11 +891,14 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
                 if (ipaddr_cmp(&c[i].addr, &c[i - 1].addr) || c[i].proto != c[i - 1].proto ||
                     c[i].port != c[i - 1].port)
                         continue;
-                struct tbl_svc *s = &t->svcs[c[i].svc];
-                if (svc_unshare(s) < 0) {
+                struct tbl_svc *s;
+
+                /* A kept entry can lose to a fresh one earlier in table order. */
+                if (svc_unshare(&t->svcs[c[i].svc], false) < 0) {
                         free(c);
                         return -ENOMEM;
                 }
+                s = t->svcs[c[i].svc];
                 s->clashed = true;
                 if (c[i].vip == UINT32_MAX)
                         s->node_port = 0;
@@ -804,7 +922,7 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
         }
         free(c);
         for (size_t k = 0; k < t->n_clashed; k++) {
-                struct tbl_svc *s = &t->svcs[t->clashed[k]];
+                struct tbl_svc *s = t->svcs[t->clashed[k]];
                 size_t j = 0;
                 for (size_t v = 0; v < s->n_vips; v++)
                         if (s->vips[v].addr.family)
@@ -924,7 +1042,7 @@ static int finish(struct table *t, const uint32_t *fresh, size_t n_fresh)
         if (!fresh) {
                 t->n_no_local_internal = t->n_no_local_external = 0;
                 for (size_t i = 0; i < t->n_svcs; i++)
-                        no_local_count(t, &t->svcs[i], true);
+                        no_local_count(t, t->svcs[i], true);
         }
         return 0;
 }
@@ -963,7 +1081,7 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
         /* The walk is in (ns, name) order already; the sort adds family and
          * port order and is cheap on sorted input. */
         if (b.t->n_svcs)
-                qsort(b.t->svcs, b.t->n_svcs, sizeof(*b.t->svcs), svc_order);
+                qsort(b.t->svcs, b.t->n_svcs, sizeof(*b.t->svcs), svc_porder);
         if (b.t->n_cip_owners)
                 qsort(b.t->cip_owners, b.t->n_cip_owners, sizeof(*b.t->cip_owners), cip_order);
         if (b.t->n_dns)
@@ -1047,7 +1165,8 @@ static bool svc_equal(const struct tbl_svc *a, const struct tbl_svc *b)
         x.source_ranges = y.source_ranges = NULL;
         x.eps = y.eps = NULL;
         x.cluster_eps = x.local_eps = y.cluster_eps = y.local_eps = NULL;
-        x.shared = y.shared = NULL;
+        x.refs = y.refs = 0;
+        x.loose = y.loose = false;
         if (memcmp(&x, &y, sizeof(x)) || strcmp(a->ns, b->ns) || strcmp(a->name, b->name) ||
             strcmp(a->port_name, b->port_name) || strcmp(a->id, b->id))
                 return false;
@@ -1069,7 +1188,7 @@ static void share_equal(const struct table *prev, struct table *t)
         size_t i = 0, j = 0;
 
         while (i < prev->n_svcs && j < t->n_svcs) {
-                int c = svc_order(&prev->svcs[i], &t->svcs[j]);
+                int c = svc_order(prev->svcs[i], t->svcs[j]);
 
                 if (c < 0) {
                         i++;
@@ -1079,10 +1198,10 @@ static void share_equal(const struct table *prev, struct table *t)
                         j++;
                         continue;
                 }
-                if (prev->svcs[i].shared && t->svcs[j].shared && svc_equal(&prev->svcs[i], &t->svcs[j])) {
-                        svc_clear(&t->svcs[j]);
+                if (prev->svcs[i] != t->svcs[j] && svc_equal(prev->svcs[i], t->svcs[j])) {
+                        svc_unref(t->svcs[j]);
                         t->svcs[j] = prev->svcs[i];
-                        (*t->svcs[j].shared)++;
+                        t->svcs[j]->refs++;
                 }
                 i++;
                 j++;
@@ -1091,24 +1210,23 @@ static void share_equal(const struct table *prev, struct table *t)
 
 struct tbl_svc *table_add_svc(struct table *t)
 {
-        struct tbl_svc *v = realloc(t->svcs, (t->n_svcs + 1) * sizeof(*v)), *s;
+        struct tbl_svc **v = realloc(t->svcs, (t->n_svcs + 1) * sizeof(*v)), *s;
 
         if (!v)
                 return NULL;
         t->svcs = v;
-        s = &v[t->n_svcs];
-        memset(s, 0, sizeof(*s));
-        s->shared = malloc(sizeof(*s->shared));
-        if (!s->shared)
+        s = calloc(1, sizeof(*s));
+        if (!s)
                 return NULL;
-        *s->shared = 1;
-        t->n_svcs++;
+        s->refs = 1;
+        s->loose = true;
+        v[t->n_svcs++] = s;
         return s;
 }
 
 struct tbl_svc *table_svc_mut(struct table *t, size_t i)
 {
-        return svc_unshare(&t->svcs[i]) < 0 ? NULL : &t->svcs[i];
+        return svc_unshare(&t->svcs[i], true) < 0 ? NULL : t->svcs[i];
 }
 
 struct table *table_subset(const struct table *t, const uint32_t *idx, size_t n)
@@ -1139,8 +1257,7 @@ struct table *table_subset(const struct table *t, const uint32_t *idx, size_t n)
         }
         for (size_t i = 0; i < n; i++) {
                 m->svcs[i] = t->svcs[idx ? idx[i] : i];
-                if (m->svcs[i].shared)
-                        (*m->svcs[i].shared)++;
+                m->svcs[i]->refs++;
                 m->n_svcs++;
         }
         return m;
@@ -1175,7 +1292,7 @@ int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old,
                 int c;
 
                 /* The common case, an entry shared by both tables. */
-                if (i < o->n_svcs && j < t->n_svcs && o->svcs[i].shared && o->svcs[i].shared == t->svcs[j].shared) {
+                if (i < o->n_svcs && j < t->n_svcs && o->svcs[i] == t->svcs[j]) {
                         i++;
                         j++;
                         continue;
@@ -1195,13 +1312,13 @@ int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old,
                         nv = b;
                         cap_o = cap_n = c2;
                 }
-                c = i == o->n_svcs ? 1 : j == t->n_svcs ? -1 : svc_order(&o->svcs[i], &t->svcs[j]);
+                c = i == o->n_svcs ? 1 : j == t->n_svcs ? -1 : svc_order(o->svcs[i], t->svcs[j]);
                 if (c < 0) {
                         ov[no++] = (uint32_t) i++;
                 } else if (c > 0) {
                         nv[nn++] = (uint32_t) j++;
                 } else {
-                        if (!o->svcs[i].shared || o->svcs[i].shared != t->svcs[j].shared) {
+                        if (o->svcs[i] != t->svcs[j]) {
                                 ov[no++] = (uint32_t) i;
                                 nv[nn++] = (uint32_t) j;
                         }
@@ -1248,12 +1365,12 @@ void table_service_range(const struct table *t, int family, const char *ns, cons
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
 
-                if (svc_key_cmp(&t->svcs[mid], family, ns, name) < 0)
+                if (svc_key_cmp(t->svcs[mid], family, ns, name) < 0)
                         lo = mid + 1;
                 else
                         hi = mid;
         }
-        for (hi = lo; hi < t->n_svcs && svc_key_cmp(&t->svcs[hi], family, ns, name) == 0; hi++)
+        for (hi = lo; hi < t->n_svcs && svc_key_cmp(t->svcs[hi], family, ns, name) == 0; hi++)
                 ;
         *ret_lo = lo;
         *ret_hi = hi;
@@ -1281,13 +1398,19 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
  * entry, new_stmt that of a rebuilt one, drop_stmt sees (p_) a prev entry
  * left out. */
 /* Kept services' counts are incremented: fetched ahead, as in table_free. */
-#define AHEAD_SVC(e) ((e)->shared ? __builtin_prefetch((e)->shared, 1) : (void)0)
+/* T for MERGE_KEPT: const T is then a const pointer. */
+typedef struct tbl_svc *svc_ptr;
+#define AHEAD_SVC(e) __builtin_prefetch(*(e), 1)
 #define AHEAD_NONE(e) ((void)(e))
+/* The owner of an element: entries are held by pointer. */
+#define OWNER_SVC(p) ((*(p))->owner)
+#define OWNER_VAL(p) ((p)->owner)
 
 /* Kept entries go out in runs: the end of each run (the first prev entry
  * after the next new one) is found by binary search, so the kept entries,
  * most of the table, are copied without comparing their names. */
-#define MERGE_KEPT(T, prev_arr, prev_n, new_arr, new_n, order, keep_stmt, out, out_n, new_stmt, drop_stmt, ahead) \
+#define MERGE_KEPT(T, prev_arr, prev_n, new_arr, new_n, order, keep_stmt, out, out_n, new_stmt, drop_stmt, ahead, \
+                   owner_of)                                                                  \
         do {                                                                                  \
                 size_t i_ = 0, j_ = 0, lim_ = 0;                                              \
                 bool have_lim_ = false;                                                       \
@@ -1295,7 +1418,7 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
                         const T *p_ = i_ < (prev_n) ? &(prev_arr)[i_] : NULL;                  \
                         if (i_ + 16 < (prev_n))                                               \
                                 ahead(&(prev_arr)[i_ + 16]);                                  \
-                        if (p_ && owner_in(rebuilt, n_rebuilt, p_->owner)) {                  \
+                        if (p_ && owner_in(rebuilt, n_rebuilt, owner_of(p_))) {               \
                                 drop_stmt;                                                    \
                                 i_++;                                                         \
                                 continue;                                                     \
@@ -1329,7 +1452,7 @@ int table_update(const struct table *prev, const struct model *m, const struct n
                  const struct proxy_config *cfg, const struct model_key *dirty, size_t n_dirty, struct table **ret)
 {
         struct builder b = { .m = m, .node = node, .cfg = cfg };
-        struct tbl_svc *svcs = NULL;
+        struct tbl_svc **svcs = NULL;
         struct tbl_cip_owner *cips = NULL;
         struct tbl_dns *dns = NULL;
         uint64_t *rebuilt = NULL, *skipped = NULL;
@@ -1360,7 +1483,7 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         for (size_t i = 0; i < n_dirty; i++)
                 rebuilt[n_rebuilt++] = owner_hash(dirty[i].ns, dirty[i].name);
         for (size_t k = 0; k < prev->n_clashed; k++)
-                rebuilt[n_rebuilt++] = prev->svcs[prev->clashed[k]].owner;
+                rebuilt[n_rebuilt++] = prev->svcs[prev->clashed[k]]->owner;
         qsort(rebuilt, n_rebuilt, sizeof(*rebuilt), owner_order);
         for (size_t i = 0; i < n_dirty; i++) {
                 const struct k8s_service *svc = model_service_get(m, dirty[i].ns, dirty[i].name);
@@ -1369,14 +1492,14 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         }
         /* Each service that lost a clash, once, unless it is dirty anyway. */
         for (size_t i = 0; i < prev->n_clashed; i++) {
-                const struct tbl_svc *s = &prev->svcs[prev->clashed[i]];
+                const struct tbl_svc *s = prev->svcs[prev->clashed[i]];
                 const struct k8s_service *svc;
                 bool done = false;
 
                 for (size_t d = 0; d < n_dirty && !done; d++)
                         done = !strcmp(dirty[d].ns, s->ns) && !strcmp(dirty[d].name, s->name);
                 for (size_t k = 0; k < i && !done; k++) {
-                        const struct tbl_svc *e = &prev->svcs[prev->clashed[k]];
+                        const struct tbl_svc *e = prev->svcs[prev->clashed[k]];
 
                         done = e->owner == s->owner && !strcmp(e->ns, s->ns) && !strcmp(e->name, s->name);
                 }
@@ -1386,7 +1509,7 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         }
         r = -ENOMEM;
         if (b.t->n_svcs)
-                qsort(b.t->svcs, b.t->n_svcs, sizeof(*b.t->svcs), svc_order);
+                qsort(b.t->svcs, b.t->n_svcs, sizeof(*b.t->svcs), svc_porder);
         if (b.t->n_cip_owners)
                 qsort(b.t->cip_owners, b.t->n_cip_owners, sizeof(*b.t->cip_owners), cip_order);
         if (b.t->n_dns)
@@ -1407,24 +1530,24 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         /* The counters follow the entries that go and come. */
         b.t->n_no_local_internal = prev->n_no_local_internal;
         b.t->n_no_local_external = prev->n_no_local_external;
-        MERGE_KEPT(struct tbl_svc, prev->svcs, prev->n_svcs, b.t->svcs, b.t->n_svcs, svc_order,
-                   (*svcs[n].shared)++, svcs, n,
-                   (fresh[n_fresh++] = (uint32_t)(n - 1), no_local_count(b.t, &svcs[n - 1], true)),
-                   no_local_count(b.t, p_, false), AHEAD_SVC);
+        MERGE_KEPT(svc_ptr, prev->svcs, prev->n_svcs, b.t->svcs, b.t->n_svcs, svc_porder,
+                   svcs[n]->refs++, svcs, n,
+                   (fresh[n_fresh++] = (uint32_t)(n - 1), no_local_count(b.t, svcs[n - 1], true)),
+                   no_local_count(b.t, *p_, false), AHEAD_SVC, OWNER_SVC);
         free(b.t->svcs);
         b.t->svcs = svcs;
         b.t->n_svcs = n;
         svcs = NULL;
         n = 0;
         MERGE_KEPT(struct tbl_cip_owner, prev->cip_owners, prev->n_cip_owners, b.t->cip_owners, b.t->n_cip_owners,
-                   cip_order, (void)0, cips, n, (void)0, (void)0, AHEAD_NONE);
+                   cip_order, (void)0, cips, n, (void)0, (void)0, AHEAD_NONE, OWNER_VAL);
         free(b.t->cip_owners);
         b.t->cip_owners = cips;
         b.t->n_cip_owners = n;
         cips = NULL;
         n = 0;
         MERGE_KEPT(struct tbl_dns, prev->dns, prev->n_dns, b.t->dns, b.t->n_dns, dns_order,
-                   dns[n].name = strdup(p_->name), dns, n, (void)0, (void)0, AHEAD_NONE);
+                   dns[n].name = strdup(p_->name), dns, n, (void)0, (void)0, AHEAD_NONE, OWNER_VAL);
         free(b.t->dns);
         b.t->dns = dns;
         b.t->n_dns = n;

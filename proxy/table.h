@@ -97,7 +97,10 @@ struct tbl_endpoint {
         bool ready, serving, terminating;
 };
 
-/* One service port in one IP family: what kube-proxy calls a ServicePort. */
+/* One service port in one IP family: what kube-proxy calls a ServicePort.
+ * A computed entry is one allocation (the struct, then its arrays and
+ * strings), immutable once in a table and shared by reference between
+ * tables: the pointer is its identity. */
 struct tbl_svc {
         char *ns, *name, *port_name;
         char *id;              /* "ns/name/tcp/80": unique, used for chain names */
@@ -126,7 +129,8 @@ struct tbl_svc {
         enum tbl_verdict external; /* NodePort, externalIP and LB traffic */
         bool clashed;              /* lost a VIP or NodePort to an earlier service */
         uint64_t owner;            /* hash of namespace/name, for incremental updates */
-        unsigned *shared;          /* tables made by table_update share unchanged entries; NULL: sole owner */
+        unsigned refs;             /* tables holding it (table_update shares unchanged entries) */
+        bool loose;                /* arrays and strings malloc'd one by one (tables built by hand) */
 };
 
 /* externalTrafficPolicy Local with endpoints on other nodes only: traffic to
@@ -155,7 +159,7 @@ struct tbl_cip_owner {
 };
 
 struct table {
-        struct tbl_svc *svcs;     /* sorted by (family, ns, name, proto, port) */
+        struct tbl_svc **svcs;    /* sorted by (family, ns, name, proto, port) */
         size_t n_svcs;
         struct tbl_dns *dns;      /* sorted by (name, addr) */
         size_t n_dns;
@@ -206,7 +210,7 @@ static inline size_t table_n_svcs(const struct table *t)
 /* Entry i (< table_n_svcs): valid as long as the table. */
 static inline const struct tbl_svc *table_svc(const struct table *t, size_t i)
 {
-        return &t->svcs[i];
+        return t->svcs[i];
 }
 
 /* A walk over every entry in table order:
@@ -273,11 +277,12 @@ int table_update(const struct table *prev, const struct model *m, const struct n
 struct table *table_ref(struct table *t);
 void table_free(struct table *t);
 /* Tables built by hand (tests, benchmarks) rather than computed. A zeroed
- * entry appended to t (the caller keeps table order), its arrays the
- * caller's to malloc; NULL if out of memory. */
+ * loose entry appended to t (the caller keeps table order), its arrays and
+ * strings the caller's to malloc; NULL if out of memory. */
 struct tbl_svc *table_add_svc(struct table *t);
-/* Entry i of t, made t's own first (copy on write): to change an entry of
- * a table made by table_subset or table_update. NULL if out of memory. */
+/* Entry i of t, made t's own first (copy on write, a loose copy): to
+ * change an entry of a table made by table_subset or table_update, in
+ * tests. NULL if out of memory. */
 struct tbl_svc *table_svc_mut(struct table *t, size_t i);
 /* A table with t's settings and its entries at idx[0..n) (idx NULL: the
  * first n), shared: no DNS records, ClusterIPs or clash lists. What a
@@ -288,7 +293,7 @@ struct table *table_subset(const struct table *t, const uint32_t *idx, size_t n)
  * its fields. */
 static inline bool tbl_svc_same(const struct tbl_svc *a, const struct tbl_svc *b)
 {
-        return a == b || (a->shared && a->shared == b->shared);
+        return a == b;
 }
 /* The table order of entries: (family, namespace, name, protocol, port). */
 int tbl_svc_cmp(const struct tbl_svc *a, const struct tbl_svc *b);

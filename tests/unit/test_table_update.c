@@ -299,6 +299,79 @@ static void test_equal_objects_change_nothing(void **state)
         cluster_free(&c);
 }
 
+/* Whether p lies in the n bytes after the struct of entry s. */
+static bool in_block(const struct tbl_svc *s, const void *p, size_t n)
+{
+        const char *lo = (const char *)(s + 1), *q = p;
+
+        return !n || (q >= lo && q + n <= lo + 65536);
+}
+
+/* A computed entry is one allocation, its arrays and strings after the
+ * struct; an update hands the entries of services it did not rebuild to
+ * the new table by pointer, one reference more, and freeing the old table
+ * takes that reference back. */
+static void test_update_keeps_entries(void **state)
+{
+        struct nodectx node = { .node_name = "node-a" };
+        struct proxy_config cfg;
+        struct cluster c;
+        struct model *m;
+        struct table *t, *t2;
+        struct model_key k;
+        size_t kept = 0, fresh = 0;
+        (void)state;
+
+        proxy_config_init(&cfg);
+        ipaddr_parse("192.168.0.2", &node.node_ip[0]);
+        cluster_random(&c, 400);
+        assert_int_equal(model_new(&m), 0);
+        cluster_put(&c, m);
+        dirty_count(m);
+        assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
+        assert_true(table_n_svcs(t) > 10);
+        for (TABLE_EACH(it, t)) {
+                const struct tbl_svc *s = it.s;
+
+                assert_int_equal(s->refs, 1);
+                assert_false(s->loose);
+                assert_true(in_block(s, s->ns, strlen(s->ns) + 1) && in_block(s, s->name, strlen(s->name) + 1) &&
+                            in_block(s, s->port_name, strlen(s->port_name) + 1) &&
+                            in_block(s, s->id, strlen(s->id) + 1) &&
+                            in_block(s, s->vips, s->n_vips * sizeof(*s->vips)) &&
+                            in_block(s, s->source_ranges, s->n_source_ranges * sizeof(*s->source_ranges)) &&
+                            in_block(s, s->eps, s->n_eps * sizeof(*s->eps)) &&
+                            in_block(s, s->cluster_eps, s->n_cluster_eps * sizeof(uint32_t)) &&
+                            in_block(s, s->local_eps, s->n_local_eps * sizeof(uint32_t)));
+        }
+        /* The model did not change: the rebuilt service comes out the
+         * same, in the same place. */
+        k = (struct model_key){ table_svc(t, 0)->ns, table_svc(t, 0)->name };
+        assert_int_equal(table_update(t, m, &node, &cfg, &k, 1, &t2), 0);
+        assert_int_equal(table_n_svcs(t2), table_n_svcs(t));
+        for (TABLE_EACH(it, t2)) {
+                const struct tbl_svc *o = table_svc(t, it.i);
+
+                assert_int_equal(tbl_svc_cmp(o, it.s), 0);
+                if (it.s == o) {
+                        assert_int_equal(it.s->refs, 2);
+                        kept++;
+                } else {
+                        assert_int_equal(it.s->refs, 1);
+                        assert_true(!strcmp(it.s->ns, k.ns) && !strcmp(it.s->name, k.name) ? true : o->clashed);
+                        fresh++;
+                }
+        }
+        assert_true(kept > 0);
+        assert_true(fresh > 0);
+        table_free(t);
+        for (TABLE_EACH(it, t2))
+                assert_int_equal(it.s->refs, 1);
+        table_free(t2);
+        model_free(m);
+        cluster_free(&c);
+}
+
 /* A table computed from scratch shares every entry that came out the same
  * with the previous table; a zone change is a partial change for the
  * backends, and only the services whose endpoints use topology differ. */
@@ -365,6 +438,7 @@ int main(void)
                 cmocka_unit_test(test_update_equals_compute),
                 cmocka_unit_test(test_equal_objects_change_nothing),
                 cmocka_unit_test(test_recompute_shares_unchanged),
+                cmocka_unit_test(test_update_keeps_entries),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
