@@ -175,6 +175,91 @@ static struct tbl_svc *svc_block(const struct tbl_svc *s)
         return c;
 }
 
+static void chunk_unref(struct tbl_chunk *c)
+{
+        if (!c || --c->refs > 0)
+                return;
+        for (uint32_t k = 0; k < c->n; k++) {
+                /* Each count is in its entry: a cache miss per entry unless
+                 * fetched ahead. */
+                if (k + 16 < c->n)
+                        __builtin_prefetch(c->e[k + 16], 1);
+                svc_unref(c->e[k]);
+        }
+        free(c);
+}
+
+/* A chunk of the n entries at e (n <= TBL_CHUNK), whose references it
+ * takes over. NULL if out of memory. */
+static struct tbl_chunk *chunk_new(struct tbl_svc *const *e, size_t n)
+{
+        struct tbl_chunk *c = malloc(sizeof(*c));
+
+        if (!c)
+                return NULL;
+        c->refs = 1;
+        c->n = (uint32_t)n;
+        if (n)
+                memcpy(c->e, e, n * sizeof(*e));
+        return c;
+}
+
+/* chunk_end from the chunks. */
+static int chunks_index(struct table *t)
+{
+        size_t *v = realloc(t->chunk_end, (t->n_chunks + 1) * sizeof(*v)), n = 0;
+
+        if (!v)
+                return -ENOMEM;
+        t->chunk_end = v;
+        for (size_t c = 0; c < t->n_chunks; c++)
+                v[c] = n += t->chunks[c]->n;
+        t->n_svcs = n;
+        return 0;
+}
+
+/* The n entries of flat (sorted) as t's entries, in full chunks; t takes
+ * over their references (also on failure). */
+static int chunks_from(struct table *t, struct tbl_svc **flat, size_t n)
+{
+        size_t nc = (n + TBL_CHUNK - 1) / TBL_CHUNK, done = 0;
+
+        t->chunks = calloc(nc + 1, sizeof(*t->chunks));
+        for (size_t c = 0; t->chunks && c < nc; c++) {
+                size_t k = n - done < TBL_CHUNK ? n - done : TBL_CHUNK;
+
+                if (!(t->chunks[c] = chunk_new(flat + done, k)))
+                        break;
+                t->n_chunks++;
+                done += k;
+        }
+        for (size_t i = done; i < n; i++)
+                svc_unref(flat[i]);
+        if (done < n)
+                return -ENOMEM;
+        return chunks_index(t);
+}
+
+/* Where entry i of t is, its chunk made t's own first (copy on write):
+ * for changing what the slot points to. NULL if out of memory. */
+static struct tbl_svc **svc_slot(struct table *t, size_t i)
+{
+        size_t c = table_chunk_of(t, i);
+        struct tbl_chunk *ch = t->chunks[c];
+
+        if (ch->refs > 1) {
+                struct tbl_chunk *n = chunk_new(ch->e, ch->n);
+
+                if (!n)
+                        return NULL;
+                for (uint32_t k = 0; k < n->n; k++)
+                        n->e[k]->refs++;
+                ch->refs--;
+                t->chunks[c] = ch = n;
+        }
+        return &ch->e[i - (c ? t->chunk_end[c - 1] : 0)];
+}
+
 struct table *table_ref(struct table *t)
 {
         /* A table built by hand (refcount 0) already has its one reference. */
@@ -191,14 +276,11 @@ void table_free(struct table *t)
                 t->refcount--;
                 return;
         }
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                /* Each count is in its entry: a cache miss per entry unless
-                 * fetched ahead (30k entries per sync). */
-                if (i + 16 < t->n_svcs)
-                        __builtin_prefetch(t->svcs[i + 16], 1);
-                svc_unref(t->svcs[i]);
-        }
-        free(t->svcs);
+        /* A chunk shared with another table is one decrement. */
+        for (size_t c = 0; c < t->n_chunks; c++)
+                chunk_unref(t->chunks[c]);
+        free(t->chunks);
+        free(t->chunk_end);
         for (size_t i = 0; i < t->n_dns; i++)
                 free(t->dns[i].name);
         free(t->dns);
@@ -219,7 +301,8 @@ struct builder {
         const struct model *m;
         const struct nodectx *node;
         const struct proxy_config *cfg;
-        size_t cap_svcs, cap_dns, cap_cips[2], cap_owners, cap_skipped;
+        struct tbl_svc **flat;  /* the entries built, unsorted; then sorted */
+        size_t n_flat, cap_flat, cap_dns, cap_cips[2], cap_owners, cap_skipped;
         uint64_t owner;   /* hash of the service being built */
         /* Scratch, reused across services to keep allocation off the hot path. */
         struct tbl_endpoint *scratch;
@@ -568,7 +651,6 @@ static int fill_port(struct builder *b, const struct k8s_service *svc, const str
 static int build_port(struct builder *b, const struct k8s_service *svc, const struct k8s_service_port *sp,
                       const struct ipaddr *cip, int fi)
 {
-        struct table *t = b->t;
         struct tbl_svc d;
         int r;
 
@@ -577,12 +659,12 @@ static int build_port(struct builder *b, const struct k8s_service *svc, const st
         d.loose = true;
         r = fill_port(b, svc, sp, cip, fi, &d);
 
-        if (r == 0 && grow((void **)&t->svcs, &b->cap_svcs, t->n_svcs + 1, sizeof(*t->svcs)) < 0)
+        if (r == 0 && grow((void **)&b->flat, &b->cap_flat, b->n_flat + 1, sizeof(*b->flat)) < 0)
                 r = -ENOMEM;
-        if (r == 0 && !(t->svcs[t->n_svcs] = svc_block(&d)))
+        if (r == 0 && !(b->flat[b->n_flat] = svc_block(&d)))
                 r = -ENOMEM;
         if (r == 0)
-                t->n_svcs++;
+                b->n_flat++;
         svc_free_parts(&d);
         return r;
 }
@@ -814,11 +896,9 @@ static uint32_t claim_bit(const struct claim *x)
 
 /* Appends the claims of entry i; with filter (sorted), only those whose
  * tuple is in it (bits: its summary). */
-static int add_claims(struct claim **c, size_t *n, size_t *cap, const struct table *t, size_t i,
+static int add_claims(struct claim **c, size_t *n, size_t *cap, const struct tbl_svc *s, size_t i,
                       const struct claim *filter, size_t n_filter, const uint8_t *bits)
 {
-        const struct tbl_svc *s = t->svcs[i];
-
         if (grow((void **)c, cap, *n + s->n_vips + 1, sizeof(**c)) < 0)
                 return -ENOMEM;
         for (size_t v = 0; v <= s->n_vips; v++) {
@@ -862,7 +942,7 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
 
         if (fresh) {
                 for (size_t k = 0; k < n_fresh && r == 0; k++)
-                        r = add_claims(&f, &n_f, &cap_f, t, fresh[k], NULL, 0, NULL);
+                        r = add_claims(&f, &n_f, &cap_f, table_svc(t, fresh[k]), fresh[k], NULL, 0, NULL);
                 if (n_f)
                         qsort(f, n_f, sizeof(*f), claim_tuple_order);
                 if (r == 0 && !(bits = calloc(CLAIM_BITS / 8, 1)))
@@ -870,11 +950,11 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
                 for (size_t k = 0; k < n_f && r == 0; k++)
                         bits[claim_bit(&f[k]) / 8] |= (uint8_t)(1u << (claim_bit(&f[k]) % 8));
         }
-        for (size_t i = 0; i < t->n_svcs && r == 0 && (!fresh || n_f); i++) {
+        for (struct table_iter it = table_iter_at(t, 0); it.s && r == 0 && (!fresh || n_f); table_iter_next(&it)) {
                 /* Each entry is its own allocation. */
-                if (i + 8 < t->n_svcs)
-                        __builtin_prefetch(t->svcs[i + 8]);
-                r = add_claims(&c, &n, &cap, t, i, fresh ? f : NULL, n_f, bits);
+                if (it.k + 8 < t->chunks[it.c]->n)
+                        __builtin_prefetch(t->chunks[it.c]->e[it.k + 8]);
+                r = add_claims(&c, &n, &cap, it.s, it.i, fresh ? f : NULL, n_f, bits);
         }
         free(bits);
         free(f);
@@ -891,14 +971,15 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
                 if (ipaddr_cmp(&c[i].addr, &c[i - 1].addr) || c[i].proto != c[i - 1].proto ||
                     c[i].port != c[i - 1].port)
                         continue;
-                struct tbl_svc *s;
+                struct tbl_svc *s, **slot = svc_slot(t, c[i].svc);
 
-                /* A kept entry can lose to a fresh one earlier in table order. */
-                if (svc_unshare(&t->svcs[c[i].svc], false) < 0) {
+                /* A kept entry can lose to a fresh one earlier in table
+                 * order: its chunk and itself are copied first. */
+                if (!slot || svc_unshare(slot, false) < 0) {
                         free(c);
                         return -ENOMEM;
                 }
-                s = t->svcs[c[i].svc];
+                s = *slot;
                 s->clashed = true;
                 if (c[i].vip == UINT32_MAX)
                         s->node_port = 0;
@@ -922,7 +1003,7 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
         }
         free(c);
         for (size_t k = 0; k < t->n_clashed; k++) {
-                struct tbl_svc *s = t->svcs[t->clashed[k]];
+                struct tbl_svc *s = *svc_slot(t, t->clashed[k]); /* made t's own above */
                 size_t j = 0;
                 for (size_t v = 0; v < s->n_vips; v++)
                         if (s->vips[v].addr.family)
@@ -1041,8 +1122,8 @@ static int finish(struct table *t, const uint32_t *fresh, size_t n_fresh)
         /* table_update keeps the counters as it merges (no_local_count). */
         if (!fresh) {
                 t->n_no_local_internal = t->n_no_local_external = 0;
-                for (size_t i = 0; i < t->n_svcs; i++)
-                        no_local_count(t, t->svcs[i], true);
+                for (TABLE_EACH(it, t))
+                        no_local_count(t, it.s, true);
         }
         return 0;
 }
@@ -1080,8 +1161,12 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
                 goto fail;
         /* The walk is in (ns, name) order already; the sort adds family and
          * port order and is cheap on sorted input. */
-        if (b.t->n_svcs)
-                qsort(b.t->svcs, b.t->n_svcs, sizeof(*b.t->svcs), svc_porder);
+        if (b.n_flat)
+                qsort(b.flat, b.n_flat, sizeof(*b.flat), svc_porder);
+        r = chunks_from(b.t, b.flat, b.n_flat);
+        b.n_flat = 0;
+        if (r < 0)
+                goto fail;
         if (b.t->n_cip_owners)
                 qsort(b.t->cip_owners, b.t->n_cip_owners, sizeof(*b.t->cip_owners), cip_order);
         if (b.t->n_dns)
@@ -1092,9 +1177,13 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
         if (r < 0)
                 goto fail;
         free(b.scratch);
+        free(b.flat);
         *ret = b.t;
         return 0;
 fail:
+        for (size_t i = 0; i < b.n_flat; i++)
+                svc_unref(b.flat[i]);
+        free(b.flat);
         free(b.scratch);
         table_free(b.t);
         return r;
@@ -1185,60 +1274,84 @@ static bool svc_equal(const struct tbl_svc *a, const struct tbl_svc *b)
  * pointer, and a recompute costs its backends what changed only. */
 static void share_equal(const struct table *prev, struct table *t)
 {
-        size_t i = 0, j = 0;
+        struct table_iter i = table_iter_at(prev, 0), j = table_iter_at(t, 0);
 
-        while (i < prev->n_svcs && j < t->n_svcs) {
-                int c = svc_order(prev->svcs[i], t->svcs[j]);
+        /* t was just computed: its chunks are its own. */
+        while (i.s && j.s) {
+                int c = svc_order(i.s, j.s);
 
                 if (c < 0) {
-                        i++;
+                        table_iter_next(&i);
                         continue;
                 }
                 if (c > 0) {
-                        j++;
+                        table_iter_next(&j);
                         continue;
                 }
-                if (prev->svcs[i] != t->svcs[j] && svc_equal(prev->svcs[i], t->svcs[j])) {
-                        svc_unref(t->svcs[j]);
-                        t->svcs[j] = prev->svcs[i];
-                        t->svcs[j]->refs++;
+                if (i.s != j.s && svc_equal(i.s, j.s)) {
+                        struct tbl_svc **slot = &t->chunks[j.c]->e[j.k];
+
+                        svc_unref(*slot);
+                        *slot = (struct tbl_svc *)i.s;
+                        (*slot)->refs++;
+                        j.s = *slot;
                 }
-                i++;
-                j++;
+                table_iter_next(&i);
+                table_iter_next(&j);
         }
 }
 
 struct tbl_svc *table_add_svc(struct table *t)
 {
-        struct tbl_svc **v = realloc(t->svcs, (t->n_svcs + 1) * sizeof(*v)), *s;
+        struct tbl_chunk *last = t->n_chunks ? t->chunks[t->n_chunks - 1] : NULL;
+        struct tbl_svc *s = calloc(1, sizeof(*s));
 
-        if (!v)
-                return NULL;
-        t->svcs = v;
-        s = calloc(1, sizeof(*s));
         if (!s)
                 return NULL;
         s->refs = 1;
         s->loose = true;
-        v[t->n_svcs++] = s;
+        if (!last || last->n == TBL_CHUNK || last->refs > 1) {
+                struct tbl_chunk **v = realloc(t->chunks, (t->n_chunks + 1) * sizeof(*v));
+
+                if (v)
+                        t->chunks = v;
+                if (!v || !(last = chunk_new(NULL, 0))) {
+                        free(s);
+                        return NULL;
+                }
+                t->chunks[t->n_chunks++] = last;
+        }
+        last->e[last->n++] = s;
+        if (chunks_index(t) < 0) {
+                last->n--;
+                free(s);
+                return NULL;
+        }
         return s;
 }
 
 struct tbl_svc *table_svc_mut(struct table *t, size_t i)
 {
-        return svc_unshare(&t->svcs[i], true) < 0 ? NULL : t->svcs[i];
+        struct tbl_svc **slot = svc_slot(t, i);
+
+        return !slot || svc_unshare(slot, true) < 0 ? NULL : *slot;
 }
 
 struct table *table_subset(const struct table *t, const uint32_t *idx, size_t n)
 {
         struct table *m = malloc(sizeof(*m));
+        struct tbl_svc **flat = malloc((n + 1) * sizeof(*flat));
 
-        if (!m)
+        if (!m || !flat) {
+                free(m);
+                free(flat);
                 return NULL;
+        }
         *m = *t;
         m->refcount = 1;
-        m->svcs = calloc(n + 1, sizeof(*m->svcs));
-        m->n_svcs = 0;
+        m->chunks = NULL;
+        m->chunk_end = NULL;
+        m->n_chunks = m->n_svcs = 0;
         m->dns = NULL;
         m->n_dns = 0;
         m->cip_owners = NULL;
@@ -1251,15 +1364,16 @@ struct table *table_subset(const struct table *t, const uint32_t *idx, size_t n)
         m->n_cluster_ips[0] = m->n_cluster_ips[1] = 0;
         m->cluster_domain = m->node_name = m->zone = NULL;
         m->scheduler = strdup(t->scheduler ? t->scheduler : "rr");
-        if (!m->svcs || !m->scheduler) {
+        for (size_t i = 0; i < n; i++) {
+                flat[i] = (struct tbl_svc *)table_svc(t, idx ? idx[i] : i);
+                flat[i]->refs++;
+        }
+        if (chunks_from(m, flat, n) < 0 || !m->scheduler) {
+                free(flat);
                 table_free(m);
                 return NULL;
         }
-        for (size_t i = 0; i < n; i++) {
-                m->svcs[i] = t->svcs[idx ? idx[i] : i];
-                m->svcs[i]->refs++;
-                m->n_svcs++;
-        }
+        free(flat);
         return m;
 }
 
@@ -1279,22 +1393,39 @@ int table_recompute(const struct table *prev, const struct model *m, const struc
 
 int tbl_svc_cmp(const struct tbl_svc *a, const struct tbl_svc *b) { return svc_order(a, b); }
 
+/* it at the first entry of its chunk: on to the next chunk. */
+static void iter_skip_chunk(struct table_iter *it)
+{
+        const struct table *t = it->t;
+
+        it->i += t->chunks[it->c]->n;
+        it->c++;
+        it->s = it->c < t->n_chunks ? t->chunks[it->c]->e[0] : NULL;
+}
+
 int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old, size_t *ret_n_old,
                uint32_t **ret_new, size_t *ret_n_new)
 {
         uint32_t *ov = NULL, *nv = NULL;
-        size_t i = 0, j = 0, no = 0, nn = 0, cap_o = 0, cap_n = 0;
+        size_t no = 0, nn = 0, cap_o = 0, cap_n = 0;
+        struct table_iter i = table_iter_at(o, 0), j = table_iter_at(t, 0);
 
         /* A sync that changed nothing hands the backend the same table. */
         if (o == t)
-                i = j = o->n_svcs;
-        while (i < o->n_svcs || j < t->n_svcs) {
+                i.s = j.s = NULL;
+        while (i.s || j.s) {
                 int c;
 
-                /* The common case, an entry shared by both tables. */
-                if (i < o->n_svcs && j < t->n_svcs && o->svcs[i] == t->svcs[j]) {
-                        i++;
-                        j++;
+                /* The common case: a chunk shared by both tables, then an
+                 * entry shared by both. */
+                if (i.s && j.s && !i.k && !j.k && o->chunks[i.c] == t->chunks[j.c]) {
+                        iter_skip_chunk(&i);
+                        iter_skip_chunk(&j);
+                        continue;
+                }
+                if (i.s && i.s == j.s) {
+                        table_iter_next(&i);
+                        table_iter_next(&j);
                         continue;
                 }
                 if (no == cap_o || nn == cap_n) {
@@ -1312,18 +1443,18 @@ int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old,
                         nv = b;
                         cap_o = cap_n = c2;
                 }
-                c = i == o->n_svcs ? 1 : j == t->n_svcs ? -1 : svc_order(o->svcs[i], t->svcs[j]);
+                c = !i.s ? 1 : !j.s ? -1 : svc_order(i.s, j.s);
                 if (c < 0) {
-                        ov[no++] = (uint32_t) i++;
+                        ov[no++] = (uint32_t) i.i;
+                        table_iter_next(&i);
                 } else if (c > 0) {
-                        nv[nn++] = (uint32_t) j++;
+                        nv[nn++] = (uint32_t) j.i;
+                        table_iter_next(&j);
                 } else {
-                        if (o->svcs[i] != t->svcs[j]) {
-                                ov[no++] = (uint32_t) i;
-                                nv[nn++] = (uint32_t) j;
-                        }
-                        i++;
-                        j++;
+                        ov[no++] = (uint32_t) i.i;
+                        nv[nn++] = (uint32_t) j.i;
+                        table_iter_next(&i);
+                        table_iter_next(&j);
                 }
         }
         if (!ov && !(ov = malloc(sizeof(*ov)))) {
@@ -1365,12 +1496,12 @@ void table_service_range(const struct table *t, int family, const char *ns, cons
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
 
-                if (svc_key_cmp(t->svcs[mid], family, ns, name) < 0)
+                if (svc_key_cmp(table_svc(t, mid), family, ns, name) < 0)
                         lo = mid + 1;
                 else
                         hi = mid;
         }
-        for (hi = lo; hi < t->n_svcs && svc_key_cmp(t->svcs[hi], family, ns, name) == 0; hi++)
+        for (hi = lo; hi < t->n_svcs && svc_key_cmp(table_svc(t, hi), family, ns, name) == 0; hi++)
                 ;
         *ret_lo = lo;
         *ret_hi = hi;
@@ -1397,13 +1528,7 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
  * (sorted) into one sorted array; keep_stmt follows the copy of a kept
  * entry, new_stmt that of a rebuilt one, drop_stmt sees (p_) a prev entry
  * left out. */
-/* Kept services' counts are incremented: fetched ahead, as in table_free. */
-/* T for MERGE_KEPT: const T is then a const pointer. */
-typedef struct tbl_svc *svc_ptr;
-#define AHEAD_SVC(e) __builtin_prefetch(*(e), 1)
 #define AHEAD_NONE(e) ((void)(e))
-/* The owner of an element: entries are held by pointer. */
-#define OWNER_SVC(p) ((*(p))->owner)
 #define OWNER_VAL(p) ((p)->owner)
 
 /* Kept entries go out in runs: the end of each run (the first prev entry
@@ -1448,16 +1573,237 @@ typedef struct tbl_svc *svc_ptr;
                 }                                                                             \
         } while (0)
 
+/* A run of entries [lo, hi) of a table. */
+struct span {
+        size_t lo, hi;
+};
+
+static int span_order(const void *a, const void *b)
+{
+        const struct span *x = a, *y = b;
+
+        return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+static void span_add(struct span *v, size_t *n, const struct table *t, const char *ns, const char *name)
+{
+        for (int fi = 0; fi < 2; fi++) {
+                size_t lo, hi;
+
+                table_service_range(t, ipfam_from_index(fi), ns, name, &lo, &hi);
+                if (lo < hi)
+                        v[(*n)++] = (struct span){ lo, hi };
+        }
+}
+
+/* The entries of prev that an update rebuilds: those of the dirty
+ * services and of the services that lost a clash, sorted, disjoint. */
+static int drop_spans(const struct table *prev, const struct model_key *dirty, size_t n_dirty, struct span **ret,
+                      size_t *ret_n)
+{
+        struct span *v = malloc((2 * (n_dirty + prev->n_clashed) + 1) * sizeof(*v));
+        size_t n = 0, k = 0;
+
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_dirty; i++)
+                span_add(v, &n, prev, dirty[i].ns, dirty[i].name);
+        for (size_t i = 0; i < prev->n_clashed; i++) {
+                const struct tbl_svc *s = table_svc(prev, prev->clashed[i]);
+
+                span_add(v, &n, prev, s->ns, s->name);
+        }
+        if (n > 1)
+                qsort(v, n, sizeof(*v), span_order);
+        for (size_t i = 0; i < n; i++) {
+                if (k && v[i].lo <= v[k - 1].hi) {
+                        if (v[i].hi > v[k - 1].hi)
+                                v[k - 1].hi = v[i].hi;
+                        continue;
+                }
+                v[k++] = v[i];
+        }
+        *ret = v;
+        *ret_n = k;
+        return 0;
+}
+
+/* The chunks being made by merge_chunks. Entries are gathered in pend and
+ * go out in chunks of at most TBL_CHUNK; a chunk of prev that nothing
+ * touches goes out as it is, once what is gathered is big enough. */
+struct cmerge {
+        struct table *t;
+        struct tbl_chunk **out;
+        size_t n_out, cap_out, done; /* done: entries in out */
+        struct tbl_svc **pend;
+        size_t n_pend, cap_pend;
+};
+
+static int cm_push_chunk(struct cmerge *m, struct tbl_chunk *c)
+{
+        if (grow((void **)&m->out, &m->cap_out, m->n_out + 1, sizeof(*m->out)) < 0)
+                return -ENOMEM;
+        m->out[m->n_out++] = c;
+        m->done += c->n;
+        return 0;
+}
+
+/* The first k gathered entries as a chunk. */
+static int cm_emit(struct cmerge *m, size_t k)
+{
+        struct tbl_chunk *c = chunk_new(m->pend, k);
+
+        if (!c || cm_push_chunk(m, c) < 0) {
+                free(c);
+                return -ENOMEM;
+        }
+        m->n_pend -= k;
+        memmove(m->pend, m->pend + k, m->n_pend * sizeof(*m->pend));
+        return 0;
+}
+
+/* Everything gathered, in one chunk or two halves. */
+static int cm_flush(struct cmerge *m)
+{
+        int r = 0;
+
+        if (m->n_pend > TBL_CHUNK)
+                r = cm_emit(m, m->n_pend / 2);
+        if (r == 0 && m->n_pend)
+                r = cm_emit(m, m->n_pend);
+        return r;
+}
+
+/* Takes over the reference *ep holds (*ep then NULL), unless out of
+ * memory before. */
+static int cm_gather(struct cmerge *m, struct tbl_svc **ep)
+{
+        if (grow((void **)&m->pend, &m->cap_pend, m->n_pend + 1, sizeof(*m->pend)) < 0)
+                return -ENOMEM;
+        m->pend[m->n_pend++] = *ep;
+        *ep = NULL;
+        /* A full chunk out, leaving enough for a chunk of fair size. */
+        return m->n_pend >= TBL_CHUNK + TBL_CHUNK / 4 ? cm_emit(m, TBL_CHUNK) : 0;
+}
+
+/* t's entries: prev's, less those in drop, plus the n_fe rebuilt ones fe
+ * (sorted; their references are taken over, whatever happens). Only the
+ * chunks of prev that lose or gain an entry are copied (and a neighbour,
+ * to keep chunks of TBL_CHUNK / 4 entries at least); the others are
+ * shared. *ret_fresh: the positions of fe in t. The counters follow the
+ * entries that go and come. */
+static int merge_chunks(struct table *t, const struct table *prev, struct tbl_svc **fe, size_t n_fe,
+                        const struct span *drop, size_t n_drop, uint32_t **ret_fresh)
+{
+        struct cmerge m = { .t = t };
+        size_t *pos = malloc((n_fe + 1) * sizeof(*pos)), f = 0, d = 0;
+        uint32_t *fresh = malloc((n_fe + 1) * sizeof(*fresh));
+        bool *touched = calloc(prev->n_chunks + 1, sizeof(*touched));
+        int r = -ENOMEM;
+
+        if (!pos || !fresh || !touched)
+                goto fail;
+        /* Where each rebuilt entry goes: before prev's entry pos[f]. */
+        for (size_t k = 0; k < n_fe; k++) {
+                size_t lo = k ? pos[k - 1] : 0, hi = prev->n_svcs;
+
+                while (lo < hi) {
+                        size_t mid = lo + (hi - lo) / 2;
+
+                        if (svc_order(table_svc(prev, mid), fe[k]) < 0)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                pos[k] = lo;
+                if (prev->n_chunks)
+                        touched[lo < prev->n_svcs ? table_chunk_of(prev, lo) : prev->n_chunks - 1] = true;
+        }
+        for (size_t k = 0; k < n_drop; k++)
+                for (size_t c = table_chunk_of(prev, drop[k].lo); c <= table_chunk_of(prev, drop[k].hi - 1); c++)
+                        touched[c] = true;
+        r = 0;
+        for (size_t c = 0; c < prev->n_chunks && r == 0; c++) {
+                struct tbl_chunk *ch = prev->chunks[c];
+                size_t start = c ? prev->chunk_end[c - 1] : 0;
+                struct tbl_svc *e;
+
+                if (!touched[c] && (!m.n_pend || m.n_pend >= TBL_CHUNK / 4)) {
+                        if ((r = cm_flush(&m)) < 0 || (r = cm_push_chunk(&m, ch)) < 0)
+                                break;
+                        ch->refs++;
+                        continue;
+                }
+                for (uint32_t k = 0; k <= ch->n && r == 0; k++) {
+                        size_t p = start + k;
+
+                        /* Past the last entry: what goes at the end. */
+                        if (k == ch->n && c + 1 < prev->n_chunks)
+                                break;
+                        while (f < n_fe && pos[f] == p && r == 0) {
+                                fresh[f] = (uint32_t)(m.done + m.n_pend);
+                                no_local_count(t, fe[f], true);
+                                r = cm_gather(&m, &fe[f++]);
+                        }
+                        if (k == ch->n || r < 0)
+                                break;
+                        while (d < n_drop && drop[d].hi <= p)
+                                d++;
+                        if (d < n_drop && drop[d].lo <= p) {
+                                no_local_count(t, ch->e[k], false);
+                                continue;
+                        }
+                        e = ch->e[k];
+                        e->refs++;
+                        r = cm_gather(&m, &e);
+                        svc_unref(e); /* not taken: out of memory */
+                }
+        }
+        /* An empty prev: only rebuilt entries. */
+        for (; f < n_fe && r == 0; f++) {
+                fresh[f] = (uint32_t)(m.done + m.n_pend);
+                no_local_count(t, fe[f], true);
+                r = cm_gather(&m, &fe[f]);
+        }
+        if (r == 0)
+                r = cm_flush(&m);
+        if (r < 0)
+                goto fail;
+        t->chunks = m.out;
+        t->n_chunks = m.n_out;
+        m.out = NULL;
+        if ((r = chunks_index(t)) < 0)
+                goto fail;
+        free(pos);
+        free(touched);
+        free(m.pend);
+        *ret_fresh = fresh;
+        return 0;
+fail:
+        for (size_t k = 0; k < m.n_out; k++)
+                chunk_unref(m.out[k]);
+        free(m.out);
+        for (size_t k = 0; k < m.n_pend; k++)
+                svc_unref(m.pend[k]);
+        free(m.pend);
+        for (size_t k = 0; k < n_fe; k++)
+                svc_unref(fe[k]);
+        free(pos);
+        free(fresh);
+        free(touched);
+        return r < 0 ? r : -ENOMEM;
+}
+
 int table_update(const struct table *prev, const struct model *m, const struct nodectx *node,
                  const struct proxy_config *cfg, const struct model_key *dirty, size_t n_dirty, struct table **ret)
 {
         struct builder b = { .m = m, .node = node, .cfg = cfg };
-        struct tbl_svc **svcs = NULL;
         struct tbl_cip_owner *cips = NULL;
         struct tbl_dns *dns = NULL;
         uint64_t *rebuilt = NULL, *skipped = NULL;
         uint32_t *fresh = NULL;
-        size_t n_rebuilt = 0, n = 0, n_fresh = 0;
+        struct span *drop = NULL;
+        size_t n_rebuilt = 0, n = 0, n_fresh = 0, n_drop = 0;
         int r = -ENOMEM;
 
         if (!prev)
@@ -1483,7 +1829,7 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         for (size_t i = 0; i < n_dirty; i++)
                 rebuilt[n_rebuilt++] = owner_hash(dirty[i].ns, dirty[i].name);
         for (size_t k = 0; k < prev->n_clashed; k++)
-                rebuilt[n_rebuilt++] = prev->svcs[prev->clashed[k]]->owner;
+                rebuilt[n_rebuilt++] = table_svc(prev, prev->clashed[k])->owner;
         qsort(rebuilt, n_rebuilt, sizeof(*rebuilt), owner_order);
         for (size_t i = 0; i < n_dirty; i++) {
                 const struct k8s_service *svc = model_service_get(m, dirty[i].ns, dirty[i].name);
@@ -1492,14 +1838,14 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         }
         /* Each service that lost a clash, once, unless it is dirty anyway. */
         for (size_t i = 0; i < prev->n_clashed; i++) {
-                const struct tbl_svc *s = prev->svcs[prev->clashed[i]];
+                const struct tbl_svc *s = table_svc(prev, prev->clashed[i]);
                 const struct k8s_service *svc;
                 bool done = false;
 
                 for (size_t d = 0; d < n_dirty && !done; d++)
                         done = !strcmp(dirty[d].ns, s->ns) && !strcmp(dirty[d].name, s->name);
                 for (size_t k = 0; k < i && !done; k++) {
-                        const struct tbl_svc *e = prev->svcs[prev->clashed[k]];
+                        const struct tbl_svc *e = table_svc(prev, prev->clashed[k]);
 
                         done = e->owner == s->owner && !strcmp(e->ns, s->ns) && !strcmp(e->name, s->name);
                 }
@@ -1508,8 +1854,8 @@ int table_update(const struct table *prev, const struct model *m, const struct n
                         goto fail;
         }
         r = -ENOMEM;
-        if (b.t->n_svcs)
-                qsort(b.t->svcs, b.t->n_svcs, sizeof(*b.t->svcs), svc_porder);
+        if (b.n_flat)
+                qsort(b.flat, b.n_flat, sizeof(*b.flat), svc_porder);
         if (b.t->n_cip_owners)
                 qsort(b.t->cip_owners, b.t->n_cip_owners, sizeof(*b.t->cip_owners), cip_order);
         if (b.t->n_dns)
@@ -1517,27 +1863,21 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         if (b.t->n_label_skipped)
                 qsort(b.t->label_skipped, b.t->n_label_skipped, sizeof(uint64_t), owner_order);
 
-        svcs = malloc((prev->n_svcs + b.t->n_svcs + 1) * sizeof(*svcs));
         cips = malloc((prev->n_cip_owners + b.t->n_cip_owners + 1) * sizeof(*cips));
         dns = malloc((prev->n_dns + b.t->n_dns + 1) * sizeof(*dns));
         skipped = malloc((prev->n_label_skipped + b.t->n_label_skipped + 1) * sizeof(*skipped));
-        if (!svcs || !cips || !dns || !skipped)
+        if (!cips || !dns || !skipped)
                 goto fail;
-        fresh = malloc((b.t->n_svcs + 1) * sizeof(*fresh));
-        if (!fresh)
+        if ((r = drop_spans(prev, dirty, n_dirty, &drop, &n_drop)) < 0)
                 goto fail;
-        n = 0;
         /* The counters follow the entries that go and come. */
         b.t->n_no_local_internal = prev->n_no_local_internal;
         b.t->n_no_local_external = prev->n_no_local_external;
-        MERGE_KEPT(svc_ptr, prev->svcs, prev->n_svcs, b.t->svcs, b.t->n_svcs, svc_porder,
-                   svcs[n]->refs++, svcs, n,
-                   (fresh[n_fresh++] = (uint32_t)(n - 1), no_local_count(b.t, svcs[n - 1], true)),
-                   no_local_count(b.t, *p_, false), AHEAD_SVC, OWNER_SVC);
-        free(b.t->svcs);
-        b.t->svcs = svcs;
-        b.t->n_svcs = n;
-        svcs = NULL;
+        n_fresh = b.n_flat;
+        b.n_flat = 0; /* taken over */
+        if ((r = merge_chunks(b.t, prev, b.flat, n_fresh, drop, n_drop, &fresh)) < 0)
+                goto fail;
+        r = -ENOMEM;
         n = 0;
         MERGE_KEPT(struct tbl_cip_owner, prev->cip_owners, prev->n_cip_owners, b.t->cip_owners, b.t->n_cip_owners,
                    cip_order, (void)0, cips, n, (void)0, (void)0, AHEAD_NONE, OWNER_VAL);
@@ -1575,13 +1915,18 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         if (r < 0)
                 goto fail;
         free(fresh);
+        free(drop);
         free(rebuilt);
         free(b.scratch);
+        free(b.flat);
         *ret = b.t;
         return 0;
 fail:
+        for (size_t i = 0; i < b.n_flat; i++)
+                svc_unref(b.flat[i]);
+        free(b.flat);
         free(fresh);
-        free(svcs);
+        free(drop);
         free(cips);
         free(dns);
         free(skipped);

@@ -158,8 +158,22 @@ struct tbl_cip_owner {
         uint64_t owner;
 };
 
+/* Entries go in chunks, shared between tables like the entries: an update
+ * copies the chunks it changes and takes a reference on the others, so it
+ * costs what changed plus one pointer per chunk, not one per entry. */
+#define TBL_CHUNK 256
+
+struct tbl_chunk {
+        unsigned refs;               /* tables holding it */
+        uint32_t n;                  /* 1..TBL_CHUNK entries */
+        struct tbl_svc *e[TBL_CHUNK];
+};
+
 struct table {
-        struct tbl_svc **svcs;    /* sorted by (family, ns, name, proto, port) */
+        /* The entries, sorted by (family, ns, name, proto, port). */
+        struct tbl_chunk **chunks;
+        size_t *chunk_end;        /* entries in chunks[0..c], per c */
+        size_t n_chunks;
         size_t n_svcs;
         struct tbl_dns *dns;      /* sorted by (name, addr) */
         size_t n_dns;
@@ -207,29 +221,62 @@ static inline size_t table_n_svcs(const struct table *t)
         return t->n_svcs;
 }
 
+/* The chunk holding entry i (< table_n_svcs): binary search. */
+static inline size_t table_chunk_of(const struct table *t, size_t i)
+{
+        size_t lo = 0, hi = t->n_chunks;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (t->chunk_end[mid] <= i)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
 /* Entry i (< table_n_svcs): valid as long as the table. */
 static inline const struct tbl_svc *table_svc(const struct table *t, size_t i)
 {
-        return t->svcs[i];
+        size_t c = table_chunk_of(t, i);
+
+        return t->chunks[c]->e[i - (c ? t->chunk_end[c - 1] : 0)];
 }
 
 /* A walk over every entry in table order:
  *     for (TABLE_EACH(it, t)) use(it.i, it.s);
- * cheaper than table_svc per index once entries are not one array. */
+ * cheaper than table_svc per index: it follows the chunks. */
 struct table_iter {
         const struct table *t;
         size_t i;
         const struct tbl_svc *s; /* entry i; NULL past the end */
+        size_t c, k;             /* entry i is chunks[c]->e[k] */
 };
 
 static inline struct table_iter table_iter_at(const struct table *t, size_t i)
 {
-        return (struct table_iter){ t, i, i < table_n_svcs(t) ? table_svc(t, i) : NULL };
+        struct table_iter it = { t, i, NULL, 0, 0 };
+
+        if (i < table_n_svcs(t)) {
+                it.c = table_chunk_of(t, i);
+                it.k = i - (it.c ? t->chunk_end[it.c - 1] : 0);
+                it.s = t->chunks[it.c]->e[it.k];
+        }
+        return it;
 }
 
 static inline void table_iter_next(struct table_iter *it)
 {
-        *it = table_iter_at(it->t, it->i + 1);
+        const struct table *t = it->t;
+
+        it->i++;
+        if (++it->k == t->chunks[it->c]->n) {
+                it->k = 0;
+                it->c++;
+        }
+        it->s = it->c < t->n_chunks ? t->chunks[it->c]->e[it->k] : NULL;
 }
 
 #define TABLE_EACH(it, t) struct table_iter it = table_iter_at((t), 0); it.s; table_iter_next(&it)
