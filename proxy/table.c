@@ -1377,6 +1377,8 @@ struct table *table_subset(const struct table *t, const uint32_t *idx, size_t n)
         return m;
 }
 
+static int rechunk_like(const struct table *prev, struct table *t);
+
 int table_recompute(const struct table *prev, const struct model *m, const struct nodectx *node,
                     const struct proxy_config *cfg, struct table **ret)
 {
@@ -1385,8 +1387,13 @@ int table_recompute(const struct table *prev, const struct model *m, const struc
 
         if (r < 0)
                 return r;
-        if (prev)
+        if (prev) {
                 share_equal(prev, t);
+                if ((r = rechunk_like(prev, t)) < 0) {
+                        table_free(t);
+                        return r;
+                }
+        }
         *ret = t;
         return 0;
 }
@@ -1792,6 +1799,68 @@ fail:
         free(fresh);
         free(touched);
         return r < 0 ? r : -ENOMEM;
+}
+
+/* Whether the entries of t from it on are those of chunk ch. */
+static bool chunk_next(struct table_iter it, const struct tbl_chunk *ch)
+{
+        for (uint32_t k = 0; k < ch->n; k++, table_iter_next(&it))
+                if (it.s != ch->e[k])
+                        return false;
+        return true;
+}
+
+/* t (just computed, entries shared with prev where equal) takes prev's
+ * chunks wherever its entries are all prev's in the same run: a diff of
+ * the two then skips them as after table_update. */
+static int rechunk_like(const struct table *prev, struct table *t)
+{
+        struct cmerge m = { .t = t };
+        struct table_iter j = table_iter_at(t, 0);
+        struct tbl_svc *e;
+        int r = 0;
+
+        for (size_t c = 0; c < prev->n_chunks && r == 0; c++) {
+                const struct tbl_chunk *ch = prev->chunks[c];
+
+                for (; j.s && svc_order(j.s, ch->e[0]) < 0 && r == 0; table_iter_next(&j)) {
+                        e = (struct tbl_svc *)j.s;
+                        e->refs++;
+                        r = cm_gather(&m, &e);
+                        svc_unref(e); /* not taken: out of memory */
+                }
+                if (r < 0 || !j.s || (m.n_pend && m.n_pend < TBL_CHUNK / 4) || !chunk_next(j, ch))
+                        continue;
+                if ((r = cm_flush(&m)) < 0 || (r = cm_push_chunk(&m, (struct tbl_chunk *)ch)) < 0)
+                        break;
+                prev->chunks[c]->refs++;
+                for (uint32_t k = 0; k < ch->n; k++)
+                        table_iter_next(&j);
+        }
+        for (; j.s && r == 0; table_iter_next(&j)) {
+                e = (struct tbl_svc *)j.s;
+                e->refs++;
+                r = cm_gather(&m, &e);
+                svc_unref(e);
+        }
+        if (r == 0)
+                r = cm_flush(&m);
+        if (r < 0) {
+                for (size_t k = 0; k < m.n_out; k++)
+                        chunk_unref(m.out[k]);
+                for (size_t k = 0; k < m.n_pend; k++)
+                        svc_unref(m.pend[k]);
+                free(m.out);
+                free(m.pend);
+                return r;
+        }
+        free(m.pend);
+        for (size_t c = 0; c < t->n_chunks; c++)
+                chunk_unref(t->chunks[c]);
+        free(t->chunks);
+        t->chunks = m.out;
+        t->n_chunks = m.n_out;
+        return chunks_index(t);
 }
 
 int table_update(const struct table *prev, const struct model *m, const struct nodectx *node,

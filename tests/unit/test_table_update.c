@@ -203,8 +203,8 @@ static void test_update_equals_compute(void **state)
 {
         (void)state;
         update_sequence(40, 400);
-        /* Many chunks: entries come and go across chunk boundaries. */
-        update_sequence(1500, 40);
+        /* Some ten chunks: entries come and go across chunk boundaries. */
+        update_sequence(600, 20);
 }
 
 /* A cluster as the API server would list it: the last version of each
@@ -438,17 +438,17 @@ static void plain_service(struct model *m, unsigned i)
 
         snprintf(name, sizeof(name), "c-%05u", i);
         snprintf(ip, sizeof(ip), "10.100.%u.%u", i / 250, i % 250 + 1);
-        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:[{s:i}]}}", "apiVersion", "v1", "kind", "Service",
-                                    "metadata", "name", name, "namespace", "c", "spec", "clusterIP", ip, "ports",
-                                    "port", 80));
+        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:[{s:s, s:i}]}}", "apiVersion", "v1", "kind",
+                                    "Service", "metadata", "name", name, "namespace", "c", "spec", "clusterIP", ip,
+                                    "ports", "name", "http", "port", 80));
         for (unsigned k = 0, n = 1 + rnd(3); k < n; k++) {
                 snprintf(ep, sizeof(ep), "10.244.%u.%u", rnd(200), rnd(200) + 1);
                 json_array_append_new(eps, json_pack("{s:[s]}", "addresses", ep));
         }
-        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:i}], s:o}", "apiVersion",
+        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i}], s:o}", "apiVersion",
                                     "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata", "name", name,
                                     "namespace", "c", "labels", "kubernetes.io/service-name", name, "addressType",
-                                    "IPv4", "ports", "port", 8080, "endpoints", eps));
+                                    "IPv4", "ports", "name", "http", "port", 8080, "endpoints", eps));
 }
 
 /* One service changed, removed or added in a table of many chunks: the
@@ -473,6 +473,7 @@ static void test_update_touches_few_chunks(void **state)
         dirty_count(m);
         assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
         assert_int_equal(table_n_svcs(t), n);
+        assert_true(table_svc(t, 0)->n_eps > 0);
         assert_chunks(t);
         for (unsigned step = 0; step < 90; step++) {
                 unsigned i = rnd(n);
@@ -509,6 +510,21 @@ static void test_update_touches_few_chunks(void **state)
                         free(b);
                         table_free(full);
                 }
+                table_free(t);
+                t = t2;
+        }
+        /* From scratch (a relist, a new setting): prev's chunks again
+         * wherever the entries are prev's, and only there. */
+        for (unsigned step = 0; step < 2; step++) {
+                struct table *t2;
+
+                if (step)
+                        plain_service(m, 7);
+                dirty_count(m);
+                assert_int_equal(table_recompute(t, m, &node, &cfg, &t2), 0);
+                assert_chunks(t2);
+                assert_int_equal(new_chunks(t, t2), step ? 1 : 0);
+                assert_int_equal(tb_diff_count(t, t2), step ? 2 : 0);
                 table_free(t);
                 t = t2;
         }
