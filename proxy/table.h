@@ -308,13 +308,14 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
 
 struct model_key;
 /* table_compute, then every entry that came out equal to prev's is prev's,
- * shared: what a from-scratch computation (a new configuration, node) costs
- * the consumers that diff tables is what changed. prev may be NULL. */
+ * shared, and so is each of prev's chunks whose entries all are: what a
+ * from-scratch computation (a new configuration, node) costs the consumers
+ * that diff tables is what changed. prev may be NULL. */
 int table_recompute(const struct table *prev, const struct model *m, const struct nodectx *node,
                     const struct proxy_config *cfg, struct table **ret);
 /* The same table as table_compute would give, recomputing only the services
  * named in dirty (and those that lost a clash before); unchanged entries are
- * shared with prev. Falls back to table_recompute when the node or the
+ * shared with prev, and so are the chunks that keep all their entries. Falls back to table_recompute when the node or the
  * configuration differ from prev's. Nothing dirty and the same context:
  * *ret is prev itself, with one more reference. */
 int table_update(const struct table *prev, const struct model *m, const struct nodectx *node,
@@ -346,10 +347,11 @@ static inline bool tbl_svc_same(const struct tbl_svc *a, const struct tbl_svc *b
 int tbl_svc_cmp(const struct tbl_svc *a, const struct tbl_svc *b);
 /* The entries that differ between o and t: indexes of o's entries of those
  * gone or changed (*ret_old) and into t's of those new or changed
- * (*ret_new), ascending. Entries shared by tables made by table_update
- * compare by pointer, without their names; tables computed from scratch
- * share nothing, so every entry differs. Both arrays malloc'd (possibly
- * empty); untouched on failure. */
+ * (*ret_new), ascending. A chunk both hold is skipped whole, shared
+ * entries compare by pointer, without their names: the cost follows the
+ * change. Tables computed from scratch (table_compute) share nothing, so
+ * every entry differs. Both arrays malloc'd (possibly empty); untouched on
+ * failure. */
 int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old, size_t *ret_n_old,
                uint32_t **ret_new, size_t *ret_n_new);
 /* The same endpoints, their Cluster and Local selections and verdicts. */
