@@ -159,13 +159,12 @@ static bool in_nodeport_range(const struct table *t, int fi, const struct ipaddr
         return false;
 }
 
-/* The claims of entry i, in table order. NodePorts answer on the node's
- * addresses inside --nodeport-addresses: those the caller found on the
- * node, or (a dry run, which cannot look) the node IP. */
-static int collect_entry(const struct table *t, size_t i, const struct ipaddr *node_addrs, size_t n_node_addrs,
-                         struct vsvec *l)
+/* The claims of entry i (s), in table order. NodePorts answer on the
+ * node's addresses inside --nodeport-addresses: those the caller found on
+ * the node, or (a dry run, which cannot look) the node IP. */
+static int collect_entry(const struct table *t, size_t i, const struct tbl_svc *s, const struct ipaddr *node_addrs,
+                         size_t n_node_addrs, struct vsvec *l)
 {
-        const struct tbl_svc *s = table_svc(t, i);
         int fi = ipfam_index(s->family), r;
         uint32_t nth = 0;
 
@@ -283,8 +282,8 @@ int ipvs_desired_new_on(const struct table *t, const struct ipaddr *node_addrs, 
                 return -EINVAL;
         if ((r = desired_alloc(t, node_addrs, n_node_addrs, &d)) < 0)
                 return r;
-        for (size_t i = 0; i < table_n_svcs(t) && r == 0; i++)
-                r = collect_entry(t, i, node_addrs, n_node_addrs, &l);
+        for (struct table_iter it = table_iter_at(t, 0); it.s && r == 0; table_iter_next(&it))
+                r = collect_entry(t, it.i, it.s, node_addrs, n_node_addrs, &l);
         if (r < 0)
                 goto fail;
         r = -ENOMEM;
@@ -385,26 +384,33 @@ static bool kept(const struct upd *u, const struct ipvs_vs *v)
 static int upd_walk(struct upd *u, const struct ipaddr *na, size_t n_na)
 {
         const struct table *o = u->o, *t = u->t;
-        size_t i = 0, j = 0;
+        struct table_iter i = table_iter_at(o, 0), j = table_iter_at(t, 0);
         int r = 0;
 
         u->emap = malloc((table_n_svcs(o) + 1) * sizeof(*u->emap));
         if (!u->emap)
                 return -ENOMEM;
-        while ((i < table_n_svcs(o) || j < table_n_svcs(t)) && r == 0) {
+        /* Iterators: an index lookup per entry would cost a search of the
+         * table's chunks each. */
+        while ((i.s || j.s) && r == 0) {
                 int c;
 
-                if (i < table_n_svcs(o) && j < table_n_svcs(t) && tbl_svc_same(table_svc(o, i), table_svc(t, j))) {
-                        u->emap[i++] = (uint32_t)j++;
+                if (i.s && j.s && tbl_svc_same(i.s, j.s)) {
+                        u->emap[i.i] = (uint32_t)j.i;
+                        table_iter_next(&i);
+                        table_iter_next(&j);
                         continue;
                 }
-                c = i == table_n_svcs(o) ? 1 : j == table_n_svcs(t) ? -1 : tbl_svc_cmp(table_svc(o, i), table_svc(t, j));
+                c = !i.s ? 1 : !j.s ? -1 : tbl_svc_cmp(i.s, j.s);
                 if (c <= 0) {
-                        u->emap[i] = GONE;
-                        r = collect_entry(o, i++, na, n_na, &u->gone);
+                        u->emap[i.i] = GONE;
+                        r = collect_entry(o, i.i, i.s, na, n_na, &u->gone);
+                        table_iter_next(&i);
                 }
-                if (c >= 0 && r == 0)
-                        r = collect_entry(t, j++, na, n_na, &u->fresh);
+                if (c >= 0 && r == 0) {
+                        r = collect_entry(t, j.i, j.s, na, n_na, &u->fresh);
+                        table_iter_next(&j);
+                }
         }
         return r;
 }
