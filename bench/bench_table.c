@@ -2,7 +2,8 @@
 /* bench_table: times the phases of a dry run on one manifest file.
  *
  *   bench_table [-k K] [--label L] [--node-name N] [--node-ip IP[,IP]]
- *               [--cluster-cidr CIDRS] [--service-cluster-ip-range CIDRS] FILE
+ *               [--cluster-cidr CIDRS] [--service-cluster-ip-range CIDRS]
+ *               [--updates U] FILE
  *
  * Phases (CLOCK_MONOTONIC, median/min/max of K repetitions, default 5):
  *   parse    manifest_load_path into a fresh model (one per repetition)
@@ -10,6 +11,11 @@
  *   nft      render_nft     to /dev/null through a 4 MiB stdio buffer
  *   json     render_json    (idem)
  *   ipvsadm  render_ipvsadm (idem)
+ *   update   one service rebuilt: table_update with it dirty, table_diff
+ *            of the two tables, table_free of the new one (what a sync
+ *            that changes one service costs the table); --updates U
+ *            repetitions (default 0: none, so that run.sh's peak RSS stays
+ *            that of the dry run), a different service each
  * then the peak RSS (getrusage ru_maxrss) at each phase's end.
  *
  * One machine-readable line per phase on stdout:
@@ -53,6 +59,12 @@
 #endif
 
 #define OUTBUF (4u << 20)
+
+/* Trees from before the entry accessors (a baseline built in the same run). */
+#ifndef TABLE_EACH
+#define table_n_svcs(t) ((t)->n_svcs)
+#define table_svc(t, i) (&(t)->svcs[i])
+#endif
 
 static size_t n_warnings;
 
@@ -158,6 +170,47 @@ static ssize_t count_write(void *c, const char *buf, size_t len)
 
 typedef int (*render_fn)(const struct table *t, FILE *out);
 
+/* The update phase: u single-service updates of t, each timed whole. */
+static int bench_update(struct model *m, const struct nodectx *node, const struct proxy_config *cfg,
+                        const struct table *t, unsigned u)
+{
+        double *v = calloc(u + 1, sizeof(*v));
+        size_t n = table_n_svcs(t);
+
+        if (!v)
+                return -ENOMEM;
+        for (unsigned i = 0; i < u && n; i++) {
+                /* A stride prime to any table size of interest: services
+                 * all over the table. */
+                const struct tbl_svc *s = table_svc(t, (size_t) i * 7919 % n);
+                struct model_key key = { s->ns, s->name };
+                uint32_t *oi, *ni;
+                size_t n_oi, n_ni;
+                struct table *t2;
+                double t0 = now_ms();
+                int r = table_update(t, m, node, cfg, &key, 1, &t2);
+
+                if (r == 0) {
+                        r = table_diff(t, t2, &oi, &n_oi, &ni, &n_ni);
+                        if (r == 0) {
+                                free(oi);
+                                free(ni);
+                        }
+                        table_free(t2);
+                }
+                v[i] = now_ms() - t0;
+                if (r < 0) {
+                        fprintf(stderr, "bench_table: table_update: %s\n", strerror(-r));
+                        free(v);
+                        return r;
+                }
+        }
+        if (u && n)
+                report("update", v, u, (long long) n);
+        free(v);
+        return 0;
+}
+
 static int bench_render(const char *phase, render_fn fn, const struct table *t, unsigned k, double *v)
 {
         static char *buf;
@@ -231,7 +284,7 @@ static int parse_cidrs(const char *arg, struct ipcidr (*dst)[4], size_t *n)
 static void usage(FILE *out)
 {
         fprintf(out, "usage: bench_table [-k K] [--label L] [--node-name N] [--node-ip IP[,IP]] "
-                     "[--cluster-cidr CIDRS] [--service-cluster-ip-range CIDRS] FILE\n");
+                     "[--cluster-cidr CIDRS] [--service-cluster-ip-range CIDRS] [--updates U] FILE\n");
 }
 
 int main(int argc, char **argv)
@@ -244,6 +297,7 @@ int main(int argc, char **argv)
                 { "cluster-cidr", required_argument, NULL, 'c' },
                 { "service-cluster-ip-range", required_argument, NULL, 's' },
                 { "dom-only", no_argument, NULL, 'd' },
+                { "updates", required_argument, NULL, 'u' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
@@ -256,7 +310,7 @@ int main(int argc, char **argv)
         struct model *m = NULL;
         struct table *t = NULL;
         const char *path;
-        unsigned k = 5;
+        unsigned k = 5, updates = 0;
         bool dom_only = false;
         double *v;
         int c, r;
@@ -282,6 +336,16 @@ int main(int argc, char **argv)
                 case 'c': cluster_cidr = optarg; break;
                 case 's': service_range = optarg; break;
                 case 'd': dom_only = true; break;
+                case 'u': {
+                        char *end;
+                        unsigned long x = strtoul(optarg, &end, 10);
+                        if (*end || x > 100000) {
+                                fprintf(stderr, "bench_table: --updates: 0..100000\n");
+                                return 2;
+                        }
+                        updates = (unsigned) x;
+                        break;
+                }
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
@@ -399,7 +463,7 @@ int main(int argc, char **argv)
                         return 1;
                 }
         }
-        report("compute", v, k, (long long) t->n_svcs);
+        report("compute", v, k, (long long) table_n_svcs(t));
 
 #if HAVE_RENDER_NFT
         if (bench_render("nft", render_nft, t, k, v) < 0)
@@ -420,9 +484,12 @@ int main(int argc, char **argv)
         bench_render("ipvsadm", NULL, t, k, v);
 #endif
 
+        if (bench_update(m, &node, &cfg, t, updates) < 0)
+                return 1;
+
         printf("BENCH label=%s phase=total services=%zu slices=%zu nodes=%zu skipped=%zu tbl_svcs=%zu "
                "warnings=%zu maxrss_kib=%ld\n",
-               label, st.services, st.slices, st.nodes, st.skipped, t->n_svcs, n_warnings, maxrss_kib());
+               label, st.services, st.slices, st.nodes, st.skipped, table_n_svcs(t), n_warnings, maxrss_kib());
         table_free(t);
         model_free(m);
         free(v);

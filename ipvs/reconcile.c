@@ -112,7 +112,7 @@ static int vsvec_add(struct vsvec *l, const struct ipvs_vs *v)
         return 0;
 }
 
-static int vs_push(struct vsvec *l, const struct table *t, const struct tbl_svc *s, const struct ipaddr *a,
+static int vs_push(struct vsvec *l, const struct table *t, size_t i, const struct tbl_svc *s, const struct ipaddr *a,
                    uint16_t port, bool local, bool node_port, uint32_t nth)
 {
         struct ipvs_vs *v;
@@ -142,6 +142,7 @@ static int vs_push(struct vsvec *l, const struct table *t, const struct tbl_svc 
         v->svc.netmask = s->family == AF_INET6 ? 128 : 0xffffffffu;
         v->addr = *a;
         v->src = s;
+        v->src_i = (uint32_t)i;
         v->local = local;
         v->node_port = node_port;
         v->nth = nth;
@@ -158,13 +159,12 @@ static bool in_nodeport_range(const struct table *t, int fi, const struct ipaddr
         return false;
 }
 
-/* The claims of entry i, in table order. NodePorts answer on the node's
- * addresses inside --nodeport-addresses: those the caller found on the
- * node, or (a dry run, which cannot look) the node IP. */
-static int collect_entry(const struct table *t, size_t i, const struct ipaddr *node_addrs, size_t n_node_addrs,
-                         struct vsvec *l)
+/* The claims of entry i (s), in table order. NodePorts answer on the
+ * node's addresses inside --nodeport-addresses: those the caller found on
+ * the node, or (a dry run, which cannot look) the node IP. */
+static int collect_entry(const struct table *t, size_t i, const struct tbl_svc *s, const struct ipaddr *node_addrs,
+                         size_t n_node_addrs, struct vsvec *l)
 {
-        const struct tbl_svc *s = &t->svcs[i];
         int fi = ipfam_index(s->family), r;
         uint32_t nth = 0;
 
@@ -180,14 +180,14 @@ static int collect_entry(const struct table *t, size_t i, const struct ipaddr *n
 
                 if ((cip ? s->internal : s->external) != TBL_DNAT)
                         continue;
-                if ((r = vs_push(l, t, s, &v->addr, s->port, cip ? s->itp_local : s->etp_local, false, nth++)) < 0)
+                if ((r = vs_push(l, t, i, s, &v->addr, s->port, cip ? s->itp_local : s->etp_local, false, nth++)) < 0)
                         return r;
         }
         if (!s->node_port || s->external != TBL_DNAT)
                 return 0;
         for (size_t k = 0; k < n_node_addrs; k++)
                 if (in_nodeport_range(t, fi, &node_addrs[k]) &&
-                    (r = vs_push(l, t, s, &node_addrs[k], s->node_port, s->etp_local, true, nth++)) < 0)
+                    (r = vs_push(l, t, i, s, &node_addrs[k], s->node_port, s->etp_local, true, nth++)) < 0)
                         return r;
         return 0;
 }
@@ -195,8 +195,8 @@ static int collect_entry(const struct table *t, size_t i, const struct ipaddr *n
 /* Table order of two claims of the same table. */
 static int claim_order(const struct ipvs_vs *a, const struct ipvs_vs *b)
 {
-        if (a->src != b->src)
-                return a->src < b->src ? -1 : 1;
+        if (a->src_i != b->src_i)
+                return a->src_i < b->src_i ? -1 : 1;
         return u_cmp(a->nth, b->nth);
 }
 
@@ -282,8 +282,8 @@ int ipvs_desired_new_on(const struct table *t, const struct ipaddr *node_addrs, 
                 return -EINVAL;
         if ((r = desired_alloc(t, node_addrs, n_node_addrs, &d)) < 0)
                 return r;
-        for (size_t i = 0; i < t->n_svcs && r == 0; i++)
-                r = collect_entry(t, i, node_addrs, n_node_addrs, &l);
+        for (struct table_iter it = table_iter_at(t, 0); it.s && r == 0; table_iter_next(&it))
+                r = collect_entry(t, it.i, it.s, node_addrs, n_node_addrs, &l);
         if (r < 0)
                 goto fail;
         r = -ENOMEM;
@@ -369,13 +369,14 @@ static struct ipvs_vs moved(const struct upd *u, const struct ipvs_vs *v)
 {
         struct ipvs_vs c = *v;
 
-        c.src = &u->t->svcs[u->emap[v->src - u->o->svcs]];
+        c.src_i = u->emap[v->src_i];
+        c.src = table_svc(u->t, c.src_i);
         return c;
 }
 
 static bool kept(const struct upd *u, const struct ipvs_vs *v)
 {
-        return u->emap[v->src - u->o->svcs] != GONE;
+        return u->emap[v->src_i] != GONE;
 }
 
 /* Which entries differ: the pointer walk of the nftables backend's partial
@@ -383,26 +384,33 @@ static bool kept(const struct upd *u, const struct ipvs_vs *v)
 static int upd_walk(struct upd *u, const struct ipaddr *na, size_t n_na)
 {
         const struct table *o = u->o, *t = u->t;
-        size_t i = 0, j = 0;
+        struct table_iter i = table_iter_at(o, 0), j = table_iter_at(t, 0);
         int r = 0;
 
-        u->emap = malloc((o->n_svcs + 1) * sizeof(*u->emap));
+        u->emap = malloc((table_n_svcs(o) + 1) * sizeof(*u->emap));
         if (!u->emap)
                 return -ENOMEM;
-        while ((i < o->n_svcs || j < t->n_svcs) && r == 0) {
+        /* Iterators: an index lookup per entry would cost a search of the
+         * table's chunks each. */
+        while ((i.s || j.s) && r == 0) {
                 int c;
 
-                if (i < o->n_svcs && j < t->n_svcs && o->svcs[i].shared && o->svcs[i].shared == t->svcs[j].shared) {
-                        u->emap[i++] = (uint32_t)j++;
+                if (i.s && j.s && tbl_svc_same(i.s, j.s)) {
+                        u->emap[i.i] = (uint32_t)j.i;
+                        table_iter_next(&i);
+                        table_iter_next(&j);
                         continue;
                 }
-                c = i == o->n_svcs ? 1 : j == t->n_svcs ? -1 : tbl_svc_cmp(&o->svcs[i], &t->svcs[j]);
+                c = !i.s ? 1 : !j.s ? -1 : tbl_svc_cmp(i.s, j.s);
                 if (c <= 0) {
-                        u->emap[i] = GONE;
-                        r = collect_entry(o, i++, na, n_na, &u->gone);
+                        u->emap[i.i] = GONE;
+                        r = collect_entry(o, i.i, i.s, na, n_na, &u->gone);
+                        table_iter_next(&i);
                 }
-                if (c >= 0 && r == 0)
-                        r = collect_entry(t, j++, na, n_na, &u->fresh);
+                if (c >= 0 && r == 0) {
+                        r = collect_entry(t, j.i, j.s, na, n_na, &u->fresh);
+                        table_iter_next(&j);
+                }
         }
         return r;
 }
@@ -1271,10 +1279,10 @@ out:
 }
 
 /* Tables are immutable and table_update shares unchanged entries: the same
- * entry (or the same shared counter) means the same endpoints. */
+ * entry (the same pointer) means the same endpoints. */
 static bool vs_unchanged(const struct ipvs_vs *a, const struct ipvs_vs *b)
 {
-        return (a->src == b->src || (a->src->shared && a->src->shared == b->src->shared)) && a->local == b->local &&
+        return tbl_svc_same(a->src, b->src) && a->local == b->local &&
                service_same(&a->svc, &b->svc);
 }
 

@@ -45,6 +45,7 @@ struct ipvs_vs {
         struct ipvs_service svc;
         struct ipaddr addr;          /* svc.addr as an ipaddr, for printing */
         const struct tbl_svc *src;   /* the table entry it comes from */
+        uint32_t src_i;              /* src's index in its table: table order */
         bool local;                  /* src->local_eps rather than src->cluster_eps */
         bool node_port;              /* the NodePort on the node IP */
         uint32_t nth;                /* rank among src's claims: table order within an entry */

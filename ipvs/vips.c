@@ -19,7 +19,7 @@ struct deltas {
 
 static int deltas_add(struct deltas *d, const struct table *t, size_t si, int sign)
 {
-        const struct tbl_svc *s = &t->svcs[si];
+        const struct tbl_svc *s = table_svc(t, si);
 
         if (!t->family_enabled[ipfam_index(s->family)])
                 return 0;
@@ -81,7 +81,7 @@ int ipvs_vips_new(const struct table *t, struct ipvs_vips **ret)
         struct ipvs_vips *v = NULL;
         int r = 0;
 
-        for (size_t i = 0; i < t->n_svcs && r == 0; i++)
+        for (size_t i = 0; i < table_n_svcs(t) && r == 0; i++)
                 r = deltas_add(&d, t, i, 1);
         if (r == 0)
                 r = vips_alloc(d.n, &v);

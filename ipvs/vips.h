@@ -37,7 +37,7 @@ struct ipvs_vip_changes {
 
 int ipvs_vips_new(const struct table *t, struct ipvs_vips **ret);
 /* The set of t from old, the set of o: only the entries table_diff names
- * (o_idx into o->svcs, t_idx into t->svcs) are looked at; o and t have the
+ * (o_idx of o's entries, t_idx of t's) are looked at; o and t have the
  * same proxied families. *ret and *ret_changes untouched on failure;
  * release the changes with ipvs_vip_changes_clear. */
 int ipvs_vips_update(const struct ipvs_vips *old, const struct table *o, const uint32_t *o_idx, size_t n_o,

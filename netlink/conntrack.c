@@ -83,8 +83,8 @@ bool ct_flow_is_stale(const struct table *t, const struct ct_flow *f)
 {
         if (f->proto != IPPROTO_UDP)
                 return false;
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                const struct tbl_svc *s = &t->svcs[i];
+        for (TABLE_EACH(it, t)) {
+                const struct tbl_svc *s = it.s;
 
                 if (!flow_to(t, s, f))
                         continue;
@@ -128,13 +128,13 @@ static void index_put(struct ct_index *x, size_t h, uint32_t si)
 int ct_index_new(const struct table *t, const uint32_t *idx, size_t n_idx, struct ct_index **ret)
 {
         struct ct_index *x = calloc(1, sizeof(*x));
-        size_t n = idx ? n_idx : t->n_svcs, keys = 0;
+        size_t n = idx ? n_idx : table_n_svcs(t), keys = 0;
 
         if (!x)
                 return -ENOMEM;
         x->t = t;
         for (size_t k = 0; k < n; k++) {
-                const struct tbl_svc *s = &t->svcs[idx ? idx[k] : k];
+                const struct tbl_svc *s = table_svc(t, idx ? idx[k] : k);
 
                 if (s->proto == IPPROTO_UDP)
                         keys += s->n_vips + (s->node_port != 0);
@@ -148,7 +148,7 @@ int ct_index_new(const struct table *t, const uint32_t *idx, size_t n_idx, struc
         }
         for (size_t k = 0; k < n; k++) {
                 uint32_t si = idx ? idx[k] : (uint32_t)k;
-                const struct tbl_svc *s = &t->svcs[si];
+                const struct tbl_svc *s = table_svc(t, si);
 
                 if (s->proto != IPPROTO_UDP)
                         continue;
@@ -178,7 +178,7 @@ static uint32_t index_find(const struct ct_index *x, const struct ct_flow *f, si
         for (size_t i = h & (x->cap - 1); x->slots[i]; i = (i + 1) & (x->cap - 1)) {
                 uint32_t si = x->slots[i] - 1;
 
-                if (si < best && flow_to(x->t, &x->t->svcs[si], f))
+                if (si < best && flow_to(x->t, table_svc(x->t, si), f))
                         best = si;
         }
         return best;
@@ -192,7 +192,7 @@ bool ct_index_flow_is_stale(const struct ct_index *x, const struct ct_flow *f)
                 return false;
         si = index_find(x, f, dst_hash(f->orig_dst.family, &f->orig_dst, f->orig_dport), UINT32_MAX);
         si = index_find(x, f, dst_hash(f->orig_dst.family, NULL, f->orig_dport), si);
-        return si != UINT32_MAX && !svc_has_serving_ep(&x->t->svcs[si], &f->reply_src, f->reply_sport);
+        return si != UINT32_MAX && !svc_has_serving_ep(table_svc(x->t, si), &f->reply_src, f->reply_sport);
 }
 
 struct tuple {

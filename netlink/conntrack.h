@@ -33,7 +33,7 @@ void ct_sock_free(struct ct_sock *s);
 bool ct_flow_is_stale(const struct table *t, const struct ct_flow *f);
 
 /* The same question for many flows: the UDP entries of t named by idx
- * (indexes into t->svcs; NULL: every entry) hashed by destination, so that
+ * (indexes of t's entries; NULL: every entry) hashed by destination, so that
  * each flow costs a lookup. Flows to other entries are not stale. x points
  * into t, which must outlive it. */
 struct ct_index;

@@ -521,7 +521,7 @@ static int svc_dnat_addrs(const struct nftplan *p, int fi, uint32_t si,
                           int (*fn)(const struct ipaddr *a, uint32_t elem, void *data), void *data)
 {
         const struct nftp_family *f = nftplan_family(p, fi);
-        const struct tbl_svc *s = &nftplan_table(p)->svcs[si];
+        const struct tbl_svc *s = table_svc(nftplan_table(p), si);
         uint8_t dnat = f->svc[si].dnat;
         int af = f->af, r;
 
@@ -573,7 +573,7 @@ static int hp_rebuild(struct nft_backend *b, const struct nftplan *p, const stru
                 memset(&b->hairpin[idx], 0, sizeof(b->hairpin[idx]));
                 if (!nftplan_family(p, idx)->enabled)
                         continue;
-                for (uint32_t si = 0; si < t->n_svcs && r == 0; si++)
+                for (uint32_t si = 0; si < table_n_svcs(t) && r == 0; si++)
                         r = svc_dnat_addrs(p, idx, si, hp_inc_cb, &b->hairpin[idx]);
         }
         return r;
@@ -838,41 +838,18 @@ static int check_drift(struct nft_backend *b)
 static struct table *mini_table(const struct table *t, const uint32_t *idx, size_t n, struct ipaddr *const cips[2],
                                 const size_t n_cips[2])
 {
-        struct table *m = calloc(1, sizeof(*m));
+        struct table *m = table_subset(t, idx, n);
 
         if (!m)
                 return NULL;
-        *m = *t;
-        m->refcount = 1;
-        m->svcs = calloc(n + 1, sizeof(*m->svcs));
-        m->n_svcs = 0;
-        m->dns = NULL;
-        m->n_dns = 0;
-        m->cip_owners = NULL;
-        m->n_cip_owners = 0;
-        m->label_skipped = NULL;
-        m->n_label_skipped = 0;
-        m->clashed = NULL;
-        m->n_clashed = 0;
-        m->cluster_domain = m->node_name = m->zone = NULL;
-        m->scheduler = strdup(t->scheduler ? t->scheduler : "rr");
         for (int fi = 0; fi < 2; fi++) {
                 m->cluster_ips[fi] = calloc(n_cips[fi] + 1, sizeof(struct ipaddr));
-                m->n_cluster_ips[fi] = 0;
-        }
-        if (!m->svcs || !m->scheduler || !m->cluster_ips[0] || !m->cluster_ips[1]) {
-                table_free(m);
-                return NULL;
-        }
-        for (int fi = 0; fi < 2; fi++) {
+                if (!m->cluster_ips[fi]) {
+                        table_free(m);
+                        return NULL;
+                }
                 memcpy(m->cluster_ips[fi], cips[fi], n_cips[fi] * sizeof(struct ipaddr));
                 m->n_cluster_ips[fi] = n_cips[fi];
-        }
-        for (size_t i = 0; i < n; i++) {
-                m->svcs[i] = t->svcs[idx[i]];
-                if (m->svcs[i].shared)
-                        (*m->svcs[i].shared)++;
-                m->n_svcs++;
         }
         return m;
 }
@@ -883,7 +860,7 @@ static uint64_t shards_of(const struct table *t, const uint32_t *idx, size_t n, 
         uint64_t m = 0;
 
         for (size_t i = 0; i < n && shards; i++)
-                m |= UINT64_C(1) << nftplan_shard_of(t->svcs[idx[i]].id, shards);
+                m |= UINT64_C(1) << nftplan_shard_of(table_svc(t, idx[i])->id, shards);
         return m;
 }
 
@@ -966,7 +943,7 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
         }
         for (int fi = 0; fi < 2 && r == 0; fi++)
                 if (nftplan_family(pn, fi)->enabled)
-                        r = hp_changes(b, fi, po, mo->n_svcs, pn, mn->n_svcs, &hd[fi], &hp_del[fi], &hp_add[fi]);
+                        r = hp_changes(b, fi, po, table_n_svcs(mo), pn, table_n_svcs(mn), &hd[fi], &hp_del[fi], &hp_add[fi]);
         if (r < 0)
                 goto out;
         n_tables = nftplan_n_tables(pn);

@@ -486,7 +486,7 @@ static const struct tbl_svc *entries_at(const struct svc_entries *e, size_t k)
 {
         size_t n0 = e->hi[0] - e->lo[0];
 
-        return &e->t->svcs[k < n0 ? e->lo[0] + k : e->lo[1] + k - n0];
+        return table_svc(e->t, k < n0 ? e->lo[0] + k : e->lo[1] + k - n0);
 }
 
 static bool entries_have_eps(const struct svc_entries *e)
@@ -522,7 +522,7 @@ static int changed_services(const struct table *o, const struct table *n, struct
         if (o && o != n && (r = table_diff(o, n, &oi, &noi, &ni, &nni)) < 0)
                 return r;
         if (!o)
-                nni = n->n_svcs;
+                nni = table_n_svcs(n);
         v = malloc((noi + nni + 1) * sizeof(*v));
         if (!v) {
                 free(oi);
@@ -530,9 +530,9 @@ static int changed_services(const struct table *o, const struct table *n, struct
                 return -ENOMEM;
         }
         for (size_t i = 0; i < noi; i++)
-                v[k++] = (struct svc_name){ o->svcs[oi[i]].ns, o->svcs[oi[i]].name };
+                v[k++] = (struct svc_name){ table_svc(o, oi[i])->ns, table_svc(o, oi[i])->name };
         for (size_t i = 0; i < nni; i++) {
-                const struct tbl_svc *s = &n->svcs[o ? ni[i] : i];
+                const struct tbl_svc *s = table_svc(n, o ? ni[i] : i);
 
                 v[k++] = (struct svc_name){ s->ns, s->name };
         }
@@ -586,7 +586,7 @@ static void count_changes(const struct table *o, const struct table *n, const st
                         for (size_t k = 0; k < nn; k++) {
                                 const struct tbl_svc *a = entries_at(&eo, k), *b = entries_at(&en, k);
 
-                                if (a->shared && a->shared == b->shared)
+                                if (tbl_svc_same(a, b))
                                         continue;
                                 spec = spec && spec_equal(a, b);
                                 eps = eps && tbl_svc_eps_equal(a, b);
@@ -752,7 +752,7 @@ static void sync_now(struct daemon *d, uint64_t now)
                 log_msg(c->added || c->changed || c->removed || c->endpoints ? LOG_LVL_INFO : LOG_LVL_DEBUG,
                         "%s%s sync of %zu service ports in %.3f s: services %zu added, %zu changed, %zu removed; "
                         "endpoints changed for %zu",
-                        d->b ? "" : "dry-run ", full ? "full" : "partial", d->table->n_svcs, secs, c->added,
+                        d->b ? "" : "dry-run ", full ? "full" : "partial", table_n_svcs(d->table), secs, c->added,
                         c->changed, c->removed, c->endpoints);
         memset(c, 0, sizeof(*c));
         after_sync(d, full);

@@ -192,7 +192,7 @@ static int run_once(const struct options *o)
                 log_error("programming %s: %s", ops->name, err);
                 goto out;
         }
-        log_info("programmed %zu service ports with %s", t->n_svcs, ops->name);
+        log_info("programmed %zu service ports with %s", table_n_svcs(t), ops->name);
         if (o->headless_hosts_file && (r = daemon_hosts_write(o->headless_hosts_file, t)) < 0) {
                 log_error("writing %s: %s", o->headless_hosts_file, strerror(-r));
                 goto out;

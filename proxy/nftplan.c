@@ -91,7 +91,7 @@ struct build {
         struct entries fw;   /* firewall-ips */
         struct entries masq; /* external-masq, nodeport-masq */
         struct entries lb;   /* companion: load-balancer-local */
-        uint8_t *flags;      /* per t->svcs index */
+        uint8_t *flags;      /* per table entry index */
         struct ipaddr *hairpin;
         size_t n_hairpin;
         const char **names;  /* per svc: svc-, local-, ext- chain names */
@@ -335,19 +335,20 @@ static int build_hairpin(struct build *b)
         const struct table *t = b->t;
         size_t n = 0, k = 0;
 
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                if (b->flags[i] & F_SVC)
-                        n += t->svcs[i].n_cluster_eps;
-                if (b->flags[i] & F_LOCAL)
-                        n += t->svcs[i].n_local_eps;
+        for (TABLE_EACH(it, t)) {
+                if (b->flags[it.i] & F_SVC)
+                        n += it.s->n_cluster_eps;
+                if (b->flags[it.i] & F_LOCAL)
+                        n += it.s->n_local_eps;
         }
         if (!n)
                 return 0;
         b->hairpin = malloc(n * sizeof(*b->hairpin));
         if (!b->hairpin)
                 return -ENOMEM;
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                const struct tbl_svc *s = &t->svcs[i];
+        for (TABLE_EACH(it, t)) {
+                const struct tbl_svc *s = it.s;
+                size_t i = it.i;
 
                 if (b->flags[i] & F_SVC)
                         for (size_t j = 0; j < s->n_cluster_eps; j++)
@@ -367,19 +368,20 @@ static int build_entries(struct build *b)
         const struct table *t = b->t;
         int r;
 
-        b->flags = calloc(t->n_svcs ? t->n_svcs : 1, 1);
+        b->flags = calloc(table_n_svcs(t) ? table_n_svcs(t) : 1, 1);
         if (!b->flags)
                 return -ENOMEM;
-        for (size_t i = 0; i < t->n_svcs; i++)
-                if (t->svcs[i].family == b->af)
-                        b->disp.cap += (t->svcs[i].n_vips + 1) * (tbl_svc_ext_short_circuit(&t->svcs[i]) ? 2 : 1);
+        for (TABLE_EACH(it, t))
+                if (it.s->family == b->af)
+                        b->disp.cap += (it.s->n_vips + 1) * (tbl_svc_ext_short_circuit(it.s) ? 2 : 1);
         b->disp.v = malloc((b->disp.cap ? b->disp.cap : 1) * sizeof(*b->disp.v));
         if (!b->disp.v)
                 return -ENOMEM;
         if (!b->disp.cap)
                 b->disp.cap = 1;
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                const struct tbl_svc *s = &t->svcs[i];
+        for (TABLE_EACH(it, t)) {
+                const struct tbl_svc *s = it.s;
+                size_t i = it.i;
                 bool ext_masq = s->external == TBL_DNAT && !s->etp_local;
                 /* kube-proxy: the external addresses of a service with
                  * endpoints anywhere go to its ext- chain, whose
@@ -450,17 +452,17 @@ static int build_entries(struct build *b)
         }
         /* Without a local endpoint the ext- chain has no local- chain to go
          * to (kube-proxy: usesLocalPolicyChain needs local endpoints). */
-        for (size_t i = 0; i < t->n_svcs; i++)
-                if (b->flags[i] & F_EXT)
-                        b->flags[i] |= F_SVC | (t->svcs[i].etp_local && t->svcs[i].n_local_eps ? F_LOCAL : 0);
+        for (TABLE_EACH(it, t))
+                if (b->flags[it.i] & F_EXT)
+                        b->flags[it.i] |= F_SVC | (it.s->etp_local && it.s->n_local_eps ? F_LOCAL : 0);
         /* A plain DNAT to one of n endpoints is data: the service's tuples
          * and endpoints become elements of a map shared by the services
          * with n endpoints, and a change of endpoints is an element
          * replace, which the kernel commits without validating the
          * table's chains. Session affinity (per-endpoint sets and two rules
          * each) and the local-policy chains keep their own chains. */
-        for (size_t i = 0; i < t->n_svcs && !b->p->companion; i++) {
-                const struct tbl_svc *s = &t->svcs[i];
+        for (size_t i = 0; i < table_n_svcs(t) && !b->p->companion; i++) {
+                const struct tbl_svc *s = table_svc(t, i);
 
                 if (b->flags[i] != F_SVC || s->affinity_timeout || !s->n_cluster_eps)
                         continue;
@@ -562,7 +564,7 @@ static void own_set(struct build *b)
 
         if (!b->p->shards) {
                 b->own = b->own_disp = NULL;
-                b->n_own = b->t->n_svcs;
+                b->n_own = table_n_svcs(b->t);
                 b->n_own_disp = b->disp.n;
         } else if (k == NFTP_NONE) {
                 b->own = b->own_disp = NULL;
@@ -582,7 +584,7 @@ static const char *svc_chain_name(struct build *b, uint32_t si, uint8_t target)
         const char **n = &b->names[si * 3 + target];
 
         if (!*n)
-                *n = arena_cat(b->p, prefix[target], b->t->svcs[si].id, NULL);
+                *n = arena_cat(b->p, prefix[target], table_svc(b->t, si)->id, NULL);
         return *n;
 }
 
@@ -709,7 +711,7 @@ static int elem_target(struct build *b, struct nftp_elem *x, const struct entry 
         case TG_SVC:
                 if (b->flags[e->svc] & F_EPMAP) {
                         x->verdict = NFTP_V_GOTO;
-                        x->chain = ep_name(b, (uint32_t) b->t->svcs[e->svc].n_cluster_eps, !e->addr.family);
+                        x->chain = ep_name(b, (uint32_t) table_svc(b->t, e->svc)->n_cluster_eps, !e->addr.family);
                         return x->chain ? 0 : -ENOMEM;
                 }
                 /* fall through */
@@ -789,7 +791,7 @@ static int ep_entry_cmp(const void *x, const void *y, void *arg)
         const struct ep_ord *o = arg;
         uint32_t i = *(const uint32_t *) x, j = *(const uint32_t *) y;
         const struct entry *a = &o->v[i], *c = &o->v[j];
-        size_t na = o->t->svcs[a->svc].n_cluster_eps, nc = o->t->svcs[c->svc].n_cluster_eps;
+        size_t na = table_svc(o->t, a->svc)->n_cluster_eps, nc = table_svc(o->t, c->svc)->n_cluster_eps;
 
         if (!a->addr.family != !c->addr.family)
                 return a->addr.family ? -1 : 1;
@@ -824,13 +826,13 @@ static int endpoint_maps(struct build *b)
                 if (e->dup || e->target != TG_SVC || !(b->flags[e->svc] & F_EPMAP))
                         continue;
                 idx[n++] = i;
-                b->ep_used[t->svcs[e->svc].n_cluster_eps] |= e->addr.family ? 1 : 2;
+                b->ep_used[table_svc(t, e->svc)->n_cluster_eps] |= e->addr.family ? 1 : 2;
         }
         qsort_r(idx, n, sizeof(*idx), ep_entry_cmp, &ord);
         for (size_t i = 0; i < n && r == 0;) {
                 const struct entry *e0 = &b->disp.v[idx[i]];
                 bool np = !e0->addr.family;
-                uint32_t eps = (uint32_t) t->svcs[e0->svc].n_cluster_eps;
+                uint32_t eps = (uint32_t) table_svc(t, e0->svc)->n_cluster_eps;
                 const char *name = u32_text(b->p, np ? "npmap-" : "epmap-", eps);
 
                 r = np ? set_begin(b, name, true, 0, NFTP_NONE, 3, NFTP_T_PROTO, NFTP_T_SERVICE, NFTP_T_NUMGEN)
@@ -841,7 +843,7 @@ static int endpoint_maps(struct build *b)
                 b->fp->sets[b->fp->n_sets - 1].numgen = eps;
                 for (; i < n; i++) {
                         const struct entry *e = &b->disp.v[idx[i]];
-                        const struct tbl_svc *s = &t->svcs[e->svc];
+                        const struct tbl_svc *s = table_svc(t, e->svc);
 
                         if (!e->addr.family != np || s->n_cluster_eps != eps)
                                 break;
@@ -898,7 +900,7 @@ static int firewall_sets(struct build *b)
                 return r;
         for (size_t i = 0; i < b->fw.n; i++) {
                 const struct entry *e = &b->fw.v[i];
-                const struct tbl_svc *s = &t->svcs[e->svc];
+                const struct tbl_svc *s = table_svc(t, e->svc);
                 struct nftp_elem *x;
 
                 if (e->dup)
@@ -1006,7 +1008,7 @@ static int affinity_sets(struct build *b)
 
         for (size_t k = 0; k < b->n_own; k++) {
                 uint32_t i = own_svc(b, k);
-                const struct tbl_svc *s = &t->svcs[i];
+                const struct tbl_svc *s = table_svc(t, i);
 
                 fp->svc[i].first_set = (uint32_t) fp->n_sets;
                 if (!s->affinity_timeout || !(b->flags[i] & (F_SVC | F_LOCAL)) || !s->n_eps)
@@ -1261,7 +1263,7 @@ static int ext_masq_rules(struct build *b)
 
 static int ext_chain(struct build *b, uint32_t si)
 {
-        const struct tbl_svc *s = &b->t->svcs[si];
+        const struct tbl_svc *s = table_svc(b->t, si);
         const char *svc = svc_chain_name(b, si, TG_SVC);
         int r = chain_begin(b, svc_chain_name(b, si, TG_EXT), si);
 
@@ -1317,7 +1319,7 @@ static struct nftp_rule *dnat_rule(struct build *b, const struct tbl_svc *s, con
  * endpoint ends up with 1/n: iptables' statistic cascade without a set. */
 static int endpoint_chain(struct build *b, uint32_t si, uint8_t target, const uint32_t *idx, size_t n)
 {
-        const struct tbl_svc *s = &b->t->svcs[si];
+        const struct tbl_svc *s = table_svc(b->t, si);
         struct nftp_rule *r;
         int e = chain_begin(b, svc_chain_name(b, si, target), si);
 
@@ -1384,7 +1386,7 @@ static int svc_chains(struct build *b)
                 return r;
         for (size_t k = 0; k < b->n_own; k++) {
                 uint32_t si = own_svc(b, k), i = si;
-                const struct tbl_svc *s = &t->svcs[i];
+                const struct tbl_svc *s = table_svc(t, i);
 
                 fp->svc[i].first_chain = (uint32_t) fp->n_chains;
                 if ((b->flags[i] & F_EXT) && (r = ext_chain(b, si)) < 0)
@@ -1471,8 +1473,8 @@ static int build_shard(struct build *b)
  * IPVS never sees those packets. Only such services keep chain flags. */
 static void companion_flags(struct build *b)
 {
-        for (size_t i = 0; i < b->t->n_svcs; i++)
-                b->flags[i] = (b->flags[i] & F_EXT) && b->t->svcs[i].etp_local ? F_EXT | F_SVC : 0;
+        for (TABLE_EACH(it, b->t))
+                b->flags[it.i] = (b->flags[it.i] & F_EXT) && it.s->etp_local ? F_EXT | F_SVC : 0;
 }
 
 uint32_t nftplan_lb_local_mark(const struct table *t)
@@ -1591,19 +1593,19 @@ static int presize(struct build *b)
         for (size_t k = 0; k < (main_tbl ? b->disp.n : b->n_own_disp); k++) {
                 const struct entry *e = main_tbl ? &b->disp.v[k] : own_entry(b, k);
 
-                elems += 1 + ((b->flags[e->svc] & F_EPMAP) ? b->t->svcs[e->svc].n_cluster_eps : 0);
+                elems += 1 + ((b->flags[e->svc] & F_EPMAP) ? table_svc(b->t, e->svc)->n_cluster_eps : 0);
         }
         if (main_tbl) {
                 elems += b->n_hairpin + b->masq.n + b->lb.n + t->n_cluster_ips[b->idx] + t->n_service_cidr[b->idx];
                 for (size_t i = 0; i < b->fw.n; i++) {
-                        const struct tbl_svc *s = &t->svcs[b->fw.v[i].svc];
+                        const struct tbl_svc *s = table_svc(t, b->fw.v[i].svc);
 
                         elems += 1 + s->n_source_ranges + s->n_vips;
                 }
         }
         for (size_t k = 0; k < b->n_own; k++) {
                 uint32_t i = own_svc(b, k);
-                const struct tbl_svc *s = &t->svcs[i];
+                const struct tbl_svc *s = table_svc(t, i);
                 size_t eps = s->n_cluster_eps + s->n_local_eps;
 
                 if (!b->flags[i])
@@ -1661,7 +1663,7 @@ static int build_family(struct nftplan *p, int idx)
         b.idx = idx;
         b.af = ipfam_from_index(idx);
         b.addr_type = idx ? NFTP_T_IPV6 : NFTP_T_IPV4;
-        p->svc[idx] = calloc(p->t->n_svcs ? p->t->n_svcs : 1, sizeof(*p->svc[idx]));
+        p->svc[idx] = calloc(table_n_svcs(p->t) ? table_n_svcs(p->t) : 1, sizeof(*p->svc[idx]));
         if (!p->svc[idx])
                 return -ENOMEM;
         for (uint32_t k = 0; k <= p->shards; k++) {
@@ -1685,12 +1687,12 @@ static int build_family(struct nftplan *p, int idx)
                 }
         }
         if (p->t->family_enabled[idx]) {
-                b.names = calloc(p->t->n_svcs ? p->t->n_svcs * 3 : 1, sizeof(*b.names));
+                b.names = calloc(table_n_svcs(p->t) ? table_n_svcs(p->t) * 3 : 1, sizeof(*b.names));
                 if (!b.names)
                         r = -ENOMEM;
                 else
                         r = build_entries(&b);
-                for (size_t i = 0; r == 0 && i < p->t->n_svcs; i++)
+                for (size_t i = 0; r == 0 && i < table_n_svcs(p->t); i++)
                         p->svc[idx][i].dnat = (uint8_t) (((b.flags[i] & F_SVC) ? NFTP_DNAT_CLUSTER : 0) |
                                                          ((b.flags[i] & F_LOCAL) ? NFTP_DNAT_LOCAL : 0));
                 if (r == 0 && p->companion)
@@ -1750,8 +1752,8 @@ uint32_t nftplan_auto_shards(const struct table *t)
         size_t w = 0;
         uint32_t k = 2;
 
-        for (size_t i = 0; i < t->n_svcs; i++)
-                w += 1 + t->svcs[i].n_eps;
+        for (TABLE_EACH(it, t))
+                w += 1 + it.s->n_eps;
         if (w <= NFTP_SHARD_WEIGHT * 4)
                 return 0;
         while ((size_t) k * NFTP_SHARD_WEIGHT < w && k < NFTP_MAX_SHARDS)
@@ -1786,14 +1788,14 @@ static int plan_new(const struct table *t, bool companion, uint32_t shards, uint
                 return -ENOMEM;
         }
         if (shards) {
-                p->svc_shard = malloc((t->n_svcs ? t->n_svcs : 1) * sizeof(*p->svc_shard));
+                p->svc_shard = malloc((table_n_svcs(t) ? table_n_svcs(t) : 1) * sizeof(*p->svc_shard));
                 if (!p->svc_shard) {
                         nftplan_free(p);
                         return -ENOMEM;
                 }
-                for (size_t i = 0; i < t->n_svcs; i++)
-                        p->svc_shard[i] = nftplan_shard_of(t->svcs[i].id, shards);
-                if ((r = shard_sort(p, NULL, t->n_svcs, &p->shard_first, &p->shard_svcs)) < 0) {
+                for (TABLE_EACH(it, t))
+                        p->svc_shard[it.i] = nftplan_shard_of(it.s->id, shards);
+                if ((r = shard_sort(p, NULL, table_n_svcs(t), &p->shard_first, &p->shard_svcs)) < 0) {
                         nftplan_free(p);
                         return r;
                 }

@@ -213,7 +213,7 @@ struct nftp_family {
         uint32_t n_chains;
         const struct nftp_rule *rules;
         uint32_t n_rules;
-        /* Per table svc index (table->n_svcs entries), meaningful only in the
+        /* Per table svc index (table_n_svcs entries), meaningful only in the
          * table that holds the service (nftplan_svc_table). */
         const struct nftp_svc_objs *svc;
 };

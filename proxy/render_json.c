@@ -267,8 +267,19 @@ static json_t *dns_elem(struct jb *b, const void *e)
         return jdns(b, e);
 }
 
-static int put_array(struct sink *k, struct jb *b, const char *key, const void *v, size_t n, size_t size,
-                     elem_fn fn, bool last)
+static const void *svc_at(const struct table *t, size_t i)
+{
+        return table_svc(t, i);
+}
+
+static const void *dns_at(const struct table *t, size_t i)
+{
+        return &t->dns[i];
+}
+
+/* The n elements at(t, i) of t as a JSON array. */
+static int put_array(struct sink *k, struct jb *b, const char *key, const struct table *t, size_t n,
+                     const void *(*at)(const struct table *t, size_t i), elem_fn fn, bool last)
 {
         int r = 0;
 
@@ -277,7 +288,7 @@ static int put_array(struct sink *k, struct jb *b, const char *key, const void *
         sink_str(k, "\": [");
         for (size_t i = 0; i < n && r == 0; i++) {
                 sink_str(k, i ? ",\n    " : "\n    ");
-                r = put_value(k, b, fn(b, (const char *) v + i * size), 4);
+                r = put_value(k, b, fn(b, at(t, i)), 4);
         }
         sink_str(k, n ? "\n  ]" : "]");
         sink_str(k, last ? "\n" : ",\n");
@@ -309,10 +320,10 @@ int render_json(const struct table *t, FILE *out)
         }
         if (r == 0) {
                 sink_str(k, ",\n");
-                r = put_array(k, &b, "services", t->svcs, t->n_svcs, sizeof(*t->svcs), svc_elem, false);
+                r = put_array(k, &b, "services", t, table_n_svcs(t), svc_at, svc_elem, false);
         }
         if (r == 0)
-                r = put_array(k, &b, "dns", t->dns, t->n_dns, sizeof(*t->dns), dns_elem, true);
+                r = put_array(k, &b, "dns", t, t->n_dns, dns_at, dns_elem, true);
         if (r == 0)
                 sink_str(k, "}\n");
         sink_flush(k);

@@ -132,15 +132,15 @@ int render_summary(const struct table *t, FILE *out)
 {
         int namew = 0, e;
 
-        for (size_t i = 0; i < t->n_svcs; i++) {
+        for (TABLE_EACH(it, t)) {
                 int r;
 
-                if (i)
+                if (it.i)
                         fputc('\n', out);
-                if ((r = service(out, &t->svcs[i])) < 0)
+                if ((r = service(out, it.s)) < 0)
                         return r;
         }
-        if (!t->n_svcs)
+        if (!table_n_svcs(t))
                 fputs("No services.\n", out);
 
         for (size_t i = 0; i < t->n_dns; i++) {

@@ -91,11 +91,9 @@ const char *tbl_vip_kind_name(enum tbl_vip_kind k)
         return "?";
 }
 
-static void svc_clear(struct tbl_svc *s)
+/* The arrays and strings of a loose entry (being built, or built by hand). */
+static void svc_free_parts(struct tbl_svc *s)
 {
-        if (s->shared && --*s->shared > 0)
-                return;
-        free(s->shared);
         free(s->ns);
         free(s->name);
         free(s->port_name);
@@ -105,6 +103,161 @@ static void svc_clear(struct tbl_svc *s)
         free(s->eps);
         free(s->cluster_eps);
         free(s->local_eps);
+}
+
+static void svc_unref(struct tbl_svc *s)
+{
+        if (!s || --s->refs > 0)
+                return;
+        if (s->loose)
+                svc_free_parts(s);
+        free(s);
+}
+
+/* Space for n bytes at *off in a block, aligned to a. */
+static size_t blk_take(size_t *off, size_t n, size_t a)
+{
+        size_t at = (*off + a - 1) / a * a;
+
+        *off = at + n;
+        return at;
+}
+
+static char *blk_str(char *base, size_t at, const char *str)
+{
+        if (!str)
+                return NULL;
+        return strcpy(base + at, str);
+}
+
+static void *blk_mem(char *base, size_t at, const void *p, size_t n)
+{
+        if (!n)
+                return NULL;
+        return memcpy(base + at, p, n);
+}
+
+/* s as one allocation (struct, arrays, strings) with one reference: what a
+ * table holds. One malloc and one free per entry, and an entry's fields and
+ * endpoints on neighbouring cache lines. NULL if out of memory. */
+static struct tbl_svc *svc_block(const struct tbl_svc *s)
+{
+        size_t off = sizeof(*s), lens[4] = { 0 }, at[9];
+        const char *strs[4] = { s->ns, s->name, s->port_name, s->id };
+        struct tbl_svc *c;
+        char *base;
+
+        at[0] = blk_take(&off, s->n_vips * sizeof(*s->vips), _Alignof(struct tbl_vip));
+        at[1] = blk_take(&off, s->n_source_ranges * sizeof(*s->source_ranges), _Alignof(struct ipcidr));
+        at[2] = blk_take(&off, s->n_eps * sizeof(*s->eps), _Alignof(struct tbl_endpoint));
+        at[3] = blk_take(&off, s->n_cluster_eps * sizeof(uint32_t), _Alignof(uint32_t));
+        at[4] = blk_take(&off, s->n_local_eps * sizeof(uint32_t), _Alignof(uint32_t));
+        for (int k = 0; k < 4; k++) {
+                lens[k] = strs[k] ? strlen(strs[k]) + 1 : 0;
+                at[5 + k] = blk_take(&off, lens[k], 1);
+        }
+        base = malloc(off);
+        if (!base)
+                return NULL;
+        c = (struct tbl_svc *)base;
+        memcpy(c, s, sizeof(*c)); /* padding included: see svc_equal */
+        c->refs = 1;
+        c->loose = false;
+        c->vips = blk_mem(base, at[0], s->vips, s->n_vips * sizeof(*s->vips));
+        c->source_ranges = blk_mem(base, at[1], s->source_ranges, s->n_source_ranges * sizeof(*s->source_ranges));
+        c->eps = blk_mem(base, at[2], s->eps, s->n_eps * sizeof(*s->eps));
+        c->cluster_eps = blk_mem(base, at[3], s->cluster_eps, s->n_cluster_eps * sizeof(uint32_t));
+        c->local_eps = blk_mem(base, at[4], s->local_eps, s->n_local_eps * sizeof(uint32_t));
+        c->ns = blk_str(base, at[5], s->ns);
+        c->name = blk_str(base, at[6], s->name);
+        c->port_name = blk_str(base, at[7], s->port_name);
+        c->id = blk_str(base, at[8], s->id);
+        return c;
+}
+
+static void chunk_unref(struct tbl_chunk *c)
+{
+        if (!c || --c->refs > 0)
+                return;
+        for (uint32_t k = 0; k < c->n; k++) {
+                /* Each count is in its entry: a cache miss per entry unless
+                 * fetched ahead. */
+                if (k + 16 < c->n)
+                        __builtin_prefetch(c->e[k + 16], 1);
+                svc_unref(c->e[k]);
+        }
+        free(c);
+}
+
+/* A chunk of the n entries at e (n <= TBL_CHUNK), whose references it
+ * takes over. NULL if out of memory. */
+static struct tbl_chunk *chunk_new(struct tbl_svc *const *e, size_t n)
+{
+        struct tbl_chunk *c = malloc(sizeof(*c));
+
+        if (!c)
+                return NULL;
+        c->refs = 1;
+        c->n = (uint32_t)n;
+        if (n)
+                memcpy(c->e, e, n * sizeof(*e));
+        return c;
+}
+
+/* chunk_end from the chunks. */
+static int chunks_index(struct table *t)
+{
+        size_t *v = realloc(t->chunk_end, (t->n_chunks + 1) * sizeof(*v)), n = 0;
+
+        if (!v)
+                return -ENOMEM;
+        t->chunk_end = v;
+        for (size_t c = 0; c < t->n_chunks; c++)
+                v[c] = n += t->chunks[c]->n;
+        t->n_svcs = n;
+        return 0;
+}
+
+/* The n entries of flat (sorted) as t's entries, in full chunks; t takes
+ * over their references (also on failure). */
+static int chunks_from(struct table *t, struct tbl_svc **flat, size_t n)
+{
+        size_t nc = (n + TBL_CHUNK - 1) / TBL_CHUNK, done = 0;
+
+        t->chunks = calloc(nc + 1, sizeof(*t->chunks));
+        for (size_t c = 0; t->chunks && c < nc; c++) {
+                size_t k = n - done < TBL_CHUNK ? n - done : TBL_CHUNK;
+
+                if (!(t->chunks[c] = chunk_new(flat + done, k)))
+                        break;
+                t->n_chunks++;
+                done += k;
+        }
+        for (size_t i = done; i < n; i++)
+                svc_unref(flat[i]);
+        if (done < n)
+                return -ENOMEM;
+        return chunks_index(t);
+}
+
+/* Where entry i of t is, its chunk made t's own first (copy on write):
+ * for changing what the slot points to. NULL if out of memory. */
+static struct tbl_svc **svc_slot(struct table *t, size_t i)
+{
+        size_t c = table_chunk_of(t, i);
+        struct tbl_chunk *ch = t->chunks[c];
+
+        if (ch->refs > 1) {
+                struct tbl_chunk *n = chunk_new(ch->e, ch->n);
+
+                if (!n)
+                        return NULL;
+                for (uint32_t k = 0; k < n->n; k++)
+                        n->e[k]->refs++;
+                ch->refs--;
+                t->chunks[c] = ch = n;
+        }
+        return &ch->e[i - (c ? t->chunk_end[c - 1] : 0)];
 }
 
 struct table *table_ref(struct table *t)
@@ -123,14 +276,11 @@ void table_free(struct table *t)
                 t->refcount--;
                 return;
         }
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                /* Each count is its own allocation: a cache miss per entry
-                 * unless fetched ahead (30k entries per sync). */
-                if (i + 16 < t->n_svcs && t->svcs[i + 16].shared)
-                        __builtin_prefetch(t->svcs[i + 16].shared, 1);
-                svc_clear(&t->svcs[i]);
-        }
-        free(t->svcs);
+        /* A chunk shared with another table is one decrement. */
+        for (size_t c = 0; c < t->n_chunks; c++)
+                chunk_unref(t->chunks[c]);
+        free(t->chunks);
+        free(t->chunk_end);
         for (size_t i = 0; i < t->n_dns; i++)
                 free(t->dns[i].name);
         free(t->dns);
@@ -151,7 +301,8 @@ struct builder {
         const struct model *m;
         const struct nodectx *node;
         const struct proxy_config *cfg;
-        size_t cap_svcs, cap_dns, cap_cips[2], cap_owners, cap_skipped;
+        struct tbl_svc **flat;  /* the entries built, unsorted; then sorted */
+        size_t n_flat, cap_flat, cap_dns, cap_cips[2], cap_owners, cap_skipped;
         uint64_t owner;   /* hash of the service being built */
         /* Scratch, reused across services to keep allocation off the hot path. */
         struct tbl_endpoint *scratch;
@@ -387,25 +538,17 @@ static bool vip_present(const struct tbl_svc *s, const struct ipaddr *a)
         return false;
 }
 
-static int build_port(struct builder *b, const struct k8s_service *svc, const struct k8s_service_port *sp,
-                      const struct ipaddr *cip, int fi)
+/* Fills s, a zeroed loose entry: on failure what it holds is the
+ * caller's to free. */
+static int fill_port(struct builder *b, const struct k8s_service *svc, const struct k8s_service_port *sp,
+                     const struct ipaddr *cip, int fi, struct tbl_svc *s)
 {
-        struct table *t = b->t;
         int family = ipfam_from_index(fi);
         struct ep_hints *hints = NULL;
-        struct tbl_svc *s;
         size_t n_eps;
         bool ext_type, ext_port, uses_cluster, uses_local;
         int r;
 
-        if (grow((void **)&t->svcs, &b->cap_svcs, t->n_svcs + 1, sizeof(*t->svcs)) < 0)
-                return -ENOMEM;
-        s = &t->svcs[t->n_svcs];
-        memset(s, 0, sizeof(*s));
-        s->shared = malloc(sizeof(*s->shared));
-        if (!s->shared)
-                return -ENOMEM;
-        *s->shared = 1;
         s->owner = b->owner;
         s->family = family;
         s->proto = sp->proto;
@@ -418,8 +561,6 @@ static int build_port(struct builder *b, const struct k8s_service *svc, const st
                 s->id = NULL;
         s->vips = calloc(1 + svc->n_external_ips + svc->n_lb_ingress, sizeof(*s->vips));
         s->source_ranges = calloc(svc->n_source_ranges + 1, sizeof(*s->source_ranges));
-        /* Counted now so that svc_clear frees it whatever happens next. */
-        t->n_svcs++;
         if (!s->ns || !s->name || !s->port_name || !s->id || !s->vips || !s->source_ranges)
                 return -ENOMEM;
 
@@ -505,6 +646,27 @@ static int build_port(struct builder *b, const struct k8s_service *svc, const st
                 s->external = (s->etp_local && s->n_local_eps == 0) ? TBL_DROP : TBL_DNAT;
         }
         return 0;
+}
+
+static int build_port(struct builder *b, const struct k8s_service *svc, const struct k8s_service_port *sp,
+                      const struct ipaddr *cip, int fi)
+{
+        struct tbl_svc d;
+        int r;
+
+        /* Zeroed padding too: svc_equal compares the scalars as bytes. */
+        memset(&d, 0, sizeof(d));
+        d.loose = true;
+        r = fill_port(b, svc, sp, cip, fi, &d);
+
+        if (r == 0 && grow((void **)&b->flat, &b->cap_flat, b->n_flat + 1, sizeof(*b->flat)) < 0)
+                r = -ENOMEM;
+        if (r == 0 && !(b->flat[b->n_flat] = svc_block(&d)))
+                r = -ENOMEM;
+        if (r == 0)
+                b->n_flat++;
+        svc_free_parts(&d);
+        return r;
 }
 
 static int add_dns(struct builder *b, char *name, const struct ipaddr *a)
@@ -606,6 +768,12 @@ static int svc_order(const void *a, const void *b)
         return (int)x->port - (int)y->port;
 }
 
+/* svc_order for arrays of entry pointers. */
+static int svc_porder(const void *a, const void *b)
+{
+        return svc_order(*(struct tbl_svc *const *)a, *(struct tbl_svc *const *)b);
+}
+
 static int dns_order(const void *a, const void *b)
 {
         const struct tbl_dns *x = a, *y = b;
@@ -654,33 +822,62 @@ static void *dup_mem(const void *p, size_t n)
         return q;
 }
 
-/* Copy on write: an entry shared with another table gets its own memory
- * before it is changed. */
-static int svc_unshare(struct tbl_svc *s)
+static char *dup_str(const char *str, bool *fail)
 {
-        struct tbl_svc c = *s;
+        char *c = str ? strdup(str) : NULL;
 
-        if (!s->shared || *s->shared == 1)
-                return 0;
-        c.shared = malloc(sizeof(*c.shared));
-        c.ns = strdup(s->ns);
-        c.name = strdup(s->name);
-        c.port_name = strdup(s->port_name);
-        c.id = strdup(s->id);
-        c.vips = dup_mem(s->vips, s->n_vips * sizeof(*s->vips));
-        c.source_ranges = dup_mem(s->source_ranges, s->n_source_ranges * sizeof(*s->source_ranges));
-        c.eps = dup_mem(s->eps, s->n_eps * sizeof(*s->eps));
-        c.cluster_eps = dup_mem(s->cluster_eps, s->n_cluster_eps * sizeof(*s->cluster_eps));
-        c.local_eps = dup_mem(s->local_eps, s->n_local_eps * sizeof(*s->local_eps));
-        if (!c.shared || !c.ns || !c.name || !c.port_name || !c.id || !c.vips || !c.source_ranges || !c.eps ||
-            !c.cluster_eps || !c.local_eps) {
-                c.shared = NULL; /* sole owner of what was copied */
-                svc_clear(&c);
-                return -ENOMEM;
+        *fail |= str && !c;
+        return c;
+}
+
+static void *dup_arr(const void *p, size_t n, bool *fail)
+{
+        void *q = n ? dup_mem(p, n) : NULL;
+
+        *fail |= n && !q;
+        return q;
+}
+
+/* s as a loose entry with one reference, for tests to change. */
+static struct tbl_svc *svc_loose(const struct tbl_svc *s)
+{
+        struct tbl_svc *c = malloc(sizeof(*c));
+        bool fail = false;
+
+        if (!c)
+                return NULL;
+        memcpy(c, s, sizeof(*c));
+        c->refs = 1;
+        c->loose = true;
+        c->ns = dup_str(s->ns, &fail);
+        c->name = dup_str(s->name, &fail);
+        c->port_name = dup_str(s->port_name, &fail);
+        c->id = dup_str(s->id, &fail);
+        c->vips = dup_arr(s->vips, s->n_vips * sizeof(*s->vips), &fail);
+        c->source_ranges = dup_arr(s->source_ranges, s->n_source_ranges * sizeof(*s->source_ranges), &fail);
+        c->eps = dup_arr(s->eps, s->n_eps * sizeof(*s->eps), &fail);
+        c->cluster_eps = dup_arr(s->cluster_eps, s->n_cluster_eps * sizeof(uint32_t), &fail);
+        c->local_eps = dup_arr(s->local_eps, s->n_local_eps * sizeof(uint32_t), &fail);
+        if (fail) {
+                svc_unref(c);
+                return NULL;
         }
-        *c.shared = 1;
-        (*s->shared)--;
-        *s = c;
+        return c;
+}
+
+/* Copy on write: an entry other tables hold too is replaced in *sp by a
+ * copy of its own (loose or one block) before it is changed. */
+static int svc_unshare(struct tbl_svc **sp, bool loose)
+{
+        struct tbl_svc *c;
+
+        if ((*sp)->refs <= 1)
+                return 0;
+        c = loose ? svc_loose(*sp) : svc_block(*sp);
+        if (!c)
+                return -ENOMEM;
+        (*sp)->refs--;
+        *sp = c;
         return 0;
 }
 
@@ -699,11 +896,9 @@ static uint32_t claim_bit(const struct claim *x)
 
 /* Appends the claims of entry i; with filter (sorted), only those whose
  * tuple is in it (bits: its summary). */
-static int add_claims(struct claim **c, size_t *n, size_t *cap, const struct table *t, size_t i,
+static int add_claims(struct claim **c, size_t *n, size_t *cap, const struct tbl_svc *s, size_t i,
                       const struct claim *filter, size_t n_filter, const uint8_t *bits)
 {
-        const struct tbl_svc *s = &t->svcs[i];
-
         if (grow((void **)c, cap, *n + s->n_vips + 1, sizeof(**c)) < 0)
                 return -ENOMEM;
         for (size_t v = 0; v <= s->n_vips; v++) {
@@ -747,7 +942,7 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
 
         if (fresh) {
                 for (size_t k = 0; k < n_fresh && r == 0; k++)
-                        r = add_claims(&f, &n_f, &cap_f, t, fresh[k], NULL, 0, NULL);
+                        r = add_claims(&f, &n_f, &cap_f, table_svc(t, fresh[k]), fresh[k], NULL, 0, NULL);
                 if (n_f)
                         qsort(f, n_f, sizeof(*f), claim_tuple_order);
                 if (r == 0 && !(bits = calloc(CLAIM_BITS / 8, 1)))
@@ -755,11 +950,11 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
                 for (size_t k = 0; k < n_f && r == 0; k++)
                         bits[claim_bit(&f[k]) / 8] |= (uint8_t)(1u << (claim_bit(&f[k]) % 8));
         }
-        for (size_t i = 0; i < t->n_svcs && r == 0 && (!fresh || n_f); i++) {
-                /* Each entry's VIPs are their own allocation. */
-                if (i + 8 < t->n_svcs)
-                        __builtin_prefetch(t->svcs[i + 8].vips);
-                r = add_claims(&c, &n, &cap, t, i, fresh ? f : NULL, n_f, bits);
+        for (struct table_iter it = table_iter_at(t, 0); it.s && r == 0 && (!fresh || n_f); table_iter_next(&it)) {
+                /* Each entry is its own allocation. */
+                if (it.k + 8 < t->chunks[it.c]->n)
+                        __builtin_prefetch(t->chunks[it.c]->e[it.k + 8]);
+                r = add_claims(&c, &n, &cap, it.s, it.i, fresh ? f : NULL, n_f, bits);
         }
         free(bits);
         free(f);
@@ -776,11 +971,15 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
                 if (ipaddr_cmp(&c[i].addr, &c[i - 1].addr) || c[i].proto != c[i - 1].proto ||
                     c[i].port != c[i - 1].port)
                         continue;
-                struct tbl_svc *s = &t->svcs[c[i].svc];
-                if (svc_unshare(s) < 0) {
+                struct tbl_svc *s, **slot = svc_slot(t, c[i].svc);
+
+                /* A kept entry can lose to a fresh one earlier in table
+                 * order: its chunk and itself are copied first. */
+                if (!slot || svc_unshare(slot, false) < 0) {
                         free(c);
                         return -ENOMEM;
                 }
+                s = *slot;
                 s->clashed = true;
                 if (c[i].vip == UINT32_MAX)
                         s->node_port = 0;
@@ -804,7 +1003,7 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
         }
         free(c);
         for (size_t k = 0; k < t->n_clashed; k++) {
-                struct tbl_svc *s = &t->svcs[t->clashed[k]];
+                struct tbl_svc *s = *svc_slot(t, t->clashed[k]); /* made t's own above */
                 size_t j = 0;
                 for (size_t v = 0; v < s->n_vips; v++)
                         if (s->vips[v].addr.family)
@@ -923,8 +1122,8 @@ static int finish(struct table *t, const uint32_t *fresh, size_t n_fresh)
         /* table_update keeps the counters as it merges (no_local_count). */
         if (!fresh) {
                 t->n_no_local_internal = t->n_no_local_external = 0;
-                for (size_t i = 0; i < t->n_svcs; i++)
-                        no_local_count(t, &t->svcs[i], true);
+                for (TABLE_EACH(it, t))
+                        no_local_count(t, it.s, true);
         }
         return 0;
 }
@@ -962,8 +1161,12 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
                 goto fail;
         /* The walk is in (ns, name) order already; the sort adds family and
          * port order and is cheap on sorted input. */
-        if (b.t->n_svcs)
-                qsort(b.t->svcs, b.t->n_svcs, sizeof(*b.t->svcs), svc_order);
+        if (b.n_flat)
+                qsort(b.flat, b.n_flat, sizeof(*b.flat), svc_porder);
+        r = chunks_from(b.t, b.flat, b.n_flat);
+        b.n_flat = 0;
+        if (r < 0)
+                goto fail;
         if (b.t->n_cip_owners)
                 qsort(b.t->cip_owners, b.t->n_cip_owners, sizeof(*b.t->cip_owners), cip_order);
         if (b.t->n_dns)
@@ -974,9 +1177,13 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
         if (r < 0)
                 goto fail;
         free(b.scratch);
+        free(b.flat);
         *ret = b.t;
         return 0;
 fail:
+        for (size_t i = 0; i < b.n_flat; i++)
+                svc_unref(b.flat[i]);
+        free(b.flat);
         free(b.scratch);
         table_free(b.t);
         return r;
@@ -1047,7 +1254,8 @@ static bool svc_equal(const struct tbl_svc *a, const struct tbl_svc *b)
         x.source_ranges = y.source_ranges = NULL;
         x.eps = y.eps = NULL;
         x.cluster_eps = x.local_eps = y.cluster_eps = y.local_eps = NULL;
-        x.shared = y.shared = NULL;
+        x.refs = y.refs = 0;
+        x.loose = y.loose = false;
         if (memcmp(&x, &y, sizeof(x)) || strcmp(a->ns, b->ns) || strcmp(a->name, b->name) ||
             strcmp(a->port_name, b->port_name) || strcmp(a->id, b->id))
                 return false;
@@ -1066,28 +1274,110 @@ static bool svc_equal(const struct tbl_svc *a, const struct tbl_svc *b)
  * pointer, and a recompute costs its backends what changed only. */
 static void share_equal(const struct table *prev, struct table *t)
 {
-        size_t i = 0, j = 0;
+        struct table_iter i = table_iter_at(prev, 0), j = table_iter_at(t, 0);
 
-        while (i < prev->n_svcs && j < t->n_svcs) {
-                int c = svc_order(&prev->svcs[i], &t->svcs[j]);
+        /* t was just computed: its chunks are its own. */
+        while (i.s && j.s) {
+                int c = svc_order(i.s, j.s);
 
                 if (c < 0) {
-                        i++;
+                        table_iter_next(&i);
                         continue;
                 }
                 if (c > 0) {
-                        j++;
+                        table_iter_next(&j);
                         continue;
                 }
-                if (prev->svcs[i].shared && t->svcs[j].shared && svc_equal(&prev->svcs[i], &t->svcs[j])) {
-                        svc_clear(&t->svcs[j]);
-                        t->svcs[j] = prev->svcs[i];
-                        (*t->svcs[j].shared)++;
+                if (i.s != j.s && svc_equal(i.s, j.s)) {
+                        struct tbl_svc **slot = &t->chunks[j.c]->e[j.k];
+
+                        svc_unref(*slot);
+                        *slot = (struct tbl_svc *)i.s;
+                        (*slot)->refs++;
+                        j.s = *slot;
                 }
-                i++;
-                j++;
+                table_iter_next(&i);
+                table_iter_next(&j);
         }
 }
+
+struct tbl_svc *table_add_svc(struct table *t)
+{
+        struct tbl_chunk *last = t->n_chunks ? t->chunks[t->n_chunks - 1] : NULL;
+        struct tbl_svc *s = calloc(1, sizeof(*s));
+
+        if (!s)
+                return NULL;
+        s->refs = 1;
+        s->loose = true;
+        if (!last || last->n == TBL_CHUNK || last->refs > 1) {
+                struct tbl_chunk **v = realloc(t->chunks, (t->n_chunks + 1) * sizeof(*v));
+
+                if (v)
+                        t->chunks = v;
+                if (!v || !(last = chunk_new(NULL, 0))) {
+                        free(s);
+                        return NULL;
+                }
+                t->chunks[t->n_chunks++] = last;
+        }
+        last->e[last->n++] = s;
+        if (chunks_index(t) < 0) {
+                last->n--;
+                free(s);
+                return NULL;
+        }
+        return s;
+}
+
+struct tbl_svc *table_svc_mut(struct table *t, size_t i)
+{
+        struct tbl_svc **slot = svc_slot(t, i);
+
+        return !slot || svc_unshare(slot, true) < 0 ? NULL : *slot;
+}
+
+struct table *table_subset(const struct table *t, const uint32_t *idx, size_t n)
+{
+        struct table *m = malloc(sizeof(*m));
+        struct tbl_svc **flat = malloc((n + 1) * sizeof(*flat));
+
+        if (!m || !flat) {
+                free(m);
+                free(flat);
+                return NULL;
+        }
+        *m = *t;
+        m->refcount = 1;
+        m->chunks = NULL;
+        m->chunk_end = NULL;
+        m->n_chunks = m->n_svcs = 0;
+        m->dns = NULL;
+        m->n_dns = 0;
+        m->cip_owners = NULL;
+        m->n_cip_owners = 0;
+        m->label_skipped = NULL;
+        m->n_label_skipped = 0;
+        m->clashed = NULL;
+        m->n_clashed = 0;
+        m->cluster_ips[0] = m->cluster_ips[1] = NULL;
+        m->n_cluster_ips[0] = m->n_cluster_ips[1] = 0;
+        m->cluster_domain = m->node_name = m->zone = NULL;
+        m->scheduler = strdup(t->scheduler ? t->scheduler : "rr");
+        for (size_t i = 0; i < n; i++) {
+                flat[i] = (struct tbl_svc *)table_svc(t, idx ? idx[i] : i);
+                flat[i]->refs++;
+        }
+        if (chunks_from(m, flat, n) < 0 || !m->scheduler) {
+                free(flat);
+                table_free(m);
+                return NULL;
+        }
+        free(flat);
+        return m;
+}
+
+static int rechunk_like(const struct table *prev, struct table *t);
 
 int table_recompute(const struct table *prev, const struct model *m, const struct nodectx *node,
                     const struct proxy_config *cfg, struct table **ret)
@@ -1097,30 +1387,52 @@ int table_recompute(const struct table *prev, const struct model *m, const struc
 
         if (r < 0)
                 return r;
-        if (prev)
+        if (prev) {
                 share_equal(prev, t);
+                if ((r = rechunk_like(prev, t)) < 0) {
+                        table_free(t);
+                        return r;
+                }
+        }
         *ret = t;
         return 0;
 }
 
 int tbl_svc_cmp(const struct tbl_svc *a, const struct tbl_svc *b) { return svc_order(a, b); }
 
+/* it at the first entry of its chunk: on to the next chunk. */
+static void iter_skip_chunk(struct table_iter *it)
+{
+        const struct table *t = it->t;
+
+        it->i += t->chunks[it->c]->n;
+        it->c++;
+        it->s = it->c < t->n_chunks ? t->chunks[it->c]->e[0] : NULL;
+}
+
 int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old, size_t *ret_n_old,
                uint32_t **ret_new, size_t *ret_n_new)
 {
         uint32_t *ov = NULL, *nv = NULL;
-        size_t i = 0, j = 0, no = 0, nn = 0, cap_o = 0, cap_n = 0;
+        size_t no = 0, nn = 0, cap_o = 0, cap_n = 0;
+        struct table_iter i = table_iter_at(o, 0), j = table_iter_at(t, 0);
 
         /* A sync that changed nothing hands the backend the same table. */
         if (o == t)
-                i = j = o->n_svcs;
-        while (i < o->n_svcs || j < t->n_svcs) {
+                i.s = j.s = NULL;
+        while (i.s || j.s) {
                 int c;
 
-                /* The common case, an entry shared by both tables. */
-                if (i < o->n_svcs && j < t->n_svcs && o->svcs[i].shared && o->svcs[i].shared == t->svcs[j].shared) {
-                        i++;
-                        j++;
+                /* The common case: a chunk shared by both tables, then an
+                 * entry shared by both. */
+                if (i.s && j.s && !i.k && !j.k && o->chunks[i.c] == t->chunks[j.c]) {
+                        iter_skip_chunk(&i);
+                        iter_skip_chunk(&j);
+                        continue;
+                }
+                if (i.s && i.s == j.s) {
+                        table_iter_next(&i);
+                        table_iter_next(&j);
                         continue;
                 }
                 if (no == cap_o || nn == cap_n) {
@@ -1138,18 +1450,18 @@ int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old,
                         nv = b;
                         cap_o = cap_n = c2;
                 }
-                c = i == o->n_svcs ? 1 : j == t->n_svcs ? -1 : svc_order(&o->svcs[i], &t->svcs[j]);
+                c = !i.s ? 1 : !j.s ? -1 : svc_order(i.s, j.s);
                 if (c < 0) {
-                        ov[no++] = (uint32_t) i++;
+                        ov[no++] = (uint32_t) i.i;
+                        table_iter_next(&i);
                 } else if (c > 0) {
-                        nv[nn++] = (uint32_t) j++;
+                        nv[nn++] = (uint32_t) j.i;
+                        table_iter_next(&j);
                 } else {
-                        if (!o->svcs[i].shared || o->svcs[i].shared != t->svcs[j].shared) {
-                                ov[no++] = (uint32_t) i;
-                                nv[nn++] = (uint32_t) j;
-                        }
-                        i++;
-                        j++;
+                        ov[no++] = (uint32_t) i.i;
+                        nv[nn++] = (uint32_t) j.i;
+                        table_iter_next(&i);
+                        table_iter_next(&j);
                 }
         }
         if (!ov && !(ov = malloc(sizeof(*ov)))) {
@@ -1191,12 +1503,12 @@ void table_service_range(const struct table *t, int family, const char *ns, cons
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
 
-                if (svc_key_cmp(&t->svcs[mid], family, ns, name) < 0)
+                if (svc_key_cmp(table_svc(t, mid), family, ns, name) < 0)
                         lo = mid + 1;
                 else
                         hi = mid;
         }
-        for (hi = lo; hi < t->n_svcs && svc_key_cmp(&t->svcs[hi], family, ns, name) == 0; hi++)
+        for (hi = lo; hi < t->n_svcs && svc_key_cmp(table_svc(t, hi), family, ns, name) == 0; hi++)
                 ;
         *ret_lo = lo;
         *ret_hi = hi;
@@ -1223,14 +1535,14 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
  * (sorted) into one sorted array; keep_stmt follows the copy of a kept
  * entry, new_stmt that of a rebuilt one, drop_stmt sees (p_) a prev entry
  * left out. */
-/* Kept services' counts are incremented: fetched ahead, as in table_free. */
-#define AHEAD_SVC(e) ((e)->shared ? __builtin_prefetch((e)->shared, 1) : (void)0)
 #define AHEAD_NONE(e) ((void)(e))
+#define OWNER_VAL(p) ((p)->owner)
 
 /* Kept entries go out in runs: the end of each run (the first prev entry
  * after the next new one) is found by binary search, so the kept entries,
  * most of the table, are copied without comparing their names. */
-#define MERGE_KEPT(T, prev_arr, prev_n, new_arr, new_n, order, keep_stmt, out, out_n, new_stmt, drop_stmt, ahead) \
+#define MERGE_KEPT(T, prev_arr, prev_n, new_arr, new_n, order, keep_stmt, out, out_n, new_stmt, drop_stmt, ahead, \
+                   owner_of)                                                                  \
         do {                                                                                  \
                 size_t i_ = 0, j_ = 0, lim_ = 0;                                              \
                 bool have_lim_ = false;                                                       \
@@ -1238,7 +1550,7 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
                         const T *p_ = i_ < (prev_n) ? &(prev_arr)[i_] : NULL;                  \
                         if (i_ + 16 < (prev_n))                                               \
                                 ahead(&(prev_arr)[i_ + 16]);                                  \
-                        if (p_ && owner_in(rebuilt, n_rebuilt, p_->owner)) {                  \
+                        if (p_ && owner_in(rebuilt, n_rebuilt, owner_of(p_))) {               \
                                 drop_stmt;                                                    \
                                 i_++;                                                         \
                                 continue;                                                     \
@@ -1268,16 +1580,299 @@ static bool owner_in(const uint64_t *set, size_t n, uint64_t o)
                 }                                                                             \
         } while (0)
 
+/* A run of entries [lo, hi) of a table. */
+struct span {
+        size_t lo, hi;
+};
+
+static int span_order(const void *a, const void *b)
+{
+        const struct span *x = a, *y = b;
+
+        return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+static void span_add(struct span *v, size_t *n, const struct table *t, const char *ns, const char *name)
+{
+        for (int fi = 0; fi < 2; fi++) {
+                size_t lo, hi;
+
+                table_service_range(t, ipfam_from_index(fi), ns, name, &lo, &hi);
+                if (lo < hi)
+                        v[(*n)++] = (struct span){ lo, hi };
+        }
+}
+
+/* The entries of prev that an update rebuilds: those of the dirty
+ * services and of the services that lost a clash, sorted, disjoint. */
+static int drop_spans(const struct table *prev, const struct model_key *dirty, size_t n_dirty, struct span **ret,
+                      size_t *ret_n)
+{
+        struct span *v = malloc((2 * (n_dirty + prev->n_clashed) + 1) * sizeof(*v));
+        size_t n = 0, k = 0;
+
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n_dirty; i++)
+                span_add(v, &n, prev, dirty[i].ns, dirty[i].name);
+        for (size_t i = 0; i < prev->n_clashed; i++) {
+                const struct tbl_svc *s = table_svc(prev, prev->clashed[i]);
+
+                span_add(v, &n, prev, s->ns, s->name);
+        }
+        if (n > 1)
+                qsort(v, n, sizeof(*v), span_order);
+        for (size_t i = 0; i < n; i++) {
+                if (k && v[i].lo <= v[k - 1].hi) {
+                        if (v[i].hi > v[k - 1].hi)
+                                v[k - 1].hi = v[i].hi;
+                        continue;
+                }
+                v[k++] = v[i];
+        }
+        *ret = v;
+        *ret_n = k;
+        return 0;
+}
+
+/* The chunks being made by merge_chunks. Entries are gathered in pend and
+ * go out in chunks of at most TBL_CHUNK; a chunk of prev that nothing
+ * touches goes out as it is, once what is gathered is big enough. */
+struct cmerge {
+        struct table *t;
+        struct tbl_chunk **out;
+        size_t n_out, cap_out, done; /* done: entries in out */
+        struct tbl_svc **pend;
+        size_t n_pend, cap_pend;
+};
+
+static int cm_push_chunk(struct cmerge *m, struct tbl_chunk *c)
+{
+        if (grow((void **)&m->out, &m->cap_out, m->n_out + 1, sizeof(*m->out)) < 0)
+                return -ENOMEM;
+        m->out[m->n_out++] = c;
+        m->done += c->n;
+        return 0;
+}
+
+/* The first k gathered entries as a chunk. */
+static int cm_emit(struct cmerge *m, size_t k)
+{
+        struct tbl_chunk *c = chunk_new(m->pend, k);
+
+        if (!c || cm_push_chunk(m, c) < 0) {
+                free(c);
+                return -ENOMEM;
+        }
+        m->n_pend -= k;
+        memmove(m->pend, m->pend + k, m->n_pend * sizeof(*m->pend));
+        return 0;
+}
+
+/* Everything gathered, in one chunk or two halves. */
+static int cm_flush(struct cmerge *m)
+{
+        int r = 0;
+
+        if (m->n_pend > TBL_CHUNK)
+                r = cm_emit(m, m->n_pend / 2);
+        if (r == 0 && m->n_pend)
+                r = cm_emit(m, m->n_pend);
+        return r;
+}
+
+/* Takes over the reference *ep holds (*ep then NULL), unless out of
+ * memory before. */
+static int cm_gather(struct cmerge *m, struct tbl_svc **ep)
+{
+        if (grow((void **)&m->pend, &m->cap_pend, m->n_pend + 1, sizeof(*m->pend)) < 0)
+                return -ENOMEM;
+        m->pend[m->n_pend++] = *ep;
+        *ep = NULL;
+        /* A full chunk out, leaving enough for a chunk of fair size. */
+        return m->n_pend >= TBL_CHUNK + TBL_CHUNK / 4 ? cm_emit(m, TBL_CHUNK) : 0;
+}
+
+/* t's entries: prev's, less those in drop, plus the n_fe rebuilt ones fe
+ * (sorted; their references are taken over, whatever happens). Only the
+ * chunks of prev that lose or gain an entry are copied (and a neighbour,
+ * to keep chunks of TBL_CHUNK / 4 entries at least); the others are
+ * shared. *ret_fresh: the positions of fe in t. The counters follow the
+ * entries that go and come. */
+static int merge_chunks(struct table *t, const struct table *prev, struct tbl_svc **fe, size_t n_fe,
+                        const struct span *drop, size_t n_drop, uint32_t **ret_fresh)
+{
+        struct cmerge m = { .t = t };
+        size_t *pos = malloc((n_fe + 1) * sizeof(*pos)), f = 0, d = 0;
+        uint32_t *fresh = malloc((n_fe + 1) * sizeof(*fresh));
+        bool *touched = calloc(prev->n_chunks + 1, sizeof(*touched));
+        int r = -ENOMEM;
+
+        if (!pos || !fresh || !touched)
+                goto fail;
+        /* Where each rebuilt entry goes: before prev's entry pos[f]. */
+        for (size_t k = 0; k < n_fe; k++) {
+                size_t lo = k ? pos[k - 1] : 0, hi = prev->n_svcs;
+
+                while (lo < hi) {
+                        size_t mid = lo + (hi - lo) / 2;
+
+                        if (svc_order(table_svc(prev, mid), fe[k]) < 0)
+                                lo = mid + 1;
+                        else
+                                hi = mid;
+                }
+                pos[k] = lo;
+                if (prev->n_chunks)
+                        touched[lo < prev->n_svcs ? table_chunk_of(prev, lo) : prev->n_chunks - 1] = true;
+        }
+        for (size_t k = 0; k < n_drop; k++)
+                for (size_t c = table_chunk_of(prev, drop[k].lo); c <= table_chunk_of(prev, drop[k].hi - 1); c++)
+                        touched[c] = true;
+        r = 0;
+        for (size_t c = 0; c < prev->n_chunks && r == 0; c++) {
+                struct tbl_chunk *ch = prev->chunks[c];
+                size_t start = c ? prev->chunk_end[c - 1] : 0;
+                struct tbl_svc *e;
+
+                if (!touched[c] && (!m.n_pend || m.n_pend >= TBL_CHUNK / 4)) {
+                        if ((r = cm_flush(&m)) < 0 || (r = cm_push_chunk(&m, ch)) < 0)
+                                break;
+                        ch->refs++;
+                        continue;
+                }
+                for (uint32_t k = 0; k <= ch->n && r == 0; k++) {
+                        size_t p = start + k;
+
+                        /* Past the last entry: what goes at the end. */
+                        if (k == ch->n && c + 1 < prev->n_chunks)
+                                break;
+                        while (f < n_fe && pos[f] == p && r == 0) {
+                                fresh[f] = (uint32_t)(m.done + m.n_pend);
+                                no_local_count(t, fe[f], true);
+                                r = cm_gather(&m, &fe[f++]);
+                        }
+                        if (k == ch->n || r < 0)
+                                break;
+                        while (d < n_drop && drop[d].hi <= p)
+                                d++;
+                        if (d < n_drop && drop[d].lo <= p) {
+                                no_local_count(t, ch->e[k], false);
+                                continue;
+                        }
+                        e = ch->e[k];
+                        e->refs++;
+                        r = cm_gather(&m, &e);
+                        svc_unref(e); /* not taken: out of memory */
+                }
+        }
+        /* An empty prev: only rebuilt entries. */
+        for (; f < n_fe && r == 0; f++) {
+                fresh[f] = (uint32_t)(m.done + m.n_pend);
+                no_local_count(t, fe[f], true);
+                r = cm_gather(&m, &fe[f]);
+        }
+        if (r == 0)
+                r = cm_flush(&m);
+        if (r < 0)
+                goto fail;
+        t->chunks = m.out;
+        t->n_chunks = m.n_out;
+        m.out = NULL;
+        if ((r = chunks_index(t)) < 0)
+                goto fail;
+        free(pos);
+        free(touched);
+        free(m.pend);
+        *ret_fresh = fresh;
+        return 0;
+fail:
+        for (size_t k = 0; k < m.n_out; k++)
+                chunk_unref(m.out[k]);
+        free(m.out);
+        for (size_t k = 0; k < m.n_pend; k++)
+                svc_unref(m.pend[k]);
+        free(m.pend);
+        for (size_t k = 0; k < n_fe; k++)
+                svc_unref(fe[k]);
+        free(pos);
+        free(fresh);
+        free(touched);
+        return r < 0 ? r : -ENOMEM;
+}
+
+/* Whether the entries of t from it on are those of chunk ch. */
+static bool chunk_next(struct table_iter it, const struct tbl_chunk *ch)
+{
+        for (uint32_t k = 0; k < ch->n; k++, table_iter_next(&it))
+                if (it.s != ch->e[k])
+                        return false;
+        return true;
+}
+
+/* t (just computed, entries shared with prev where equal) takes prev's
+ * chunks wherever its entries are all prev's in the same run: a diff of
+ * the two then skips them as after table_update. */
+static int rechunk_like(const struct table *prev, struct table *t)
+{
+        struct cmerge m = { .t = t };
+        struct table_iter j = table_iter_at(t, 0);
+        struct tbl_svc *e;
+        int r = 0;
+
+        for (size_t c = 0; c < prev->n_chunks && r == 0; c++) {
+                const struct tbl_chunk *ch = prev->chunks[c];
+
+                for (; j.s && svc_order(j.s, ch->e[0]) < 0 && r == 0; table_iter_next(&j)) {
+                        e = (struct tbl_svc *)j.s;
+                        e->refs++;
+                        r = cm_gather(&m, &e);
+                        svc_unref(e); /* not taken: out of memory */
+                }
+                if (r < 0 || !j.s || (m.n_pend && m.n_pend < TBL_CHUNK / 4) || !chunk_next(j, ch))
+                        continue;
+                if ((r = cm_flush(&m)) < 0 || (r = cm_push_chunk(&m, (struct tbl_chunk *)ch)) < 0)
+                        break;
+                prev->chunks[c]->refs++;
+                for (uint32_t k = 0; k < ch->n; k++)
+                        table_iter_next(&j);
+        }
+        for (; j.s && r == 0; table_iter_next(&j)) {
+                e = (struct tbl_svc *)j.s;
+                e->refs++;
+                r = cm_gather(&m, &e);
+                svc_unref(e);
+        }
+        if (r == 0)
+                r = cm_flush(&m);
+        if (r < 0) {
+                for (size_t k = 0; k < m.n_out; k++)
+                        chunk_unref(m.out[k]);
+                for (size_t k = 0; k < m.n_pend; k++)
+                        svc_unref(m.pend[k]);
+                free(m.out);
+                free(m.pend);
+                return r;
+        }
+        free(m.pend);
+        for (size_t c = 0; c < t->n_chunks; c++)
+                chunk_unref(t->chunks[c]);
+        free(t->chunks);
+        t->chunks = m.out;
+        t->n_chunks = m.n_out;
+        return chunks_index(t);
+}
+
 int table_update(const struct table *prev, const struct model *m, const struct nodectx *node,
                  const struct proxy_config *cfg, const struct model_key *dirty, size_t n_dirty, struct table **ret)
 {
         struct builder b = { .m = m, .node = node, .cfg = cfg };
-        struct tbl_svc *svcs = NULL;
         struct tbl_cip_owner *cips = NULL;
         struct tbl_dns *dns = NULL;
         uint64_t *rebuilt = NULL, *skipped = NULL;
         uint32_t *fresh = NULL;
-        size_t n_rebuilt = 0, n = 0, n_fresh = 0;
+        struct span *drop = NULL;
+        size_t n_rebuilt = 0, n = 0, n_fresh = 0, n_drop = 0;
         int r = -ENOMEM;
 
         if (!prev)
@@ -1303,7 +1898,7 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         for (size_t i = 0; i < n_dirty; i++)
                 rebuilt[n_rebuilt++] = owner_hash(dirty[i].ns, dirty[i].name);
         for (size_t k = 0; k < prev->n_clashed; k++)
-                rebuilt[n_rebuilt++] = prev->svcs[prev->clashed[k]].owner;
+                rebuilt[n_rebuilt++] = table_svc(prev, prev->clashed[k])->owner;
         qsort(rebuilt, n_rebuilt, sizeof(*rebuilt), owner_order);
         for (size_t i = 0; i < n_dirty; i++) {
                 const struct k8s_service *svc = model_service_get(m, dirty[i].ns, dirty[i].name);
@@ -1312,14 +1907,14 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         }
         /* Each service that lost a clash, once, unless it is dirty anyway. */
         for (size_t i = 0; i < prev->n_clashed; i++) {
-                const struct tbl_svc *s = &prev->svcs[prev->clashed[i]];
+                const struct tbl_svc *s = table_svc(prev, prev->clashed[i]);
                 const struct k8s_service *svc;
                 bool done = false;
 
                 for (size_t d = 0; d < n_dirty && !done; d++)
                         done = !strcmp(dirty[d].ns, s->ns) && !strcmp(dirty[d].name, s->name);
                 for (size_t k = 0; k < i && !done; k++) {
-                        const struct tbl_svc *e = &prev->svcs[prev->clashed[k]];
+                        const struct tbl_svc *e = table_svc(prev, prev->clashed[k]);
 
                         done = e->owner == s->owner && !strcmp(e->ns, s->ns) && !strcmp(e->name, s->name);
                 }
@@ -1328,8 +1923,8 @@ int table_update(const struct table *prev, const struct model *m, const struct n
                         goto fail;
         }
         r = -ENOMEM;
-        if (b.t->n_svcs)
-                qsort(b.t->svcs, b.t->n_svcs, sizeof(*b.t->svcs), svc_order);
+        if (b.n_flat)
+                qsort(b.flat, b.n_flat, sizeof(*b.flat), svc_porder);
         if (b.t->n_cip_owners)
                 qsort(b.t->cip_owners, b.t->n_cip_owners, sizeof(*b.t->cip_owners), cip_order);
         if (b.t->n_dns)
@@ -1337,37 +1932,31 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         if (b.t->n_label_skipped)
                 qsort(b.t->label_skipped, b.t->n_label_skipped, sizeof(uint64_t), owner_order);
 
-        svcs = malloc((prev->n_svcs + b.t->n_svcs + 1) * sizeof(*svcs));
         cips = malloc((prev->n_cip_owners + b.t->n_cip_owners + 1) * sizeof(*cips));
         dns = malloc((prev->n_dns + b.t->n_dns + 1) * sizeof(*dns));
         skipped = malloc((prev->n_label_skipped + b.t->n_label_skipped + 1) * sizeof(*skipped));
-        if (!svcs || !cips || !dns || !skipped)
+        if (!cips || !dns || !skipped)
                 goto fail;
-        fresh = malloc((b.t->n_svcs + 1) * sizeof(*fresh));
-        if (!fresh)
+        if ((r = drop_spans(prev, dirty, n_dirty, &drop, &n_drop)) < 0)
                 goto fail;
-        n = 0;
         /* The counters follow the entries that go and come. */
         b.t->n_no_local_internal = prev->n_no_local_internal;
         b.t->n_no_local_external = prev->n_no_local_external;
-        MERGE_KEPT(struct tbl_svc, prev->svcs, prev->n_svcs, b.t->svcs, b.t->n_svcs, svc_order,
-                   (*svcs[n].shared)++, svcs, n,
-                   (fresh[n_fresh++] = (uint32_t)(n - 1), no_local_count(b.t, &svcs[n - 1], true)),
-                   no_local_count(b.t, p_, false), AHEAD_SVC);
-        free(b.t->svcs);
-        b.t->svcs = svcs;
-        b.t->n_svcs = n;
-        svcs = NULL;
+        n_fresh = b.n_flat;
+        b.n_flat = 0; /* taken over */
+        if ((r = merge_chunks(b.t, prev, b.flat, n_fresh, drop, n_drop, &fresh)) < 0)
+                goto fail;
+        r = -ENOMEM;
         n = 0;
         MERGE_KEPT(struct tbl_cip_owner, prev->cip_owners, prev->n_cip_owners, b.t->cip_owners, b.t->n_cip_owners,
-                   cip_order, (void)0, cips, n, (void)0, (void)0, AHEAD_NONE);
+                   cip_order, (void)0, cips, n, (void)0, (void)0, AHEAD_NONE, OWNER_VAL);
         free(b.t->cip_owners);
         b.t->cip_owners = cips;
         b.t->n_cip_owners = n;
         cips = NULL;
         n = 0;
         MERGE_KEPT(struct tbl_dns, prev->dns, prev->n_dns, b.t->dns, b.t->n_dns, dns_order,
-                   dns[n].name = strdup(p_->name), dns, n, (void)0, (void)0, AHEAD_NONE);
+                   dns[n].name = strdup(p_->name), dns, n, (void)0, (void)0, AHEAD_NONE, OWNER_VAL);
         free(b.t->dns);
         b.t->dns = dns;
         b.t->n_dns = n;
@@ -1395,13 +1984,18 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         if (r < 0)
                 goto fail;
         free(fresh);
+        free(drop);
         free(rebuilt);
         free(b.scratch);
+        free(b.flat);
         *ret = b.t;
         return 0;
 fail:
+        for (size_t i = 0; i < b.n_flat; i++)
+                svc_unref(b.flat[i]);
+        free(b.flat);
         free(fresh);
-        free(svcs);
+        free(drop);
         free(cips);
         free(dns);
         free(skipped);

@@ -97,7 +97,10 @@ struct tbl_endpoint {
         bool ready, serving, terminating;
 };
 
-/* One service port in one IP family: what kube-proxy calls a ServicePort. */
+/* One service port in one IP family: what kube-proxy calls a ServicePort.
+ * A computed entry is one allocation (the struct, then its arrays and
+ * strings), immutable once in a table and shared by reference between
+ * tables: the pointer is its identity. */
 struct tbl_svc {
         char *ns, *name, *port_name;
         char *id;              /* "ns/name/tcp/80": unique, used for chain names */
@@ -126,7 +129,8 @@ struct tbl_svc {
         enum tbl_verdict external; /* NodePort, externalIP and LB traffic */
         bool clashed;              /* lost a VIP or NodePort to an earlier service */
         uint64_t owner;            /* hash of namespace/name, for incremental updates */
-        unsigned *shared;          /* tables made by table_update share unchanged entries; NULL: sole owner */
+        unsigned refs;             /* tables holding it (table_update shares unchanged entries) */
+        bool loose;                /* arrays and strings malloc'd one by one (tables built by hand) */
 };
 
 /* externalTrafficPolicy Local with endpoints on other nodes only: traffic to
@@ -154,8 +158,22 @@ struct tbl_cip_owner {
         uint64_t owner;
 };
 
+/* Entries go in chunks, shared between tables like the entries: an update
+ * copies the chunks it changes and takes a reference on the others, so it
+ * costs what changed plus one pointer per chunk, not one per entry. */
+#define TBL_CHUNK 256
+
+struct tbl_chunk {
+        unsigned refs;               /* tables holding it */
+        uint32_t n;                  /* 1..TBL_CHUNK entries */
+        struct tbl_svc *e[TBL_CHUNK];
+};
+
 struct table {
-        struct tbl_svc *svcs;     /* sorted by (family, ns, name, proto, port) */
+        /* The entries, sorted by (family, ns, name, proto, port). */
+        struct tbl_chunk **chunks;
+        size_t *chunk_end;        /* entries in chunks[0..c], per c */
+        size_t n_chunks;
         size_t n_svcs;
         struct tbl_dns *dns;      /* sorted by (name, addr) */
         size_t n_dns;
@@ -196,6 +214,73 @@ struct table {
         size_t n_no_local_internal, n_no_local_external;
 };
 
+/* The entries, in table order. Consumers go through these (never through
+ * the fields), so that how a table holds its entries can change. */
+static inline size_t table_n_svcs(const struct table *t)
+{
+        return t->n_svcs;
+}
+
+/* The chunk holding entry i (< table_n_svcs): binary search. */
+static inline size_t table_chunk_of(const struct table *t, size_t i)
+{
+        size_t lo = 0, hi = t->n_chunks;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (t->chunk_end[mid] <= i)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+/* Entry i (< table_n_svcs): valid as long as the table. */
+static inline const struct tbl_svc *table_svc(const struct table *t, size_t i)
+{
+        size_t c = table_chunk_of(t, i);
+
+        return t->chunks[c]->e[i - (c ? t->chunk_end[c - 1] : 0)];
+}
+
+/* A walk over every entry in table order:
+ *     for (TABLE_EACH(it, t)) use(it.i, it.s);
+ * cheaper than table_svc per index: it follows the chunks. */
+struct table_iter {
+        const struct table *t;
+        size_t i;
+        const struct tbl_svc *s; /* entry i; NULL past the end */
+        size_t c, k;             /* entry i is chunks[c]->e[k] */
+};
+
+static inline struct table_iter table_iter_at(const struct table *t, size_t i)
+{
+        struct table_iter it = { t, i, NULL, 0, 0 };
+
+        if (i < table_n_svcs(t)) {
+                it.c = table_chunk_of(t, i);
+                it.k = i - (it.c ? t->chunk_end[it.c - 1] : 0);
+                it.s = t->chunks[it.c]->e[it.k];
+        }
+        return it;
+}
+
+static inline void table_iter_next(struct table_iter *it)
+{
+        const struct table *t = it->t;
+
+        it->i++;
+        if (++it->k == t->chunks[it->c]->n) {
+                it->k = 0;
+                it->c++;
+        }
+        it->s = it->c < t->n_chunks ? t->chunks[it->c]->e[it->k] : NULL;
+}
+
+#define TABLE_EACH(it, t) struct table_iter it = table_iter_at((t), 0); it.s; table_iter_next(&it)
+
 /* The detector matches the interface packets enter by (iifname), not their
  * source address. */
 static inline bool table_local_by_iface(const struct table *t)
@@ -223,13 +308,14 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
 
 struct model_key;
 /* table_compute, then every entry that came out equal to prev's is prev's,
- * shared: what a from-scratch computation (a new configuration, node) costs
- * the consumers that diff tables is what changed. prev may be NULL. */
+ * shared, and so is each of prev's chunks whose entries all are: what a
+ * from-scratch computation (a new configuration, node) costs the consumers
+ * that diff tables is what changed. prev may be NULL. */
 int table_recompute(const struct table *prev, const struct model *m, const struct nodectx *node,
                     const struct proxy_config *cfg, struct table **ret);
 /* The same table as table_compute would give, recomputing only the services
  * named in dirty (and those that lost a clash before); unchanged entries are
- * shared with prev. Falls back to table_recompute when the node or the
+ * shared with prev, and so are the chunks that keep all their entries. Falls back to table_recompute when the node or the
  * configuration differ from prev's. Nothing dirty and the same context:
  * *ret is prev itself, with one more reference. */
 int table_update(const struct table *prev, const struct model *m, const struct nodectx *node,
@@ -238,14 +324,34 @@ int table_update(const struct table *prev, const struct model *m, const struct n
  * the backend's record of what it programmed): table_free drops one. */
 struct table *table_ref(struct table *t);
 void table_free(struct table *t);
-/* The order of table->svcs: (family, namespace, name, protocol, port). */
+/* Tables built by hand (tests, benchmarks) rather than computed. A zeroed
+ * loose entry appended to t (the caller keeps table order), its arrays and
+ * strings the caller's to malloc; NULL if out of memory. */
+struct tbl_svc *table_add_svc(struct table *t);
+/* Entry i of t, made t's own first (copy on write, a loose copy): to
+ * change an entry of a table made by table_subset or table_update, in
+ * tests. NULL if out of memory. */
+struct tbl_svc *table_svc_mut(struct table *t, size_t i);
+/* A table with t's settings and its entries at idx[0..n) (idx NULL: the
+ * first n), shared: no DNS records, ClusterIPs or clash lists. What a
+ * partial sync plans and diffs. NULL if out of memory. */
+struct table *table_subset(const struct table *t, const uint32_t *idx, size_t n);
+/* The same entry: shared by two tables (table_update keeps unchanged
+ * entries, table_recompute shares equal ones), so equal without a look at
+ * its fields. */
+static inline bool tbl_svc_same(const struct tbl_svc *a, const struct tbl_svc *b)
+{
+        return a == b;
+}
+/* The table order of entries: (family, namespace, name, protocol, port). */
 int tbl_svc_cmp(const struct tbl_svc *a, const struct tbl_svc *b);
-/* The entries that differ between o and t: indexes into o->svcs of those
- * gone or changed (*ret_old) and into t->svcs of those new or changed
- * (*ret_new), ascending. Entries shared by tables made by table_update
- * compare by pointer, without their names; tables computed from scratch
- * share nothing, so every entry differs. Both arrays malloc'd (possibly
- * empty); untouched on failure. */
+/* The entries that differ between o and t: indexes of o's entries of those
+ * gone or changed (*ret_old) and into t's of those new or changed
+ * (*ret_new), ascending. A chunk both hold is skipped whole, shared
+ * entries compare by pointer, without their names: the cost follows the
+ * change. Tables computed from scratch (table_compute) share nothing, so
+ * every entry differs. Both arrays malloc'd (possibly empty); untouched on
+ * failure. */
 int table_diff(const struct table *o, const struct table *t, uint32_t **ret_old, size_t *ret_n_old,
                uint32_t **ret_new, size_t *ret_n_new);
 /* The same endpoints, their Cluster and Local selections and verdicts. */
@@ -255,7 +361,7 @@ bool tbl_svc_eps_equal(const struct tbl_svc *a, const struct tbl_svc *b);
  * zone or cluster domain changes entries (topology, DNS) only. Tables built
  * by hand (no node name) never match. */
 bool table_same_context(const struct table *a, const struct table *b);
-/* The entries of service ns/name in one family: t->svcs[*ret_lo, *ret_hi),
+/* The entries of service ns/name in one family: entries [*ret_lo, *ret_hi),
  * empty when it has none. Binary search. */
 void table_service_range(const struct table *t, int family, const char *ns, const char *name, size_t *ret_lo,
                          size_t *ret_hi);

@@ -45,8 +45,8 @@ static bool is_cluster_ip(const struct table *t, int fi, const struct ipaddr *a)
 /* service-ips / no-endpoint-services key: daddr . l4proto . dport */
 static const struct tbl_svc *find_vip(const struct table *t, const struct trace_packet *p, const struct tbl_vip **ret)
 {
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                const struct tbl_svc *s = &t->svcs[i];
+        for (TABLE_EACH(it, t)) {
+                const struct tbl_svc *s = it.s;
                 if (s->proto != p->proto || s->port != p->dport || s->family != p->dst.family)
                         continue;
                 for (size_t v = 0; v < s->n_vips; v++)
@@ -66,8 +66,8 @@ static const struct tbl_svc *find_nodeport(const struct table *t, const struct t
         if (ipaddr_is_loopback(&p->dst) || !is_local(node, &p->dst) ||
             !in_cidrs(t->nodeport_cidr[fi], t->n_nodeport_cidr[fi], &p->dst))
                 return NULL;
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                const struct tbl_svc *s = &t->svcs[i];
+        for (TABLE_EACH(it, t)) {
+                const struct tbl_svc *s = it.s;
                 if (s->family == p->dst.family && s->node_port && s->node_port == p->dport && s->proto == p->proto)
                         return s;
         }

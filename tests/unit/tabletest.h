@@ -99,9 +99,8 @@ static inline struct tbl_svc *tb_svc(struct table *t, const char *ns, const char
         char id[256];
         struct ipaddr a = ip(cluster_ip);
 
-        t->svcs = xrealloc(t->svcs, (t->n_svcs + 1) * sizeof(*s));
-        s = &t->svcs[t->n_svcs++];
-        memset(s, 0, sizeof(*s));
+        s = table_add_svc(t);
+        assert_non_null(s);
         s->ns = xstrdup(ns);
         s->name = xstrdup(name);
         s->port_name = xstrdup(port_name);
@@ -168,53 +167,29 @@ static inline void tb_dns(struct table *t, const char *name, const char *addr)
 /* A second table sharing every entry of t, as table_update makes them. */
 static inline struct table *tb_share(struct table *t)
 {
-        struct table *n = calloc(1, sizeof(*n));
+        struct table *n = table_subset(t, NULL, table_n_svcs(t));
 
         assert_non_null(n);
-        *n = *t;
-        n->refcount = 1;
-        n->dns = NULL;
-        n->n_dns = 0;
-        n->cip_owners = NULL;
-        n->n_cip_owners = 0;
-        n->label_skipped = NULL;
-        n->n_label_skipped = 0;
-        n->cluster_domain = n->node_name = n->zone = NULL;
-        n->scheduler = xstrdup(t->scheduler);
-        for (int f = 0; f < 2; f++)
+        for (int f = 0; f < 2; f++) {
                 n->cluster_ips[f] = xmemdup(t->cluster_ips[f], t->n_cluster_ips[f] * sizeof(struct ipaddr));
-        for (size_t i = 0; i < t->n_svcs; i++)
-                if (!t->svcs[i].shared) {
-                        t->svcs[i].shared = malloc(sizeof(unsigned));
-                        assert_non_null(t->svcs[i].shared);
-                        *t->svcs[i].shared = 1;
-                }
-        n->svcs = xmemdup(t->svcs, t->n_svcs * sizeof(*t->svcs));
-        for (size_t i = 0; i < n->n_svcs; i++)
-                (*n->svcs[i].shared)++;
+                n->n_cluster_ips[f] = t->n_cluster_ips[f];
+        }
         return n;
 }
 
 /* Entry i of t gets its own memory, to be changed (copy on write). */
 static inline struct tbl_svc *tb_unshare(struct table *t, size_t i)
 {
-        struct tbl_svc *s = &t->svcs[i], c = *s;
+        struct tbl_svc *s = table_svc_mut(t, i);
 
-        c.ns = xstrdup(s->ns);
-        c.name = xstrdup(s->name);
-        c.port_name = xstrdup(s->port_name);
-        c.id = xstrdup(s->id);
-        c.vips = xmemdup(s->vips, s->n_vips * sizeof(*s->vips));
-        c.source_ranges = NULL;
-        c.n_source_ranges = 0;
-        c.eps = xmemdup(s->eps, s->n_eps * sizeof(*s->eps));
-        c.cluster_eps = xmemdup(s->cluster_eps, s->n_cluster_eps * sizeof(uint32_t));
-        c.local_eps = xmemdup(s->local_eps, s->n_local_eps * sizeof(uint32_t));
-        c.shared = NULL;
-        if (s->shared)
-                (*s->shared)--;
-        *s = c;
+        assert_non_null(s);
         return s;
+}
+
+/* Entry i of a table built by hand, not shared yet, to be changed. */
+static inline struct tbl_svc *tb_entry(struct table *t, size_t i)
+{
+        return tb_unshare(t, i);
 }
 
 /* How many entries table_diff names, gone or changed in a plus new or

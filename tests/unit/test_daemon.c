@@ -177,7 +177,7 @@ static void test_first_sync_full_and_coalescing(void **state)
         step(&f, 0);
         assert_int_equal(stats(&f)->full_syncs, 1);
         assert_int_equal(stats(&f)->partial_syncs, 0);
-        assert_int_equal(daemon_table(f.d)->n_svcs, 1);
+        assert_int_equal(table_n_svcs(daemon_table(f.d)), 1);
         /* Three changes inside min-sync-period: one partial sync. */
         for (int i = 0; i < 3; i++) {
                 write_manifest(&f, node_ok, i == 2 ? "api" : "web", 81 + i, 0, "node1", "2024-01-01T00:00:00Z");
@@ -187,8 +187,8 @@ static void test_first_sync_full_and_coalescing(void **state)
         assert_int_equal(syncs(&f), 1);
         step(&f, 700 * MS);
         assert_int_equal(stats(&f)->partial_syncs, 1);
-        assert_string_equal(daemon_table(f.d)->svcs[0].name, "api");
-        assert_int_equal(daemon_table(f.d)->svcs[0].port, 83);
+        assert_string_equal(table_svc(daemon_table(f.d), 0)->name, "api");
+        assert_int_equal(table_svc(daemon_table(f.d), 0)->port, 83);
         step(&f, 5 * S);
         assert_int_equal(syncs(&f), 2);
         fx_stop(&f);
@@ -212,7 +212,7 @@ static void test_min_sync_period(void **state)
         assert_int_equal(syncs(&f), 2);
         step(&f, 1 * MS);
         assert_int_equal(syncs(&f), 3);
-        assert_int_equal(daemon_table(f.d)->svcs[0].port, 91);
+        assert_int_equal(table_svc(daemon_table(f.d), 0)->port, 91);
         fx_stop(&f);
 }
 
@@ -314,7 +314,7 @@ static void test_failure_backoff_full_retry(void **state)
         step(&f, 1 * MS);
         assert_int_equal(stats(&f)->full_syncs, 2); /* the retry is full */
         assert_int_equal(stats(&f)->partial_syncs, 0);
-        assert_int_equal(stats(&f)->last->svcs[0].port, 90);
+        assert_int_equal(table_svc(stats(&f)->last, 0)->port, 90);
         /* Healthy again: the next change is partial after min-sync-period. */
         write_manifest(&f, node_ok, "web", 91, 0, "node1", "2024-01-01T00:00:00Z");
         assert_int_equal(daemon_reload(f.d), 0);
@@ -621,7 +621,7 @@ static void test_inotify_reload(void **state)
         assert_int_equal(syncs(&f), 1);
         step(&f, 250 * MS); /* quiet period over: reload and sync */
         assert_int_equal(syncs(&f), 2);
-        assert_string_equal(daemon_table(f.d)->svcs[0].name, "changed");
+        assert_string_equal(table_svc(daemon_table(f.d), 0)->name, "changed");
         fx_stop(&f);
 }
 
@@ -638,7 +638,7 @@ static void test_signals(void **state)
         assert_int_equal(kill(getpid(), SIGHUP), 0);
         step(&f, 0); /* read: reload due now */
         step(&f, 0); /* reload and sync */
-        assert_string_equal(daemon_table(f.d)->svcs[0].name, "hup");
+        assert_string_equal(table_svc(daemon_table(f.d), 0)->name, "hup");
         assert_int_equal(kill(getpid(), SIGTERM), 0);
         assert_int_equal(daemon_poll(f.d, 100), 1);
         fx_stop(&f);
@@ -687,7 +687,7 @@ static void test_sighup_rereads_config(void **state)
         step(&f, 0); /* read: reload due now */
         step(&f, 0); /* reload (configuration and manifests) and a full sync */
         assert_int_equal(stats(&f)->full_syncs, 2);
-        assert_string_equal(daemon_table(f.d)->svcs[0].name, "hup");
+        assert_string_equal(table_svc(daemon_table(f.d), 0)->name, "hup");
         step(&f, 5 * S);
         assert_int_equal(syncs(&f), 3); /* now every 5 s (partial) */
         assert_int_equal(stats(&f)->full_syncs, 2);
@@ -719,7 +719,7 @@ static void test_dry_run(void **state)
         write_manifest(&f, node_ok, "web", 99, 0, "node1", "2024-01-01T00:00:00Z");
         assert_int_equal(daemon_reload(f.d), 0);
         step(&f, 1 * S);
-        assert_int_equal(daemon_table(f.d)->svcs[0].port, 99);
+        assert_int_equal(table_svc(daemon_table(f.d), 0)->port, 99);
         assert_true(metrics_has(&f, "kubeproxy_sync_partial_proxy_rules_duration_seconds_count 1\n"));
         fx_stop(&f);
 }
@@ -853,12 +853,12 @@ static void test_reload_reads_changed_files(void **state)
         assert_int_equal(model_service_get(daemon_model(f.d), "default", "web")->ports[0].port, 90);
         step(&f, 1 * S);
         assert_int_equal(stats(&f)->partial_syncs, 1);
-        assert_int_equal(stats(&f)->last->n_svcs, 2);
+        assert_int_equal(table_n_svcs(stats(&f)->last), 2);
         unlink(path);
         assert_int_equal(daemon_reload(f.d), 0);
         assert_null(model_service_get(daemon_model(f.d), "default", "other"));
         step(&f, 1 * S);
-        assert_int_equal(stats(&f)->last->n_svcs, 1);
+        assert_int_equal(table_n_svcs(stats(&f)->last), 1);
         fx_stop(&f);
 }
 

@@ -186,7 +186,7 @@ static void test_plan_shape(void **state)
                 const struct nftp_svc_objs *o = &f->svc[si];
 
                 assert_int_not_equal(si, NFTP_NONE);
-                assert_string_equal(t->svcs[si].id, "ns5-s27/svc5/tcp/80");
+                assert_string_equal(table_svc(t, si)->id, "ns5-s27/svc5/tcp/80");
                 assert_true(c >= o->first_chain && c < o->first_chain + o->n_chains);
                 assert_int_equal(o->n_sets, 1);
                 assert_string_equal(f->sets[o->first_set].name, "affinity-ns5-s27/svc5/tcp/80__10.180.0.3/80");
@@ -222,12 +222,12 @@ static void test_companion_lb_mark(void **state)
         (void) state;
         assert_int_equal(nftplan_lb_local_mark(t), 0x2000);
         assert_int_equal(nftplan_new_ipvs_companion(t, &p), 0);
-        for (size_t i = 0; i < t->n_svcs; i++)
-                for (size_t j = 0; j < t->svcs[i].n_vips; j++) {
-                        if (t->svcs[i].vips[j].kind != TBL_VIP_LOAD_BALANCER)
+        for (size_t i = 0; i < table_n_svcs(t); i++)
+                for (size_t j = 0; j < table_svc(t, i)->n_vips; j++) {
+                        if (table_svc(t, i)->vips[j].kind != TBL_VIP_LOAD_BALANCER)
                                 continue;
-                        if (t->svcs[i].external == TBL_DNAT)
-                                want[ipfam_index(t->svcs[i].family)]++;
+                        if (table_svc(t, i)->external == TBL_DNAT)
+                                want[ipfam_index(table_svc(t, i)->family)]++;
                         else
                                 no_vs++;
                 }
@@ -241,7 +241,7 @@ static void test_companion_lb_mark(void **state)
                 assert_false(f->sets[s].map);
                 assert_int_equal(f->sets[s].n_elems, want[fi]);
                 for (uint32_t e = f->sets[s].first_elem; e < f->sets[s].first_elem + f->sets[s].n_elems; e++) {
-                        const struct tbl_svc *sv = &t->svcs[f->elems[e].svc];
+                        const struct tbl_svc *sv = table_svc(t, f->elems[e].svc);
                         bool lb = false;
 
                         assert_int_equal(sv->external, TBL_DNAT);
@@ -275,8 +275,10 @@ static void test_companion_lb_mark(void **state)
         /* A service whose external verdict is REJECT loses its tuples (no
          * virtual server: its traffic is forwarded, and rejected there). */
         assert_int_equal(no_vs, 0);
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                struct tbl_svc *sv = &t->svcs[i];
+        for (size_t i = 0; i < table_n_svcs(t); i++) {
+                struct tbl_svc *sv = table_svc_mut(t, i);
+
+                assert_non_null(sv);
 
                 for (size_t j = 0; j < sv->n_vips && sv->external == TBL_DNAT; j++)
                         if (sv->vips[j].kind == TBL_VIP_LOAD_BALANCER) {
@@ -347,7 +349,7 @@ static void test_plan_shards(void **state)
                                 uint32_t si = f->elems[e].svc;
 
                                 /* Each element and its chain in the shard its service hashes to. */
-                                assert_int_equal(nftplan_shard_of(t->svcs[si].id, 4), k);
+                                assert_int_equal(nftplan_shard_of(table_svc(t, si)->id, 4), k);
                                 assert_int_equal(nftplan_svc_table(p, fi, si), idx);
                                 assert_int_not_equal(nftplan_chain_find(p, idx, f->elems[e].chain), NFTP_NONE);
                         }
@@ -413,8 +415,8 @@ static void test_plan_partial(void **state)
         {
                 size_t in = 0, out = 0;
 
-                for (size_t i = 0; i < t->n_svcs; i++) {
-                        if (built >> nftplan_shard_of(t->svcs[i].id, 4) & 1)
+                for (size_t i = 0; i < table_n_svcs(t); i++) {
+                        if (built >> nftplan_shard_of(table_svc(t, i)->id, 4) & 1)
                                 in++;
                         else
                                 out++;
@@ -429,26 +431,32 @@ static void test_plan_partial(void **state)
 /* The automatic count follows services plus endpoints. */
 static void test_auto_shards(void **state)
 {
-        struct table t = { .refcount = 1 };
-        struct tbl_svc *svcs = calloc(40000, sizeof(*svcs));
+        struct table *t = calloc(1, sizeof(*t));
 
         (void) state;
-        assert_non_null(svcs);
-        t.svcs = svcs;
-        t.n_svcs = 2000;
-        for (size_t i = 0; i < 40000; i++)
-                svcs[i].n_eps = 2;
-        assert_int_equal(nftplan_auto_shards(&t), 0); /* weight 6000 */
-        t.n_svcs = 2100;
-        assert_int_equal(nftplan_auto_shards(&t), 8); /* 6300: 8 x 1536 >= 6300 > 4 x 1536 */
-        t.n_svcs = 10000;
-        assert_int_equal(nftplan_auto_shards(&t), 32);
-        t.n_svcs = 40000;
-        assert_int_equal(nftplan_auto_shards(&t), NFTP_MAX_SHARDS);
+        assert_non_null(t);
+        t->refcount = 1;
+        /* Entries of 2 endpoints weigh 3: 2000 weigh 6000, 2100 weigh 6300
+         * (8 x 1536 >= 6300 > 4 x 1536). */
+        static const struct {
+                size_t n;
+                uint32_t shards;
+        } steps[] = { { 2000, 0 }, { 2100, 8 }, { 10000, 32 }, { 40000, NFTP_MAX_SHARDS } };
+        size_t n = 0;
+
+        for (size_t k = 0; k < sizeof(steps) / sizeof(steps[0]); k++) {
+                for (; n < steps[k].n; n++) {
+                        struct tbl_svc *s = table_add_svc(t);
+
+                        assert_non_null(s);
+                        s->n_eps = 2;
+                }
+                assert_int_equal(nftplan_auto_shards(t), steps[k].shards);
+        }
+        table_free(t);
         assert_int_equal(nftplan_shard_of("ns/a/tcp/80", 0), 0);
         assert_true(nftplan_shard_of("ns/a/tcp/80", 8) < 8);
         assert_int_equal(nftplan_shard_of("ns/a/tcp/80", 8), nftplan_shard_of("ns/a/tcp/80", 8));
-        free(svcs);
 }
 
 static void test_plan_equal(void **state)

@@ -250,7 +250,7 @@ static void test_desired_options(void **state)
         free(t->scheduler);
         t->scheduler = xstrdup("lc");
         /* A duplicate key: the first claimant in table order keeps it. */
-        tb_vip(&t->svcs[4], "2001:db8::10", TBL_VIP_LOAD_BALANCER);
+        tb_vip(tb_entry(t, 4), "2001:db8::10", TBL_VIP_LOAD_BALANCER);
         t->family_enabled[1] = false;
         d = desired(t);
         k = key(IPPROTO_TCP, "192.168.1.10", 30443);
@@ -920,7 +920,7 @@ static void desired_assert_equal(const struct ipvs_desired *inc, const struct ip
                 vs_assert_equal(&inc->lost[i], &scratch->lost[i]);
                 /* Lost to an earlier claim of the same key. */
                 assert_non_null(w);
-                assert_true(w->src < inc->lost[i].src || (w->src == inc->lost[i].src && w->nth < inc->lost[i].nth));
+                assert_true(w->src_i < inc->lost[i].src_i || (w->src_i == inc->lost[i].src_i && w->nth < inc->lost[i].nth));
         }
         assert_int_equal(inc->family_enabled[0], scratch->family_enabled[0]);
         assert_int_equal(inc->family_enabled[1], scratch->family_enabled[1]);
@@ -1039,8 +1039,8 @@ static size_t winners_moved(const struct ipvs_desired *a, const struct ipvs_desi
 
 static bool owner_clashed(const struct table *t, uint64_t owner)
 {
-        for (size_t i = 0; i < t->n_svcs; i++)
-                if (t->svcs[i].owner == owner && t->svcs[i].clashed)
+        for (size_t i = 0; i < table_n_svcs(t); i++)
+                if (table_svc(t, i)->owner == owner && table_svc(t, i)->clashed)
                         return true;
         return false;
 }
@@ -1262,7 +1262,7 @@ static void test_update_only_changed(void **state)
         k = key(IPPROTO_TCP, "172.30.1.122", 80);
         assert_int_equal(ipvs_service_key_cmp(&d2->changed[0], &k), 0);
         for (size_t i = 0; i < d2->n; i++)
-                assert_ptr_equal(d2->vs[i].src, &t2->svcs[i / 2]);
+                assert_ptr_equal(d2->vs[i].src, table_svc(t2, i / 2));
         assert_int_equal(ipvs_reconcile_partial(d, d2, term, 10, p), 0);
         assert_int_equal(ipvs_plan_count(p), 2);
         assert_int_equal(op_count(p, IPVS_OP_DEST_EDIT), 2);

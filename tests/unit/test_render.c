@@ -562,7 +562,7 @@ static void test_ipvsadm(void **state)
         t->nodeport_cidr[0][0] = cidr("10.0.0.0/8");
         free(t->scheduler);
         t->scheduler = xstrdup("lc");
-        t->svcs[1].proto = IPPROTO_SCTP;
+        tb_entry(t, 1)->proto = IPPROTO_SCTP;
         out = render(render_ipvsadm, t);
         assert_lacks(out, ":30443");
         assert_has(out, "-A --sctp-service 203.0.113.10:443 -s lc -p 10800\n"

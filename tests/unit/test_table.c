@@ -58,7 +58,7 @@ static void test_headless_dns(void **state)
                      "{\"addresses\":[\"10.244.1.22\"],\"hostname\":\"redis-sfs-2\",\"conditions\":{\"ready\":false}}]"));
         t = compute(m, NULL);
         /* No virtual service for a headless service, only records. */
-        assert_int_equal(t->n_svcs, 0);
+        assert_int_equal(table_n_svcs(t), 0);
         assert_int_equal(t->n_dns, 4);
         assert_string_equal(t->dns[0].name, "redis-sfs-0.redis-sfs.default.svc.cluster.local");
         assert_string_equal(fmt(&t->dns[0].addr), "10.244.1.20");
@@ -104,8 +104,8 @@ static void test_slices_merge_and_dedupe(void **state)
                      "\"addressType\":\"FQDN\",\"ports\":[{\"name\":\"http\",\"port\":80}],\"endpoints\":["
                      "{\"addresses\":[\"example.com\"]}]"));
         t = compute(m, NULL);
-        assert_int_equal(t->n_svcs, 1);
-        const struct tbl_svc *s = &t->svcs[0];
+        assert_int_equal(table_n_svcs(t), 1);
+        const struct tbl_svc *s = table_svc(t, 0);
         assert_string_equal(s->id, "ns/web/tcp/80");
         assert_int_equal(s->n_eps, 3);
         assert_string_equal(fmt(&s->eps[0].addr), "10.0.0.1");
@@ -122,9 +122,9 @@ static void test_slices_merge_and_dedupe(void **state)
         assert_int_equal(model_slice_del(m, "ns", "web-b"), 0);
         assert_int_equal(model_slice_del(m, "ns", "web-b"), -ENOENT);
         t = compute(m, NULL);
-        assert_int_equal(t->svcs[0].n_eps, 0);
-        assert_int_equal(t->svcs[0].internal, TBL_REJECT);
-        assert_int_equal(t->svcs[0].external, TBL_REJECT);
+        assert_int_equal(table_svc(t, 0)->n_eps, 0);
+        assert_int_equal(table_svc(t, 0)->internal, TBL_REJECT);
+        assert_int_equal(table_svc(t, 0)->external, TBL_REJECT);
         table_free(t);
         model_free(m);
 }
@@ -144,8 +144,8 @@ static void test_skipped_services(void **state)
         put(m, SVC("ns", "noip", "\"spec\":{\"ports\":[{\"port\":80}]}"));
         put(m, SVC("ns", "ok", "\"spec\":{\"clusterIP\":\"10.96.0.7\",\"ports\":[{\"port\":80}]}"));
         t = compute(m, NULL);
-        assert_int_equal(t->n_svcs, 1);
-        assert_string_equal(t->svcs[0].id, "ns/ok/tcp/80");
+        assert_int_equal(table_n_svcs(t), 1);
+        assert_string_equal(table_svc(t, 0)->id, "ns/ok/tcp/80");
         assert_int_equal(t->n_skipped_services, 1);
         assert_int_equal(t->n_cluster_ips[0], 1);
         table_free(t);
@@ -168,8 +168,8 @@ static void test_dual_stack_and_families(void **state)
                    "\"status\":{\"loadBalancer\":{\"ingress\":[{\"ip\":\"198.51.100.1\"},{\"ip\":\"198.51.100.2\",\"ipMode\":\"Proxy\"},"
                    "{\"ip\":\"2001:db8::99\"},{\"hostname\":\"lb.example.com\"}]}}"));
         t = compute(m, NULL);
-        assert_int_equal(t->n_svcs, 2);
-        const struct tbl_svc *v4 = &t->svcs[0], *v6 = &t->svcs[1];
+        assert_int_equal(table_n_svcs(t), 2);
+        const struct tbl_svc *v4 = table_svc(t, 0), *v6 = table_svc(t, 1);
         assert_int_equal(v4->family, AF_INET);
         assert_int_equal(v6->family, AF_INET6);
         assert_int_equal(v4->n_vips, 3); /* ClusterIP, externalIP, LB VIP (the Proxy-mode one is not captured) */
@@ -189,7 +189,7 @@ static void test_dual_stack_and_families(void **state)
         proxy_config_init(&cfg);
         cfg.family_enabled[1] = false;
         t = compute(m, &cfg);
-        assert_int_equal(t->n_svcs, 1);
+        assert_int_equal(table_n_svcs(t), 1);
         assert_int_equal(t->n_cluster_ips[1], 0);
         table_free(t);
         model_free(m);
@@ -207,14 +207,14 @@ static void test_clashes_first_claim_wins(void **state)
         put(m, SVC("b", "second", "\"spec\":{\"type\":\"NodePort\",\"clusterIP\":\"10.96.0.11\",\"externalIPs\":[\"192.0.2.7\"],"
                                   "\"ports\":[{\"port\":80,\"nodePort\":30080},{\"port\":81,\"nodePort\":30081}]}"));
         t = compute(m, NULL);
-        assert_int_equal(t->n_svcs, 3);
-        assert_string_equal(t->svcs[0].id, "a/first/tcp/80");
-        assert_int_equal(t->svcs[0].n_vips, 2);
-        assert_int_equal(t->svcs[0].node_port, 30080);
-        assert_string_equal(t->svcs[1].id, "b/second/tcp/80");
-        assert_int_equal(t->svcs[1].n_vips, 1); /* lost the externalIP */
-        assert_int_equal(t->svcs[1].node_port, 0); /* lost the NodePort */
-        assert_int_equal(t->svcs[2].node_port, 30081);
+        assert_int_equal(table_n_svcs(t), 3);
+        assert_string_equal(table_svc(t, 0)->id, "a/first/tcp/80");
+        assert_int_equal(table_svc(t, 0)->n_vips, 2);
+        assert_int_equal(table_svc(t, 0)->node_port, 30080);
+        assert_string_equal(table_svc(t, 1)->id, "b/second/tcp/80");
+        assert_int_equal(table_svc(t, 1)->n_vips, 1); /* lost the externalIP */
+        assert_int_equal(table_svc(t, 1)->node_port, 0); /* lost the NodePort */
+        assert_int_equal(table_svc(t, 2)->node_port, 30081);
         assert_int_equal(t->n_skipped_services, 2);
         table_free(t);
         model_free(m);
@@ -310,7 +310,7 @@ static void test_fixtures_program_nothing(void **state)
         assert_int_equal(manifest_load_path(m, "tests/data/fixtures", "test-node", count_warning, &warnings, &st), 0);
         assert_true(warnings >= 2); /* the Service and the EndpointSlice are refused */
         t = compute(m, NULL);
-        assert_int_equal(t->n_svcs, 0);
+        assert_int_equal(table_n_svcs(t), 0);
         assert_int_equal(t->n_dns, 0);
         assert_int_equal(t->n_cluster_ips[0] + t->n_cluster_ips[1], 0);
         table_free(t);

@@ -88,8 +88,8 @@ static void assert_clashed_list(const struct table *t)
 {
         size_t k = 0;
 
-        for (size_t i = 0; i < t->n_svcs; i++) {
-                if (!t->svcs[i].clashed)
+        for (size_t i = 0; i < table_n_svcs(t); i++) {
+                if (!table_svc(t, i)->clashed)
                         continue;
                 assert_true(k < t->n_clashed);
                 assert_int_equal(t->clashed[k], i);
@@ -98,19 +98,54 @@ static void assert_clashed_list(const struct table *t)
         assert_int_equal(k, t->n_clashed);
 }
 
-static void test_update_equals_compute(void **state)
+/* Chunks of 1..TBL_CHUNK entries, all but the last of TBL_CHUNK / 4 at
+ * least, chunk_end their running sum. */
+static void assert_chunks(const struct table *t)
+{
+        size_t n = 0;
+
+        for (size_t c = 0; c < t->n_chunks; c++) {
+                assert_true(t->chunks[c]->n >= 1 && t->chunks[c]->n <= TBL_CHUNK);
+                if (c + 1 < t->n_chunks)
+                        assert_true(t->chunks[c]->n >= TBL_CHUNK / 4);
+                n += t->chunks[c]->n;
+                assert_int_equal(t->chunk_end[c], n);
+        }
+        assert_int_equal(n, table_n_svcs(t));
+}
+
+/* Chunks of t not in o. */
+static size_t new_chunks(const struct table *o, const struct table *t)
+{
+        size_t n = 0;
+
+        for (size_t c = 0; c < t->n_chunks; c++) {
+                bool found = false;
+
+                for (size_t d = 0; d < o->n_chunks && !found; d++)
+                        found = o->chunks[d] == t->chunks[c];
+                n += !found;
+        }
+        return n;
+}
+
+static void update_sequence(unsigned n_svc, unsigned steps)
 {
         struct nodectx node = { .node_name = "node-a" };
         struct proxy_config cfg;
         struct table *prev = NULL;
         size_t clashed_steps = 0, no_local_steps = 0;
         struct model *m;
-        (void)state;
 
         proxy_config_init(&cfg);
         ipaddr_parse("192.168.0.2", &node.node_ip[0]);
         assert_int_equal(model_new(&m), 0);
-        for (unsigned step = 0; step < 400; step++) {
+        /* A big table starts full, so that the steps change it in place. */
+        for (unsigned i = 0; n_svc > 100 && i < n_svc; i++) {
+                random_service(m, i);
+                random_slice(m, i, 0);
+        }
+        for (unsigned step = 0; step < steps; step++) {
                 struct model_key *dirty;
                 size_t n_dirty;
                 struct table *inc, *full;
@@ -118,7 +153,7 @@ static void test_update_equals_compute(void **state)
                 char *a, *b;
 
                 for (unsigned c = 0; c < changes; c++) {
-                        unsigned i = rnd(40), what = rnd(10);
+                        unsigned i = rnd(n_svc), what = rnd(10);
                         char name[32];
                         snprintf(name, sizeof(name), "svc-%u", i);
                         if (what < 4)
@@ -146,6 +181,8 @@ static void test_update_equals_compute(void **state)
                 assert_clashed_list(inc);
                 assert_clashed_list(full);
                 assert_int_equal(inc->n_clashed, full->n_clashed);
+                assert_chunks(inc);
+                assert_chunks(full);
                 clashed_steps += inc->n_clashed > 0;
                 no_local_steps += inc->n_no_local_internal + inc->n_no_local_external > 0;
                 free(a);
@@ -154,12 +191,20 @@ static void test_update_equals_compute(void **state)
                 table_free(prev);
                 prev = inc;
         }
-        assert_true(prev->n_svcs > 10);
+        assert_true(table_n_svcs(prev) > 10);
         /* The sequence exercises what it checks. */
         assert_true(clashed_steps > 0);
         assert_true(no_local_steps > 0);
         table_free(prev);
         model_free(m);
+}
+
+static void test_update_equals_compute(void **state)
+{
+        (void)state;
+        update_sequence(40, 400);
+        /* Some ten chunks: entries come and go across chunk boundaries. */
+        update_sequence(600, 20);
 }
 
 /* A cluster as the API server would list it: the last version of each
@@ -260,7 +305,7 @@ static void test_equal_objects_change_nothing(void **state)
         cluster_put(&c, m);
         assert_true(dirty_count(m) > 10);
         assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
-        assert_true(t->n_svcs > 10);
+        assert_true(table_n_svcs(t) > 10);
         /* The relist: every object again. */
         cluster_put(&c, m);
         assert_int_equal(dirty_count(m), 0);
@@ -299,6 +344,194 @@ static void test_equal_objects_change_nothing(void **state)
         cluster_free(&c);
 }
 
+/* Whether table_update rebuilds the service of s (of t): dirty (*k) or
+ * one of its entries lost a clash. */
+static bool rebuilt(const struct table *t, const struct tbl_svc *s, const struct model_key *k)
+{
+        if (!strcmp(s->ns, k->ns) && !strcmp(s->name, k->name))
+                return true;
+        for (TABLE_EACH(it, t))
+                if (it.s->clashed && !strcmp(it.s->ns, s->ns) && !strcmp(it.s->name, s->name))
+                        return true;
+        return false;
+}
+
+/* Whether p lies in the n bytes after the struct of entry s. */
+static bool in_block(const struct tbl_svc *s, const void *p, size_t n)
+{
+        const char *lo = (const char *)(s + 1), *q = p;
+
+        return !n || (q >= lo && q + n <= lo + 65536);
+}
+
+/* A computed entry is one allocation, its arrays and strings after the
+ * struct; an update hands the entries of services it did not rebuild to
+ * the new table by pointer (one reference more, or in a shared chunk), and
+ * freeing the old table takes that reference back. */
+static void test_update_keeps_entries(void **state)
+{
+        struct nodectx node = { .node_name = "node-a" };
+        struct proxy_config cfg;
+        struct cluster c;
+        struct model *m;
+        struct table *t, *t2;
+        struct model_key k;
+        size_t kept = 0, fresh = 0;
+        (void)state;
+
+        proxy_config_init(&cfg);
+        ipaddr_parse("192.168.0.2", &node.node_ip[0]);
+        cluster_random(&c, 400);
+        assert_int_equal(model_new(&m), 0);
+        cluster_put(&c, m);
+        dirty_count(m);
+        assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
+        assert_true(table_n_svcs(t) > 10);
+        for (TABLE_EACH(it, t)) {
+                const struct tbl_svc *s = it.s;
+
+                assert_int_equal(s->refs, 1);
+                assert_false(s->loose);
+                assert_true(in_block(s, s->ns, strlen(s->ns) + 1) && in_block(s, s->name, strlen(s->name) + 1) &&
+                            in_block(s, s->port_name, strlen(s->port_name) + 1) &&
+                            in_block(s, s->id, strlen(s->id) + 1) &&
+                            in_block(s, s->vips, s->n_vips * sizeof(*s->vips)) &&
+                            in_block(s, s->source_ranges, s->n_source_ranges * sizeof(*s->source_ranges)) &&
+                            in_block(s, s->eps, s->n_eps * sizeof(*s->eps)) &&
+                            in_block(s, s->cluster_eps, s->n_cluster_eps * sizeof(uint32_t)) &&
+                            in_block(s, s->local_eps, s->n_local_eps * sizeof(uint32_t)));
+        }
+        /* The model did not change: the rebuilt service comes out the
+         * same, in the same place. */
+        k = (struct model_key){ table_svc(t, 0)->ns, table_svc(t, 0)->name };
+        assert_int_equal(table_update(t, m, &node, &cfg, &k, 1, &t2), 0);
+        assert_int_equal(table_n_svcs(t2), table_n_svcs(t));
+        for (TABLE_EACH(it, t2)) {
+                const struct tbl_svc *o = table_svc(t, it.i);
+
+                assert_int_equal(tbl_svc_cmp(o, it.s), 0);
+                if (it.s == o) {
+                        /* In a chunk both tables hold, or in two. */
+                        assert_int_equal(it.s->refs, t2->chunks[it.c]->refs == 2 ? 1 : 2);
+                        kept++;
+                } else {
+                        assert_int_equal(it.s->refs, 1);
+                        assert_true(rebuilt(t, it.s, &k));
+                        fresh++;
+                }
+        }
+        assert_true(kept > 0);
+        assert_true(fresh > 0);
+        table_free(t);
+        for (TABLE_EACH(it, t2))
+                assert_int_equal(it.s->refs, 1);
+        table_free(t2);
+        model_free(m);
+        cluster_free(&c);
+}
+
+/* A plain ClusterIP service c-i with an endpoint slice of 1 to 3 endpoints. */
+static void plain_service(struct model *m, unsigned i)
+{
+        char name[32], ip[32], ep[32];
+        json_t *eps = json_array();
+
+        snprintf(name, sizeof(name), "c-%05u", i);
+        snprintf(ip, sizeof(ip), "10.100.%u.%u", i / 250, i % 250 + 1);
+        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:[{s:s, s:i}]}}", "apiVersion", "v1", "kind",
+                                    "Service", "metadata", "name", name, "namespace", "c", "spec", "clusterIP", ip,
+                                    "ports", "name", "http", "port", 80));
+        for (unsigned k = 0, n = 1 + rnd(3); k < n; k++) {
+                snprintf(ep, sizeof(ep), "10.244.%u.%u", rnd(200), rnd(200) + 1);
+                json_array_append_new(eps, json_pack("{s:[s]}", "addresses", ep));
+        }
+        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i}], s:o}", "apiVersion",
+                                    "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata", "name", name,
+                                    "namespace", "c", "labels", "kubernetes.io/service-name", name, "addressType",
+                                    "IPv4", "ports", "name", "http", "port", 8080, "endpoints", eps));
+}
+
+/* One service changed, removed or added in a table of many chunks: the
+ * update copies the chunk or two around it and shares the rest, chunks
+ * stay between TBL_CHUNK / 4 and TBL_CHUNK entries, and the result is
+ * table_compute's. */
+static void test_update_touches_few_chunks(void **state)
+{
+        struct nodectx node = { .node_name = "node-a" };
+        struct proxy_config cfg;
+        struct model *m;
+        struct table *t;
+        unsigned n = 3000;
+        (void)state;
+
+        proxy_config_init(&cfg);
+        cfg.family_enabled[1] = false;
+        ipaddr_parse("192.168.0.2", &node.node_ip[0]);
+        assert_int_equal(model_new(&m), 0);
+        for (unsigned i = 0; i < n; i++)
+                plain_service(m, i);
+        dirty_count(m);
+        assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
+        assert_int_equal(table_n_svcs(t), n);
+        assert_true(table_svc(t, 0)->n_eps > 0);
+        assert_chunks(t);
+        for (unsigned step = 0; step < 90; step++) {
+                unsigned i = rnd(n);
+                char name[32];
+                struct model_key *dirty;
+                size_t n_dirty;
+                struct table *t2;
+
+                snprintf(name, sizeof(name), "c-%05u", i);
+                if (step % 3 == 0) {
+                        plain_service(m, i); /* new endpoints, or gone, back */
+                } else if (step % 3 == 1) {
+                        model_service_del(m, "c", name);
+                        model_slice_del(m, "c", name);
+                } else {
+                        plain_service(m, 3000 + step); /* a new name: an insertion */
+                }
+                assert_true(model_dirty_take(m, &dirty, &n_dirty) >= 0);
+                assert_int_equal(table_update(t, m, &node, &cfg, dirty, n_dirty, &t2), 0);
+                model_keys_free(dirty, n_dirty);
+                assert_chunks(t2);
+                assert_true(new_chunks(t, t2) <= 3);
+                assert_true(t2->n_chunks >= t->n_chunks - 1 && t2->n_chunks <= t->n_chunks + 1);
+                assert_true(tb_diff_count(t, t2) <= 2);
+                if (step % 15 == 14) {
+                        struct table *full;
+                        char *a, *b;
+
+                        assert_int_equal(table_compute(m, &node, &cfg, &full), 0);
+                        a = render_all(t2);
+                        b = render_all(full);
+                        assert_string_equal(a, b);
+                        free(a);
+                        free(b);
+                        table_free(full);
+                }
+                table_free(t);
+                t = t2;
+        }
+        /* From scratch (a relist, a new setting): prev's chunks again
+         * wherever the entries are prev's, and only there. */
+        for (unsigned step = 0; step < 2; step++) {
+                struct table *t2;
+
+                if (step)
+                        plain_service(m, 7);
+                dirty_count(m);
+                assert_int_equal(table_recompute(t, m, &node, &cfg, &t2), 0);
+                assert_chunks(t2);
+                assert_int_equal(new_chunks(t, t2), step ? 1 : 0);
+                assert_int_equal(tb_diff_count(t, t2), step ? 2 : 0);
+                table_free(t);
+                t = t2;
+        }
+        table_free(t);
+        model_free(m);
+}
+
 /* A table computed from scratch shares every entry that came out the same
  * with the previous table; a zone change is a partial change for the
  * backends, and only the services whose endpoints use topology differ. */
@@ -320,23 +553,23 @@ static void test_recompute_shares_unchanged(void **state)
         assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
         assert_int_equal(table_recompute(t, m, &node, &cfg, &t2), 0);
         assert_int_equal(tb_diff_count(t, t2), 0);
-        for (size_t i = 0; i < t->n_svcs; i++)
-                assert_ptr_equal(t->svcs[i].shared, t2->svcs[i].shared);
+        for (size_t i = 0; i < table_n_svcs(t); i++)
+                assert_true(tbl_svc_same(table_svc(t, i), table_svc(t2, i)));
         table_free(t2);
         /* Zone z2: only entries whose cluster endpoints follow hints differ. */
         node.zone = "z2";
         assert_int_equal(table_update(t, m, &node, &cfg, NULL, 0, &t3), 0);
         assert_true(table_same_context(t, t3));
-        for (size_t i = 0; i < t3->n_svcs; i++)
-                hinted += t3->svcs[i].shared != t->svcs[i].shared;
+        for (size_t i = 0; i < table_n_svcs(t3); i++)
+                hinted += !tbl_svc_same(table_svc(t3, i), table_svc(t, i));
         assert_true(hinted > 0);
-        assert_true(hinted < t3->n_svcs);
+        assert_true(hinted < table_n_svcs(t3));
         assert_int_equal(tb_diff_count(t, t3), 2 * hinted);
-        for (size_t i = 0; i < t3->n_svcs; i++)
-                if (t3->svcs[i].shared != t->svcs[i].shared)
-                        assert_true(t3->svcs[i].n_cluster_eps != t->svcs[i].n_cluster_eps ||
-                                    memcmp(t3->svcs[i].cluster_eps, t->svcs[i].cluster_eps,
-                                           t->svcs[i].n_cluster_eps * sizeof(uint32_t)));
+        for (size_t i = 0; i < table_n_svcs(t3); i++)
+                if (!tbl_svc_same(table_svc(t3, i), table_svc(t, i)))
+                        assert_true(table_svc(t3, i)->n_cluster_eps != table_svc(t, i)->n_cluster_eps ||
+                                    memcmp(table_svc(t3, i)->cluster_eps, table_svc(t, i)->cluster_eps,
+                                           table_svc(t, i)->n_cluster_eps * sizeof(uint32_t)));
         {
                 char *a = render_all(t3), *b;
                 struct table *full;
@@ -365,6 +598,8 @@ int main(void)
                 cmocka_unit_test(test_update_equals_compute),
                 cmocka_unit_test(test_equal_objects_change_nothing),
                 cmocka_unit_test(test_recompute_shares_unchanged),
+                cmocka_unit_test(test_update_keeps_entries),
+                cmocka_unit_test(test_update_touches_few_chunks),
         };
         return cmocka_run_group_tests(tests, NULL, NULL);
 }
