@@ -89,9 +89,24 @@ def topology():
         nsx(ns, "ip", "route", "add", "default", "via", f"{net}.1")
 
 
+def wait_listening(ns, ip, port, timeout=10):
+    """A server started with Popen is not listening yet: a client's first
+    connection could be refused (seen once under load)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        r = subprocess.run(["ip", "netns", "exec", ns, "ss", "-Hltn", f"src {ip}:{port}"],
+                           capture_output=True, text=True, timeout=10)
+        if r.stdout.strip():
+            return True
+        time.sleep(0.05)
+    check(f"the server {ip}:{port} in {ns} listens within {timeout} s", False)
+    return False
+
+
 def start_server(ns, ip, ident):
     p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, ip, "5353", ident])
     procs.append(p)
+    wait_listening(ns, ip, 5353)
     return p
 
 
@@ -386,6 +401,7 @@ def test_affinity(tmp):
     for ns, ip in zip((EP1, EP2), eps):
         p = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", SERVER, ip, str(AFF_PORT), ip])
         procs.append(p)
+        wait_listening(ns, ip, AFF_PORT)
     b0 = f"nlv{PID % 100000}b0"
     for c in CLIENTS:
         nsx(CLIENT, "ip", "addr", "add", f"{c}/24", "dev", b0)
