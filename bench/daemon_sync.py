@@ -406,6 +406,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     res = {}
     raw = open(os.path.join(OUT, "daemon_raw.txt"), "a")
+    raw.write("# %s sizes=%s\n" % (time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), " ".join(SIZES)))
     work_root = tempfile.mkdtemp(prefix="nlproxy-daemon-bench.")
     # Copies: one run measures one build even if someone rebuilds meanwhile.
     bins = []

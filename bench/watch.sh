@@ -162,4 +162,12 @@ sn0, sn1, ss0, ss1 = map(float, sys.argv[14:18])
 print("| syncs while the events arrived (wall time, summed) | %d (%.3f s) |" % (sn1 - sn0, ss1 - ss0))
 print("| RSS after the initial sync / after the burst | %.1f / %.1f MiB |" % (rss0 / 2**20, rss1 / 2**20))
 print("| no-loss checks (nlproxy_watch_events_total, /debug/table) | %s |" % sys.argv[13])
+# One machine-readable line for bench/targets.py (bench/run.sh keeps it in
+# bench/out/watch.txt); the no-loss checks above exit 1 before this on a loss.
+import json
+print("WATCHRESULT " + json.dumps({
+    "services": svc, "updates": upd, "cpu_s": round(cpu1 - cpu0, 4),
+    "events_per_cpu_s": round(upd / max(cpu1 - cpu0, 1e-9)), "first_sync_s": round(t1 - t0, 3),
+    "burst_to_synced_s": round(t4 - t2, 3), "syncs": int(sn1 - sn0), "rss_mib": round(rss1 / 2**20, 1),
+    "noloss": True}, sort_keys=True))
 EOF2
