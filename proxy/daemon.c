@@ -116,6 +116,7 @@ struct daemon {
         bool have_pod_cidrs, pod_cidrs_lost;
         uint64_t pod_cidr_deadline;
         struct table *table;      /* the newest table computed */
+        struct tbl_builder *tbl_builder; /* what table_update keeps between updates */
         /* What conntrack and the hosts file last saw (references): the next
          * cleanup looks only at the entries changed since. */
         struct table *ct_table, *hosts_table;
@@ -621,7 +622,7 @@ static int compute_table(struct daemon *d, struct changes *c)
         if (d->recompute || taken == 1 || !old)
                 r = table_recompute(old, d->model, &d->node, &d->o->proxy, &t);
         else
-                r = table_update(old, d->model, &d->node, &d->o->proxy, keys, n_keys, &t);
+                r = table_update(d->tbl_builder, old, d->model, &d->node, &d->o->proxy, keys, n_keys, &t);
         model_keys_free(keys, n_keys);
         /* The dirty set is spent: whatever fails, the retry starts afresh. */
         if (r < 0) {
@@ -1802,6 +1803,9 @@ int daemon_new(const struct daemon_params *p, struct daemon **ret)
         clock_gettime(CLOCK_REALTIME, &ts);
         d->wall0 = (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 
+        r = -ENOMEM;
+        if (!(d->tbl_builder = tbl_builder_new()))
+                goto fail;
         r = metrics_setup(d);
         if (r < 0)
                 goto fail;
@@ -1892,6 +1896,7 @@ void daemon_free(struct daemon *d)
         table_free(d->ct_table);
         table_free(d->hosts_table);
         table_free(d->table);
+        tbl_builder_free(d->tbl_builder);
         model_free(d->model);
         mfiles_free(d->mfiles);
         watch_clear(d);

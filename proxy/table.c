@@ -894,6 +894,185 @@ static uint32_t claim_bit(const struct claim *x)
         return h >> 16;
 }
 
+/* Claim v of entry s (at index i): VIP v (v < n_vips), then its NodePort
+ * (v == n_vips). False past the last. The address bytes past its length
+ * are zero, so that claims hash and compare as bytes. */
+static bool svc_claim(const struct tbl_svc *s, size_t i, size_t v, struct claim *x)
+{
+        if (v < s->n_vips) {
+                *x = (struct claim){ .addr = { .family = s->vips[v].addr.family }, .proto = s->proto,
+                                     .port = s->port, .svc = (uint32_t)i, .vip = (uint32_t)v };
+                memcpy(x->addr.bytes, s->vips[v].addr.bytes, ipaddr_len(&s->vips[v].addr));
+                return true;
+        }
+        if (v > s->n_vips || !s->node_port)
+                return false;
+        *x = (struct claim){ { .family = (uint8_t)s->family }, s->proto, s->node_port, (uint32_t)i, UINT32_MAX };
+        return true;
+}
+
+/* The builder's claims hash: each tuple held in its table, and which
+ * entry holds it (which VIP, UINT32_MAX: the NodePort). Open addressing,
+ * linear probing, deletion by backward shift. */
+struct claim_slot {
+        struct claim k;          /* k.svc unused */
+        const struct tbl_svc *s; /* NULL: a free slot */
+};
+
+struct tbl_builder {
+        uint64_t serial;         /* the table it describes; 0: none */
+        struct claim_slot *slots;
+        size_t cap, used;        /* cap a power of two */
+};
+
+struct tbl_builder *tbl_builder_new(void)
+{
+        return calloc(1, sizeof(struct tbl_builder));
+}
+
+void tbl_builder_free(struct tbl_builder *b)
+{
+        if (!b)
+                return;
+        free(b->slots);
+        free(b);
+}
+
+static size_t claim_hash(const struct claim *x)
+{
+        uint64_t h = 1469598103934665603ULL;
+
+        for (size_t i = 0; i < ipaddr_len(&x->addr); i++)
+                h = (h ^ x->addr.bytes[i]) * 1099511628211ULL;
+        h = (h ^ x->addr.family) * 1099511628211ULL;
+        h = (h ^ x->proto) * 1099511628211ULL;
+        h = (h ^ x->port) * 1099511628211ULL;
+        return (size_t)(h ^ h >> 29);
+}
+
+static bool claim_same_tuple(const struct claim *a, const struct claim *b)
+{
+        return a->port == b->port && a->proto == b->proto && ipaddr_equal(&a->addr, &b->addr);
+}
+
+/* The slot of tuple x, or the free slot where it would go. */
+static size_t cl_slot(const struct tbl_builder *b, const struct claim *x)
+{
+        size_t i = claim_hash(x) & (b->cap - 1);
+
+        while (b->slots[i].s && !claim_same_tuple(&b->slots[i].k, x))
+                i = (i + 1) & (b->cap - 1);
+        return i;
+}
+
+static const struct claim_slot *cl_get(const struct tbl_builder *b, const struct claim *x)
+{
+        size_t i;
+
+        if (!b->cap)
+                return NULL;
+        i = cl_slot(b, x);
+        return b->slots[i].s ? &b->slots[i] : NULL;
+}
+
+static int cl_put(struct tbl_builder *b, const struct claim *x, const struct tbl_svc *s)
+{
+        size_t i;
+
+        if ((b->used + 1) * 2 > b->cap) {
+                struct tbl_builder n = { .cap = b->cap ? b->cap * 2 : 1024 };
+
+                if (!(n.slots = calloc(n.cap, sizeof(*n.slots))))
+                        return -ENOMEM;
+                for (size_t k = 0; k < b->cap; k++)
+                        if (b->slots[k].s)
+                                n.slots[cl_slot(&n, &b->slots[k].k)] = b->slots[k];
+                free(b->slots);
+                b->slots = n.slots;
+                b->cap = n.cap;
+        }
+        i = cl_slot(b, x);
+        b->used += !b->slots[i].s;
+        b->slots[i] = (struct claim_slot){ *x, s };
+        return 0;
+}
+
+/* Tuple x forgotten, if entry s holds it. */
+static void cl_del(struct tbl_builder *b, const struct claim *x, const struct tbl_svc *s)
+{
+        size_t i, j;
+
+        if (!b->cap)
+                return;
+        i = cl_slot(b, x);
+        if (b->slots[i].s != s || !s)
+                return;
+        /* Backward shift: an entry after the hole moves into it unless its
+         * home lies cyclically in (i, j]. */
+        for (j = (i + 1) & (b->cap - 1); b->slots[j].s; j = (j + 1) & (b->cap - 1)) {
+                size_t h = claim_hash(&b->slots[j].k) & (b->cap - 1);
+
+                if (i <= j ? (i < h && h <= j) : (i < h || h <= j))
+                        continue;
+                b->slots[i] = b->slots[j];
+                i = j;
+        }
+        b->slots[i].s = NULL;
+        b->used--;
+}
+
+/* The tuples entry s holds, remembered as its (add) or forgotten. */
+static int cl_entry(struct tbl_builder *b, const struct tbl_svc *s, bool add)
+{
+        struct claim x;
+        int r;
+
+        for (size_t v = 0; svc_claim(s, 0, v, &x); v++) {
+                if (!add)
+                        cl_del(b, &x, s);
+                else if ((r = cl_put(b, &x, s)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* b made to describe t, from its entries unless it does already. */
+static int builder_sync(struct tbl_builder *b, const struct table *t)
+{
+        int r;
+
+        if (t->serial && b->serial == t->serial)
+                return 0;
+        b->serial = 0;
+        if (b->cap)
+                memset(b->slots, 0, b->cap * sizeof(*b->slots));
+        b->used = 0;
+        for (TABLE_EACH(it, t))
+                if ((r = cl_entry(b, it.s, true)) < 0)
+                        return r;
+        b->serial = t->serial;
+        return 0;
+}
+
+/* The index of entry s in t: binary search by table order. */
+static int table_index_of(const struct table *t, const struct tbl_svc *s, size_t *ret)
+{
+        size_t lo = 0, hi = t->n_svcs;
+
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+
+                if (svc_order(table_svc(t, mid), s) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        if (lo == t->n_svcs || table_svc(t, lo) != s)
+                return -EINVAL; /* the builder does not describe t's parent */
+        *ret = lo;
+        return 0;
+}
+
 /* Appends the claims of entry i; with filter (sorted), only those whose
  * tuple is in it (bits: its summary). */
 static int add_claims(struct claim **c, size_t *n, size_t *cap, const struct tbl_svc *s, size_t i,
@@ -904,12 +1083,7 @@ static int add_claims(struct claim **c, size_t *n, size_t *cap, const struct tbl
         for (size_t v = 0; v <= s->n_vips; v++) {
                 struct claim x;
 
-                if (v < s->n_vips)
-                        x = (struct claim){ s->vips[v].addr, s->proto, s->port, (uint32_t)i, (uint32_t)v };
-                else if (s->node_port)
-                        x = (struct claim){ { .family = (uint8_t)s->family }, s->proto, s->node_port, (uint32_t)i,
-                                            UINT32_MAX };
-                else
+                if (!svc_claim(s, i, v, &x))
                         break;
                 if (filter) {
                         uint32_t bit = claim_bit(&x);
@@ -933,14 +1107,31 @@ static int u32_order(const void *a, const void *b)
  * for this table. The others come from a resolved table and cannot clash
  * among themselves, so only tuples some fresh entry claims are looked at:
  * a partial update costs a scan, not a sort of every claim. */
-static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fresh)
+static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fresh, struct tbl_builder *bld)
 {
         size_t n = 0, cap = 0, n_f = 0, cap_f = 0;
         struct claim *c = NULL, *f = NULL;
         uint8_t *bits = NULL;
         int r = 0;
 
-        if (fresh) {
+        if (fresh && bld) {
+                /* The builder knows which kept entry holds each tuple a
+                 * fresh one claims: no scan. */
+                for (size_t k = 0; k < n_fresh && r == 0; k++)
+                        r = add_claims(&c, &n, &cap, table_svc(t, fresh[k]), fresh[k], NULL, 0, NULL);
+                for (size_t k = 0, n_own = n; k < n_own && r == 0; k++) {
+                        const struct claim_slot *h = cl_get(bld, &c[k]);
+                        size_t at;
+
+                        if (!h)
+                                continue;
+                        if ((r = table_index_of(t, h->s, &at)) < 0 ||
+                            (r = grow((void **)&c, &cap, n + 1, sizeof(*c))) < 0)
+                                break;
+                        c[n] = h->k;
+                        c[n++].svc = (uint32_t)at;
+                }
+        } else if (fresh) {
                 for (size_t k = 0; k < n_fresh && r == 0; k++)
                         r = add_claims(&f, &n_f, &cap_f, table_svc(t, fresh[k]), fresh[k], NULL, 0, NULL);
                 if (n_f)
@@ -950,7 +1141,8 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
                 for (size_t k = 0; k < n_f && r == 0; k++)
                         bits[claim_bit(&f[k]) / 8] |= (uint8_t)(1u << (claim_bit(&f[k]) % 8));
         }
-        for (struct table_iter it = table_iter_at(t, 0); it.s && r == 0 && (!fresh || n_f); table_iter_next(&it)) {
+        for (struct table_iter it = table_iter_at(t, 0); it.s && r == 0 && (!fresh || (!bld && n_f));
+             table_iter_next(&it)) {
                 /* Each entry is its own allocation. */
                 if (it.k + 8 < t->chunks[it.c]->n)
                         __builtin_prefetch(t->chunks[it.c]->e[it.k + 8]);
@@ -970,6 +1162,9 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
         for (size_t i = 1; i < n; i++) {
                 if (ipaddr_cmp(&c[i].addr, &c[i - 1].addr) || c[i].proto != c[i - 1].proto ||
                     c[i].port != c[i - 1].port)
+                        continue;
+                /* A kept entry found through several fresh claims. */
+                if (c[i].svc == c[i - 1].svc && c[i].vip == c[i - 1].vip)
                         continue;
                 struct tbl_svc *s, **slot = svc_slot(t, c[i].svc);
 
@@ -1010,7 +1205,16 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
                                 s->vips[j++] = s->vips[v];
                 s->n_vips = j;
         }
-        return 0;
+        /* What the fresh entries hold, and what each loser keeps: a kept
+         * entry that lost is a copy now, and the tuples it lost are a fresh
+         * entry's (kept entries do not clash among themselves). */
+        if (fresh && bld) {
+                for (size_t k = 0; k < n_fresh && r == 0; k++)
+                        r = cl_entry(bld, table_svc(t, fresh[k]), true);
+                for (size_t k = 0; k < t->n_clashed && r == 0; k++)
+                        r = cl_entry(bld, table_svc(t, t->clashed[k]), true);
+        }
+        return r;
 }
 
 static void resolve_config(struct table *t, const struct nodectx *node, const struct proxy_config *cfg)
@@ -1088,12 +1292,12 @@ static void no_local_count(struct table *t, const struct tbl_svc *s, bool add)
 
 /* The table-wide lists derived from the service entries, and the counters
  * (fresh NULL: recounted; see resolve_clashes for fresh). */
-static int finish(struct table *t, const uint32_t *fresh, size_t n_fresh)
+static int finish(struct table *t, const uint32_t *fresh, size_t n_fresh, struct tbl_builder *bld)
 {
         size_t k = 0;
         int r;
 
-        r = resolve_clashes(t, fresh, n_fresh);
+        r = resolve_clashes(t, fresh, n_fresh, bld);
         if (r < 0)
                 return r;
         t->n_skipped_services += t->n_label_skipped;
@@ -1128,6 +1332,9 @@ static int finish(struct table *t, const uint32_t *fresh, size_t n_fresh)
         return 0;
 }
 
+/* The last table serial given. */
+static uint64_t table_serials;
+
 static struct table *table_start(const struct nodectx *node, const struct proxy_config *cfg)
 {
         struct table *t = calloc(1, sizeof(*t));
@@ -1135,6 +1342,7 @@ static struct table *table_start(const struct nodectx *node, const struct proxy_
         if (!t)
                 return NULL;
         t->refcount = 1;
+        t->serial = __atomic_add_fetch(&table_serials, 1, __ATOMIC_RELAXED);
         resolve_config(t, node, cfg);
         t->scheduler = strdup(cfg->scheduler ? cfg->scheduler : "rr");
         t->cluster_domain = strdup(cfg->cluster_domain ? cfg->cluster_domain : "cluster.local");
@@ -1173,7 +1381,7 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
                 qsort(b.t->dns, b.t->n_dns, sizeof(*b.t->dns), dns_order);
         if (b.t->n_label_skipped)
                 qsort(b.t->label_skipped, b.t->n_label_skipped, sizeof(uint64_t), owner_order);
-        r = finish(b.t, NULL, 0);
+        r = finish(b.t, NULL, 0, NULL);
         if (r < 0)
                 goto fail;
         free(b.scratch);
@@ -1349,6 +1557,7 @@ struct table *table_subset(const struct table *t, const uint32_t *idx, size_t n)
         }
         *m = *t;
         m->refcount = 1;
+        m->serial = 0;
         m->chunks = NULL;
         m->chunk_end = NULL;
         m->n_chunks = m->n_svcs = 0;
@@ -1863,8 +2072,9 @@ static int rechunk_like(const struct table *prev, struct table *t)
         return chunks_index(t);
 }
 
-int table_update(const struct table *prev, const struct model *m, const struct nodectx *node,
-                 const struct proxy_config *cfg, const struct model_key *dirty, size_t n_dirty, struct table **ret)
+int table_update(struct tbl_builder *bld, const struct table *prev, const struct model *m,
+                 const struct nodectx *node, const struct proxy_config *cfg, const struct model_key *dirty,
+                 size_t n_dirty, struct table **ret)
 {
         struct builder b = { .m = m, .node = node, .cfg = cfg };
         struct tbl_cip_owner *cips = NULL;
@@ -1939,6 +2149,17 @@ int table_update(const struct table *prev, const struct model *m, const struct n
                 goto fail;
         if ((r = drop_spans(prev, dirty, n_dirty, &drop, &n_drop)) < 0)
                 goto fail;
+        if (bld) {
+                if ((r = builder_sync(bld, prev)) < 0)
+                        goto fail;
+                /* Whatever happens below, it describes neither table until
+                 * it describes t. */
+                bld->serial = 0;
+                for (size_t k = 0; k < n_drop; k++)
+                        for (struct table_iter it = table_iter_at(prev, drop[k].lo); it.i < drop[k].hi;
+                             table_iter_next(&it))
+                                cl_entry(bld, it.s, false);
+        }
         /* The counters follow the entries that go and come. */
         b.t->n_no_local_internal = prev->n_no_local_internal;
         b.t->n_no_local_external = prev->n_no_local_external;
@@ -1980,9 +2201,11 @@ int table_update(const struct table *prev, const struct model *m, const struct n
         b.t->label_skipped = skipped;
         b.t->n_label_skipped = n;
         skipped = NULL;
-        r = finish(b.t, fresh, n_fresh);
+        r = finish(b.t, fresh, n_fresh, bld);
         if (r < 0)
                 goto fail;
+        if (bld)
+                bld->serial = b.t->serial;
         free(fresh);
         free(drop);
         free(rebuilt);

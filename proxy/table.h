@@ -200,6 +200,7 @@ struct table {
         char *scheduler;
         struct ipvs_config ipvs;
         unsigned refcount;        /* table_ref / table_free */
+        uint64_t serial;          /* unique per computed table (0: built by hand): see tbl_builder */
         struct tbl_cip_owner *cip_owners; /* sorted by (addr, owner) */
         size_t n_cip_owners;
         char *cluster_domain, *node_name, *zone; /* what it was computed for */
@@ -307,6 +308,16 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
                   struct table **ret);
 
 struct model_key;
+/* What table_update keeps between updates so that it costs what changed:
+ * which entry holds each (VIP, protocol, port) and (protocol, NodePort), so
+ * clashes are resolved by looking at the changed entries' tuples only. It
+ * describes one table (the last one table_update made with it); given
+ * another prev, table_update first rebuilds it from prev (one pass over
+ * prev's entries), so it is never wrong, only slower. The daemon keeps one
+ * across its syncs. */
+struct tbl_builder;
+struct tbl_builder *tbl_builder_new(void);
+void tbl_builder_free(struct tbl_builder *b);
 /* table_compute, then every entry that came out equal to prev's is prev's,
  * shared, and so is each of prev's chunks whose entries all are: what a
  * from-scratch computation (a new configuration, node) costs the consumers
@@ -314,12 +325,14 @@ struct model_key;
 int table_recompute(const struct table *prev, const struct model *m, const struct nodectx *node,
                     const struct proxy_config *cfg, struct table **ret);
 /* The same table as table_compute would give, recomputing only the services
- * named in dirty (and those that lost a clash before); unchanged entries are
+ * named in dirty (and those that lost a clash before), with bld (NULL: none,
+ * every entry's tuples are scanned for clashes); unchanged entries are
  * shared with prev, and so are the chunks that keep all their entries. Falls back to table_recompute when the node or the
  * configuration differ from prev's. Nothing dirty and the same context:
  * *ret is prev itself, with one more reference. */
-int table_update(const struct table *prev, const struct model *m, const struct nodectx *node,
-                 const struct proxy_config *cfg, const struct model_key *dirty, size_t n_dirty, struct table **ret);
+int table_update(struct tbl_builder *bld, const struct table *prev, const struct model *m,
+                 const struct nodectx *node, const struct proxy_config *cfg, const struct model_key *dirty,
+                 size_t n_dirty, struct table **ret);
 /* Tables are immutable once computed and shared by reference (the daemon,
  * the backend's record of what it programmed): table_free drops one. */
 struct table *table_ref(struct table *t);

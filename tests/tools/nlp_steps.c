@@ -261,8 +261,15 @@ static int update(const struct options *o, struct model *m, const struct table *
         r = model_dirty_take(m, &dirty, &n_dirty);
         if (r < 0)
                 return r;
+        /* Kept for the process's life, as the daemon's. */
+        static struct tbl_builder *bld;
+
+        if (!bld && !(bld = tbl_builder_new())) {
+                model_keys_free(dirty, n_dirty);
+                return -ENOMEM;
+        }
         r = r == 1 || !prev ? table_compute(m, &node, &o->proxy, ret)
-                            : table_update(prev, m, &node, &o->proxy, dirty, n_dirty, ret);
+                            : table_update(bld, prev, m, &node, &o->proxy, dirty, n_dirty, ret);
         model_keys_free(dirty, n_dirty);
         return r;
 }

@@ -1011,7 +1011,7 @@ static struct table *next_table(struct model *m, const struct table *prev, const
         if (step % 50 == 49)
                 assert_int_equal(table_compute(m, node, cfg, &t), 0);
         else
-                assert_int_equal(table_update(prev, m, node, cfg, dirty, n_dirty, &t), 0);
+                assert_int_equal(table_update(NULL, prev, m, node, cfg, dirty, n_dirty, &t), 0);
         model_keys_free(dirty, n_dirty);
         return t;
 }

@@ -129,12 +129,16 @@ static size_t new_chunks(const struct table *o, const struct table *t)
         return n;
 }
 
-static void update_sequence(unsigned n_svc, unsigned steps)
+/* with_builder: through a builder kept across the steps, as the daemon
+ * does; some steps first make a table that is dropped, so that the builder
+ * describes another table than the next prev and must rebuild itself. */
+static void update_sequence(unsigned n_svc, unsigned steps, bool with_builder)
 {
         struct nodectx node = { .node_name = "node-a" };
         struct proxy_config cfg;
         struct table *prev = NULL;
         size_t clashed_steps = 0, no_local_steps = 0;
+        struct tbl_builder *bld = with_builder ? tbl_builder_new() : NULL;
         struct model *m;
 
         proxy_config_init(&cfg);
@@ -168,7 +172,11 @@ static void update_sequence(unsigned n_svc, unsigned steps)
                         }
                 }
                 assert_true(model_dirty_take(m, &dirty, &n_dirty) >= 0);
-                assert_int_equal(table_update(prev, m, &node, &cfg, dirty, n_dirty, &inc), 0);
+                if (bld && step % 13 == 5) {
+                        assert_int_equal(table_update(bld, prev, m, &node, &cfg, dirty, n_dirty, &inc), 0);
+                        table_free(inc);
+                }
+                assert_int_equal(table_update(bld, prev, m, &node, &cfg, dirty, n_dirty, &inc), 0);
                 model_keys_free(dirty, n_dirty);
                 assert_int_equal(table_compute(m, &node, &cfg, &full), 0);
                 a = render_all(inc);
@@ -196,15 +204,190 @@ static void update_sequence(unsigned n_svc, unsigned steps)
         assert_true(clashed_steps > 0);
         assert_true(no_local_steps > 0);
         table_free(prev);
+        tbl_builder_free(bld);
+        model_free(m);
+}
+
+/* A Service a/<name> with one port 80: ClusterIP cip, externalIP ext (NULL:
+ * none), NodePort np (0: a ClusterIP service). */
+static void put_svc(struct model *m, const char *name, const char *cip, const char *ext, int np)
+{
+        json_t *spec = json_pack("{s:s, s:s, s:[{s:s, s:i}]}", "type", np ? "NodePort" : "ClusterIP", "clusterIP",
+                                 cip, "ports", "name", "http", "port", 80);
+
+        if (np)
+                json_object_set_new(json_array_get(json_object_get(spec, "ports"), 0), "nodePort", json_integer(np));
+        if (ext)
+                json_object_set_new(spec, "externalIPs", json_pack("[s]", ext));
+        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", "v1", "kind", "Service",
+                                    "metadata", "name", name, "namespace", "a", "spec", spec));
+}
+
+/* The entry of a/<name> in t. */
+static const struct tbl_svc *entry_of(const struct table *t, const char *name)
+{
+        size_t lo, hi;
+
+        table_service_range(t, AF_INET, "a", name, &lo, &hi);
+        assert_int_equal(hi - lo, 1);
+        return table_svc(t, lo);
+}
+
+/* The update through bld after the model's changes: the same as a full
+ * computation; *t replaced by it. */
+static void step_equal(struct tbl_builder *bld, struct model *m, const struct nodectx *node,
+                       const struct proxy_config *cfg, struct table **t)
+{
+        struct model_key *dirty;
+        size_t n_dirty;
+        struct table *inc, *full;
+        char *a, *b;
+
+        assert_true(model_dirty_take(m, &dirty, &n_dirty) >= 0);
+        assert_int_equal(table_update(bld, *t, m, node, cfg, dirty, n_dirty, &inc), 0);
+        model_keys_free(dirty, n_dirty);
+        assert_int_equal(table_compute(m, node, cfg, &full), 0);
+        a = render_all(inc);
+        b = render_all(full);
+        assert_string_equal(a, b);
+        assert_int_equal(inc->n_skipped_services, full->n_skipped_services);
+        assert_clashed_list(inc);
+        assert_int_equal(inc->n_clashed, full->n_clashed);
+        for (int fi = 0; fi < 2; fi++) {
+                assert_int_equal(inc->n_cluster_ips[fi], full->n_cluster_ips[fi]);
+                for (size_t i = 0; i < full->n_cluster_ips[fi]; i++)
+                        assert_true(ipaddr_equal(&inc->cluster_ips[fi][i], &full->cluster_ips[fi][i]));
+        }
+        free(a);
+        free(b);
+        table_free(full);
+        table_free(*t);
+        *t = inc;
+}
+
+static bool has_cluster_ip(const struct table *t, const char *addr)
+{
+        struct ipaddr a;
+
+        assert_int_equal(ipaddr_parse(addr, &a), 0);
+        for (size_t i = 0; i < t->n_cluster_ips[0]; i++)
+                if (ipaddr_equal(&t->cluster_ips[0][i], &a))
+                        return true;
+        return false;
+}
+
+/* Clashes through the builder: the first claimant in table order keeps a
+ * tuple; when it goes, the next one gets it; when an earlier one comes, a
+ * kept entry loses it. Shared ClusterIPs stay while one service has them. */
+static void test_builder_clashes(void **state)
+{
+        struct nodectx node = { .node_name = "node-a" };
+        struct tbl_builder *bld = tbl_builder_new();
+        struct proxy_config cfg;
+        struct table *t;
+        struct model *m;
+        (void)state;
+
+        proxy_config_init(&cfg);
+        cfg.family_enabled[1] = false;
+        ipaddr_parse("192.168.0.2", &node.node_ip[0]);
+        assert_non_null(bld);
+        assert_int_equal(model_new(&m), 0);
+        put_svc(m, "svc-x", "10.96.0.99", NULL, 0);
+        assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
+        {
+                struct model_key *keys;
+                size_t n;
+
+                assert_true(model_dirty_take(m, &keys, &n) >= 0);
+                model_keys_free(keys, n);
+        }
+
+        /* Two services claim the same externalIP and NodePort: the second loses both. */
+        put_svc(m, "svc-b", "10.96.0.2", "192.0.2.1", 30001);
+        put_svc(m, "svc-c", "10.96.0.3", "192.0.2.1", 30001);
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_false(entry_of(t, "svc-b")->clashed);
+        assert_true(entry_of(t, "svc-c")->clashed);
+        assert_int_equal(entry_of(t, "svc-c")->n_vips, 1);
+        assert_int_equal(entry_of(t, "svc-c")->node_port, 0);
+
+        /* The winner removed: the loser gets both. */
+        model_service_del(m, "a", "svc-b");
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_false(entry_of(t, "svc-c")->clashed);
+        assert_int_equal(entry_of(t, "svc-c")->n_vips, 2);
+        assert_int_equal(entry_of(t, "svc-c")->node_port, 30001);
+
+        /* Re-added: the entry of svc-c, kept from the last table, loses again. */
+        put_svc(m, "svc-b", "10.96.0.2", "192.0.2.1", 30001);
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_true(entry_of(t, "svc-c")->clashed);
+        assert_int_equal(entry_of(t, "svc-c")->node_port, 0);
+
+        /* An earlier service takes the externalIP from the kept svc-b,
+         * which keeps its NodePort. */
+        put_svc(m, "svc-a", "10.96.0.1", "192.0.2.1", 0);
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_true(entry_of(t, "svc-b")->clashed);
+        assert_int_equal(entry_of(t, "svc-b")->n_vips, 1);
+        assert_int_equal(entry_of(t, "svc-b")->node_port, 30001);
+        assert_true(entry_of(t, "svc-c")->clashed);
+
+        /* svc-b gone (it held its ClusterIP tuple as a copy made in the
+         * last update): svc-c has the NodePort, not the externalIP. */
+        model_service_del(m, "a", "svc-b");
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_true(entry_of(t, "svc-c")->clashed);
+        assert_int_equal(entry_of(t, "svc-c")->node_port, 30001);
+        assert_false(has_cluster_ip(t, "10.96.0.2"));
+
+        /* A new service with svc-b's old ClusterIP: nobody holds it now. */
+        put_svc(m, "svc-d", "10.96.0.2", NULL, 0);
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_false(entry_of(t, "svc-d")->clashed);
+        assert_int_equal(entry_of(t, "svc-d")->n_vips, 1);
+
+        /* svc-a lets the externalIP go: svc-c has it back. */
+        put_svc(m, "svc-a", "10.96.0.1", "192.0.2.9", 0);
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_false(entry_of(t, "svc-c")->clashed);
+        assert_int_equal(entry_of(t, "svc-c")->n_vips, 2);
+
+        /* A ClusterIP shared by two services: listed once; the second
+         * loses the ClusterIP's port tuple. */
+        put_svc(m, "svc-e", "10.96.0.2", NULL, 0);
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_true(entry_of(t, "svc-e")->clashed);
+        assert_int_equal(entry_of(t, "svc-e")->n_vips, 0);
+        assert_true(has_cluster_ip(t, "10.96.0.2"));
+
+        /* One of them gone: the ClusterIP stays, the other one has it. */
+        model_service_del(m, "a", "svc-d");
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_false(entry_of(t, "svc-e")->clashed);
+        assert_int_equal(entry_of(t, "svc-e")->n_vips, 1);
+        assert_true(has_cluster_ip(t, "10.96.0.2"));
+
+        /* Both gone: released. */
+        model_service_del(m, "a", "svc-e");
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_false(has_cluster_ip(t, "10.96.0.2"));
+        assert_true(has_cluster_ip(t, "10.96.0.3"));
+
+        table_free(t);
+        tbl_builder_free(bld);
         model_free(m);
 }
 
 static void test_update_equals_compute(void **state)
 {
         (void)state;
-        update_sequence(40, 400);
-        /* Some ten chunks: entries come and go across chunk boundaries. */
-        update_sequence(600, 20);
+        for (int with_builder = 0; with_builder < 2; with_builder++) {
+                update_sequence(40, 400, with_builder);
+                /* Some ten chunks: entries come and go across chunk boundaries. */
+                update_sequence(600, 20, with_builder);
+        }
 }
 
 /* A cluster as the API server would list it: the last version of each
@@ -309,7 +492,7 @@ static void test_equal_objects_change_nothing(void **state)
         /* The relist: every object again. */
         cluster_put(&c, m);
         assert_int_equal(dirty_count(m), 0);
-        assert_int_equal(table_update(t, m, &node, &cfg, NULL, 0, &t2), 0);
+        assert_int_equal(table_update(NULL, t, m, &node, &cfg, NULL, 0, &t2), 0);
         assert_ptr_equal(t2, t);
         table_free(t2);
         /* A reload: a fresh model from the same objects. */
@@ -404,7 +587,7 @@ static void test_update_keeps_entries(void **state)
         /* The model did not change: the rebuilt service comes out the
          * same, in the same place. */
         k = (struct model_key){ table_svc(t, 0)->ns, table_svc(t, 0)->name };
-        assert_int_equal(table_update(t, m, &node, &cfg, &k, 1, &t2), 0);
+        assert_int_equal(table_update(NULL, t, m, &node, &cfg, &k, 1, &t2), 0);
         assert_int_equal(table_n_svcs(t2), table_n_svcs(t));
         for (TABLE_EACH(it, t2)) {
                 const struct tbl_svc *o = table_svc(t, it.i);
@@ -492,7 +675,7 @@ static void test_update_touches_few_chunks(void **state)
                         plain_service(m, 3000 + step); /* a new name: an insertion */
                 }
                 assert_true(model_dirty_take(m, &dirty, &n_dirty) >= 0);
-                assert_int_equal(table_update(t, m, &node, &cfg, dirty, n_dirty, &t2), 0);
+                assert_int_equal(table_update(NULL, t, m, &node, &cfg, dirty, n_dirty, &t2), 0);
                 model_keys_free(dirty, n_dirty);
                 assert_chunks(t2);
                 assert_true(new_chunks(t, t2) <= 3);
@@ -558,7 +741,7 @@ static void test_recompute_shares_unchanged(void **state)
         table_free(t2);
         /* Zone z2: only entries whose cluster endpoints follow hints differ. */
         node.zone = "z2";
-        assert_int_equal(table_update(t, m, &node, &cfg, NULL, 0, &t3), 0);
+        assert_int_equal(table_update(NULL, t, m, &node, &cfg, NULL, 0, &t3), 0);
         assert_true(table_same_context(t, t3));
         for (size_t i = 0; i < table_n_svcs(t3); i++)
                 hinted += !tbl_svc_same(table_svc(t3, i), table_svc(t, i));
@@ -583,7 +766,7 @@ static void test_recompute_shares_unchanged(void **state)
         }
         /* A new node IP is table-wide (NodePort addresses): a full sync. */
         ipaddr_parse("192.168.0.3", &node.node_ip[0]);
-        assert_int_equal(table_update(t3, m, &node, &cfg, NULL, 0, &t2), 0);
+        assert_int_equal(table_update(NULL, t3, m, &node, &cfg, NULL, 0, &t2), 0);
         assert_false(table_same_context(t3, t2));
         table_free(t2);
         table_free(t3);
@@ -596,6 +779,7 @@ int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_update_equals_compute),
+                cmocka_unit_test(test_builder_clashes),
                 cmocka_unit_test(test_equal_objects_change_nothing),
                 cmocka_unit_test(test_recompute_shares_unchanged),
                 cmocka_unit_test(test_update_keeps_entries),
