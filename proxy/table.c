@@ -260,6 +260,28 @@ static struct tbl_svc **svc_slot(struct table *t, size_t i)
         return &ch->e[i - (c ? t->chunk_end[c - 1] : 0)];
 }
 
+/* A hold on a shared array, or NULL if out of memory. */
+static struct tbl_share *share_new(void)
+{
+        struct tbl_share *sh = malloc(sizeof(*sh));
+
+        if (sh)
+                sh->refs = 1;
+        return sh;
+}
+
+/* Drops a hold (sh NULL: the array is the table's own): true when the
+ * array is to be freed. */
+static bool share_drop(struct tbl_share *sh)
+{
+        if (!sh)
+                return true;
+        if (--sh->refs)
+                return false;
+        free(sh);
+        return true;
+}
+
 struct table *table_ref(struct table *t)
 {
         /* A table built by hand (refcount 0) already has its one reference. */
@@ -281,20 +303,31 @@ void table_free(struct table *t)
                 chunk_unref(t->chunks[c]);
         free(t->chunks);
         free(t->chunk_end);
-        for (size_t i = 0; i < t->n_dns; i++)
-                free(t->dns[i].name);
-        free(t->dns);
-        free(t->cip_owners);
+        if (share_drop(t->dns_share)) {
+                for (size_t i = 0; i < t->n_dns; i++)
+                        free(t->dns[i].name);
+                free(t->dns);
+        }
         free(t->label_skipped);
         free(t->clashed);
         free(t->cluster_domain);
         free(t->node_name);
         free(t->zone);
-        free(t->cluster_ips[0]);
-        free(t->cluster_ips[1]);
+        for (int fi = 0; fi < 2; fi++) {
+                if (share_drop(t->cips_share[fi]))
+                        free(t->cluster_ips[fi]);
+                free(t->cip_come[fi]);
+                free(t->cip_gone[fi]);
+        }
         free(t->scheduler);
         free(t);
 }
+
+/* A ClusterIP of a service (owner: hash of its namespace/name). */
+struct tbl_cip_owner {
+        struct ipaddr addr;
+        uint64_t owner;
+};
 
 struct builder {
         struct table *t;
@@ -302,7 +335,9 @@ struct builder {
         const struct nodectx *node;
         const struct proxy_config *cfg;
         struct tbl_svc **flat;  /* the entries built, unsorted; then sorted */
-        size_t n_flat, cap_flat, cap_dns, cap_cips[2], cap_owners, cap_skipped;
+        size_t n_flat, cap_flat, cap_dns, cap_skipped;
+        struct tbl_cip_owner *cips; /* the ClusterIPs of the services built */
+        size_t n_cips, cap_cips;
         uint64_t owner;   /* hash of the service being built */
         /* Scratch, reused across services to keep allocation off the hot path. */
         struct tbl_endpoint *scratch;
@@ -506,14 +541,11 @@ static int categorize(struct builder *b, struct tbl_svc *s, const struct ep_hint
         return 0;
 }
 
-static int add_cluster_ip(struct builder *b, int fi, const struct ipaddr *a)
+static int add_cluster_ip(struct builder *b, const struct ipaddr *a)
 {
-        struct table *t = b->t;
-        if (grow((void **)&t->cluster_ips[fi], &b->cap_cips[fi], t->n_cluster_ips[fi] + 1, sizeof(struct ipaddr)) < 0 ||
-            grow((void **)&t->cip_owners, &b->cap_owners, t->n_cip_owners + 1, sizeof(*t->cip_owners)) < 0)
+        if (grow((void **)&b->cips, &b->cap_cips, b->n_cips + 1, sizeof(*b->cips)) < 0)
                 return -ENOMEM;
-        t->cluster_ips[fi][t->n_cluster_ips[fi]++] = *a;
-        t->cip_owners[t->n_cip_owners++] = (struct tbl_cip_owner){ *a, b->owner };
+        b->cips[b->n_cips++] = (struct tbl_cip_owner){ *a, b->owner };
         return 0;
 }
 
@@ -717,15 +749,34 @@ static int build_headless(struct builder *b, const struct k8s_service *svc)
         return 0;
 }
 
+/* kube-proxy's informer label selector: services owned by another proxy,
+ * or marked headless by the endpoints controller, are not ours. */
+static bool svc_label_skipped(const struct k8s_service *svc)
+{
+        return svc->proxy_name || svc->headless_label;
+}
+
+/* The ClusterIP of svc in family index fi that the table uses; NULL: none
+ * (not proxied, or none of that family). */
+static const struct ipaddr *svc_cip(const struct proxy_config *cfg, const struct k8s_service *svc, int fi)
+{
+        const struct ipaddr *cip = NULL;
+
+        if (svc_label_skipped(svc) || svc->type == K8S_SVC_EXTERNAL_NAME || svc->headless || !cfg->family_enabled[fi])
+                return NULL;
+        for (size_t i = 0; i < svc->n_cluster_ips; i++)
+                if (svc->cluster_ips[i].family == ipfam_from_index(fi))
+                        cip = &svc->cluster_ips[i];
+        return cip;
+}
+
 static int build_service(const struct k8s_service *svc, void *data)
 {
         struct builder *b = data;
         int r;
 
         b->owner = owner_hash(svc->ns, svc->name);
-        /* kube-proxy's informer label selector: services owned by another proxy,
-         * or marked headless by the endpoints controller, are not ours. */
-        if (svc->proxy_name || svc->headless_label) {
+        if (svc_label_skipped(svc)) {
                 struct table *t = b->t;
                 if (grow((void **)&t->label_skipped, &b->cap_skipped, t->n_label_skipped + 1, sizeof(uint64_t)) < 0)
                         return -ENOMEM;
@@ -737,15 +788,11 @@ static int build_service(const struct k8s_service *svc, void *data)
         if (svc->headless)
                 return build_headless(b, svc);
         for (int fi = 0; fi < 2; fi++) {
-                const struct ipaddr *cip = NULL;
-                if (!b->cfg->family_enabled[fi])
-                        continue;
-                for (size_t i = 0; i < svc->n_cluster_ips; i++)
-                        if (svc->cluster_ips[i].family == ipfam_from_index(fi))
-                                cip = &svc->cluster_ips[i];
+                const struct ipaddr *cip = svc_cip(b->cfg, svc, fi);
+
                 if (!cip)
                         continue;
-                if ((r = add_cluster_ip(b, fi, cip)) < 0)
+                if ((r = add_cluster_ip(b, cip)) < 0)
                         return r;
                 for (size_t i = 0; i < svc->n_ports; i++)
                         if ((r = build_port(b, svc, &svc->ports[i], cip, fi)) < 0)
@@ -919,10 +966,33 @@ struct claim_slot {
         const struct tbl_svc *s; /* NULL: a free slot */
 };
 
+/* What the builder knows of a service (by owner hash) with a ClusterIP or
+ * DNS records in its table. */
+struct own_slot {
+        uint64_t owner;
+        struct ipaddr cip[2];    /* per family index; family 0: none */
+        bool dns;                /* has DNS records */
+        bool used;
+};
+
+/* How many services of its table have a ClusterIP. */
+struct cnt_slot {
+        struct ipaddr addr;      /* bytes past its length zero */
+        uint32_t count;
+        uint32_t before;         /* count before this update, if seen == the builder's pass */
+        uint64_t seen;
+        bool used;
+};
+
 struct tbl_builder {
         uint64_t serial;         /* the table it describes; 0: none */
         struct claim_slot *slots;
         size_t cap, used;        /* cap a power of two */
+        struct own_slot *own;
+        size_t cap_own, used_own;
+        struct cnt_slot *cnt;
+        size_t cap_cnt, used_cnt;
+        uint64_t pass;           /* updates made with it */
 };
 
 struct tbl_builder *tbl_builder_new(void)
@@ -935,7 +1005,144 @@ void tbl_builder_free(struct tbl_builder *b)
         if (!b)
                 return;
         free(b->slots);
+        free(b->own);
+        free(b->cnt);
         free(b);
+}
+
+static size_t owner_slot_hash(uint64_t o)
+{
+        return (size_t)(o ^ o >> 29);
+}
+
+static size_t own_find(const struct own_slot *v, size_t cap, uint64_t o)
+{
+        size_t i = owner_slot_hash(o) & (cap - 1);
+
+        while (v[i].used && v[i].owner != o)
+                i = (i + 1) & (cap - 1);
+        return i;
+}
+
+/* The slot of owner o, created (zeroed) if need be; NULL if out of memory. */
+static struct own_slot *own_get(struct tbl_builder *b, uint64_t o)
+{
+        size_t i;
+
+        if ((b->used_own + 1) * 2 > b->cap_own) {
+                size_t cap = b->cap_own ? b->cap_own * 2 : 1024;
+                struct own_slot *v = calloc(cap, sizeof(*v));
+
+                if (!v)
+                        return NULL;
+                for (size_t k = 0; k < b->cap_own; k++)
+                        if (b->own[k].used)
+                                v[own_find(v, cap, b->own[k].owner)] = b->own[k];
+                free(b->own);
+                b->own = v;
+                b->cap_own = cap;
+        }
+        i = own_find(b->own, b->cap_own, o);
+        if (!b->own[i].used) {
+                b->own[i] = (struct own_slot){ .owner = o, .used = true };
+                b->used_own++;
+        }
+        return &b->own[i];
+}
+
+/* What the builder knows of owner o (zero: nothing). */
+static struct own_slot own_peek(const struct tbl_builder *b, uint64_t o)
+{
+        size_t i;
+
+        if (!b->cap_own)
+                return (struct own_slot){ .owner = o };
+        i = own_find(b->own, b->cap_own, o);
+        return b->own[i].used ? b->own[i] : (struct own_slot){ .owner = o };
+}
+
+/* Owner o forgotten (backward shift, as cl_del). */
+static void own_del(struct tbl_builder *b, uint64_t o)
+{
+        size_t i, j;
+
+        if (!b->cap_own || !b->own[i = own_find(b->own, b->cap_own, o)].used)
+                return;
+        for (j = (i + 1) & (b->cap_own - 1); b->own[j].used; j = (j + 1) & (b->cap_own - 1)) {
+                size_t h = owner_slot_hash(b->own[j].owner) & (b->cap_own - 1);
+
+                if (i <= j ? (i < h && h <= j) : (i < h || h <= j))
+                        continue;
+                b->own[i] = b->own[j];
+                i = j;
+        }
+        b->own[i].used = false;
+        b->used_own--;
+}
+
+static size_t addr_hash(const struct ipaddr *a)
+{
+        uint64_t h = 1469598103934665603ULL;
+
+        for (size_t i = 0; i < ipaddr_len(a); i++)
+                h = (h ^ a->bytes[i]) * 1099511628211ULL;
+        h = (h ^ a->family) * 1099511628211ULL;
+        return (size_t)(h ^ h >> 29);
+}
+
+static size_t cnt_find(const struct cnt_slot *v, size_t cap, const struct ipaddr *a)
+{
+        size_t i = addr_hash(a) & (cap - 1);
+
+        while (v[i].used && !ipaddr_equal(&v[i].addr, a))
+                i = (i + 1) & (cap - 1);
+        return i;
+}
+
+/* The count of ClusterIP a, created (0) if need be; NULL if out of memory. */
+static struct cnt_slot *cnt_get(struct tbl_builder *b, const struct ipaddr *a)
+{
+        size_t i;
+
+        if ((b->used_cnt + 1) * 2 > b->cap_cnt) {
+                size_t cap = b->cap_cnt ? b->cap_cnt * 2 : 1024;
+                struct cnt_slot *v = calloc(cap, sizeof(*v));
+
+                if (!v)
+                        return NULL;
+                for (size_t k = 0; k < b->cap_cnt; k++)
+                        if (b->cnt[k].used)
+                                v[cnt_find(v, cap, &b->cnt[k].addr)] = b->cnt[k];
+                free(b->cnt);
+                b->cnt = v;
+                b->cap_cnt = cap;
+        }
+        i = cnt_find(b->cnt, b->cap_cnt, a);
+        if (!b->cnt[i].used) {
+                b->cnt[i] = (struct cnt_slot){ .addr = { .family = a->family }, .used = true };
+                memcpy(b->cnt[i].addr.bytes, a->bytes, ipaddr_len(a));
+                b->used_cnt++;
+        }
+        return &b->cnt[i];
+}
+
+/* A count of 0 forgotten. */
+static void cnt_del(struct tbl_builder *b, const struct ipaddr *a)
+{
+        size_t i, j;
+
+        if (!b->cap_cnt || !b->cnt[i = cnt_find(b->cnt, b->cap_cnt, a)].used)
+                return;
+        for (j = (i + 1) & (b->cap_cnt - 1); b->cnt[j].used; j = (j + 1) & (b->cap_cnt - 1)) {
+                size_t h = addr_hash(&b->cnt[j].addr) & (b->cap_cnt - 1);
+
+                if (i <= j ? (i < h && h <= j) : (i < h || h <= j))
+                        continue;
+                b->cnt[i] = b->cnt[j];
+                i = j;
+        }
+        b->cnt[i].used = false;
+        b->used_cnt--;
 }
 
 static size_t claim_hash(const struct claim *x)
@@ -1290,31 +1497,11 @@ static void no_local_count(struct table *t, const struct tbl_svc *s, bool add)
         }
 }
 
-/* The table-wide lists derived from the service entries, and the counters
- * (fresh NULL: recounted; see resolve_clashes for fresh). */
-static int finish(struct table *t, const uint32_t *fresh, size_t n_fresh, struct tbl_builder *bld)
+/* t's DNS records (sorted) without repeats. */
+static void dns_dedupe(struct table *t)
 {
         size_t k = 0;
-        int r;
 
-        r = resolve_clashes(t, fresh, n_fresh, bld);
-        if (r < 0)
-                return r;
-        t->n_skipped_services += t->n_label_skipped;
-        for (int fi = 0; fi < 2; fi++) {
-                struct ipaddr *a = realloc(t->cluster_ips[fi], (t->n_cip_owners + 1) * sizeof(*a));
-                if (!a)
-                        return -ENOMEM;
-                t->cluster_ips[fi] = a;
-                t->n_cluster_ips[fi] = 0;
-        }
-        for (size_t i = 0; i < t->n_cip_owners; i++) {
-                const struct ipaddr *a = &t->cip_owners[i].addr;
-                int fi = ipfam_index(a->family);
-                size_t n = t->n_cluster_ips[fi];
-                if (n == 0 || !ipaddr_equal(&t->cluster_ips[fi][n - 1], a))
-                        t->cluster_ips[fi][t->n_cluster_ips[fi]++] = *a;
-        }
         for (size_t i = 0; i < t->n_dns; i++) {
                 if (k && dns_order(&t->dns[k - 1], &t->dns[i]) == 0) {
                         free(t->dns[i].name);
@@ -1323,6 +1510,37 @@ static int finish(struct table *t, const uint32_t *fresh, size_t n_fresh, struct
                 t->dns[k++] = t->dns[i];
         }
         t->n_dns = k;
+}
+
+/* t's ClusterIPs from those of the services (sorted by cip_order). */
+static int cips_from(struct table *t, const struct tbl_cip_owner *v, size_t n)
+{
+        for (int fi = 0; fi < 2; fi++) {
+                if (!(t->cluster_ips[fi] = malloc((n + 1) * sizeof(struct ipaddr))) ||
+                    !(t->cips_share[fi] = share_new()))
+                        return -ENOMEM;
+                t->n_cluster_ips[fi] = 0;
+        }
+        for (size_t i = 0; i < n; i++) {
+                int fi = ipfam_index(v[i].addr.family);
+                size_t k = t->n_cluster_ips[fi];
+
+                if (k == 0 || !ipaddr_equal(&t->cluster_ips[fi][k - 1], &v[i].addr))
+                        t->cluster_ips[fi][t->n_cluster_ips[fi]++] = v[i].addr;
+        }
+        return 0;
+}
+
+/* The table-wide lists derived from the service entries, and the counters
+ * (fresh NULL: recounted; see resolve_clashes for fresh). */
+static int finish(struct table *t, const uint32_t *fresh, size_t n_fresh, struct tbl_builder *bld)
+{
+        int r;
+
+        r = resolve_clashes(t, fresh, n_fresh, bld);
+        if (r < 0)
+                return r;
+        t->n_skipped_services += t->n_label_skipped;
         /* table_update keeps the counters as it merges (no_local_count). */
         if (!fresh) {
                 t->n_no_local_internal = t->n_no_local_external = 0;
@@ -1375,17 +1593,22 @@ int table_compute(const struct model *m, const struct nodectx *node, const struc
         b.n_flat = 0;
         if (r < 0)
                 goto fail;
-        if (b.t->n_cip_owners)
-                qsort(b.t->cip_owners, b.t->n_cip_owners, sizeof(*b.t->cip_owners), cip_order);
+        if (b.n_cips)
+                qsort(b.cips, b.n_cips, sizeof(*b.cips), cip_order);
         if (b.t->n_dns)
                 qsort(b.t->dns, b.t->n_dns, sizeof(*b.t->dns), dns_order);
+        dns_dedupe(b.t);
         if (b.t->n_label_skipped)
                 qsort(b.t->label_skipped, b.t->n_label_skipped, sizeof(uint64_t), owner_order);
+        r = -ENOMEM;
+        if (!(b.t->dns_share = share_new()) || (r = cips_from(b.t, b.cips, b.n_cips)) < 0)
+                goto fail;
         r = finish(b.t, NULL, 0, NULL);
         if (r < 0)
                 goto fail;
         free(b.scratch);
         free(b.flat);
+        free(b.cips);
         *ret = b.t;
         return 0;
 fail:
@@ -1393,6 +1616,7 @@ fail:
                 svc_unref(b.flat[i]);
         free(b.flat);
         free(b.scratch);
+        free(b.cips);
         table_free(b.t);
         return r;
 }
@@ -1563,8 +1787,12 @@ struct table *table_subset(const struct table *t, const uint32_t *idx, size_t n)
         m->n_chunks = m->n_svcs = 0;
         m->dns = NULL;
         m->n_dns = 0;
-        m->cip_owners = NULL;
-        m->n_cip_owners = 0;
+        m->dns_share = m->cips_share[0] = m->cips_share[1] = NULL;
+        m->cip_delta_from = 0;
+        for (int fi = 0; fi < 2; fi++) {
+                m->cip_come[fi] = m->cip_gone[fi] = NULL;
+                m->n_cip_come[fi] = m->n_cip_gone[fi] = 0;
+        }
         m->label_skipped = NULL;
         m->n_label_skipped = 0;
         m->clashed = NULL;
@@ -2010,6 +2238,247 @@ fail:
         return r < 0 ? r : -ENOMEM;
 }
 
+/* ClusterIP a's count moved by d; the first move in this pass notes the
+ * count before and the address in *v. */
+static int cnt_add(struct tbl_builder *b, const struct ipaddr *a, int d, struct ipaddr **v, size_t *n, size_t *cap)
+{
+        struct cnt_slot *c = cnt_get(b, a);
+
+        if (!c)
+                return -ENOMEM;
+        if (c->seen != b->pass) {
+                c->seen = b->pass;
+                c->before = c->count;
+                if (grow((void **)v, cap, *n + 1, sizeof(**v)) < 0)
+                        return -ENOMEM;
+                (*v)[(*n)++] = c->addr;
+        }
+        c->count += (uint32_t)d;
+        return 0;
+}
+
+static int cip_owner_order(const void *a, const void *b)
+{
+        const struct tbl_cip_owner *x = a, *y = b;
+
+        return x->owner < y->owner ? -1 : x->owner > y->owner;
+}
+
+static int addr_order(const void *a, const void *b)
+{
+        return ipaddr_cmp(a, b);
+}
+
+/* t->cluster_ips[fi]: prev's less gone plus come (all sorted); prev's
+ * array itself, shared, when both are empty. */
+static int cips_merge(const struct table *prev, struct table *t, int fi, const struct ipaddr *come, size_t n_come,
+                      const struct ipaddr *gone, size_t n_gone)
+{
+        const struct ipaddr *p = prev->cluster_ips[fi];
+        size_t np = prev->n_cluster_ips[fi], n = 0, i = 0, j = 0, g = 0;
+        struct ipaddr *v;
+
+        if (!n_come && !n_gone && prev->cips_share[fi]) {
+                t->cluster_ips[fi] = prev->cluster_ips[fi];
+                t->n_cluster_ips[fi] = np;
+                t->cips_share[fi] = prev->cips_share[fi];
+                t->cips_share[fi]->refs++;
+                return 0;
+        }
+        if (!(v = malloc((np + n_come + 1) * sizeof(*v))) || !(t->cips_share[fi] = share_new())) {
+                free(v);
+                return -ENOMEM;
+        }
+        while (i < np || j < n_come) {
+                if (i < np && (j == n_come || ipaddr_cmp(&p[i], &come[j]) < 0)) {
+                        while (g < n_gone && ipaddr_cmp(&gone[g], &p[i]) < 0)
+                                g++;
+                        if (g < n_gone && ipaddr_equal(&gone[g], &p[i]))
+                                i++;
+                        else
+                                v[n++] = p[i++];
+                } else {
+                        v[n++] = come[j++];
+                }
+        }
+        t->cluster_ips[fi] = v;
+        t->n_cluster_ips[fi] = n;
+        return 0;
+}
+
+/* The ClusterIP and DNS parts of an update with bld describing prev
+ * (valid) or not: the counts of the rebuilt owners' ClusterIPs (cips, the
+ * new ones) move, and only what goes from or comes to a count of 0 changes
+ * t's list; t->dns (the rebuilt owners' records only) is checked against
+ * what they had. *ret_keep_dns: prev's records stay as they are. */
+static int cips_update(struct tbl_builder *bld, bool valid, const struct table *prev, struct table *t,
+                       const struct model *m, const struct proxy_config *cfg, const uint64_t *rebuilt,
+                       size_t n_rebuilt, struct tbl_cip_owner *cips, size_t n_cips, bool *ret_keep_dns);
+
+struct recount {
+        struct tbl_builder *b;
+        const struct proxy_config *cfg;
+};
+
+/* One service's ClusterIPs counted, from scratch. */
+static int recount_service(const struct k8s_service *svc, void *data)
+{
+        struct recount *rc = data;
+        struct own_slot *o = NULL;
+
+        for (int fi = 0; fi < 2; fi++) {
+                const struct ipaddr *a = svc_cip(rc->cfg, svc, fi);
+                struct cnt_slot *c;
+
+                if (!a)
+                        continue;
+                if ((!o && !(o = own_get(rc->b, owner_hash(svc->ns, svc->name)))) || !(c = cnt_get(rc->b, a)))
+                        return -ENOMEM;
+                o->cip[fi] = c->addr;
+                c->count++;
+        }
+        return 0;
+}
+
+static int cips_update(struct tbl_builder *bld, bool valid, const struct table *prev, struct table *t,
+                       const struct model *m, const struct proxy_config *cfg, const uint64_t *rebuilt,
+                       size_t n_rebuilt, struct tbl_cip_owner *cips, size_t n_cips, bool *ret_keep_dns)
+{
+        struct ipaddr *touched = NULL, *come[2] = { NULL }, *gone[2] = { NULL };
+        size_t n_touched = 0, cap_touched = 0, n_come[2] = { 0 }, n_gone[2] = { 0 }, cap_come[2] = { 0 },
+               cap_gone[2] = { 0 };
+        bool old_dns = !valid;
+        int r = 0;
+
+        bld->pass++;
+        if (!valid) {
+                struct recount rc = { bld, cfg };
+
+                /* From the model: what t has, so nothing is known of prev
+                 * but its list. */
+                if (bld->cap_own)
+                        memset(bld->own, 0, bld->cap_own * sizeof(*bld->own));
+                if (bld->cap_cnt)
+                        memset(bld->cnt, 0, bld->cap_cnt * sizeof(*bld->cnt));
+                bld->used_own = bld->used_cnt = 0;
+                if ((r = model_service_foreach(m, recount_service, &rc)) < 0)
+                        return r;
+                for (size_t i = 0; i < bld->cap_cnt && r == 0; i++)
+                        if (bld->cnt[i].used && grow((void **)&touched, &cap_touched, n_touched + 1,
+                                                     sizeof(*touched)) == 0)
+                                touched[n_touched++] = bld->cnt[i].addr;
+                        else if (bld->cnt[i].used)
+                                r = -ENOMEM;
+                for (int fi = 0; fi < 2 && r == 0; fi++)
+                        for (size_t i = 0; i < prev->n_cluster_ips[fi] && r == 0; i++)
+                                if (!(r = grow((void **)&touched, &cap_touched, n_touched + 1, sizeof(*touched))))
+                                        touched[n_touched++] = prev->cluster_ips[fi][i];
+                /* In prev: count before 1; otherwise 0. */
+                for (size_t i = 0; i < n_touched && r == 0; i++) {
+                        struct cnt_slot *c = cnt_get(bld, &touched[i]);
+
+                        if (!c) {
+                                r = -ENOMEM;
+                                break;
+                        }
+                        if (c->seen != bld->pass) {
+                                c->seen = bld->pass;
+                                c->before = 0;
+                        }
+                }
+                /* Found above: no allocation. */
+                for (int fi = 0; fi < 2 && r == 0; fi++)
+                        for (size_t i = 0; i < prev->n_cluster_ips[fi]; i++)
+                                cnt_get(bld, &prev->cluster_ips[fi][i])->before = 1;
+        } else {
+                if (n_cips)
+                        qsort(cips, n_cips, sizeof(*cips), cip_owner_order);
+                for (size_t i = 0, k = 0; i < n_rebuilt && r == 0; i++) {
+                        struct own_slot old, *o;
+                        struct ipaddr now[2] = { { 0 }, { 0 } };
+
+                        if (i && rebuilt[i] == rebuilt[i - 1])
+                                continue;
+                        /* rebuilt is sorted, and cips by owner. */
+                        while (k < n_cips && cips[k].owner < rebuilt[i])
+                                k++;
+                        for (; k < n_cips && cips[k].owner == rebuilt[i]; k++)
+                                now[ipfam_index(cips[k].addr.family)] = cips[k].addr;
+                        old = own_peek(bld, rebuilt[i]);
+                        old_dns |= old.dns;
+                        for (int fi = 0; fi < 2 && r == 0; fi++) {
+                                if (old.cip[fi].family)
+                                        r = cnt_add(bld, &old.cip[fi], -1, &touched, &n_touched, &cap_touched);
+                                if (r == 0 && now[fi].family)
+                                        r = cnt_add(bld, &now[fi], 1, &touched, &n_touched, &cap_touched);
+                        }
+                        if (r == 0 && !(o = own_get(bld, rebuilt[i])))
+                                r = -ENOMEM;
+                        if (r == 0) {
+                                o->cip[0] = now[0];
+                                o->cip[1] = now[1];
+                                o->dns = false;
+                        }
+                }
+        }
+        /* Which services have DNS records: t's (the rebuilt ones'). */
+        for (size_t i = 0; i < t->n_dns && r == 0; i++) {
+                struct own_slot *o = own_get(bld, t->dns[i].owner);
+
+                if (!o)
+                        r = -ENOMEM;
+                else
+                        o->dns = true;
+        }
+        for (size_t i = 0; valid && i < n_rebuilt && r == 0; i++) {
+                struct own_slot o = own_peek(bld, rebuilt[i]);
+
+                if (!o.cip[0].family && !o.cip[1].family && !o.dns)
+                        own_del(bld, rebuilt[i]);
+        }
+        for (size_t i = 0; i < n_touched && r == 0; i++) {
+                struct cnt_slot *c = cnt_get(bld, &touched[i]);
+                int fi = ipfam_index(touched[i].family);
+                struct ipaddr **v = NULL;
+                size_t *n = NULL, *cap = NULL;
+
+                if (!c) {
+                        r = -ENOMEM;
+                        break;
+                }
+                if ((c->before > 0) != (c->count > 0)) {
+                        v = c->count ? &come[fi] : &gone[fi];
+                        n = c->count ? &n_come[fi] : &n_gone[fi];
+                        cap = c->count ? &cap_come[fi] : &cap_gone[fi];
+                }
+                /* A duplicate (from prev's list) is seen once. */
+                c->before = c->count;
+                if (!c->count)
+                        cnt_del(bld, &touched[i]);
+                if (v && !(r = grow((void **)v, cap, *n + 1, sizeof(**v))))
+                        (*v)[(*n)++] = touched[i];
+        }
+        free(touched);
+        for (int fi = 0; fi < 2 && r == 0; fi++) {
+                if (n_come[fi])
+                        qsort(come[fi], n_come[fi], sizeof(*come[fi]), addr_order);
+                if (n_gone[fi])
+                        qsort(gone[fi], n_gone[fi], sizeof(*gone[fi]), addr_order);
+                r = cips_merge(prev, t, fi, come[fi], n_come[fi], gone[fi], n_gone[fi]);
+        }
+        for (int fi = 0; fi < 2; fi++) {
+                t->cip_come[fi] = come[fi];
+                t->cip_gone[fi] = gone[fi];
+                t->n_cip_come[fi] = n_come[fi];
+                t->n_cip_gone[fi] = n_gone[fi];
+        }
+        if (r < 0)
+                return r;
+        t->cip_delta_from = prev->serial;
+        *ret_keep_dns = !old_dns && !t->n_dns && prev->dns_share;
+        return 0;
+}
+
 /* Whether the entries of t from it on are those of chunk ch. */
 static bool chunk_next(struct table_iter it, const struct tbl_chunk *ch)
 {
@@ -2077,12 +2546,13 @@ int table_update(struct tbl_builder *bld, const struct table *prev, const struct
                  size_t n_dirty, struct table **ret)
 {
         struct builder b = { .m = m, .node = node, .cfg = cfg };
-        struct tbl_cip_owner *cips = NULL;
+        struct tbl_builder *own_bld = NULL, *cb;
         struct tbl_dns *dns = NULL;
         uint64_t *rebuilt = NULL, *skipped = NULL;
         uint32_t *fresh = NULL;
         struct span *drop = NULL;
         size_t n_rebuilt = 0, n = 0, n_fresh = 0, n_drop = 0;
+        bool valid, keep_dns = false;
         int r = -ENOMEM;
 
         if (!prev)
@@ -2135,19 +2605,28 @@ int table_update(struct tbl_builder *bld, const struct table *prev, const struct
         r = -ENOMEM;
         if (b.n_flat)
                 qsort(b.flat, b.n_flat, sizeof(*b.flat), svc_porder);
-        if (b.t->n_cip_owners)
-                qsort(b.t->cip_owners, b.t->n_cip_owners, sizeof(*b.t->cip_owners), cip_order);
         if (b.t->n_dns)
                 qsort(b.t->dns, b.t->n_dns, sizeof(*b.t->dns), dns_order);
         if (b.t->n_label_skipped)
                 qsort(b.t->label_skipped, b.t->n_label_skipped, sizeof(uint64_t), owner_order);
 
-        cips = malloc((prev->n_cip_owners + b.t->n_cip_owners + 1) * sizeof(*cips));
-        dns = malloc((prev->n_dns + b.t->n_dns + 1) * sizeof(*dns));
         skipped = malloc((prev->n_label_skipped + b.t->n_label_skipped + 1) * sizeof(*skipped));
-        if (!cips || !dns || !skipped)
+        if (!skipped)
                 goto fail;
         if ((r = drop_spans(prev, dirty, n_dirty, &drop, &n_drop)) < 0)
+                goto fail;
+        /* The ClusterIPs and DNS records by what changed: with a builder
+         * that describes prev, or one rebuilt from the model (no builder:
+         * one for this update only). */
+        valid = bld && prev->serial && bld->serial == prev->serial;
+        cb = bld;
+        if (!cb && !(cb = own_bld = tbl_builder_new())) {
+                r = -ENOMEM;
+                goto fail;
+        }
+        if (!valid)
+                cb->serial = 0;
+        if ((r = cips_update(cb, valid, prev, b.t, m, cfg, rebuilt, n_rebuilt, b.cips, b.n_cips, &keep_dns)) < 0)
                 goto fail;
         if (bld) {
                 if ((r = builder_sync(bld, prev)) < 0)
@@ -2168,23 +2647,37 @@ int table_update(struct tbl_builder *bld, const struct table *prev, const struct
         if ((r = merge_chunks(b.t, prev, b.flat, n_fresh, drop, n_drop, &fresh)) < 0)
                 goto fail;
         r = -ENOMEM;
-        n = 0;
-        MERGE_KEPT(struct tbl_cip_owner, prev->cip_owners, prev->n_cip_owners, b.t->cip_owners, b.t->n_cip_owners,
-                   cip_order, (void)0, cips, n, (void)0, (void)0, AHEAD_NONE, OWNER_VAL);
-        free(b.t->cip_owners);
-        b.t->cip_owners = cips;
-        b.t->n_cip_owners = n;
-        cips = NULL;
-        n = 0;
-        MERGE_KEPT(struct tbl_dns, prev->dns, prev->n_dns, b.t->dns, b.t->n_dns, dns_order,
-                   dns[n].name = strdup(p_->name), dns, n, (void)0, (void)0, AHEAD_NONE, OWNER_VAL);
-        free(b.t->dns);
-        b.t->dns = dns;
-        b.t->n_dns = n;
-        dns = NULL;
-        for (size_t i = 0; i < b.t->n_dns; i++)
-                if (!b.t->dns[i].name)
+        if (keep_dns) {
+                /* No rebuilt service had or has records: prev's, shared. */
+                free(b.t->dns);
+                b.t->dns = prev->dns;
+                b.t->n_dns = prev->n_dns;
+                b.t->dns_share = prev->dns_share;
+                b.t->dns_share->refs++;
+        } else {
+                if (!(dns = malloc((prev->n_dns + b.t->n_dns + 1) * sizeof(*dns))) ||
+                    !(b.t->dns_share = share_new()))
                         goto fail;
+                n = 0;
+                MERGE_KEPT(struct tbl_dns, prev->dns, prev->n_dns, b.t->dns, b.t->n_dns, dns_order,
+                           dns[n].name = strdup(p_->name), dns, n, (void)0, (void)0, AHEAD_NONE, OWNER_VAL);
+                free(b.t->dns);
+                b.t->dns = dns;
+                b.t->n_dns = n;
+                dns = NULL;
+                for (size_t i = 0; i < b.t->n_dns; i++)
+                        if (!b.t->dns[i].name)
+                                goto fail;
+                dns_dedupe(b.t);
+                /* Rebuilt from the model: which services have records. */
+                for (size_t i = 0; !valid && i < b.t->n_dns; i++) {
+                        struct own_slot *o = own_get(cb, b.t->dns[i].owner);
+
+                        if (!o)
+                                goto fail;
+                        o->dns = true;
+                }
+        }
         n = 0;
         for (size_t i = 0, j = 0; i < prev->n_label_skipped || j < b.t->n_label_skipped;) {
                 if (i < prev->n_label_skipped && owner_in(rebuilt, n_rebuilt, prev->label_skipped[i])) {
@@ -2206,20 +2699,25 @@ int table_update(struct tbl_builder *bld, const struct table *prev, const struct
                 goto fail;
         if (bld)
                 bld->serial = b.t->serial;
+        tbl_builder_free(own_bld);
         free(fresh);
         free(drop);
         free(rebuilt);
         free(b.scratch);
         free(b.flat);
+        free(b.cips);
         *ret = b.t;
         return 0;
 fail:
+        if (bld)
+                bld->serial = 0;
+        tbl_builder_free(own_bld);
         for (size_t i = 0; i < b.n_flat; i++)
                 svc_unref(b.flat[i]);
         free(b.flat);
+        free(b.cips);
         free(fresh);
         free(drop);
-        free(cips);
         free(dns);
         free(skipped);
         free(rebuilt);

@@ -152,10 +152,10 @@ struct tbl_dns {
         uint64_t owner;      /* hash of the service's namespace/name */
 };
 
-/* Which service a ClusterIP belongs to, for incremental updates. */
-struct tbl_cip_owner {
-        struct ipaddr addr;
-        uint64_t owner;
+/* A table's hold on an array it may share with other tables (table_update
+ * keeps prev's when nothing in it changed). */
+struct tbl_share {
+        unsigned refs;
 };
 
 /* Entries go in chunks, shared between tables like the entries: an update
@@ -179,6 +179,16 @@ struct table {
         size_t n_dns;
         struct ipaddr *cluster_ips[2]; /* every ClusterIP in use, per family, sorted, unique */
         size_t n_cluster_ips[2];
+        /* The ClusterIPs t has and the table of serial cip_delta_from had
+         * not (come), and the other way round (gone), per family, sorted:
+         * what a backend that programmed that table changes in its
+         * ClusterIP set. cip_delta_from 0: not known (computed from
+         * scratch); the lists are then empty. */
+        uint64_t cip_delta_from;
+        struct ipaddr *cip_come[2], *cip_gone[2];
+        size_t n_cip_come[2], n_cip_gone[2];
+        /* NULL: the array is this table's own (tables built by hand). */
+        struct tbl_share *dns_share, *cips_share[2];
         /* Resolved settings the backends need (copied from config/nodectx). */
         bool family_enabled[2];
         bool masquerade_all;
@@ -201,8 +211,6 @@ struct table {
         struct ipvs_config ipvs;
         unsigned refcount;        /* table_ref / table_free */
         uint64_t serial;          /* unique per computed table (0: built by hand): see tbl_builder */
-        struct tbl_cip_owner *cip_owners; /* sorted by (addr, owner) */
-        size_t n_cip_owners;
         char *cluster_domain, *node_name, *zone; /* what it was computed for */
         uint64_t *label_skipped;  /* owners of services skipped for their labels, sorted */
         size_t n_label_skipped;

@@ -129,6 +129,42 @@ static size_t new_chunks(const struct table *o, const struct table *t)
         return n;
 }
 
+/* The ClusterIPs in a and not in b, per family, as the sorted lists a
+ * delta has. */
+static void assert_minus(const struct ipaddr *a, size_t na, const struct ipaddr *b, size_t nb,
+                         const struct ipaddr *d, size_t nd)
+{
+        size_t k = 0;
+
+        for (size_t i = 0, j = 0; i < na; i++) {
+                while (j < nb && ipaddr_cmp(&b[j], &a[i]) < 0)
+                        j++;
+                if (j < nb && ipaddr_equal(&b[j], &a[i]))
+                        continue;
+                assert_true(k < nd);
+                assert_true(ipaddr_equal(&d[k], &a[i]));
+                k++;
+        }
+        assert_int_equal(k, nd);
+}
+
+/* An update's ClusterIP delta: what it has and prev had not, and the other
+ * way round; prev's lists (and DNS records) shared when none changed. */
+static void assert_cip_delta(const struct table *prev, const struct table *t)
+{
+        if (t == prev)
+                return;
+        assert_int_equal(t->cip_delta_from, prev->serial);
+        for (int fi = 0; fi < 2; fi++) {
+                assert_minus(t->cluster_ips[fi], t->n_cluster_ips[fi], prev->cluster_ips[fi], prev->n_cluster_ips[fi],
+                             t->cip_come[fi], t->n_cip_come[fi]);
+                assert_minus(prev->cluster_ips[fi], prev->n_cluster_ips[fi], t->cluster_ips[fi], t->n_cluster_ips[fi],
+                             t->cip_gone[fi], t->n_cip_gone[fi]);
+                if (!t->n_cip_come[fi] && !t->n_cip_gone[fi])
+                        assert_ptr_equal(t->cluster_ips[fi], prev->cluster_ips[fi]);
+        }
+}
+
 /* with_builder: through a builder kept across the steps, as the daemon
  * does; some steps first make a table that is dropped, so that the builder
  * describes another table than the next prev and must rebuild itself. */
@@ -184,6 +220,8 @@ static void update_sequence(unsigned n_svc, unsigned steps, bool with_builder)
                 if (strcmp(a, b) != 0)
                         fail_msg("step %u: incremental table differs from a full computation", step);
                 assert_int_equal(inc->n_skipped_services, full->n_skipped_services);
+                if (prev)
+                        assert_cip_delta(prev, inc);
                 assert_int_equal(inc->n_no_local_external, full->n_no_local_external);
                 assert_int_equal(inc->n_no_local_internal, full->n_no_local_internal);
                 assert_clashed_list(inc);
@@ -251,6 +289,7 @@ static void step_equal(struct tbl_builder *bld, struct model *m, const struct no
         b = render_all(full);
         assert_string_equal(a, b);
         assert_int_equal(inc->n_skipped_services, full->n_skipped_services);
+        assert_cip_delta(*t, inc);
         assert_clashed_list(inc);
         assert_int_equal(inc->n_clashed, full->n_clashed);
         for (int fi = 0; fi < 2; fi++) {
@@ -374,6 +413,89 @@ static void test_builder_clashes(void **state)
         step_equal(bld, m, &node, &cfg, &t);
         assert_false(has_cluster_ip(t, "10.96.0.2"));
         assert_true(has_cluster_ip(t, "10.96.0.3"));
+
+        table_free(t);
+        tbl_builder_free(bld);
+        model_free(m);
+}
+
+/* A headless service a/<name> with one ready endpoint addr, hostname h0. */
+static void put_headless(struct model *m, const char *name, const char *addr)
+{
+        char slice[64];
+
+        snprintf(slice, sizeof(slice), "%s-1", name);
+        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s, s:[{s:s, s:i}]}}", "apiVersion", "v1", "kind",
+                                    "Service", "metadata", "name", name, "namespace", "a", "spec", "clusterIP", "None",
+                                    "ports", "name", "http", "port", 80));
+        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i}], s:[{s:[s], s:s}]}",
+                                    "apiVersion", "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata", "name",
+                                    slice, "namespace", "a", "labels", "kubernetes.io/service-name", name,
+                                    "addressType", "IPv4", "ports", "name", "http", "port", 8080, "endpoints",
+                                    "addresses", addr, "hostname", "h0"));
+}
+
+/* Updates that touch no headless service keep the DNS records and the
+ * ClusterIP list of the table before, shared; those that do change them
+ * as a full computation would. */
+static void test_update_shares_lists(void **state)
+{
+        struct nodectx node = { .node_name = "node-a" };
+        struct tbl_builder *bld = tbl_builder_new();
+        struct proxy_config cfg;
+        struct table *t, *t0;
+        struct model *m;
+        (void)state;
+
+        proxy_config_init(&cfg);
+        ipaddr_parse("192.168.0.2", &node.node_ip[0]);
+        assert_int_equal(model_new(&m), 0);
+        put_headless(m, "db", "10.244.0.5");
+        put_svc(m, "svc-x", "10.96.0.9", NULL, 0);
+        assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
+        {
+                struct model_key *keys;
+                size_t n;
+
+                assert_true(model_dirty_take(m, &keys, &n) >= 0);
+                model_keys_free(keys, n);
+        }
+        assert_int_equal(t->n_dns, 2);
+
+        /* The builder is made from the model here (it describes no table). */
+        put_svc(m, "svc-x", "10.96.0.9", "192.0.2.7", 0);
+        t0 = table_ref(t);
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_ptr_equal(t->cluster_ips[0], t0->cluster_ips[0]);
+        table_free(t0);
+
+        /* Through the builder: nothing headless, the same ClusterIPs. */
+        put_svc(m, "svc-x", "10.96.0.9", NULL, 0);
+        t0 = table_ref(t);
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_ptr_equal(t->dns, t0->dns);
+        assert_ptr_equal(t->cluster_ips[0], t0->cluster_ips[0]);
+        table_free(t0);
+
+        /* A new ClusterIP: a new list, the DNS records still shared. */
+        put_svc(m, "svc-y", "10.96.0.10", NULL, 0);
+        t0 = table_ref(t);
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_ptr_equal(t->dns, t0->dns);
+        assert_int_equal(t->n_cip_come[0], 1);
+        assert_int_equal(t->n_cip_gone[0], 0);
+        table_free(t0);
+
+        /* The headless service goes (its records known to the builder
+         * since it was made from the model): no records. */
+        model_service_del(m, "a", "db");
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_int_equal(t->n_dns, 0);
+
+        /* Back with another endpoint: new records. */
+        put_headless(m, "db", "10.244.0.6");
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_int_equal(t->n_dns, 2);
 
         table_free(t);
         tbl_builder_free(bld);
@@ -780,6 +902,7 @@ int main(void)
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_update_equals_compute),
                 cmocka_unit_test(test_builder_clashes),
+                cmocka_unit_test(test_update_shares_lists),
                 cmocka_unit_test(test_equal_objects_change_nothing),
                 cmocka_unit_test(test_recompute_shares_unchanged),
                 cmocka_unit_test(test_update_keeps_entries),
