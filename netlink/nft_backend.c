@@ -892,6 +892,20 @@ static int addr_minus(const struct ipaddr *a, size_t na, const struct ipaddr *b,
         return 0;
 }
 
+/* A copy of the n addresses at a. */
+static int addr_dup(const struct ipaddr *a, size_t n, struct ipaddr **ret, size_t *ret_n)
+{
+        struct ipaddr *out = malloc((n + 1) * sizeof(*out));
+
+        if (!out)
+                return -ENOMEM;
+        if (n)
+                memcpy(out, a, n * sizeof(*a));
+        *ret = out;
+        *ret_n = n;
+        return 0;
+}
+
 /* Only the services whose entries differ from the last committed table are
  * planned (old and new versions side by side) and diffed: the cost follows
  * the size of the change, not of the cluster. Unchanged entries are shared
@@ -915,6 +929,20 @@ static int sync_partial(struct nft_backend *b, struct table *t, char *err)
         oi.cap = oi.n;
         ni.cap = ni.n;
         for (int fi = 0; fi < 2 && r == 0; fi++) {
+                /* t made from o by table_update: its ClusterIP delta, or
+                 * o's list itself; otherwise both lists compared. */
+                if (t->cip_delta_from && t->cip_delta_from == o->serial) {
+                        r = addr_dup(t->cip_gone[fi], t->n_cip_gone[fi], &gone[fi], &n_gone[fi]);
+                        if (r == 0)
+                                r = addr_dup(t->cip_come[fi], t->n_cip_come[fi], &come[fi], &n_come[fi]);
+                        continue;
+                }
+                if (t->cluster_ips[fi] == o->cluster_ips[fi] && t->n_cluster_ips[fi] == o->n_cluster_ips[fi]) {
+                        r = addr_dup(NULL, 0, &gone[fi], &n_gone[fi]);
+                        if (r == 0)
+                                r = addr_dup(NULL, 0, &come[fi], &n_come[fi]);
+                        continue;
+                }
                 r = addr_minus(o->cluster_ips[fi], o->n_cluster_ips[fi], t->cluster_ips[fi], t->n_cluster_ips[fi],
                                &gone[fi], &n_gone[fi]);
                 if (r == 0)
