@@ -960,10 +960,15 @@ static bool svc_claim(const struct tbl_svc *s, size_t i, size_t v, struct claim 
 
 /* The builder's claims hash: each tuple held in its table, and which
  * entry holds it (which VIP, UINT32_MAX: the NodePort). Open addressing,
- * linear probing, deletion by backward shift. */
+ * linear probing, deletion by backward shift. The tuple itself is read
+ * from the entry (16 bytes a slot: at 100k services the hash has some
+ * 500k): the entries of the table the builder describes are alive and
+ * immutable, and a builder describing a table no more is cleared before
+ * any use. */
 struct claim_slot {
-        struct claim k;          /* k.svc unused */
         const struct tbl_svc *s; /* NULL: a free slot */
+        uint32_t vip;
+        uint32_t h;              /* claim_hash of the tuple */
 };
 
 /* What the builder knows of a service (by owner hash) with a ClusterIP or
@@ -975,12 +980,13 @@ struct own_slot {
         bool used;
 };
 
+#define NOT_SEEN UINT32_MAX
+
 /* How many services of its table have a ClusterIP. */
 struct cnt_slot {
         struct ipaddr addr;      /* bytes past its length zero */
         uint32_t count;
-        uint32_t before;         /* count before this update, if seen == the builder's pass */
-        uint64_t seen;
+        uint32_t before;         /* count before this update; NOT_SEEN: not moved in it */
         bool used;
 };
 
@@ -992,7 +998,6 @@ struct tbl_builder {
         size_t cap_own, used_own;
         struct cnt_slot *cnt;
         size_t cap_cnt, used_cnt;
-        uint64_t pass;           /* updates made with it */
 };
 
 struct tbl_builder *tbl_builder_new(void)
@@ -1029,7 +1034,7 @@ static struct own_slot *own_get(struct tbl_builder *b, uint64_t o)
 {
         size_t i;
 
-        if ((b->used_own + 1) * 2 > b->cap_own) {
+        if ((b->used_own + 1) * 4 > b->cap_own * 3) {
                 size_t cap = b->cap_own ? b->cap_own * 2 : 1024;
                 struct own_slot *v = calloc(cap, sizeof(*v));
 
@@ -1104,7 +1109,7 @@ static struct cnt_slot *cnt_get(struct tbl_builder *b, const struct ipaddr *a)
 {
         size_t i;
 
-        if ((b->used_cnt + 1) * 2 > b->cap_cnt) {
+        if ((b->used_cnt + 1) * 4 > b->cap_cnt * 3) {
                 size_t cap = b->cap_cnt ? b->cap_cnt * 2 : 1024;
                 struct cnt_slot *v = calloc(cap, sizeof(*v));
 
@@ -1119,7 +1124,7 @@ static struct cnt_slot *cnt_get(struct tbl_builder *b, const struct ipaddr *a)
         }
         i = cnt_find(b->cnt, b->cap_cnt, a);
         if (!b->cnt[i].used) {
-                b->cnt[i] = (struct cnt_slot){ .addr = { .family = a->family }, .used = true };
+                b->cnt[i] = (struct cnt_slot){ .addr = { .family = a->family }, .before = NOT_SEEN, .used = true };
                 memcpy(b->cnt[i].addr.bytes, a->bytes, ipaddr_len(a));
                 b->used_cnt++;
         }
@@ -1145,7 +1150,7 @@ static void cnt_del(struct tbl_builder *b, const struct ipaddr *a)
         b->used_cnt--;
 }
 
-static size_t claim_hash(const struct claim *x)
+static uint32_t claim_hash(const struct claim *x)
 {
         uint64_t h = 1469598103934665603ULL;
 
@@ -1154,7 +1159,7 @@ static size_t claim_hash(const struct claim *x)
         h = (h ^ x->addr.family) * 1099511628211ULL;
         h = (h ^ x->proto) * 1099511628211ULL;
         h = (h ^ x->port) * 1099511628211ULL;
-        return (size_t)(h ^ h >> 29);
+        return (uint32_t)(h ^ h >> 32);
 }
 
 static bool claim_same_tuple(const struct claim *a, const struct claim *b)
@@ -1162,45 +1167,77 @@ static bool claim_same_tuple(const struct claim *a, const struct claim *b)
         return a->port == b->port && a->proto == b->proto && ipaddr_equal(&a->addr, &b->addr);
 }
 
-/* The slot of tuple x, or the free slot where it would go. */
-static size_t cl_slot(const struct tbl_builder *b, const struct claim *x)
+/* The tuple of slot c, its entry's claim. */
+static struct claim cl_tuple(const struct claim_slot *c)
 {
-        size_t i = claim_hash(x) & (b->cap - 1);
+        struct claim x;
 
-        while (b->slots[i].s && !claim_same_tuple(&b->slots[i].k, x))
-                i = (i + 1) & (b->cap - 1);
+        svc_claim(c->s, 0, c->vip == UINT32_MAX ? c->s->n_vips : c->vip, &x);
+        return x;
+}
+
+/* The slot of tuple x (hash h), or the free slot where it would go. */
+static size_t cl_slot(const struct tbl_builder *b, const struct claim *x, uint32_t h)
+{
+        size_t i = h & (b->cap - 1);
+
+        for (; b->slots[i].s; i = (i + 1) & (b->cap - 1)) {
+                struct claim y;
+
+                if (b->slots[i].h != h)
+                        continue;
+                y = cl_tuple(&b->slots[i]);
+                if (claim_same_tuple(&y, x))
+                        break;
+        }
         return i;
 }
 
-static const struct claim_slot *cl_get(const struct tbl_builder *b, const struct claim *x)
+/* The claim of the entry holding x's tuple (its svc field unset), if any. */
+static bool cl_get(const struct tbl_builder *b, const struct claim *x, const struct tbl_svc **ret_s,
+                   struct claim *ret)
 {
         size_t i;
 
         if (!b->cap)
-                return NULL;
-        i = cl_slot(b, x);
-        return b->slots[i].s ? &b->slots[i] : NULL;
+                return false;
+        i = cl_slot(b, x, claim_hash(x));
+        if (!b->slots[i].s)
+                return false;
+        *ret_s = b->slots[i].s;
+        *ret = *x;
+        ret->vip = b->slots[i].vip;
+        return true;
 }
 
 static int cl_put(struct tbl_builder *b, const struct claim *x, const struct tbl_svc *s)
 {
+        uint32_t h = claim_hash(x);
         size_t i;
 
-        if ((b->used + 1) * 2 > b->cap) {
-                struct tbl_builder n = { .cap = b->cap ? b->cap * 2 : 1024 };
+        /* Up to 3/4 full. */
+        if ((b->used + 1) * 4 > b->cap * 3) {
+                size_t cap = b->cap ? b->cap * 2 : 1024;
+                struct claim_slot *v = calloc(cap, sizeof(*v));
 
-                if (!(n.slots = calloc(n.cap, sizeof(*n.slots))))
+                if (!v)
                         return -ENOMEM;
-                for (size_t k = 0; k < b->cap; k++)
-                        if (b->slots[k].s)
-                                n.slots[cl_slot(&n, &b->slots[k].k)] = b->slots[k];
+                for (size_t k = 0; k < b->cap; k++) {
+                        size_t j = b->slots[k].h & (cap - 1);
+
+                        if (!b->slots[k].s)
+                                continue;
+                        while (v[j].s)
+                                j = (j + 1) & (cap - 1);
+                        v[j] = b->slots[k];
+                }
                 free(b->slots);
-                b->slots = n.slots;
-                b->cap = n.cap;
+                b->slots = v;
+                b->cap = cap;
         }
-        i = cl_slot(b, x);
+        i = cl_slot(b, x, h);
         b->used += !b->slots[i].s;
-        b->slots[i] = (struct claim_slot){ *x, s };
+        b->slots[i] = (struct claim_slot){ s, x->vip, h };
         return 0;
 }
 
@@ -1211,13 +1248,13 @@ static void cl_del(struct tbl_builder *b, const struct claim *x, const struct tb
 
         if (!b->cap)
                 return;
-        i = cl_slot(b, x);
+        i = cl_slot(b, x, claim_hash(x));
         if (b->slots[i].s != s || !s)
                 return;
         /* Backward shift: an entry after the hole moves into it unless its
          * home lies cyclically in (i, j]. */
         for (j = (i + 1) & (b->cap - 1); b->slots[j].s; j = (j + 1) & (b->cap - 1)) {
-                size_t h = claim_hash(&b->slots[j].k) & (b->cap - 1);
+                size_t h = b->slots[j].h & (b->cap - 1);
 
                 if (i <= j ? (i < h && h <= j) : (i < h || h <= j))
                         continue;
@@ -1327,15 +1364,16 @@ static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fres
                 for (size_t k = 0; k < n_fresh && r == 0; k++)
                         r = add_claims(&c, &n, &cap, table_svc(t, fresh[k]), fresh[k], NULL, 0, NULL);
                 for (size_t k = 0, n_own = n; k < n_own && r == 0; k++) {
-                        const struct claim_slot *h = cl_get(bld, &c[k]);
+                        const struct tbl_svc *hs;
+                        struct claim h;
                         size_t at;
 
-                        if (!h)
+                        if (!cl_get(bld, &c[k], &hs, &h))
                                 continue;
-                        if ((r = table_index_of(t, h->s, &at)) < 0 ||
+                        if ((r = table_index_of(t, hs, &at)) < 0 ||
                             (r = grow((void **)&c, &cap, n + 1, sizeof(*c))) < 0)
                                 break;
-                        c[n] = h->k;
+                        c[n] = h;
                         c[n++].svc = (uint32_t)at;
                 }
         } else if (fresh) {
@@ -2246,8 +2284,7 @@ static int cnt_add(struct tbl_builder *b, const struct ipaddr *a, int d, struct 
 
         if (!c)
                 return -ENOMEM;
-        if (c->seen != b->pass) {
-                c->seen = b->pass;
+        if (c->before == NOT_SEEN) {
                 c->before = c->count;
                 if (grow((void **)v, cap, *n + 1, sizeof(**v)) < 0)
                         return -ENOMEM;
@@ -2350,7 +2387,6 @@ static int cips_update(struct tbl_builder *bld, bool valid, const struct table *
         bool old_dns = !valid;
         int r = 0;
 
-        bld->pass++;
         if (!valid) {
                 struct recount rc = { bld, cfg };
 
@@ -2381,10 +2417,8 @@ static int cips_update(struct tbl_builder *bld, bool valid, const struct table *
                                 r = -ENOMEM;
                                 break;
                         }
-                        if (c->seen != bld->pass) {
-                                c->seen = bld->pass;
+                        if (c->before == NOT_SEEN)
                                 c->before = 0;
-                        }
                 }
                 /* Found above: no allocation. */
                 for (int fi = 0; fi < 2 && r == 0; fi++)
@@ -2446,13 +2480,13 @@ static int cips_update(struct tbl_builder *bld, bool valid, const struct table *
                         r = -ENOMEM;
                         break;
                 }
-                if ((c->before > 0) != (c->count > 0)) {
+                if (c->before != NOT_SEEN && (c->before > 0) != (c->count > 0)) {
                         v = c->count ? &come[fi] : &gone[fi];
                         n = c->count ? &n_come[fi] : &n_gone[fi];
                         cap = c->count ? &cap_come[fi] : &cap_gone[fi];
                 }
                 /* A duplicate (from prev's list) is seen once. */
-                c->before = c->count;
+                c->before = NOT_SEEN;
                 if (!c->count)
                         cnt_del(bld, &touched[i]);
                 if (v && !(r = grow((void **)v, cap, *n + 1, sizeof(**v))))
