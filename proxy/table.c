@@ -1991,7 +1991,8 @@ void table_service_range(const struct table *t, int family, const char *ns, cons
 
 bool table_dns_equal(const struct table *a, const struct table *b)
 {
-        if (a == b)
+        /* table_update shares the records when no headless service changed. */
+        if (a == b || (a->dns == b->dns && a->n_dns == b->n_dns))
                 return true;
         if (a->n_dns != b->n_dns)
                 return false;
