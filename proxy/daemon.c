@@ -619,9 +619,14 @@ static int compute_table(struct daemon *d, struct changes *c)
          * table reads gives the same table back. From scratch, the entries
          * that come out equal are still shared with the previous table, so
          * the backends' partial syncs find only what changed. */
-        if (d->recompute || taken == 1 || !old)
+        /* The builder is made here, with the cold work, rather than by the
+         * first update after it (one pass over the table; a failure only
+         * leaves that to the update). */
+        if (d->recompute || taken == 1 || !old) {
                 r = table_recompute(old, d->model, &d->node, &d->o->proxy, &t);
-        else
+                if (r == 0)
+                        (void)tbl_builder_sync(d->tbl_builder, t, d->model, &d->o->proxy);
+        } else
                 r = table_update(d->tbl_builder, old, d->model, &d->node, &d->o->proxy, keys, n_keys, &t);
         model_keys_free(keys, n_keys);
         /* The dirty set is spent: whatever fails, the retry starts afresh. */

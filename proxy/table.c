@@ -2378,6 +2378,47 @@ static int recount_service(const struct k8s_service *svc, void *data)
         return 0;
 }
 
+/* The builder's ClusterIP counts and services from the model's. */
+static int cips_recount(struct tbl_builder *bld, const struct model *m, const struct proxy_config *cfg)
+{
+        struct recount rc = { bld, cfg };
+
+        if (bld->cap_own)
+                memset(bld->own, 0, bld->cap_own * sizeof(*bld->own));
+        if (bld->cap_cnt)
+                memset(bld->cnt, 0, bld->cap_cnt * sizeof(*bld->cnt));
+        bld->used_own = bld->used_cnt = 0;
+        return model_service_foreach(m, recount_service, &rc);
+}
+
+int tbl_builder_sync(struct tbl_builder *b, const struct table *t, const struct model *m,
+                     const struct proxy_config *cfg)
+{
+        int r;
+
+        if (t->serial && b->serial == t->serial)
+                return 0;
+        if ((r = builder_sync(b, t)) < 0)
+                goto fail;
+        b->serial = 0;
+        if ((r = cips_recount(b, m, cfg)) < 0)
+                goto fail;
+        for (size_t i = 0; i < t->n_dns; i++) {
+                struct own_slot *o = own_get(b, t->dns[i].owner);
+
+                if (!o) {
+                        r = -ENOMEM;
+                        goto fail;
+                }
+                o->dns = true;
+        }
+        b->serial = t->serial;
+        return 0;
+fail:
+        b->serial = 0;
+        return r;
+}
+
 static int cips_update(struct tbl_builder *bld, bool valid, const struct table *prev, struct table *t,
                        const struct model *m, const struct proxy_config *cfg, const uint64_t *rebuilt,
                        size_t n_rebuilt, struct tbl_cip_owner *cips, size_t n_cips, bool *ret_keep_dns)
@@ -2389,16 +2430,9 @@ static int cips_update(struct tbl_builder *bld, bool valid, const struct table *
         int r = 0;
 
         if (!valid) {
-                struct recount rc = { bld, cfg };
-
                 /* From the model: what t has, so nothing is known of prev
                  * but its list. */
-                if (bld->cap_own)
-                        memset(bld->own, 0, bld->cap_own * sizeof(*bld->own));
-                if (bld->cap_cnt)
-                        memset(bld->cnt, 0, bld->cap_cnt * sizeof(*bld->cnt));
-                bld->used_own = bld->used_cnt = 0;
-                if ((r = model_service_foreach(m, recount_service, &rc)) < 0)
+                if ((r = cips_recount(bld, m, cfg)) < 0)
                         return r;
                 for (size_t i = 0; i < bld->cap_cnt && r == 0; i++)
                         if (bld->cnt[i].used && grow((void **)&touched, &cap_touched, n_touched + 1,

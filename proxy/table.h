@@ -326,6 +326,11 @@ struct model_key;
 struct tbl_builder;
 struct tbl_builder *tbl_builder_new(void);
 void tbl_builder_free(struct tbl_builder *b);
+/* b made to describe t, computed from m and cfg (as they are now): the
+ * first table_update from t then costs what changed too. One pass over t's
+ * entries and m's services; for after a table_compute or table_recompute. */
+int tbl_builder_sync(struct tbl_builder *b, const struct table *t, const struct model *m,
+                     const struct proxy_config *cfg);
 /* table_compute, then every entry that came out equal to prev's is prev's,
  * shared, and so is each of prev's chunks whose entries all are: what a
  * from-scratch computation (a new configuration, node) costs the consumers

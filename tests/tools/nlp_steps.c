@@ -268,8 +268,13 @@ static int update(const struct options *o, struct model *m, const struct table *
                 model_keys_free(dirty, n_dirty);
                 return -ENOMEM;
         }
-        r = r == 1 || !prev ? table_compute(m, &node, &o->proxy, ret)
-                            : table_update(bld, prev, m, &node, &o->proxy, dirty, n_dirty, ret);
+        if (r == 1 || !prev) {
+                r = table_compute(m, &node, &o->proxy, ret);
+                if (r == 0)
+                        (void)tbl_builder_sync(bld, *ret, m, &o->proxy);
+        } else {
+                r = table_update(bld, prev, m, &node, &o->proxy, dirty, n_dirty, ret);
+        }
         model_keys_free(dirty, n_dirty);
         return r;
 }

@@ -233,9 +233,16 @@ static void update_sequence(unsigned n_svc, unsigned steps, bool with_builder)
                 no_local_steps += inc->n_no_local_internal + inc->n_no_local_external > 0;
                 free(a);
                 free(b);
-                table_free(full);
                 table_free(prev);
                 prev = inc;
+                /* From time to time the next update starts from a table
+                 * computed from scratch, with the builder made for it. */
+                if (bld && step % 11 == 7) {
+                        table_free(prev);
+                        prev = table_ref(full);
+                        assert_int_equal(tbl_builder_sync(bld, prev, m, &cfg), 0);
+                }
+                table_free(full);
         }
         assert_true(table_n_svcs(prev) > 10);
         /* The sequence exercises what it checks. */
@@ -475,6 +482,17 @@ static void test_update_shares_lists(void **state)
         step_equal(bld, m, &node, &cfg, &t);
         assert_ptr_equal(t->dns, t0->dns);
         assert_ptr_equal(t->cluster_ips[0], t0->cluster_ips[0]);
+        table_free(t0);
+
+        /* A table computed from scratch, the builder made for it: the
+         * first update shares the records already. */
+        table_free(t);
+        assert_int_equal(table_compute(m, &node, &cfg, &t), 0);
+        assert_int_equal(tbl_builder_sync(bld, t, m, &cfg), 0);
+        put_svc(m, "svc-x", "10.96.0.9", "192.0.2.8", 0);
+        t0 = table_ref(t);
+        step_equal(bld, m, &node, &cfg, &t);
+        assert_ptr_equal(t->dns, t0->dns);
         table_free(t0);
 
         /* A new ClusterIP: a new list, the DNS records still shared. */
