@@ -1350,7 +1350,10 @@ static int u32_order(const void *a, const void *b)
 /* fresh (sorted indexes into t->svcs, or NULL for all): the entries built
  * for this table. The others come from a resolved table and cannot clash
  * among themselves, so only tuples some fresh entry claims are looked at:
- * a partial update costs a scan, not a sort of every claim. */
+ * a partial update costs a scan, not a sort of every claim; with bld (which
+ * describes the table the others come from, less the dropped entries), not
+ * even the scan: the holder of each fresh claim's tuple is looked up, and
+ * bld then describes t. */
 static int resolve_clashes(struct table *t, const uint32_t *fresh, size_t n_fresh, struct tbl_builder *bld)
 {
         size_t n = 0, cap = 0, n_f = 0, cap_f = 0;
