@@ -756,6 +756,11 @@ static int sync_full(struct nft_backend *b, struct table *t, char *err)
                 struct nft_txn *txn = NULL;
 
                 err[0] = '\0';
+                /* The last try's encoding let go of most of the plan. */
+                if (!p && (r = plan_of(b, t, true, UINT64_MAX, &p)) < 0) {
+                        snprintf(err, BACKEND_ERRLEN, "planning the ruleset: %s", strerror(-r));
+                        goto out;
+                }
                 r = nft_state_read(b->sock, &st);
                 if (r == 0)
                         r = nft_full_carry(b->sock, p, st);
@@ -773,7 +778,7 @@ static int sync_full(struct nft_backend *b, struct table *t, char *err)
                         snprintf(err, BACKEND_ERRLEN, "starting a transaction: %s", strerror(-r));
                         goto out;
                 }
-                r = nft_full_encode(txn, p, st);
+                r = nft_full_encode_release(txn, p, st);
                 nft_state_free(st);
                 if (r == 0 && b->race_next) {
                         b->race_next = false;
@@ -788,6 +793,8 @@ static int sync_full(struct nft_backend *b, struct table *t, char *err)
                 r = txn_finish(txn, r, err);
                 if (r != -ERESTART)
                         break;
+                nftplan_free(p);
+                p = NULL;
         }
         if (r == -ERESTART || r == -EINTR)
                 snprintf(err, BACKEND_ERRLEN, "the ruleset kept changing during %d attempts", GENID_TRIES);

@@ -21,6 +21,10 @@ struct nft_txn;
 /* Reads the elements of the affinity sets whose elements must be carried
  * over into the sets of p (into st). */
 int nft_full_carry(struct nft_sock *s, const struct nftplan *p, struct nft_state *st);
-/* Appends the batch that turns st into p. Tables of ours that p does not
- * have are deleted; p's disabled families' tables too. */
-int nft_full_encode(struct nft_txn *t, const struct nftplan *p, const struct nft_state *st);
+/* Appends the batch that turns st into p, one table of p after the other,
+ * and releases each table's objects once encoded (nftplan_table_release):
+ * the plan and the batch are not both whole at once. p then serves only
+ * what nftplan_table_release keeps; a retry needs a new plan. Tables of
+ * ours that p does not have are deleted; p's disabled families' tables
+ * too. */
+int nft_full_encode_release(struct nft_txn *t, struct nftplan *p, const struct nft_state *st);

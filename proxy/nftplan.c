@@ -1846,6 +1846,31 @@ int nftplan_svc_table(const struct nftplan *p, int fi, uint32_t si)
         return (int) table_idx(fi, p->shards ? p->svc_shard[si] : NFTP_NONE);
 }
 
+void nftplan_table_release(struct nftplan *p, int idx)
+{
+        struct famplan *fp = &p->fam[idx];
+
+        if (fp->sorted)
+                for (size_t k = 0; k < fp->n_sets; k++) {
+                        free(fp->sorted[k]);
+                        fp->sorted[k] = NULL;
+                }
+        free(fp->elems);
+        free(fp->chains);
+        free(fp->rules);
+        free(fp->chain_hash);
+        fp->elems = NULL;
+        fp->chains = NULL;
+        fp->rules = NULL;
+        fp->chain_hash = NULL;
+        fp->n_elems = fp->cap_elems = fp->n_chains = fp->cap_chains = fp->n_rules = fp->cap_rules = 0;
+        fp->chain_mask = 0;
+        fp->pub.elems = NULL;
+        fp->pub.chains = NULL;
+        fp->pub.rules = NULL;
+        fp->pub.n_elems = fp->pub.n_chains = fp->pub.n_rules = 0;
+}
+
 void nftplan_free(struct nftplan *p)
 {
         if (!p)

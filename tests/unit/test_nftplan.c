@@ -459,6 +459,60 @@ static void test_auto_shards(void **state)
         assert_int_equal(nftplan_shard_of("ns/a/tcp/80", 8), nftplan_shard_of("ns/a/tcp/80", 8));
 }
 
+/* A full sync lets go of each table once encoded: the table's elements,
+ * chains and rules go; its sets' definitions (what ep_record counts), the
+ * per-service objects (the hairpin counts), the names, and every other
+ * table stay as they were. */
+static void test_table_release(void **state)
+{
+        struct table *t = load("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags");
+        struct nftplan *p, *q;
+
+        (void) state;
+        assert_int_equal(nftplan_new_sharded(t, 4, &p), 0);
+        assert_int_equal(nftplan_new_sharded(t, 4, &q), 0);
+        for (uint32_t idx = 0; idx < nftplan_n_tables(p); idx++) {
+                const struct nftp_family *f = nftplan_family(p, (int) idx), *g = nftplan_family(q, (int) idx);
+
+                assert_true(g->n_chains > 0);
+                nftplan_table_release(p, (int) idx);
+                assert_int_equal(f->n_elems, 0);
+                assert_int_equal(f->n_chains, 0);
+                assert_int_equal(f->n_rules, 0);
+                assert_null(f->elems);
+                assert_null(f->chains);
+                assert_null(f->rules);
+                assert_int_equal(nftplan_chain_find(p, (int) idx, g->chains[0].name), NFTP_NONE);
+                assert_string_equal(f->name, g->name);
+                assert_int_equal(f->enabled, g->enabled);
+                assert_int_equal(f->n_sets, g->n_sets);
+                for (uint32_t i = 0; i < g->n_sets; i++) {
+                        assert_true(nftp_set_def_equal(&f->sets[i], &g->sets[i]));
+                        assert_int_equal(f->sets[i].n_elems, g->sets[i].n_elems);
+                        assert_int_equal(f->sets[i].numgen, g->sets[i].numgen);
+                        assert_int_equal(nftplan_set_find(p, (int) idx, g->sets[i].name), i);
+                }
+                for (uint32_t si = 0; si < table_n_svcs(t); si++)
+                        assert_int_equal(f->svc[si].dnat, g->svc[si].dnat);
+                /* The tables not yet released are whole. */
+                for (uint32_t k = idx + 1; k < nftplan_n_tables(p); k++) {
+                        const struct nftp_family *a = nftplan_family(p, (int) k), *b = nftplan_family(q, (int) k);
+
+                        assert_int_equal(a->n_elems, b->n_elems);
+                        assert_int_equal(a->n_chains, b->n_chains);
+                        for (uint32_t c = 0; c < b->n_chains; c++)
+                                assert_true(nftp_chain_equal(a, &a->chains[c], b, &b->chains[c]));
+                        for (uint32_t e = 0; e < b->n_elems; e++)
+                                assert_true(nftp_elem_equal(&a->elems[e], &b->elems[e]));
+                }
+        }
+        /* Twice is harmless. */
+        nftplan_table_release(p, 0);
+        nftplan_free(p);
+        nftplan_free(q);
+        table_free(t);
+}
+
 static void test_plan_equal(void **state)
 {
         struct table *t = load("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags");
@@ -1090,6 +1144,7 @@ int main(void)
                 cmocka_unit_test(test_plan_partial),
                 cmocka_unit_test(test_companion_lb_mark),
                 cmocka_unit_test(test_auto_shards),
+                cmocka_unit_test(test_table_release),
                 cmocka_unit_test(test_plan_equal),
                 cmocka_unit_test(test_disabled_family),
                 cmocka_unit_test(test_set_encoding),
