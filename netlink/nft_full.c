@@ -48,24 +48,23 @@ static bool set_kept(const struct nftplan *p, int idx, uint32_t i, const struct 
         return ks && nft_encode_set_same(p, idx, i, ks->def);
 }
 
-int nft_full_carry(struct nft_sock *s, const struct nftplan *p, struct nft_state *st)
+/* Reads the elements of the affinity sets whose elements must be carried
+ * over into the sets of table idx of p (into st). */
+static int carry_table(struct nft_sock *s, const struct nftplan *p, uint32_t idx, struct nft_state *st)
 {
+        const struct nftp_family *f = nftplan_family(p, (int)idx);
+        const struct nfts_table *kt = nft_state_table(st, f->af, f->name);
         int r = 0;
 
-        for (uint32_t idx = 0; idx < nftplan_n_tables(p) && r == 0; idx++) {
-                const struct nftp_family *f = nftplan_family(p, (int)idx);
-                const struct nfts_table *kt = nft_state_table(st, f->af, f->name);
+        for (uint32_t i = 0; f->enabled && i < f->n_sets && r == 0; i++) {
+                const struct nfts_table *src_t = NULL;
+                struct nfts_set *src;
 
-                for (uint32_t i = 0; f->enabled && i < f->n_sets && r == 0; i++) {
-                        const struct nfts_table *src_t = NULL;
-                        struct nfts_set *src;
-
-                        if (f->sets[i].svc == NFTP_NONE || set_kept(p, (int)idx, i, kt))
-                                continue;
-                        src = carry_source(st, f->af, f->sets[i].name, &src_t);
-                        if (src && !src->elems_read)
-                                r = nft_state_read_elems(s, src_t, src);
-                }
+                if (f->sets[i].svc == NFTP_NONE || set_kept(p, (int)idx, i, kt))
+                        continue;
+                src = carry_source(st, f->af, f->sets[i].name, &src_t);
+                if (src && !src->elems_read)
+                        r = nft_state_read_elems(s, src_t, src);
         }
         return r;
 }
@@ -138,15 +137,19 @@ static int encode_table(struct nft_txn *t, const struct nftplan *p, const struct
         return r;
 }
 
-int nft_full_encode_release(struct nft_txn *t, struct nftplan *p, const struct nft_state *st)
+int nft_full_encode_release(struct nft_sock *s, struct nft_txn *t, struct nftplan *p, struct nft_state *st,
+                            struct nft_watch *w)
 {
         uint32_t n = nftplan_n_tables(p);
         int r = 0;
 
         for (uint32_t idx = 0; idx < n && r == 0; idx++) {
-                r = encode_table(t, p, st, idx);
-                if (r == 0)
-                        nftplan_table_release(p, (int)idx);
+                /* The batch is only a buffer until the commit: reading
+                 * elements to carry on the same socket meanwhile is fine. */
+                if ((r = nftplan_table_build(p, (int)idx)) < 0 || (r = carry_table(s, p, idx, st)) < 0 ||
+                    (r = nft_watch_add(w, p, idx)) < 0 || (r = encode_table(t, p, st, idx)) < 0)
+                        break;
+                nftplan_table_release(p, (int)idx);
         }
         /* Shard tables a plan with fewer shards does not use, and a
          * disabled family's table. */
