@@ -103,14 +103,15 @@ int backend_nftables_companion_open(struct backend **ret)
 }
 
 /* The plan of a table: ours, or the IPVS companion's (never sharded). A
- * partial sync's plans have the committed shard count and only the shard
- * tables in built. */
+ * full sync's plan builds its shard tables as it encodes them
+ * (nft_full_encode_release); a partial sync's plans have the committed
+ * shard count and only the shard tables in built. */
 static int plan_of(const struct nft_backend *b, const struct table *t, bool full, uint64_t built,
                    struct nftplan **ret)
 {
         if (b->companion)
                 return nftplan_new_ipvs_companion(t, ret);
-        return full ? nftplan_new(t, ret) : nftplan_new_partial(t, b->shards, built, ret);
+        return full ? nftplan_new_deferred(t, ret) : nftplan_new_partial(t, b->shards, built, ret);
 }
 
 static void nftb_close(struct backend *base)
@@ -569,12 +570,28 @@ static int hp_rebuild(struct nft_backend *b, const struct nftplan *p, const stru
         int r = 0;
 
         for (int idx = 0; idx < 2; idx++) {
-                free(b->hairpin[idx].slots);
-                memset(&b->hairpin[idx], 0, sizeof(b->hairpin[idx]));
+                struct hp_map *m = &b->hairpin[idx];
+                uint32_t set = nftplan_set_find(p, idx, HAIRPIN_SET);
+
+                free(m->slots);
+                memset(m, 0, sizeof(*m));
                 if (!nftplan_family(p, idx)->enabled)
                         continue;
+                /* Sized once for the addresses the hairpin set holds
+                 * (their count): growing from 1024 by doubling copied it 9
+                 * times at 100k services and left the old blocks, 14 MiB
+                 * in all, in the heap. */
+                if (set != NFTP_NONE) {
+                        m->cap = 1024;
+                        while (m->cap < 2 * ((size_t)nftplan_family(p, idx)->sets[set].n_elems + 1))
+                                m->cap *= 2;
+                        if (!(m->slots = calloc(m->cap, sizeof(*m->slots)))) {
+                                m->cap = 0;
+                                return -ENOMEM;
+                        }
+                }
                 for (uint32_t si = 0; si < table_n_svcs(t) && r == 0; si++)
-                        r = svc_dnat_addrs(p, idx, si, hp_inc_cb, &b->hairpin[idx]);
+                        r = svc_dnat_addrs(p, idx, si, hp_inc_cb, m);
         }
         return r;
 }
@@ -741,13 +758,6 @@ static int sync_full(struct nft_backend *b, struct table *t, char *err)
         uint32_t genid = 0;
         int r;
 
-        r = plan_of(b, t, true, UINT64_MAX, &p);
-        if (r == 0)
-                r = nft_watch_new(p, &w);
-        if (r < 0) {
-                snprintf(err, BACKEND_ERRLEN, "planning the ruleset: %s", strerror(-r));
-                goto out;
-        }
         /* Read what our tables hold, then change them under the generation
          * of that read: if anyone commits in between, the kernel refuses
          * the batch and we read again (nftables' cache does the same). */
@@ -756,9 +766,12 @@ static int sync_full(struct nft_backend *b, struct table *t, char *err)
                 struct nft_txn *txn = NULL;
 
                 err[0] = '\0';
+                /* The last try's encoding let go of most of the plan. */
+                if (!p && ((r = plan_of(b, t, true, UINT64_MAX, &p)) < 0 || (r = nft_watch_begin(p, &w)) < 0)) {
+                        snprintf(err, BACKEND_ERRLEN, "planning the ruleset: %s", strerror(-r));
+                        goto out;
+                }
                 r = nft_state_read(b->sock, &st);
-                if (r == 0)
-                        r = nft_full_carry(b->sock, p, st);
                 if (r < 0) {
                         nft_state_free(st);
                         if (r == -EINTR)
@@ -773,7 +786,7 @@ static int sync_full(struct nft_backend *b, struct table *t, char *err)
                         snprintf(err, BACKEND_ERRLEN, "starting a transaction: %s", strerror(-r));
                         goto out;
                 }
-                r = nft_full_encode(txn, p, st);
+                r = nft_full_encode_release(b->sock, txn, p, st, w);
                 nft_state_free(st);
                 if (r == 0 && b->race_next) {
                         b->race_next = false;
@@ -785,9 +798,17 @@ static int sync_full(struct nft_backend *b, struct table *t, char *err)
                         b->fail_next = false;
                         r = encode_rule_to_missing_chain(txn);
                 }
-                r = txn_finish(txn, r, err);
-                if (r != -ERESTART)
-                        break;
+                if (r == -EINTR) {
+                        nft_txn_free(txn);
+                } else {
+                        r = txn_finish(txn, r, err);
+                        if (r != -ERESTART)
+                                break;
+                }
+                nftplan_free(p);
+                nft_watch_free(w);
+                p = NULL;
+                w = NULL;
         }
         if (r == -ERESTART || r == -EINTR)
                 snprintf(err, BACKEND_ERRLEN, "the ruleset kept changing during %d attempts", GENID_TRIES);

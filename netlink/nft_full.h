@@ -10,7 +10,7 @@
  * with the same definition is left alone, elements and timeouts included.
  * An affinity set that moves to another table (the shard count changed) or
  * changes definition (a new timeout) is created anew with the old one's
- * elements and remaining times (nft_full_carry reads them first). Library
+ * elements and remaining times (read on the way). Library
  * code: no logging; 0 or a negative errno. */
 #include "nft_state.h"
 #include "nftplan.h"
@@ -18,9 +18,14 @@
 struct nft_sock;
 struct nft_txn;
 
-/* Reads the elements of the affinity sets whose elements must be carried
- * over into the sets of p (into st). */
-int nft_full_carry(struct nft_sock *s, const struct nftplan *p, struct nft_state *st);
-/* Appends the batch that turns st into p. Tables of ours that p does not
- * have are deleted; p's disabled families' tables too. */
-int nft_full_encode(struct nft_txn *t, const struct nftplan *p, const struct nft_state *st);
+/* Appends the batch that turns st into p, one table of p after the other:
+ * each is built (a deferred plan: nftplan_table_build), the elements of
+ * the affinity sets it carries over are read into st (on s), its
+ * expectations go into w (nft_watch_begin), it is encoded and released
+ * (nftplan_table_release), so the plan and the batch are never both whole.
+ * p then serves only what nftplan_table_release keeps; a retry needs a new
+ * plan and watch. Tables of ours that p does not have are deleted; p's
+ * disabled families' tables too. -EINTR: a read of elements was
+ * interrupted, read the state again. */
+int nft_full_encode_release(struct nft_sock *s, struct nft_txn *t, struct nftplan *p, struct nft_state *st,
+                            struct nft_watch *w);

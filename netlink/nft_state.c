@@ -508,55 +508,73 @@ static bool watch_chain_of(const struct nftp_family *f, const struct nftp_chain 
                !(c->n_rules == 1 && f->rules[c->first_rule].action == NFTP_A_DNAT_MAP);
 }
 
-int nft_watch_new(const struct nftplan *p, struct nft_watch **ret)
+int nft_watch_begin(const struct nftplan *p, struct nft_watch **ret)
 {
         struct nft_watch *w = calloc(1, sizeof(*w));
         uint32_t n = nftplan_n_tables(p);
-        size_t n_chains = 0;
 
         if (!w)
                 return -ENOMEM;
-        for (uint32_t i = 0; i < n; i++) {
-                const struct nftp_family *f = nftplan_family(p, (int)i);
-
-                for (uint32_t c = 0; f->enabled && c < f->n_chains; c++)
-                        n_chains += watch_chain_of(f, &f->chains[c]);
-        }
         w->tables = calloc(n + 1, sizeof(*w->tables));
         w->by_idx = calloc(n + 1, sizeof(*w->by_idx));
         w->names = calloc(n + 1, sizeof(*w->names));
-        w->chains = calloc(n_chains + 1, sizeof(*w->chains));
-        if (!w->tables || !w->by_idx || !w->names || !w->chains)
-                goto nomem;
-        w->n_idx = n;
-        for (uint32_t i = 0; i < n; i++) {
-                const struct nftp_family *f = nftplan_family(p, (int)i);
-                uint32_t ti = (uint32_t)w->n_tables;
-
-                w->by_idx[i] = NFTP_NONE;
-                if (!f->enabled)
-                        continue;
-                snprintf(w->names[ti], sizeof(w->names[ti]), "%s", f->name);
-                w->tables[ti] = (struct watch_table){ .af = f->af, .name = w->names[ti], .first_chain = w->n_chains };
-                w->by_idx[i] = ti;
-                w->n_tables++;
-                for (uint32_t c = 0; c < f->n_chains; c++) {
-                        if (!watch_chain_of(f, &f->chains[c]))
-                                continue;
-                        w->chains[w->n_chains] = (struct watch_chain){ .table = ti, .name = strdup(f->chains[c].name) };
-                        if (!w->chains[w->n_chains].name)
-                                goto nomem;
-                        w->n_chains++;
-                        w->tables[ti].n_chains++;
-                }
+        if (!w->tables || !w->by_idx || !w->names) {
+                nft_watch_free(w);
+                return -ENOMEM;
         }
+        w->n_idx = n;
         for (uint32_t i = 0; i < n; i++)
-                watch_count(w, p, i, false, 1);
+                w->by_idx[i] = NFTP_NONE;
         *ret = w;
         return 0;
-nomem:
-        nft_watch_free(w);
-        return -ENOMEM;
+}
+
+int nft_watch_add(struct nft_watch *w, const struct nftplan *p, uint32_t idx)
+{
+        const struct nftp_family *f = nftplan_family(p, (int)idx);
+        uint32_t ti = (uint32_t)w->n_tables;
+        size_t n_chains = 0;
+        struct watch_chain *v;
+
+        if (!f->enabled || idx >= w->n_idx || w->by_idx[idx] != NFTP_NONE)
+                return 0;
+        for (uint32_t c = 0; c < f->n_chains; c++)
+                n_chains += watch_chain_of(f, &f->chains[c]);
+        v = realloc(w->chains, (w->n_chains + n_chains + 1) * sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        w->chains = v;
+        snprintf(w->names[ti], sizeof(w->names[ti]), "%s", f->name);
+        w->tables[ti] = (struct watch_table){ .af = f->af, .name = w->names[ti], .first_chain = w->n_chains };
+        w->by_idx[idx] = ti;
+        w->n_tables++;
+        for (uint32_t c = 0; c < f->n_chains; c++) {
+                char *name;
+
+                if (!watch_chain_of(f, &f->chains[c]))
+                        continue;
+                if (!(name = strdup(f->chains[c].name)))
+                        return -ENOMEM;
+                w->chains[w->n_chains++] = (struct watch_chain){ .table = ti, .name = name };
+                w->tables[ti].n_chains++;
+        }
+        watch_count(w, p, idx, false, 1);
+        return 0;
+}
+
+int nft_watch_new(const struct nftplan *p, struct nft_watch **ret)
+{
+        struct nft_watch *w = NULL;
+        int r = nft_watch_begin(p, &w);
+
+        for (uint32_t i = 0; r == 0 && i < nftplan_n_tables(p); i++)
+                r = nft_watch_add(w, p, i);
+        if (r < 0) {
+                nft_watch_free(w);
+                return r;
+        }
+        *ret = w;
+        return 0;
 }
 
 void nft_watch_free(struct nft_watch *w)

@@ -96,6 +96,11 @@ int nft_state_read_elems(struct nft_sock *s, const struct nfts_table *t, struct 
 struct nft_watch;
 /* The expectations right after a full sync of p. */
 int nft_watch_new(const struct nftplan *p, struct nft_watch **ret);
+/* The same, table by table as a full sync builds them (a deferred plan,
+ * nftplan_table_build): begin with no table, then add each table of p, in
+ * index order, while it is whole (before nftplan_table_release). */
+int nft_watch_begin(const struct nftplan *p, struct nft_watch **ret);
+int nft_watch_add(struct nft_watch *w, const struct nftplan *p, uint32_t idx);
 void nft_watch_free(struct nft_watch *w);
 /* After a partial sync from mini plan po to pn (same shard count): what
  * their services own left (po) and came (pn). */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -21,9 +22,16 @@
 
 #include "nft_txn.h"
 
-/* Pages of the batch; a single message must fit in the overrun part. */
-#define BATCH_PAGE (256 * 1024)
-#define BATCH_OVERRUN (1024 * 1024)
+/* The batch is one buffer of its own mapping, grown by mremap (pages move,
+ * nothing is copied) and unmapped after the commit: its memory goes back
+ * to the kernel at once instead of staying in the heap. libnftnl's batch
+ * pages (malloc'ed page + overrun blocks) left the 40 MiB of a cold sync
+ * at 100k services in the heap, where later allocations could not reuse
+ * most of it: every full sync after that peaked higher. Room for one more
+ * message is kept before each: none reaches 64 KiB (an attribute's length
+ * is 16 bits; element lists are cut at 48 kB, nft_encode.c). */
+#define BATCH_MSG_MAX (128 * 1024)
+#define BATCH_INITIAL (1024 * 1024)
 #define COMMIT_TIMEOUT_MS 60000
 
 struct nft_sock {
@@ -35,7 +43,9 @@ struct nft_sock {
 
 struct nft_txn {
         struct nft_sock *s;
-        struct nftnl_batch *batch;
+        char *buf;
+        size_t len, cap;
+        size_t last;      /* offset of the last message taken */
         uint32_t first_seq, last_seq;
         size_t n_msgs;
         uint64_t begin_us;
@@ -202,6 +212,33 @@ int nft_sock_query(struct nft_sock *s, const void *buf, size_t len, size_t n,
         return r;
 }
 
+/* Takes the message at t->len into the batch, keeping room for one more
+ * of at most BATCH_MSG_MAX after it: nft_txn_msg writes there. Out of
+ * memory, the batch stays as it was (and the room with it). */
+static int batch_add(struct nft_txn *t)
+{
+        const struct nlmsghdr *nlh = (const struct nlmsghdr *)(t->buf + t->len);
+        size_t len = t->len + NLMSG_ALIGN(nlh->nlmsg_len), cap = t->cap;
+        void *b;
+
+        /* Past the room kept: a message nothing here makes. */
+        if (nlh->nlmsg_len > BATCH_MSG_MAX)
+                abort();
+
+        while (len + BATCH_MSG_MAX > cap)
+                cap *= 2;
+        if (cap != t->cap) {
+                b = mremap(t->buf, t->cap, cap, MREMAP_MAYMOVE);
+                if (b == MAP_FAILED)
+                        return -ENOMEM;
+                t->buf = b;
+                t->cap = cap;
+        }
+        t->last = t->len;
+        t->len = len;
+        return 0;
+}
+
 int nft_txn_begin(struct nft_sock *s, uint32_t genid, struct nft_txn **ret)
 {
         struct nft_txn *t = calloc(1, sizeof(*t));
@@ -211,19 +248,17 @@ int nft_txn_begin(struct nft_sock *s, uint32_t genid, struct nft_txn **ret)
                 return -ENOMEM;
         t->s = s;
         t->begin_us = mono_us();
-        t->batch = nftnl_batch_alloc(BATCH_PAGE, BATCH_OVERRUN);
-        if (!t->batch) {
+        t->cap = BATCH_INITIAL;
+        t->buf = mmap(NULL, t->cap, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (t->buf == MAP_FAILED) {
                 free(t);
                 return -ENOMEM;
         }
         t->first_seq = ++s->seq;
-        nlh = nftnl_batch_begin(nftnl_batch_buffer(t->batch), t->first_seq);
+        nlh = nftnl_batch_begin(t->buf, t->first_seq);
         if (genid)
                 mnl_attr_put_u32(nlh, NFNL_BATCH_GENID, htonl(genid));
-        if (nftnl_batch_update(t->batch) < 0) {
-                nft_txn_free(t);
-                return -ENOMEM;
-        }
+        batch_add(t); /* within BATCH_INITIAL */
         t->last_seq = t->first_seq;
         *ret = t;
         return 0;
@@ -232,13 +267,16 @@ int nft_txn_begin(struct nft_sock *s, uint32_t genid, struct nft_txn **ret)
 struct nlmsghdr *nft_txn_msg(struct nft_txn *t, uint16_t type, uint16_t family, uint16_t flags)
 {
         t->last_seq = ++t->s->seq;
-        return nftnl_nlmsg_build_hdr(nftnl_batch_buffer(t->batch), type, family, flags, t->last_seq);
+        return nftnl_nlmsg_build_hdr(t->buf + t->len, type, family, flags, t->last_seq);
 }
 
 int nft_txn_push(struct nft_txn *t)
 {
-        t->n_msgs++;
-        return nftnl_batch_update(t->batch) < 0 ? -ENOMEM : 0;
+        int r = batch_add(t);
+
+        if (r == 0)
+                t->n_msgs++;
+        return r;
 }
 
 size_t nft_txn_count(const struct nft_txn *t) { return t->n_msgs; }
@@ -247,7 +285,7 @@ void nft_txn_free(struct nft_txn *t)
 {
         if (!t)
                 return;
-        nftnl_batch_free(t->batch);
+        munmap(t->buf, t->cap);
         free(t);
 }
 
@@ -345,40 +383,25 @@ int nft_txn_commit(struct nft_txn *t, char *err)
         struct nlmsghdr *last;
         struct msghdr msg = { 0 };
         struct sockaddr_nl snl = { .nl_family = AF_NETLINK };
-        struct iovec *iov;
-        size_t total = 0;
+        struct iovec iov;
+        size_t total;
         uint64_t t0;
         char *buf;
-        int n_iov, r, fd = mnl_socket_get_fd(s->nl);
+        int r, fd = mnl_socket_get_fd(s->nl);
 
         err[0] = '\0';
         if (t->n_msgs == 0)
                 return 0;
         /* Only the last change asks for an ack: errors are reported for
          * every message anyway, and its ack marks the end of the verdict. */
-        nftnl_batch_end(nftnl_batch_buffer(t->batch), ++s->seq);
-        if (nftnl_batch_update(t->batch) < 0)
-                return -ENOMEM;
-        n_iov = nftnl_batch_iovec_len(t->batch);
-        iov = calloc(n_iov, sizeof(*iov));
-        if (!iov)
-                return -ENOMEM;
-        nftnl_batch_iovec(t->batch, iov, n_iov);
-        for (int i = 0; i < n_iov; i++)
-                total += iov[i].iov_len;
-        /* Find the last change message: walk the last page. */
-        last = NULL;
-        for (int i = n_iov - 1; i >= 0 && !last; i--) {
-                struct nlmsghdr *h = iov[i].iov_base;
-                size_t left = iov[i].iov_len;
-                while (mnl_nlmsg_ok(h, (int)left)) {
-                        if (h->nlmsg_seq == t->last_seq)
-                                last = h;
-                        h = mnl_nlmsg_next(h, (int *)&left);
-                }
-        }
-        if (last)
+        last = (struct nlmsghdr *)(t->buf + t->last);
+        if (last->nlmsg_seq == t->last_seq)
                 last->nlmsg_flags |= NLM_F_ACK;
+        nftnl_batch_end(t->buf + t->len, ++s->seq);
+        if (batch_add(t) < 0)
+                return -ENOMEM;
+        total = t->len;
+        iov = (struct iovec){ .iov_base = t->buf, .iov_len = total };
         /* The whole batch travels in one skb, bounded by the send buffer. */
         if ((int)total + 4096 > s->sndbuf) {
                 int sz = (int)total + 4096;
@@ -394,15 +417,14 @@ int nft_txn_commit(struct nft_txn *t, char *err)
         }
         msg.msg_name = &snl;
         msg.msg_namelen = sizeof(snl);
-        msg.msg_iov = iov;
-        msg.msg_iovlen = n_iov;
+        msg.msg_iov = &iov;
+        msg.msg_iovlen = 1;
         t0 = mono_us();
         stats.commits++;
         stats.fill_us += t0 - t->begin_us;
         stats.bytes += total;
         stats.msgs += t->n_msgs;
         r = sendmsg(fd, &msg, 0) < 0 ? -errno : 0;
-        free(iov);
         if (r < 0) {
                 stats.commit_us += mono_us() - t0;
                 snprintf(err, NFT_TXN_ERRLEN, "sending a batch of %zu changes (%zu bytes): %s", t->n_msgs, total,

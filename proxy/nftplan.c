@@ -59,6 +59,7 @@ struct famplan {
         uint32_t *chain_hash, *set_hash; /* open addressing, NFTP_NONE = free */
         uint32_t chain_mask, set_mask;
         uint32_t **sorted;     /* per set, built by nftplan_set_sorted */
+        bool pending;          /* a deferred plan's shard table, not built yet */
 };
 
 struct nftplan {
@@ -77,6 +78,11 @@ struct nftplan {
          * shard walks its own services, not the whole table once per shard. */
         uint32_t *shard_svcs, *shard_first;
         struct arena_blk *arena;
+        /* nftplan_new_deferred: each family's build state, kept until its
+         * last shard table is built (nftplan_table_build). */
+        bool deferred;
+        struct build *defer[2];
+        uint32_t defer_left[2];
 };
 
 /* Build state of one family, shared by the family's tables. */
@@ -1707,8 +1713,9 @@ static int build_family(struct nftplan *p, int idx)
                 uint32_t shard = k == p->shards ? NFTP_NONE : k;
                 struct famplan *fp = &p->fam[table_idx(idx, shard)];
 
-                if (shard != NFTP_NONE && !(p->built >> shard & 1)) {
+                if (shard != NFTP_NONE && (!(p->built >> shard & 1) || p->deferred)) {
                         fp->pub.svc = fp->svc;
+                        fp->pending = p->deferred;
                         continue;
                 }
                 if (p->t->family_enabled[idx]) {
@@ -1727,7 +1734,47 @@ static int build_family(struct nftplan *p, int idx)
                 }
                 r = table_finish(fp);
         }
+        if (r == 0 && p->deferred && p->shards) {
+                p->defer[idx] = malloc(sizeof(b));
+                if (p->defer[idx]) {
+                        *p->defer[idx] = b;
+                        p->defer_left[idx] = p->shards;
+                        return 0;
+                }
+                r = -ENOMEM;
+        }
         build_free(&b);
+        return r;
+}
+
+int nftplan_table_build(struct nftplan *p, int idx)
+{
+        struct famplan *fp = &p->fam[idx];
+        int fi = idx & 1, r = 0;
+        struct build *b = p->defer[fi];
+
+        if (!fp->pending)
+                return 0;
+        if (!b)
+                return -EINVAL;
+        fp->pending = false;
+        if (p->t->family_enabled[fi]) {
+                fp->pub.enabled = true;
+                b->fp = fp;
+                b->shard = (uint32_t) (idx - 2) / 2;
+                own_set(b);
+                if ((r = presize(b)) == 0)
+                        r = build_shard(b);
+        }
+        if (r == 0)
+                r = table_finish(fp);
+        /* The family's last shard: its build state (entries, names,
+         * hairpin list) is not needed any more. */
+        if (--p->defer_left[fi] == 0) {
+                build_free(b);
+                free(b);
+                p->defer[fi] = NULL;
+        }
         return r;
 }
 
@@ -1761,7 +1808,8 @@ uint32_t nftplan_auto_shards(const struct table *t)
         return k;
 }
 
-static int plan_new(const struct table *t, bool companion, uint32_t shards, uint64_t built, struct nftplan **ret)
+static int plan_new(const struct table *t, bool companion, uint32_t shards, uint64_t built, bool deferred,
+                    struct nftplan **ret)
 {
         struct nftplan *p;
         int r;
@@ -1775,6 +1823,7 @@ static int plan_new(const struct table *t, bool companion, uint32_t shards, uint
         p->companion = companion;
         p->shards = shards;
         p->built = built;
+        p->deferred = deferred;
         if (table_local_by_iface(t) && t->pod_iface[0] &&
             !(p->pod_iface = arena_cat(p, t->pod_iface, t->local_mode == DETECT_LOCAL_INTERFACE_PREFIX ? "*" : NULL,
                                        NULL))) {
@@ -1813,22 +1862,29 @@ int nftplan_new(const struct table *t, struct nftplan **ret)
 {
         uint32_t k = t->nft_shards < 0 ? nftplan_auto_shards(t) : (uint32_t) t->nft_shards;
 
-        return plan_new(t, false, k, UINT64_MAX, ret);
+        return plan_new(t, false, k, UINT64_MAX, false, ret);
+}
+
+int nftplan_new_deferred(const struct table *t, struct nftplan **ret)
+{
+        uint32_t k = t->nft_shards < 0 ? nftplan_auto_shards(t) : (uint32_t) t->nft_shards;
+
+        return plan_new(t, false, k, UINT64_MAX, true, ret);
 }
 
 int nftplan_new_sharded(const struct table *t, uint32_t shards, struct nftplan **ret)
 {
-        return plan_new(t, false, shards, UINT64_MAX, ret);
+        return plan_new(t, false, shards, UINT64_MAX, false, ret);
 }
 
 int nftplan_new_partial(const struct table *t, uint32_t shards, uint64_t built, struct nftplan **ret)
 {
-        return plan_new(t, false, shards, built, ret);
+        return plan_new(t, false, shards, built, false, ret);
 }
 
 int nftplan_new_ipvs_companion(const struct table *t, struct nftplan **ret)
 {
-        return plan_new(t, true, 0, UINT64_MAX, ret);
+        return plan_new(t, true, 0, UINT64_MAX, false, ret);
 }
 
 uint32_t nftplan_shards(const struct nftplan *p)
@@ -1844,6 +1900,31 @@ uint32_t nftplan_n_tables(const struct nftplan *p)
 int nftplan_svc_table(const struct nftplan *p, int fi, uint32_t si)
 {
         return (int) table_idx(fi, p->shards ? p->svc_shard[si] : NFTP_NONE);
+}
+
+void nftplan_table_release(struct nftplan *p, int idx)
+{
+        struct famplan *fp = &p->fam[idx];
+
+        if (fp->sorted)
+                for (size_t k = 0; k < fp->n_sets; k++) {
+                        free(fp->sorted[k]);
+                        fp->sorted[k] = NULL;
+                }
+        free(fp->elems);
+        free(fp->chains);
+        free(fp->rules);
+        free(fp->chain_hash);
+        fp->elems = NULL;
+        fp->chains = NULL;
+        fp->rules = NULL;
+        fp->chain_hash = NULL;
+        fp->n_elems = fp->cap_elems = fp->n_chains = fp->cap_chains = fp->n_rules = fp->cap_rules = 0;
+        fp->chain_mask = 0;
+        fp->pub.elems = NULL;
+        fp->pub.chains = NULL;
+        fp->pub.rules = NULL;
+        fp->pub.n_elems = fp->pub.n_chains = fp->pub.n_rules = 0;
 }
 
 void nftplan_free(struct nftplan *p)
@@ -1865,6 +1946,11 @@ void nftplan_free(struct nftplan *p)
                 free(fp->chain_hash);
                 free(fp->set_hash);
         }
+        for (int fi = 0; fi < 2; fi++)
+                if (p->defer[fi]) {
+                        build_free(p->defer[fi]);
+                        free(p->defer[fi]);
+                }
         free(p->fam);
         free(p->svc[0]);
         free(p->svc[1]);

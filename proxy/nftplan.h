@@ -251,6 +251,20 @@ uint32_t nftplan_shards(const struct nftplan *p);
 /* The ruleset of render_nft_ipvs_companion (IPVS mode: no DNAT chains). */
 int nftplan_new_ipvs_companion(const struct table *t, struct nftplan **ret);
 void nftplan_free(struct nftplan *p);
+/* nftplan_new, but the shard tables are built one at a time by
+ * nftplan_table_build, so a full sync can build, encode and release each
+ * in turn (nft_full_encode_release) instead of holding them all: until
+ * built, a shard table reads as disabled, with no objects. The main tables
+ * are built at once. */
+int nftplan_new_deferred(const struct table *t, struct nftplan **ret);
+/* Builds table idx of a deferred plan; 0 at once if it is built already
+ * (any table of any other plan). */
+int nftplan_table_build(struct nftplan *p, int idx);
+/* Lets go of table idx's elements, chains and rules (the bulk of a plan)
+ * once they are encoded; its sets' definitions, the per-service objects
+ * and the table names stay. A full sync's plan is not needed whole after
+ * its batch is made (nft_full_encode_release). */
+void nftplan_table_release(struct nftplan *p, int idx);
 
 const struct table *nftplan_table(const struct nftplan *p);
 bool nftplan_is_companion(const struct nftplan *p);

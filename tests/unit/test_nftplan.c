@@ -459,6 +459,139 @@ static void test_auto_shards(void **state)
         assert_int_equal(nftplan_shard_of("ns/a/tcp/80", 8), nftplan_shard_of("ns/a/tcp/80", 8));
 }
 
+/* A deferred plan (the full sync's) builds each shard table on demand,
+ * exactly as the whole plan has it: the same sets, elements, chains and
+ * rules, in the same order, whatever order the tables are built in. */
+static void test_plan_deferred(void **state)
+{
+        static const char *const files[][2] = {
+                { "tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags" },
+                { "tests/data/cli/cluster.yaml", "tests/data/nftenc/cluster.flags" },
+        };
+
+        (void) state;
+        for (size_t fx = 0; fx < sizeof(files) / sizeof(files[0]); fx++) {
+                struct table *t = load(files[fx][0], files[fx][1]);
+
+                int32_t shards = t->nft_shards;
+
+                for (int backwards = 0; backwards < 2; backwards++) {
+                        struct nftplan *d, *q;
+                        uint32_t n;
+
+                        assert_int_equal(nftplan_new_sharded(t, 4, &q), 0);
+                        t->nft_shards = 4;
+                        assert_int_equal(nftplan_new_deferred(t, &d), 0);
+                        n = nftplan_n_tables(q);
+                        assert_int_equal(nftplan_n_tables(d), n);
+                        /* Until built, a shard table has nothing; the main tables are whole. */
+                        for (uint32_t idx = 2; idx < n; idx++) {
+                                assert_false(nftplan_family(d, (int) idx)->enabled);
+                                assert_int_equal(nftplan_family(d, (int) idx)->n_chains, 0);
+                        }
+                        for (uint32_t k = 0; k < n; k++) {
+                                uint32_t idx = backwards ? n - 1 - k : k;
+                                const struct nftp_family *a, *b = nftplan_family(q, (int) idx);
+
+                                assert_int_equal(nftplan_table_build(d, (int) idx), 0);
+                                assert_int_equal(nftplan_table_build(d, (int) idx), 0);
+                                a = nftplan_family(d, (int) idx);
+                                assert_string_equal(a->name, b->name);
+                                assert_int_equal(a->enabled, b->enabled);
+                                assert_int_equal(a->n_sets, b->n_sets);
+                                assert_int_equal(a->n_elems, b->n_elems);
+                                assert_int_equal(a->n_chains, b->n_chains);
+                                assert_int_equal(a->n_rules, b->n_rules);
+                                for (uint32_t i = 0; i < b->n_sets; i++) {
+                                        assert_true(nftp_set_def_equal(&a->sets[i], &b->sets[i]));
+                                        assert_int_equal(a->sets[i].first_elem, b->sets[i].first_elem);
+                                        assert_int_equal(a->sets[i].n_elems, b->sets[i].n_elems);
+                                }
+                                for (uint32_t e = 0; e < b->n_elems; e++)
+                                        assert_true(nftp_elem_equal(&a->elems[e], &b->elems[e]));
+                                for (uint32_t c = 0; c < b->n_chains; c++)
+                                        assert_true(nftp_chain_equal(a, &a->chains[c], b, &b->chains[c]));
+                                for (uint32_t si = 0; si < table_n_svcs(t); si++) {
+                                        assert_int_equal(a->svc[si].dnat, b->svc[si].dnat);
+                                        if (nftplan_svc_table(q, a->fi, si) == (int) idx) {
+                                                assert_int_equal(a->svc[si].first_chain, b->svc[si].first_chain);
+                                                assert_int_equal(a->svc[si].n_chains, b->svc[si].n_chains);
+                                                assert_int_equal(a->svc[si].first_set, b->svc[si].first_set);
+                                                assert_int_equal(a->svc[si].n_sets, b->svc[si].n_sets);
+                                        }
+                                }
+                        }
+                        t->nft_shards = shards;
+                        nftplan_free(d);
+                        nftplan_free(q);
+                }
+                /* Freed with tables still to build: nothing leaks (ASan). */
+                {
+                        struct nftplan *d;
+
+                        t->nft_shards = 4;
+                        assert_int_equal(nftplan_new_deferred(t, &d), 0);
+                        assert_int_equal(nftplan_table_build(d, 3), 0);
+                        nftplan_free(d);
+                }
+                table_free(t);
+        }
+}
+
+/* A full sync lets go of each table once encoded: the table's elements,
+ * chains and rules go; its sets' definitions (what ep_record counts), the
+ * per-service objects (the hairpin counts), the names, and every other
+ * table stay as they were. */
+static void test_table_release(void **state)
+{
+        struct table *t = load("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags");
+        struct nftplan *p, *q;
+
+        (void) state;
+        assert_int_equal(nftplan_new_sharded(t, 4, &p), 0);
+        assert_int_equal(nftplan_new_sharded(t, 4, &q), 0);
+        for (uint32_t idx = 0; idx < nftplan_n_tables(p); idx++) {
+                const struct nftp_family *f = nftplan_family(p, (int) idx), *g = nftplan_family(q, (int) idx);
+
+                assert_true(g->n_chains > 0);
+                nftplan_table_release(p, (int) idx);
+                assert_int_equal(f->n_elems, 0);
+                assert_int_equal(f->n_chains, 0);
+                assert_int_equal(f->n_rules, 0);
+                assert_null(f->elems);
+                assert_null(f->chains);
+                assert_null(f->rules);
+                assert_int_equal(nftplan_chain_find(p, (int) idx, g->chains[0].name), NFTP_NONE);
+                assert_string_equal(f->name, g->name);
+                assert_int_equal(f->enabled, g->enabled);
+                assert_int_equal(f->n_sets, g->n_sets);
+                for (uint32_t i = 0; i < g->n_sets; i++) {
+                        assert_true(nftp_set_def_equal(&f->sets[i], &g->sets[i]));
+                        assert_int_equal(f->sets[i].n_elems, g->sets[i].n_elems);
+                        assert_int_equal(f->sets[i].numgen, g->sets[i].numgen);
+                        assert_int_equal(nftplan_set_find(p, (int) idx, g->sets[i].name), i);
+                }
+                for (uint32_t si = 0; si < table_n_svcs(t); si++)
+                        assert_int_equal(f->svc[si].dnat, g->svc[si].dnat);
+                /* The tables not yet released are whole. */
+                for (uint32_t k = idx + 1; k < nftplan_n_tables(p); k++) {
+                        const struct nftp_family *a = nftplan_family(p, (int) k), *b = nftplan_family(q, (int) k);
+
+                        assert_int_equal(a->n_elems, b->n_elems);
+                        assert_int_equal(a->n_chains, b->n_chains);
+                        for (uint32_t c = 0; c < b->n_chains; c++)
+                                assert_true(nftp_chain_equal(a, &a->chains[c], b, &b->chains[c]));
+                        for (uint32_t e = 0; e < b->n_elems; e++)
+                                assert_true(nftp_elem_equal(&a->elems[e], &b->elems[e]));
+                }
+        }
+        /* Twice is harmless. */
+        nftplan_table_release(p, 0);
+        nftplan_free(p);
+        nftplan_free(q);
+        table_free(t);
+}
+
 static void test_plan_equal(void **state)
 {
         struct table *t = load("tests/data/nftenc/rich.json", "tests/data/nftenc/rich.flags");
@@ -1090,6 +1223,8 @@ int main(void)
                 cmocka_unit_test(test_plan_partial),
                 cmocka_unit_test(test_companion_lb_mark),
                 cmocka_unit_test(test_auto_shards),
+                cmocka_unit_test(test_table_release),
+                cmocka_unit_test(test_plan_deferred),
                 cmocka_unit_test(test_plan_equal),
                 cmocka_unit_test(test_disabled_family),
                 cmocka_unit_test(test_set_encoding),
