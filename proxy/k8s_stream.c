@@ -96,6 +96,8 @@ struct state {
         struct k8s_endpoint_slice *s;
         size_t cap_eps, cap_ports;
         char (*addrs)[ADDR_LEN]; /* each endpoint's addresses[0], read once addressType is known */
+        yajl_handle h;
+        size_t end; /* where the root object ends */
 };
 
 static bool ok_str(const unsigned char *v, size_t len, size_t max)
@@ -547,7 +549,8 @@ static int close_value(struct state *st)
         default:
                 break;
         }
-        st->top--;
+        if (--st->top < 0)
+                st->end = yajl_get_bytes_consumed(st->h);
         return 1;
 }
 
@@ -619,6 +622,14 @@ static bool plain(const char *buf, size_t len)
         return true;
 }
 
+static bool only_space(const char *p, size_t len)
+{
+        for (size_t i = 0; i < len; i++)
+                if (p[i] != ' ' && p[i] != '\t' && p[i] != '\r' && p[i] != '\n')
+                        return false;
+        return true;
+}
+
 static void *shrink(void *p, size_t n, size_t size)
 {
         void *q;
@@ -664,8 +675,12 @@ int k8s_slice_event_decode(const char *frame, size_t len, struct k8s_endpoint_sl
                 free(st.s);
                 return -ENOMEM;
         }
+        st.h = h;
+        /* yajl lets an unfinished token after the root pass (it waits for
+         * more of it), jansson does not: only white space may follow. */
         if (yajl_parse(h, (const unsigned char *)frame, len) == yajl_status_ok &&
-            yajl_complete_parse(h) == yajl_status_ok && finish(&st)) {
+            yajl_complete_parse(h) == yajl_status_ok && st.end && only_space(frame + st.end, len - st.end) &&
+            finish(&st)) {
                 *ret = st.s;
                 st.s = NULL;
                 r = 0;
