@@ -42,43 +42,87 @@ enum key {
 };
 
 struct keyname {
-        enum ctx ctx;
         enum key key;
         size_t len;
         const char *name;
 };
 
-#define KEY(c, k, name) { c, k, sizeof(name) - 1, name }
+#define KEY(k, name) { k, sizeof(name) - 1, name }
 
-static const struct keyname keys[] = {
-        KEY(C_EVENT, K_TYPE, "type"),
-        KEY(C_EVENT, K_OBJECT, "object"),
-        KEY(C_OBJ, K_METADATA, "metadata"),
-        KEY(C_OBJ, K_ADDRESS_TYPE, "addressType"),
-        KEY(C_OBJ, K_ENDPOINTS, "endpoints"),
-        KEY(C_OBJ, K_PORTS, "ports"),
-        KEY(C_META, K_NAME, "name"),
-        KEY(C_META, K_NAMESPACE, "namespace"),
-        KEY(C_META, K_RV, "resourceVersion"),
-        KEY(C_META, K_LABELS, "labels"),
-        KEY(C_META, K_ANNOTATIONS, "annotations"),
-        KEY(C_LABELS, K_SERVICE_NAME, "kubernetes.io/service-name"),
-        KEY(C_ANN, K_TRIGGER, "endpoints.kubernetes.io/last-change-trigger-time"),
-        KEY(C_EP, K_ADDRESSES, "addresses"),
-        KEY(C_EP, K_CONDITIONS, "conditions"),
-        KEY(C_EP, K_HOSTNAME, "hostname"),
-        KEY(C_EP, K_NODE_NAME, "nodeName"),
-        KEY(C_EP, K_ZONE, "zone"),
-        KEY(C_EP, K_HINTS, "hints"),
-        KEY(C_COND, K_READY, "ready"),
-        KEY(C_COND, K_SERVING, "serving"),
-        KEY(C_COND, K_TERMINATING, "terminating"),
-        KEY(C_HINTS, K_FOR_ZONES, "forZones"),
-        KEY(C_HINTS, K_FOR_NODES, "forNodes"),
-        KEY(C_HINT, K_NAME, "name"),
-        KEY(C_PORT, K_NAME, "name"),
-        KEY(C_PORT, K_PROTOCOL, "protocol"),
-        KEY(C_PORT, K_PORT, "port"),
+static const struct keyname keys_event[] = {
+        KEY(K_TYPE, "type"),
+        KEY(K_OBJECT, "object"),
+};
+
+static const struct keyname keys_obj[] = {
+        KEY(K_METADATA, "metadata"),
+        KEY(K_ADDRESS_TYPE, "addressType"),
+        KEY(K_ENDPOINTS, "endpoints"),
+        KEY(K_PORTS, "ports"),
+};
+
+static const struct keyname keys_meta[] = {
+        KEY(K_NAME, "name"),
+        KEY(K_NAMESPACE, "namespace"),
+        KEY(K_RV, "resourceVersion"),
+        KEY(K_LABELS, "labels"),
+        KEY(K_ANNOTATIONS, "annotations"),
+};
+
+static const struct keyname keys_labels[] = {
+        KEY(K_SERVICE_NAME, "kubernetes.io/service-name"),
+};
+
+static const struct keyname keys_ann[] = {
+        KEY(K_TRIGGER, "endpoints.kubernetes.io/last-change-trigger-time"),
+};
+
+static const struct keyname keys_ep[] = {
+        KEY(K_ADDRESSES, "addresses"),
+        KEY(K_CONDITIONS, "conditions"),
+        KEY(K_HOSTNAME, "hostname"),
+        KEY(K_NODE_NAME, "nodeName"),
+        KEY(K_ZONE, "zone"),
+        KEY(K_HINTS, "hints"),
+};
+
+static const struct keyname keys_cond[] = {
+        KEY(K_READY, "ready"),
+        KEY(K_SERVING, "serving"),
+        KEY(K_TERMINATING, "terminating"),
+};
+
+static const struct keyname keys_hints[] = {
+        KEY(K_FOR_ZONES, "forZones"),
+        KEY(K_FOR_NODES, "forNodes"),
+};
+
+static const struct keyname keys_hint[] = {
+        KEY(K_NAME, "name"),
+};
+
+static const struct keyname keys_port[] = {
+        KEY(K_NAME, "name"),
+        KEY(K_PROTOCOL, "protocol"),
+        KEY(K_PORT, "port"),
+};
+
+/* The keys each map context reads; a map's other keys are skipped. */
+#define KEYS(a) { a, sizeof(a) / sizeof(a[0]) }
+static const struct {
+        const struct keyname *k;
+        size_t n;
+} ctx_keys[] = {
+        [C_EVENT] = KEYS(keys_event),
+        [C_OBJ] = KEYS(keys_obj),
+        [C_META] = KEYS(keys_meta),
+        [C_LABELS] = KEYS(keys_labels),
+        [C_ANN] = KEYS(keys_ann),
+        [C_EP] = KEYS(keys_ep),
+        [C_COND] = KEYS(keys_cond),
+        [C_HINTS] = KEYS(keys_hints),
+        [C_HINT] = KEYS(keys_hint),
+        [C_PORT] = KEYS(keys_port),
 };
 
 struct frame {
@@ -565,17 +609,20 @@ static int on_map_key(void *data, const unsigned char *v, size_t len)
                 return 1;
         f = top(st);
         f->key = K_OTHER;
-        for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-                if (keys[i].ctx == f->ctx && keys[i].len == len && memcmp(v, keys[i].name, len) == 0) {
-                        uint32_t bit = 1u << keys[i].key;
+        for (size_t i = 0; i < ctx_keys[f->ctx].n; i++) {
+                const struct keyname *kn = &ctx_keys[f->ctx].k[i];
+
+                if (kn->len == len && memcmp(v, kn->name, len) == 0) {
+                        uint32_t bit = 1u << kn->key;
 
                         /* jansson keeps the last of repeated keys: the jansson path's. */
                         if (f->seen & bit)
                                 return 0;
                         f->seen |= bit;
-                        f->key = keys[i].key;
+                        f->key = kn->key;
                         break;
                 }
+        }
         return 1;
 }
 
