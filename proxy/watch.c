@@ -125,16 +125,26 @@ int json_framer_feed(struct json_framer *f, const char *buf, size_t len, json_fr
                         start = i++;
                         continue;
                 }
-                i++;
                 if (f->in_str) {
-                        if (f->esc)
+                        if (f->esc) {
                                 f->esc = false;
-                        else if (c == '\\')
+                                i++;
+                                continue;
+                        }
+                        /* Inside a string only a quote or a backslash
+                         * matters: skipped in a tight loop, a string is
+                         * most of an event's bytes. */
+                        while (i < len && buf[i] != '"' && buf[i] != '\\')
+                                i++;
+                        if (i == len)
+                                break;
+                        if (buf[i++] == '\\')
                                 f->esc = true;
-                        else if (c == '"')
+                        else
                                 f->in_str = false;
                         continue;
                 }
+                i++;
                 if (c == '"')
                         f->in_str = true;
                 else if (c == '{' || c == '[')
