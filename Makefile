@@ -7,10 +7,10 @@ DESTDIR ?=
 CC ?= cc
 VERSION := $(shell cat VERSION 2>/dev/null || echo 0.0.0)
 
-PKGS := libnl-3.0 libnl-genl-3.0 libmnl libnftnl libcurl jansson yaml-0.1 libmicrohttpd
+PKGS := libnl-3.0 libnl-genl-3.0 libmnl libnftnl libcurl jansson yajl yaml-0.1 libmicrohttpd
 TEST_PKGS := cmocka
 DEB_BUILD := build-essential pkg-config libnl-3-dev libnl-genl-3-dev libmnl-dev libnftnl-dev \
-	libcurl4-openssl-dev libjansson-dev libyaml-dev libcmocka-dev libmicrohttpd-dev
+	libcurl4-openssl-dev libjansson-dev libyajl-dev libyaml-dev libcmocka-dev libmicrohttpd-dev
 DEB_TOOLS := nftables iproute2 python3 ipvsadm curl
 # tests/nft_encode.sh sorts the JSON listings it compares.
 DEB_TOOLS += jq

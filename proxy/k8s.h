@@ -105,6 +105,15 @@ int k8s_service_decode(const json_t *obj, struct k8s_service **ret, char *err);
 int k8s_slice_decode(const json_t *obj, struct k8s_endpoint_slice **ret, char *err);
 int k8s_node_decode(const json_t *obj, struct k8s_node **ret, char *err);
 
+/* The watcher's fast path: one watch event frame (a whole {"type": ...,
+ * "object": ...} document) holding an ADDED or MODIFIED EndpointSlice,
+ * decoded without a jansson tree. Returns 0 with *ret set exactly as
+ * watch_event_parse + k8s_slice_decode would set it, or -EAGAIN for anything
+ * it does not take (another event type, a bad field, text outside plain
+ * ASCII, ...): decode that frame with jansson, which decides and explains.
+ * -ENOMEM. proxy/k8s_stream.c. */
+int k8s_slice_event_decode(const char *frame, size_t len, struct k8s_endpoint_slice **ret);
+
 void k8s_service_free(struct k8s_service *s);
 void k8s_slice_free(struct k8s_endpoint_slice *s);
 void k8s_node_free(struct k8s_node *n);

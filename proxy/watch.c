@@ -125,16 +125,26 @@ int json_framer_feed(struct json_framer *f, const char *buf, size_t len, json_fr
                         start = i++;
                         continue;
                 }
-                i++;
                 if (f->in_str) {
-                        if (f->esc)
+                        if (f->esc) {
                                 f->esc = false;
-                        else if (c == '\\')
+                                i++;
+                                continue;
+                        }
+                        /* Inside a string only a quote or a backslash
+                         * matters: skipped in a tight loop, a string is
+                         * most of an event's bytes. */
+                        while (i < len && buf[i] != '"' && buf[i] != '\\')
+                                i++;
+                        if (i == len)
+                                break;
+                        if (buf[i++] == '\\')
                                 f->esc = true;
-                        else if (c == '"')
+                        else
                                 f->in_str = false;
                         continue;
                 }
+                i++;
                 if (c == '"')
                         f->in_str = true;
                 else if (c == '{' || c == '[')
@@ -483,6 +493,18 @@ static bool seen_has(const struct reflector *r, const char *ns, const char *name
         return r->n_seen && bsearch(&k, r->seen, r->n_seen, sizeof(char *), str_cmp);
 }
 
+static void apply_slice(struct reflector *r, struct k8s_endpoint_slice *s)
+{
+        struct watcher *w = r->w;
+        const struct k8s_endpoint_slice *old;
+        bool fresh;
+
+        old = s->trigger_time ? model_slice_get(w->model, s->ns, s->name) : NULL;
+        fresh = s->trigger_time && (!old || !old->trigger_time || strcmp(old->trigger_time, s->trigger_time) != 0);
+        if (model_slice_put(w->model, s) == 0)
+                w->changed(w->data, r->res, fresh ? s->trigger_time : NULL);
+}
+
 /* Adds or replaces. A bad object is reported once and skipped; the last
  * good version of it stays, so one broken update cannot remove rules. */
 static void apply(struct reflector *r, const json_t *obj)
@@ -502,17 +524,11 @@ static void apply(struct reflector *r, const json_t *obj)
                 return;
         }
         case WATCH_RES_SLICES: {
-                const struct k8s_endpoint_slice *old;
                 struct k8s_endpoint_slice *s;
-                bool fresh;
 
                 if (k8s_slice_decode(obj, &s, err) < 0)
                         break;
-                old = s->trigger_time ? model_slice_get(w->model, s->ns, s->name) : NULL;
-                fresh = s->trigger_time &&
-                        (!old || !old->trigger_time || strcmp(old->trigger_time, s->trigger_time) != 0);
-                if (model_slice_put(w->model, s) == 0)
-                        w->changed(w->data, r->res, fresh ? s->trigger_time : NULL);
+                apply_slice(r, s);
                 return;
         }
         case WATCH_RES_NODE: {
@@ -684,6 +700,26 @@ static int event_cb(void *data, const char *frame, size_t len)
         json_t *obj = NULL;
         const char *rv;
 
+        /* Nearly every event at scale is a slice update: decoded from the
+         * bytes without a jansson tree; anything else, good or bad, below. */
+        if (r->res == WATCH_RES_SLICES) {
+                struct k8s_endpoint_slice *s;
+                char *nrv = NULL;
+
+                if (k8s_slice_event_decode(frame, len, &s) == 0) {
+                        w->st.events++;
+                        r->watch_events++;
+                        /* Taken first: the model owns s from here (and frees it on failure). */
+                        if (s->resource_version && *s->resource_version)
+                                nrv = strdup(s->resource_version);
+                        apply_slice(r, s);
+                        if (nrv) {
+                                free(r->rv);
+                                r->rv = nrv;
+                        }
+                        return 0;
+                }
+        }
         if (watch_event_parse(frame, len, &type, &obj) < 0) {
                 log_warn("watching %s: an event that is not a watch event; watching again", r->what);
                 r->stream_bad = true;

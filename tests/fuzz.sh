@@ -25,13 +25,13 @@ command -v python3 >/dev/null || skip "needs python3"
 TMP=$(mktemp -d /tmp/nlproxy-fuzz.XXXXXX)
 trap 'rm -rf "$TMP"' EXIT
 
-SRCS="tests/fuzz/fuzz_objects.c proxy/k8s.c proxy/ipaddr.c proxy/watch.c proxy/model.c proxy/kubeconfig.c
+SRCS="tests/fuzz/fuzz_objects.c proxy/k8s.c proxy/k8s_stream.c proxy/ipaddr.c proxy/watch.c proxy/model.c proxy/kubeconfig.c
         proxy/manifest.c proxy/log.c"
 # shellcheck disable=SC2086
 if ! clang -std=gnu11 -D_GNU_SOURCE -DNLPROXY_VERSION='"fuzz"' -Iproxy -g -O1 -Wall -Wextra -Werror \
         -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-        $(pkg-config --cflags jansson yaml-0.1 libcurl) $SRCS -o "$TMP/fuzz" \
-        $(pkg-config --libs jansson yaml-0.1 libcurl) -lm 2>"$TMP/build.log"; then
+        $(pkg-config --cflags jansson yajl yaml-0.1 libcurl) $SRCS -o "$TMP/fuzz" \
+        $(pkg-config --libs jansson yajl yaml-0.1 libcurl) -lm 2>"$TMP/build.log"; then
         if grep -q "fuzzer" "$TMP/build.log" && grep -qi "no such file\|cannot find\|unsupported" "$TMP/build.log"; then
                 skip "clang has no libFuzzer runtime (libclang-rt-14-dev): $(head -1 "$TMP/build.log")"
         fi
@@ -50,6 +50,15 @@ for f in tests/data/fixtures/*.json; do
         { printf '\001'; cat "$f"; } >"$TMP/corpus/j$i"
         { printf '\002'; cat "$f"; } >"$TMP/corpus/y$i"
 done
+# A slice event the streaming decoder takes (the fixture's addressType is not
+# a valid one), so that the fuzzer compares it with jansson's.
+ev='{"type":"MODIFIED","object":{"metadata":{"name":"w-1","namespace":"n","resourceVersion":"5",'
+ev+='"labels":{"kubernetes.io/service-name":"w"},"annotations":{"endpoints.kubernetes.io/last-change-trigger-time":"t"}},'
+ev+='"addressType":"IPv4","endpoints":[{"addresses":["10.0.0.1"],"conditions":{"ready":true,"serving":null},'
+ev+='"hostname":"h","nodeName":"a","zone":"z","hints":{"forZones":[{"name":"z"}],"forNodes":[{"name":"a"}]}},'
+ev+='{"addresses":["10.0.0.2"],"targetRef":{"kind":"Pod"}}],"ports":[{"name":"http","port":80,"protocol":"TCP"},{"port":53,"protocol":"UDP"}]}}'
+{ printf '\000'; printf '%s\n' "$ev"; } >"$TMP/corpus/stream0"
+{ printf '\001'; printf '%s' "$ev"; } >"$TMP/corpus/stream1"
 for f in tests/data/manifests/*.yaml; do
         i=$((i + 1))
         { printf '\002'; cat "$f"; } >"$TMP/corpus/y$i"

@@ -32,7 +32,7 @@ command -v python3 >/dev/null || skip "python3 is not installed (make deps)"
 # The driver is a test tool, built here against the library with the
 # project's flags.
 make -s build/libnlproxy.a || exit 1
-pkgs="libnl-3.0 libnl-genl-3.0 libmnl libnftnl libcurl jansson yaml-0.1"
+pkgs="libnl-3.0 libnl-genl-3.0 libmnl libnftnl libcurl jansson yajl yaml-0.1"
 if [ ! -x "$drv" ] || [ "$drv" -ot tests/tools/nft_apply.c ] || [ "$drv" -ot build/libnlproxy.a ]; then
 	mkdir -p build/tests
 	# shellcheck disable=SC2046
