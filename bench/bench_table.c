@@ -13,7 +13,9 @@
  *   ipvsadm  render_ipvsadm (idem)
  *   update   one service rebuilt: table_update with it dirty, table_diff
  *            of the two tables, table_free of the new one (what a sync
- *            that changes one service costs the table); --updates U
+ *            that changes one service costs the table), then (phase
+ *            ipvs_update) ipvs_desired_update and ipvs_reconcile_partial
+ *            of the same change; --updates U
  *            repetitions (default 0: none, so that run.sh's peak RSS stays
  *            that of the dry run), a different service each
  * then the peak RSS (getrusage ru_maxrss) at each phase's end.
@@ -47,6 +49,7 @@
 #include "model.h"
 #include "render.h"
 #include "table.h"
+#include "reconcile.h"
 
 #ifndef HAVE_RENDER_NFT
 #define HAVE_RENDER_NFT 1
@@ -174,10 +177,11 @@ typedef int (*render_fn)(const struct table *t, FILE *out);
 static int bench_update(struct model *m, const struct nodectx *node, const struct proxy_config *cfg,
                         const struct table *t, unsigned u)
 {
-        double *v = calloc(u + 1, sizeof(*v));
+        double *v = calloc(u + 1, sizeof(*v)), *vi = calloc(u + 1, sizeof(*vi));
         size_t n = table_n_svcs(t);
+        struct ipvs_desired *d = NULL;
 
-        if (!v)
+        if (!v || !vi || ipvs_desired_new(t, &d) < 0)
                 return -ENOMEM;
         for (unsigned i = 0; i < u && n; i++) {
                 /* A stride prime to any table size of interest: services
@@ -191,22 +195,46 @@ static int bench_update(struct model *m, const struct nodectx *node, const struc
                 int r = table_update(t, m, node, cfg, &key, 1, &t2);
 
                 if (r == 0) {
+                        struct ipvs_desired *d2 = NULL;
+                        struct ipvs_plan *p = NULL;
+                        struct ipvs_term *term = NULL;
+                        double t1;
+
                         r = table_diff(t, t2, &oi, &n_oi, &ni, &n_ni);
                         if (r == 0) {
                                 free(oi);
                                 free(ni);
                         }
+                        v[i] = now_ms() - t0;
+                        /* The IPVS backend's planning of the same change:
+                         * the desired set from the last one, the partial
+                         * reconcile. */
+                        t1 = now_ms();
+                        if (r == 0 && (r = ipvs_plan_new(&p)) == 0 && (r = ipvs_term_new(60, &term)) == 0 &&
+                            (r = ipvs_desired_update(d, t2, &d2)) == 0)
+                                r = ipvs_reconcile_partial(d, d2, term, 0, p);
+                        vi[i] = now_ms() - t1;
+                        ipvs_desired_free(d2);
+                        ipvs_plan_free(p);
+                        ipvs_term_free(term);
                         table_free(t2);
+                } else {
+                        v[i] = now_ms() - t0;
                 }
-                v[i] = now_ms() - t0;
                 if (r < 0) {
                         fprintf(stderr, "bench_table: table_update: %s\n", strerror(-r));
+                        ipvs_desired_free(d);
+                        free(vi);
                         free(v);
                         return r;
                 }
         }
-        if (u && n)
+        if (u && n) {
                 report("update", v, u, (long long) n);
+                report("ipvs_update", vi, u, (long long) d->n);
+        }
+        ipvs_desired_free(d);
+        free(vi);
         free(v);
         return 0;
 }
