@@ -379,9 +379,11 @@ static int dchunk_new(const struct table *t, const struct tbl_chunk *tc, const s
 
 /* Winners per page when a set's pages are laid out; a page that grows past
  * KPAGE_MAX (a set updated from a much smaller one) gets the pages laid out
- * again. */
-#define KPAGE_FILL 32
-#define KPAGE_MAX 512
+ * again. Large pages: an update takes a reference on every page (one
+ * pointer each, 1k pages at 100k services) and copies only the pages of
+ * the keys that change. */
+#define KPAGE_FILL 256
+#define KPAGE_MAX 2048
 
 struct ipvs_kpage {
         unsigned refs;               /* sets holding it */

@@ -1338,7 +1338,7 @@ static void test_update_only_changed(void **state)
         assert_true(d->n_dchunks >= 2);
         assert_int_equal(d2->n_dchunks, d->n_dchunks);
         assert_int_equal(d2->n_pages, d->n_pages);
-        assert_true(d->n_pages >= 16);
+        assert_true(d->n_pages >= 4);
         {
                 size_t own_chunks = 0, own_pages = 0;
 
