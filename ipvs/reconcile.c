@@ -1471,34 +1471,25 @@ int ipvs_reconcile_full(const struct ipvs_desired *d, const struct ipvs_state *c
         return 0;
 }
 
+/* Hash lookups, no sort: a periodic sync after a change would otherwise
+ * make the flat view of a set it never uses again. */
 bool ipvs_reconcile_services_same(const struct ipvs_desired *d, const struct ipvs_state *current)
 {
-        uint32_t *ci;
-        size_t i = 0, j = 0;
-        bool same = true;
+        size_t matched = 0;
 
-        if (ipvs_desired_flat(d) < 0 || !(ci = malloc((current->n + 1) * sizeof(*ci))))
-                return false;
-        for (size_t k = 0; k < current->n; k++)
-                ci[k] = (uint32_t)k;
-        if (current->n > 1)
-                qsort_r(ci, current->n, sizeof(*ci), state_idx_cmp, current->svcs);
-        while ((i < d->n || j < current->n) && same) {
-                const struct ipvs_vs *v = i < d->n ? &d->vs[d->sorted[i]] : NULL;
-                const struct ipvs_state_svc *cs = j < current->n ? &current->svcs[ci[j]] : NULL;
-                int c = !v ? 1 : !cs ? -1 : ipvs_service_key_cmp(&v->svc, &cs->svc);
+        for (size_t j = 0; j < current->n; j++) {
+                const struct ipvs_state_svc *cs = &current->svcs[j];
+                const struct ipvs_vs *v;
 
-                if (c < 0)
-                        same = false;
-                else if (c > 0)
-                        same = !family_ours(d, cs->svc.af); /* the other family's proxier's */
-                else
-                        same = service_same(&v->svc, &cs->svc);
-                i += c <= 0;
-                j += c >= 0;
+                if (!family_ours(d, cs->svc.af))
+                        continue; /* the other family's proxier's */
+                v = ipvs_desired_find(d, &cs->svc);
+                if (!v || !service_same(&v->svc, &cs->svc))
+                        return false;
+                matched++;
         }
-        free(ci);
-        return same;
+        /* The kernel holds a key once. */
+        return matched == d->n;
 }
 
 int ipvs_term_services(const struct ipvs_term *t, struct ipvs_service **ret, size_t *ret_n)

@@ -1350,6 +1350,17 @@ static void test_update_only_changed(void **state)
                 assert_true(own_pages >= 1 && own_pages <= 2);
         }
         assert_null(d2->vs); /* no flat view until asked */
+        {
+                /* A periodic sync's check needs none either. */
+                struct ipvs_state *st = state_of(d);
+
+                assert_true(ipvs_reconcile_services_same(d2, st));
+                assert_null(d2->vs);
+                st->n--;
+                assert_false(ipvs_reconcile_services_same(d2, st));
+                st->n++;
+                ipvs_state_free(st);
+        }
         assert_int_equal(ipvs_desired_flat(d2), 0);
         for (size_t i = 0; i < d2->n; i++)
                 assert_ptr_equal(d2->vs[i].src, table_svc(t2, i / 2));
