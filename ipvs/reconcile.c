@@ -752,14 +752,14 @@ static int upd_chunks(struct upd *u, const struct table *t)
                         d->dchunks[c]->refs++;
                 }
         }
+        /* Every slot, filled or not: a failure frees what is there. */
+        d->n_dchunks = t->n_chunks;
         if ((r = emap_new(u)) < 0)
                 goto out;
-        for (size_t c = 0; c < t->n_chunks; c++) {
+        for (size_t c = 0; c < t->n_chunks; c++)
                 if (!d->dchunks[c] && (r = dchunk_new(t, t->chunks[c], old->node_addrs, old->n_node_addrs, &scratch,
                                                       &u->emap, &u->fresh, &d->dchunks[c])) < 0)
                         goto out;
-                d->n_dchunks++;
-        }
         for (size_t i = 0; i < u->fresh.n; i++)
                 if ((r = keys_add(u, &cap, u->fresh.v[i], 1)) < 0)
                         goto out;
