@@ -98,8 +98,9 @@ int ipvs_desired_new_on(const struct table *t, const struct ipaddr *node_addrs, 
                         struct ipvs_desired **ret);
 /* The desired set of t, made from old (the set of an earlier table, which
  * must still be alive), with old's node addresses: the claims of the table
- * chunks t shares with old's table are shared, only the other chunks' are
- * computed, and only the keys those name are looked up again: the cost
+ * chunks t shares with old's table are shared, the other chunks take over
+ * the claims of the entries old had and compute the rest, and only the
+ * keys of computed or dropped claims are looked up again: the cost
  * follows the change (plus one pointer per chunk and per key page), not
  * the table. Equal to what ipvs_desired_new_on would give, winners of
  * clashing keys included; tables of another context (scheduler, families,
