@@ -13,7 +13,9 @@
  *   ipvsadm  render_ipvsadm (idem)
  *   update   one service rebuilt: table_update with it dirty, table_diff
  *            of the two tables, table_free of the new one (what a sync
- *            that changes one service costs the table); --updates U
+ *            that changes one service costs the table), then (phase
+ *            ipvs_update) ipvs_desired_update and ipvs_reconcile_partial
+ *            of the same change; --updates U
  *            repetitions (default 0: none, so that run.sh's peak RSS stays
  *            that of the dry run), a different service each
  * then the peak RSS (getrusage ru_maxrss) at each phase's end.
@@ -47,6 +49,7 @@
 #include "model.h"
 #include "render.h"
 #include "table.h"
+#include "reconcile.h"
 
 #ifndef HAVE_RENDER_NFT
 #define HAVE_RENDER_NFT 1
@@ -172,21 +175,21 @@ typedef int (*render_fn)(const struct table *t, FILE *out);
 
 /* The update phase: u single-service updates, each from the table the last
  * one made (as the daemon's syncs: a builder kept across them describes
- * it), each timed whole. */
+ * it), each timed whole; then the IPVS backend's planning of the same
+ * change, timed apart. */
 static int bench_update(struct model *m, const struct nodectx *node, const struct proxy_config *cfg,
                         const struct table *t0, unsigned u)
 {
-        double *v = calloc(u + 1, sizeof(*v));
+        double *v = calloc(u + 1, sizeof(*v)), *vi = calloc(u + 1, sizeof(*vi));
         size_t n = table_n_svcs(t0);
         struct table *t = table_ref((struct table *) t0);
         struct tbl_builder *bld = tbl_builder_new();
+        struct ipvs_desired *d = NULL;
         int r = 0;
 
-        if (!v || !bld) {
-                free(v);
-                tbl_builder_free(bld);
-                table_free(t);
-                return -ENOMEM;
+        if (!v || !vi || !bld) {
+                r = -ENOMEM;
+                goto out;
         }
         /* Untimed: the builder made to describe t, as after a daemon's
          * first update. */
@@ -200,6 +203,8 @@ static int bench_update(struct model *m, const struct nodectx *node, const struc
                         t = t2;
                 }
         }
+        if (r == 0)
+                r = ipvs_desired_new(t, &d);
         for (unsigned i = 0; i < u && n && r == 0; i++) {
                 /* A stride prime to any table size of interest: services
                  * all over the table. */
@@ -208,24 +213,47 @@ static int bench_update(struct model *m, const struct nodectx *node, const struc
                 uint32_t *oi, *ni;
                 size_t n_oi, n_ni;
                 struct table *t2;
-                double start = now_ms();
+                struct ipvs_desired *d2 = NULL;
+                struct ipvs_plan *p = NULL;
+                struct ipvs_term *term = NULL;
+                double start = now_ms(), t1;
 
                 r = table_update(bld, t, m, node, cfg, &key, 1, &t2);
-                if (r == 0) {
-                        r = table_diff(t, t2, &oi, &n_oi, &ni, &n_ni);
-                        if (r == 0) {
-                                free(oi);
-                                free(ni);
-                        }
-                        table_free(t);
-                        t = t2;
+                if (r < 0) {
+                        v[i] = now_ms() - start;
+                        break;
                 }
+                r = table_diff(t, t2, &oi, &n_oi, &ni, &n_ni);
+                if (r == 0) {
+                        free(oi);
+                        free(ni);
+                }
+                table_free(t);
+                t = t2;
                 v[i] = now_ms() - start;
+                /* The IPVS backend's planning of the same change: the
+                 * desired set from the last one, the partial reconcile. */
+                t1 = now_ms();
+                if (r == 0 && (r = ipvs_plan_new(&p)) == 0 && (r = ipvs_term_new(60, &term)) == 0 &&
+                    (r = ipvs_desired_update(d, t, &d2)) == 0)
+                        r = ipvs_reconcile_partial(d, d2, term, 0, p);
+                vi[i] = now_ms() - t1;
+                ipvs_plan_free(p);
+                ipvs_term_free(term);
+                if (d2) {
+                        ipvs_desired_free(d);
+                        d = d2;
+                }
         }
         if (r < 0)
                 fprintf(stderr, "bench_table: table_update: %s\n", strerror(-r));
-        else if (u && n)
+        else if (u && n) {
                 report("update", v, u, (long long) n);
+                report("ipvs_update", vi, u, (long long) d->n);
+        }
+out:
+        ipvs_desired_free(d);
+        free(vi);
         free(v);
         tbl_builder_free(bld);
         table_free(t);

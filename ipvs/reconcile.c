@@ -112,7 +112,21 @@ static int vsvec_add(struct vsvec *l, const struct ipvs_vs *v)
         return 0;
 }
 
-static int vs_push(struct vsvec *l, const struct table *t, size_t i, const struct tbl_svc *s, const struct ipaddr *a,
+/* A list of claims by address (in the chunks of a set). */
+struct vsptrs {
+        const struct ipvs_vs **v;
+        size_t n, cap;
+};
+
+static int vsptrs_add(struct vsptrs *l, const struct ipvs_vs *v)
+{
+        if (grow((void **)&l->v, &l->cap, l->n + 1, sizeof(*l->v)) < 0)
+                return -ENOMEM;
+        l->v[l->n++] = v;
+        return 0;
+}
+
+static int vs_push(struct vsvec *l, const struct table *t, const struct tbl_svc *s, const struct ipaddr *a,
                    uint16_t port, bool local, bool node_port, uint32_t nth)
 {
         struct ipvs_vs *v;
@@ -142,7 +156,6 @@ static int vs_push(struct vsvec *l, const struct table *t, size_t i, const struc
         v->svc.netmask = s->family == AF_INET6 ? 128 : 0xffffffffu;
         v->addr = *a;
         v->src = s;
-        v->src_i = (uint32_t)i;
         v->local = local;
         v->node_port = node_port;
         v->nth = nth;
@@ -159,10 +172,10 @@ static bool in_nodeport_range(const struct table *t, int fi, const struct ipaddr
         return false;
 }
 
-/* The claims of entry i (s), in table order. NodePorts answer on the
- * node's addresses inside --nodeport-addresses: those the caller found on
- * the node, or (a dry run, which cannot look) the node IP. */
-static int collect_entry(const struct table *t, size_t i, const struct tbl_svc *s, const struct ipaddr *node_addrs,
+/* The claims of entry s, in table order. NodePorts answer on the node's
+ * addresses inside --nodeport-addresses: those the caller found on the
+ * node, or (a dry run, which cannot look) the node IP. */
+static int collect_entry(const struct table *t, const struct tbl_svc *s, const struct ipaddr *node_addrs,
                          size_t n_node_addrs, struct vsvec *l)
 {
         int fi = ipfam_index(s->family), r;
@@ -180,23 +193,28 @@ static int collect_entry(const struct table *t, size_t i, const struct tbl_svc *
 
                 if ((cip ? s->internal : s->external) != TBL_DNAT)
                         continue;
-                if ((r = vs_push(l, t, i, s, &v->addr, s->port, cip ? s->itp_local : s->etp_local, false, nth++)) < 0)
+                if ((r = vs_push(l, t, s, &v->addr, s->port, cip ? s->itp_local : s->etp_local, false, nth++)) < 0)
                         return r;
         }
         if (!s->node_port || s->external != TBL_DNAT)
                 return 0;
         for (size_t k = 0; k < n_node_addrs; k++)
                 if (in_nodeport_range(t, fi, &node_addrs[k]) &&
-                    (r = vs_push(l, t, i, s, &node_addrs[k], s->node_port, s->etp_local, true, nth++)) < 0)
+                    (r = vs_push(l, t, s, &node_addrs[k], s->node_port, s->etp_local, true, nth++)) < 0)
                         return r;
         return 0;
 }
 
-/* Table order of two claims of the same table. */
+/* Table order of two claims of the same table: entries are unique in
+ * their table order, so no index is needed (indexes shift at every
+ * insertion; comparing names happens only between claimants of one key). */
 static int claim_order(const struct ipvs_vs *a, const struct ipvs_vs *b)
 {
-        if (a->src_i != b->src_i)
-                return a->src_i < b->src_i ? -1 : 1;
+        if (a->src != b->src) {
+                int c = tbl_svc_cmp(a->src, b->src);
+
+                return c < 0 ? -1 : c > 0;
+        }
         return u_cmp(a->nth, b->nth);
 }
 
@@ -208,16 +226,9 @@ static int vs_key_claim_cmp(const struct ipvs_vs *a, const struct ipvs_vs *b)
         return c ? c : claim_order(a, b);
 }
 
-static int vs_idx_cmp(const void *a, const void *b, void *arg)
+static int vsp_key_claim_qcmp(const void *a, const void *b)
 {
-        const struct ipvs_vs *v = arg;
-
-        return vs_key_claim_cmp(&v[*(const uint32_t *)a], &v[*(const uint32_t *)b]);
-}
-
-static int vs_claim_qcmp(const void *a, const void *b)
-{
-        return claim_order(a, b);
+        return vs_key_claim_cmp(*(const struct ipvs_vs *const *)a, *(const struct ipvs_vs *const *)b);
 }
 
 static int vs_key_claim_qcmp(const void *a, const void *b)
@@ -230,6 +241,13 @@ static int key_qcmp(const void *a, const void *b)
         return ipvs_service_key_cmp(a, b);
 }
 
+static int vs_idx_key_cmp(const void *a, const void *b, void *arg)
+{
+        const struct ipvs_vs *v = arg;
+
+        return ipvs_service_key_cmp(&v[*(const uint32_t *)a].svc, &v[*(const uint32_t *)b].svc);
+}
+
 /* Serials tell ipvs_reconcile_partial which set another was updated from;
  * a freed set's address may come back, a serial does not. */
 static uint64_t serial_next(void)
@@ -238,6 +256,242 @@ static uint64_t serial_next(void)
 
         return __atomic_add_fetch(&last, 1, __ATOMIC_RELAXED);
 }
+
+/* ---- claims per entry and per table chunk ---- */
+
+/* The claims of one entry, shared by every chunk (of every set) that holds
+ * the entry: a record's address is stable as long as its entry stays. */
+struct ipvs_eclaims {
+        unsigned refs;
+        size_t n;
+        struct ipvs_vs v[];          /* table order */
+};
+
+struct ipvs_dchunk {
+        unsigned refs;               /* sets holding it */
+        const struct tbl_chunk *tc;  /* the table chunk whose entries' claims these are */
+        size_t n;                    /* tc->n */
+        struct ipvs_eclaims *e[];
+};
+
+static void eclaims_unref(struct ipvs_eclaims *e)
+{
+        if (e && --e->refs == 0)
+                free(e);
+}
+
+static void dchunk_unref(struct ipvs_dchunk *c)
+{
+        if (!c || --c->refs)
+                return;
+        for (size_t k = 0; k < c->n; k++)
+                eclaims_unref(c->e[k]);
+        free(c);
+}
+
+/* The claims of the entries of an update's unshared old chunks, by entry,
+ * for the new chunks to take over those of the entries they still hold. */
+struct entry_map {
+        const struct tbl_svc **k;
+        struct ipvs_eclaims **v;
+        bool *reused;
+        size_t mask;
+};
+
+static size_t ptr_hash(const void *p)
+{
+        uint64_t h = (uint64_t)(uintptr_t)p * 0x9e3779b97f4a7c15ull;
+
+        return (size_t)(h >> 32);
+}
+
+static long entry_map_find(const struct entry_map *m, const struct tbl_svc *s)
+{
+        if (!m->k)
+                return -1;
+        for (size_t h = ptr_hash(s) & m->mask; m->k[h]; h = (h + 1) & m->mask)
+                if (m->k[h] == s)
+                        return (long)h;
+        return -1;
+}
+
+static int eclaims_new(const struct table *t, const struct tbl_svc *s, const struct ipaddr *na, size_t n_na,
+                       struct vsvec *scratch, struct ipvs_eclaims **ret)
+{
+        struct ipvs_eclaims *e;
+        int r;
+
+        scratch->n = 0;
+        if ((r = collect_entry(t, s, na, n_na, scratch)) < 0)
+                return r;
+        e = malloc(sizeof(*e) + scratch->n * sizeof(e->v[0]));
+        if (!e)
+                return -ENOMEM;
+        e->refs = 1;
+        e->n = scratch->n;
+        for (size_t i = 0; i < e->n; i++) {
+                e->v[i] = scratch->v[i];
+                e->v[i].ec = e;
+                e->v[i].self = &e->v[i];
+        }
+        *ret = e;
+        return 0;
+}
+
+/* The claims of table chunk tc: an entry of reuse keeps its claims (marked
+ * reused), the others' are computed and, with fresh, listed there.
+ * scratch: a reused buffer. */
+static int dchunk_new(const struct table *t, const struct tbl_chunk *tc, const struct ipaddr *na, size_t n_na,
+                      struct vsvec *scratch, struct entry_map *reuse, struct vsptrs *fresh, struct ipvs_dchunk **ret)
+{
+        struct ipvs_dchunk *c = calloc(1, sizeof(*c) + tc->n * sizeof(c->e[0]));
+        int r = 0;
+
+        if (!c)
+                return -ENOMEM;
+        c->refs = 1;
+        c->tc = tc;
+        for (uint32_t k = 0; k < tc->n && r == 0; k++) {
+                long h = reuse ? entry_map_find(reuse, tc->e[k]) : -1;
+
+                if (h >= 0) {
+                        c->e[k] = reuse->v[h];
+                        c->e[k]->refs++;
+                        reuse->reused[h] = true;
+                        c->n++;
+                        continue;
+                }
+                if ((r = eclaims_new(t, tc->e[k], na, n_na, scratch, &c->e[k])) < 0)
+                        break;
+                c->n++;
+                for (size_t i = 0; fresh && i < c->e[k]->n && r == 0; i++)
+                        r = vsptrs_add(fresh, &c->e[k]->v[i]);
+        }
+        if (r < 0) {
+                dchunk_unref(c);
+                return r;
+        }
+        *ret = c;
+        return 0;
+}
+
+/* ---- winners by key: pages of a hash, copied on write ---- */
+
+/* Winners per page when a set's pages are laid out; a page that grows past
+ * KPAGE_MAX (a set updated from a much smaller one) gets the pages laid out
+ * again. Large pages: an update takes a reference on every page (one
+ * pointer each, 1k pages at 100k services) and copies only the pages of
+ * the keys that change. */
+#define KPAGE_FILL 256
+#define KPAGE_MAX 2048
+
+struct ipvs_kpage {
+        unsigned refs;               /* sets holding it */
+        uint32_t n, cap;
+        const struct ipvs_vs *w[];   /* sorted by key */
+};
+
+static uint64_t key_hash(const struct ipvs_service *k)
+{
+        uint64_t h = 1469598103934665603ull;
+        uint8_t b[16 + 10];
+        size_t n = af_len(k->af);
+
+        memcpy(b, k->addr.raw, n);
+        memcpy(b + n, &k->af, 2);
+        memcpy(b + n + 2, &k->protocol, 2);
+        memcpy(b + n + 4, &k->port, 2);
+        memcpy(b + n + 6, &k->fwmark, 4);
+        for (size_t i = 0; i < n + 10; i++)
+                h = (h ^ b[i]) * 1099511628211ull;
+        h ^= h >> 33;
+        h *= 0xff51afd7ed558ccdull;
+        return h ^ (h >> 33);
+}
+
+static size_t page_of(const struct ipvs_desired *d, const struct ipvs_service *k)
+{
+        return (size_t)(key_hash(k) & (d->n_pages - 1));
+}
+
+static struct ipvs_kpage *kpage_new(uint32_t cap)
+{
+        struct ipvs_kpage *p = malloc(sizeof(*p) + cap * sizeof(p->w[0]));
+
+        if (p) {
+                p->refs = 1;
+                p->n = 0;
+                p->cap = cap;
+        }
+        return p;
+}
+
+static void kpage_unref(struct ipvs_kpage *p)
+{
+        if (p && --p->refs == 0)
+                free(p);
+}
+
+/* The first winner of p whose key is not below key. */
+static uint32_t kpage_lower(const struct ipvs_kpage *p, const struct ipvs_service *key)
+{
+        uint32_t lo = 0, hi = p->n;
+
+        while (lo < hi) {
+                uint32_t mid = lo + (hi - lo) / 2;
+
+                if (ipvs_service_key_cmp(&p->w[mid]->svc, key) < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return lo;
+}
+
+static void pages_free(struct ipvs_kpage **pages, size_t n)
+{
+        for (size_t i = 0; pages && i < n; i++)
+                kpage_unref(pages[i]);
+        free(pages);
+}
+
+/* Lays out d's pages for the winners w[0..n), sorted by key. */
+static int pages_build(struct ipvs_desired *d, const struct ipvs_vs *const *w, size_t n)
+{
+        size_t np = 1;
+        uint32_t *count;
+        struct ipvs_kpage **pages;
+
+        while (np * KPAGE_FILL < n)
+                np *= 2;
+        count = calloc(np, sizeof(*count));
+        pages = calloc(np, sizeof(*pages));
+        if (!count || !pages) {
+                free(count);
+                free(pages);
+                return -ENOMEM;
+        }
+        d->n_pages = np;
+        for (size_t i = 0; i < n; i++)
+                count[page_of(d, &w[i]->svc)]++;
+        for (size_t p = 0; p < np; p++)
+                if (!(pages[p] = kpage_new(count[p]))) {
+                        free(count);
+                        pages_free(pages, np);
+                        return -ENOMEM;
+                }
+        /* In key order: each page comes out sorted. */
+        for (size_t i = 0; i < n; i++) {
+                struct ipvs_kpage *pg = pages[page_of(d, &w[i]->svc)];
+
+                pg->w[pg->n++] = w[i];
+        }
+        free(count);
+        d->pages = pages;
+        return 0;
+}
+
+/* ---- sets ---- */
 
 static int desired_alloc(const struct table *t, const struct ipaddr *node_addrs, size_t n_node_addrs,
                          struct ipvs_desired **ret)
@@ -259,6 +513,12 @@ static int desired_alloc(const struct table *t, const struct ipaddr *node_addrs,
         d->family_enabled[1] = t->family_enabled[1];
         d->table = t;
         d->serial = serial_next();
+        d->dchunks = calloc(t->n_chunks + 1, sizeof(*d->dchunks));
+        if (!d->dchunks) {
+                free(d->node_addrs);
+                free(d);
+                return -ENOMEM;
+        }
         *ret = d;
         return 0;
 }
@@ -272,63 +532,80 @@ int ipvs_desired_new_on(const struct table *t, const struct ipaddr *node_addrs, 
                         struct ipvs_desired **ret)
 {
         struct ipvs_desired *d = NULL;
-        struct vsvec l = { 0 }, lost = { 0 };
-        uint32_t *idx = NULL, *map = NULL;
-        bool *dup = NULL;
-        size_t k = 0, n_sorted = 0;
+        struct vsvec scratch = { 0 }, lost = { 0 };
+        struct vsptrs all = { 0 };
+        size_t nw = 0;
         int r;
 
         if (t->scheduler && strlen(t->scheduler) >= IP_VS_SCHEDNAME_MAXLEN)
                 return -EINVAL;
         if ((r = desired_alloc(t, node_addrs, n_node_addrs, &d)) < 0)
                 return r;
-        for (struct table_iter it = table_iter_at(t, 0); it.s && r == 0; table_iter_next(&it))
-                r = collect_entry(t, it.i, it.s, node_addrs, n_node_addrs, &l);
-        if (r < 0)
-                goto fail;
-        r = -ENOMEM;
-        idx = malloc((l.n + 1) * sizeof(*idx));
-        map = malloc((l.n + 1) * sizeof(*map));
-        dup = calloc(l.n + 1, sizeof(*dup));
-        if (!idx || !map || !dup)
-                goto fail;
-        for (size_t i = 0; i < l.n; i++)
-                idx[i] = (uint32_t)i;
-        if (l.n > 1)
-                qsort_r(idx, l.n, sizeof(*idx), vs_idx_cmp, l.v);
-        for (size_t i = 1; i < l.n; i++)
-                if (!ipvs_service_key_cmp(&l.v[idx[i - 1]].svc, &l.v[idx[i]].svc)) {
-                        dup[idx[i]] = true;
-                        /* In idx order: the losers come out by (key, table order). */
-                        if (vsvec_add(&lost, &l.v[idx[i]]) < 0)
-                                goto fail;
-                }
-        /* Compact in table order, then renumber the sorted index. */
-        for (size_t i = 0; i < l.n; i++) {
-                map[i] = (uint32_t)k;
-                if (!dup[i])
-                        l.v[k++] = l.v[i];
+        for (size_t c = 0; c < t->n_chunks; c++) {
+                if ((r = dchunk_new(t, t->chunks[c], node_addrs, n_node_addrs, &scratch, NULL, &all,
+                                    &d->dchunks[c])) < 0)
+                        goto out;
+                d->n_dchunks++;
         }
-        for (size_t i = 0; i < l.n; i++)
-                if (!dup[idx[i]])
-                        idx[n_sorted++] = map[idx[i]];
-        d->vs = l.v;
-        d->n = k;
-        d->sorted = idx;
+        if (all.n > 1)
+                qsort(all.v, all.n, sizeof(*all.v), vsp_key_claim_qcmp);
+        /* The first of each key wins; the losers come out by (key, table order). */
+        for (size_t i = 0; i < all.n; i++) {
+                if (nw && !ipvs_service_key_cmp(&all.v[nw - 1]->svc, &all.v[i]->svc)) {
+                        if ((r = vsvec_add(&lost, all.v[i])) < 0)
+                                goto out;
+                        continue;
+                }
+                all.v[nw++] = all.v[i];
+        }
+        if ((r = pages_build(d, all.v, nw)) < 0)
+                goto out;
+        d->n = nw;
         d->lost = lost.v;
         d->n_lost = lost.n;
-        free(map);
-        free(dup);
+        lost.v = NULL;
+        if ((r = ipvs_desired_flat(d)) < 0)
+                goto out;
         *ret = d;
-        return 0;
-fail:
-        free(l.v);
+        d = NULL;
+out:
+        free(scratch.v);
         free(lost.v);
-        free(idx);
-        free(map);
-        free(dup);
+        free(all.v);
         ipvs_desired_free(d);
         return r;
+}
+
+int ipvs_desired_flat(const struct ipvs_desired *cd)
+{
+        /* A cache: cd was allocated writable. */
+        struct ipvs_desired *d = (struct ipvs_desired *)cd;
+        size_t k = 0;
+
+        if (d->vs)
+                return 0;
+        d->vs = malloc((d->n + 1) * sizeof(*d->vs));
+        d->sorted = malloc((d->n + 1) * sizeof(*d->sorted));
+        if (!d->vs || !d->sorted) {
+                free(d->vs);
+                free(d->sorted);
+                d->vs = NULL;
+                d->sorted = NULL;
+                return -ENOMEM;
+        }
+        for (size_t c = 0; c < d->n_dchunks; c++)
+                for (size_t j = 0; j < d->dchunks[c]->n; j++)
+                        for (size_t i = 0; i < d->dchunks[c]->e[j]->n; i++) {
+                                const struct ipvs_vs *v = &d->dchunks[c]->e[j]->v[i];
+
+                                if (k < d->n && ipvs_desired_find(d, &v->svc) == v)
+                                        d->vs[k++] = *v;
+                        }
+        for (size_t i = 0; i < k; i++)
+                d->sorted[i] = (uint32_t)i;
+        if (k > 1)
+                qsort_r(d->sorted, k, sizeof(*d->sorted), vs_idx_key_cmp, d->vs);
+        return 0;
 }
 
 /* What decides an entry's virtual servers besides the entry itself. */
@@ -346,98 +623,161 @@ static bool same_vs_context(const struct table *a, const struct table *b)
         return true;
 }
 
-#define GONE UINT32_MAX
+/* Old's table chunks by address, to find the chunks t shares. */
+struct chunk_map {
+        const struct tbl_chunk **k;
+        uint32_t *v;
+        size_t mask;
+};
+
+static int chunk_map_new(const struct ipvs_desired *old, struct chunk_map *m)
+{
+        size_t n = 4;
+
+        while (n < 2 * old->n_dchunks)
+                n *= 2;
+        m->k = calloc(n, sizeof(*m->k));
+        m->v = malloc(n * sizeof(*m->v));
+        if (!m->k || !m->v)
+                return -ENOMEM;
+        m->mask = n - 1;
+        for (size_t i = 0; i < old->n_dchunks; i++) {
+                size_t h = ptr_hash(old->dchunks[i]->tc) & m->mask;
+
+                while (m->k[h])
+                        h = (h + 1) & m->mask;
+                m->k[h] = old->dchunks[i]->tc;
+                m->v[h] = (uint32_t)i;
+        }
+        return 0;
+}
+
+/* Old's dchunk index of table chunk tc, or -1. */
+static long chunk_map_get(const struct chunk_map *m, const struct tbl_chunk *tc)
+{
+        for (size_t h = ptr_hash(tc) & m->mask; m->k[h]; h = (h + 1) & m->mask)
+                if (m->k[h] == tc)
+                        return m->v[h];
+        return -1;
+}
 
 struct upd {
         const struct ipvs_desired *old;
-        const struct table *o, *t;
-        uint32_t *emap;         /* old entry -> its index in t, or GONE */
-        struct vsvec fresh;     /* claims of t's entries that old's table does not share, table order */
-        uint32_t *fresh_key;    /* indexes of fresh by (key, table order) */
-        struct vsvec gone;      /* claims of old's entries that t does not share (keys only matter) */
-        struct ipvs_service *keys; /* keys of fresh and gone: the changed keys */
+        struct ipvs_desired *d;
+        struct chunk_map map;
+        bool *kept;             /* per old dchunk: t shares its table chunk */
+        struct entry_map emap;  /* the entries of the other old chunks */
+        struct vsptrs fresh;    /* claims computed for d, by (key, table order) */
+        struct ipvs_service *keys; /* keys of the fresh and the dropped claims: those looked at */
         size_t n_keys;
-        struct vsvec ins;       /* winners that were not old winners of shared entries */
-        uint32_t *demoted;      /* old winners of shared entries that lose now (indexes into old->vs) */
-        size_t n_demoted;
-        bool *promoted;         /* per old->lost: wins now */
-        struct vsvec lost_add;  /* losers that were not old losers of shared entries */
+        struct vsvec lost_add;  /* losers of the keys looked at */
+        struct ipvs_service *changed;
+        size_t n_changed;
+        bool *copied;           /* per page: d's own already */
+        bool relayout;          /* a page grew past KPAGE_MAX */
 };
 
-/* A claim of old's table moved to the same entry of t. */
-static struct ipvs_vs moved(const struct upd *u, const struct ipvs_vs *v)
-{
-        struct ipvs_vs c = *v;
-
-        c.src_i = u->emap[v->src_i];
-        c.src = table_svc(u->t, c.src_i);
-        return c;
-}
-
+/* A claim of old's that d holds too (the same record: its entry is in a
+ * shared chunk, or its claims were taken over). */
 static bool kept(const struct upd *u, const struct ipvs_vs *v)
 {
-        return u->emap[v->src_i] != GONE;
+        long h = entry_map_find(&u->emap, v->src);
+
+        return h < 0 || u->emap.reused[h];
 }
 
-/* Which entries differ: the pointer walk of the nftables backend's partial
- * sync, names compared only where the tables differ. */
-static int upd_walk(struct upd *u, const struct ipaddr *na, size_t n_na)
+static int keys_add(struct upd *u, size_t *cap, const struct ipvs_vs *v, size_t n)
 {
-        const struct table *o = u->o, *t = u->t;
-        struct table_iter i = table_iter_at(o, 0), j = table_iter_at(t, 0);
+        if (grow((void **)&u->keys, cap, u->n_keys + n + 1, sizeof(*u->keys)) < 0)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++)
+                u->keys[u->n_keys++] = v[i].svc;
+        return 0;
+}
+
+static int emap_new(struct upd *u)
+{
+        const struct ipvs_desired *old = u->old;
+        struct entry_map *m = &u->emap;
+        size_t n = 0, sz = 4;
+
+        for (size_t i = 0; i < old->n_dchunks; i++)
+                n += u->kept[i] ? 0 : old->dchunks[i]->n;
+        if (!n)
+                return 0;
+        while (sz < 2 * n)
+                sz *= 2;
+        m->k = calloc(sz, sizeof(*m->k));
+        m->v = malloc(sz * sizeof(*m->v));
+        m->reused = calloc(sz, sizeof(*m->reused));
+        if (!m->k || !m->v || !m->reused)
+                return -ENOMEM;
+        m->mask = sz - 1;
+        for (size_t i = 0; i < old->n_dchunks; i++) {
+                const struct ipvs_dchunk *c = old->dchunks[i];
+
+                for (size_t k = 0; !u->kept[i] && k < c->n; k++) {
+                        size_t h = ptr_hash(c->tc->e[k]) & m->mask;
+
+                        while (m->k[h])
+                                h = (h + 1) & m->mask;
+                        m->k[h] = c->tc->e[k];
+                        m->v[h] = c->e[k];
+                }
+        }
+        return 0;
+}
+
+/* The chunks of t: old's where t shares the table chunk, made where not
+ * (with the claims of the entries old had). */
+static int upd_chunks(struct upd *u, const struct table *t)
+{
+        const struct ipvs_desired *old = u->old;
+        struct ipvs_desired *d = u->d;
+        struct vsvec scratch = { 0 };
+        size_t cap = 0, k = 0;
         int r = 0;
 
-        u->emap = malloc((table_n_svcs(o) + 1) * sizeof(*u->emap));
-        if (!u->emap)
-                return -ENOMEM;
-        /* Iterators: an index lookup per entry would cost a search of the
-         * table's chunks each. */
-        while ((i.s || j.s) && r == 0) {
-                int c;
+        u->kept = calloc(old->n_dchunks + 1, sizeof(*u->kept));
+        if (!u->kept || chunk_map_new(old, &u->map) < 0) {
+                r = -ENOMEM;
+                goto out;
+        }
+        for (size_t c = 0; c < t->n_chunks; c++) {
+                long i = chunk_map_get(&u->map, t->chunks[c]);
 
-                if (i.s && j.s && tbl_svc_same(i.s, j.s)) {
-                        u->emap[i.i] = (uint32_t)j.i;
-                        table_iter_next(&i);
-                        table_iter_next(&j);
-                        continue;
-                }
-                c = !i.s ? 1 : !j.s ? -1 : tbl_svc_cmp(i.s, j.s);
-                if (c <= 0) {
-                        u->emap[i.i] = GONE;
-                        r = collect_entry(o, i.i, i.s, na, n_na, &u->gone);
-                        table_iter_next(&i);
-                }
-                if (c >= 0 && r == 0) {
-                        r = collect_entry(t, j.i, j.s, na, n_na, &u->fresh);
-                        table_iter_next(&j);
+                if (i >= 0 && !u->kept[i]) {
+                        u->kept[i] = true;
+                        d->dchunks[c] = old->dchunks[i];
+                        d->dchunks[c]->refs++;
                 }
         }
-        return r;
-}
-
-static int upd_keys(struct upd *u)
-{
-        size_t k = 0;
-
-        u->keys = malloc((u->fresh.n + u->gone.n + 1) * sizeof(*u->keys));
-        u->fresh_key = malloc((u->fresh.n + 1) * sizeof(*u->fresh_key));
-        if (!u->keys || !u->fresh_key)
-                return -ENOMEM;
-        for (size_t i = 0; i < u->fresh.n; i++) {
-                u->keys[k++] = u->fresh.v[i].svc;
-                u->fresh_key[i] = (uint32_t)i;
-        }
-        for (size_t i = 0; i < u->gone.n; i++)
-                u->keys[k++] = u->gone.v[i].svc;
-        if (k > 1)
-                qsort(u->keys, k, sizeof(*u->keys), key_qcmp);
-        u->n_keys = 0;
-        for (size_t i = 0; i < k; i++)
-                if (!u->n_keys || ipvs_service_key_cmp(&u->keys[u->n_keys - 1], &u->keys[i]))
-                        u->keys[u->n_keys++] = u->keys[i];
+        /* Every slot, filled or not: a failure frees what is there. */
+        d->n_dchunks = t->n_chunks;
+        if ((r = emap_new(u)) < 0)
+                goto out;
+        for (size_t c = 0; c < t->n_chunks; c++)
+                if (!d->dchunks[c] && (r = dchunk_new(t, t->chunks[c], old->node_addrs, old->n_node_addrs, &scratch,
+                                                      &u->emap, &u->fresh, &d->dchunks[c])) < 0)
+                        goto out;
+        for (size_t i = 0; i < u->fresh.n; i++)
+                if ((r = keys_add(u, &cap, u->fresh.v[i], 1)) < 0)
+                        goto out;
+        for (size_t h = 0; u->emap.k && h <= u->emap.mask; h++)
+                if (u->emap.k[h] && !u->emap.reused[h] &&
+                    (r = keys_add(u, &cap, u->emap.v[h]->v, u->emap.v[h]->n)) < 0)
+                        goto out;
+        if (u->n_keys > 1)
+                qsort(u->keys, u->n_keys, sizeof(*u->keys), key_qcmp);
+        for (size_t i = 0; i < u->n_keys; i++)
+                if (!k || ipvs_service_key_cmp(&u->keys[k - 1], &u->keys[i]))
+                        u->keys[k++] = u->keys[i];
+        u->n_keys = k;
         if (u->fresh.n > 1)
-                qsort_r(u->fresh_key, u->fresh.n, sizeof(*u->fresh_key), vs_idx_cmp, u->fresh.v);
-        return 0;
+                qsort(u->fresh.v, u->fresh.n, sizeof(*u->fresh.v), vsp_key_claim_qcmp);
+out:
+        free(scratch.v);
+        return r;
 }
 
 /* The first element of v[0..n) (sorted by key) whose key is not below key. */
@@ -456,170 +796,126 @@ static size_t lost_lower(const struct ipvs_vs *v, size_t n, const struct ipvs_se
         return lo;
 }
 
-/* Who holds a changed key now: the first in table order of the claims
- * still there (old winner and losers of shared entries) and the fresh ones.
- * Only changed keys can change hands: the claims of any other key all come
- * from shared entries, whose order is the same in both tables. */
+/* Page p of d, d's own (copied from old's on the first write). */
+static struct ipvs_kpage *page_own(struct upd *u, size_t p, uint32_t extra)
+{
+        struct ipvs_desired *d = u->d;
+        struct ipvs_kpage *pg = d->pages[p], *c;
+
+        if (u->copied[p] && pg->n + extra <= pg->cap)
+                return pg;
+        c = kpage_new(pg->n + extra + 8);
+        if (!c)
+                return NULL;
+        memcpy(c->w, pg->w, pg->n * sizeof(pg->w[0]));
+        c->n = pg->n;
+        kpage_unref(pg);
+        d->pages[p] = c;
+        u->copied[p] = true;
+        return c;
+}
+
+/* Key's winner in d becomes w (NULL: none). */
+static int page_set(struct upd *u, const struct ipvs_service *key, const struct ipvs_vs *w)
+{
+        size_t p = page_of(u->d, key);
+        struct ipvs_kpage *pg = page_own(u, p, 1);
+        uint32_t i;
+        bool there;
+
+        if (!pg)
+                return -ENOMEM;
+        i = kpage_lower(pg, key);
+        there = i < pg->n && !ipvs_service_key_cmp(&pg->w[i]->svc, key);
+        if (w && there) {
+                pg->w[i] = w;
+        } else if (w) {
+                memmove(&pg->w[i + 1], &pg->w[i], (pg->n - i) * sizeof(pg->w[0]));
+                pg->w[i] = w;
+                pg->n++;
+        } else if (there) {
+                memmove(&pg->w[i], &pg->w[i + 1], (pg->n - i - 1) * sizeof(pg->w[0]));
+                pg->n--;
+        }
+        u->relayout = u->relayout || pg->n > KPAGE_MAX;
+        return 0;
+}
+
+/* Tables are immutable and table_update shares unchanged entries: the same
+ * entry (the same pointer) means the same endpoints. */
+static bool vs_unchanged(const struct ipvs_vs *a, const struct ipvs_vs *b);
+
+/* Who holds key now: the first in table order of the claims still there
+ * (old winner and losers in shared chunks) and the fresh ones. Only the
+ * keys looked at can change hands: the claims of any other key all lie in
+ * shared chunks, whose order is the same in both tables. */
 static int upd_resolve(struct upd *u, const struct ipvs_service *key, size_t *fk)
 {
         const struct ipvs_desired *old = u->old;
-        const struct ipvs_vs *w = ipvs_desired_find(old, key);
-        struct ipvs_vs best = { 0 };
-        enum { NONE, OLD_WINNER, OLD_LOSER, FRESH } from = NONE;
-        size_t best_i = 0, lo = lost_lower(old->lost, old->n_lost, key), f0 = *fk;
+        const struct ipvs_vs *w = ipvs_desired_find(old, key), *best = NULL;
+        size_t lo = lost_lower(old->lost, old->n_lost, key), f0 = *fk;
         int r = 0;
 
-        if (w && kept(u, w)) {
-                best = moved(u, w);
-                from = OLD_WINNER;
-        }
-        for (size_t i = lo; i < old->n_lost && !ipvs_service_key_cmp(&old->lost[i].svc, key); i++) {
-                struct ipvs_vs c;
-
-                if (!kept(u, &old->lost[i]))
-                        continue;
-                c = moved(u, &old->lost[i]);
-                if (from == NONE || claim_order(&c, &best) < 0) {
-                        best = c;
-                        best_i = i;
-                        from = OLD_LOSER;
-                }
-        }
-        for (; *fk < u->fresh.n && !ipvs_service_key_cmp(&u->fresh.v[u->fresh_key[*fk]].svc, key); (*fk)++) {
-                const struct ipvs_vs *c = &u->fresh.v[u->fresh_key[*fk]];
-
-                if (from == NONE || claim_order(c, &best) < 0) {
-                        best = *c;
-                        best_i = *fk;
-                        from = FRESH;
-                }
-        }
-        if (from != OLD_WINNER && w && kept(u, w)) {
-                struct ipvs_vs c = moved(u, w);
-
-                u->demoted[u->n_demoted++] = (uint32_t)(w - old->vs);
-                r = vsvec_add(&u->lost_add, &c);
-        }
-        if (from == OLD_LOSER) {
-                u->promoted[best_i] = true;
-                r = r ? r : vsvec_add(&u->ins, &best);
-        } else if (from == FRESH) {
-                r = r ? r : vsvec_add(&u->ins, &best);
-        }
-        for (size_t i = f0; i < *fk && r == 0; i++)
-                if (from != FRESH || i != best_i)
-                        r = vsvec_add(&u->lost_add, &u->fresh.v[u->fresh_key[i]]);
-        return r;
-}
-
-static int u32_qcmp(const void *a, const void *b)
-{
-        return u_cmp(*(const uint32_t *)a, *(const uint32_t *)b);
-}
-
-/* The winners in table order: old's, moved, less the gone and demoted ones,
- * with ins (in table order) merged in; vmap gets each old winner's new
- * index (or GONE), ins_at each inserted one's. */
-static int upd_winners(struct upd *u, struct ipvs_desired *d, uint32_t *vmap, uint32_t *ins_at)
-{
-        const struct ipvs_desired *old = u->old;
-        size_t n = 0, k = 0, dm = 0;
-
-        d->vs = malloc((old->n + u->ins.n + 1) * sizeof(*d->vs));
-        if (!d->vs)
-                return -ENOMEM;
-        for (size_t i = 0; i < old->n; i++) {
-                struct ipvs_vs c;
-
-                if (dm < u->n_demoted && u->demoted[dm] == i) {
-                        dm++;
-                        vmap[i] = GONE;
-                        continue;
-                }
-                if (!kept(u, &old->vs[i])) {
-                        vmap[i] = GONE;
-                        continue;
-                }
-                c = moved(u, &old->vs[i]);
-                for (; k < u->ins.n && claim_order(&u->ins.v[k], &c) < 0; k++) {
-                        ins_at[k] = (uint32_t)n;
-                        d->vs[n++] = u->ins.v[k];
-                }
-                vmap[i] = (uint32_t)n;
-                d->vs[n++] = c;
-        }
-        for (; k < u->ins.n; k++) {
-                ins_at[k] = (uint32_t)n;
-                d->vs[n++] = u->ins.v[k];
-        }
-        d->n = n;
+        if (w && kept(u, w))
+                best = w;
+        for (size_t i = lo; i < old->n_lost && !ipvs_service_key_cmp(&old->lost[i].svc, key); i++)
+                if (kept(u, &old->lost[i]) && (!best || claim_order(&old->lost[i], best) < 0))
+                        best = old->lost[i].self;
+        for (; *fk < u->fresh.n && !ipvs_service_key_cmp(&u->fresh.v[*fk]->svc, key); (*fk)++)
+                if (!best || claim_order(u->fresh.v[*fk], best) < 0)
+                        best = u->fresh.v[*fk];
+        /* Everyone else loses. */
+        if (w && kept(u, w) && w != best)
+                r = vsvec_add(&u->lost_add, w);
+        for (size_t i = lo; r == 0 && i < old->n_lost && !ipvs_service_key_cmp(&old->lost[i].svc, key); i++)
+                if (kept(u, &old->lost[i]) && old->lost[i].self != best)
+                        r = vsvec_add(&u->lost_add, &old->lost[i]);
+        for (size_t i = f0; r == 0 && i < *fk; i++)
+                if (u->fresh.v[i] != best)
+                        r = vsvec_add(&u->lost_add, u->fresh.v[i]);
+        if (r == 0 && best != w)
+                r = page_set(u, key, best);
+        if (r < 0)
+                return r;
+        u->d->n = u->d->n + (best != NULL) - (w != NULL);
+        if ((w || best) && !(w && best && vs_unchanged(w, best)))
+                u->changed[u->n_changed++] = *key;
         return 0;
 }
 
-static int ins_key_cmp(const void *a, const void *b, void *arg)
+static bool key_in(const struct ipvs_service *keys, size_t n, const struct ipvs_service *key)
 {
-        const struct ipvs_vs *v = arg;
+        size_t lo = 0, hi = n;
 
-        return ipvs_service_key_cmp(&v[*(const uint32_t *)a].svc, &v[*(const uint32_t *)b].svc);
+        while (lo < hi) {
+                size_t mid = lo + (hi - lo) / 2;
+                int c = ipvs_service_key_cmp(&keys[mid], key);
+
+                if (c == 0)
+                        return true;
+                if (c < 0)
+                        lo = mid + 1;
+                else
+                        hi = mid;
+        }
+        return false;
 }
 
-/* old's order, remapped, with the inserted winners merged in. Keys are
- * unique among winners, and an old winner whose key went to an inserted
- * one is gone or demoted: each insertion point is a plain lower bound, and
- * everything between two of them is copied without a comparison. */
-static int upd_sorted(struct upd *u, struct ipvs_desired *d, const uint32_t *vmap, const uint32_t *ins_at)
+/* The losers: old's of the keys not looked at (all in shared chunks), and
+ * those of the keys looked at. Clashes are rare: a sort when the list
+ * changes is cheap. */
+static int upd_lost(struct upd *u)
 {
         const struct ipvs_desired *old = u->old;
-        uint32_t *order = malloc((u->ins.n + 1) * sizeof(*order));
-        size_t n = 0, i = 0;
-
-        d->sorted = malloc((d->n + 1) * sizeof(*d->sorted));
-        if (!order || !d->sorted) {
-                free(order);
-                return -ENOMEM;
-        }
-        for (size_t k = 0; k < u->ins.n; k++)
-                order[k] = (uint32_t)k;
-        if (u->ins.n > 1)
-                qsort_r(order, u->ins.n, sizeof(*order), ins_key_cmp, u->ins.v);
-        for (size_t k = 0; k < u->ins.n; k++) {
-                const struct ipvs_service *key = &u->ins.v[order[k]].svc;
-                size_t lo = i, hi = old->n;
-
-                while (lo < hi) {
-                        size_t mid = lo + (hi - lo) / 2;
-
-                        if (ipvs_service_key_cmp(&old->vs[old->sorted[mid]].svc, key) < 0)
-                                lo = mid + 1;
-                        else
-                                hi = mid;
-                }
-                for (; i < lo; i++)
-                        if (vmap[old->sorted[i]] != GONE)
-                                d->sorted[n++] = vmap[old->sorted[i]];
-                d->sorted[n++] = ins_at[order[k]];
-        }
-        for (; i < old->n; i++)
-                if (vmap[old->sorted[i]] != GONE)
-                        d->sorted[n++] = vmap[old->sorted[i]];
-        free(order);
-        return 0;
-}
-
-/* The losers: old's of shared entries that still lose, moved (the move
- * keeps their order), and the new ones. Clashes are rare: a sort when the
- * list changes is cheap. */
-static int upd_lost(struct upd *u, struct ipvs_desired *d)
-{
-        const struct ipvs_desired *old = u->old;
+        struct ipvs_desired *d = u->d;
         size_t n = 0;
 
         d->lost = malloc((old->n_lost + u->lost_add.n + 1) * sizeof(*d->lost));
         if (!d->lost)
                 return -ENOMEM;
         for (size_t i = 0; i < old->n_lost; i++)
-                if (!u->promoted[i] && kept(u, &old->lost[i]))
-                        d->lost[n++] = moved(u, &old->lost[i]);
+                if (!key_in(u->keys, u->n_keys, &old->lost[i].svc))
+                        d->lost[n++] = old->lost[i];
         if (u->lost_add.n) {
                 memcpy(&d->lost[n], u->lost_add.v, u->lost_add.n * sizeof(*d->lost));
                 n += u->lost_add.n;
@@ -629,18 +925,35 @@ static int upd_lost(struct upd *u, struct ipvs_desired *d)
         return 0;
 }
 
-/* The lookup structure stays old's key order, merged rather than a hash
- * index: any insertion shifts the table-order indexes of what follows, so
- * every index needs rewriting at each update anyway, and remapping the old
- * order costs one array read per virtual server where a hash index would
- * hash every key again; the key order is also what ipvs_reconcile_full and
- * the walk of ipvs_reconcile_partial need. What is left of O(N) is a
- * pointer walk and copies, no sort and no allocation per entry. */
+/* Every winner of d, by key: for a new page layout. */
+static int pages_relayout(struct ipvs_desired *d)
+{
+        const struct ipvs_vs **w = malloc((d->n + 1) * sizeof(*w));
+        struct ipvs_kpage **old = d->pages;
+        size_t n = 0, n_old = d->n_pages;
+        int r;
+
+        if (!w)
+                return -ENOMEM;
+        for (size_t p = 0; p < n_old; p++)
+                for (uint32_t i = 0; i < old[p]->n && n < d->n; i++)
+                        w[n++] = old[p]->w[i];
+        if (n > 1)
+                qsort(w, n, sizeof(*w), vsp_key_claim_qcmp);
+        if ((r = pages_build(d, w, n)) < 0) {
+                d->pages = old;
+                d->n_pages = n_old;
+        } else {
+                pages_free(old, n_old);
+        }
+        free(w);
+        return r;
+}
+
 int ipvs_desired_update(const struct ipvs_desired *old, const struct table *t, struct ipvs_desired **ret)
 {
-        struct upd u = { .old = old, .o = old->table, .t = t };
+        struct upd u = { .old = old };
         struct ipvs_desired *d = NULL;
-        uint32_t *vmap = NULL, *ins_at = NULL;
         size_t fk = 0;
         int r;
 
@@ -648,50 +961,48 @@ int ipvs_desired_update(const struct ipvs_desired *old, const struct table *t, s
                 return ipvs_desired_new_on(t, old->node_addrs, old->n_node_addrs, ret);
         if ((r = desired_alloc(t, old->node_addrs, old->n_node_addrs, &d)) < 0)
                 return r;
-        if ((r = upd_walk(&u, old->node_addrs, old->n_node_addrs)) < 0 || (r = upd_keys(&u)) < 0)
+        u.d = d;
+        d->n = old->n;
+        r = -ENOMEM;
+        d->pages = malloc(old->n_pages * sizeof(*d->pages));
+        u.copied = calloc(old->n_pages, sizeof(*u.copied));
+        if (!d->pages || !u.copied)
+                goto out;
+        d->n_pages = old->n_pages;
+        for (size_t p = 0; p < old->n_pages; p++) {
+                d->pages[p] = old->pages[p];
+                d->pages[p]->refs++;
+        }
+        if ((r = upd_chunks(&u, t)) < 0)
                 goto out;
         r = -ENOMEM;
-        u.demoted = malloc((u.n_keys + 1) * sizeof(*u.demoted));
-        u.promoted = calloc(old->n_lost + 1, sizeof(*u.promoted));
-        vmap = malloc((old->n + 1) * sizeof(*vmap));
-        if (!u.demoted || !u.promoted || !vmap)
+        u.changed = malloc((u.n_keys + 1) * sizeof(*u.changed));
+        if (!u.changed)
                 goto out;
         r = 0;
         for (size_t k = 0; k < u.n_keys && r == 0; k++)
                 r = upd_resolve(&u, &u.keys[k], &fk);
-        if (r < 0)
-                goto out;
-        if (u.n_demoted > 1)
-                qsort(u.demoted, u.n_demoted, sizeof(*u.demoted), u32_qcmp);
-        if (u.ins.n > 1)
-                qsort(u.ins.v, u.ins.n, sizeof(*u.ins.v), vs_claim_qcmp);
-        ins_at = malloc((u.ins.n + 1) * sizeof(*ins_at));
-        if (!ins_at) {
-                r = -ENOMEM;
-                goto out;
-        }
-        if ((r = upd_winners(&u, d, vmap, ins_at)) < 0 || (r = upd_sorted(&u, d, vmap, ins_at)) < 0 ||
-            (r = upd_lost(&u, d)) < 0)
+        if (r < 0 || (r = upd_lost(&u)) < 0 || (u.relayout && (r = pages_relayout(d)) < 0))
                 goto out;
         d->base = old->serial;
-        d->changed = u.keys;
-        d->n_changed = u.n_keys;
-        u.keys = NULL;
+        d->changed = u.changed;
+        d->n_changed = u.n_changed;
+        u.changed = NULL;
         *ret = d;
         d = NULL;
 out:
         ipvs_desired_free(d);
-        free(vmap);
-        free(ins_at);
-        free(u.emap);
+        free(u.map.k);
+        free(u.map.v);
+        free(u.kept);
+        free(u.emap.k);
+        free(u.emap.v);
+        free(u.emap.reused);
         free(u.fresh.v);
-        free(u.fresh_key);
-        free(u.gone.v);
         free(u.keys);
-        free(u.ins.v);
-        free(u.demoted);
-        free(u.promoted);
         free(u.lost_add.v);
+        free(u.changed);
+        free(u.copied);
         return r;
 }
 
@@ -699,6 +1010,10 @@ void ipvs_desired_free(struct ipvs_desired *d)
 {
         if (!d)
                 return;
+        for (size_t c = 0; c < d->n_dchunks; c++)
+                dchunk_unref(d->dchunks[c]);
+        free(d->dchunks);
+        pages_free(d->pages, d->n_pages);
         free(d->vs);
         free(d->sorted);
         free(d->lost);
@@ -709,20 +1024,14 @@ void ipvs_desired_free(struct ipvs_desired *d)
 
 const struct ipvs_vs *ipvs_desired_find(const struct ipvs_desired *d, const struct ipvs_service *svc)
 {
-        size_t lo = 0, hi = d->n;
+        const struct ipvs_kpage *pg;
+        uint32_t i;
 
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                int c = ipvs_service_key_cmp(&d->vs[d->sorted[mid]].svc, svc);
-
-                if (c == 0)
-                        return &d->vs[d->sorted[mid]];
-                if (c < 0)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return NULL;
+        if (!d->n_pages)
+                return NULL;
+        pg = d->pages[page_of(d, svc)];
+        i = kpage_lower(pg, svc);
+        return i < pg->n && !ipvs_service_key_cmp(&pg->w[i]->svc, svc) ? pg->w[i] : NULL;
 }
 
 /* ---- kernel state ---- */
@@ -1117,11 +1426,13 @@ int ipvs_reconcile_full(const struct ipvs_desired *d, const struct ipvs_state *c
                         uint64_t now, struct ipvs_plan *plan)
 {
         struct full_ctx x = { .old = term, .next = { .timeout = term->timeout }, .now = now, .plan = plan };
-        uint32_t *ci = malloc((current->n + 1) * sizeof(*ci));
+        uint32_t *ci;
         size_t i = 0, j = 0;
-        int r = 0;
+        int r = ipvs_desired_flat(d);
 
-        if (!ci)
+        if (r < 0)
+                return r;
+        if (!(ci = malloc((current->n + 1) * sizeof(*ci))))
                 return -ENOMEM;
         for (size_t k = 0; k < current->n; k++)
                 ci[k] = (uint32_t)k;
@@ -1160,34 +1471,25 @@ int ipvs_reconcile_full(const struct ipvs_desired *d, const struct ipvs_state *c
         return 0;
 }
 
+/* Hash lookups, no sort: a periodic sync after a change would otherwise
+ * make the flat view of a set it never uses again. */
 bool ipvs_reconcile_services_same(const struct ipvs_desired *d, const struct ipvs_state *current)
 {
-        uint32_t *ci = malloc((current->n + 1) * sizeof(*ci));
-        size_t i = 0, j = 0;
-        bool same = true;
+        size_t matched = 0;
 
-        if (!ci)
-                return false;
-        for (size_t k = 0; k < current->n; k++)
-                ci[k] = (uint32_t)k;
-        if (current->n > 1)
-                qsort_r(ci, current->n, sizeof(*ci), state_idx_cmp, current->svcs);
-        while ((i < d->n || j < current->n) && same) {
-                const struct ipvs_vs *v = i < d->n ? &d->vs[d->sorted[i]] : NULL;
-                const struct ipvs_state_svc *cs = j < current->n ? &current->svcs[ci[j]] : NULL;
-                int c = !v ? 1 : !cs ? -1 : ipvs_service_key_cmp(&v->svc, &cs->svc);
+        for (size_t j = 0; j < current->n; j++) {
+                const struct ipvs_state_svc *cs = &current->svcs[j];
+                const struct ipvs_vs *v;
 
-                if (c < 0)
-                        same = false;
-                else if (c > 0)
-                        same = !family_ours(d, cs->svc.af); /* the other family's proxier's */
-                else
-                        same = service_same(&v->svc, &cs->svc);
-                i += c <= 0;
-                j += c >= 0;
+                if (!family_ours(d, cs->svc.af))
+                        continue; /* the other family's proxier's */
+                v = ipvs_desired_find(d, &cs->svc);
+                if (!v || !service_same(&v->svc, &cs->svc))
+                        return false;
+                matched++;
         }
-        free(ci);
-        return same;
+        /* The kernel holds a key once. */
+        return matched == d->n;
 }
 
 int ipvs_term_services(const struct ipvs_term *t, struct ipvs_service **ret, size_t *ret_n)
@@ -1321,6 +1623,8 @@ int ipvs_reconcile_partial(const struct ipvs_desired *old, const struct ipvs_des
                                         term, now, plan);
                 return r < 0 ? r : ipvs_reconcile_expire(term, now, plan);
         }
+        if ((r = ipvs_desired_flat(old)) < 0 || (r = ipvs_desired_flat(d)) < 0)
+                return r;
         while ((i < old->n || j < d->n) && r == 0) {
                 const struct ipvs_vs *ov = i < old->n ? &old->vs[old->sorted[i]] : NULL;
                 const struct ipvs_vs *nv = j < d->n ? &d->vs[d->sorted[j]] : NULL;

@@ -41,32 +41,50 @@
 /* One desired virtual server. Its real servers are not copied: they are
  * the table entry's endpoints (ipvs_vs_dest), so a desired set costs one
  * record per virtual server and lives no longer than its table. */
+struct ipvs_eclaims;
 struct ipvs_vs {
         struct ipvs_service svc;
         struct ipaddr addr;          /* svc.addr as an ipaddr, for printing */
         const struct tbl_svc *src;   /* the table entry it comes from */
-        uint32_t src_i;              /* src's index in its table: table order */
         bool local;                  /* src->local_eps rather than src->cluster_eps */
         bool node_port;              /* the NodePort on the node IP */
         uint32_t nth;                /* rank among src's claims: table order within an entry */
+        /* Where the record lives (copies in vs and lost keep them): the
+         * claims of its entry, shared by the sets whose tables hold it. */
+        const struct ipvs_eclaims *ec;
+        const struct ipvs_vs *self;
 };
 
+struct ipvs_dchunk;
+struct ipvs_kpage;
 struct ipvs_desired {
-        /* Table order; a key (protocol, address, port) claimed twice is kept
+        size_t n;                    /* virtual servers (the winning claims) */
+        /* A flat view, made by ipvs_desired_new_on and on demand by
+         * ipvs_desired_flat (NULL until then): copies of the winners in
+         * table order; a key (protocol, address, port) claimed twice is kept
          * for the first claimant only, as ipvsadm-restore would. */
         struct ipvs_vs *vs;
-        size_t n;
         uint32_t *sorted;            /* indexes of vs in ipvs_service_key_cmp order */
         bool family_enabled[2];
         /* For ipvs_desired_update and ipvs_reconcile_partial, not callers. */
         struct ipvs_vs *lost;        /* the claims of a key taken earlier, by (key, table order) */
         size_t n_lost;
         const struct table *table;
+        /* Every claim, per chunk of the table (dchunks[c]: table->chunks[c]'s
+         * entries, each entry's claims a block of their own), and the
+         * winners by key hash in pages (each sorted by key). All shared
+         * with the set it was updated from where they did not change: an
+         * update costs what changed, one pointer per chunk and one per
+         * page. */
+        struct ipvs_dchunk **dchunks;
+        size_t n_dchunks;
+        struct ipvs_kpage **pages;
+        size_t n_pages;              /* a power of two */
         struct ipaddr *node_addrs;   /* as given to ipvs_desired_new_on; NULL: the node IP */
         size_t n_node_addrs;
         uint64_t serial;             /* unique to this set */
         uint64_t base;               /* the serial of the set it was updated from; 0: built from scratch */
-        struct ipvs_service *changed; /* the keys whose claims may differ from base's, in key order */
+        struct ipvs_service *changed; /* the keys whose virtual server differs from base's, in key order */
         size_t n_changed;
 };
 
@@ -79,16 +97,21 @@ int ipvs_desired_new(const struct table *t, struct ipvs_desired **ret);
 int ipvs_desired_new_on(const struct table *t, const struct ipaddr *node_addrs, size_t n_node_addrs,
                         struct ipvs_desired **ret);
 /* The desired set of t, made from old (the set of an earlier table, which
- * must still be alive), with old's node addresses: the virtual servers of
- * entries t shares with old's table (same `shared` counter) are copied, only
- * the others are computed, and the cost follows the change, not the table
- * (but for one pass over both tables' entries and the copy). Equal to what
- * ipvs_desired_new_on would give, winners of clashing keys included; tables
- * of another context (scheduler, families, NodePort ranges, node IP) are
- * computed from scratch. *ret untouched on failure. */
+ * must still be alive), with old's node addresses: the claims of the table
+ * chunks t shares with old's table are shared, the other chunks take over
+ * the claims of the entries old had and compute the rest, and only the
+ * keys of computed or dropped claims are looked up again: the cost
+ * follows the change (plus one pointer per chunk and per key page), not
+ * the table. Equal to what ipvs_desired_new_on would give, winners of
+ * clashing keys included; tables of another context (scheduler, families,
+ * NodePort ranges, node IP) are computed from scratch. No flat view (see
+ * ipvs_desired_flat). *ret untouched on failure. */
 int ipvs_desired_update(const struct ipvs_desired *old, const struct table *t, struct ipvs_desired **ret);
 void ipvs_desired_free(struct ipvs_desired *d);
-/* The virtual server with svc's key, or NULL. */
+/* Makes d's flat view (vs, sorted) if it has none: O(n log n), for full
+ * syncs, dry runs and tests. A cache: d is otherwise unchanged. */
+int ipvs_desired_flat(const struct ipvs_desired *d);
+/* The virtual server with svc's key, or NULL: a hash lookup. */
 const struct ipvs_vs *ipvs_desired_find(const struct ipvs_desired *d, const struct ipvs_service *svc);
 size_t ipvs_vs_n_dests(const struct ipvs_vs *v);
 /* Real server i (0..ipvs_vs_n_dests), in the table's endpoint order. */

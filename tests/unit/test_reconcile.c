@@ -908,10 +908,13 @@ static void vs_assert_equal(const struct ipvs_vs *a, const struct ipvs_vs *b)
 static void desired_assert_equal(const struct ipvs_desired *inc, const struct ipvs_desired *scratch)
 {
         assert_int_equal(inc->n, scratch->n);
+        assert_int_equal(ipvs_desired_flat(inc), 0);
+        assert_int_equal(ipvs_desired_flat(scratch), 0);
         for (size_t i = 0; i < inc->n; i++) {
                 vs_assert_equal(&inc->vs[i], &scratch->vs[i]);
                 assert_int_equal(inc->sorted[i], scratch->sorted[i]);
-                assert_ptr_equal(ipvs_desired_find(inc, &inc->vs[i].svc), &inc->vs[i]);
+                assert_ptr_equal(ipvs_desired_find(inc, &inc->vs[i].svc), inc->vs[i].self);
+                assert_ptr_equal(ipvs_desired_find(scratch, &inc->vs[i].svc)->src, inc->vs[i].src);
         }
         assert_int_equal(inc->n_lost, scratch->n_lost);
         for (size_t i = 0; i < inc->n_lost; i++) {
@@ -920,7 +923,8 @@ static void desired_assert_equal(const struct ipvs_desired *inc, const struct ip
                 vs_assert_equal(&inc->lost[i], &scratch->lost[i]);
                 /* Lost to an earlier claim of the same key. */
                 assert_non_null(w);
-                assert_true(w->src_i < inc->lost[i].src_i || (w->src_i == inc->lost[i].src_i && w->nth < inc->lost[i].nth));
+                assert_true(tbl_svc_cmp(w->src, inc->lost[i].src) < 0 ||
+                            (w->src == inc->lost[i].src && w->nth < inc->lost[i].nth));
         }
         assert_int_equal(inc->family_enabled[0], scratch->family_enabled[0]);
         assert_int_equal(inc->family_enabled[1], scratch->family_enabled[1]);
@@ -1063,7 +1067,57 @@ static size_t claims_of_clashed(const struct ipvs_desired *d, const struct table
  * partial plan from the incremental sets (only the changed keys) is the
  * plan of the walk over both scratch sets, op for op, with the same
  * terminating list. */
-static void test_update_equals_new(void **state)
+/* t's entries in t's own chunks, shared (as table_update shares the
+ * chunks it does not change). */
+static struct table *share_chunks(struct table *t)
+{
+        struct table *n = table_subset(t, NULL, 0);
+
+        assert_non_null(n);
+        free(n->chunks);
+        free(n->chunk_end);
+        n->chunks = calloc(t->n_chunks + 1, sizeof(*n->chunks));
+        n->chunk_end = calloc(t->n_chunks + 1, sizeof(*n->chunk_end));
+        assert_non_null(n->chunks);
+        assert_non_null(n->chunk_end);
+        for (size_t c = 0; c < t->n_chunks; c++) {
+                n->chunks[c] = t->chunks[c];
+                n->chunks[c]->refs++;
+                n->chunk_end[c] = t->chunk_end[c];
+        }
+        n->n_chunks = t->n_chunks;
+        n->n_svcs = t->n_svcs;
+        return n;
+}
+
+/* A service between the random ones in table order, so that they lie in
+ * different chunks; every seventh also claims an externalIP the random
+ * ones claim (clashes across chunks). */
+static void filler_service(struct model *m, unsigned i, unsigned f)
+{
+        char name[32], cip[32];
+        json_t *spec;
+
+        snprintf(name, sizeof(name), "svc-%02u-f%02u", i, f);
+        snprintf(cip, sizeof(cip), "10.97.%u.%u", i, f + 1);
+        spec = json_pack("{s:s, s:s, s:[{s:s, s:i}]}", "type", "ClusterIP", "clusterIP", cip, "ports", "name", "http",
+                         "port", 80);
+        if (f % 7 == 3)
+                json_object_set_new(spec, "externalIPs", json_pack("[s]", "192.168.0.2"));
+        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s}, s:o}", "apiVersion", "v1", "kind", "Service", "metadata",
+                                    "name", name, "namespace", "a", "spec", spec));
+        snprintf(cip, sizeof(cip), "10.245.%u.%u", i, f + 1);
+        snprintf(name, sizeof(name), "svc-%02u-f%02u-x", i, f);
+        json_t *eps = json_pack("[{s:[s], s:s, s:{s:b}}]", "addresses", cip, "nodeName", "node-a", "conditions",
+                                "ready", 1);
+        snprintf(cip, sizeof(cip), "svc-%02u-f%02u", i, f);
+        test_model_put(m, json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:s, s:[{s:s, s:i}], s:o}", "apiVersion",
+                                    "discovery.k8s.io/v1", "kind", "EndpointSlice", "metadata", "name", name,
+                                    "namespace", "a", "labels", "kubernetes.io/service-name", cip, "addressType",
+                                    "IPv4", "ports", "name", "http", "port", 8080, "endpoints", eps));
+}
+
+static void update_equals_new(unsigned fillers)
 {
         struct nodectx node = { .node_name = "node-a" };
         struct ipaddr addrs[4];
@@ -1073,7 +1127,6 @@ static void test_update_equals_new(void **state)
         struct ipvs_term *term_inc = NULL, *term_new_ = NULL;
         struct model *m;
         size_t moved = 0, lost = 0, promoted_or_demoted_steps = 0, ops = 0, no_op_steps = 0;
-        (void)state;
 
         proxy_config_init(&cfg);
         cfg.nodeport_primary = false;
@@ -1088,6 +1141,9 @@ static void test_update_equals_new(void **state)
         assert_int_equal(ipvs_term_new(3, &term_inc), 0);
         assert_int_equal(ipvs_term_new(3, &term_new_), 0);
         assert_int_equal(model_new(&m), 0);
+        for (unsigned i = 0; i < 30; i++)
+                for (unsigned f = 0; f < fillers; f++)
+                        filler_service(m, i, f);
         for (unsigned step = 0; step < 600; step++) {
                 struct table *t;
                 struct ipvs_desired *inc = NULL, *scratch = NULL;
@@ -1157,6 +1213,21 @@ static void test_update_equals_new(void **state)
         ipvs_term_free(term_new_);
         table_free(prev);
         model_free(m);
+}
+
+static void test_update_equals_new(void **state)
+{
+        (void)state;
+        update_equals_new(0);
+}
+
+/* The same over several table chunks (the random services spread among
+ * 600 others): claims in shared chunks, winners and losers, kept across
+ * updates, and clashes between chunks. */
+static void test_update_equals_new_chunks(void **state)
+{
+        (void)state;
+        update_equals_new(20);
 }
 
 /* A clash table_compute cannot see: a's externalIP is the node's address,
@@ -1254,13 +1325,43 @@ static void test_update_only_changed(void **state)
         }
         d = desired(t);
         assert_int_equal(d->n, 1000);
-        t2 = tb_share(t);
+        t2 = share_chunks(t);
         drop_ep(tb_unshare(t2, 321), 0);
         assert_int_equal(ipvs_desired_update(d, t2, &d2), 0);
         assert_int_equal(d2->n, 1000);
         assert_int_equal(d2->n_changed, 2); /* the ClusterIP and the NodePort */
         k = key(IPPROTO_TCP, "172.30.1.122", 80);
         assert_int_equal(ipvs_service_key_cmp(&d2->changed[0], &k), 0);
+        /* The cost follows the change: every chunk of claims but the
+         * changed entry's is shared, and only the pages of its two keys
+         * are copied. */
+        assert_true(d->n_dchunks >= 2);
+        assert_int_equal(d2->n_dchunks, d->n_dchunks);
+        assert_int_equal(d2->n_pages, d->n_pages);
+        assert_true(d->n_pages >= 4);
+        {
+                size_t own_chunks = 0, own_pages = 0;
+
+                for (size_t c = 0; c < d2->n_dchunks; c++)
+                        own_chunks += d2->dchunks[c] != d->dchunks[c];
+                for (size_t p2 = 0; p2 < d2->n_pages; p2++)
+                        own_pages += d2->pages[p2] != d->pages[p2];
+                assert_int_equal(own_chunks, 1);
+                assert_true(own_pages >= 1 && own_pages <= 2);
+        }
+        assert_null(d2->vs); /* no flat view until asked */
+        {
+                /* A periodic sync's check needs none either. */
+                struct ipvs_state *st = state_of(d);
+
+                assert_true(ipvs_reconcile_services_same(d2, st));
+                assert_null(d2->vs);
+                st->n--;
+                assert_false(ipvs_reconcile_services_same(d2, st));
+                st->n++;
+                ipvs_state_free(st);
+        }
+        assert_int_equal(ipvs_desired_flat(d2), 0);
         for (size_t i = 0; i < d2->n; i++)
                 assert_ptr_equal(d2->vs[i].src, table_svc(t2, i / 2));
         assert_int_equal(ipvs_reconcile_partial(d, d2, term, 10, p), 0);
@@ -1405,7 +1506,8 @@ int main(void)
                 cmocka_unit_test(test_full_drifted), cmocka_unit_test(test_full_other_family),
                 cmocka_unit_test(test_services_same_and_drained),
                 cmocka_unit_test(test_partial_unchanged), cmocka_unit_test(test_partial_and_termination),
-                cmocka_unit_test(test_update_equals_new), cmocka_unit_test(test_update_clash_moves),
+                cmocka_unit_test(test_update_equals_new), cmocka_unit_test(test_update_equals_new_chunks),
+                cmocka_unit_test(test_update_clash_moves),
                 cmocka_unit_test(test_update_only_changed), cmocka_unit_test(test_vips_update),
         };
 
