@@ -228,16 +228,19 @@ static int bench_update(struct model *m, const struct nodectx *node, const struc
                         free(oi);
                         free(ni);
                 }
-                table_free(t);
-                t = t2;
                 v[i] = now_ms() - start;
                 /* The IPVS backend's planning of the same change: the
-                 * desired set from the last one, the partial reconcile. */
+                 * desired set from the last one (whose table must still be
+                 * alive, as the backend keeps it), the partial reconcile. */
                 t1 = now_ms();
                 if (r == 0 && (r = ipvs_plan_new(&p)) == 0 && (r = ipvs_term_new(60, &term)) == 0 &&
-                    (r = ipvs_desired_update(d, t, &d2)) == 0)
+                    (r = ipvs_desired_update(d, t2, &d2)) == 0)
                         r = ipvs_reconcile_partial(d, d2, term, 0, p);
                 vi[i] = now_ms() - t1;
+                start = now_ms();
+                table_free(t);
+                t = t2;
+                v[i] += now_ms() - start;
                 ipvs_plan_free(p);
                 ipvs_term_free(term);
                 if (d2) {
