@@ -123,6 +123,9 @@ def main():
             d = r[k]
             ok = ok and d["p99"] < P99_MS * 1000 and d["cpu_p99"] < P99_MS * 1000
             parts.append("%s %s / %s (sync alone %s)" % (name, ms(d["p99"]), ms(d["cpu_p99"]), ms(d["sync_p99"])))
+        if "foreign_us" in r:
+            parts.append("the first sync after another program's commit (the ruleset check) %s / %s" % (
+                ms(r["foreign_us"]), ms(r["foreign_cpu_us"])))
         rows.append(("one change p99 < 5 ms, %d × %d: compute + sync wall / CPU ms" % (n, m), "; ".join(parts),
                      verdict(ok)))
     for (n, m), d in sorted(dmn.items()):
