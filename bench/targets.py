@@ -30,27 +30,17 @@ def fresh(path, since):
     return os.path.exists(path) and os.path.getmtime(path) >= since
 
 
-def last_block_results(path, since):
-    """RESULT lines after the last '# <date> sizes=' header of an appended
-    raw file (one header per run of nft_sync.py)."""
+def results(path, since, blocks=True):
+    """{(n, m): RESULT} of nft_sync.py. blocks: an appended raw file, whose
+    last run starts after its last '# <date> sizes=' header; else a whole
+    output (the VM's, one run)."""
     if not fresh(path, since):
         return {}
     res = {}
     for line in open(path, errors="replace"):
-        if line.startswith("# ") and " sizes=" in line:
+        if blocks and line.startswith("# ") and " sizes=" in line:
             res = {}
         elif line.startswith("RESULT "):
-            r = json.loads(line[7:])
-            res[(r["n"], r["m"])] = r
-    return res
-
-
-def stdout_results(path, since):
-    if not fresh(path, since):
-        return {}
-    res = {}
-    for line in open(path, errors="replace"):
-        if line.startswith("RESULT "):
             r = json.loads(line[7:])
             res[(r["n"], r["m"])] = r
     return res
@@ -105,8 +95,8 @@ def main():
     a = ap.parse_args()
     # nft_sync.py's header has minute resolution, file times do not.
     since = a.since - 60 if a.since else 0.0
-    nft = last_block_results(os.path.join(OUT, "nft_raw.txt"), since)
-    ipvs = stdout_results(os.path.join(OUT, "ipvs_vm.txt"), since)
+    nft = results(os.path.join(OUT, "nft_raw.txt"), since)
+    ipvs = results(os.path.join(OUT, "ipvs_vm.txt"), since, blocks=False)
     dmn = daemon_results(os.path.join(OUT, "daemon_raw.txt"), since)
     wr = watch_result(os.path.join(OUT, "watch.txt"), since)
     rows = []
